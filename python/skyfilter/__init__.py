@@ -1,0 +1,1 @@
+from skyfilter._core import *  # noqa

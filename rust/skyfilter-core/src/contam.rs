@@ -1,0 +1,442 @@
+//! Benchmark contamination matching: an index of benchmark n-grams and a parallel matcher.
+//!
+//! [`BenchIndex`] holds every distinct n-gram of one or more benchmarks (a *group*), the benchmark
+//! rows it occurs in (its *postings*) and the tokens themselves. [`BenchIndex::match_rows`] finds, for
+//! each training row, its distinct n-grams and the groups they match. A hash only proposes a
+//! candidate: the tokens are compared before a match counts, so a collision can never flag a row.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
+
+use crate::ngram::{ngram_hashes, MAX_N};
+use crate::text::{Tokenizer, Tokens};
+use crate::Error;
+
+const NONE: u32 = u32::MAX;
+
+/// The hashes are already uniform: use them as their own hash-map keys.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type HashIndex = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
+
+/// One distinct benchmark n-gram.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    /// Index in `BenchIndex::tokens` of its first token.
+    first_token: u32,
+    /// Next group with the same hash (a true 64-bit collision), or `NONE`.
+    next: u32,
+    /// Range of its postings in `BenchIndex::postings`.
+    postings: (u32, u32),
+}
+
+/// A benchmark row: which benchmark and which 0-based row of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BenchRow {
+    pub bench: u32,
+    pub row: u32,
+}
+
+/// The n-grams of a set of benchmarks, ready to match training rows against.
+#[derive(Debug)]
+pub struct BenchIndex {
+    tokenizer: Tokenizer,
+    n: usize,
+    /// Normalised tokens of all benchmark rows, concatenated.
+    arena: String,
+    /// Byte spans of the tokens in `arena`.
+    tokens: Vec<(u32, u32)>,
+    heads: HashIndex,
+    groups: Vec<Group>,
+    postings: Vec<BenchRow>,
+    /// Rows per benchmark, as given to [`BenchIndex::build`].
+    bench_rows: Vec<u32>,
+}
+
+/// What one training row matched.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowMatch {
+    /// Distinct n-grams of the row (over all its texts).
+    pub n_ngrams: u32,
+    /// Distinct matched groups, in order of first occurrence in the row's texts.
+    pub matched: Vec<u32>,
+}
+
+impl RowMatch {
+    /// Fraction of the row's distinct n-grams found in the benchmarks (0 when it has none).
+    pub fn overlap(&self) -> f64 {
+        if self.n_ngrams == 0 {
+            0.0
+        } else {
+            self.matched.len() as f64 / f64::from(self.n_ngrams)
+        }
+    }
+
+    /// A row is flagged when it matched at least one n-gram and its overlap reaches `threshold`.
+    pub fn is_flagged(&self, threshold: f64) -> bool {
+        !self.matched.is_empty() && self.overlap() >= threshold
+    }
+}
+
+/// Scratch buffers of one worker.
+#[derive(Default)]
+struct Scratch {
+    tokens: Tokens,
+    token_hashes: Vec<u64>,
+    hashes: Vec<u64>,
+    row_hashes: Vec<u64>,
+}
+
+fn check_n(n: usize) -> Result<(), Error> {
+    if (1..=MAX_N).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::InvalidNgram(n))
+    }
+}
+
+impl BenchIndex {
+    /// Indexes the n-grams of `benches[b][row]` for every benchmark `b`. `None` and texts with fewer
+    /// than `n` tokens contribute nothing.
+    pub fn build(tokenizer: Tokenizer, n: usize, benches: &[Vec<Option<&str>>]) -> Result<Self, Error> {
+        check_n(n)?;
+        let mut index = BenchIndex {
+            tokenizer,
+            n,
+            arena: String::new(),
+            tokens: Vec::new(),
+            heads: HashIndex::default(),
+            groups: Vec::new(),
+            postings: Vec::new(),
+            bench_rows: benches.iter().map(|b| b.len() as u32).collect(),
+        };
+        let mut scratch = Scratch::default();
+        let mut occurrences: Vec<(u32, BenchRow)> = Vec::new();
+        for (bench, texts) in benches.iter().enumerate() {
+            for (row, text) in texts.iter().enumerate() {
+                let Some(text) = text else { continue };
+                let at = BenchRow {
+                    bench: bench as u32,
+                    row: row as u32,
+                };
+                index.add_text(text, at, &mut scratch, &mut occurrences)?;
+            }
+        }
+        // Postings in (group, benchmark, row) order, each benchmark row once per group.
+        occurrences.sort_unstable();
+        occurrences.dedup();
+        let mut start = 0usize;
+        for (g, group) in index.groups.iter_mut().enumerate() {
+            let end = start
+                + occurrences[start..]
+                    .iter()
+                    .take_while(|(og, _)| *og as usize == g)
+                    .count();
+            group.postings = (start as u32, end as u32);
+            start = end;
+        }
+        index.postings = occurrences.into_iter().map(|(_, at)| at).collect();
+        Ok(index)
+    }
+
+    fn add_text(
+        &mut self,
+        text: &str,
+        at: BenchRow,
+        scratch: &mut Scratch,
+        occurrences: &mut Vec<(u32, BenchRow)>,
+    ) -> Result<(), Error> {
+        self.tokenizer.tokenize_into(text, &mut scratch.tokens);
+        ngram_hashes(&scratch.tokens, self.n, &mut scratch.token_hashes, &mut scratch.hashes);
+        if scratch.hashes.is_empty() {
+            return Ok(());
+        }
+        let first = self.tokens.len();
+        for token in scratch.tokens.iter() {
+            let start = self.arena.len();
+            self.arena.push_str(token);
+            if self.arena.len() > u32::MAX as usize || self.tokens.len() >= NONE as usize {
+                return Err(Error::BenchmarkTooLarge);
+            }
+            self.tokens.push((start as u32, self.arena.len() as u32));
+        }
+        for (i, &h) in scratch.hashes.iter().enumerate() {
+            let first_token = (first + i) as u32;
+            let group = match self.find(h, |k| self.bench_token(first_token as usize + k)) {
+                Some(g) => g,
+                None => {
+                    let g = self.groups.len() as u32;
+                    let next = self.heads.insert(h, g).unwrap_or(NONE);
+                    self.groups.push(Group {
+                        first_token,
+                        next,
+                        postings: (0, 0),
+                    });
+                    g
+                }
+            };
+            occurrences.push((group, at));
+        }
+        Ok(())
+    }
+
+    fn bench_token(&self, i: usize) -> &str {
+        let (s, e) = self.tokens[i];
+        &self.arena[s as usize..e as usize]
+    }
+
+    /// The group whose tokens equal `token(0..n)` among those with hash `h`.
+    fn find<'a>(&self, h: u64, token: impl Fn(usize) -> &'a str) -> Option<u32> {
+        let mut g = *self.heads.get(&h)?;
+        while g != NONE {
+            let group = self.groups[g as usize];
+            let first = group.first_token as usize;
+            if (0..self.n).all(|k| self.bench_token(first + k) == token(k)) {
+                return Some(g);
+            }
+            g = group.next;
+        }
+        None
+    }
+
+    /// The tokenizer of the index.
+    pub fn tokenizer(&self) -> Tokenizer {
+        self.tokenizer
+    }
+
+    /// The n of the index.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of distinct benchmark n-grams.
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of rows of each benchmark.
+    pub fn bench_rows(&self) -> &[u32] {
+        &self.bench_rows
+    }
+
+    /// The text of a group: its tokens joined by single spaces.
+    pub fn ngram_text(&self, group: u32) -> Option<String> {
+        let g = self.groups.get(group as usize)?;
+        let first = g.first_token as usize;
+        Some(
+            (first..first + self.n)
+                .map(|i| self.bench_token(i))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
+    /// The benchmark rows a group occurs in, in (benchmark, row) order.
+    pub fn postings(&self, group: u32) -> Option<&[BenchRow]> {
+        let g = self.groups.get(group as usize)?;
+        Some(&self.postings[g.postings.0 as usize..g.postings.1 as usize])
+    }
+
+    /// Matches training rows. Row `r` consists of `texts[bounds[r]..bounds[r + 1]]`; `None` texts are
+    /// skipped. Groups with `ignore[g] == true` never match (`ignore` may be empty). Results are the
+    /// same for any number of `threads` (0 = rayon's default).
+    pub fn match_rows(
+        &self,
+        texts: &[Option<&str>],
+        bounds: &[usize],
+        ignore: &[bool],
+        threads: usize,
+    ) -> Result<Vec<RowMatch>, Error> {
+        if bounds.is_empty() || bounds.windows(2).any(|w| w[0] > w[1]) || bounds[bounds.len() - 1] > texts.len() {
+            return Err(Error::InvalidRowBounds);
+        }
+        if !ignore.is_empty() && ignore.len() != self.groups.len() {
+            return Err(Error::InvalidIgnoreMask {
+                expected: self.groups.len(),
+                got: ignore.len(),
+            });
+        }
+        let n_rows = bounds.len() - 1;
+        let one = |scratch: &mut Scratch, r: usize| self.match_row(&texts[bounds[r]..bounds[r + 1]], ignore, scratch);
+        if threads == 1 || n_rows < 2 {
+            let mut scratch = Scratch::default();
+            return Ok((0..n_rows).map(|r| one(&mut scratch, r)).collect());
+        }
+        // A pool per call: no global state, so nothing to repair after a fork (DataLoader workers).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        Ok(pool.install(|| {
+            (0..n_rows)
+                .into_par_iter()
+                .with_min_len(64)
+                .map_init(Scratch::default, one)
+                .collect()
+        }))
+    }
+
+    fn match_row(&self, texts: &[Option<&str>], ignore: &[bool], s: &mut Scratch) -> RowMatch {
+        let mut result = RowMatch::default();
+        s.row_hashes.clear();
+        for text in texts.iter().flatten() {
+            self.tokenizer.tokenize_into(text, &mut s.tokens);
+            ngram_hashes(&s.tokens, self.n, &mut s.token_hashes, &mut s.hashes);
+            s.row_hashes.extend_from_slice(&s.hashes);
+            for (i, &h) in s.hashes.iter().enumerate() {
+                if !self.heads.contains_key(&h) {
+                    continue;
+                }
+                let tokens = &s.tokens;
+                let Some(g) = self.find(h, |k| tokens.get(i + k)) else {
+                    continue;
+                };
+                if ignore.get(g as usize).copied().unwrap_or(false) || result.matched.contains(&g) {
+                    continue;
+                }
+                result.matched.push(g);
+            }
+        }
+        s.row_hashes.sort_unstable();
+        s.row_hashes.dedup();
+        result.n_ngrams = s.row_hashes.len() as u32;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(n: usize, benches: &[&[&str]]) -> BenchIndex {
+        let benches: Vec<Vec<Option<&str>>> = benches.iter().map(|b| b.iter().map(|t| Some(*t)).collect()).collect();
+        BenchIndex::build(Tokenizer::Words, n, &benches).unwrap()
+    }
+
+    fn match_texts(index: &BenchIndex, rows: &[&str], threads: usize) -> Vec<RowMatch> {
+        let texts: Vec<Option<&str>> = rows.iter().map(|t| Some(*t)).collect();
+        let bounds: Vec<usize> = (0..=rows.len()).collect();
+        index.match_rows(&texts, &bounds, &[], threads).unwrap()
+    }
+
+    #[test]
+    fn finds_shared_ngram_and_its_postings() {
+        let idx = index(
+            3,
+            &[
+                &["the quick brown fox jumps", "nothing in common here"],
+                &["a QUICK brown fox!"],
+            ],
+        );
+        let m = match_texts(&idx, &["I saw the quick brown fox today", "quick brown dog"], 1);
+        assert_eq!(m[0].n_ngrams, 4); // "I" is a one-character token
+        assert_eq!(m[0].matched.len(), 2);
+        assert!(m[0].is_flagged(0.0));
+        assert!(m[0].is_flagged(0.5));
+        assert!(!m[0].is_flagged(0.51));
+        assert_eq!(idx.ngram_text(m[0].matched[0]).unwrap(), "the quick brown");
+        let fox = m[0].matched[1];
+        assert_eq!(idx.ngram_text(fox).unwrap(), "quick brown fox");
+        assert_eq!(
+            idx.postings(fox).unwrap(),
+            [BenchRow { bench: 0, row: 0 }, BenchRow { bench: 1, row: 0 }]
+        );
+        assert_eq!(
+            m[1],
+            RowMatch {
+                n_ngrams: 1,
+                matched: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn threads_do_not_change_results() {
+        let idx = index(2, &[&["aa bb cc dd ee", "ff gg hh"]]);
+        let rows: Vec<String> = (0..1000).map(|i| format!("x{i} aa bb y{i} gg hh cc dd")).collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        assert_eq!(match_texts(&idx, &rows, 1), match_texts(&idx, &rows, 2));
+        assert_eq!(match_texts(&idx, &rows, 1), match_texts(&idx, &rows, 0));
+    }
+
+    #[test]
+    fn rows_with_several_texts_count_distinct_ngrams() {
+        let idx = index(2, &[&["aa bb"]]);
+        let texts = [Some("aa bb cc"), None, Some("aa bb"), Some("zz")];
+        let m = idx.match_rows(&texts, &[0, 3, 3, 4], &[], 1).unwrap();
+        assert_eq!(
+            m[0],
+            RowMatch {
+                n_ngrams: 2,
+                matched: vec![0]
+            }
+        );
+        assert_eq!(m[1], RowMatch::default());
+        assert_eq!(m[2], RowMatch::default());
+    }
+
+    #[test]
+    fn ignored_groups_never_match() {
+        let idx = index(2, &[&["aa bb cc"]]);
+        let texts = [Some("aa bb cc")];
+        let m = idx.match_rows(&texts, &[0, 1], &[true, false], 1).unwrap();
+        assert_eq!(m[0].matched, vec![1]);
+        assert!(matches!(
+            idx.match_rows(&texts, &[0, 1], &[true], 1),
+            Err(Error::InvalidIgnoreMask { .. })
+        ));
+    }
+
+    #[test]
+    fn collisions_are_confirmed_by_tokens() {
+        // Chain both groups under one hash, as a 64-bit collision would: lookups still compare tokens.
+        let mut idx = index(2, &[&["aa bb", "cc dd"]]);
+        idx.heads.clear();
+        idx.heads.insert(7, 1);
+        idx.groups[1].next = 0;
+        idx.groups[0].next = NONE;
+        let tokens = |text: &str| {
+            let mut t = Tokens::default();
+            Tokenizer::Words.tokenize_into(text, &mut t);
+            t
+        };
+        let (ab, cd, ac) = (tokens("aa bb"), tokens("cc dd"), tokens("aa cc"));
+        assert_eq!(idx.find(7, |k| ab.get(k)), Some(0));
+        assert_eq!(idx.find(7, |k| cd.get(k)), Some(1));
+        assert_eq!(idx.find(7, |k| ac.get(k)), None);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(matches!(
+            BenchIndex::build(Tokenizer::Words, 0, &[]),
+            Err(Error::InvalidNgram(0))
+        ));
+        let idx = index(2, &[&["aa bb"]]);
+        assert!(matches!(
+            idx.match_rows(&[Some("aa")], &[0, 2], &[], 1),
+            Err(Error::InvalidRowBounds)
+        ));
+        assert!(matches!(
+            idx.match_rows(&[Some("aa")], &[], &[], 1),
+            Err(Error::InvalidRowBounds)
+        ));
+    }
+}

@@ -1,0 +1,45 @@
+//! skyfilter-core: the pure-Rust kernels of skyfilter, with no Python in sight.
+//!
+//! * [`text`]: normalisation and tokenisation presets that reproduce the Python reference methods.
+//! * [`ngram`]: stable xxh3 n-gram hashing.
+//! * [`contam`]: the benchmark n-gram index and the parallel contamination matcher.
+
+pub mod contam;
+pub mod ngram;
+pub mod text;
+
+use std::fmt;
+
+/// Every error of the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// n must be between 1 and [`ngram::MAX_N`].
+    InvalidNgram(usize),
+    /// Row bounds must start a slice of the texts and never decrease.
+    InvalidRowBounds,
+    /// The ignore mask must have one entry per benchmark n-gram.
+    InvalidIgnoreMask { expected: usize, got: usize },
+    /// The benchmark text does not fit the index's 32-bit offsets (over 4 GiB of tokens).
+    BenchmarkTooLarge,
+    /// The worker pool could not start.
+    ThreadPool(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidNgram(n) => write!(f, "n-gram size must be between 1 and {}, got {n}", ngram::MAX_N),
+            Error::InvalidRowBounds => write!(f, "row bounds must be non-decreasing offsets into the texts"),
+            Error::InvalidIgnoreMask { expected, got } => {
+                write!(
+                    f,
+                    "ignore mask must have one entry per benchmark n-gram ({expected}), got {got}"
+                )
+            }
+            Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
+            Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,185 @@
+//! Bindings of `skyfilter_core::contam`: the benchmark index and the matcher.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array};
+use arrow_schema::DataType;
+use pyo3::prelude::*;
+use pyo3_arrow::{PyArray, PyRecordBatch};
+use skyfilter_core::contam::{BenchIndex, RowMatch};
+use skyfilter_core::text::Tokenizer;
+
+use crate::error::{to_py, SkyfilterError};
+use crate::texts::Texts;
+
+fn tokenizer_named(name: &str) -> PyResult<Tokenizer> {
+    Tokenizer::from_name(name)
+        .ok_or_else(|| SkyfilterError::new_err(format!("unknown tokenizer {name:?}; expected \"words\" or \"whitespace\"")))
+}
+
+/// The tokens of `text` under a tokenizer preset ("words" or "whitespace").
+#[pyfunction]
+#[pyo3(signature = (text, tokenizer = "words"))]
+pub fn tokenize(text: &str, tokenizer: &str) -> PyResult<Vec<String>> {
+    Ok(tokenizer_named(tokenizer)?.tokenize(text))
+}
+
+/// The distinct n-grams of one or more benchmarks' prompts, with the rows they occur in.
+#[pyclass(frozen, module = "skyfilter._core")]
+pub struct BenchmarkIndex {
+    inner: BenchIndex,
+}
+
+fn u32_groups(groups: &PyArray) -> PyResult<UInt32Array> {
+    match groups.array().data_type() {
+        DataType::UInt32 => Ok(groups.array().as_primitive::<UInt32Type>().clone()),
+        other => Err(SkyfilterError::new_err(format!("groups must be a uint32 array, got {other}"))),
+    }
+}
+
+fn to_pyarrow_batch(py: Python<'_>, columns: Vec<(&str, ArrayRef)>) -> PyResult<Py<PyAny>> {
+    let batch = RecordBatch::try_from_iter(columns).map_err(|e| SkyfilterError::new_err(e.to_string()))?;
+    Ok(PyRecordBatch::new(batch).into_pyarrow(py)?.unbind())
+}
+
+#[pymethods]
+impl BenchmarkIndex {
+    /// Indexes `benchmarks` (a list of string arrays, one per benchmark; nulls are skipped).
+    #[new]
+    #[pyo3(signature = (benchmarks, *, tokenizer = "words", n = 7))]
+    fn new(py: Python<'_>, benchmarks: Vec<PyArray>, tokenizer: &str, n: usize) -> PyResult<Self> {
+        let tokenizer = tokenizer_named(tokenizer)?;
+        let holders = benchmarks
+            .iter()
+            .enumerate()
+            .map(|(b, a)| Texts::new(a.array(), &format!("benchmark {b}")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let texts = holders.iter().map(Texts::strs).collect::<PyResult<Vec<_>>>()?;
+        let inner = py.detach(|| BenchIndex::build(tokenizer, n, &texts)).map_err(to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// The n-gram size.
+    #[getter]
+    fn n(&self) -> usize {
+        self.inner.n()
+    }
+
+    /// The tokenizer name.
+    #[getter]
+    fn tokenizer(&self) -> &'static str {
+        self.inner.tokenizer().name()
+    }
+
+    /// Number of distinct benchmark n-grams (groups).
+    #[getter]
+    fn n_groups(&self) -> usize {
+        self.inner.n_groups()
+    }
+
+    /// Rows of each benchmark, as indexed.
+    #[getter]
+    fn bench_rows(&self) -> Vec<u32> {
+        self.inner.bench_rows().to_vec()
+    }
+
+    /// Matches training rows. Row `r` is `texts[bounds[r]:bounds[r + 1]]` (`bounds`: int64 offsets,
+    /// `None` = one text per row). Returns a pyarrow RecordBatch, one row per training row, with
+    /// `n_ngrams`, `n_matched`, `overlap`, `flagged`, `first_group` and `matched_groups`.
+    #[pyo3(signature = (texts, bounds = None, *, threshold = 0.0, ignore = None, threads = 0))]
+    fn match_rows(
+        &self,
+        py: Python<'_>,
+        texts: PyArray,
+        bounds: Option<PyArray>,
+        threshold: f64,
+        ignore: Option<PyArray>,
+        threads: usize,
+    ) -> PyResult<Py<PyAny>> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(SkyfilterError::new_err(format!("threshold must be within [0, 1], got {threshold}")));
+        }
+        let holder = Texts::new(texts.array(), "texts")?;
+        let strs = holder.strs()?;
+        let bounds: Vec<usize> = match &bounds {
+            None => (0..=strs.len()).collect(),
+            Some(b) => match b.array().data_type() {
+                DataType::Int64 if b.array().null_count() == 0 => b
+                    .array()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| usize::try_from(v).map_err(|_| SkyfilterError::new_err("bounds must be non-negative")))
+                    .collect::<PyResult<_>>()?,
+                other => {
+                    return Err(SkyfilterError::new_err(format!("bounds must be a non-null int64 array, got {other}")))
+                }
+            },
+        };
+        let ignore: Vec<bool> = match &ignore {
+            None => Vec::new(),
+            Some(mask) => match mask.array().as_boolean_opt() {
+                Some(m) => m.iter().map(|v| v.unwrap_or(false)).collect(),
+                None => return Err(SkyfilterError::new_err("ignore must be a boolean array")),
+            },
+        };
+        let matches = py.detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads)).map_err(to_py)?;
+        to_pyarrow_batch(py, match_columns(&matches, threshold))
+    }
+
+    /// The text of each group (its tokens joined by spaces).
+    fn ngram_texts(&self, py: Python<'_>, groups: PyArray) -> PyResult<Py<PyAny>> {
+        let groups = u32_groups(&groups)?;
+        let mut out = StringBuilder::new();
+        for g in groups.iter() {
+            out.append_option(g.and_then(|g| self.inner.ngram_text(g)));
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
+    }
+
+    /// Every (group, benchmark, row) occurrence of the given groups, as a pyarrow RecordBatch.
+    fn postings(&self, py: Python<'_>, groups: PyArray) -> PyResult<Py<PyAny>> {
+        let groups = u32_groups(&groups)?;
+        let (mut group, mut bench, mut row) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
+        for g in groups.iter().flatten() {
+            for at in self.inner.postings(g).unwrap_or_default() {
+                group.append_value(g);
+                bench.append_value(at.bench);
+                row.append_value(at.row);
+            }
+        }
+        to_pyarrow_batch(
+            py,
+            vec![
+                ("group", Arc::new(group.finish()) as ArrayRef),
+                ("bench", Arc::new(bench.finish())),
+                ("row", Arc::new(row.finish())),
+            ],
+        )
+    }
+}
+
+fn match_columns(matches: &[RowMatch], threshold: f64) -> Vec<(&'static str, ArrayRef)> {
+    let n_ngrams: UInt32Array = matches.iter().map(|m| m.n_ngrams).collect();
+    let n_matched: UInt32Array = matches.iter().map(|m| m.matched.len() as u32).collect();
+    let overlap: Float64Array = matches.iter().map(|m| m.overlap()).collect();
+    let flagged: BooleanArray = matches.iter().map(|m| Some(m.is_flagged(threshold))).collect();
+    let first_group: UInt32Array = matches.iter().map(|m| m.matched.first().copied()).collect();
+    let mut groups = ListBuilder::new(UInt32Builder::new());
+    for m in matches {
+        groups.values().append_slice(&m.matched);
+        groups.append(true);
+    }
+    vec![
+        ("n_ngrams", Arc::new(n_ngrams) as ArrayRef),
+        ("n_matched", Arc::new(n_matched)),
+        ("overlap", Arc::new(overlap)),
+        ("flagged", Arc::new(flagged)),
+        ("first_group", Arc::new(first_group)),
+        ("matched_groups", Arc::new(groups.finish())),
+    ]
+}

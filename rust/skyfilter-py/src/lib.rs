@@ -1,0 +1,18 @@
+//! `skyfilter._core`: the Python bindings of skyfilter-core. This file is only a table of contents;
+//! each area converts types in its own module and calls the core with the GIL released.
+
+mod contam;
+mod error;
+mod texts;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SkyfilterError", m.py().get_type::<error::SkyfilterError>())?;
+    m.add("InvalidTextError", m.py().get_type::<error::InvalidTextError>())?;
+    m.add_class::<contam::BenchmarkIndex>()?;
+    m.add_function(wrap_pyfunction!(contam::tokenize, m)?)?;
+    Ok(())
+}

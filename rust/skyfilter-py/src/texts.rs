@@ -1,0 +1,50 @@
+//! Zero-copy views of Arrow string arrays (Utf8, LargeUtf8, Utf8View) as `Option<&str>` rows.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArray};
+use arrow_schema::DataType;
+use pyo3::PyResult;
+
+use crate::error::{invalid_text, SkyfilterError};
+
+/// The bytes of a string array, whatever its layout; the buffers are shared, not copied.
+pub enum Texts {
+    Utf8(BinaryArray),
+    LargeUtf8(LargeBinaryArray),
+    Utf8View(BinaryViewArray),
+    /// An all-null column (Arrow's `null` type), e.g. from a JSON field that is always null.
+    Null(usize),
+}
+
+impl Texts {
+    /// Accepts a string array; `what` names it in the error for any other type.
+    pub fn new(array: &ArrayRef, what: &str) -> PyResult<Self> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Texts::Utf8(array.as_string::<i32>().clone().into()),
+            DataType::LargeUtf8 => Texts::LargeUtf8(array.as_string::<i64>().clone().into()),
+            DataType::Utf8View => Texts::Utf8View(array.as_string_view().clone().to_binary_view()),
+            DataType::Null => Texts::Null(array.len()),
+            other => {
+                return Err(SkyfilterError::new_err(format!(
+                    "{what} must be a string array (utf8, large_utf8 or string_view), got {other}"
+                )))
+            }
+        })
+    }
+
+    /// Every row as text, null as `None`; the rows are checked to be valid UTF-8 (Arrow producers do
+    /// not all validate), and the first invalid row is reported.
+    pub fn strs(&self) -> PyResult<Vec<Option<&str>>> {
+        fn check<'a>(rows: impl Iterator<Item = Option<&'a [u8]>>) -> PyResult<Vec<Option<&'a str>>> {
+            rows.enumerate()
+                .map(|(i, b)| b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i))).transpose())
+                .collect()
+        }
+        match self {
+            Texts::Utf8(a) => check(a.iter()),
+            Texts::LargeUtf8(a) => check(a.iter()),
+            Texts::Utf8View(a) => check(a.iter()),
+            Texts::Null(n) => Ok(vec![None; *n]),
+        }
+    }
+}
