@@ -1,1 +1,31 @@
-from skyfilter._core import *  # noqa
+"""skyfilter: curate preference data for reward models, with Rust kernels over Arrow tables.
+
+The main entry points are :func:`contaminate` (benchmark n-gram contamination of training pairs),
+:func:`to_pairs` (any known layout into the canonical pair table) and the ``skyfilter`` command.
+"""
+
+from skyfilter._core import __version__
+from skyfilter.benchmarks import Benchmark, BenchmarkError, benchmark_from_table, load_benchmark
+from skyfilter.contaminate import PRESETS, Matcher, Preset, contaminate
+from skyfilter.io import InputError, open_source, read_table
+from skyfilter.schema import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, to_pairs
+
+__all__ = [
+    "__version__",
+    "Benchmark",
+    "BenchmarkError",
+    "InputError",
+    "Matcher",
+    "PAIR_SCHEMA",
+    "PRESETS",
+    "Preset",
+    "SchemaError",
+    "benchmark_from_table",
+    "contaminate",
+    "detect_layout",
+    "load_benchmark",
+    "match_texts",
+    "open_source",
+    "read_table",
+    "to_pairs",
+]

@@ -1,0 +1,442 @@
+"""N-gram contamination of training pairs against benchmark prompts.
+
+Presets (``--preset``), each overridable with ``ngram``, ``threshold`` and ``fields``:
+
+=========  ==========================================================================  ===  =========
+preset     normalisation and tokens                                                    n    flagged
+=========  ==========================================================================  ===  =========
+skywork    scikit-learn ``CountVectorizer``: lowercase, tokens ``(?u)\\b\\w\\w+\\b``        7    any hit
+gpt3       lm-evaluation-harness: ASCII lowercase, ASCII punctuation deleted, split     13   any hit
+palm       as gpt3                                                                      8    >= 70%
+=========  ==========================================================================  ===  =========
+
+A row's *overlap* is the fraction of its distinct n-grams that occur in some benchmark prompt; it is
+flagged when it shares at least one n-gram and its overlap reaches the threshold. Rows whose text is
+null, empty or shorter than n tokens have no n-grams and are never flagged (they are counted in the
+report). With ``ignore_common=K``, benchmark n-grams found in more than K training rows are ignored:
+generic phrases ("what are the most effective ways to") then stop flagging rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skyfilter import _core
+from skyfilter.benchmarks import Benchmark, load_benchmark
+from skyfilter.io import AtomicWriters, InputError, Source, open_source
+from skyfilter.schema import FIELDS, SchemaError, match_texts, to_pairs
+
+__all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
+
+#: Columns added to flagged rows (and returned by :func:`contaminate`).
+EVIDENCE_COLUMNS = ("input_row", "bench_name", "bench_row", "bench_subset", "matched_ngram", "overlap", "n_matched")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A decontamination convention."""
+
+    name: str
+    tokenizer: str
+    ngram: int
+    threshold: float
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("skywork", "words", 7, 0.0, "Skywork-Reward / scikit-learn CountVectorizer(ngram_range=(7, 13)), any hit"),
+        Preset("gpt3", "whitespace", 13, 0.0, "GPT-3 / lm-evaluation-harness 13-grams, any hit"),
+        Preset("palm", "whitespace", 8, 0.7, "PaLM 8-grams, flagged when >= 70% of the row's 8-grams are seen"),
+    )
+}
+
+
+def _threads(threads: int | None) -> int:
+    if threads is not None:
+        return threads
+    return int(os.environ.get("SKYFILTER_THREADS", "0") or 0)
+
+
+class Matcher:
+    """An index of benchmark prompts and the options to match training pairs against it."""
+
+    def __init__(
+        self,
+        benchmarks: Sequence[Benchmark],
+        preset: str = "skywork",
+        ngram: int | None = None,
+        threshold: float | None = None,
+        fields: str = "prompt",
+        threads: int | None = None,
+    ):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        if fields not in FIELDS:
+            raise ValueError(f"fields must be one of {', '.join(FIELDS)}, got {fields!r}")
+        if not benchmarks:
+            raise ValueError("no benchmark given")
+        names = [b.name for b in benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmark names must be distinct, got {names}")
+        self.preset = PRESETS[preset]
+        self.ngram = ngram if ngram is not None else self.preset.ngram
+        self.threshold = threshold if threshold is not None else self.preset.threshold
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
+        self.fields = fields
+        self.threads = _threads(threads)
+        self.benchmarks = list(benchmarks)
+        self.index = _core.BenchmarkIndex(
+            [b.prompts for b in self.benchmarks], tokenizer=self.preset.tokenizer, n=self.ngram
+        )
+        self.ignore: pa.Array | None = None
+
+    def describe(self) -> str:
+        rule = "any shared n-gram" if self.threshold == 0 else f"overlap >= {self.threshold:g}"
+        return f"preset {self.preset.name}: {self.preset.tokenizer} tokens, {self.ngram}-grams, {rule}, fields {self.fields}"
+
+    def match(self, pairs: pa.Table) -> pa.RecordBatch:
+        """Raw per-row results for canonical pairs (see ``_core.BenchmarkIndex.match_rows``)."""
+        texts, bounds = match_texts(pairs, self.fields)
+        return self.index.match_rows(texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads)
+
+    def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
+        """Ignores from now on the benchmark n-grams matched by more than ``max_rows`` rows; returns them."""
+        common = document_frequency > max_rows
+        self.ignore = pa.array(common) if common.any() else None
+        return np.flatnonzero(common)
+
+    def evidence(self, result: pa.RecordBatch, rows: np.ndarray, offset: int) -> dict[str, pa.Array]:
+        """Evidence columns for the given result rows: the first matched n-gram and its first benchmark row."""
+        groups = result.column("first_group").take(pa.array(rows, type=pa.int64()))
+        postings = self.index.postings(groups.fill_null(0))
+        first = {}
+        for g, b, r in zip(*(postings.column(c).to_numpy() for c in ("group", "bench", "row")), strict=True):
+            first.setdefault(int(g), (int(b), int(r)))
+        at = [first.get(g) if g is not None else None for g in groups.to_pylist()]
+        names = [self.benchmarks[a[0]].name if a else None for a in at]
+        subsets = [
+            self.benchmarks[a[0]].subsets[a[1]].as_py() if a and self.benchmarks[a[0]].subsets is not None else None
+            for a in at
+        ]
+        return {
+            "input_row": pa.array(rows + offset, type=pa.int64()),
+            "bench_name": pa.array(names, type=pa.string()),
+            "bench_row": pa.array([a[1] if a else None for a in at], type=pa.int64()),
+            "bench_subset": pa.array(subsets, type=pa.string()),
+            "matched_ngram": self.index.ngram_texts(groups),
+            "overlap": result.column("overlap").take(pa.array(rows, type=pa.int64())),
+            "n_matched": result.column("n_matched").take(pa.array(rows, type=pa.int64())).cast(pa.int64()),
+        }
+
+
+def _as_table(data) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        return data.read_all()
+    if hasattr(data, "__arrow_c_stream__"):  # polars, pandas via pyarrow, arro3, nanoarrow, duckdb ...
+        return pa.RecordBatchReader.from_stream(data).read_all()
+    raise TypeError(f"expected an Arrow table or stream (pyarrow, polars, ...), got {type(data).__name__}")
+
+
+def _benchmarks(bench) -> list[Benchmark]:
+    items = bench if isinstance(bench, list | tuple) else [bench]
+    return [b if isinstance(b, Benchmark) else load_benchmark(b) for b in items]
+
+
+def contaminate(
+    table,
+    bench,
+    preset: str = "skywork",
+    *,
+    ngram: int | None = None,
+    threshold: float | None = None,
+    fields: str = "prompt",
+    ignore_common: int | None = None,
+    layout: str | None = None,
+    prompt_column: str | None = None,
+    threads: int | None = None,
+) -> pa.Table:
+    """Matches every row of ``table`` against ``bench``; one result row per input row.
+
+    ``table``: a pyarrow Table / RecordBatch / RecordBatchReader, a polars DataFrame or anything with
+    ``__arrow_c_stream__``, in any layout of :mod:`skyfilter.schema`. ``bench``: a :class:`Benchmark`, a
+    benchmark name or file, or a list of them. Result columns: ``input_row``, ``flagged``, ``overlap``,
+    ``n_ngrams``, ``n_matched`` and, for flagged rows, ``bench_name``, ``bench_row``, ``bench_subset``,
+    ``matched_ngram`` (null elsewhere).
+    """
+    data = _as_table(table)
+    matcher = Matcher(_benchmarks(bench), preset, ngram, threshold, fields, threads)
+    pairs = to_pairs(data, source="table", layout=layout, prompt_column=prompt_column)
+    result = matcher.match(pairs)
+    if ignore_common is not None:
+        matcher.ignore_common(_document_frequency(result, matcher.index.n_groups), ignore_common)
+        result = matcher.match(pairs)
+    flagged = result.column("flagged").to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(flagged)
+    ev = matcher.evidence(result, rows, 0)
+    n = len(data)
+
+    def scatter(values: pa.Array) -> pa.Array:
+        idx = np.full(n, -1, dtype=np.int64)
+        idx[rows] = np.arange(len(rows))
+        return values.take(pa.array(idx, mask=idx < 0))
+
+    return pa.table(
+        {
+            "input_row": pa.array(np.arange(n), type=pa.int64()),
+            "flagged": result.column("flagged"),
+            "overlap": result.column("overlap"),
+            "n_ngrams": result.column("n_ngrams").cast(pa.int64()),
+            "n_matched": result.column("n_matched").cast(pa.int64()),
+            **{k: scatter(ev[k]) for k in ("bench_name", "bench_row", "bench_subset", "matched_ngram")},
+        }
+    )
+
+
+def _document_frequency(result: pa.RecordBatch, n_groups: int) -> np.ndarray:
+    groups = result.column("matched_groups").flatten().to_numpy(zero_copy_only=False)
+    return np.bincount(groups.astype(np.int64), minlength=n_groups)
+
+
+# ------------------------------------------------------------------------------------------- file runs
+
+
+@dataclass
+class ContaminationReport:
+    """What a run did, row by row accounted for; written as report.json."""
+
+    method: dict
+    inputs: list[str]
+    rows: int = 0
+    flagged: int = 0
+    clean: int = 0
+    rows_without_ngrams: int = 0
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    benchmarks: dict[str, dict] = field(default_factory=dict)
+    top_matched_ngrams: list[dict] = field(default_factory=list)
+    ignored_common_ngrams: list[dict] | None = None
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+class _Tally:
+    """Running counts over batches."""
+
+    def __init__(self, matcher: Matcher):
+        self.matcher = matcher
+        self.df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        self.sources: dict[str, Counter] = {}
+        self.subset_rows: Counter = Counter()
+        self.rows = self.flagged = self.without = 0
+
+    def add(self, pairs: pa.Table, result: pa.RecordBatch) -> np.ndarray:
+        flagged = result.column("flagged").to_numpy(zero_copy_only=False)
+        self.rows += len(flagged)
+        self.flagged += int(flagged.sum())
+        self.without += int((result.column("n_ngrams").to_numpy() == 0).sum())
+        self.df += _document_frequency(result, len(self.df))
+        sources = pairs.column("source").combine_chunks()
+        for value, count in zip(*np.unique(sources.to_numpy(zero_copy_only=False), return_counts=True), strict=True):
+            self.sources.setdefault(str(value), Counter())["rows"] += int(count)
+        for value in sources.filter(pa.array(flagged)).to_pylist():
+            self.sources[str(value)]["flagged"] += 1
+        self._count_subsets(result, np.flatnonzero(flagged))
+        return flagged
+
+    def _count_subsets(self, result: pa.RecordBatch, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        lists = result.column("matched_groups").take(pa.array(rows, type=pa.int64()))
+        pairs = pa.table({"row": pc.list_parent_indices(lists), "group": lists.flatten()})
+        postings = pa.Table.from_batches([self.matcher.index.postings(pc.unique(pairs.column("group")))])
+        joined = pairs.join(postings.rename_columns(["group", "bench", "bench_row"]), "group")
+        seen = set()
+        for row, bench, bench_row in zip(
+            *(joined.column(c).to_numpy() for c in ("row", "bench", "bench_row")), strict=True
+        ):
+            b = self.matcher.benchmarks[int(bench)]
+            subset = b.subsets[int(bench_row)].as_py() if b.subsets is not None else None
+            key = (int(row), b.name, subset)
+            if key not in seen:
+                seen.add(key)
+                self.subset_rows[(b.name, subset)] += 1
+
+    def benchmarks(self) -> dict[str, dict]:
+        """Prompts, prompts hit and flagged rows per benchmark and subset."""
+        hit_groups = np.flatnonzero(self.df > 0).astype(np.uint32)
+        postings = self.matcher.index.postings(pa.array(hit_groups, type=pa.uint32()))
+        hit = set(zip(postings.column("bench").to_pylist(), postings.column("row").to_pylist(), strict=True))
+        out = {}
+        for i, b in enumerate(self.matcher.benchmarks):
+            subsets = b.subset_names()
+            per: dict[str | None, Counter] = {}
+            for row, subset in enumerate(subsets):
+                c = per.setdefault(subset, Counter())
+                c["prompts"] += 1
+                c["prompts_hit"] += (i, row) in hit
+            entry = {
+                "origin": b.origin,
+                "prompts": len(b),
+                "prompts_hit": sum(c["prompts_hit"] for c in per.values()),
+                "flagged_rows": sum(v for (name, _), v in self.subset_rows.items() if name == b.name),
+            }
+            if b.subsets is not None:
+                entry["per_subset"] = {
+                    str(s): {
+                        "prompts": c["prompts"],
+                        "prompts_hit": c["prompts_hit"],
+                        "flagged_rows": self.subset_rows.get((b.name, s), 0),
+                    }
+                    for s, c in sorted(per.items(), key=lambda kv: str(kv[0]))
+                }
+            out[b.name] = entry
+        return out
+
+    def top_ngrams(self, groups: Iterable[int], limit: int = 20) -> list[dict]:
+        groups = sorted(groups, key=lambda g: (-self.df[g], g))[:limit]
+        texts = self.matcher.index.ngram_texts(pa.array(groups, type=pa.uint32())).to_pylist()
+        return [{"ngram": t, "rows": int(self.df[g])} for g, t in zip(groups, texts, strict=True)]
+
+
+def _check_columns(source: Source) -> None:
+    clash = [c for c in EVIDENCE_COLUMNS if c in source.schema.names]
+    if clash:
+        raise InputError(
+            f"{source.name}: already has column(s) {clash}, which the flagged output adds; rename them first"
+        )
+
+
+def _pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt_column: str | None) -> pa.Table:
+    try:
+        return to_pairs(batch, source=source.name, layout=layout, prompt_column=prompt_column)
+    except SchemaError as e:
+        raise InputError(f"{source.name}: {e}") from None
+
+
+def _match(matcher: Matcher, source: Source, pairs: pa.Table, offset: int) -> pa.RecordBatch:
+    try:
+        return matcher.match(pairs)
+    except _core.InvalidTextError as e:
+        column = {"prompt": "the prompt", "conversation": "a prompt turn", "all": "a turn"}[matcher.fields]
+        raise InputError(f"{source.name}: {column} of a row in rows {offset}.. is not valid UTF-8 ({e.args[0]})") from None
+
+
+def run(
+    inputs: Sequence[str],
+    benchmarks: Sequence[Benchmark],
+    *,
+    preset: str = "skywork",
+    ngram: int | None = None,
+    threshold: float | None = None,
+    fields: str = "prompt",
+    ignore_common: int | None = None,
+    out: str | None = None,
+    flagged: str | None = None,
+    report: str | None = None,
+    split: str | None = None,
+    layout: str | None = None,
+    prompt_column: str | None = None,
+    threads: int | None = None,
+    batch_rows: int = 65_536,
+    progress: bool | None = None,
+) -> ContaminationReport:
+    """Streams every input through the matcher, writing clean rows, flagged rows and a report.
+
+    The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
+    :data:`EVIDENCE_COLUMNS` (and ``input_file``); outputs appear only if the whole run succeeds.
+    """
+    from tqdm.auto import tqdm
+
+    matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
+    sources = [open_source(spec, split) for spec in inputs]
+    for s in sources[1:]:
+        if s.schema != sources[0].schema:
+            raise InputError(
+                f"{s.name}: columns differ from {sources[0].name} ({s.schema.names} vs {sources[0].schema.names}); "
+                "run them separately"
+            )
+    for s in sources:
+        _check_columns(s)
+    total = sum(s.num_rows for s in sources)
+
+    def batches(desc: str):
+        # disable=None: a bar on a terminal only, not in logs.
+        bar = tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress)
+        with bar:
+            for s in sources:
+                offset = 0
+                for batch in s.batches(batch_rows):
+                    pairs = _pairs(s, batch, layout, prompt_column)
+                    yield s, batch, pairs, _match(matcher, s, pairs, offset), offset
+                    offset += batch.num_rows
+                    bar.update(batch.num_rows)
+
+    common = None
+    if ignore_common is not None:
+        df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        for *_, result, _ in batches("counting n-grams"):
+            df += _document_frequency(result, len(df))
+        common = matcher.ignore_common(df, ignore_common)
+        common_tally = _Tally(matcher)
+        common_tally.df = df
+        ignored = common_tally.top_ngrams(common, limit=len(common))
+
+    tally = _Tally(matcher)
+    schema = sources[0].schema
+    flagged_schema = schema.append(pa.field("input_file", pa.string()))
+    for name, typ in (("input_row", pa.int64()), ("bench_name", pa.string()), ("bench_row", pa.int64()),
+                      ("bench_subset", pa.string()), ("matched_ngram", pa.string()), ("overlap", pa.float64()),
+                      ("n_matched", pa.int64())):
+        flagged_schema = flagged_schema.append(pa.field(name, typ))
+    with AtomicWriters({"clean": out, "flagged": flagged}) as writers:
+        writers.set_schema("clean", schema)
+        writers.set_schema("flagged", flagged_schema)
+        for source, batch, pairs, result, offset in batches("matching"):
+            is_flagged = tally.add(pairs, result)
+            writers.write("clean", batch.filter(pa.array(~is_flagged)))
+            rows = np.flatnonzero(is_flagged)
+            if len(rows) and "flagged" in writers:
+                ev = matcher.evidence(result, rows, offset)
+                kept = batch.filter(pa.array(is_flagged))
+                columns = list(kept.columns) + [pa.repeat(pa.scalar(source.name), len(rows))] + list(ev.values())
+                writers.write("flagged", pa.RecordBatch.from_arrays(columns, schema=flagged_schema))
+        result_report = ContaminationReport(
+            method={
+                "preset": matcher.preset.name,
+                "tokenizer": matcher.preset.tokenizer,
+                "ngram": matcher.ngram,
+                "threshold": matcher.threshold,
+                "fields": matcher.fields,
+                "ignore_common": ignore_common,
+                "description": matcher.describe(),
+            },
+            inputs=[s.name for s in sources],
+            rows=tally.rows,
+            flagged=tally.flagged,
+            clean=tally.rows - tally.flagged,
+            rows_without_ngrams=tally.without,
+            per_source={k: {"rows": v["rows"], "flagged": v["flagged"]} for k, v in sorted(tally.sources.items())},
+            benchmarks=tally.benchmarks(),
+            top_matched_ngrams=tally.top_ngrams(np.flatnonzero(tally.df > 0)),
+            ignored_common_ngrams=ignored if common is not None else None,
+            outputs={"clean": out, "flagged": flagged, "report": report},
+        )
+        if report is not None:
+            writers.write_text(report, result_report.to_json())
+    return result_report

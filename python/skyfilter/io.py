@@ -1,0 +1,324 @@
+"""Reading inputs (files and Hugging Face datasets) as Arrow batches, and writing outputs atomically.
+
+Inputs: parquet and Arrow IPC files are streamed batch by batch (memory does not grow with the file);
+JSON Lines (``.jsonl``, ``.ndjson``, also ``.gz``), JSON arrays (``.json``) and CSV are read whole;
+anything else that is not a file but looks like ``owner/name`` is loaded with ``datasets.load_dataset``.
+
+Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix. Every output is
+written under a temporary name beside its target and renamed only when the whole run has succeeded, so
+a failed command leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+__all__ = ["InputError", "Source", "open_source", "read_table", "AtomicWriters", "output_format"]
+
+DEFAULT_BATCH_ROWS = 65_536
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class InputError(ValueError):
+    """Input that cannot be read: the message names the file, and the row and column where known."""
+
+
+@dataclass
+class Source:
+    """One input: its name (for messages and the ``source`` column), schema, rows and batches."""
+
+    name: str
+    schema: pa.Schema
+    num_rows: int
+    _batches: object = field(repr=False)
+
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The rows in order, in batches of at most ``batch_rows``; may be called again."""
+        yield from self._batches(batch_rows)  # type: ignore[operator]
+
+
+def _suffixes(path: Path) -> list[str]:
+    return [s.lower() for s in path.suffixes]
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if _suffixes(path)[-1:] == [".gz"] else data
+
+
+def _locate_json_error(path: Path, data: bytes) -> str | None:
+    """The first line of a JSON Lines file that is not one valid JSON object, as a message."""
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return f"{path}: line {number}: invalid UTF-8 at byte {e.start}"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            return f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})"
+        if not isinstance(value, dict):
+            return f"{path}: line {number}: expected a JSON object, found {type(value).__name__}"
+    return None
+
+
+def _read_json_lines(path: Path, data: bytes) -> pa.Table:
+    if not data.strip():
+        return pa.table({})
+    for block_size in (16 << 20, len(data) + 1):
+        try:
+            return pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block_size))
+        except pa.ArrowInvalid as e:
+            if "straddling" in str(e) and block_size != len(data) + 1:
+                continue  # one row is longer than a block: read in one block
+            located = _locate_json_error(path, data)
+            if located:
+                raise InputError(located) from None
+            # Valid JSON that Arrow could not type consistently: let Python build the rows.
+            rows = [json.loads(line) for line in data.split(b"\n") if line.strip()]
+            return _table_from_rows(path, rows)
+    raise AssertionError("unreachable")
+
+
+def _table_from_rows(path: Path, rows: list) -> pa.Table:
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: row {number}: expected a JSON object, found {type(row).__name__}")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"{path}: values of one column have incompatible types ({e})") from None
+
+
+def _read_json_array(path: Path, data: bytes) -> pa.Table:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: invalid UTF-8") from None
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        return _read_json_lines(path, data)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    return _table_from_rows(path, rows)
+
+
+def read_table(path: str | os.PathLike) -> pa.Table:
+    """Reads a whole file (any supported format) into a table."""
+    source = open_source(str(path))
+    return pa.Table.from_batches(list(source.batches()), schema=source.schema)
+
+
+def _table_source(name: str, table: pa.Table) -> Source:
+    def batches(rows: int) -> Iterator[pa.RecordBatch]:
+        yield from table.to_batches(max_chunksize=rows)
+
+    return Source(name, table.schema, table.num_rows, batches)
+
+
+def _parquet_source(path: Path) -> Source:
+    try:
+        meta = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{path}: not a readable parquet file ({e})") from None
+
+    def batches(rows: int) -> Iterator[pa.RecordBatch]:
+        with pq.ParquetFile(path) as f:
+            yield from f.iter_batches(batch_size=rows)
+
+    return Source(path.name, meta.schema_arrow, meta.metadata.num_rows, batches)
+
+
+def _ipc_source(path: Path) -> Source:
+    try:
+        with pa.memory_map(str(path)) as m:
+            reader = ipc.open_file(m)
+            schema, n = reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:
+        table = ipc.open_stream(pa.memory_map(str(path))).read_all()
+        return _table_source(path.name, table)
+
+    def batches(rows: int) -> Iterator[pa.RecordBatch]:
+        with pa.memory_map(str(path)) as m:
+            reader = ipc.open_file(m)
+            for i in range(reader.num_record_batches):
+                yield from pa.Table.from_batches([reader.get_batch(i)]).to_batches(max_chunksize=rows)
+
+    return Source(path.name, schema, n, batches)
+
+
+def _hub_source(spec: str, split: str | None) -> Source:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError(
+            f"{spec}: not a file; loading it as a Hugging Face dataset needs the `datasets` package "
+            "(pip install 'skyfilter[hub]')"
+        ) from None
+    split = split or "train"
+    try:
+        dataset = datasets.load_dataset(spec, split=split)
+    except Exception as e:  # datasets raises many types for network, cache and naming problems
+        raise InputError(
+            f"{spec}: could not load split {split!r} from the Hugging Face hub or the local cache "
+            f"({type(e).__name__}: {e}). Download the files and pass their paths instead."
+        ) from None
+    return _table_source(f"{spec}:{split}", dataset.data.table)
+
+
+def open_source(spec: str, split: str | None = None) -> Source:
+    """Opens a file path (by suffix) or, when no such file exists, a Hugging Face dataset id."""
+    path = Path(spec)
+    if not path.exists():
+        if _HUB_ID.match(spec):
+            return _hub_source(spec, split)
+        raise InputError(f"{spec}: no such file")
+    if path.is_dir():
+        raise InputError(f"{spec}: is a directory; pass the data files themselves")
+    suffixes = _suffixes(path)
+    kind = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    if kind == ".parquet":
+        return _parquet_source(path)
+    if kind in (".arrow", ".feather", ".ipc"):
+        return _ipc_source(path)
+    if kind in (".jsonl", ".ndjson"):
+        return _table_source(path.name, _read_json_lines(path, _read_bytes(path)))
+    if kind == ".json":
+        return _table_source(path.name, _read_json_array(path, _read_bytes(path)))
+    if kind in (".csv", ".tsv"):
+        try:
+            opts = pacsv.ParseOptions(delimiter="\t" if kind == ".tsv" else ",", newlines_in_values=True)
+            return _table_source(path.name, pacsv.read_csv(io.BytesIO(_read_bytes(path)), parse_options=opts))
+        except pa.ArrowInvalid as e:
+            raise InputError(f"{path}: {e}") from None
+    raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """``parquet``, ``arrow`` or ``jsonl`` from a path's suffix."""
+    suffix = Path(path).suffix.lower()
+    formats = {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+    if suffix not in formats:
+        raise ValueError(f"{path}: unknown output format {suffix!r}; use .parquet, .arrow or .jsonl")
+    return formats[suffix]
+
+
+class _Writer:
+    def __init__(self, target: Path):
+        self.target = target
+        self.format = output_format(target)
+        self.tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        self.rows = 0
+        self._sink = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._sink is None:
+            self._open(batch.schema)
+        self.rows += batch.num_rows
+        if self.format == "jsonl":
+            for row in batch.to_pylist():
+                self._sink.write(json.dumps(row, ensure_ascii=False, default=str))  # type: ignore[union-attr]
+                self._sink.write("\n")  # type: ignore[union-attr]
+        else:
+            self._sink.write_batch(batch)  # type: ignore[union-attr]
+
+    def _open(self, schema: pa.Schema) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "jsonl":
+            self._sink = open(self.tmp, "w", encoding="utf-8")
+        elif self.format == "parquet":
+            self._sink = pq.ParquetWriter(self.tmp, schema)
+        else:
+            self._sink = ipc.new_file(str(self.tmp), schema)
+
+    def close(self, schema: pa.Schema) -> None:
+        if self._sink is None:
+            self._open(schema)  # no rows: still write a valid, empty file
+        self._sink.close()  # type: ignore[union-attr]
+
+    def discard(self) -> None:
+        if self._sink is not None:
+            try:
+                self._sink.close()
+            except Exception:  # noqa: BLE001 - already failing; the temporary file goes anyway
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class AtomicWriters:
+    """Writers for several outputs that all appear, renamed into place, only if the block succeeds.
+
+    Use as a context manager: ``writers.write(key, batch)`` inside, ``writers.set_schema(key, schema)``
+    for outputs that may stay empty; on an exception every temporary file is removed.
+    """
+
+    def __init__(self, targets: dict[str, str | os.PathLike | None]):
+        self._writers = {k: _Writer(Path(p)) for k, p in targets.items() if p is not None}
+        self._schemas: dict[str, pa.Schema] = {}
+        self._extra: dict[Path, str] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._writers
+
+    def set_schema(self, key: str, schema: pa.Schema) -> None:
+        self._schemas[key] = schema
+
+    def write(self, key: str, batch: pa.RecordBatch) -> None:
+        if key in self._writers:
+            self._writers[key].write(batch)
+
+    def rows(self, key: str) -> int:
+        return self._writers[key].rows if key in self._writers else 0
+
+    def write_text(self, path: str | os.PathLike, text: str) -> None:
+        """A small text output (a report) that is renamed into place with the others."""
+        self._extra[Path(path)] = text
+
+    def __enter__(self) -> AtomicWriters:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            for w in self._writers.values():
+                w.discard()
+            return
+        written: list[Path] = []
+        try:
+            for key, w in self._writers.items():
+                w.close(self._schemas.get(key, pa.schema([])))
+            for path, text in self._extra.items():
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(text, encoding="utf-8")
+                written.append(tmp)
+        except BaseException:
+            for w in self._writers.values():
+                w.discard()
+            for tmp in written:
+                tmp.unlink(missing_ok=True)
+            raise
+        for w in self._writers.values():
+            os.replace(w.tmp, w.target)
+        for path in self._extra:
+            os.replace(path.with_name(f".{path.name}.tmp-{os.getpid()}"), path)

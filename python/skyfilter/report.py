@@ -1,0 +1,45 @@
+"""Plain-text summary tables of a contamination report, for the terminal."""
+
+from __future__ import annotations
+
+from skyfilter.contaminate import ContaminationReport
+
+__all__ = ["format_summary"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "  ".join(  # noqa: E731
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def format_summary(report: ContaminationReport) -> str:
+    """The summary printed at the end of ``skyfilter contaminate``."""
+    out = [f"skyfilter contaminate: {report.method['description']}", ""]
+    rows = [[src, str(c["rows"]), str(c["flagged"]), _pct(c["flagged"], c["rows"])] for src, c in report.per_source.items()]
+    rows.append(["total", str(report.rows), str(report.flagged), _pct(report.flagged, report.rows)])
+    out += _table(["source", "rows", "flagged", "flagged %"], rows)
+    out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match)")
+    out.append("")
+    bench_rows = []
+    for name, b in report.benchmarks.items():
+        bench_rows.append([name, "(all)", str(b["prompts"]), str(b["prompts_hit"]), str(b["flagged_rows"])])
+        for subset, s in b.get("per_subset", {}).items():
+            bench_rows.append(["", subset, str(s["prompts"]), str(s["prompts_hit"]), str(s["flagged_rows"])])
+    out += _table(["benchmark", "subset", "prompts", "prompts hit", "flagged rows"], bench_rows)
+    if report.top_matched_ngrams:
+        out += ["", "most frequent matched n-grams (rows): generic phrases here are likely false positives"]
+        out += [f"  {t['rows']:>6}  {t['ngram']}" for t in report.top_matched_ngrams[:10]]
+    if report.ignored_common_ngrams:
+        out += ["", f"ignored {len(report.ignored_common_ngrams)} common n-gram(s) (--ignore-common):"]
+        out += [f"  {t['rows']:>6}  {t['ngram']}" for t in report.ignored_common_ngrams[:10]]
+    written = [f"{k} -> {v}" for k, v in report.outputs.items() if v]
+    if written:
+        out += ["", "wrote " + ", ".join(written)]
+    return "\n".join(out)

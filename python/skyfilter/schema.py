@@ -1,0 +1,430 @@
+"""The canonical pair table, and adapters that read the common preference-data layouts into it.
+
+Every layout is converted once, here, into one schema; nothing downstream knows where a pair came from:
+
+========================  ==================================================================
+column                    meaning
+========================  ==================================================================
+``prompt``                the conversation before the answers, ``list<struct<role, content>>``
+``chosen``                the preferred answer turn(s), ``list<struct<role, content>>``
+``rejected``              the other answer turn(s), same type
+``source``                where the pair comes from (a ``source`` column, else the file name)
+``chosen_score``          optional score of the chosen answer (float64, null when unknown)
+``rejected_score``        optional score of the rejected answer
+========================  ==================================================================
+
+Layouts read (detected from the column names and types, see :func:`detect_layout`):
+
+* ``plain``: ``prompt``, ``chosen``, ``rejected`` strings (RewardBench, UltraFeedback, HelpSteer2-style
+  prompts whose earlier turns are marked ``<extra_id_1>User`` / ``<extra_id_1>Assistant``);
+* ``messages``: ``chosen`` and ``rejected`` are whole conversations as message lists, the prompt being
+  all but their last message (Skywork-Reward-Preference-80K);
+* ``conversational``: ``prompt``, ``chosen``, ``rejected`` message lists (TRL's conversational format);
+* ``hh``: ``chosen`` and ``rejected`` HH-RLHF transcripts (``\\n\\nHuman: ... \\n\\nAssistant: ...``);
+* ``sharegpt``: ``conversations`` list of ``{from, value}`` plus ``chosen`` / ``rejected`` turns (LLaMA-Factory);
+* ``rmb``: ``conversation_input`` messages plus ``chosen`` / ``reject`` structs with an ``answer`` (RMB);
+* ``prompts``: a prompt column alone (string or messages), e.g. a benchmark's prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "MESSAGE",
+    "MESSAGES",
+    "PAIR_SCHEMA",
+    "FIELDS",
+    "LAYOUTS",
+    "SchemaError",
+    "detect_layout",
+    "to_pairs",
+    "match_texts",
+    "parse_transcript",
+    "parse_helpsteer_prompt",
+]
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+PAIR_SCHEMA = pa.schema(
+    [
+        ("prompt", MESSAGES),
+        ("chosen", MESSAGES),
+        ("rejected", MESSAGES),
+        ("source", pa.string()),
+        ("chosen_score", pa.float64()),
+        ("rejected_score", pa.float64()),
+    ]
+)
+
+#: What part of a pair is matched: the first user turn, every prompt turn, or every turn.
+FIELDS = ("prompt", "conversation", "all")
+
+_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+
+class SchemaError(ValueError):
+    """A table does not have the columns or types a layout needs."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or (
+        pa.types.is_null(t)
+    )
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t)
+
+
+def _is_message_list(t: pa.DataType, role: str = "role", content: str = "content") -> bool:
+    if not _is_list(t) or not pa.types.is_struct(t.value_type):
+        return False
+    names = {t.value_type.field(i).name for i in range(t.value_type.num_fields)}
+    return {role, content} <= names
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _as_string(arr: pa.Array, column: str) -> pa.Array:
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.string())
+    if not _is_string(arr.type):
+        raise SchemaError(f"column {column!r} must hold strings, found {arr.type}")
+    return arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr
+
+
+def _lengths(lists: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def _messages_from_flat(offsets: np.ndarray, roles: pa.Array, contents: pa.Array) -> pa.Array:
+    values = pa.StructArray.from_arrays([roles, contents], fields=list(MESSAGE))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values, type=MESSAGES)
+
+
+def _normalize_roles(roles: pa.Array) -> pa.Array:
+    roles = pc.utf8_lower(_as_string(roles, "role"))
+    for alias, role in _ROLE_ALIASES.items():
+        roles = pc.if_else(pc.equal(roles, alias), role, roles)
+    return roles
+
+
+def _messages(lists: pa.Array, column: str, role: str = "role", content: str = "content") -> pa.Array:
+    """Any list of structs with a role and a content field, as canonical messages."""
+    if pa.types.is_null(lists.type):
+        return pa.nulls(len(lists), MESSAGES)
+    if not _is_message_list(lists.type, role, content):
+        raise SchemaError(f"column {column!r} must be a list of {{{role}, {content}}} messages, found {lists.type}")
+    flat = lists.flatten()
+    if isinstance(flat, pa.ChunkedArray):
+        flat = flat.combine_chunks()
+    contents = flat.field(content)
+    if not _is_string(contents.type):
+        raise SchemaError(f"column {column!r}: message {content!r} must be a string, found {contents.type}")
+    return _messages_from_flat(
+        _offsets(_lengths(lists)), _normalize_roles(flat.field(role)), _as_string(contents, column)
+    )
+
+
+def _single_turn(texts: pa.Array, role: str) -> pa.Array:
+    """One message per row from a string column; a null string gives an empty list."""
+    valid = pc.is_valid(texts).to_numpy(zero_copy_only=False)
+    offsets = _offsets(valid.astype(np.int64))
+    contents = texts.filter(pa.array(valid))
+    return _messages_from_flat(offsets, pa.repeat(pa.scalar(role), len(contents)), contents)
+
+
+def _from_python(rows: list[list[dict] | None]) -> pa.Array:
+    return pa.array(rows, type=MESSAGES)
+
+
+def _last_turn(lists: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Splits message lists into (all but the last message, the last message)."""
+    lengths = _lengths(lists)
+    flat = lists.flatten()
+    keep_prompt = np.ones(len(flat), dtype=bool)
+    ends = _offsets(lengths)[1:]
+    keep_prompt[ends[lengths > 0] - 1] = False
+    prompt_lengths = np.maximum(lengths - 1, 0)
+    prompt = _messages_from_flat(
+        _offsets(prompt_lengths), flat.field("role").filter(keep_prompt), flat.field("content").filter(keep_prompt)
+    )
+    last = flat.filter(pa.array(~keep_prompt))
+    answer = _messages_from_flat(_offsets((lengths > 0).astype(np.int64)), last.field("role"), last.field("content"))
+    return prompt, answer
+
+
+# --------------------------------------------------------------------------------------------- parsers
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
+_HELPSTEER_TURN = re.compile(r"\n?<extra_id_1>(User|Assistant)\n?")
+
+
+def parse_transcript(text: str | None) -> list[dict] | None:
+    """An HH-RLHF transcript (``\\n\\nHuman: ...\\n\\nAssistant: ...``) as messages."""
+    if text is None:
+        return None
+    parts = _HH_TURN.split(text)
+    messages = []
+    if parts[0].strip():
+        messages.append({"role": "user", "content": parts[0]})
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": "user" if speaker == "Human" else "assistant", "content": content})
+    return messages
+
+
+def parse_helpsteer_prompt(text: str | None) -> list[dict] | None:
+    """A HelpSteer2 prompt; earlier turns are marked ``<extra_id_1>User`` / ``<extra_id_1>Assistant``."""
+    if text is None:
+        return None
+    parts = _HELPSTEER_TURN.split(text)
+    messages = [{"role": "user", "content": parts[0]}] if parts[0] or len(parts) == 1 else []
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": speaker.lower(), "content": content})
+    return messages
+
+
+# --------------------------------------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A source layout: how to recognise it and how to convert it."""
+
+    name: str
+    detect: Callable[[pa.Schema], bool]
+    convert: Callable[[pa.Table], tuple[pa.Array, pa.Array, pa.Array]]
+    description: str
+
+
+def _types(schema: pa.Schema) -> dict[str, pa.DataType]:
+    return {f.name: f.type for f in schema}
+
+
+def _plain(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    prompt = _as_string(_column(table, "prompt"), "prompt")
+    if pc.any(pc.match_substring(prompt, "<extra_id_1>")).as_py():
+        prompts = _from_python([parse_helpsteer_prompt(p) for p in prompt.to_pylist()])
+    else:
+        prompts = _single_turn(prompt, "user")
+    return (
+        prompts,
+        _single_turn(_as_string(_column(table, "chosen"), "chosen"), "assistant"),
+        _single_turn(_as_string(_column(table, "rejected"), "rejected"), "assistant"),
+    )
+
+
+def _conversational(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    return tuple(_messages(_column(table, c), c) for c in ("prompt", "chosen", "rejected"))  # type: ignore[return-value]
+
+
+def _whole_conversations(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    prompt, chosen = _last_turn(_messages(_column(table, "chosen"), "chosen"))
+    _, rejected = _last_turn(_messages(_column(table, "rejected"), "rejected"))
+    return prompt, chosen, rejected
+
+
+def _hh(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    chosen = _from_python([parse_transcript(t) for t in _as_string(_column(table, "chosen"), "chosen").to_pylist()])
+    rejected = _from_python(
+        [parse_transcript(t) for t in _as_string(_column(table, "rejected"), "rejected").to_pylist()]
+    )
+    prompt, chosen_turn = _last_turn(chosen)
+    _, rejected_turn = _last_turn(rejected)
+    return prompt, chosen_turn, rejected_turn
+
+
+def _answer_struct(table: pa.Table, column: str, text_field: str, role_field: str | None) -> pa.Array:
+    arr = _column(table, column)
+    if not pa.types.is_struct(arr.type) or arr.type.get_field_index(text_field) < 0:
+        raise SchemaError(f"column {column!r} must be a struct with a {text_field!r} field, found {arr.type}")
+    texts = _as_string(pc.struct_field(arr, text_field), f"{column}.{text_field}")
+    return _single_turn(pc.if_else(pc.is_valid(arr), texts, pa.scalar(None, pa.string())), "assistant")
+
+
+def _sharegpt(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    prompt = _messages(_column(table, "conversations"), "conversations", role="from", content="value")
+    return (
+        prompt,
+        _answer_struct(table, "chosen", "value", "from"),
+        _answer_struct(table, "rejected", "value", "from"),
+    )
+
+
+def _rmb(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    return (
+        _messages(_column(table, "conversation_input"), "conversation_input"),
+        _answer_struct(table, "chosen", "answer", None),
+        _answer_struct(table, "reject", "answer", None),
+    )
+
+
+def _prompts_only(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
+    col = _column(table, "prompt")
+    prompt = _messages(col, "prompt") if _is_list(col.type) else _single_turn(_as_string(col, "prompt"), "user")
+    empty = pa.nulls(len(table), MESSAGES)
+    return prompt, empty, empty
+
+
+def _has(schema: pa.Schema, *names: str) -> bool:
+    return all(n in schema.names for n in names)
+
+
+LAYOUTS: tuple[Layout, ...] = (
+    Layout(
+        "conversational",
+        lambda s: _has(s, "prompt", "chosen", "rejected") and _is_list(_types(s)["prompt"]),
+        _conversational,
+        "prompt, chosen, rejected message lists (TRL conversational)",
+    ),
+    Layout(
+        "plain",
+        lambda s: _has(s, "prompt", "chosen", "rejected"),
+        _plain,
+        "prompt, chosen, rejected strings (RewardBench, UltraFeedback, HelpSteer2)",
+    ),
+    Layout(
+        "messages",
+        lambda s: _has(s, "chosen", "rejected") and _is_list(_types(s)["chosen"]),
+        _whole_conversations,
+        "chosen, rejected whole conversations as message lists (Skywork-Reward-Preference-80K)",
+    ),
+    Layout(
+        "hh",
+        lambda s: _has(s, "chosen", "rejected"),
+        _hh,
+        "chosen, rejected HH-RLHF transcripts",
+    ),
+    Layout(
+        "sharegpt",
+        lambda s: _has(s, "conversations", "chosen", "rejected"),
+        _sharegpt,
+        "sharegpt conversations with chosen / rejected turns (LLaMA-Factory)",
+    ),
+    Layout(
+        "rmb",
+        lambda s: _has(s, "conversation_input", "chosen", "reject"),
+        _rmb,
+        "conversation_input with chosen / reject answers (RMB)",
+    ),
+    Layout("prompts", lambda s: _has(s, "prompt"), _prompts_only, "a prompt column alone"),
+)
+
+
+def detect_layout(schema: pa.Schema, where: str = "input") -> Layout:
+    """The first layout whose columns the schema has; sharegpt and RMB are checked before plain pairs."""
+    ordered = sorted(LAYOUTS, key=lambda lay: lay.name not in ("sharegpt", "rmb"))
+    for layout in ordered:
+        if layout.detect(schema):
+            return layout
+    known = "; ".join(f"{lay.name}: {lay.description}" for lay in LAYOUTS)
+    raise SchemaError(
+        f"{where}: cannot tell the layout from columns {schema.names}. Known layouts: {known}. "
+        "Rename the columns, or name the prompt column with --prompt-column."
+    )
+
+
+def _scores(table: pa.Table) -> tuple[pa.Array, pa.Array]:
+    n = len(table)
+    for chosen, rejected in (("chosen_score", "rejected_score"), ("score_chosen", "score_rejected")):
+        if _has(table.schema, chosen, rejected):
+            return _column(table, chosen).cast(pa.float64()), _column(table, rejected).cast(pa.float64())
+    if "metadata" in table.schema.names and pa.types.is_struct(table.schema.field("metadata").type):
+        meta = _column(table, "metadata")
+        if meta.type.get_field_index("score_chosen") >= 0 and meta.type.get_field_index("score_rejected") >= 0:
+            return (
+                pc.struct_field(meta, "score_chosen").cast(pa.float64()),
+                pc.struct_field(meta, "score_rejected").cast(pa.float64()),
+            )
+    return pa.nulls(n, pa.float64()), pa.nulls(n, pa.float64())
+
+
+def to_pairs(
+    table: pa.Table | pa.RecordBatch,
+    source: str = "unknown",
+    layout: str | None = None,
+    prompt_column: str | None = None,
+) -> pa.Table:
+    """Converts a table of any known layout into the canonical pair table (:data:`PAIR_SCHEMA`).
+
+    ``layout`` forces a layout by name; ``prompt_column`` reads the prompt from that column (string or
+    messages) and leaves chosen / rejected empty. ``source`` fills the ``source`` column where the
+    table has none.
+    """
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if prompt_column is not None:
+        if prompt_column not in table.schema.names:
+            raise SchemaError(f"no column {prompt_column!r}; columns are {table.schema.names}")
+        prompt, chosen, rejected = _prompts_only(table.select([prompt_column]).rename_columns(["prompt"]))
+    else:
+        if layout is None:
+            chosen_layout = detect_layout(table.schema)
+        else:
+            by_name = {lay.name: lay for lay in LAYOUTS}
+            if layout not in by_name:
+                raise SchemaError(f"unknown layout {layout!r}; known: {sorted(by_name)}")
+            chosen_layout = by_name[layout]
+        prompt, chosen, rejected = chosen_layout.convert(table)
+    if "source" in table.schema.names and _is_string(table.schema.field("source").type):
+        sources = pc.fill_null(_as_string(_column(table, "source"), "source"), source)
+    else:
+        sources = pa.repeat(pa.scalar(source), len(table))
+    chosen_score, rejected_score = _scores(table)
+    return pa.Table.from_arrays([prompt, chosen, rejected, sources, chosen_score, rejected_score], schema=PAIR_SCHEMA)
+
+
+def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.Array | None]:
+    """The texts to match for each pair, as ``(texts, bounds)`` for the matcher.
+
+    ``prompt``: the first user turn (one text per row, ``bounds`` is None; a row without one has a
+    null text). ``conversation``: every turn of the prompt. ``all``: every turn of prompt, chosen and
+    rejected. For the last two, row ``r`` owns ``texts[bounds[r]:bounds[r + 1]]``.
+    """
+    if fields not in FIELDS:
+        raise ValueError(f"fields must be one of {FIELDS}, got {fields!r}")
+    prompt = _column(pairs, "prompt")
+    if fields == "prompt":
+        flat = prompt.flatten()
+        parents = pc.list_parent_indices(prompt).to_numpy()
+        is_user = pc.fill_null(pc.equal(flat.field("role"), "user"), False).to_numpy(zero_copy_only=False)
+        rows, first = np.unique(parents[is_user], return_index=True)
+        take = np.full(len(pairs), -1, dtype=np.int64)
+        take[rows] = np.flatnonzero(is_user)[first]
+        return flat.field("content").take(pa.array(take, mask=take < 0)), None
+    parts = [prompt] if fields == "conversation" else [prompt, _column(pairs, "chosen"), _column(pairs, "rejected")]
+    lengths = [_lengths(p) for p in parts]
+    bounds = _offsets(np.sum(lengths, axis=0))
+    contents = [p.flatten().field("content") for p in parts]
+    if len(parts) == 1:
+        return contents[0], pa.array(bounds)
+    # Interleave the parts row by row: row r's prompt turns, then its chosen, then its rejected turns.
+    dest = []
+    before = np.zeros(len(pairs), dtype=np.int64)
+    for length in lengths:
+        parent = np.repeat(np.arange(len(pairs)), length)
+        within = np.arange(len(parent)) - _offsets(length)[parent]
+        dest.append(bounds[parent] + before[parent] + within)
+        before += length
+    order = np.empty(int(bounds[-1]), dtype=np.int64)
+    order[np.concatenate(dest)] = np.arange(int(bounds[-1]))
+    return pa.concat_arrays(contents).take(pa.array(order)), pa.array(bounds)
