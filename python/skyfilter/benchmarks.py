@@ -134,7 +134,9 @@ def load_benchmark(
     if isinstance(spec, str) and spec in HUB_BENCHMARKS:
         hub = HUB_BENCHMARKS[spec]
         table = _hub_table(hub, spec)
-        return benchmark_from_table(table, name or spec, hub.prompt_column, hub.subset_column, f"{hub.repo}:{hub.split}")
+        return benchmark_from_table(
+            table, name or spec, hub.prompt_column, hub.subset_column, f"{hub.repo}:{hub.split}"
+        )
     path = Path(spec)
     if not path.exists():
         raise BenchmarkError(

@@ -29,21 +29,49 @@ def _demo_file(name: str) -> str:
 
 @main.command()
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
-@click.option("--bench", "bench_names", multiple=True, metavar="NAME",
-              help="Named hub benchmark: rewardbench (allenai/reward-bench, filtered) or rewardbench-2. Repeatable.")
-@click.option("--bench-file", "bench_files", multiple=True, metavar="FILE",
-              help="Benchmark prompts from a local file (parquet, jsonl, json, arrow, csv). Repeatable.")
+@click.option(
+    "--bench",
+    "bench_names",
+    multiple=True,
+    metavar="NAME",
+    help="Named hub benchmark: rewardbench (allenai/reward-bench, filtered) or rewardbench-2. Repeatable.",
+)
+@click.option(
+    "--bench-file",
+    "bench_files",
+    multiple=True,
+    metavar="FILE",
+    help="Benchmark prompts from a local file (parquet, jsonl, json, arrow, csv). Repeatable.",
+)
 @click.option("--bench-column", default="prompt", show_default=True, help="Prompt column of --bench-file.")
-@click.option("--bench-subset-column", default="subset", show_default=True,
-              help="Subset column of --bench-file, used when present.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="skywork", show_default=True,
-              help="skywork: lowercase, \\w\\w+ tokens, any shared 7-gram; gpt3: 13-grams; palm: 8-grams, >=70%.")
+@click.option(
+    "--bench-subset-column",
+    default="subset",
+    show_default=True,
+    help="Subset column of --bench-file, used when present.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="skywork",
+    show_default=True,
+    help="skywork: lowercase, \\w\\w+ tokens, any shared 7-gram; gpt3: 13-grams; palm: 8-grams, >=70%.",
+)
 @click.option("--ngram", type=click.IntRange(1, 64), help="Override the preset's n.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Override the preset's overlap threshold (0 = any hit).")
-@click.option("--fields", type=click.Choice(FIELDS), default="prompt", show_default=True,
-              help="Match the first user turn, every prompt turn, or every turn including the answers.")
-@click.option("--ignore-common", type=click.IntRange(0), metavar="K",
-              help="Ignore benchmark n-grams found in more than K training rows (generic phrases). Off by default.")
+@click.option(
+    "--fields",
+    type=click.Choice(FIELDS),
+    default="prompt",
+    show_default=True,
+    help="Match the first user turn, every prompt turn, or every turn including the answers.",
+)
+@click.option(
+    "--ignore-common",
+    type=click.IntRange(0),
+    metavar="K",
+    help="Ignore benchmark n-grams found in more than K training rows (generic phrases). Off by default.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the clean (unflagged) rows, unchanged, here.")
 @click.option("--flagged", type=click.Path(dir_okay=False), help="Write the flagged rows plus evidence here.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
@@ -54,9 +82,28 @@ def _demo_file(name: str) -> str:
 @click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch.")
 @click.option("--demo", is_flag=True, help="Run on the sample pairs and sample benchmark shipped with skyfilter.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
-def contaminate(inputs, bench_names, bench_files, bench_column, bench_subset_column, preset, ngram, threshold,
-                fields, ignore_common, out, flagged, report, split, layout, prompt_column, threads, batch_rows,
-                demo, quiet) -> None:
+def contaminate(
+    inputs,
+    bench_names,
+    bench_files,
+    bench_column,
+    bench_subset_column,
+    preset,
+    ngram,
+    threshold,
+    fields,
+    ignore_common,
+    out,
+    flagged,
+    report,
+    split,
+    layout,
+    prompt_column,
+    threads,
+    batch_rows,
+    demo,
+    quiet,
+) -> None:
     """Find training pairs whose prompts share n-grams with benchmark prompts.
 
     INPUT is a file (parquet, arrow, jsonl[.gz], json, csv) or a Hugging Face dataset id, in any pair layout
@@ -80,9 +127,22 @@ def contaminate(inputs, bench_names, bench_files, bench_column, bench_subset_col
         benchmarks = [load_benchmark(name) for name in bench_names]
         benchmarks += [load_benchmark(f, bench_column, bench_subset_column) for f in bench_files]
         result = run(
-            list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
-            ignore_common=ignore_common, out=out, flagged=flagged, report=report, split=split, layout=layout,
-            prompt_column=prompt_column, threads=threads, batch_rows=batch_rows, progress=False if quiet else None,
+            list(inputs),
+            benchmarks,
+            preset=preset,
+            ngram=ngram,
+            threshold=threshold,
+            fields=fields,
+            ignore_common=ignore_common,
+            out=out,
+            flagged=flagged,
+            report=report,
+            split=split,
+            layout=layout,
+            prompt_column=prompt_column,
+            threads=threads,
+            batch_rows=batch_rows,
+            progress=False if quiet else None,
         )
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

@@ -54,7 +54,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("skywork", "words", 7, 0.0, "Skywork-Reward / scikit-learn CountVectorizer(ngram_range=(7, 13)), any hit"),
+        Preset(
+            "skywork", "words", 7, 0.0, "Skywork-Reward / scikit-learn CountVectorizer(ngram_range=(7, 13)), any hit"
+        ),
         Preset("gpt3", "whitespace", 13, 0.0, "GPT-3 / lm-evaluation-harness 13-grams, any hit"),
         Preset("palm", "whitespace", 8, 0.7, "PaLM 8-grams, flagged when >= 70% of the row's 8-grams are seen"),
     )
@@ -103,7 +105,8 @@ class Matcher:
 
     def describe(self) -> str:
         rule = "any shared n-gram" if self.threshold == 0 else f"overlap >= {self.threshold:g}"
-        return f"preset {self.preset.name}: {self.preset.tokenizer} tokens, {self.ngram}-grams, {rule}, fields {self.fields}"
+        tokens = f"{self.preset.tokenizer} tokens, {self.ngram}-grams"
+        return f"preset {self.preset.name}: {tokens}, {rule}, fields {self.fields}"
 
     def match(self, pairs: pa.Table) -> pa.RecordBatch:
         """Raw per-row results for canonical pairs (see ``_core.BenchmarkIndex.match_rows``)."""
@@ -334,7 +337,9 @@ def _match(matcher: Matcher, source: Source, pairs: pa.Table, offset: int) -> pa
         return matcher.match(pairs)
     except _core.InvalidTextError as e:
         column = {"prompt": "the prompt", "conversation": "a prompt turn", "all": "a turn"}[matcher.fields]
-        raise InputError(f"{source.name}: {column} of a row in rows {offset}.. is not valid UTF-8 ({e.args[0]})") from None
+        raise InputError(
+            f"{source.name}: {column} of a row in rows {offset}.. is not valid UTF-8 ({e.args[0]})"
+        ) from None
 
 
 def run(
@@ -377,7 +382,9 @@ def run(
 
     def batches(desc: str):
         # disable=None: a bar on a terminal only, not in logs.
-        bar = tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress
+        )
         with bar:
             for s in sources:
                 offset = 0
@@ -400,9 +407,15 @@ def run(
     tally = _Tally(matcher)
     schema = sources[0].schema
     flagged_schema = schema.append(pa.field("input_file", pa.string()))
-    for name, typ in (("input_row", pa.int64()), ("bench_name", pa.string()), ("bench_row", pa.int64()),
-                      ("bench_subset", pa.string()), ("matched_ngram", pa.string()), ("overlap", pa.float64()),
-                      ("n_matched", pa.int64())):
+    for name, typ in (
+        ("input_row", pa.int64()),
+        ("bench_name", pa.string()),
+        ("bench_row", pa.int64()),
+        ("bench_subset", pa.string()),
+        ("matched_ngram", pa.string()),
+        ("overlap", pa.float64()),
+        ("n_matched", pa.int64()),
+    ):
         flagged_schema = flagged_schema.append(pa.field(name, typ))
     with AtomicWriters({"clean": out, "flagged": flagged}) as writers:
         writers.set_schema("clean", schema)

@@ -11,6 +11,7 @@ a failed command leaves no half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -246,7 +247,7 @@ class _Writer:
     def _open(self, schema: pa.Schema) -> None:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "jsonl":
-            self._sink = open(self.tmp, "w", encoding="utf-8")
+            self._sink = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
         elif self.format == "parquet":
             self._sink = pq.ParquetWriter(self.tmp, schema)
         else:
@@ -259,10 +260,8 @@ class _Writer:
 
     def discard(self) -> None:
         if self._sink is not None:
-            try:
+            with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
                 self._sink.close()
-            except Exception:  # noqa: BLE001 - already failing; the temporary file goes anyway
-                pass
         self.tmp.unlink(missing_ok=True)
 
 

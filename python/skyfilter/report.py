@@ -22,7 +22,9 @@ def _pct(part: int, whole: int) -> str:
 def format_summary(report: ContaminationReport) -> str:
     """The summary printed at the end of ``skyfilter contaminate``."""
     out = [f"skyfilter contaminate: {report.method['description']}", ""]
-    rows = [[src, str(c["rows"]), str(c["flagged"]), _pct(c["flagged"], c["rows"])] for src, c in report.per_source.items()]
+    rows = [
+        [src, str(c["rows"]), str(c["flagged"]), _pct(c["flagged"], c["rows"])] for src, c in report.per_source.items()
+    ]
     rows.append(["total", str(report.rows), str(report.flagged), _pct(report.flagged, report.rows)])
     out += _table(["source", "rows", "flagged", "flagged %"], rows)
     out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match)")

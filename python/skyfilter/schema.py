@@ -77,9 +77,7 @@ class SchemaError(ValueError):
 
 
 def _is_string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or (
-        pa.types.is_null(t)
-    )
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or (pa.types.is_null(t))
 
 
 def _is_list(t: pa.DataType) -> bool:
