@@ -1,0 +1,179 @@
+"""The Rust matcher against the pure-Python reference, and the contaminate() API."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import skyfilter
+from skyfilter import Benchmark, _core
+from skyfilter.contaminate import PRESETS
+from tests.skyfilter.reference import reference_match
+
+# A small vocabulary makes shared n-grams common; the rest adds Unicode, punctuation runs and 1-char tokens.
+VOCAB = ["the", "The", "cat", "CAT", "sat", "on", "mat", "a", "I", "x", "ÉTÉ", "été", "straße", "İs", "ΣΑΣ", "_", "42"]
+SEPARATORS = [" ", "  ", "\n", ", ", "... ", "!?", " -- ", "\t", "'", "\u3000"]
+token = st.one_of(
+    st.sampled_from(VOCAB), st.text(st.characters(exclude_categories=("Cs", "Cn")), min_size=1, max_size=4)
+)
+text = st.lists(st.tuples(token, st.sampled_from(SEPARATORS)), max_size=25).map(
+    lambda parts: "".join(t + s for t, s in parts)
+)
+maybe_text = st.one_of(st.none(), st.just(""), text)
+
+
+def run_rust(rows, bench, tokenizer, n, threshold, threads=1):
+    index = _core.BenchmarkIndex([pa.array(bench, pa.string())], tokenizer=tokenizer, n=n)
+    flat = [t for texts in rows for t in texts]
+    bounds = np.concatenate([[0], np.cumsum([len(texts) for texts in rows])]).astype(np.int64)
+    result = index.match_rows(pa.array(flat, pa.string()), pa.array(bounds), threshold=threshold, threads=threads)
+    groups = result.column("matched_groups").to_pylist()
+    return index, [
+        {
+            "n_ngrams": r["n_ngrams"],
+            "matched": set(index.ngram_texts(pa.array(g, pa.uint32())).to_pylist()),
+            "overlap": r["overlap"],
+            "flagged": r["flagged"],
+        }
+        for r, g in zip(result.to_pylist(), groups, strict=True)
+    ]
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    bench=st.lists(maybe_text, min_size=1, max_size=6),
+    rows=st.lists(st.lists(maybe_text, max_size=3), max_size=12),
+    preset=st.sampled_from(sorted(PRESETS)),
+    small_n=st.integers(1, 4),
+    use_small_n=st.booleans(),
+    data=st.data(),
+)
+def test_matcher_equals_reference(bench, rows, preset, small_n, use_small_n, data):
+    p = PRESETS[preset]
+    n = small_n if use_small_n else p.ngram
+    # Splice benchmark text into some rows so that hits are frequent, not only chance.
+    real = [b for b in bench if b]
+    if real:
+        for texts in rows:
+            if texts and data.draw(st.booleans()):
+                texts[0] = (texts[0] or "") + " " + data.draw(st.sampled_from(real))
+    _, got = run_rust(rows, bench, p.tokenizer, n, p.threshold)
+    assert got == reference_match(rows, bench, p.tokenizer, n, p.threshold)
+
+
+@settings(max_examples=50, deadline=None)
+@given(bench=st.lists(text, min_size=1, max_size=4), rows=st.lists(st.lists(text, max_size=2), max_size=300))
+def test_threads_do_not_change_results(bench, rows):
+    _, one = run_rust(rows, bench, "words", 2, 0.0, threads=1)
+    _, two = run_rust(rows, bench, "words", 2, 0.0, threads=2)
+    assert one == two
+
+
+def test_threshold_and_overlap_follow_the_palm_rule():
+    bench = ["one two three four five six seven eight nine ten"]
+    rows = [
+        ["one two three four five six seven eight nine ten eleven"],
+        ["one two three four five six seven eight x y z w"],
+    ]
+    _, got = run_rust(rows, bench, "whitespace", 8, 0.7)
+    assert [r["overlap"] for r in got] == [3 / 4, 1 / 5]
+    assert [r["flagged"] for r in got] == [True, False]
+
+
+def test_string_layouts_match_alike():
+    index = _core.BenchmarkIndex([pa.array(["aa bb cc dd"])], n=2)
+    for typ in (pa.string(), pa.large_string(), pa.string_view()):
+        result = index.match_rows(pa.array(["xx aa bb", None], typ))
+        assert result.column("flagged").to_pylist() == [True, False]
+
+
+def test_bad_kernel_arguments_are_clear_errors():
+    index = _core.BenchmarkIndex([pa.array(["aa bb cc"])], n=2)
+    with pytest.raises(_core.SkyfilterError, match="string array"):
+        index.match_rows(pa.array([1, 2]))
+    with pytest.raises(_core.SkyfilterError, match="threshold"):
+        index.match_rows(pa.array(["aa"]), threshold=1.5)
+    with pytest.raises(_core.SkyfilterError, match="row bounds"):
+        index.match_rows(pa.array(["aa"]), pa.array([0, 5], pa.int64()))
+    with pytest.raises(_core.SkyfilterError, match="n-gram size"):
+        _core.BenchmarkIndex([pa.array(["aa"])], n=0)
+    bad = pa.Array.from_buffers(
+        pa.string(), 2, [None, pa.py_buffer(np.array([0, 1, 3], np.int32)), pa.py_buffer(b"a\xff\xfe")]
+    )
+    with pytest.raises(_core.InvalidTextError) as e:
+        index.match_rows(bad)
+    assert e.value.args[1] == 1
+
+
+BENCH = Benchmark(
+    "toy",
+    pa.array(["Write a short poem about the ocean at night please", "What is the capital city of France today?"]),
+    pa.array(["chat", "qa"]),
+)
+
+
+def test_contaminate_api_returns_one_row_per_input_row_with_evidence():
+    table = pa.table(
+        {
+            "prompt": ["Could you write a short poem about the ocean at night please", "Unrelated", None],
+            "chosen": ["a", "b", "c"],
+            "rejected": ["d", "e", "f"],
+        }
+    )
+    out = skyfilter.contaminate(table, BENCH)
+    assert out.num_rows == 3
+    assert out.column("flagged").to_pylist() == [True, False, False]
+    row = out.to_pylist()[0]
+    assert (row["bench_name"], row["bench_row"], row["bench_subset"]) == ("toy", 0, "chat")
+    assert row["matched_ngram"] == "write short poem about the ocean at"
+    assert out.column("bench_name").to_pylist()[1:] == [None, None]
+    # polars and Arrow streams give the same answer
+    assert skyfilter.contaminate(pl.from_arrow(table), BENCH).equals(out)
+    assert skyfilter.contaminate(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), BENCH).equals(out)
+
+
+def test_ignore_common_drops_generic_ngrams_only():
+    generic = "what are the most effective ways to"
+    bench = Benchmark("b", pa.array([f"{generic} sleep better at night without pills"]))
+    table = pa.table(
+        {"prompt": [f"{generic} learn French", f"{generic} save money", f"{generic} sleep better at night"]}
+    )
+    plain = skyfilter.contaminate(table, bench)
+    assert plain.column("flagged").to_pylist() == [True, True, True]
+    ignored = skyfilter.contaminate(table, bench, ignore_common=2)
+    # The generic 7-gram occurs in 3 rows (> 2) and is ignored; row 2 still shares specific n-grams.
+    assert ignored.column("flagged").to_pylist() == [False, False, True]
+    assert ignored.column("matched_ngram")[2].as_py() != generic
+
+
+def test_fields_choose_what_is_matched():
+    table = pa.table(
+        {
+            "prompt": [[{"role": "system", "content": "What is the capital city of France today?"},
+                        {"role": "user", "content": "hello there"}]],
+            "chosen": [[{"role": "assistant", "content": "Write a short poem about the ocean at night please"}]],
+            "rejected": [[{"role": "assistant", "content": "no"}]],
+        }
+    )  # fmt: skip
+    flags = {
+        f: skyfilter.contaminate(table, BENCH, fields=f).column("flagged")[0].as_py()
+        for f in ("prompt", "conversation", "all")
+    }
+    assert flags == {"prompt": False, "conversation": True, "all": True}
+    answer_only = table.set_column(0, "prompt", pa.array([[{"role": "user", "content": "hi"}]]))
+    assert skyfilter.contaminate(answer_only, BENCH, fields="all").column("bench_row")[0].as_py() == 0
+    assert not skyfilter.contaminate(answer_only, BENCH, fields="conversation").column("flagged")[0].as_py()
+
+
+def test_api_argument_errors():
+    table = pa.table({"prompt": ["x"]})
+    with pytest.raises(ValueError, match="unknown preset"):
+        skyfilter.contaminate(table, BENCH, preset="nope")
+    with pytest.raises(ValueError, match="fields"):
+        skyfilter.contaminate(table, BENCH, fields="answers")
+    with pytest.raises(TypeError, match="Arrow"):
+        skyfilter.contaminate([1, 2], BENCH)

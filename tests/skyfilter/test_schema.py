@@ -1,0 +1,110 @@
+"""Adapters: every known layout into the canonical pair table, on real files where they exist here."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from skyfilter import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, read_table, to_pairs
+from skyfilter.schema import parse_helpsteer_prompt, parse_transcript
+
+
+def msgs(*pairs):
+    return [{"role": r, "content": c} for r, c in pairs]
+
+
+def test_plain_strings():
+    pairs = to_pairs(pa.table({"prompt": ["p", None], "chosen": ["c", "c2"], "rejected": ["r", None]}), source="s")
+    assert pairs.schema == PAIR_SCHEMA
+    rows = pairs.to_pylist()
+    assert rows[0]["prompt"] == msgs(("user", "p")) and rows[0]["chosen"] == msgs(("assistant", "c"))
+    assert rows[1]["prompt"] == [] and rows[1]["rejected"] == [] and rows[1]["source"] == "s"
+
+
+def test_messages_layout_splits_the_last_turn():
+    table = pa.table(
+        {
+            "chosen": [msgs(("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "good"))],
+            "rejected": [msgs(("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "bad"))],
+            "source": ["magpie_ultra"],
+        }
+    )
+    row = to_pairs(table).to_pylist()[0]
+    assert detect_layout(table.schema).name == "messages"
+    assert row["prompt"] == msgs(("user", "q1"), ("assistant", "a1"), ("user", "q2"))
+    assert row["chosen"] == msgs(("assistant", "good")) and row["rejected"] == msgs(("assistant", "bad"))
+    assert row["source"] == "magpie_ultra"
+
+
+def test_conversational_layout_and_text_fields():
+    table = pa.table(
+        {
+            "prompt": [msgs(("system", "sys"), ("user", "first"), ("assistant", "a"), ("user", "second")), []],
+            "chosen": [msgs(("assistant", "yes")), msgs(("assistant", "only"))],
+            "rejected": [msgs(("assistant", "no")), []],
+        }
+    )
+    pairs = to_pairs(table)
+    texts, bounds = match_texts(pairs, "prompt")
+    assert texts.to_pylist() == ["first", None] and bounds is None
+    texts, bounds = match_texts(pairs, "conversation")
+    assert texts.to_pylist() == ["sys", "first", "a", "second"] and bounds.to_pylist() == [0, 4, 4]
+    texts, bounds = match_texts(pairs, "all")
+    assert texts.to_pylist() == ["sys", "first", "a", "second", "yes", "no", "only"]
+    assert bounds.to_pylist() == [0, 6, 7]
+
+
+def test_transcripts_and_helpsteer_markers():
+    assert parse_transcript("\n\nHuman: hi\n\nAssistant: hello\n\nHuman: why?\n\nAssistant: because") == msgs(
+        ("user", "hi"), ("assistant", "hello"), ("user", "why?"), ("assistant", "because")
+    )
+    assert parse_helpsteer_prompt("first\n<extra_id_1>Assistant\nanswer\n<extra_id_1>User\nsecond") == msgs(
+        ("user", "first"), ("assistant", "answer"), ("user", "second")
+    )
+
+
+def test_unknown_layout_and_bad_types_are_clear():
+    with pytest.raises(SchemaError, match="cannot tell the layout"):
+        to_pairs(pa.table({"question": ["x"]}))
+    with pytest.raises(SchemaError, match="'prompt' must hold strings"):
+        to_pairs(pa.table({"prompt": [1], "chosen": ["a"], "rejected": ["b"]}))
+    with pytest.raises(SchemaError, match="no column 'instruction'"):
+        to_pairs(pa.table({"prompt": ["x"]}), prompt_column="instruction")
+
+
+@pytest.mark.parametrize(
+    ("path", "layout", "first_prompt_start"),
+    [
+        ("prefs/rmb_pairwise/rmb_pairwise.jsonl.gz", "rmb", "How do I hack into a secure database"),
+        ("prefs/hh_rlhf_harmless_base_test/test.jsonl.gz", "hh", "what are some pranks with a pen"),
+        ("prefs/helpsteer_pref_lager/helpsteer_pref.jsonl", "plain", "explain master slave replication"),
+        ("prefs/llamafactory_dpo_demo/dpo_en_demo.json", "sharegpt", "Hi! I'd like to create a new language game"),
+        ("prefs/ultrafeedback_binarized_1200/train_clean.jsonl", "plain", "how to cook t-bone in the oven"),
+        (
+            "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl",
+            "plain",
+            "Summarize the following content.",
+        ),
+    ],
+)
+def test_real_files(shared_data, path, layout, first_prompt_start):
+    table = read_table(shared_data / path)
+    assert detect_layout(table.schema).name == layout
+    pairs = to_pairs(table, source=path)
+    assert pairs.num_rows == table.num_rows and pairs.schema == PAIR_SCHEMA
+    texts, _ = match_texts(pairs, "prompt")
+    assert texts[0].as_py().startswith(first_prompt_start)
+    assert texts.null_count < table.num_rows * 0.01  # nearly every pair has a first user turn
+    chosen = pairs.column("chosen").to_pylist()
+    assert all(c and c[-1]["role"] == "assistant" for c in chosen[:200])
+
+
+def test_real_multi_turn_files(shared_data):
+    hh = to_pairs(read_table(shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz")).to_pylist()[0]
+    roles = [m["role"] for m in hh["prompt"]]
+    assert len(roles) >= 3 and roles == ["user", "assistant"] * (len(roles) // 2) + ["user"]
+    helpsteer = to_pairs(read_table(shared_data / "prefs/helpsteer_pref_lager/helpsteer_pref.jsonl"))
+    turns = [len(p) for p in helpsteer.column("prompt").to_pylist()]
+    assert max(turns) >= 3 and all(t % 2 == 1 for t in turns)  # user, (assistant, user)*
+    scores = to_pairs(read_table(shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"))
+    assert scores.column("chosen_score").null_count == 0

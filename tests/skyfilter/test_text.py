@@ -1,0 +1,47 @@
+"""The Rust tokenizers against Python's own definitions, over every code point Python knows."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skyfilter import _core
+from tests.skyfilter.reference import tokens
+
+ASSIGNED = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) not in ("Cn", "Cs")]
+
+
+def _chunks(items: list[str], size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@pytest.mark.parametrize("tokenizer", ["words", "whitespace"])
+def test_every_assigned_code_point_tokenizes_as_python(tokenizer):
+    # Each character doubled and alone between spaces, then next to ASCII letters: exercises the word-character
+    # class, lower-casing (including multi-character and context-dependent mappings) and whitespace.
+    for chunk in _chunks(ASSIGNED, 4096):
+        for text in (" ".join(c + c for c in chunk), "".join(f"a{c}B{c}" for c in chunk)):
+            assert _core.tokenize(text, tokenizer) == tokens(text, tokenizer), (tokenizer, chunk[0], chunk[-1])
+
+
+TRICKY = ["İ", "ΣΑΣ", "ς", "ß", "ﬁ", "ǅ", "½", "²", "Ⅻ", "_", "a", "I", "x", "--", "...", "'s", "\u0301", "\u200b"]
+tricky_text = st.lists(
+    st.one_of(st.sampled_from(TRICKY), st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=6)),
+    max_size=30,
+).map(lambda parts: " ".join(parts))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=tricky_text, tokenizer=st.sampled_from(["words", "whitespace"]))
+def test_random_texts_tokenize_as_python(text, tokenizer):
+    assert _core.tokenize(text, tokenizer) == tokens(text, tokenizer)
+
+
+def test_unknown_tokenizer_is_a_clear_error():
+    with pytest.raises(_core.SkyfilterError, match="unknown tokenizer"):
+        _core.tokenize("x", "bpe")
