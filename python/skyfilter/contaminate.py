@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, open_source
-from skyfilter.schema import FIELDS, SchemaError, match_texts, to_pairs
+from skyfilter.io import AtomicWriters, InputError, Source, open_source, output_format
+from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
 
@@ -108,10 +108,20 @@ class Matcher:
         tokens = f"{self.preset.tokenizer} tokens, {self.ngram}-grams"
         return f"preset {self.preset.name}: {tokens}, {rule}, fields {self.fields}"
 
-    def match(self, pairs: pa.Table) -> pa.RecordBatch:
-        """Raw per-row results for canonical pairs (see ``_core.BenchmarkIndex.match_rows``)."""
+    def match(self, pairs: pa.Table, where: str = "input", row_offset: int = 0) -> pa.RecordBatch:
+        """Raw per-row results for canonical pairs (see ``_core.BenchmarkIndex.match_rows``).
+
+        ``where`` and ``row_offset`` place the pairs in their input for the error of an invalid text.
+        """
         texts, bounds = match_texts(pairs, self.fields)
-        return self.index.match_rows(texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads)
+        try:
+            return self.index.match_rows(
+                texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads
+            )
+        except _core.InvalidTextError as e:
+            i = e.args[1]
+            row = i if bounds is None else int(np.searchsorted(bounds.to_numpy(), i, side="right") - 1)
+            raise InputError(f"{where}: row {row_offset + row}: text is not valid UTF-8") from None
 
     def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
         """Ignores from now on the benchmark n-grams matched by more than ``max_rows`` rows; returns them."""
@@ -325,21 +335,22 @@ def _check_columns(source: Source) -> None:
         )
 
 
+def _text_columns(source: Source, fields: str, layout: str | None, prompt_column: str | None) -> str:
+    """Which input column(s) the matched texts come from, for error messages."""
+    if prompt_column is not None:
+        return prompt_column
+    try:
+        columns = resolve_layout(source.schema, layout, source.name).columns
+    except SchemaError as e:
+        raise InputError(str(e)) from None
+    return columns[0] if fields != "all" else "/".join(dict.fromkeys(columns))
+
+
 def _pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt_column: str | None) -> pa.Table:
     try:
         return to_pairs(batch, source=source.name, layout=layout, prompt_column=prompt_column)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
-
-
-def _match(matcher: Matcher, source: Source, pairs: pa.Table, offset: int) -> pa.RecordBatch:
-    try:
-        return matcher.match(pairs)
-    except _core.InvalidTextError as e:
-        column = {"prompt": "the prompt", "conversation": "a prompt turn", "all": "a turn"}[matcher.fields]
-        raise InputError(
-            f"{source.name}: {column} of a row in rows {offset}.. is not valid UTF-8 ({e.args[0]})"
-        ) from None
 
 
 def run(
@@ -368,6 +379,9 @@ def run(
     """
     from tqdm.auto import tqdm
 
+    for path in (out, flagged):
+        if path is not None:
+            output_format(path)  # an unknown suffix fails now, not after the work
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
     sources = [open_source(spec, split) for spec in inputs]
     for s in sources[1:]:
@@ -388,9 +402,10 @@ def run(
         with bar:
             for s in sources:
                 offset = 0
+                where = f"{s.name}, column {_text_columns(s, fields, layout, prompt_column)}"
                 for batch in s.batches(batch_rows):
                     pairs = _pairs(s, batch, layout, prompt_column)
-                    yield s, batch, pairs, _match(matcher, s, pairs, offset), offset
+                    yield s, batch, pairs, matcher.match(pairs, where, offset), offset
                     offset += batch.num_rows
                     bar.update(batch.num_rows)
 

@@ -66,11 +66,7 @@ def _locate_json_error(path: Path, data: bytes) -> str | None:
         if not line.strip():
             continue
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return f"{path}: line {number}: invalid UTF-8 at byte {e.start}"
-        try:
-            value = json.loads(text)
+            value = json.loads(line)
         except json.JSONDecodeError as e:
             return f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})"
         if not isinstance(value, dict):
@@ -78,7 +74,17 @@ def _locate_json_error(path: Path, data: bytes) -> str | None:
     return None
 
 
+def _check_utf8(path: Path, data: bytes) -> None:
+    # Arrow's JSON reader passes invalid UTF-8 through into string columns: refuse it here, by line.
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}: line {line}: invalid UTF-8 (byte {e.start})") from None
+
+
 def _read_json_lines(path: Path, data: bytes) -> pa.Table:
+    _check_utf8(path, data)
     if not data.strip():
         return pa.table({})
     for block_size in (16 << 20, len(data) + 1):
@@ -107,11 +113,8 @@ def _table_from_rows(path: Path, rows: list) -> pa.Table:
 
 
 def _read_json_array(path: Path, data: bytes) -> pa.Table:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line}: invalid UTF-8") from None
+    _check_utf8(path, data)
+    text = data.decode("utf-8")
     stripped = text.lstrip()
     if not stripped.startswith("["):
         return _read_json_lines(path, data)

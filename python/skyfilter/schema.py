@@ -44,6 +44,7 @@ __all__ = [
     "LAYOUTS",
     "SchemaError",
     "detect_layout",
+    "resolve_layout",
     "to_pairs",
     "match_texts",
     "parse_transcript",
@@ -212,6 +213,8 @@ class Layout:
     detect: Callable[[pa.Schema], bool]
     convert: Callable[[pa.Table], tuple[pa.Array, pa.Array, pa.Array]]
     description: str
+    #: The input columns the prompt, chosen and rejected turns come from (for error messages).
+    columns: tuple[str, str, str] = ("prompt", "chosen", "rejected")
 
 
 def _types(schema: pa.Schema) -> dict[str, pa.DataType]:
@@ -305,24 +308,28 @@ LAYOUTS: tuple[Layout, ...] = (
         lambda s: _has(s, "chosen", "rejected") and _is_list(_types(s)["chosen"]),
         _whole_conversations,
         "chosen, rejected whole conversations as message lists (Skywork-Reward-Preference-80K)",
+        ("chosen", "chosen", "rejected"),
     ),
     Layout(
         "hh",
         lambda s: _has(s, "chosen", "rejected"),
         _hh,
         "chosen, rejected HH-RLHF transcripts",
+        ("chosen", "chosen", "rejected"),
     ),
     Layout(
         "sharegpt",
         lambda s: _has(s, "conversations", "chosen", "rejected"),
         _sharegpt,
         "sharegpt conversations with chosen / rejected turns (LLaMA-Factory)",
+        ("conversations", "chosen", "rejected"),
     ),
     Layout(
         "rmb",
         lambda s: _has(s, "conversation_input", "chosen", "reject"),
         _rmb,
         "conversation_input with chosen / reject answers (RMB)",
+        ("conversation_input", "chosen", "reject"),
     ),
     Layout("prompts", lambda s: _has(s, "prompt"), _prompts_only, "a prompt column alone"),
 )
@@ -339,6 +346,16 @@ def detect_layout(schema: pa.Schema, where: str = "input") -> Layout:
         f"{where}: cannot tell the layout from columns {schema.names}. Known layouts: {known}. "
         "Rename the columns, or name the prompt column with --prompt-column."
     )
+
+
+def resolve_layout(schema: pa.Schema, layout: str | None = None, where: str = "input") -> Layout:
+    """The layout named ``layout``, or the one detected from the schema."""
+    if layout is None:
+        return detect_layout(schema, where)
+    by_name = {lay.name: lay for lay in LAYOUTS}
+    if layout not in by_name:
+        raise SchemaError(f"unknown layout {layout!r}; known: {sorted(by_name)}")
+    return by_name[layout]
 
 
 def _scores(table: pa.Table) -> tuple[pa.Array, pa.Array]:
@@ -375,14 +392,7 @@ def to_pairs(
             raise SchemaError(f"no column {prompt_column!r}; columns are {table.schema.names}")
         prompt, chosen, rejected = _prompts_only(table.select([prompt_column]).rename_columns(["prompt"]))
     else:
-        if layout is None:
-            chosen_layout = detect_layout(table.schema)
-        else:
-            by_name = {lay.name: lay for lay in LAYOUTS}
-            if layout not in by_name:
-                raise SchemaError(f"unknown layout {layout!r}; known: {sorted(by_name)}")
-            chosen_layout = by_name[layout]
-        prompt, chosen, rejected = chosen_layout.convert(table)
+        prompt, chosen, rejected = resolve_layout(table.schema, layout).convert(table)
     if "source" in table.schema.names and _is_string(table.schema.field("source").type):
         sources = pc.fill_null(_as_string(_column(table, "source"), "source"), source)
     else:

@@ -6,12 +6,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+import skyfilter
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import skyfilter
 from skyfilter import Benchmark, _core
 from skyfilter.contaminate import PRESETS
+
 from tests.skyfilter.reference import reference_match
 
 # A small vocabulary makes shared n-grams common; the rest adds Unicode, punctuation runs and 1-char tokens.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-
 import skyfilter
 from skyfilter import benchmark_from_table, read_table
 

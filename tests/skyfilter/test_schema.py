@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
 from skyfilter import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, read_table, to_pairs
 from skyfilter.schema import parse_helpsteer_prompt, parse_transcript
 

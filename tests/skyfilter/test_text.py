@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from skyfilter import _core
+
 from tests.skyfilter.reference import tokens
 
 ASSIGNED = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) not in ("Cn", "Cs")]

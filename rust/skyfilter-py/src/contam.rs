@@ -16,8 +16,11 @@ use crate::error::{to_py, SkyfilterError};
 use crate::texts::Texts;
 
 fn tokenizer_named(name: &str) -> PyResult<Tokenizer> {
-    Tokenizer::from_name(name)
-        .ok_or_else(|| SkyfilterError::new_err(format!("unknown tokenizer {name:?}; expected \"words\" or \"whitespace\"")))
+    Tokenizer::from_name(name).ok_or_else(|| {
+        SkyfilterError::new_err(format!(
+            "unknown tokenizer {name:?}; expected \"words\" or \"whitespace\""
+        ))
+    })
 }
 
 /// The tokens of `text` under a tokenizer preset ("words" or "whitespace").
@@ -36,7 +39,9 @@ pub struct BenchmarkIndex {
 fn u32_groups(groups: &PyArray) -> PyResult<UInt32Array> {
     match groups.array().data_type() {
         DataType::UInt32 => Ok(groups.array().as_primitive::<UInt32Type>().clone()),
-        other => Err(SkyfilterError::new_err(format!("groups must be a uint32 array, got {other}"))),
+        other => Err(SkyfilterError::new_err(format!(
+            "groups must be a uint32 array, got {other}"
+        ))),
     }
 }
 
@@ -100,7 +105,9 @@ impl BenchmarkIndex {
         threads: usize,
     ) -> PyResult<Py<PyAny>> {
         if !(0.0..=1.0).contains(&threshold) {
-            return Err(SkyfilterError::new_err(format!("threshold must be within [0, 1], got {threshold}")));
+            return Err(SkyfilterError::new_err(format!(
+                "threshold must be within [0, 1], got {threshold}"
+            )));
         }
         let holder = Texts::new(texts.array(), "texts")?;
         let strs = holder.strs()?;
@@ -115,7 +122,9 @@ impl BenchmarkIndex {
                     .map(|&v| usize::try_from(v).map_err(|_| SkyfilterError::new_err("bounds must be non-negative")))
                     .collect::<PyResult<_>>()?,
                 other => {
-                    return Err(SkyfilterError::new_err(format!("bounds must be a non-null int64 array, got {other}")))
+                    return Err(SkyfilterError::new_err(format!(
+                        "bounds must be a non-null int64 array, got {other}"
+                    )))
                 }
             },
         };
@@ -126,7 +135,9 @@ impl BenchmarkIndex {
                 None => return Err(SkyfilterError::new_err("ignore must be a boolean array")),
             },
         };
-        let matches = py.detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads)).map_err(to_py)?;
+        let matches = py
+            .detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads))
+            .map_err(to_py)?;
         to_pyarrow_batch(py, match_columns(&matches, threshold))
     }
 

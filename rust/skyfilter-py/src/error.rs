@@ -4,7 +4,12 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 
-create_exception!(skyfilter._core, SkyfilterError, PyValueError, "Invalid arguments or data for a skyfilter kernel.");
+create_exception!(
+    skyfilter._core,
+    SkyfilterError,
+    PyValueError,
+    "Invalid arguments or data for a skyfilter kernel."
+);
 create_exception!(
     skyfilter._core,
     InvalidTextError,

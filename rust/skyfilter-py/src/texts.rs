@@ -37,7 +37,10 @@ impl Texts {
     pub fn strs(&self) -> PyResult<Vec<Option<&str>>> {
         fn check<'a>(rows: impl Iterator<Item = Option<&'a [u8]>>) -> PyResult<Vec<Option<&'a str>>> {
             rows.enumerate()
-                .map(|(i, b)| b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i))).transpose())
+                .map(|(i, b)| {
+                    b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i)))
+                        .transpose()
+                })
                 .collect()
         }
         match self {
