@@ -64,6 +64,10 @@ pub struct BenchIndex {
     /// Byte spans of the tokens in `arena`.
     tokens: Vec<(u32, u32)>,
     heads: HashIndex,
+    /// One bit per hash-prefix bucket, set where some group's hash falls: most training n-grams miss,
+    /// and this small table (cache-resident) answers them without touching the hash map.
+    filter: Vec<u64>,
+    filter_shift: u32,
     groups: Vec<Group>,
     postings: Vec<BenchRow>,
     /// Rows per benchmark, as given to [`BenchIndex::build`].
@@ -102,6 +106,33 @@ struct Scratch {
     token_hashes: Vec<u64>,
     hashes: Vec<u64>,
     row_hashes: Vec<u64>,
+    distinct: Vec<u64>,
+}
+
+/// Number of distinct values in `hashes`, with an open-addressing set in `table` (reused scratch).
+/// 0 marks an empty slot, so a hash of 0 is counted as 1: a 2^-64 event that only shifts a count.
+fn count_distinct(hashes: &[u64], table: &mut Vec<u64>) -> usize {
+    let size = (hashes.len() * 2).next_power_of_two().max(16);
+    table.clear();
+    table.resize(size, 0);
+    let mask = size - 1;
+    let mut distinct = 0;
+    for &h in hashes {
+        let key = h.max(1);
+        let mut slot = (key as usize) & mask;
+        loop {
+            match table[slot] {
+                0 => {
+                    table[slot] = key;
+                    distinct += 1;
+                    break;
+                }
+                k if k == key => break,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+    distinct
 }
 
 fn check_n(n: usize) -> Result<(), Error> {
@@ -123,6 +154,8 @@ impl BenchIndex {
             arena: String::new(),
             tokens: Vec::new(),
             heads: HashIndex::default(),
+            filter: Vec::new(),
+            filter_shift: 64,
             groups: Vec::new(),
             postings: Vec::new(),
             bench_rows: benches.iter().map(|b| b.len() as u32).collect(),
@@ -153,7 +186,24 @@ impl BenchIndex {
             start = end;
         }
         index.postings = occurrences.into_iter().map(|(_, at)| at).collect();
+        index.build_filter();
         Ok(index)
+    }
+
+    fn build_filter(&mut self) {
+        // About 16 bits per group, between 64 Kib and 256 Mib.
+        let bits = (self.heads.len() * 16).next_power_of_two().clamp(1 << 16, 1 << 28);
+        self.filter_shift = 64 - bits.trailing_zeros();
+        self.filter = vec![0u64; bits / 64];
+        for &h in self.heads.keys() {
+            let b = (h >> self.filter_shift) as usize;
+            self.filter[b / 64] |= 1 << (b % 64);
+        }
+    }
+
+    fn maybe_contains(&self, h: u64) -> bool {
+        let b = (h >> self.filter_shift) as usize;
+        self.filter[b / 64] & (1 << (b % 64)) != 0
     }
 
     fn add_text(
@@ -301,7 +351,7 @@ impl BenchIndex {
             ngram_hashes(&s.tokens, self.n, &mut s.token_hashes, &mut s.hashes);
             s.row_hashes.extend_from_slice(&s.hashes);
             for (i, &h) in s.hashes.iter().enumerate() {
-                if !self.heads.contains_key(&h) {
+                if !self.maybe_contains(h) {
                     continue;
                 }
                 let tokens = &s.tokens;
@@ -314,9 +364,7 @@ impl BenchIndex {
                 result.matched.push(g);
             }
         }
-        s.row_hashes.sort_unstable();
-        s.row_hashes.dedup();
-        result.n_ngrams = s.row_hashes.len() as u32;
+        result.n_ngrams = count_distinct(&s.row_hashes, &mut s.distinct) as u32;
         result
     }
 }
@@ -393,6 +441,15 @@ mod tests {
     }
 
     #[test]
+    fn distinct_counting() {
+        let mut table = Vec::new();
+        assert_eq!(count_distinct(&[], &mut table), 0);
+        assert_eq!(count_distinct(&[5, 5, 0, 1, 7, 5, 1 << 40, 7], &mut table), 4);
+        let many: Vec<u64> = (0..1000u64).map(|i| (i % 300) << 20).collect();
+        assert_eq!(count_distinct(&many, &mut table), 300);
+    }
+
+    #[test]
     fn ignored_groups_never_match() {
         let idx = index(2, &[&["aa bb cc"]]);
         let texts = [Some("aa bb cc")];
@@ -409,6 +466,7 @@ mod tests {
         // Chain both groups under one hash, as a 64-bit collision would: lookups still compare tokens.
         let mut idx = index(2, &[&["aa bb", "cc dd"]]);
         idx.heads.clear();
+        idx.filter.fill(u64::MAX);
         idx.heads.insert(7, 1);
         idx.groups[1].next = 0;
         idx.groups[0].next = NONE;

@@ -1,7 +1,9 @@
-//! Stable n-gram hashing: xxh3 with a fixed seed, independent of threads, runs and machines.
+//! Stable n-gram hashing, independent of threads, runs and machines.
 //!
-//! A token hashes to `xxh3_64(token bytes, SEED)`; an n-gram hashes to `xxh3_64` of the little-endian
-//! bytes of its token hashes. Hashes only find candidates: every hit is confirmed by comparing tokens.
+//! A token hashes to `xxh3_64(token bytes, SEED)`. An n-gram hashes to the polynomial
+//! `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised by the murmur3 64-bit mixer; the
+//! polynomial rolls, so each further window costs two multiplications. Hashes only find candidates:
+//! every hit is confirmed by comparing tokens.
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -10,7 +12,7 @@ use crate::text::Tokens;
 /// The fixed seed of every stored or compared hash (the ASCII bytes of "skyfiltr").
 pub const SEED: u64 = 0x736b_7966_696c_7472;
 
-/// Largest supported n.
+/// Largest supported n (a sanity bound: longer n-grams are no use for contamination).
 pub const MAX_N: usize = 64;
 
 /// Hash of one token.
@@ -18,13 +20,23 @@ pub fn token_hash(token: &str) -> u64 {
     xxh3_64_with_seed(token.as_bytes(), SEED)
 }
 
+/// Odd multiplier of the rolling polynomial.
+const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// murmur3's 64-bit finaliser: spreads the polynomial's bits before they index hash tables.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// Hash of the n-gram whose token hashes are `window`.
 pub fn ngram_hash(window: &[u64]) -> u64 {
-    let mut bytes = [0u8; 8 * MAX_N];
-    for (chunk, h) in bytes.chunks_exact_mut(8).zip(window) {
-        chunk.copy_from_slice(&h.to_le_bytes());
-    }
-    xxh3_64_with_seed(&bytes[..8 * window.len()], SEED)
+    mix(window
+        .iter()
+        .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t)))
 }
 
 /// Fills `out` with the hash of every n-gram of `tokens`, in text order (`tokens.len() - n + 1` of them,
@@ -36,7 +48,19 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, token_hashes: &mut Vec<u64>, out:
         return;
     }
     token_hashes.extend(tokens.iter().map(token_hash));
-    out.extend(token_hashes.windows(n).map(ngram_hash));
+    // Roll the polynomial: drop the oldest token's term, shift, add the newest token.
+    let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^(n-1)
+    let mut acc = token_hashes[..n]
+        .iter()
+        .fold(0u64, |a, &t| a.wrapping_mul(BASE).wrapping_add(t));
+    out.push(mix(acc));
+    for i in n..token_hashes.len() {
+        acc = acc
+            .wrapping_sub(token_hashes[i - n].wrapping_mul(top))
+            .wrapping_mul(BASE)
+            .wrapping_add(token_hashes[i]);
+        out.push(mix(acc));
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +88,20 @@ mod tests {
     }
 
     #[test]
+    fn rolling_equals_direct() {
+        let mut tokens = Tokens::default();
+        Tokenizer::Words.tokenize_into("aa bb cc dd ee ff gg hh ii jj", &mut tokens);
+        let direct: Vec<u64> = tokens
+            .iter()
+            .map(token_hash)
+            .collect::<Vec<_>>()
+            .windows(4)
+            .map(ngram_hash)
+            .collect();
+        assert_eq!(hashes("aa bb cc dd ee ff gg hh ii jj", 4), direct);
+    }
+
+    #[test]
     fn too_short_has_no_ngrams() {
         assert!(hashes("aa bb", 3).is_empty());
         assert_eq!(hashes("aa bb cc", 3).len(), 1);
@@ -83,7 +121,7 @@ mod tests {
         assert_eq!(token_hash("reward"), 0xe392_f2c2_6015_784d);
         assert_eq!(
             ngram_hash(&[token_hash("reward"), token_hash("model")]),
-            0x0629_a6e4_4852_4d32
+            0x13ac_42d4_3917_081e
         );
     }
 }

@@ -11,6 +11,8 @@
 //!   lower-cased, ASCII punctuation (`string.punctuation`) is deleted, and the result is split on
 //!   whitespace as Python's `str.split()` does.
 
+use std::sync::OnceLock;
+
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 
 /// How a text is normalised and cut into tokens.
@@ -44,8 +46,7 @@ impl Tokenizer {
     pub fn tokenize_into(self, text: &str, out: &mut Tokens) {
         out.clear();
         match self {
-            Self::Words if text.is_ascii() => words_ascii(text, out),
-            Self::Words => words_unicode(text, out),
+            Self::Words => words(text, out),
             Self::Whitespace => whitespace(text, out),
         }
     }
@@ -108,17 +109,39 @@ pub fn is_word_char(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_alphanumeric() || c == '_';
     }
-    matches!(
-        get_general_category(c),
-        Gc::UppercaseLetter
-            | Gc::LowercaseLetter
-            | Gc::TitlecaseLetter
-            | Gc::ModifierLetter
-            | Gc::OtherLetter
-            | Gc::DecimalNumber
-            | Gc::LetterNumber
-            | Gc::OtherNumber
-    )
+    let cp = c as usize;
+    if cp < 0x1_0000 {
+        // The Basic Multilingual Plane from an 8 KiB bitmap, built once: CJK text is all lookups.
+        let bmp = BMP_WORD.get_or_init(|| {
+            let mut bits = vec![0u64; 0x1_0000 / 64];
+            for (cp, word) in (0..0x1_0000u32)
+                .filter_map(char::from_u32)
+                .map(|c| (c as usize, category_is_word(c)))
+            {
+                bits[cp / 64] |= u64::from(word) << (cp % 64);
+            }
+            bits
+        });
+        return bmp[cp / 64] >> (cp % 64) & 1 == 1;
+    }
+    category_is_word(c)
+}
+
+static BMP_WORD: OnceLock<Vec<u64>> = OnceLock::new();
+
+fn category_is_word(c: char) -> bool {
+    c == '_'
+        || matches!(
+            get_general_category(c),
+            Gc::UppercaseLetter
+                | Gc::LowercaseLetter
+                | Gc::TitlecaseLetter
+                | Gc::ModifierLetter
+                | Gc::OtherLetter
+                | Gc::DecimalNumber
+                | Gc::LetterNumber
+                | Gc::OtherNumber
+        )
 }
 
 /// Python's `str.isspace()`: Unicode `White_Space` plus the four ASCII separators U+001C..U+001F.
@@ -126,46 +149,115 @@ pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// `\w` for ASCII bytes, as a table: the tokenizer's inner loop.
+static ASCII_WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 fn is_ascii_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    ASCII_WORD[b as usize]
 }
 
-fn words_ascii(text: &str, out: &mut Tokens) {
-    // ASCII fast path: lower-casing is byte-wise and cannot change where tokens start or end.
-    out.buf.push_str(text);
-    out.buf.make_ascii_lowercase();
-    let bytes = text.as_bytes();
-    let mut start: Option<usize> = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        if is_ascii_word_byte(b) {
-            start.get_or_insert(i);
-        } else if let Some(s) = start.take() {
-            push_span(&mut out.spans, s, i, i - s);
-        }
-    }
-    if let Some(s) = start {
-        push_span(&mut out.spans, s, bytes.len(), bytes.len() - s);
-    }
-}
-
-fn words_unicode(text: &str, out: &mut Tokens) {
+fn words(text: &str, out: &mut Tokens) {
     // Lower-case first, as scikit-learn does: full case mapping can change the characters (e.g. U+0130
-    // becomes "i" + U+0307), and tokens are cut from the lower-cased text.
-    out.buf.push_str(&text.to_lowercase());
-    let mut run: Option<(usize, usize)> = None; // (byte start, chars so far)
-    for (i, c) in out.buf.char_indices() {
-        if is_word_char(c) {
-            match &mut run {
-                Some((_, chars)) => *chars += 1,
-                None => run = Some((i, 1)),
+    // becomes "i" + U+0307), and tokens are cut from the lower-cased text. Lower-casing is per character
+    // except for capital sigma, whose final form depends on its neighbours: only then lower-case whole.
+    let mut runs = WordRuns::default();
+    if text.contains('\u{3a3}') {
+        for c in text.to_lowercase().chars() {
+            runs.feed(c, out);
+        }
+    } else {
+        // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
+        let mut rest = text;
+        while !rest.is_empty() {
+            let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+            runs.feed_ascii(&rest[..ascii], out);
+            let mut chars = rest[ascii..].chars();
+            if let Some(c) = chars.next() {
+                for lower in c.to_lowercase() {
+                    runs.feed(lower, out);
+                }
             }
-        } else if let Some((s, chars)) = run.take() {
-            push_span(&mut out.spans, s, i, chars);
+            rest = chars.as_str();
         }
     }
-    if let Some((s, chars)) = run {
-        let end = out.buf.len();
-        push_span(&mut out.spans, s, end, chars);
+    runs.finish(out);
+}
+
+/// The state of the `\w\w+` scanner over text appended to the buffer piece by piece.
+#[derive(Default)]
+struct WordRuns {
+    /// Byte start in the buffer and length in characters of the current run of word characters.
+    run: Option<(usize, usize)>,
+}
+
+impl WordRuns {
+    fn word(&mut self, is_word: bool, at: usize, out: &mut Tokens) {
+        if is_word {
+            match &mut self.run {
+                Some((_, chars)) => *chars += 1,
+                None => self.run = Some((at, 1)),
+            }
+        } else if let Some((start, chars)) = self.run.take() {
+            push_span(&mut out.spans, start, at, chars);
+        }
+    }
+
+    /// One (already lower-cased) character.
+    fn feed(&mut self, c: char, out: &mut Tokens) {
+        let at = out.buf.len();
+        out.buf.push(c);
+        self.word(is_word_char(c), at, out);
+    }
+
+    /// ASCII text, lower-cased byte-wise here.
+    fn feed_ascii(&mut self, text: &str, out: &mut Tokens) {
+        let base = out.buf.len();
+        out.buf.push_str(text);
+        out.buf[base..].make_ascii_lowercase();
+        // Alternate two tight scans, to the end of a run and to the start of the next, instead of a
+        // branch per byte.
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.run {
+                Some((start, chars)) => {
+                    let len = bytes[i..]
+                        .iter()
+                        .position(|&b| !is_ascii_word_byte(b))
+                        .unwrap_or(bytes.len() - i);
+                    *chars += len;
+                    i += len;
+                    if i < bytes.len() {
+                        push_span(&mut out.spans, *start, base + i, *chars);
+                        self.run = None;
+                    }
+                }
+                None => {
+                    i += bytes[i..]
+                        .iter()
+                        .position(|&b| is_ascii_word_byte(b))
+                        .unwrap_or(bytes.len() - i);
+                    if i < bytes.len() {
+                        self.run = Some((base + i, 0));
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self, out: &mut Tokens) {
+        if let Some((start, chars)) = self.run {
+            push_span(&mut out.spans, start, out.buf.len(), chars);
+        }
     }
 }
 

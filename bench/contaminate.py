@@ -1,0 +1,184 @@
+"""Benchmark: skyfilter contaminate against the scikit-learn reference method and a plain-Python matcher.
+
+Data: the RMB pairwise prompts (first user turn) from ../shared/data/prefs/rmb_pairwise, replicated to
+--rows rows (default 1,000,000), matched against the offline RewardBench prompt sources (4,341 prompts)
+plus the rebuilt RewardBench llmbar rows (419), with the `skywork` preset (7-grams, any hit).
+
+Measures, in one run on this machine:
+  * the skyfilter kernel on the whole replicated set at 1 and 2 threads (rows/s, MB/s, MB/s per core);
+  * the public API skyfilter.contaminate() on the whole set (adapters and evidence included);
+  * scikit-learn CountVectorizer(ngram_range=(7, 13)) and a plain-Python set-of-7-grams matcher on slices;
+  * the `skyfilter contaminate` command streaming parquet files of 1/4 and all of the rows (end-to-end
+    rows/s and peak RSS, to show memory does not grow with the input).
+
+Run: python bench/contaminate.py [--rows 1000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import skyfilter
+from skyfilter import Matcher, load_benchmark, match_texts, read_table, to_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "bench" / "_data"
+BENCH_FILES = [
+    (DATA / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl", "subset_family"),
+    (DATA / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl", "subset"),
+]
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def text_bytes(texts: pa.Array) -> int:
+    return int(pa.compute.sum(pa.compute.binary_length(texts)).as_py() or 0)
+
+
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+def python_grams(text: str, n: int = 7):
+    t = TOKEN.findall(text.lower())
+    return (tuple(t[i : i + n]) for i in range(len(t) - n + 1))
+
+
+def python_matcher(bench: list[str], prompts: list[str]) -> list[bool]:
+    """The plain-Python peer: a set of benchmark 7-grams, any hit flags (same rule as skywork)."""
+    grams = {g for p in bench for g in python_grams(p)}
+    return [any(g in grams for g in python_grams(p)) for p in prompts]
+
+
+def sklearn_matcher(bench: list[str], prompts: list[str]) -> list[bool]:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(ngram_range=(7, 13)).fit(bench)
+    return list(np.asarray(vectorizer.transform(prompts).sum(axis=1)).ravel() > 0)
+
+
+def run_cli(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of one `skyfilter` command in its own process."""
+    exe = Path(sys.executable).parent / "skyfilter"
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"skyfilter {' '.join(args)} failed with status {status}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--sklearn-rows", type=int, default=10_000)
+    parser.add_argument("--python-rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"needs the real data at {DATA}")
+
+    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
+    base, _ = match_texts(rmb, "prompt")
+    copies = -(-args.rows // len(base))
+    prompts = pa.concat_arrays([base] * copies)[: args.rows]
+    nbytes = text_bytes(prompts)
+    benchmarks = [load_benchmark(path, subset_column=subset) for path, subset in BENCH_FILES]
+    bench_list = [p for b in benchmarks for p in b.prompts.to_pylist() if p]
+    print(f"# data: {len(prompts):,} RMB prompts ({len(base):,} distinct rows x {copies}), {nbytes / 1e6:,.0f} MB")
+    print(f"# benchmark: {len(bench_list):,} prompts; {os.cpu_count()} cores; skyfilter {skyfilter.__version__}")
+    print()
+
+    rows: list[tuple[str, str, float, float, str]] = []  # (what, rows, rows/s, MB/s per core, note)
+
+    def record(what: str, n: int, seconds: float, cores: int, note: str = "") -> float:
+        rate = n / seconds
+        mb = text_bytes(prompts[:n]) / 1e6 / seconds / cores
+        rows.append((what, f"{n:,}", rate, mb, note))
+        print(f"{what:<48} {n:>10,} rows  {rate:>12,.0f} rows/s  {mb:>8.1f} MB/s/core  {note}", flush=True)
+        return rate
+
+    matcher = Matcher(benchmarks, preset="skywork")
+    sky: dict[int, float] = {}
+    for threads in (1, 2):
+        t = median_time(lambda th=threads: matcher.index.match_rows(prompts, threads=th), args.repeats)
+        sky[threads] = record(f"skyfilter kernel, {threads} thread(s)", len(prompts), t, threads)
+    flags = matcher.index.match_rows(prompts, threads=2).column("flagged").to_numpy(zero_copy_only=False)
+    table = pa.table({"prompt": prompts})
+    t = median_time(lambda: skyfilter.contaminate(table, benchmarks), args.repeats)
+    record("skyfilter.contaminate() API, all cores", len(prompts), t, os.cpu_count() or 1, "adapters + evidence")
+
+    py_prompts = prompts[: args.python_rows].to_pylist()
+    start = time.perf_counter()
+    py_flags = python_matcher(bench_list, py_prompts)
+    python_rate = record("plain-Python set of 7-grams, 1 thread", len(py_prompts), time.perf_counter() - start, 1)
+    assert py_flags == list(flags[: len(py_flags)]), "plain-Python matcher disagrees with skyfilter"
+
+    sk_prompts = prompts[: args.sklearn_rows].to_pylist()
+    start = time.perf_counter()
+    sk_flags = sklearn_matcher(bench_list, sk_prompts)
+    sklearn_rate = record("scikit-learn CountVectorizer(7, 13), 1 thread", len(sk_prompts), time.perf_counter() - start, 1,
+                          "fit on benchmark + transform")  # fmt: skip
+    assert sk_flags == list(flags[: len(sk_flags)]), "scikit-learn disagrees with skyfilter"
+
+    # Streaming from parquet: the same command on 1/4 and all of the rows; peak RSS should not grow.
+    WORK.mkdir(parents=True, exist_ok=True)
+    bench_args = [a for path, subset in BENCH_FILES for a in ("--bench-file", str(path))]
+    stream: list[tuple[int, float, int]] = []
+    try:
+        for n in (len(prompts) // 4, len(prompts)):
+            src = WORK / f"rmb_prompts_{n}.parquet"
+            part = pa.table({"prompt": prompts[:n], "source": pa.repeat(pa.scalar("rmb"), n)})
+            pq.write_table(part, src, row_group_size=65_536)
+            seconds, rss = run_cli([
+                "contaminate", str(src), *bench_args, "--out", str(WORK / "clean.parquet"),
+                "--flagged", str(WORK / "flagged.parquet"), "--report", str(WORK / "report.json"), "-q",
+            ])  # fmt: skip
+            stream.append((n, seconds, rss))
+            record("skyfilter contaminate CLI, parquet -> parquet", n, seconds, os.cpu_count() or 1,
+                   f"peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+    print()
+    print("| what | rows | rows/s | MB/s of prompt text per core | note |")
+    print("|---|---:|---:|---:|---|")
+    for what, n, rate, mb, note in rows:
+        print(f"| {what} | {n} | {rate:,.0f} | {mb:.1f} | {note} |")
+    print()
+    print(f"- flagged: {int(flags.sum()):,} of {len(flags):,} rows")
+    print(
+        f"- skyfilter (1 thread) / scikit-learn: {sky[1] / sklearn_rate:,.0f}x; (2 threads): {sky[2] / sklearn_rate:,.0f}x"
+    )
+    print(
+        f"- skyfilter (1 thread) / plain Python: {sky[1] / python_rate:,.0f}x; (2 threads): {sky[2] / python_rate:,.0f}x"
+    )
+    print(f"- scaling 1 -> 2 threads: {sky[2] / sky[1]:.2f}x")
+    (small, _, rss_small), (large, _, rss_large) = stream
+    print(
+        f"- peak RSS streaming {small:,} rows: {rss_small / 2**20:,.0f} MiB; {large:,} rows: {rss_large / 2**20:,.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
