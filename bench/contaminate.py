@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 import skyfilter
 from skyfilter import Matcher, load_benchmark, match_texts, read_table, to_pairs
 
@@ -137,8 +136,10 @@ def main() -> None:
     sk_prompts = prompts[: args.sklearn_rows].to_pylist()
     start = time.perf_counter()
     sk_flags = sklearn_matcher(bench_list, sk_prompts)
-    sklearn_rate = record("scikit-learn CountVectorizer(7, 13), 1 thread", len(sk_prompts), time.perf_counter() - start, 1,
-                          "fit on benchmark + transform")  # fmt: skip
+    seconds = time.perf_counter() - start
+    sklearn_rate = record(
+        "scikit-learn CountVectorizer(7, 13), 1 thread", len(sk_prompts), seconds, 1, "fit + transform"
+    )
     assert sk_flags == list(flags[: len(sk_flags)]), "scikit-learn disagrees with skyfilter"
 
     # Streaming from parquet: the same command on 1/4 and all of the rows; peak RSS should not grow.
@@ -167,17 +168,11 @@ def main() -> None:
         print(f"| {what} | {n} | {rate:,.0f} | {mb:.1f} | {note} |")
     print()
     print(f"- flagged: {int(flags.sum()):,} of {len(flags):,} rows")
-    print(
-        f"- skyfilter (1 thread) / scikit-learn: {sky[1] / sklearn_rate:,.0f}x; (2 threads): {sky[2] / sklearn_rate:,.0f}x"
-    )
-    print(
-        f"- skyfilter (1 thread) / plain Python: {sky[1] / python_rate:,.0f}x; (2 threads): {sky[2] / python_rate:,.0f}x"
-    )
+    for peer, rate in (("scikit-learn", sklearn_rate), ("plain Python", python_rate)):
+        print(f"- skyfilter / {peer}: {sky[1] / rate:,.0f}x at 1 thread, {sky[2] / rate:,.0f}x at 2 threads")
     print(f"- scaling 1 -> 2 threads: {sky[2] / sky[1]:.2f}x")
-    (small, _, rss_small), (large, _, rss_large) = stream
-    print(
-        f"- peak RSS streaming {small:,} rows: {rss_small / 2**20:,.0f} MiB; {large:,} rows: {rss_large / 2**20:,.0f} MiB"
-    )
+    for n, _, rss in stream:
+        print(f"- peak RSS streaming {n:,} rows from parquet: {rss / 2**20:,.0f} MiB")
 
 
 if __name__ == "__main__":
