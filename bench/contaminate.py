@@ -75,16 +75,27 @@ def sklearn_matcher(bench: list[str], prompts: list[str]) -> list[bool]:
     return list(np.asarray(vectorizer.transform(prompts).sum(axis=1)).ravel() > 0)
 
 
+# Linux keeps a process's peak RSS across exec, so a command started straight from this (large) process would
+# report this process's peak. A small Python parent forks the command and reports the child's own peak.
+_MEASURE = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_cli(args: list[str]) -> tuple[float, int]:
     """Wall time and peak RSS (bytes) of one `skyfilter` command in its own process."""
     exe = Path(sys.executable).parent / "skyfilter"
-    start = time.perf_counter()
-    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"skyfilter {' '.join(args)} failed with status {status}")
-    return elapsed, usage.ru_maxrss * 1024
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(exe), *args], capture_output=True, text=True, check=True)
+    seconds, rss, code = out.stdout.split()
+    if int(code) != 0:
+        raise SystemExit(f"skyfilter {' '.join(args)} failed with exit code {code}")
+    return float(seconds), int(rss)
 
 
 def main() -> None:

@@ -36,8 +36,17 @@ from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, t
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
 
-#: Columns added to flagged rows (and returned by :func:`contaminate`).
-EVIDENCE_COLUMNS = ("input_row", "bench_name", "bench_row", "bench_subset", "matched_ngram", "overlap", "n_matched")
+#: Columns added to flagged rows, after ``input_file``, in this order.
+EVIDENCE_FIELDS = (
+    pa.field("input_row", pa.int64()),
+    pa.field("bench_name", pa.string()),
+    pa.field("bench_row", pa.int64()),
+    pa.field("bench_subset", pa.string()),
+    pa.field("matched_ngram", pa.string()),
+    pa.field("overlap", pa.float64()),
+    pa.field("n_matched", pa.int64()),
+)
+EVIDENCE_COLUMNS = ("input_file", *(f.name for f in EVIDENCE_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -264,11 +273,10 @@ class _Tally:
         self.flagged += int(flagged.sum())
         self.without += int((result.column("n_ngrams").to_numpy() == 0).sum())
         self.df += _document_frequency(result, len(self.df))
-        sources = pairs.column("source").combine_chunks()
-        for value, count in zip(*np.unique(sources.to_numpy(zero_copy_only=False), return_counts=True), strict=True):
-            self.sources.setdefault(str(value), Counter())["rows"] += int(count)
-        for value in sources.filter(pa.array(flagged)).to_pylist():
-            self.sources[str(value)]["flagged"] += 1
+        sources = pairs.column("source")
+        for key, values in (("rows", sources), ("flagged", sources.filter(pa.array(flagged)))):
+            for entry in pc.value_counts(values).to_pylist():
+                self.sources.setdefault(str(entry["values"]), Counter())[key] += entry["counts"]
         self._count_subsets(result, np.flatnonzero(flagged))
         return flagged
 
@@ -321,10 +329,12 @@ class _Tally:
             out[b.name] = entry
         return out
 
-    def top_ngrams(self, groups: Iterable[int], limit: int = 20) -> list[dict]:
-        groups = sorted(groups, key=lambda g: (-self.df[g], g))[:limit]
-        texts = self.matcher.index.ngram_texts(pa.array(groups, type=pa.uint32())).to_pylist()
-        return [{"ngram": t, "rows": int(self.df[g])} for g, t in zip(groups, texts, strict=True)]
+
+def _top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: int) -> list[dict]:
+    """The given benchmark n-grams, most matched first, with the number of training rows matching each."""
+    groups = sorted(groups, key=lambda g: (-df[g], g))[:limit]
+    texts = matcher.index.ngram_texts(pa.array(groups, type=pa.uint32())).to_pylist()
+    return [{"ngram": t, "rows": int(df[g])} for g, t in zip(groups, texts, strict=True)]
 
 
 def _check_columns(source: Source) -> None:
@@ -375,7 +385,7 @@ def run(
     """Streams every input through the matcher, writing clean rows, flagged rows and a report.
 
     The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
-    :data:`EVIDENCE_COLUMNS` (and ``input_file``); outputs appear only if the whole run succeeds.
+    :data:`EVIDENCE_COLUMNS`; outputs appear only if the whole run succeeds.
     """
     from tqdm.auto import tqdm
 
@@ -409,29 +419,17 @@ def run(
                     offset += batch.num_rows
                     bar.update(batch.num_rows)
 
-    common = None
+    ignored = None
     if ignore_common is not None:
         df = np.zeros(matcher.index.n_groups, dtype=np.int64)
         for *_, result, _ in batches("counting n-grams"):
             df += _document_frequency(result, len(df))
         common = matcher.ignore_common(df, ignore_common)
-        common_tally = _Tally(matcher)
-        common_tally.df = df
-        ignored = common_tally.top_ngrams(common, limit=len(common))
+        ignored = _top_ngrams(matcher, df, common, limit=len(common))
 
     tally = _Tally(matcher)
     schema = sources[0].schema
-    flagged_schema = schema.append(pa.field("input_file", pa.string()))
-    for name, typ in (
-        ("input_row", pa.int64()),
-        ("bench_name", pa.string()),
-        ("bench_row", pa.int64()),
-        ("bench_subset", pa.string()),
-        ("matched_ngram", pa.string()),
-        ("overlap", pa.float64()),
-        ("n_matched", pa.int64()),
-    ):
-        flagged_schema = flagged_schema.append(pa.field(name, typ))
+    flagged_schema = pa.schema([*schema, pa.field("input_file", pa.string()), *EVIDENCE_FIELDS])
     with AtomicWriters({"clean": out, "flagged": flagged}) as writers:
         writers.set_schema("clean", schema)
         writers.set_schema("flagged", flagged_schema)
@@ -461,8 +459,8 @@ def run(
             rows_without_ngrams=tally.without,
             per_source={k: {"rows": v["rows"], "flagged": v["flagged"]} for k, v in sorted(tally.sources.items())},
             benchmarks=tally.benchmarks(),
-            top_matched_ngrams=tally.top_ngrams(np.flatnonzero(tally.df > 0)),
-            ignored_common_ngrams=ignored if common is not None else None,
+            top_matched_ngrams=_top_ngrams(matcher, tally.df, np.flatnonzero(tally.df > 0), limit=20),
+            ignored_common_ngrams=ignored,
             outputs={"clean": out, "flagged": flagged, "report": report},
         )
         if report is not None:
