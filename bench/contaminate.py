@@ -121,9 +121,10 @@ def main() -> None:
 
     rows: list[tuple[str, str, float, float, str]] = []  # (what, rows, rows/s, MB/s per core, note)
 
-    def record(what: str, n: int, seconds: float, cores: int, note: str = "") -> float:
+    def record(what: str, texts: pa.Array, seconds: float, cores: int, note: str = "") -> float:
+        n = len(texts)
         rate = n / seconds
-        mb = text_bytes(prompts[:n]) / 1e6 / seconds / cores
+        mb = text_bytes(texts) / 1e6 / seconds / cores
         rows.append((what, f"{n:,}", rate, mb, note))
         print(f"{what:<48} {n:>10,} rows  {rate:>12,.0f} rows/s  {mb:>8.1f} MB/s/core  {note}", flush=True)
         return rate
@@ -132,16 +133,17 @@ def main() -> None:
     sky: dict[int, float] = {}
     for threads in (1, 2):
         t = median_time(lambda th=threads: matcher.index.match_rows(prompts, threads=th), args.repeats)
-        sky[threads] = record(f"skyfilter kernel, {threads} thread(s)", len(prompts), t, threads)
+        sky[threads] = record(f"skyfilter kernel, {threads} thread(s)", prompts, t, threads)
     flags = matcher.index.match_rows(prompts, threads=2).column("flagged").to_numpy(zero_copy_only=False)
     table = pa.table({"prompt": prompts})
     t = median_time(lambda: skyfilter.contaminate(table, benchmarks), args.repeats)
-    record("skyfilter.contaminate() API, all cores", len(prompts), t, os.cpu_count() or 1, "adapters + evidence")
+    record("skyfilter.contaminate() API, all cores", prompts, t, os.cpu_count() or 1, "adapters + evidence")
 
     py_prompts = prompts[: args.python_rows].to_pylist()
     start = time.perf_counter()
     py_flags = python_matcher(bench_list, py_prompts)
-    python_rate = record("plain-Python set of 7-grams, 1 thread", len(py_prompts), time.perf_counter() - start, 1)
+    seconds = time.perf_counter() - start
+    python_rate = record("plain-Python set of 7-grams, 1 thread", prompts[: args.python_rows], seconds, 1)
     assert py_flags == list(flags[: len(py_flags)]), "plain-Python matcher disagrees with skyfilter"
 
     sk_prompts = prompts[: args.sklearn_rows].to_pylist()
@@ -153,21 +155,22 @@ def main() -> None:
     )
     assert sk_flags == list(flags[: len(sk_flags)]), "scikit-learn disagrees with skyfilter"
 
-    # Streaming from parquet: the same command on 1/4 and all of the rows; peak RSS should not grow.
+    # Streaming from parquet: the same command on 1/4, all and twice the rows; peak RSS should not grow.
     WORK.mkdir(parents=True, exist_ok=True)
     bench_args = [a for path, subset in BENCH_FILES for a in ("--bench-file", str(path))]
     stream: list[tuple[int, float, int]] = []
     try:
-        for n in (len(prompts) // 4, len(prompts)):
+        for n in (len(prompts) // 4, len(prompts), 2 * len(prompts)):
             src = WORK / f"rmb_prompts_{n}.parquet"
-            part = pa.table({"prompt": prompts[:n], "source": pa.repeat(pa.scalar("rmb"), n)})
+            texts = pa.concat_arrays([prompts, prompts])[:n]
+            part = pa.table({"prompt": texts, "source": pa.repeat(pa.scalar("rmb"), n)})
             pq.write_table(part, src, row_group_size=65_536)
             seconds, rss = run_cli([
                 "contaminate", str(src), *bench_args, "--out", str(WORK / "clean.parquet"),
                 "--flagged", str(WORK / "flagged.parquet"), "--report", str(WORK / "report.json"), "-q",
             ])  # fmt: skip
             stream.append((n, seconds, rss))
-            record("skyfilter contaminate CLI, parquet -> parquet", n, seconds, os.cpu_count() or 1,
+            record("skyfilter contaminate CLI, parquet -> parquet", texts, seconds, os.cpu_count() or 1,
                    f"peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
