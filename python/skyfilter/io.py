@@ -17,7 +17,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +44,11 @@ class Source:
     name: str
     schema: pa.Schema
     num_rows: int
-    _batches: object = field(repr=False)
+    _batches: Callable[[int], Iterator[pa.RecordBatch]] = field(repr=False)
 
     def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """The rows in order, in batches of at most ``batch_rows``; may be called again."""
-        yield from self._batches(batch_rows)  # type: ignore[operator]
+        yield from self._batches(batch_rows)
 
 
 def _suffixes(path: Path) -> list[str]:
@@ -158,9 +158,12 @@ def _ipc_source(path: Path) -> Source:
         with pa.memory_map(str(path)) as m:
             reader = ipc.open_file(m)
             schema, n = reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
-        table = ipc.open_stream(pa.memory_map(str(path))).read_all()
-        return _table_source(path.name, table)
+    except pa.ArrowInvalid:  # not the file format: the stream format, read whole
+        try:
+            with pa.memory_map(str(path)) as m:
+                return _table_source(path.name, ipc.open_stream(m).read_all())
+        except pa.ArrowInvalid as e:
+            raise InputError(f"{path}: not a readable Arrow IPC file ({e})") from None
 
     def batches(rows: int) -> Iterator[pa.RecordBatch]:
         with pa.memory_map(str(path)) as m:
