@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from skyfilter import benchmarks as bm
 from skyfilter.benchmarks import BenchmarkError, HubBenchmark, benchmark_from_table, load_benchmark
+from skyfilter.io import InputError, open_source
 
 
 def test_named_benchmark_loads_through_datasets(tmp_path, monkeypatch):
@@ -65,3 +66,28 @@ def test_real_benchmark_sources(shared_data):
     sources = load_benchmark(shared_data / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl",
                              subset_column="subset_family")  # fmt: skip
     assert len(sources) == 4341 and "math-prm" in set(sources.subset_names())
+
+
+def test_hub_dataset_input_goes_through_load_dataset(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(repo, split):
+        calls.append((repo, split))
+        return datasets.Dataset.from_dict({"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    source = open_source("someone/pairs", split="test")
+    assert calls == [("someone/pairs", "test")] and source.name == "someone/pairs:test"
+    assert pa.Table.from_batches(list(source.batches())).column("prompt").to_pylist() == ["p"]
+
+
+def test_unreachable_hub_dataset_input_is_one_clear_error(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def offline(repo, split):
+        raise ConnectionError(f"Couldn't reach '{repo}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(InputError, match="someone/pairs: could not load split 'train'"):
+        open_source("someone/pairs")

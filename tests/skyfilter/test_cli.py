@@ -244,3 +244,14 @@ def test_existing_evidence_columns_are_refused(tmp_path, bench_file):
     src = tmp_path / "again.jsonl"
     src.write_text(json.dumps({"prompt": "x", "chosen": "y", "rejected": "z", "overlap": 1.0}) + "\n")
     assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "again.jsonl", "overlap")
+
+
+def test_ignore_common_in_the_demo(tmp_path):
+    report = tmp_path / "r.json"
+    code, text = invoke("--demo", "--ignore-common", "1", "--report", report)
+    assert code == 0, text
+    r = json.loads(report.read_text())
+    # The two rows that share only "what are the most effective ways to" with the benchmark are no longer flagged.
+    assert (r["rows"], r["flagged"]) == (24, 5)
+    assert r["ignored_common_ngrams"] == [{"ngram": "what are the most effective ways to", "rows": 2}]
+    assert "ignored 1 common n-gram" in text
