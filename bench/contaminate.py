@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import skyfilter
 from skyfilter import Matcher, load_benchmark, match_texts, read_table, to_pairs
@@ -51,7 +52,7 @@ def median_time(fn, repeats: int) -> float:
 
 
 def text_bytes(texts: pa.Array) -> int:
-    return int(pa.compute.sum(pa.compute.binary_length(texts)).as_py() or 0)
+    return int(pc.sum(pc.binary_length(texts)).as_py() or 0)
 
 
 TOKEN = re.compile(r"(?u)\b\w\w+\b")

@@ -8,10 +8,14 @@ __all__ = ["format_summary"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(  # noqa: E731
-        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
