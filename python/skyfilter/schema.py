@@ -254,7 +254,8 @@ def _hh(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     return prompt, chosen_turn, rejected_turn
 
 
-def _answer_struct(table: pa.Table, column: str, text_field: str, role_field: str | None) -> pa.Array:
+def _answer_struct(table: pa.Table, column: str, text_field: str) -> pa.Array:
+    """A struct column holding one answer text (sharegpt turns, RMB answers) as one assistant message."""
     arr = _column(table, column)
     if not pa.types.is_struct(arr.type) or arr.type.get_field_index(text_field) < 0:
         raise SchemaError(f"column {column!r} must be a struct with a {text_field!r} field, found {arr.type}")
@@ -266,16 +267,16 @@ def _sharegpt(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     prompt = _messages(_column(table, "conversations"), "conversations", role="from", content="value")
     return (
         prompt,
-        _answer_struct(table, "chosen", "value", "from"),
-        _answer_struct(table, "rejected", "value", "from"),
+        _answer_struct(table, "chosen", "value"),
+        _answer_struct(table, "rejected", "value"),
     )
 
 
 def _rmb(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     return (
         _messages(_column(table, "conversation_input"), "conversation_input"),
-        _answer_struct(table, "chosen", "answer", None),
-        _answer_struct(table, "reject", "answer", None),
+        _answer_struct(table, "chosen", "answer"),
+        _answer_struct(table, "reject", "answer"),
     )
 
 
