@@ -8,9 +8,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rayon::prelude::*;
-
 use crate::ngram::{ngram_hashes, MAX_N};
+use crate::rows::{check_bounds, map_rows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
 
@@ -314,33 +313,16 @@ impl BenchIndex {
         ignore: &[bool],
         threads: usize,
     ) -> Result<Vec<RowMatch>, Error> {
-        if bounds.is_empty() || bounds.windows(2).any(|w| w[0] > w[1]) || bounds[bounds.len() - 1] > texts.len() {
-            return Err(Error::InvalidRowBounds);
-        }
+        check_bounds(texts.len(), bounds)?;
         if !ignore.is_empty() && ignore.len() != self.groups.len() {
             return Err(Error::InvalidIgnoreMask {
                 expected: self.groups.len(),
                 got: ignore.len(),
             });
         }
-        let n_rows = bounds.len() - 1;
-        let one = |scratch: &mut Scratch, r: usize| self.match_row(&texts[bounds[r]..bounds[r + 1]], ignore, scratch);
-        if threads == 1 || n_rows < 2 {
-            let mut scratch = Scratch::default();
-            return Ok((0..n_rows).map(|r| one(&mut scratch, r)).collect());
-        }
-        // A pool per call: no global state, so nothing to repair after a fork (DataLoader workers).
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        Ok(pool.install(|| {
-            (0..n_rows)
-                .into_par_iter()
-                .with_min_len(64)
-                .map_init(Scratch::default, one)
-                .collect()
-        }))
+        map_rows(bounds.len() - 1, threads, |scratch: &mut Scratch, r| {
+            self.match_row(&texts[bounds[r]..bounds[r + 1]], ignore, scratch)
+        })
     }
 
     fn match_row(&self, texts: &[Option<&str>], ignore: &[bool], s: &mut Scratch) -> RowMatch {

@@ -3,9 +3,12 @@
 //! * [`text`]: normalisation and tokenisation presets that reproduce the Python reference methods.
 //! * [`ngram`]: stable xxh3 n-gram hashing.
 //! * [`contam`]: the benchmark n-gram index and the parallel contamination matcher.
+//! * [`dedup`]: exact row keys, MinHash signatures and LSH near-duplicate clustering.
 
 pub mod contam;
+pub mod dedup;
 pub mod ngram;
+mod rows;
 pub mod text;
 
 use std::fmt;
@@ -23,6 +26,8 @@ pub enum Error {
     BenchmarkTooLarge,
     /// The worker pool could not start.
     ThreadPool(String),
+    /// MinHash / LSH parameters or signatures that do not fit together.
+    InvalidMinHash(String),
 }
 
 impl fmt::Display for Error {
@@ -38,6 +43,7 @@ impl fmt::Display for Error {
             }
             Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
+            Error::InvalidMinHash(e) => write!(f, "{e}"),
         }
     }
 }

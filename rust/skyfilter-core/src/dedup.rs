@@ -1,0 +1,349 @@
+//! Deduplication kernels: stable row keys for exact duplicates, MinHash signatures, and LSH banding with
+//! union-find clustering for near duplicates.
+//!
+//! Everything here is deterministic: keys and signatures depend only on the text, and rows enter the LSH
+//! index in input order, so clusters do not depend on the thread count or on how the input was batched.
+
+use std::collections::HashMap;
+
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed, Xxh3};
+
+use crate::ngram::{ngram_hashes, SEED};
+use crate::rows::{check_bounds, map_rows};
+use crate::text::{is_python_space, Tokenizer, Tokens};
+use crate::Error;
+
+/// Appends `text` with leading and trailing whitespace removed and inner whitespace runs collapsed to
+/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates.
+pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
+    let mut pending_space = false;
+    for c in text.chars() {
+        if is_python_space(c) {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && !out.is_empty() {
+            out.push(' ');
+        }
+        pending_space = false;
+        if lowercase {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// A 128-bit key per row over its texts `texts[bounds[r]..bounds[r + 1]]`, each normalised. The texts are
+/// length-prefixed (a null text is marked apart from an empty one), so ("ab", "c") and ("a", "bc") differ.
+pub fn row_keys(texts: &[Option<&str>], bounds: &[usize], lowercase: bool, threads: usize) -> Result<Vec<u128>, Error> {
+    check_bounds(texts.len(), bounds)?;
+    map_rows(bounds.len() - 1, threads, |buf: &mut String, r| {
+        let mut hasher = Xxh3::with_seed(SEED);
+        for text in &texts[bounds[r]..bounds[r + 1]] {
+            match text {
+                None => hasher.update(&u64::MAX.to_le_bytes()),
+                Some(t) => {
+                    buf.clear();
+                    normalize(t, lowercase, buf);
+                    hasher.update(&(buf.len() as u64).to_le_bytes());
+                    hasher.update(buf.as_bytes());
+                }
+            }
+        }
+        hasher.digest128()
+    })
+}
+
+/// MinHash over word shingles: `num_perm` minima of `(a_i * h + b_i) >> 32` over the 64-bit shingle hashes.
+#[derive(Clone, Debug)]
+pub struct MinHasher {
+    shingle: usize,
+    a: Vec<u64>,
+    b: Vec<u64>,
+}
+
+/// Signature value of a row that has no tokens: such rows never become candidates.
+pub const EMPTY: u32 = u32::MAX;
+
+impl MinHasher {
+    /// `num_perm` permutations (1..=1024) over shingles of `shingle` words (1..=64), from a fixed seed.
+    pub fn new(num_perm: usize, shingle: usize, seed: u64) -> Result<Self, Error> {
+        if !(1..=1024).contains(&num_perm) {
+            return Err(Error::InvalidMinHash(format!(
+                "num_perm must be 1..=1024, got {num_perm}"
+            )));
+        }
+        if !(1..=crate::ngram::MAX_N).contains(&shingle) {
+            return Err(Error::InvalidMinHash(format!(
+                "shingle must be 1..=64 words, got {shingle}"
+            )));
+        }
+        let coefficient = |i: usize, which: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ which);
+        Ok(Self {
+            shingle,
+            a: (0..num_perm).map(|i| coefficient(i, 0xa) | 1).collect(),
+            b: (0..num_perm).map(|i| coefficient(i, 0xb)).collect(),
+        })
+    }
+
+    /// Number of permutations.
+    pub fn num_perm(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Signatures of rows (row `r` = the union of the shingles of `texts[bounds[r]..bounds[r + 1]]`), one
+    /// after the other, `num_perm` values each. Tokens are the `words` preset's; a text with fewer tokens
+    /// than the shingle size is one shingle; a row without tokens gets [`EMPTY`] everywhere.
+    pub fn signatures(&self, texts: &[Option<&str>], bounds: &[usize], threads: usize) -> Result<Vec<u32>, Error> {
+        check_bounds(texts.len(), bounds)?;
+        let rows = map_rows(bounds.len() - 1, threads, |s: &mut MinScratch, r| {
+            s.shingles.clear();
+            for text in texts[bounds[r]..bounds[r + 1]].iter().flatten() {
+                Tokenizer::Words.tokenize_into(text, &mut s.tokens);
+                let n = self.shingle.min(s.tokens.len());
+                if n == 0 {
+                    continue;
+                }
+                ngram_hashes(&s.tokens, n, &mut s.token_hashes, &mut s.hashes);
+                s.shingles.extend_from_slice(&s.hashes);
+            }
+            s.shingles.sort_unstable();
+            s.shingles.dedup();
+            self.signature(&s.shingles)
+        })?;
+        Ok(rows.concat())
+    }
+
+    fn signature(&self, shingles: &[u64]) -> Vec<u32> {
+        let mut sig = vec![EMPTY; self.a.len()];
+        for &h in shingles {
+            for ((m, &a), &b) in sig.iter_mut().zip(&self.a).zip(&self.b) {
+                let v = (a.wrapping_mul(h).wrapping_add(b) >> 32) as u32;
+                *m = (*m).min(v);
+            }
+        }
+        sig
+    }
+}
+
+#[derive(Default)]
+struct MinScratch {
+    tokens: Tokens,
+    token_hashes: Vec<u64>,
+    hashes: Vec<u64>,
+    shingles: Vec<u64>,
+}
+
+/// Estimated Jaccard similarity of two signatures: the fraction of equal positions (0 if either is empty).
+pub fn estimated_jaccard(x: &[u32], y: &[u32]) -> f64 {
+    let empty = |s: &[u32]| s.iter().all(|&v| v == EMPTY);
+    if x.is_empty() || empty(x) || empty(y) {
+        return 0.0;
+    }
+    x.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / x.len() as f64
+}
+
+/// Union-find over row indices; the root of a set is always its smallest row.
+#[derive(Default, Debug)]
+struct UnionFind {
+    parent: Vec<u32>,
+}
+
+impl UnionFind {
+    fn push(&mut self) {
+        let n = self.parent.len() as u32;
+        self.parent.push(n);
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let grand = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = grand;
+            x = grand;
+        }
+        x
+    }
+
+    fn union(&mut self, x: u32, y: u32) {
+        let (rx, ry) = (self.find(x), self.find(y));
+        let (lo, hi) = if rx < ry { (rx, ry) } else { (ry, rx) };
+        self.parent[hi as usize] = lo;
+    }
+}
+
+/// Near-duplicate clustering: MinHash signatures in LSH bands, candidates verified by estimated Jaccard.
+#[derive(Debug)]
+pub struct NearDedup {
+    bands: usize,
+    rows_per_band: usize,
+    threshold: f64,
+    num_perm: usize,
+    signatures: Vec<u32>,
+    buckets: Vec<HashMap<u64, Vec<u32>>>,
+    sets: UnionFind,
+}
+
+impl NearDedup {
+    /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their estimated
+    /// Jaccard similarity reaches `threshold`.
+    pub fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> Result<Self, Error> {
+        if bands == 0 || rows_per_band == 0 || bands * rows_per_band > num_perm {
+            return Err(Error::InvalidMinHash(format!(
+                "bands ({bands}) x rows per band ({rows_per_band}) must be positive and at most num_perm ({num_perm})"
+            )));
+        }
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(Error::InvalidMinHash(format!(
+                "threshold must be within [0, 1], got {threshold}"
+            )));
+        }
+        Ok(Self {
+            bands,
+            rows_per_band,
+            threshold,
+            num_perm,
+            signatures: Vec::new(),
+            buckets: (0..bands).map(|_| HashMap::new()).collect(),
+            sets: UnionFind::default(),
+        })
+    }
+
+    /// Number of rows added so far.
+    pub fn len(&self) -> usize {
+        self.sets.parent.len()
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the next rows (their signatures, `num_perm` values each, in input order).
+    pub fn add(&mut self, signatures: &[u32]) -> Result<(), Error> {
+        if !signatures.len().is_multiple_of(self.num_perm) {
+            return Err(Error::InvalidMinHash(format!(
+                "{} signature values are not whole signatures of {}",
+                signatures.len(),
+                self.num_perm
+            )));
+        }
+        if self.len() + signatures.len() / self.num_perm > u32::MAX as usize {
+            return Err(Error::InvalidMinHash("more than 2^32 rows".into()));
+        }
+        for sig in signatures.chunks_exact(self.num_perm) {
+            let row = self.len() as u32;
+            self.sets.push();
+            self.signatures.extend_from_slice(sig);
+            if sig.iter().all(|&v| v == EMPTY) {
+                continue;
+            }
+            for band in 0..self.bands {
+                let values = &sig[band * self.rows_per_band..(band + 1) * self.rows_per_band];
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let key = xxh3_128_with_seed(&bytes, SEED) as u64;
+                let members = self.buckets[band].entry(key).or_default();
+                // Join the first member that truly looks alike; one verified link is enough for a cluster.
+                let mut joined = None;
+                for &other in members.iter() {
+                    if self.sets.find(other) == self.sets.find(row) {
+                        joined = Some(other);
+                        break;
+                    }
+                    let o = other as usize * self.num_perm;
+                    if estimated_jaccard(sig, &self.signatures[o..o + self.num_perm]) >= self.threshold {
+                        joined = Some(other);
+                        break;
+                    }
+                }
+                if let Some(other) = joined {
+                    self.sets.union(row, other);
+                }
+                members.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster of every row added: the smallest row index of its cluster.
+    pub fn clusters(&mut self) -> Vec<u32> {
+        (0..self.len() as u32).map(|r| self.sets.find(r)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows<'a>(texts: &[&'a str]) -> (Vec<Option<&'a str>>, Vec<usize>) {
+        (texts.iter().map(|t| Some(*t)).collect(), (0..=texts.len()).collect())
+    }
+
+    #[test]
+    fn normalization_collapses_whitespace() {
+        let mut out = String::new();
+        normalize("  Hello \n\t World  ", false, &mut out);
+        assert_eq!(out, "Hello World");
+        out.clear();
+        normalize("ÉTÉ  x", true, &mut out);
+        assert_eq!(out, "été x");
+    }
+
+    #[test]
+    fn keys_tell_rows_apart_exactly() {
+        let texts = [
+            Some("a b"),
+            Some(" a  b "),
+            Some("ab"),
+            None,
+            Some(""),
+            Some("a"),
+            Some("bc"),
+            Some("ab"),
+            Some("c"),
+        ];
+        let keys = row_keys(&texts, &[0, 1, 2, 3, 4, 5, 7, 9], false, 1).unwrap();
+        assert_eq!(keys[0], keys[1]); // whitespace only
+        assert_ne!(keys[0], keys[2]);
+        assert_ne!(keys[3], keys[4]); // null is not empty
+        assert_ne!(keys[5], keys[6]); // ("a", "bc") vs ("ab", "c")
+        assert_eq!(keys, row_keys(&texts, &[0, 1, 2, 3, 4, 5, 7, 9], false, 2).unwrap());
+    }
+
+    #[test]
+    fn minhash_estimates_jaccard() {
+        let hasher = MinHasher::new(256, 1, 7).unwrap();
+        let a = (0..100).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let b = (50..150).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let (texts, bounds) = rows(&[&a, &b, ""]);
+        let sigs = hasher.signatures(&texts, &bounds, 1).unwrap();
+        let est = estimated_jaccard(&sigs[..256], &sigs[256..512]);
+        assert!((est - 1.0 / 3.0).abs() < 0.1, "{est}");
+        assert!(sigs[512..].iter().all(|&v| v == EMPTY));
+        assert_eq!(sigs, hasher.signatures(&texts, &bounds, 2).unwrap());
+    }
+
+    #[test]
+    fn near_duplicates_cluster_to_their_first_row() {
+        let base = (0..60).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+        let edited = base.replace("word30", "changed");
+        let other = (0..60).map(|i| format!("other{i}")).collect::<Vec<_>>().join(" ");
+        let (texts, bounds) = rows(&[&other, &base, "", &edited, &base]);
+        let hasher = MinHasher::new(128, 5, 1).unwrap();
+        let sigs = hasher.signatures(&texts, &bounds, 1).unwrap();
+        let mut near = NearDedup::new(128, 16, 8, 0.7).unwrap();
+        near.add(&sigs[..2 * 128]).unwrap();
+        near.add(&sigs[2 * 128..]).unwrap();
+        assert_eq!(near.clusters(), vec![0, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        assert!(MinHasher::new(0, 5, 1).is_err());
+        assert!(MinHasher::new(128, 0, 1).is_err());
+        assert!(NearDedup::new(128, 16, 9, 0.7).is_err());
+        assert!(NearDedup::new(128, 16, 8, 1.5).is_err());
+        let mut near = NearDedup::new(4, 2, 2, 0.5).unwrap();
+        assert!(near.add(&[1, 2, 3]).is_err());
+    }
+}

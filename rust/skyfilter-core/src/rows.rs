@@ -1,0 +1,38 @@
+//! Rows of texts and the one way rows are processed in parallel.
+
+use rayon::prelude::*;
+
+use crate::Error;
+
+/// Row `r` owns `texts[bounds[r]..bounds[r + 1]]`: the bounds must be non-decreasing offsets into the texts.
+pub(crate) fn check_bounds(texts: usize, bounds: &[usize]) -> Result<(), Error> {
+    if bounds.is_empty() || bounds.windows(2).any(|w| w[0] > w[1]) || bounds[bounds.len() - 1] > texts {
+        return Err(Error::InvalidRowBounds);
+    }
+    Ok(())
+}
+
+/// `f(scratch, r)` for rows `0..n_rows`, in order; in parallel on `threads` workers (0 = rayon's default)
+/// unless `threads == 1`. A pool per call: no global state, so nothing to repair after a fork (DataLoader
+/// workers), and results never depend on the number of threads.
+pub(crate) fn map_rows<T: Send, S: Default>(
+    n_rows: usize,
+    threads: usize,
+    f: impl Fn(&mut S, usize) -> T + Sync + Send,
+) -> Result<Vec<T>, Error> {
+    if threads == 1 || n_rows < 2 {
+        let mut scratch = S::default();
+        return Ok((0..n_rows).map(|r| f(&mut scratch, r)).collect());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    Ok(pool.install(|| {
+        (0..n_rows)
+            .into_par_iter()
+            .with_min_len(64)
+            .map_init(S::default, f)
+            .collect()
+    }))
+}
