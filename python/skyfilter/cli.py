@@ -10,8 +10,9 @@ import click
 from skyfilter import _core
 from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
+from skyfilter.dedup import KEYS, DedupOptions, run_dedup
 from skyfilter.io import InputError
-from skyfilter.report import format_summary
+from skyfilter.report import format_dedup_summary, format_summary
 from skyfilter.schema import FIELDS, LAYOUTS, SchemaError
 
 _USER_ERRORS = (InputError, BenchmarkError, SchemaError, _core.SkyfilterError, ValueError, OSError)
@@ -148,6 +149,68 @@ def contaminate(
         raise click.ClickException(str(e)) from None
     if not quiet:
         click.echo(format_summary(result))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the kept rows (plus cluster_id) here.")
+@click.option("--dropped", type=click.Path(dir_okay=False), help="Write the dropped rows plus the reason here.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option(
+    "--key",
+    type=click.Choice(KEYS),
+    default="pair",
+    show_default=True,
+    help="Duplicates share the prompt turns and both answers (pair), or the prompt turns alone.",
+)
+@click.option(
+    "--keep-max",
+    "score_column",
+    metavar="COLUMN",
+    help="Keep the copy with the highest value of this numeric column (default: the first copy).",
+)
+@click.option("--lowercase", is_flag=True, help="Compare exact keys lower-cased (whitespace is always collapsed).")
+@click.option(
+    "--conflicts",
+    type=click.Choice(["drop", "keep"]),
+    default="drop",
+    show_default=True,
+    help="Rows whose prompt and two answers appear elsewhere with the opposite preference.",
+)
+@click.option("--near/--no-near", default=True, show_default=True, help="Also remove near duplicates (MinHash LSH).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.8,
+    show_default=True,
+    help="Jaccard similarity of word shingles at which two rows are near duplicates.",
+)
+@click.option("--num-perm", type=click.IntRange(1, 1024), default=128, show_default=True, help="MinHash permutations.")
+@click.option("--shingle", type=click.IntRange(1, 64), default=5, show_default=True, help="Words per shingle.")
+@click.option("--bands", type=click.IntRange(1), help="LSH bands (default: chosen for the threshold).")
+@click.option("--rows-per-band", type=click.IntRange(1), help="LSH rows per band (with --bands).")
+@click.option("--split", help="Split of a Hugging Face dataset INPUT (default train).")
+@click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout.")
+@click.option("--threads", type=click.IntRange(0), default=0, help="Worker threads (default: all cores).")
+@click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts, near, threshold, num_perm, shingle,
+          bands, rows_per_band, split, layout, threads, batch_rows, quiet) -> None:  # fmt: skip
+    """Remove exact and near-duplicate pairs, and pairs whose preference conflicts with another.
+
+    Every input row ends in --out (kept) or --dropped (with reason conflict, exact_duplicate or
+    near_duplicate, and the row it duplicates); both carry cluster_id, the first row of the row's cluster.
+    """
+    try:
+        options = DedupOptions(key=key, score_column=score_column, lowercase=lowercase, conflicts=conflicts,
+                               near=near, threshold=threshold, num_perm=num_perm, shingle=shingle, bands=bands,
+                               rows_per_band=rows_per_band)  # fmt: skip
+        result = run_dedup(list(inputs), options, out=out, dropped=dropped, report=report, split=split, layout=layout,
+                           threads=threads, batch_rows=batch_rows, progress=False if quiet else None)  # fmt: skip
+    except _USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        click.echo(format_dedup_summary(result))
 
 
 if __name__ == "__main__":

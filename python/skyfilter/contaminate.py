@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, open_source, output_format
+from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format
 from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
@@ -337,14 +337,6 @@ def _top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: 
     return [{"ngram": t, "rows": int(df[g])} for g, t in zip(groups, texts, strict=True)]
 
 
-def _check_columns(source: Source) -> None:
-    clash = [c for c in EVIDENCE_COLUMNS if c in source.schema.names]
-    if clash:
-        raise InputError(
-            f"{source.name}: already has column(s) {clash}, which the flagged output adds; rename them first"
-        )
-
-
 def _text_columns(source: Source, fields: str, layout: str | None, prompt_column: str | None) -> str:
     """Which input column(s) the matched texts come from, for error messages."""
     if prompt_column is not None:
@@ -393,15 +385,7 @@ def run(
         if path is not None:
             output_format(path)  # an unknown suffix fails now, not after the work
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
-    sources = [open_source(spec, split) for spec in inputs]
-    for s in sources[1:]:
-        if s.schema != sources[0].schema:
-            raise InputError(
-                f"{s.name}: columns differ from {sources[0].name} ({s.schema.names} vs {sources[0].schema.names}); "
-                "run them separately"
-            )
-    for s in sources:
-        _check_columns(s)
+    sources = open_sources(inputs, split, EVIDENCE_COLUMNS)
     total = sum(s.num_rows for s in sources)
 
     def batches(desc: str):

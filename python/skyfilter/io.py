@@ -27,7 +27,7 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-__all__ = ["InputError", "Source", "open_source", "read_table", "AtomicWriters", "output_format"]
+__all__ = ["InputError", "Source", "open_source", "open_sources", "read_table", "AtomicWriters", "output_format"]
 
 DEFAULT_BATCH_ROWS = 65_536
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -219,6 +219,23 @@ def open_source(spec: str, split: str | None = None) -> Source:
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: {e}") from None
     raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")
+
+
+def open_sources(specs: list[str] | tuple[str, ...], split: str | None, added_columns: tuple[str, ...]) -> list[Source]:
+    """Opens inputs that will be written to one output: same columns, none that the output adds."""
+    sources = [open_source(spec, split) for spec in specs]
+    if not sources:
+        raise InputError("no input given")
+    for s in sources[1:]:
+        if s.schema != sources[0].schema:
+            raise InputError(
+                f"{s.name}: columns differ from {sources[0].name} ({s.schema.names} vs {sources[0].schema.names}); "
+                "run them separately"
+            )
+    clash = [c for c in added_columns if c in sources[0].schema.names]
+    if clash:
+        raise InputError(f"{sources[0].name}: already has column(s) {clash}, which the output adds; rename them first")
+    return sources
 
 
 # ---------------------------------------------------------------------------------------------- outputs

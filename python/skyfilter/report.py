@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from skyfilter.contaminate import ContaminationReport
+from skyfilter.dedup import REASONS, DedupReport
 
-__all__ = ["format_summary"]
+__all__ = ["format_summary", "format_dedup_summary"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -45,6 +46,30 @@ def format_summary(report: ContaminationReport) -> str:
     if report.ignored_common_ngrams:
         out += ["", f"ignored {len(report.ignored_common_ngrams)} common n-gram(s) (--ignore-common):"]
         out += [f"  {t['rows']:>6}  {t['ngram']}" for t in report.ignored_common_ngrams[:10]]
+    written = [f"{k} -> {v}" for k, v in report.outputs.items() if v]
+    if written:
+        out += ["", "wrote " + ", ".join(written)]
+    return "\n".join(out)
+
+
+def format_dedup_summary(report: DedupReport) -> str:
+    """The summary printed at the end of ``skyfilter dedup``."""
+    m = report.method
+    if m["near"]:
+        near = f"near duplicates at Jaccard >= {m['threshold']:g} ({m['num_perm']} permutations, "
+        near += f"{m['shingle']}-word shingles, {m['bands']} bands x {m['rows_per_band']} rows)"
+    else:
+        near = "no near-duplicate pass"
+    keep = f"max {m['score_column']}" if m["score_column"] else "first"
+    out = [f"skyfilter dedup: key {m['key']}, keep {keep}, {near}", ""]
+    rows = [[src, *(str(c[r]) for r in REASONS)] for src, c in report.per_source.items()]
+    rows.append(["total", str(report.kept), *(str(report.dropped[r]) for r in REASONS[1:])])
+    out += _table(["source", *REASONS], rows)
+    clusters = report.clusters
+    out.append(
+        f"({report.conflicting_rows} rows in conflicting groups; {clusters['with_several_rows']} clusters of several "
+        f"rows, the largest {clusters['largest']})"
+    )
     written = [f"{k} -> {v}" for k, v in report.outputs.items() if v]
     if written:
         out += ["", "wrote " + ", ".join(written)]

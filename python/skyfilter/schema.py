@@ -47,6 +47,7 @@ __all__ = [
     "resolve_layout",
     "to_pairs",
     "match_texts",
+    "turn_texts",
     "parse_transcript",
     "parse_helpsteer_prompt",
 ]
@@ -420,13 +421,19 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
         take = np.full(len(pairs), -1, dtype=np.int64)
         take[rows] = np.flatnonzero(is_user)[first]
         return flat.field("content").take(pa.array(take, mask=take < 0)), None
-    parts = [prompt] if fields == "conversation" else [prompt, _column(pairs, "chosen"), _column(pairs, "rejected")]
+    return turn_texts(pairs, ["prompt"] if fields == "conversation" else ["prompt", "chosen", "rejected"])
+
+
+def turn_texts(pairs: pa.Table, columns: list[str]) -> tuple[pa.Array, pa.Array]:
+    """Every turn of the given message columns, row by row, as ``(texts, bounds)``: row ``r`` owns
+    ``texts[bounds[r]:bounds[r + 1]]``, its turns of ``columns[0]`` first, then of ``columns[1]``, ..."""
+    parts = [_column(pairs, c) for c in columns]
     lengths = [_lengths(p) for p in parts]
     bounds = _offsets(np.sum(lengths, axis=0))
     contents = [p.flatten().field("content") for p in parts]
     if len(parts) == 1:
         return contents[0], pa.array(bounds)
-    # Interleave the parts row by row: row r's prompt turns, then its chosen, then its rejected turns.
+    # Interleave the parts row by row.
     dest = []
     before = np.zeros(len(pairs), dtype=np.int64)
     for length in lengths:

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt32Type};
+use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
@@ -13,7 +13,7 @@ use skyfilter_core::contam::{BenchIndex, RowMatch};
 use skyfilter_core::text::Tokenizer;
 
 use crate::error::{to_py, SkyfilterError};
-use crate::texts::Texts;
+use crate::texts::{row_bounds, Texts};
 
 fn tokenizer_named(name: &str) -> PyResult<Tokenizer> {
     Tokenizer::from_name(name).ok_or_else(|| {
@@ -111,23 +111,7 @@ impl BenchmarkIndex {
         }
         let holder = Texts::new(texts.array(), "texts")?;
         let strs = holder.strs()?;
-        let bounds: Vec<usize> = match &bounds {
-            None => (0..=strs.len()).collect(),
-            Some(b) => match b.array().data_type() {
-                DataType::Int64 if b.array().null_count() == 0 => b
-                    .array()
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| usize::try_from(v).map_err(|_| SkyfilterError::new_err("bounds must be non-negative")))
-                    .collect::<PyResult<_>>()?,
-                other => {
-                    return Err(SkyfilterError::new_err(format!(
-                        "bounds must be a non-null int64 array, got {other}"
-                    )))
-                }
-            },
-        };
+        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
         let ignore: Vec<bool> = match &ignore {
             None => Vec::new(),
             Some(mask) => match mask.array().as_boolean_opt() {

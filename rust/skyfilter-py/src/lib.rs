@@ -2,6 +2,7 @@
 //! each area converts types in its own module and calls the core with the GIL released.
 
 mod contam;
+mod dedup;
 mod error;
 mod texts;
 
@@ -14,5 +15,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidTextError", m.py().get_type::<error::InvalidTextError>())?;
     m.add_class::<contam::BenchmarkIndex>()?;
     m.add_function(wrap_pyfunction!(contam::tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::row_keys, m)?)?;
+    m.add_class::<dedup::MinHasher>()?;
+    m.add_class::<dedup::NearDedup>()?;
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Zero-copy views of Arrow string arrays (Utf8, LargeUtf8, Utf8View) as `Option<&str>` rows.
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArray};
 use arrow_schema::DataType;
 use pyo3::PyResult;
+use pyo3_arrow::PyArray;
 
 use crate::error::{invalid_text, SkyfilterError};
 
@@ -49,5 +51,24 @@ impl Texts {
             Texts::Utf8View(a) => check(a.iter()),
             Texts::Null(n) => Ok(vec![None; *n]),
         }
+    }
+}
+
+/// Row bounds: row `r` owns texts `bounds[r]..bounds[r + 1]`; `None` means one text per row.
+pub fn row_bounds(bounds: Option<&PyArray>, n_texts: usize) -> PyResult<Vec<usize>> {
+    let Some(b) = bounds else {
+        return Ok((0..=n_texts).collect());
+    };
+    match b.array().data_type() {
+        DataType::Int64 if b.array().null_count() == 0 => b
+            .array()
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .map(|&v| usize::try_from(v).map_err(|_| SkyfilterError::new_err("bounds must be non-negative")))
+            .collect(),
+        other => Err(SkyfilterError::new_err(format!(
+            "bounds must be a non-null int64 array, got {other}"
+        ))),
     }
 }

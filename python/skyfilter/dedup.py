@@ -1,0 +1,365 @@
+"""Exact and near-duplicate removal, and conflicting preferences, for preference pairs.
+
+Three checks, in this order of precedence (a row is dropped for the first that applies):
+
+1. **conflict**: the same prompt with the same two responses, preferred one way in some rows and the other way
+   in others (label noise). ``conflicts="drop"`` (default) drops every row of such a group; ``"keep"`` keeps
+   them and only reports them.
+2. **exact_duplicate**: rows whose key is equal after normalisation (whitespace trimmed and collapsed;
+   optionally lower-cased). ``key="pair"`` (default) compares the prompt turns, the chosen turn(s) and the
+   rejected turn(s); ``key="prompt"`` the prompt turns alone. Roles are not part of the key.
+3. **near_duplicate**: MinHash over word shingles (the ``words`` tokens: lowercase, ``\\w\\w+``), LSH banding,
+   candidates verified by estimated Jaccard similarity, clusters by union-find. Texts are the same turns as
+   the key; shingles never span two turns.
+
+Which row of a group is kept is a policy: ``keep="first"`` (the first in input order) or the highest value of a
+score column (ties and null / NaN scores: the first row wins; null and NaN rank below every number).
+``cluster_id`` (the 0-based position, over all inputs in order, of the first row of the row's near-duplicate
+cluster; the row itself when it has none) is written for every row. Results do not depend on the thread count
+or on the batch size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from skyfilter import _core
+from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format
+from skyfilter.schema import SchemaError, to_pairs, turn_texts
+
+__all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
+
+KEYS = ("pair", "prompt")
+REASONS = ("kept", "conflict", "exact_duplicate", "near_duplicate")
+KEPT, CONFLICT, EXACT, NEAR = range(4)
+
+#: Columns added to the dropped rows (``cluster_id`` is also added to the kept rows).
+ADDED_COLUMNS = ("input_file", "input_row", "reason", "duplicate_of_file", "duplicate_of_row", "cluster_id")
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    """What counts as a duplicate and which copy stays."""
+
+    key: str = "pair"
+    score_column: str | None = None
+    lowercase: bool = False
+    conflicts: str = "drop"
+    near: bool = True
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle: int = 5
+    bands: int | None = None
+    rows_per_band: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.key not in KEYS:
+            raise ValueError(f"key must be one of {', '.join(KEYS)}, got {self.key!r}")
+        if self.conflicts not in ("drop", "keep"):
+            raise ValueError(f"conflicts must be 'drop' or 'keep', got {self.conflicts!r}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within (0, 1], got {self.threshold}")
+        if (self.bands is None) != (self.rows_per_band is None):
+            raise ValueError("give both bands and rows_per_band, or neither")
+
+    def lsh(self) -> tuple[int, int]:
+        """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`."""
+        if self.bands is not None and self.rows_per_band is not None:
+            return self.bands, self.rows_per_band
+        return lsh_params(self.threshold, self.num_perm)
+
+
+def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.3) -> tuple[int, int]:
+    """Bands b and rows r (b * r <= num_perm) minimising the weighted areas of missed pairs above the threshold
+    and of candidate pairs below it, under the LSH curve ``1 - (1 - s^r)^b``. Candidates are verified afterwards,
+    so missing a pair (weight 0.7) costs more than a spurious candidate (weight 0.3)."""
+    s = np.linspace(0.0, 1.0, 1001)
+    below, above = s <= threshold, s >= threshold
+    best, best_error = (1, 1), np.inf
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            p = 1.0 - (1.0 - s**r) ** b
+            fp = np.trapezoid(p[below], s[below])
+            fn = np.trapezoid(1.0 - p[above], s[above])
+            error = false_positive_weight * fp + (1.0 - false_positive_weight) * fn
+            if error < best_error - 1e-12:
+                best, best_error = (b, r), error
+    return best
+
+
+def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """16-byte keys as (high, low) unsigned 64-bit halves, for ordering."""
+    halves = keys.view(">u8").reshape(-1, 2)
+    return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
+
+
+def _group_ids(*columns: np.ndarray) -> np.ndarray:
+    """A dense group id per row for equal tuples of fixed-width byte keys."""
+    joined = np.ascontiguousarray(np.concatenate([c.view(np.uint8).reshape(len(c), -1) for c in columns], axis=1))
+    as_void = joined.view(np.dtype((np.void, joined.shape[1]))).ravel()
+    return np.unique(as_void, return_inverse=True)[1].ravel()
+
+
+def _representatives(groups: np.ndarray, members: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
+    """For each row in ``members``, the row kept from its group: the best score, then the first row."""
+    rows = np.flatnonzero(members)
+    g = groups[rows]
+    order = np.lexsort((rows, -scores[rows], g)) if scores is not None else np.lexsort((rows, g))
+    g_sorted = g[order]
+    starts = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
+    first_of_group = rows[order][starts]
+    rep = np.full(len(groups), -1, dtype=np.int64)
+    rep[rows] = first_of_group[np.cumsum(starts)[np.argsort(order, kind="stable")] - 1]
+    return rep
+
+
+@dataclass
+class Decisions:
+    """Per row: ``reason`` (index into :data:`REASONS`), ``other`` (the kept row it duplicates, or for a
+    conflict the first row preferring the other way; -1 if none), ``cluster_id`` and ``conflict``."""
+
+    reason: np.ndarray
+    other: np.ndarray
+    cluster_id: np.ndarray
+    conflict: np.ndarray
+
+
+def dedup_decisions(
+    prompt_keys: np.ndarray,
+    chosen_keys: np.ndarray,
+    rejected_keys: np.ndarray,
+    scores: np.ndarray | None,
+    clusters: np.ndarray | None,
+    options: DedupOptions,
+) -> Decisions:
+    """Decides every row. Keys are 16-byte ``np.void`` arrays from ``_core.row_keys``; ``scores`` (or None for
+    keep-first) and ``clusters`` (or None without near-duplicate detection) have one value per row."""
+    n = len(prompt_keys)
+    rows = np.arange(n, dtype=np.int64)
+    reason = np.zeros(n, dtype=np.int8)
+    other = np.full(n, -1, dtype=np.int64)
+    if scores is not None:
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+
+    # 1. Conflicts: one prompt and one unordered pair of responses, preferred both ways.
+    c_hi, c_lo = _split_keys(chosen_keys)
+    r_hi, r_lo = _split_keys(rejected_keys)
+    same = (c_hi == r_hi) & (c_lo == r_lo)
+    forward = (c_hi < r_hi) | ((c_hi == r_hi) & (c_lo < r_lo))
+    chosen_bytes, rejected_bytes = (
+        chosen_keys.view(np.uint8).reshape(n, 16),
+        rejected_keys.view(np.uint8).reshape(n, 16),
+    )
+    low = np.where(forward[:, None], chosen_bytes, rejected_bytes)
+    high = np.where(forward[:, None], rejected_bytes, chosen_bytes)
+    pair_group = _group_ids(prompt_keys, low, high) if n else np.zeros(0, dtype=np.int64)
+    first_forward = np.full(n + 1, n, dtype=np.int64)
+    first_backward = np.full(n + 1, n, dtype=np.int64)
+    np.minimum.at(first_forward, pair_group[forward & ~same], rows[forward & ~same])
+    np.minimum.at(first_backward, pair_group[~forward & ~same], rows[~forward & ~same])
+    conflict = ~same & (first_forward[pair_group] < n) & (first_backward[pair_group] < n)
+    other[conflict] = np.where(forward, first_backward[pair_group], first_forward[pair_group])[conflict]
+    if options.conflicts == "drop":
+        reason[conflict] = CONFLICT
+    alive = reason == KEPT
+
+    # 2. Exact duplicates among the rows still in.
+    key_columns = (prompt_keys, chosen_keys, rejected_keys) if options.key == "pair" else (prompt_keys,)
+    exact_group = _group_ids(*key_columns) if n else np.zeros(0, dtype=np.int64)
+    rep = _representatives(exact_group, alive, scores)
+    exact = alive & (rep != rows)
+    reason[exact] = EXACT
+    other[exact] = rep[exact]
+    alive &= ~exact
+
+    # 3. Near duplicates among the exact representatives.
+    cluster_id = clusters.astype(np.int64) if clusters is not None else rows.copy()
+    if clusters is not None:
+        rep = _representatives(cluster_id, alive, scores)
+        near = alive & (rep != rows)
+        reason[near] = NEAR
+        other[near] = rep[near]
+    return Decisions(reason, other, cluster_id, conflict)
+
+
+@dataclass
+class DedupReport:
+    """What a dedup run did, every row accounted for; written as report.json."""
+
+    method: dict
+    inputs: list[str]
+    rows: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    conflicting_rows: int = 0
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    clusters: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+def _scores(source: Source, batch: pa.RecordBatch, column: str) -> np.ndarray:
+    if column not in batch.schema.names:
+        raise InputError(f"{source.name}: no score column {column!r}; columns are {batch.schema.names}")
+    values = batch.column(column)
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_null(values.type)):
+        raise InputError(f"{source.name}: score column {column!r} must be numeric, found {values.type}")
+    return values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int) -> np.ndarray:
+    texts, bounds = turn_texts(pairs, [column])
+    keys = _core.row_keys(texts, bounds, lowercase=lowercase, threads=threads)
+    return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
+
+
+def run_dedup(
+    inputs: Sequence[str],
+    options: DedupOptions,
+    *,
+    out: str | None = None,
+    dropped: str | None = None,
+    report: str | None = None,
+    split: str | None = None,
+    layout: str | None = None,
+    threads: int = 0,
+    batch_rows: int = 65_536,
+    progress: bool | None = None,
+) -> DedupReport:
+    """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written."""
+    from tqdm.auto import tqdm
+
+    for path in (out, dropped):
+        if path is not None:
+            output_format(path)
+    sources = open_sources(inputs, split, ADDED_COLUMNS)
+    total = sum(s.num_rows for s in sources)
+    bands, rows_per_band = options.lsh()
+    hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
+    near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold) if options.near else None
+
+    def batches(desc: str):
+        bar = tqdm(
+            total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress
+        )
+        with bar:
+            for s in sources:
+                for batch in s.batches(batch_rows):
+                    yield s, batch
+                    bar.update(batch.num_rows)
+
+    keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
+    scores: list[np.ndarray] = []
+    source_names: list[pa.ChunkedArray] = []
+    for s, batch in batches("hashing"):
+        try:
+            pairs = to_pairs(batch, source=s.name, layout=layout)
+        except SchemaError as e:
+            raise InputError(f"{s.name}: {e}") from None
+        try:
+            for column in keys:
+                keys[column].append(_keys(pairs, column, options.lowercase, threads))
+            if hasher is not None and near is not None:
+                texts, bounds = turn_texts(
+                    pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"]
+                )
+                near.add(hasher.signatures(texts, bounds, threads=threads))
+        except _core.InvalidTextError as e:
+            raise InputError(f"{s.name}: a text is not valid UTF-8 ({e.args[0]})") from None
+        if options.score_column is not None:
+            scores.append(_scores(s, batch, options.score_column))
+        source_names.append(pairs.column("source"))
+
+    def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    decisions = dedup_decisions(
+        joined(keys["prompt"], "V16"),
+        joined(keys["chosen"], "V16"),
+        joined(keys["rejected"], "V16"),
+        joined(scores, np.float64) if options.score_column is not None else None,
+        near.clusters().to_numpy() if near is not None else None,
+        options,
+    )
+    starts = np.cumsum([0] + [s.num_rows for s in sources])
+    kept_schema = sources[0].schema.append(pa.field("cluster_id", pa.int64()))
+    dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
+    with AtomicWriters({"out": out, "dropped": dropped}) as writers:
+        writers.set_schema("out", kept_schema)
+        writers.set_schema("dropped", dropped_schema)
+        at = 0
+        for _, batch in batches("writing"):
+            span = slice(at, at + batch.num_rows)
+            keep = decisions.reason[span] == KEPT
+            ids = pa.array(decisions.cluster_id[span])
+            kept_columns = [*batch.filter(pa.array(keep)).columns, ids.filter(pa.array(keep))]
+            writers.write("out", pa.RecordBatch.from_arrays(kept_columns, schema=kept_schema))
+            drop = np.flatnonzero(~keep)
+            if len(drop) and "dropped" in writers:
+                evidence = _dropped_evidence(decisions, at + drop, sources, starts)
+                columns = [*batch.take(pa.array(drop)).columns, *evidence]
+                writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
+            at += batch.num_rows
+
+        result = _report(decisions, source_names, sources, options, (bands, rows_per_band))
+        result.outputs = {"out": out, "dropped": dropped, "report": report}
+        if report is not None:
+            writers.write_text(report, result.to_json())
+    return result
+
+
+_DROPPED_FIELDS = (
+    pa.field("input_file", pa.string()),
+    pa.field("input_row", pa.int64()),
+    pa.field("reason", pa.string()),
+    pa.field("duplicate_of_file", pa.string()),
+    pa.field("duplicate_of_row", pa.int64()),
+    pa.field("cluster_id", pa.int64()),
+)
+assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
+
+
+def _dropped_evidence(decisions: Decisions, rows: np.ndarray, sources: list[Source], starts: np.ndarray) -> list:
+    """The added columns for the given global rows (all dropped)."""
+    names = np.array([s.name for s in sources], dtype=object)
+    own_file = np.searchsorted(starts, rows, side="right") - 1
+    other = decisions.other[rows]
+    other_file = np.searchsorted(starts, np.maximum(other, 0), side="right") - 1
+    return [
+        pa.array(names[own_file], type=pa.string()),
+        pa.array(rows - starts[own_file], type=pa.int64()),
+        pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
+        pa.array(names[other_file], mask=other < 0, type=pa.string()),
+        pa.array(other - starts[other_file], mask=other < 0, type=pa.int64()),
+        pa.array(decisions.cluster_id[rows], type=pa.int64()),
+    ]
+
+
+def _report(
+    decisions: Decisions, source_names: list, sources: list[Source], options: DedupOptions, lsh: tuple[int, int]
+) -> DedupReport:
+    reason = decisions.reason
+    per_source: dict[str, Counter] = {}
+    names = pa.chunked_array([c for chunk in source_names for c in chunk.chunks], type=pa.string())
+    for name, code in zip(names.to_pylist(), reason.tolist(), strict=True):
+        per_source.setdefault(name, Counter())[REASONS[code]] += 1
+    sizes = np.bincount(decisions.cluster_id) if len(reason) else np.zeros(0, dtype=np.int64)
+    return DedupReport(
+        method={**asdict(options), "bands": lsh[0], "rows_per_band": lsh[1]},
+        inputs=[s.name for s in sources],
+        rows=len(reason),
+        kept=int((reason == KEPT).sum()),
+        dropped={r: int((reason == i).sum()) for i, r in enumerate(REASONS) if i != KEPT},
+        conflicting_rows=int(decisions.conflict.sum()),
+        per_source={k: {r: v[r] for r in REASONS} for k, v in sorted(per_source.items())},
+        clusters={"with_several_rows": int((sizes > 1).sum()), "largest": int(sizes.max()) if len(sizes) else 0},
+    )

@@ -1,0 +1,144 @@
+//! Bindings of `skyfilter_core::dedup`: row keys, MinHash signatures and near-duplicate clustering.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, UInt32Array};
+use arrow_schema::{DataType, Field};
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+use skyfilter_core::dedup;
+
+use crate::error::{to_py, SkyfilterError};
+use crate::texts::{row_bounds, Texts};
+
+fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
+    Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
+}
+
+/// A 16-byte key per row over its texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`), each with whitespace
+/// trimmed and collapsed (and lower-cased if asked): equal keys mean equal normalised texts.
+#[pyfunction]
+#[pyo3(signature = (texts, bounds = None, *, lowercase = false, threads = 0))]
+pub fn row_keys(
+    py: Python<'_>,
+    texts: PyArray,
+    bounds: Option<PyArray>,
+    lowercase: bool,
+    threads: usize,
+) -> PyResult<Py<PyAny>> {
+    let holder = Texts::new(texts.array(), "texts")?;
+    let strs = holder.strs()?;
+    let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+    let keys = py
+        .detach(|| dedup::row_keys(&strs, &bounds, lowercase, threads))
+        .map_err(to_py)?;
+    let array = FixedSizeBinaryArray::try_from_iter(keys.iter().map(|k| k.to_be_bytes()))
+        .map_err(|e| SkyfilterError::new_err(e.to_string()))?;
+    let array: ArrayRef = if keys.is_empty() {
+        Arc::new(FixedSizeBinaryArray::new_null(16, 0))
+    } else {
+        Arc::new(array)
+    };
+    to_pyarrow(py, array)
+}
+
+/// MinHash over word shingles (the `words` tokens), `num_perm` permutations from a fixed seed.
+#[pyclass(frozen, module = "skyfilter._core")]
+pub struct MinHasher {
+    inner: dedup::MinHasher,
+}
+
+#[pymethods]
+impl MinHasher {
+    #[new]
+    #[pyo3(signature = (num_perm = 128, shingle = 5, seed = 0))]
+    fn new(num_perm: usize, shingle: usize, seed: u64) -> PyResult<Self> {
+        Ok(Self {
+            inner: dedup::MinHasher::new(num_perm, shingle, seed).map_err(to_py)?,
+        })
+    }
+
+    /// Number of permutations.
+    #[getter]
+    fn num_perm(&self) -> usize {
+        self.inner.num_perm()
+    }
+
+    /// Signatures of rows as a `fixed_size_list<uint32>[num_perm]` array; rows without tokens are all 2^32 - 1.
+    #[pyo3(signature = (texts, bounds = None, *, threads = 0))]
+    fn signatures(
+        &self,
+        py: Python<'_>,
+        texts: PyArray,
+        bounds: Option<PyArray>,
+        threads: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let holder = Texts::new(texts.array(), "texts")?;
+        let strs = holder.strs()?;
+        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+        let values = py
+            .detach(|| self.inner.signatures(&strs, &bounds, threads))
+            .map_err(to_py)?;
+        let field = Arc::new(Field::new("item", DataType::UInt32, false));
+        let list = FixedSizeListArray::try_new(
+            field,
+            self.inner.num_perm() as i32,
+            Arc::new(UInt32Array::from(values)),
+            None,
+        )
+        .map_err(|e| SkyfilterError::new_err(e.to_string()))?;
+        to_pyarrow(py, Arc::new(list))
+    }
+}
+
+/// Near-duplicate clusters over rows added in input order (LSH bands, candidates verified by estimated
+/// Jaccard); a cluster is named by its first row.
+#[pyclass(module = "skyfilter._core")]
+pub struct NearDedup {
+    inner: dedup::NearDedup,
+}
+
+#[pymethods]
+impl NearDedup {
+    #[new]
+    #[pyo3(signature = (num_perm, bands, rows_per_band, threshold))]
+    fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> PyResult<Self> {
+        Ok(Self {
+            inner: dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold).map_err(to_py)?,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Adds the next rows' signatures (from `MinHasher.signatures`).
+    fn add(&mut self, py: Python<'_>, signatures: PyArray) -> PyResult<()> {
+        let values: UInt32Array = match signatures.array().data_type() {
+            DataType::FixedSizeList(f, _) if f.data_type() == &DataType::UInt32 => {
+                let list = signatures.array().as_fixed_size_list();
+                let (start, len) = (
+                    list.offset() * list.value_length() as usize,
+                    list.len() * list.value_length() as usize,
+                );
+                list.values().as_primitive::<UInt32Type>().slice(start, len)
+            }
+            other => {
+                return Err(SkyfilterError::new_err(format!(
+                    "signatures must be fixed_size_list<uint32>, got {other}"
+                )))
+            }
+        };
+        let inner = &mut self.inner;
+        py.detach(|| inner.add(values.values())).map_err(to_py)
+    }
+
+    /// The cluster of every row added so far (the 0-based index of the cluster's first row), as uint32.
+    fn clusters(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let inner = &mut self.inner;
+        let clusters = py.detach(|| inner.clusters());
+        to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
+    }
+}
