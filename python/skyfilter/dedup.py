@@ -52,7 +52,7 @@ class DedupOptions:
     lowercase: bool = False
     conflicts: str = "drop"
     near: bool = True
-    threshold: float = 0.8
+    threshold: float = 0.7
     num_perm: int = 128
     shingle: int = 5
     bands: int | None = None
@@ -76,10 +76,10 @@ class DedupOptions:
         return lsh_params(self.threshold, self.num_perm)
 
 
-def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.3) -> tuple[int, int]:
+def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.05) -> tuple[int, int]:
     """Bands b and rows r (b * r <= num_perm) minimising the weighted areas of missed pairs above the threshold
     and of candidate pairs below it, under the LSH curve ``1 - (1 - s^r)^b``. Candidates are verified afterwards,
-    so missing a pair (weight 0.7) costs more than a spurious candidate (weight 0.3)."""
+    so missing a pair (weight 0.95) costs far more than a spurious candidate (weight 0.05)."""
     s = np.linspace(0.0, 1.0, 1001)
     below, above = s <= threshold, s >= threshold
     best, best_error = (1, 1), np.inf
@@ -109,13 +109,15 @@ def _group_ids(*columns: np.ndarray) -> np.ndarray:
 
 def _representatives(groups: np.ndarray, members: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
     """For each row in ``members``, the row kept from its group: the best score, then the first row."""
+    rep = np.full(len(groups), -1, dtype=np.int64)
     rows = np.flatnonzero(members)
+    if not len(rows):
+        return rep
     g = groups[rows]
     order = np.lexsort((rows, -scores[rows], g)) if scores is not None else np.lexsort((rows, g))
     g_sorted = g[order]
     starts = np.r_[True, g_sorted[1:] != g_sorted[:-1]]
     first_of_group = rows[order][starts]
-    rep = np.full(len(groups), -1, dtype=np.int64)
     rep[rows] = first_of_group[np.cumsum(starts)[np.argsort(order, kind="stable")] - 1]
     return rep
 

@@ -1,0 +1,254 @@
+"""Dedup: exact keys against a pure-Python reference, MinHash against exact Jaccard, planted near duplicates
+and conflicts in real data, determinism across threads and batch sizes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skyfilter import _core, read_table, to_pairs
+from skyfilter.dedup import DedupOptions, run_dedup
+
+from tests.skyfilter.reference import tokens
+
+# ------------------------------------------------------------------------------------------ references
+
+
+def reference_exact(rows: list[tuple], scores: list[float] | None, key: str) -> set[int]:
+    """Rows kept by exact dedup: normalised (prompt, chosen, rejected) or prompt; first or highest score."""
+
+    def norm(text):
+        return None if text is None else " ".join(text.split())
+
+    best: dict[tuple, int] = {}
+    for i, (prompt, chosen, rejected) in enumerate(rows):
+        k = (norm(prompt),) if key == "prompt" else (norm(prompt), norm(chosen), norm(rejected))
+        if k not in best:
+            best[k] = i
+        elif scores is not None:
+            s = -math.inf if scores[i] is None or math.isnan(scores[i]) else scores[i]
+            b = scores[best[k]]
+            b = -math.inf if b is None or math.isnan(b) else b
+            if s > b:
+                best[k] = i
+    return set(best.values())
+
+
+def write_pairs(path, rows, scores=None):
+    table = {"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows], "rejected": [r[2] for r in rows]}
+    if scores is not None:
+        table["score"] = pa.array(scores, pa.float64())
+    pq.write_table(pa.table(table), path)
+
+
+# ------------------------------------------------------------------------------------------ exact dedup
+
+WORDS = ["a", "b", "c", "Hello", "hello", "é"]
+SPACES = [" ", "  ", "\n", "\t ", ""]
+text = st.one_of(
+    st.none(),
+    st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SPACES)), max_size=3).map(
+        lambda parts: "".join(w + s for w, s in parts)
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(text, text, text), min_size=1, max_size=40),
+    key=st.sampled_from(["pair", "prompt"]),
+    with_scores=st.booleans(),
+    data=st.data(),
+)
+def test_exact_dedup_keeps_the_reference_rows(tmp_path_factory, rows, key, with_scores, data):
+    scores = None
+    if with_scores:
+        scores = data.draw(st.lists(st.one_of(st.none(), st.just(math.nan), st.integers(0, 3).map(float)),
+                                    min_size=len(rows), max_size=len(rows)))  # fmt: skip
+    tmp = tmp_path_factory.mktemp("exact")
+    write_pairs(tmp / "in.parquet", rows, scores)
+    options = DedupOptions(key=key, near=False, conflicts="keep", score_column="score" if with_scores else None)
+    run_dedup([str(tmp / "in.parquet")], options, out=str(tmp / "kept.parquet"), progress=False)
+    kept = pq.read_table(tmp / "kept.parquet")
+    # The kept rows are the input rows the reference keeps, unchanged and in order.
+    expected = sorted(reference_exact(rows, scores, key))
+    source = pq.read_table(tmp / "in.parquet")
+    texts = ["prompt", "chosen", "rejected"]
+    assert kept.select(texts).equals(source.select(texts).take(pa.array(expected, pa.int64())))
+    if scores is not None:  # NaN != NaN, so compare the scores as text
+        assert [str(v) for v in kept.column("score").to_pylist()] == [str(scores[i]) for i in expected]
+
+
+# --------------------------------------------------------------------------------------------- MinHash
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.sets(st.integers(0, 300), min_size=1, max_size=120),
+    b=st.sets(st.integers(0, 300), min_size=1, max_size=120),
+)
+def test_minhash_estimates_exact_jaccard(a, b):
+    hasher = _core.MinHasher(num_perm=256, shingle=1, seed=3)
+    texts = pa.array([" ".join(f"w{i}" for i in sorted(a)), " ".join(f"w{i}" for i in sorted(b))])
+    sig = np.asarray(hasher.signatures(texts).flatten()).reshape(2, 256)
+    estimate = float((sig[0] == sig[1]).mean())
+    exact = len(a & b) / len(a | b)
+    # Binomial standard error of 256 permutations; 5 sigma plus a little for the 32-bit hash family.
+    assert abs(estimate - exact) <= 5 * math.sqrt(exact * (1 - exact) / 256) + 0.02
+
+
+def test_signatures_use_word_tokens_and_ignore_thread_count():
+    hasher = _core.MinHasher(num_perm=64, shingle=3)
+    texts = pa.array(["The cat sat on the mat today", "the CAT, sat on -- the mat today!", "", None])
+    one = hasher.signatures(texts, threads=1)
+    assert one.equals(hasher.signatures(texts, threads=2))
+    sig = np.asarray(one.flatten()).reshape(4, 64)
+    assert (sig[0] == sig[1]).all()  # same word tokens, same shingles
+    assert (sig[2] == 2**32 - 1).all() and (sig[3] == 2**32 - 1).all()
+    assert tokens("the CAT, sat", "words") == ["the", "cat", "sat"]
+
+
+# ---------------------------------------------------------------------- planted near duplicates (real)
+
+
+def shingle_set(text: str, n: int = 5) -> set:
+    t = tokens(text, "words")
+    return {tuple(t[i : i + n]) for i in range(max(len(t) - n + 1, 1))} if t else set()
+
+
+def edit(text: str, rng: random.Random) -> str:
+    """A light human-style edit: one word in about 80 replaced, some spacing and punctuation changed."""
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // 80)):
+        words[rng.randrange(len(words))] = rng.choice(["really", "quite", "very", "some"])
+    edited = " ".join(words)
+    return edited.replace(". ", ".  ", 2).replace(",", " ,", 1) + rng.choice(["", "!", " Thanks."])
+
+
+def test_planted_near_duplicates_on_real_texts(shared_data, tmp_path):
+    pairs = to_pairs(read_table(shared_data / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"))
+    answers = [
+        m[0]["content"] for m in pairs.column("chosen").to_pylist() if m and 60 <= len(m[0]["content"].split()) <= 400
+    ]
+    rng = random.Random(0)
+    rng.shuffle(answers)
+    # Distinct bases: no two share much (exact Jaccard of 5-word shingles below 0.3).
+    bases, sets = [], []
+    for a in answers:
+        s = shingle_set(a)
+        if all(len(s & o) / len(s | o) < 0.3 for o in sets):
+            bases.append(a)
+            sets.append(s)
+        if len(bases) == 600:
+            break
+    planted = {i: edit(b, rng) for i, b in enumerate(bases) if i % 2 == 0}
+    texts = bases + list(planted.values())
+    copy_of = {len(bases) + k: base for k, base in enumerate(planted)}
+    pq.write_table(pa.table({"prompt": texts}), tmp_path / "in.parquet")
+    result = run_dedup([str(tmp_path / "in.parquet")], DedupOptions(key="prompt", conflicts="keep"),
+                       dropped=str(tmp_path / "dropped.parquet"), progress=False)  # fmt: skip
+    dropped = pq.read_table(tmp_path / "dropped.parquet").to_pylist()
+    found = {(d["duplicate_of_row"], d["input_row"]) for d in dropped if d["reason"] == "near_duplicate"}
+    truth = {(base, copy) for copy, base in copy_of.items()}
+    recall = len(found & truth) / len(truth)
+    precision = len(found & truth) / max(len(found), 1)
+    jaccards = []
+    for copy, base in copy_of.items():
+        a, b = shingle_set(bases[base]), shingle_set(texts[copy])
+        jaccards.append(len(a & b) / len(a | b))
+    missed = sorted(
+        round(j, 2) for (copy, base), j in zip(copy_of.items(), jaccards, strict=True) if (base, copy) not in found
+    )
+    print(f"planted {len(truth)}, exact Jaccard median {np.median(jaccards):.2f}, missed at {missed}")
+    print(f"recall {recall:.3f}, precision {precision:.3f}")
+    assert result.dropped["near_duplicate"] == len(found)
+    assert recall >= 0.95 and precision >= 0.95
+
+
+# ------------------------------------------------------------------------------------ conflicts (real)
+
+
+def test_planted_conflicts_are_all_found(shared_data, tmp_path):
+    table = read_table(shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl").select(
+        ["prompt", "chosen", "rejected"]
+    )
+    flipped = table.slice(100, 25)
+    flipped = pa.table({"prompt": flipped["prompt"], "chosen": flipped["rejected"], "rejected": flipped["chosen"]})
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.concat_tables([table, flipped]), src)
+    report = tmp_path / "r.json"
+    run_dedup(
+        [str(src)], DedupOptions(near=False), dropped=str(tmp_path / "d.parquet"), report=str(report), progress=False
+    )
+    dropped = pq.read_table(tmp_path / "d.parquet").to_pylist()
+    conflicts = {d["input_row"] for d in dropped if d["reason"] == "conflict"}
+    n = table.num_rows
+    assert conflicts == set(range(100, 125)) | set(range(n, n + 25))
+    assert {d["input_row"]: d["duplicate_of_row"] for d in dropped}[100] == n
+    r = json.loads(report.read_text())
+    assert r["conflicting_rows"] == 50 and r["dropped"]["conflict"] == 50
+    run_dedup([str(src)], DedupOptions(near=False, conflicts="keep"), report=str(report), progress=False)
+    r = json.loads(report.read_text())
+    assert r["conflicting_rows"] == 50 and r["dropped"]["conflict"] == 0
+
+
+# ---------------------------------------------------------------------------------------- determinism
+
+
+def test_same_output_for_threads_and_batch_sizes(shared_data, tmp_path):
+    src = shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"
+    outputs = []
+    for threads, batch_rows in ((1, 65_536), (2, 65_536), (2, 97), (1, 1000)):
+        out, dropped = tmp_path / f"k{threads}_{batch_rows}.parquet", tmp_path / f"d{threads}_{batch_rows}.parquet"
+        run_dedup([str(src), str(src)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
+                  threads=threads, batch_rows=batch_rows, progress=False)  # fmt: skip
+        outputs.append((pq.read_table(out), pq.read_table(dropped)))
+    assert outputs[0][1].num_rows > 2312  # the second copy of the file, at least
+    for kept, dropped in outputs[1:]:
+        assert kept.equals(outputs[0][0]) and dropped.equals(outputs[0][1])
+
+
+# -------------------------------------------------------------------------------------------- bad input
+
+
+def test_score_column_problems(tmp_path):
+    rows = [("p", "a", "b"), ("p", "a", "b"), ("p", "a", "b")]
+    write_pairs(tmp_path / "in.parquet", rows, [None, math.nan, 1.0])
+    run_dedup([str(tmp_path / "in.parquet")], DedupOptions(score_column="score"), out=str(tmp_path / "k.parquet"),
+              progress=False)  # fmt: skip
+    assert pq.read_table(tmp_path / "k.parquet").column("score").to_pylist() == [1.0]  # null and NaN rank lowest
+    from skyfilter.io import InputError
+
+    with pytest.raises(InputError, match="no score column 'reward'"):
+        run_dedup([str(tmp_path / "in.parquet")], DedupOptions(score_column="reward"), out=str(tmp_path / "x.parquet"))
+    assert not (tmp_path / "x.parquet").exists()
+    pq.write_table(
+        pa.table({"prompt": ["p"], "chosen": ["a"], "rejected": ["b"], "score": ["high"]}), tmp_path / "s.parquet"
+    )
+    with pytest.raises(InputError, match="must be numeric"):
+        run_dedup([str(tmp_path / "s.parquet")], DedupOptions(score_column="score"))
+
+
+def test_empty_input_gives_empty_outputs(tmp_path):
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "chosen": pa.array([], pa.string()),
+                             "rejected": pa.array([], pa.string())}), tmp_path / "e.parquet")  # fmt: skip
+    result = run_dedup([str(tmp_path / "e.parquet")], DedupOptions(), out=str(tmp_path / "k.parquet"),
+                       dropped=str(tmp_path / "d.parquet"), progress=False)  # fmt: skip
+    assert result.rows == 0 and pq.read_table(tmp_path / "k.parquet").num_rows == 0
+    assert "cluster_id" in pq.read_table(tmp_path / "d.parquet").schema.names
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="key"):
+        DedupOptions(key="answer")
+    with pytest.raises(ValueError, match="both bands"):
+        DedupOptions(bands=4)
+    with pytest.raises(_core.SkyfilterError, match="at most num_perm"):
+        _core.NearDedup(16, 5, 4, 0.8)
