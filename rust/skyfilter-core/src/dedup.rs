@@ -4,9 +4,7 @@
 //! Everything here is deterministic: keys and signatures depend only on the text, and rows enter the LSH
 //! index in input order, so clusters do not depend on the thread count or on how the input was batched.
 
-use std::collections::HashMap;
-
-use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64_with_seed, Xxh3};
+use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::ngram::{ngram_hashes, SEED};
 use crate::rows::{check_bounds, map_rows};
@@ -145,17 +143,12 @@ pub fn estimated_jaccard(x: &[u32], y: &[u32]) -> f64 {
 }
 
 /// Union-find over row indices; the root of a set is always its smallest row.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct UnionFind {
     parent: Vec<u32>,
 }
 
 impl UnionFind {
-    fn push(&mut self) {
-        let n = self.parent.len() as u32;
-        self.parent.push(n);
-    }
-
     fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             let grand = self.parent[self.parent[x as usize] as usize];
@@ -172,7 +165,11 @@ impl UnionFind {
     }
 }
 
-/// Near-duplicate clustering: MinHash signatures in LSH bands, candidates verified by estimated Jaccard.
+/// Near-duplicate clustering: MinHash signatures cut into LSH bands; rows sharing a band are candidates,
+/// verified by estimated Jaccard similarity, and verified pairs are joined by union-find.
+///
+/// Rows are added in input order; [`NearDedup::clusters`] sorts the (band hash, row) entries, so the result
+/// depends only on the rows, not on how they were added. Memory: the signatures plus 16 bytes per row and band.
 #[derive(Debug)]
 pub struct NearDedup {
     bands: usize,
@@ -180,9 +177,13 @@ pub struct NearDedup {
     threshold: f64,
     num_perm: usize,
     signatures: Vec<u32>,
-    buckets: Vec<HashMap<u64, Vec<u32>>>,
-    sets: UnionFind,
+    /// (hash of one band of a row's signature, seeded by the band, row), for every row that has tokens.
+    band_keys: Vec<(u64, u32)>,
+    rows: usize,
 }
+
+/// Verifications tried per row and bucket before giving up: bounds the work in a bucket of unrelated rows.
+const MAX_CHECKS: usize = 64;
 
 impl NearDedup {
     /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their estimated
@@ -204,19 +205,19 @@ impl NearDedup {
             threshold,
             num_perm,
             signatures: Vec::new(),
-            buckets: (0..bands).map(|_| HashMap::new()).collect(),
-            sets: UnionFind::default(),
+            band_keys: Vec::new(),
+            rows: 0,
         })
     }
 
     /// Number of rows added so far.
     pub fn len(&self) -> usize {
-        self.sets.parent.len()
+        self.rows
     }
 
     /// Whether no row was added.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows == 0
     }
 
     /// Adds the next rows (their signatures, `num_perm` values each, in input order).
@@ -228,46 +229,63 @@ impl NearDedup {
                 self.num_perm
             )));
         }
-        if self.len() + signatures.len() / self.num_perm > u32::MAX as usize {
+        if self.rows + signatures.len() / self.num_perm > u32::MAX as usize {
             return Err(Error::InvalidMinHash("more than 2^32 rows".into()));
         }
+        let mut bytes = Vec::with_capacity(4 * self.rows_per_band);
         for sig in signatures.chunks_exact(self.num_perm) {
-            let row = self.len() as u32;
-            self.sets.push();
+            let row = self.rows as u32;
+            self.rows += 1;
             self.signatures.extend_from_slice(sig);
             if sig.iter().all(|&v| v == EMPTY) {
                 continue;
             }
-            for band in 0..self.bands {
-                let values = &sig[band * self.rows_per_band..(band + 1) * self.rows_per_band];
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let key = xxh3_128_with_seed(&bytes, SEED) as u64;
-                let members = self.buckets[band].entry(key).or_default();
-                // Join the first member that truly looks alike; one verified link is enough for a cluster.
-                let mut joined = None;
-                for &other in members.iter() {
-                    if self.sets.find(other) == self.sets.find(row) {
-                        joined = Some(other);
-                        break;
-                    }
-                    let o = other as usize * self.num_perm;
-                    if estimated_jaccard(sig, &self.signatures[o..o + self.num_perm]) >= self.threshold {
-                        joined = Some(other);
-                        break;
-                    }
-                }
-                if let Some(other) = joined {
-                    self.sets.union(row, other);
-                }
-                members.push(row);
+            for (band, values) in sig.chunks_exact(self.rows_per_band).take(self.bands).enumerate() {
+                bytes.clear();
+                bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+                self.band_keys
+                    .push((xxh3_64_with_seed(&bytes, SEED.wrapping_add(band as u64)), row));
             }
         }
         Ok(())
     }
 
+    fn signature(&self, row: u32) -> &[u32] {
+        let start = row as usize * self.num_perm;
+        &self.signatures[start..start + self.num_perm]
+    }
+
     /// The cluster of every row added: the smallest row index of its cluster.
     pub fn clusters(&mut self) -> Vec<u32> {
-        (0..self.len() as u32).map(|r| self.sets.find(r)).collect()
+        self.band_keys.sort_unstable();
+        let mut sets = UnionFind {
+            parent: (0..self.rows as u32).collect(),
+        };
+        let keys = &self.band_keys;
+        let mut start = 0;
+        while start < keys.len() {
+            let end = start + keys[start..].iter().take_while(|(k, _)| *k == keys[start].0).count();
+            // A bucket: rows in ascending order. Each joins the first earlier row that truly looks alike.
+            for i in start + 1..end {
+                let row = keys[i].1;
+                let mut checks = 0;
+                for &(_, other) in &keys[start..i] {
+                    if sets.find(other) == sets.find(row) {
+                        break;
+                    }
+                    if estimated_jaccard(self.signature(row), self.signature(other)) >= self.threshold {
+                        sets.union(row, other);
+                        break;
+                    }
+                    checks += 1;
+                    if checks == MAX_CHECKS {
+                        break;
+                    }
+                }
+            }
+            start = end;
+        }
+        (0..self.rows as u32).map(|r| sets.find(r)).collect()
     }
 }
 
