@@ -183,7 +183,8 @@ def main() -> None:
     # Near duplicates.
     num_perm, threshold = 128, 0.7
     bands, rows_per_band = lsh_params(threshold, num_perm)
-    texts = pc.binary_join_element_wise(table.column("prompt"), table.column("chosen"), table.column("rejected"), "\n")
+    large = [table.column(c).cast(pa.large_string()) for c in COLUMNS]  # over 2 GiB of text
+    texts = pc.binary_join_element_wise(*large, "\n")
 
     def skyfilter_near(texts):
         near = _core.NearDedup(num_perm, bands, rows_per_band, threshold)
