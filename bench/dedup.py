@@ -184,7 +184,7 @@ def main() -> None:
     num_perm, threshold = 128, 0.7
     bands, rows_per_band = lsh_params(threshold, num_perm)
     large = [table.column(c).cast(pa.large_string()) for c in COLUMNS]  # over 2 GiB of text
-    texts = pc.binary_join_element_wise(*large, "\n")
+    texts = pc.binary_join_element_wise(*large, pa.scalar("\n", pa.large_string()))
 
     def skyfilter_near(texts):
         near = _core.NearDedup(num_perm, bands, rows_per_band, threshold)
