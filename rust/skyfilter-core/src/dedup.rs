@@ -53,12 +53,16 @@ pub fn row_keys(texts: &[Option<&str>], bounds: &[usize], lowercase: bool, threa
     })
 }
 
-/// MinHash over word shingles: `num_perm` minima of `(a_i * h + b_i) >> 32` over the 64-bit shingle hashes.
+/// MinHash over word shingles: for each of `num_perm` permutations, the minimum over the row's shingles of
+/// `((a_i * x + b_i) mod 2^64) >> 32`, the multiply-add-shift family, where `x` is the high half of the
+/// shingle's 64-bit hash, `a_i` an odd 64-bit and `b_i` a 32-bit constant from the seed. `a_i` is kept as two
+/// 32-bit halves so that the loop vectorises.
 #[derive(Clone, Debug)]
 pub struct MinHasher {
     shingle: usize,
-    a: Vec<u64>,
-    b: Vec<u64>,
+    a_lo: Vec<u32>,
+    a_hi: Vec<u32>,
+    b: Vec<u32>,
 }
 
 /// Signature value of a row that has no tokens: such rows never become candidates.
@@ -78,16 +82,18 @@ impl MinHasher {
             )));
         }
         let coefficient = |i: usize, which: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ which);
+        let a: Vec<u64> = (0..num_perm).map(|i| coefficient(i, 0xa) | 1).collect();
         Ok(Self {
             shingle,
-            a: (0..num_perm).map(|i| coefficient(i, 0xa) | 1).collect(),
-            b: (0..num_perm).map(|i| coefficient(i, 0xb)).collect(),
+            a_lo: a.iter().map(|&a| a as u32).collect(),
+            a_hi: a.iter().map(|&a| (a >> 32) as u32).collect(),
+            b: (0..num_perm).map(|i| coefficient(i, 0xb) as u32).collect(),
         })
     }
 
     /// Number of permutations.
     pub fn num_perm(&self) -> usize {
-        self.a.len()
+        self.b.len()
     }
 
     /// Signatures of rows (row `r` = the union of the shingles of `texts[bounds[r]..bounds[r + 1]]`), one
@@ -106,23 +112,43 @@ impl MinHasher {
                 ngram_hashes(&s.tokens, n, &mut s.token_hashes, &mut s.hashes);
                 s.shingles.extend_from_slice(&s.hashes);
             }
-            s.shingles.sort_unstable();
-            s.shingles.dedup();
+            // Repeated shingles need no removal: a minimum is the same with or without them.
             self.signature(&s.shingles)
         })?;
         Ok(rows.concat())
     }
 
     fn signature(&self, shingles: &[u64]) -> Vec<u32> {
-        let mut sig = vec![EMPTY; self.a.len()];
-        for &h in shingles {
-            for ((m, &a), &b) in sig.iter_mut().zip(&self.a).zip(&self.b) {
-                let v = (a.wrapping_mul(h).wrapping_add(b) >> 32) as u32;
-                *m = (*m).min(v);
-            }
+        let mut sig = vec![EMPTY; self.b.len()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has just been found to support AVX2, the only requirement of `minima_avx2`.
+            unsafe { minima_avx2(self, shingles, &mut sig) };
+            return sig;
         }
+        minima(self, shingles, &mut sig);
         sig
     }
+}
+
+/// The MinHash inner loop, written so that the compiler vectorises it: `((a * x + b) mod 2^64) >> 32` is
+/// the high half of `a_lo * x + b` plus `a_hi * x` (mod 2^32), with 32x32-bit multiplies only.
+#[inline(always)]
+fn minima(h: &MinHasher, shingles: &[u64], sig: &mut [u32]) {
+    for &shingle in shingles {
+        let x = (shingle >> 32) as u32;
+        for (((m, &a_lo), &a_hi), &b) in sig.iter_mut().zip(&h.a_lo).zip(&h.a_hi).zip(&h.b) {
+            let low = ((u64::from(a_lo) * u64::from(x) + u64::from(b)) >> 32) as u32;
+            *m = (*m).min(low.wrapping_add(a_hi.wrapping_mul(x)));
+        }
+    }
+}
+
+/// [`minima`] compiled for AVX2, chosen at run time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn minima_avx2(h: &MinHasher, shingles: &[u64], sig: &mut [u32]) {
+    minima(h, shingles, sig)
 }
 
 #[derive(Default)]
@@ -353,6 +379,20 @@ mod tests {
         near.add(&sigs[..2 * 128]).unwrap();
         near.add(&sigs[2 * 128..]).unwrap();
         assert_eq!(near.clusters(), vec![0, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn vectorised_hash_is_multiply_add_shift() {
+        let h = MinHasher::new(8, 1, 3).unwrap();
+        let shingle = 0x1234_5678_9abc_def0u64;
+        let mut sig = vec![EMPTY; 8];
+        minima(&h, &[shingle], &mut sig);
+        for (i, &value) in sig.iter().enumerate() {
+            let a = (u64::from(h.a_hi[i]) << 32) | u64::from(h.a_lo[i]);
+            let expected = (a.wrapping_mul(shingle >> 32).wrapping_add(u64::from(h.b[i])) >> 32) as u32;
+            assert_eq!(value, expected);
+        }
+        assert_eq!(h.signature(&[shingle]), sig); // the AVX2 path, where the CPU has it
     }
 
     #[test]
