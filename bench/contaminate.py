@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import skyfilter
+from measure import run_measured
 from skyfilter import Matcher, load_benchmark, match_texts, read_table, to_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,29 +74,6 @@ def sklearn_matcher(bench: list[str], prompts: list[str]) -> list[bool]:
 
     vectorizer = CountVectorizer(ngram_range=(7, 13)).fit(bench)
     return list(np.asarray(vectorizer.transform(prompts).sum(axis=1)).ravel() > 0)
-
-
-# Linux keeps a process's peak RSS across exec, so a command started straight from this (large) process would
-# report this process's peak. A small Python parent forks the command and reports the child's own peak.
-_MEASURE = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_cli(args: list[str]) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one `skyfilter` command in its own process."""
-    exe = Path(sys.executable).parent / "skyfilter"
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(exe), *args], capture_output=True, text=True, check=True)
-    seconds, rss, code = out.stdout.split()
-    if int(code) != 0:
-        raise SystemExit(f"skyfilter {' '.join(args)} failed with exit code {code}")
-    return float(seconds), int(rss)
 
 
 def main() -> None:
@@ -165,7 +142,8 @@ def main() -> None:
             texts = pa.concat_arrays([prompts, prompts])[:n]
             part = pa.table({"prompt": texts, "source": pa.repeat(pa.scalar("rmb"), n)})
             pq.write_table(part, src, row_group_size=65_536)
-            seconds, rss = run_cli([
+            seconds, rss = run_measured([
+                str(Path(sys.executable).parent / "skyfilter"),
                 "contaminate", str(src), *bench_args, "--out", str(WORK / "clean.parquet"),
                 "--flagged", str(WORK / "flagged.parquet"), "--report", str(WORK / "report.json"), "-q",
             ])  # fmt: skip

@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from measure import run_measured
 from skyfilter import _core, read_table, to_pairs
 from skyfilter.dedup import DedupOptions, dedup_decisions, lsh_params
 
@@ -139,17 +139,6 @@ def recall_precision(links: dict[int, int], origin: np.ndarray) -> tuple[float, 
     return hits / max(len(truth), 1), hits / max(len(links), 1)
 
 
-_MEASURE = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
-"""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -219,9 +208,7 @@ def main() -> None:
         exe = Path(sys.executable).parent / "skyfilter"
         outputs = ["--out", str(WORK / "kept.parquet"), "--dropped", str(WORK / "dropped.parquet")]
         cmd = [str(exe), "dedup", str(src), *outputs, "--report", str(WORK / "report.json"), "-q"]
-        out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True, check=True)
-        seconds, rss, code = out.stdout.split()
-        assert code == "0", "skyfilter dedup failed"
+        seconds, rss = run_measured(cmd)
         record("skyfilter dedup CLI (exact + near), parquet -> parquet", table.num_rows, float(seconds),
                f"peak RSS {int(rss) / 2**20:,.0f} MiB")  # fmt: skip
     finally:

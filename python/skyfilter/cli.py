@@ -24,6 +24,22 @@ def main() -> None:
     """Curate preference data for reward models."""
 
 
+def run_options(command):
+    """Options every streaming command has: where the rows come from and how the run goes."""
+    options = [
+        click.option("--split", help="Split of a Hugging Face dataset INPUT (default train)."),
+        click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout."),
+        click.option(
+            "--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS)."
+        ),
+        click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _demo_file(name: str) -> str:
     return str(files("skyfilter") / "data" / name)
 
@@ -76,13 +92,9 @@ def _demo_file(name: str) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the clean (unflagged) rows, unchanged, here.")
 @click.option("--flagged", type=click.Path(dir_okay=False), help="Write the flagged rows plus evidence here.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
-@click.option("--split", help="Split of a Hugging Face dataset INPUT (default train).")
-@click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout.")
 @click.option("--prompt-column", help="Read prompts from this column (string or messages) instead of a layout.")
-@click.option("--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS).")
-@click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch.")
+@run_options
 @click.option("--demo", is_flag=True, help="Run on the sample pairs and sample benchmark shipped with skyfilter.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def contaminate(
     inputs,
     bench_names,
@@ -189,11 +201,7 @@ def contaminate(
 @click.option("--shingle", type=click.IntRange(1, 64), default=5, show_default=True, help="Words per shingle.")
 @click.option("--bands", type=click.IntRange(1), help="LSH bands (default: chosen for the threshold).")
 @click.option("--rows-per-band", type=click.IntRange(1), help="LSH rows per band (with --bands).")
-@click.option("--split", help="Split of a Hugging Face dataset INPUT (default train).")
-@click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout.")
-@click.option("--threads", type=click.IntRange(0), default=0, help="Worker threads (default: all cores).")
-@click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@run_options
 def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts, near, threshold, num_perm, shingle,
           bands, rows_per_band, split, layout, threads, batch_rows, quiet) -> None:  # fmt: skip
     """Remove exact and near-duplicate pairs, and pairs whose preference conflicts with another.

@@ -20,7 +20,6 @@ generic phrases ("what are the most effective ways to") then stop flagging rows.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,7 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format
+from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
 from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
@@ -72,12 +71,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _threads(threads: int | None) -> int:
-    if threads is not None:
-        return threads
-    return int(os.environ.get("SKYFILTER_THREADS", "0") or 0)
-
-
 class Matcher:
     """An index of benchmark prompts and the options to match training pairs against it."""
 
@@ -105,7 +98,7 @@ class Matcher:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
         self.fields = fields
-        self.threads = _threads(threads)
+        self.threads = worker_threads(threads)
         self.benchmarks = list(benchmarks)
         self.index = _core.BenchmarkIndex(
             [b.prompts for b in self.benchmarks], tokenizer=self.preset.tokenizer, n=self.ngram

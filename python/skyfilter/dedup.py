@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from skyfilter import _core
-from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format
+from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
 from skyfilter.schema import SchemaError, to_pairs, turn_texts
 
 __all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
@@ -233,7 +233,7 @@ def run_dedup(
     report: str | None = None,
     split: str | None = None,
     layout: str | None = None,
-    threads: int = 0,
+    threads: int | None = None,
     batch_rows: int = 65_536,
     progress: bool | None = None,
 ) -> DedupReport:
@@ -245,6 +245,7 @@ def run_dedup(
             output_format(path)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     total = sum(s.num_rows for s in sources)
+    threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()
     hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
     near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold) if options.near else None

@@ -27,7 +27,16 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-__all__ = ["InputError", "Source", "open_source", "open_sources", "read_table", "AtomicWriters", "output_format"]
+__all__ = [
+    "InputError",
+    "Source",
+    "open_source",
+    "open_sources",
+    "read_table",
+    "AtomicWriters",
+    "output_format",
+    "worker_threads",
+]
 
 DEFAULT_BATCH_ROWS = 65_536
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -219,6 +228,13 @@ def open_source(spec: str, split: str | None = None) -> Source:
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: {e}") from None
     raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")
+
+
+def worker_threads(threads: int | None) -> int:
+    """Threads for the Rust kernels: as given, else SKYFILTER_THREADS, else 0 (all cores)."""
+    if threads is not None:
+        return threads
+    return int(os.environ.get("SKYFILTER_THREADS", "0") or 0)
 
 
 def open_sources(specs: list[str] | tuple[str, ...], split: str | None, added_columns: tuple[str, ...]) -> list[Source]:
