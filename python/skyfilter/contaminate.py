@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
 from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
-from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, to_pairs
+from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, text_row, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
 
@@ -121,9 +121,8 @@ class Matcher:
                 texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads
             )
         except _core.InvalidTextError as e:
-            i = e.args[1]
-            row = i if bounds is None else int(np.searchsorted(bounds.to_numpy(), i, side="right") - 1)
-            raise InputError(f"{where}: row {row_offset + row}: text is not valid UTF-8") from None
+            row = row_offset + text_row(e.args[1], bounds)
+            raise InputError(f"{where}: row {row}: text is not valid UTF-8") from None
 
     def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
         """Ignores from now on the benchmark n-grams matched by more than ``max_rows`` rows; returns them."""

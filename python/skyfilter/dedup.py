@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from skyfilter import _core
 from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
-from skyfilter.schema import SchemaError, to_pairs, turn_texts
+from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 
 __all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
 
@@ -218,9 +218,12 @@ def _scores(source: Source, batch: pa.RecordBatch, column: str) -> np.ndarray:
     return values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
-def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int) -> np.ndarray:
+def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int, where: str, offset: int) -> np.ndarray:
     texts, bounds = turn_texts(pairs, [column])
-    keys = _core.row_keys(texts, bounds, lowercase=lowercase, threads=threads)
+    try:
+        keys = _core.row_keys(texts, bounds, lowercase=lowercase, threads=threads)
+    except _core.InvalidTextError as e:
+        raise InputError(f"{where}: row {offset + text_row(e.args[1], bounds)}: text is not valid UTF-8") from None
     return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
 
 
@@ -263,21 +266,21 @@ def run_dedup(
     keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
     scores: list[np.ndarray] = []
     source_names: list[pa.ChunkedArray] = []
+    offsets = dict.fromkeys(map(id, sources), 0)  # rows read so far per input (names may repeat)
     for s, batch in batches("hashing"):
         try:
+            layout_columns = resolve_layout(batch.schema, layout, s.name).columns
             pairs = to_pairs(batch, source=s.name, layout=layout)
         except SchemaError as e:
             raise InputError(f"{s.name}: {e}") from None
-        try:
-            for column in keys:
-                keys[column].append(_keys(pairs, column, options.lowercase, threads))
-            if hasher is not None and near is not None:
-                texts, bounds = turn_texts(
-                    pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"]
-                )
-                near.add(hasher.signatures(texts, bounds, threads=threads))
-        except _core.InvalidTextError as e:
-            raise InputError(f"{s.name}: a text is not valid UTF-8 ({e.args[0]})") from None
+        # Every text is checked (and keyed) here first, so the signatures below never meet invalid UTF-8.
+        for column, input_column in zip(keys, layout_columns, strict=True):
+            where = f"{s.name}, column {input_column}"
+            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, offsets[id(s)]))
+        if hasher is not None and near is not None:
+            texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
+            near.add(hasher.signatures(texts, bounds, threads=threads))
+        offsets[id(s)] += batch.num_rows
         if options.score_column is not None:
             scores.append(_scores(s, batch, options.score_column))
         source_names.append(pairs.column("source"))

@@ -48,6 +48,7 @@ __all__ = [
     "to_pairs",
     "match_texts",
     "turn_texts",
+    "text_row",
     "parse_transcript",
     "parse_helpsteer_prompt",
 ]
@@ -422,6 +423,11 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
         take[rows] = np.flatnonzero(is_user)[first]
         return flat.field("content").take(pa.array(take, mask=take < 0)), None
     return turn_texts(pairs, ["prompt"] if fields == "conversation" else ["prompt", "chosen", "rejected"])
+
+
+def text_row(index: int, bounds: pa.Array | None) -> int:
+    """The row that owns ``texts[index]`` (see :func:`turn_texts`); with no bounds, text i is row i."""
+    return index if bounds is None else int(np.searchsorted(bounds.to_numpy(), index, side="right") - 1)
 
 
 def turn_texts(pairs: pa.Table, columns: list[str]) -> tuple[pa.Array, pa.Array]:

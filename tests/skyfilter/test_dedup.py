@@ -252,3 +252,16 @@ def test_bad_options():
         DedupOptions(bands=4)
     with pytest.raises(_core.SkyfilterError, match="at most num_perm"):
         _core.NearDedup(16, 5, 4, 0.8)
+
+
+def test_invalid_utf8_names_file_column_and_row(tmp_path):
+    offsets = pa.py_buffer(np.array([0, 2, 4, 6], np.int32))
+    chosen = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okok\xff\xfe")])
+    pq.write_table(
+        pa.table({"prompt": ["a", "b", "c"], "chosen": chosen, "rejected": ["x", "y", "z"]}), tmp_path / "bad.parquet"
+    )
+    from skyfilter.io import InputError
+
+    with pytest.raises(InputError, match=r"bad.parquet, column chosen: row 2: text is not valid UTF-8"):
+        run_dedup([str(tmp_path / "bad.parquet")], DedupOptions(), out=str(tmp_path / "k.parquet"), batch_rows=2)
+    assert not (tmp_path / "k.parquet").exists()
