@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
+from skyfilter.io import AtomicWriters, InputError, Source, iter_batches, open_sources, output_format, worker_threads
 from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, text_row, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
@@ -371,29 +371,17 @@ def run(
     The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
     :data:`EVIDENCE_COLUMNS`; outputs appear only if the whole run succeeds.
     """
-    from tqdm.auto import tqdm
-
     for path in (out, flagged):
         if path is not None:
             output_format(path)  # an unknown suffix fails now, not after the work
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS)
-    total = sum(s.num_rows for s in sources)
 
     def batches(desc: str):
-        # disable=None: a bar on a terminal only, not in logs.
-        bar = tqdm(
-            total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress
-        )
-        with bar:
-            for s in sources:
-                offset = 0
-                where = f"{s.name}, column {_text_columns(s, fields, layout, prompt_column)}"
-                for batch in s.batches(batch_rows):
-                    pairs = _pairs(s, batch, layout, prompt_column)
-                    yield s, batch, pairs, matcher.match(pairs, where, offset), offset
-                    offset += batch.num_rows
-                    bar.update(batch.num_rows)
+        for s, offset, batch in iter_batches(sources, batch_rows, desc, progress):
+            where = f"{s.name}, column {_text_columns(s, fields, layout, prompt_column)}"
+            pairs = _pairs(s, batch, layout, prompt_column)
+            yield s, batch, pairs, matcher.match(pairs, where, offset), offset
 
     ignored = None
     if ignore_common is not None:

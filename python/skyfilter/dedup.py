@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from skyfilter import _core
-from skyfilter.io import AtomicWriters, InputError, Source, open_sources, output_format, worker_threads
+from skyfilter.io import AtomicWriters, InputError, Source, iter_batches, open_sources, output_format, worker_threads
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 
 __all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
@@ -241,33 +241,20 @@ def run_dedup(
     progress: bool | None = None,
 ) -> DedupReport:
     """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written."""
-    from tqdm.auto import tqdm
 
     for path in (out, dropped):
         if path is not None:
             output_format(path)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
-    total = sum(s.num_rows for s in sources)
     threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()
     hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
     near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold) if options.near else None
 
-    def batches(desc: str):
-        bar = tqdm(
-            total=total, unit="rows", unit_scale=True, desc=desc, disable=None if progress is None else not progress
-        )
-        with bar:
-            for s in sources:
-                for batch in s.batches(batch_rows):
-                    yield s, batch
-                    bar.update(batch.num_rows)
-
     keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
     scores: list[np.ndarray] = []
     source_names: list[pa.ChunkedArray] = []
-    offsets = dict.fromkeys(map(id, sources), 0)  # rows read so far per input (names may repeat)
-    for s, batch in batches("hashing"):
+    for s, offset, batch in iter_batches(sources, batch_rows, "hashing", progress):
         try:
             layout_columns = resolve_layout(batch.schema, layout, s.name).columns
             pairs = to_pairs(batch, source=s.name, layout=layout)
@@ -276,11 +263,10 @@ def run_dedup(
         # Every text is checked (and keyed) here first, so the signatures below never meet invalid UTF-8.
         for column, input_column in zip(keys, layout_columns, strict=True):
             where = f"{s.name}, column {input_column}"
-            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, offsets[id(s)]))
+            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, offset))
         if hasher is not None and near is not None:
             texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
             near.add(hasher.signatures(texts, bounds, threads=threads))
-        offsets[id(s)] += batch.num_rows
         if options.score_column is not None:
             scores.append(_scores(s, batch, options.score_column))
         source_names.append(pairs.column("source"))
@@ -303,7 +289,7 @@ def run_dedup(
         writers.set_schema("out", kept_schema)
         writers.set_schema("dropped", dropped_schema)
         at = 0
-        for _, batch in batches("writing"):
+        for _, _, batch in iter_batches(sources, batch_rows, "writing", progress):
             span = slice(at, at + batch.num_rows)
             keep = decisions.reason[span] == KEPT
             ids = pa.array(decisions.cluster_id[span])

@@ -35,6 +35,7 @@ __all__ = [
     "read_table",
     "AtomicWriters",
     "output_format",
+    "iter_batches",
     "worker_threads",
 ]
 
@@ -228,6 +229,24 @@ def open_source(spec: str, split: str | None = None) -> Source:
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: {e}") from None
     raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")
+
+
+def iter_batches(
+    sources: list[Source], batch_rows: int, desc: str, progress: bool | None
+) -> Iterator[tuple[Source, int, pa.RecordBatch]]:
+    """Every batch of every source as ``(source, offset of the batch in its source, batch)``, with a progress
+    bar over all rows (``progress=None``: a bar on a terminal only, not in logs)."""
+    from tqdm.auto import tqdm
+
+    total = sum(s.num_rows for s in sources)
+    disable = None if progress is None else not progress
+    with tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=disable) as bar:
+        for source in sources:
+            offset = 0
+            for batch in source.batches(batch_rows):
+                yield source, offset, batch
+                offset += batch.num_rows
+                bar.update(batch.num_rows)
 
 
 def worker_threads(threads: int | None) -> int:
