@@ -12,8 +12,9 @@ from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
 from skyfilter.dedup import KEYS, DedupOptions, run_dedup
 from skyfilter.io import InputError
-from skyfilter.report import format_dedup_summary, format_summary
+from skyfilter.report import format_dedup_summary, format_select_summary, format_summary
 from skyfilter.schema import FIELDS, LAYOUTS, SchemaError
+from skyfilter.select import SelectOptions, run_select
 
 _USER_ERRORS = (InputError, BenchmarkError, SchemaError, _core.SkyfilterError, ValueError, OSError)
 
@@ -219,6 +220,113 @@ def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts,
         raise click.ClickException(str(e)) from None
     if not quiet:
         click.echo(format_dedup_summary(result))
+
+
+def _assignments(ctx, param, values: tuple[str, ...]) -> dict[str, float]:
+    """``NAME=NUMBER`` options (split at the last ``=``) as a dict."""
+    out: dict[str, float] = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            parsed = float(number)
+        except ValueError:
+            name = ""
+        if not name:
+            raise click.BadParameter(f"expected NAME=NUMBER, got {value!r}", ctx=ctx, param=param)
+        if name in out:
+            raise click.BadParameter(f"{name!r} is given twice", ctx=ctx, param=param)
+        out[name] = parsed
+    return out
+
+
+def _bound(flag: str, what: str):
+    return click.option(flag, type=float, metavar="X", help=what)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the kept rows, unchanged, here.")
+@click.option("--dropped", type=click.Path(dir_okay=False), help="Write the dropped rows plus the rule here.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option(
+    "--score",
+    metavar="COLUMN",
+    help="Rank by this column for --top / --top-default (numbers, or lists of numbers: their mean; a.b: a struct "
+    "field).",
+)
+@click.option("--group-by", metavar="COLUMN", help="Rank each value of this column on its own (e.g. task_category).")
+@click.option(
+    "--top",
+    "fractions",
+    multiple=True,
+    metavar="GROUP=F",
+    callback=_assignments,
+    help="Keep the best fraction F of GROUP's rows (e.g. --top Math=0.3). Repeatable.",
+)
+@click.option(
+    "--top-default",
+    "default_fraction",
+    type=click.FloatRange(0, 1),
+    metavar="F",
+    help="Fraction kept of every group without its own --top (default: all of it).",
+)
+@click.option("--offset-by", metavar="COLUMN", help="Add a per-value offset from --offset to the score.")
+@click.option(
+    "--offset",
+    "offsets",
+    multiple=True,
+    metavar="VALUE=DELTA",
+    callback=_assignments,
+    help="Adjusted score = score + DELTA for rows whose --offset-by column is VALUE (e.g. Magpie-Air=-0.1); "
+    "every value must have one. Repeatable.",
+)
+@click.option("--chosen-score", metavar="COLUMN", help="Score of the chosen answer, for the bounds below.")
+@click.option("--rejected-score", metavar="COLUMN", help="Score of the rejected answer, for the bounds below.")
+@_bound("--min-chosen", "Drop rows whose chosen score is below X.")
+@_bound("--max-chosen", "Drop rows whose chosen score is above X.")
+@_bound("--min-rejected", "Drop rows whose rejected score is below X.")
+@_bound("--max-rejected", "Drop rows whose rejected score is above X.")
+@_bound("--min-margin", "Drop rows whose chosen minus rejected score is below X.")
+@_bound("--max-margin", "Drop rows whose chosen minus rejected score is above X.")
+@_bound("--min-length-ratio", "Drop rows whose chosen / rejected answer length (characters) is below X.")
+@_bound("--max-length-ratio", "Drop rows whose chosen / rejected answer length (characters) is above X.")
+@click.option("--rm-chosen", metavar="COLUMN", help="A reward model's score of the chosen answer (with --rm-rejected).")
+@click.option(
+    "--rm-rejected",
+    metavar="COLUMN",
+    help="A reward model's score of the rejected answer: keep rows it ranks strictly below --rm-chosen.",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["error", "drop"]),
+    default="error",
+    show_default=True,
+    help="A null or NaN score that a rule reads: stop with an error, or drop the row (reason missing_score).",
+)
+@run_options
+def select(inputs, out, dropped, report, split, layout, threads, batch_rows, quiet, **rules) -> None:
+    """Keep rows by score: thresholds, margin, length ratio, reward-model agreement, top fraction per group.
+
+    A row is dropped for the first rule it fails, in this order: missing_score, chosen_score, rejected_score,
+    margin, length_ratio, rm_agreement, top_fraction. The top fraction ranks the rows left by the other rules;
+    each group keeps ceil(F x rows) of them, ties to the earlier row.
+
+    \b
+    Examples:
+      skyfilter select uf.jsonl --chosen-score metadata.score_chosen \\
+          --rejected-score metadata.score_rejected --min-margin 1 --out kept.parquet --dropped dropped.parquet
+      skyfilter select magpie.parquet --score armorm_mean --group-by task_category --top Math=0.3 \\
+          --top "Coding & Debugging=0.3" --top-default 0.1 --offset-by generator \\
+          --offset Magpie-Air=-0.1 --offset Magpie-Pro=-0.05 --offset Magpie-Ultra=0 --out selected.parquet
+    """
+    try:
+        options = SelectOptions(**rules)
+        result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, split=split, layout=layout,
+                            threads=threads, batch_rows=batch_rows, progress=False if quiet else None)  # fmt: skip
+    except _USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        click.echo(format_select_summary(result))
 
 
 if __name__ == "__main__":

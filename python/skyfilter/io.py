@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "open_source",
     "open_sources",
+    "table_source",
     "read_table",
     "AtomicWriters",
     "output_format",
@@ -54,11 +55,12 @@ class Source:
     name: str
     schema: pa.Schema
     num_rows: int
-    _batches: Callable[[int], Iterator[pa.RecordBatch]] = field(repr=False)
+    _batches: Callable[[int, list[str] | None], Iterator[pa.RecordBatch]] = field(repr=False)
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        """The rows in order, in batches of at most ``batch_rows``; may be called again."""
-        yield from self._batches(batch_rows)
+    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The rows in order, in batches of at most ``batch_rows``, with all columns or only the named
+        (top-level) ones, which parquet then does not read at all; may be called again."""
+        yield from self._batches(batch_rows, columns)
 
 
 def _suffixes(path: Path) -> list[str]:
@@ -141,9 +143,10 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     return pa.Table.from_batches(list(source.batches()), schema=source.schema)
 
 
-def _table_source(name: str, table: pa.Table) -> Source:
-    def batches(rows: int) -> Iterator[pa.RecordBatch]:
-        yield from table.to_batches(max_chunksize=rows)
+def table_source(name: str, table: pa.Table) -> Source:
+    """An in-memory table as a source named ``name``."""
+    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        yield from (table if columns is None else table.select(columns)).to_batches(max_chunksize=rows)
 
     return Source(name, table.schema, table.num_rows, batches)
 
@@ -154,11 +157,11 @@ def _parquet_source(path: Path) -> Source:
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{path}: not a readable parquet file ({e})") from None
 
-    def batches(rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         # pre_buffer caches every row group read so far until the iteration ends: memory would grow with
         # the file. Without it, memory stays at about one row group.
         with pq.ParquetFile(path, pre_buffer=False) as f:
-            yield from f.iter_batches(batch_size=rows)
+            yield from f.iter_batches(batch_size=rows, columns=columns)
 
     return Source(path.name, meta.schema_arrow, meta.metadata.num_rows, batches)
 
@@ -171,15 +174,17 @@ def _ipc_source(path: Path) -> Source:
     except pa.ArrowInvalid:  # not the file format: the stream format, read whole
         try:
             with pa.memory_map(str(path)) as m:
-                return _table_source(path.name, ipc.open_stream(m).read_all())
+                return table_source(path.name, ipc.open_stream(m).read_all())
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: not a readable Arrow IPC file ({e})") from None
 
-    def batches(rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         with pa.memory_map(str(path)) as m:
             reader = ipc.open_file(m)
             for i in range(reader.num_record_batches):
-                yield from pa.Table.from_batches([reader.get_batch(i)]).to_batches(max_chunksize=rows)
+                batch = reader.get_batch(i)
+                batch = batch if columns is None else batch.select(columns)
+                yield from pa.Table.from_batches([batch]).to_batches(max_chunksize=rows)
 
     return Source(path.name, schema, n, batches)
 
@@ -200,7 +205,7 @@ def _hub_source(spec: str, split: str | None) -> Source:
             f"{spec}: could not load split {split!r} from the Hugging Face hub or the local cache "
             f"({type(e).__name__}: {e}). Download the files and pass their paths instead."
         ) from None
-    return _table_source(f"{spec}:{split}", dataset.data.table)
+    return table_source(f"{spec}:{split}", dataset.data.table)
 
 
 def open_source(spec: str, split: str | None = None) -> Source:
@@ -219,23 +224,23 @@ def open_source(spec: str, split: str | None = None) -> Source:
     if kind in (".arrow", ".feather", ".ipc"):
         return _ipc_source(path)
     if kind in (".jsonl", ".ndjson"):
-        return _table_source(path.name, _read_json_lines(path, _read_bytes(path)))
+        return table_source(path.name, _read_json_lines(path, _read_bytes(path)))
     if kind == ".json":
-        return _table_source(path.name, _read_json_array(path, _read_bytes(path)))
+        return table_source(path.name, _read_json_array(path, _read_bytes(path)))
     if kind in (".csv", ".tsv"):
         try:
             opts = pacsv.ParseOptions(delimiter="\t" if kind == ".tsv" else ",", newlines_in_values=True)
-            return _table_source(path.name, pacsv.read_csv(io.BytesIO(_read_bytes(path)), parse_options=opts))
+            return table_source(path.name, pacsv.read_csv(io.BytesIO(_read_bytes(path)), parse_options=opts))
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: {e}") from None
     raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")
 
 
 def iter_batches(
-    sources: list[Source], batch_rows: int, desc: str, progress: bool | None
+    sources: list[Source], batch_rows: int, desc: str, progress: bool | None, columns: list[str] | None = None
 ) -> Iterator[tuple[Source, int, pa.RecordBatch]]:
-    """Every batch of every source as ``(source, offset of the batch in its source, batch)``, with a progress
-    bar over all rows (``progress=None``: a bar on a terminal only, not in logs)."""
+    """Every batch of every source (all columns, or the named ones) as ``(source, offset of the batch in its
+    source, batch)``, with a progress bar over all rows (``progress=None``: a bar on a terminal only)."""
     from tqdm.auto import tqdm
 
     total = sum(s.num_rows for s in sources)
@@ -243,7 +248,7 @@ def iter_batches(
     with tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=disable) as bar:
         for source in sources:
             offset = 0
-            for batch in source.batches(batch_rows):
+            for batch in source.batches(batch_rows, columns):
                 yield source, offset, batch
                 offset += batch.num_rows
                 bar.update(batch.num_rows)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from skyfilter.contaminate import ContaminationReport
+from skyfilter import select
 from skyfilter.dedup import REASONS, DedupReport
 
-__all__ = ["format_summary", "format_dedup_summary"]
+__all__ = ["format_summary", "format_dedup_summary", "format_select_summary"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -46,10 +47,7 @@ def format_summary(report: ContaminationReport) -> str:
     if report.ignored_common_ngrams:
         out += ["", f"ignored {len(report.ignored_common_ngrams)} common n-gram(s) (--ignore-common):"]
         out += [f"  {t['rows']:>6}  {t['ngram']}" for t in report.ignored_common_ngrams[:10]]
-    written = [f"{k} -> {v}" for k, v in report.outputs.items() if v]
-    if written:
-        out += ["", "wrote " + ", ".join(written)]
-    return "\n".join(out)
+    return "\n".join(out + _written(report.outputs))
 
 
 def format_dedup_summary(report: DedupReport) -> str:
@@ -70,7 +68,29 @@ def format_dedup_summary(report: DedupReport) -> str:
         f"({report.conflicting_rows} rows in conflicting groups; {clusters['with_several_rows']} clusters of several "
         f"rows, the largest {clusters['largest']})"
     )
-    written = [f"{k} -> {v}" for k, v in report.outputs.items() if v]
-    if written:
-        out += ["", "wrote " + ", ".join(written)]
-    return "\n".join(out)
+    return "\n".join(out + _written(report.outputs))
+
+
+def _written(outputs: dict[str, str | None]) -> list[str]:
+    written = [f"{k} -> {v}" for k, v in outputs.items() if v]
+    return ["", "wrote " + ", ".join(written)] if written else []
+
+
+def format_select_summary(report: select.SelectReport) -> str:
+    """The summary printed at the end of ``skyfilter select``."""
+    out = [f"skyfilter select: {report.method['description']}", ""]
+    reasons = [r for r in select.REASONS[1:] if report.dropped[r]]
+    ranked = report.method["fractions"] or report.method["default_fraction"] is not None
+    header = ["group", "rows", "kept", *reasons] + (["fraction", "lowest kept"] if ranked else [])
+    rows = []
+    for name, g in report.per_group.items():
+        row = [name, str(g["rows"]), str(g["kept"]), *(str(g["dropped"].get(r, 0)) for r in reasons)]
+        if ranked:
+            lowest = g["lowest_kept_score"]
+            row += [f"{g['fraction']:g}", "-" if lowest is None else f"{lowest:.6g}"]
+        rows.append(row)
+    if len(rows) > 1:
+        total = ["total", str(report.rows), str(report.kept), *(str(report.dropped[r]) for r in reasons)]
+        rows.append(total + (["", ""] if ranked else []))
+    out += _table(header, rows)
+    return "\n".join(out + _written(report.outputs))

@@ -4,11 +4,13 @@
 //! * [`ngram`]: stable xxh3 n-gram hashing.
 //! * [`contam`]: the benchmark n-gram index and the parallel contamination matcher.
 //! * [`dedup`]: exact row keys, MinHash signatures and LSH near-duplicate clustering.
+//! * [`select`]: score thresholds, margins, length ratios, reward-model agreement and per-group top fractions.
 
 pub mod contam;
 pub mod dedup;
 pub mod ngram;
 mod rows;
+pub mod select;
 pub mod text;
 
 use std::fmt;
@@ -28,6 +30,8 @@ pub enum Error {
     ThreadPool(String),
     /// MinHash / LSH parameters or signatures that do not fit together.
     InvalidMinHash(String),
+    /// Selection rules and columns that do not fit together.
+    InvalidSelect(String),
 }
 
 impl fmt::Display for Error {
@@ -43,7 +47,7 @@ impl fmt::Display for Error {
             }
             Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
-            Error::InvalidMinHash(e) => write!(f, "{e}"),
+            Error::InvalidMinHash(e) | Error::InvalidSelect(e) => write!(f, "{e}"),
         }
     }
 }

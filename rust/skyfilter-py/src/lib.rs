@@ -4,6 +4,7 @@
 mod contam;
 mod dedup;
 mod error;
+mod select;
 mod texts;
 
 use pyo3::prelude::*;
@@ -18,5 +19,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::row_keys, m)?)?;
     m.add_class::<dedup::MinHasher>()?;
     m.add_class::<dedup::NearDedup>()?;
+    m.add("SELECT_REASONS", skyfilter_core::select::REASONS.to_vec())?;
+    m.add_function(wrap_pyfunction!(select::row_reasons, m)?)?;
+    m.add_function(wrap_pyfunction!(select::top_fraction, m)?)?;
+    m.add_function(wrap_pyfunction!(select::char_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(select::segment_means, m)?)?;
     Ok(())
 }

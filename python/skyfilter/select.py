@@ -1,0 +1,475 @@
+"""Score-based selection of preference rows: thresholds, margins, length ratios, reward-model agreement and the
+top fraction of each group by an adjusted score, as Rust kernels over Arrow columns.
+
+Rules, in order of precedence (a row is dropped for the first rule it fails; the names are the ``reason``
+written with every dropped row):
+
+1. **missing_score**: a score column that an active rule reads is null or NaN in this row. With
+   ``missing="error"`` (default) this is an error naming the file, row and column instead.
+2. **chosen_score** / **rejected_score**: the chosen (rejected) score lies outside ``[min, max]`` (inclusive).
+3. **margin**: chosen score minus rejected score lies outside its bounds.
+4. **length_ratio**: characters of the chosen answer turn(s) over those of the rejected one(s) lie outside
+   its bounds (1 when both are empty; infinite when only the rejected answer is).
+5. **rm_agreement**: a reward model's score of the chosen answer is not strictly above its score of the rejected
+   answer (both supplied as columns; the WildGuardMix rule).
+6. **top_fraction**: among the rows that passed 1-5, each group (``group_by``; all rows form one group
+   without it) keeps its best ``ceil(f * n)`` rows by adjusted score, where ``n`` is the group's number of
+   such rows and ``f`` its fraction (``fractions[group]``, else ``default_fraction``). ``f * n`` is first
+   lowered by a relative 1e-12, so that 0.3 x 10 keeps 3 rows, not 4. Ties go to the earlier row (input order
+   over all inputs). The adjusted score is ``score + offsets[row's offset_by value]``: an offset of -0.10
+   lowers that group's rows.
+
+Score columns may be numeric or lists of numbers (their mean is used: Magpie's per-response ArmoRM scores); a
+``"a.b"`` name reads field ``b`` of struct column ``a`` (UltraFeedback's ``metadata.score_chosen``). Results do
+not depend on the thread count or the batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skyfilter import _core
+from skyfilter.io import (
+    AtomicWriters,
+    InputError,
+    Source,
+    iter_batches,
+    open_sources,
+    output_format,
+    table_source,
+    worker_threads,
+)
+from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
+
+__all__ = ["SelectOptions", "SelectReport", "REASONS", "ADDED_COLUMNS", "select_table", "run_select"]
+
+#: Row codes of the Rust kernel, in order of precedence; ``kept`` is code 0.
+REASONS: tuple[str, ...] = tuple(_core.SELECT_REASONS)
+KEPT, MISSING, TOP = 0, REASONS.index("missing_score"), REASONS.index("top_fraction")
+
+#: Columns added to the dropped rows.
+ADDED_COLUMNS = ("input_file", "input_row", "reason", "adjusted_score")
+
+_ALL = "(all)"
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    """Which rows a selection keeps. Every rule is off unless its parameters are given."""
+
+    score: str | None = None
+    group_by: str | None = None
+    fractions: dict[str, float] = field(default_factory=dict)
+    default_fraction: float | None = None
+    offset_by: str | None = None
+    offsets: dict[str, float] = field(default_factory=dict)
+    chosen_score: str | None = None
+    rejected_score: str | None = None
+    min_chosen: float | None = None
+    max_chosen: float | None = None
+    min_rejected: float | None = None
+    max_rejected: float | None = None
+    min_margin: float | None = None
+    max_margin: float | None = None
+    min_length_ratio: float | None = None
+    max_length_ratio: float | None = None
+    rm_chosen: str | None = None
+    rm_rejected: str | None = None
+    missing: str = "error"
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(message)
+
+        need(self.missing in ("error", "drop"), f"missing must be 'error' or 'drop', got {self.missing!r}")
+        for name, f in [*self.fractions.items(), ("default", self.default_fraction)]:
+            need(f is None or 0.0 <= f <= 1.0, f"fraction for {name} must be within [0, 1], got {f}")
+        for name, v in self.offsets.items():
+            need(math.isfinite(v), f"offset for {name} must be a finite number, got {v}")
+        need(not self.fractions or self.group_by is not None, "fractions per group need a group_by column")
+        need(self.score is not None or not self.ranked, "a top fraction needs a score column to rank by")
+        need(not self.offsets or self.offset_by is not None, "offsets need an offset_by column")
+        need(self.offset_by is None or self.score is not None, "offsets adjust a score: give the score column")
+        need(self.offset_by is None or bool(self.offsets), "offset_by needs at least one offset")
+        for low, high, what in (
+            (self.min_chosen, self.max_chosen, "chosen score"),
+            (self.min_rejected, self.max_rejected, "rejected score"),
+            (self.min_margin, self.max_margin, "margin"),
+            (self.min_length_ratio, self.max_length_ratio, "length ratio"),
+        ):
+            need(low is None or high is None or low <= high, f"{what}: minimum {low} is above maximum {high}")
+        chosen_rules = self.min_chosen is not None or self.max_chosen is not None or self.uses_margin
+        rejected_rules = self.min_rejected is not None or self.max_rejected is not None or self.uses_margin
+        need(not chosen_rules or self.chosen_score is not None, "chosen-score bounds need the chosen_score column")
+        need(not rejected_rules or self.rejected_score is not None, "rejected-score bounds need rejected_score")
+        need((self.rm_chosen is None) == (self.rm_rejected is None), "give both rm_chosen and rm_rejected, or neither")
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the top-fraction rule is on."""
+        return bool(self.fractions) or self.default_fraction is not None
+
+    @property
+    def uses_margin(self) -> bool:
+        return self.min_margin is not None or self.max_margin is not None
+
+    @property
+    def uses_lengths(self) -> bool:
+        return self.min_length_ratio is not None or self.max_length_ratio is not None
+
+    def fraction(self, group: str | None) -> float:
+        """The fraction a group keeps: its own, else the default, else 1 (all)."""
+        if group in self.fractions:
+            return self.fractions[group]
+        return 1.0 if self.default_fraction is None else self.default_fraction
+
+    def score_columns(self) -> dict[str, str]:
+        """The kernel's argument name for every score column in use."""
+        named = {
+            "score": self.score,
+            "chosen": self.chosen_score if self.min_chosen is not None or self.max_chosen is not None else None,
+            "rejected": self.rejected_score
+            if self.min_rejected is not None or self.max_rejected is not None
+            else None,
+            "rm_chosen": self.rm_chosen,
+            "rm_rejected": self.rm_rejected,
+        }
+        if self.uses_margin:
+            named["chosen"], named["rejected"] = self.chosen_score, self.rejected_score
+        return {k: v for k, v in named.items() if v is not None}
+
+    def describe(self) -> str:
+        parts = []
+        for low, high, what in (
+            (self.min_chosen, self.max_chosen, f"{self.chosen_score}"),
+            (self.min_rejected, self.max_rejected, f"{self.rejected_score}"),
+            (self.min_margin, self.max_margin, f"{self.chosen_score} - {self.rejected_score}"),
+            (self.min_length_ratio, self.max_length_ratio, "length ratio"),
+        ):
+            if low is not None or high is not None:
+                parts.append(f"{'' if low is None else f'{low:g} <= '}{what}{'' if high is None else f' <= {high:g}'}")
+        if self.rm_chosen:
+            parts.append(f"{self.rm_chosen} > {self.rm_rejected}")
+        if self.ranked:
+            score = self.score if not self.offsets else f"{self.score} + offset by {self.offset_by}"
+            per = f" per {self.group_by}" if self.group_by else ""
+            parts.append(f"top fraction{per} by {score}")
+        return "; ".join(parts) or "no rules (every row is kept)"
+
+
+@dataclass
+class SelectReport:
+    """What a selection did, every row accounted for; written as report.json."""
+
+    method: dict
+    inputs: list[str]
+    rows: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    per_group: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------------------------------- columns
+
+
+def _field(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
+    """Column ``name``, or field ``b`` of struct column ``a`` for ``"a.b"``."""
+    if name in batch.schema.names:
+        return batch.column(name)
+    head, _, rest = name.partition(".")
+    if rest and head in batch.schema.names:
+        column = batch.column(head)
+        if pa.types.is_struct(column.type) and column.type.get_field_index(rest) >= 0:
+            return pc.struct_field(column, rest)
+    raise InputError(f"{source.name}: no column {name!r}; columns are {batch.schema.names}")
+
+
+def _top_level(name: str, schema: pa.Schema) -> str:
+    return name if name in schema.names else name.partition(".")[0]
+
+
+def _numbers(source: Source, values: pa.Array, name: str) -> pa.Array:
+    """A score column as float64 (nulls kept); lists of numbers become their means."""
+    t = values.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        if not (pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)):
+            raise InputError(f"{source.name}: column {name!r} must hold numbers or lists of numbers, found {t}")
+        offsets = pc.list_value_length(values).fill_null(0).to_numpy(zero_copy_only=False)
+        bounds = np.concatenate([[0], np.cumsum(offsets)]).astype(np.int64)
+        flat = pc.list_flatten(values).cast(pa.float64())
+        means = _core.segment_means(flat, pa.array(bounds))
+        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.float64()), means)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
+        return values.cast(pa.float64())
+    raise InputError(f"{source.name}: column {name!r} must hold numbers or lists of numbers, found {t}")
+
+
+class _Groups:
+    """Global dense ids for the values of a column, over all batches, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str | None, int] = {}
+
+    def encode(self, values: pa.Array) -> np.ndarray:
+        """Per row, the id of its value (uint32)."""
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = values.cast(pa.string())
+        encoded = pc.dictionary_encode(values, null_encoding="encode")
+        names = encoded.dictionary.to_pylist()
+        mapping = np.array([self.ids.setdefault(v, len(self.ids)) for v in names], dtype=np.uint32)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return mapping[indices] if len(names) else np.zeros(len(values), np.uint32)
+
+    def names(self) -> list[str | None]:
+        return list(self.ids)
+
+
+def _offsets(source: Source, batch: pa.RecordBatch, offset: int, options: SelectOptions) -> pa.Array:
+    """The offset of every row; a value without one is an error naming its first row."""
+    assert options.offset_by is not None
+    values = _field(source, batch, options.offset_by)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.string())
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    names = encoded.dictionary.to_pylist()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    for i, name in enumerate(names):
+        if name not in options.offsets:
+            row = offset + int(np.flatnonzero(indices == i)[0])
+            raise InputError(
+                f"{source.name}: row {row}: column {options.offset_by!r} has value {name!r}, which has no offset "
+                f"(offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
+            )
+    table = np.array([options.offsets[n] for n in names], dtype=np.float64)
+    return pa.array(table[indices] if len(names) else np.zeros(len(values)))
+
+
+def _char_counts(source: Source, batch: pa.RecordBatch, offset: int, layout: str | None, threads: int):
+    """Characters of the chosen and of the rejected answer turns of every row."""
+    try:
+        columns = resolve_layout(batch.schema, layout, source.name).columns
+        pairs = to_pairs(batch, source=source.name, layout=layout)
+    except SchemaError as e:
+        raise InputError(f"{source.name}: {e}") from None
+    counts = []
+    for column, input_column in zip(("chosen", "rejected"), columns[1:], strict=True):
+        texts, bounds = turn_texts(pairs, [column])
+        try:
+            counts.append(_core.char_counts(texts, bounds, threads=threads))
+        except _core.InvalidTextError as e:
+            where = f"{source.name}, column {input_column}: row {offset + text_row(e.args[1], bounds)}"
+            raise InputError(f"{where}: text is not valid UTF-8") from None
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ decisions
+
+
+@dataclass
+class Decisions:
+    """Per row: ``reason`` (index into :data:`REASONS`), ``adjusted`` score (NaN without one) and ``group`` id
+    (index into ``group_names``)."""
+
+    reason: np.ndarray
+    adjusted: np.ndarray
+    group: np.ndarray
+    group_names: list[str | None]
+
+
+def _needed_columns(sources: list[Source], options: SelectOptions, layout: str | None) -> list[str]:
+    schema = sources[0].schema
+    names = [*options.score_columns().values(), options.group_by, options.offset_by]
+    columns = {_top_level(n, schema) for n in names if n is not None}
+    if options.uses_lengths:
+        try:
+            columns |= set(resolve_layout(schema, layout, sources[0].name).columns)
+        except SchemaError as e:
+            raise InputError(f"{sources[0].name}: {e}") from None
+    return [c for c in schema.names if c in columns]
+
+
+def _decide(
+    sources: list[Source], options: SelectOptions, layout: str | None, threads: int, batch_rows: int, progress
+) -> Decisions:
+    """One pass over the columns the rules read: the row-local rules per batch, then the top fractions."""
+    groups = _Groups()
+    reasons, adjusted, group_ids = [], [], []
+    columns = _needed_columns(sources, options, layout)
+    bounds = {
+        "chosen_bounds": (options.min_chosen, options.max_chosen),
+        "rejected_bounds": (options.min_rejected, options.max_rejected),
+        "margin_bounds": (options.min_margin, options.max_margin),
+        "length_ratio_bounds": (options.min_length_ratio, options.max_length_ratio),
+    }
+    for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
+        kwargs = {k: _numbers(s, _field(s, batch, c), c) for k, c in options.score_columns().items()}
+        if options.offset_by is not None:
+            kwargs["offset"] = _offsets(s, batch, offset, options)
+        if options.uses_lengths:
+            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, offset, layout, threads)
+        codes, scores = _core.row_reasons(
+            batch.num_rows, **kwargs, **bounds, rm_agreement=options.rm_chosen is not None
+        )
+        codes = codes.to_numpy()
+        if options.missing == "error" and (codes == MISSING).any():
+            row = int(np.flatnonzero(codes == MISSING)[0])
+            column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
+            raise InputError(
+                f"{s.name}: row {offset + row}: column {column!r} is null or NaN "
+                "(drop such rows with --missing drop)"
+            )
+        reasons.append(codes)
+        adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))
+        if options.group_by is not None:
+            group_ids.append(groups.encode(_field(s, batch, options.group_by)))
+        else:
+            group_ids.append(np.zeros(batch.num_rows, dtype=np.uint32))
+
+    reason = np.concatenate(reasons) if reasons else np.zeros(0, np.uint8)
+    score = np.concatenate(adjusted) if adjusted else np.zeros(0)
+    group = np.concatenate(group_ids) if group_ids else np.zeros(0, np.uint32)
+    names = groups.names() if options.group_by is not None else [_ALL]
+    unknown = sorted(set(options.fractions) - set(names), key=str)
+    if unknown:
+        raise InputError(
+            f"fractions are given for {unknown}, which never occur in column {options.group_by!r}; "
+            f"its values are {sorted(names, key=str)[:50]}"
+        )
+    if options.ranked and len(reason):
+        fractions = [options.fraction(n) for n in names]
+        reason = _core.top_fraction(
+            pa.array(reason), pa.array(score), pa.array(group), fractions, threads=threads
+        ).to_numpy()
+    return Decisions(reason, score, group, names)
+
+
+def _present(values: pa.Array, row: int) -> bool:
+    v = values[row].as_py()
+    return v is not None and not math.isnan(v)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+_DROPPED_FIELDS = (
+    pa.field("input_file", pa.string()),
+    pa.field("input_row", pa.int64()),
+    pa.field("reason", pa.string()),
+    pa.field("adjusted_score", pa.float64()),
+)
+assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
+
+
+def _evidence(decisions: Decisions, source: Source, offset: int, at: int, drop: np.ndarray) -> list[pa.Array]:
+    rows = at + drop
+    score = decisions.adjusted[rows]
+    return [
+        pa.array([source.name] * len(drop), type=pa.string()),
+        pa.array(offset + drop, type=pa.int64()),
+        pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
+        pa.array(score, mask=np.isnan(score), type=pa.float64()),
+    ]
+
+
+def _report(decisions: Decisions, sources: list[Source], options: SelectOptions) -> SelectReport:
+    reason, group = decisions.reason, decisions.group.astype(np.int64)
+    kept = reason == KEPT
+    n_groups, n_reasons = len(decisions.group_names), len(REASONS)
+    counts = np.bincount(group * n_reasons + reason, minlength=n_groups * n_reasons).reshape(n_groups, n_reasons)
+    lowest = np.full(n_groups, np.inf)
+    if options.ranked:
+        np.minimum.at(lowest, group[kept], decisions.adjusted[kept])
+    per_group = {}
+    for g, name in enumerate(decisions.group_names):
+        c = counts[g].tolist()
+        entry = {
+            "rows": sum(c),
+            "kept": c[KEPT],
+            "dropped": {REASONS[r]: c[r] for r in range(1, n_reasons) if c[r]},
+        }
+        if options.ranked:
+            entry["fraction"] = options.fraction(name)
+            entry["ranked_rows"] = c[KEPT] + c[TOP]
+            entry["lowest_kept_score"] = float(lowest[g]) if np.isfinite(lowest[g]) else None
+        per_group["(null)" if name is None else name] = entry
+    return SelectReport(
+        method={**asdict(options), "description": options.describe()},
+        inputs=[s.name for s in sources],
+        rows=len(reason),
+        kept=int(kept.sum()),
+        dropped={r: int(counts[:, i].sum()) for i, r in enumerate(REASONS) if i != KEPT},
+        per_group=per_group,
+    )
+
+
+def run_select(
+    inputs: Sequence[str],
+    options: SelectOptions,
+    *,
+    out: str | None = None,
+    dropped: str | None = None,
+    report: str | None = None,
+    split: str | None = None,
+    layout: str | None = None,
+    threads: int | None = None,
+    batch_rows: int = 65_536,
+    progress: bool | None = None,
+) -> SelectReport:
+    """Selects rows of the inputs: ``out`` gets the kept rows unchanged, ``dropped`` the others plus
+    :data:`ADDED_COLUMNS`. The first pass reads only the columns the rules need; the second writes."""
+    for path in (out, dropped):
+        if path is not None:
+            output_format(path)
+    sources = open_sources(inputs, split, ADDED_COLUMNS)
+    decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress)
+    dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
+    with AtomicWriters({"out": out, "dropped": dropped}) as writers:
+        writers.set_schema("out", sources[0].schema)
+        writers.set_schema("dropped", dropped_schema)
+        if out is not None or dropped is not None:
+            at = 0
+            for s, offset, batch in iter_batches(sources, batch_rows, "writing", progress):
+                keep = decisions.reason[at : at + batch.num_rows] == KEPT
+                writers.write("out", batch.filter(pa.array(keep)))
+                drop = np.flatnonzero(~keep)
+                if len(drop) and "dropped" in writers:
+                    columns = [*batch.take(pa.array(drop)).columns, *_evidence(decisions, s, offset, at, drop)]
+                    writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
+                at += batch.num_rows
+        result = _report(decisions, sources, options)
+        result.outputs = {"out": out, "dropped": dropped, "report": report}
+        if report is not None:
+            writers.write_text(report, result.to_json())
+    return result
+
+
+def select_table(
+    table: pa.Table,
+    options: SelectOptions,
+    *,
+    layout: str | None = None,
+    threads: int | None = None,
+    name: str = "table",
+) -> tuple[pa.Table, pa.Table, SelectReport]:
+    """Selection over an in-memory table: ``(kept rows, dropped rows plus ADDED_COLUMNS, report)``."""
+    source = table_source(name, table)
+    decisions = _decide([source], options, layout, worker_threads(threads), max(table.num_rows, 1), False)
+    keep = decisions.reason == KEPT
+    drop = np.flatnonzero(~keep)
+    evidence = _evidence(decisions, source, 0, 0, drop)
+    dropped = table.take(pa.array(drop))
+    for f, column in zip(_DROPPED_FIELDS, evidence, strict=True):
+        dropped = dropped.append_column(f, column)
+    return table.filter(pa.array(keep)), dropped, _report(decisions, [source], options)

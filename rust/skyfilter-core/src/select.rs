@@ -1,0 +1,384 @@
+//! Score-based selection: per-row rules (score thresholds, margin, length ratio, reward-model agreement) and
+//! the top fraction of each group by an adjusted score.
+//!
+//! A row gets the code of the first rule it fails, in the order of [`REASONS`]; [`KEPT`] if it passes all.
+//! Missing values (NaN; callers turn nulls into NaN) of a column an active rule reads fail the
+//! [`MISSING`] rule before any other.
+
+use rayon::prelude::*;
+
+use crate::rows::map_rows;
+use crate::Error;
+
+/// Row codes, in order of precedence: a row is dropped for the first rule it fails.
+pub const REASONS: [&str; 8] = [
+    "kept",
+    "missing_score",
+    "chosen_score",
+    "rejected_score",
+    "margin",
+    "length_ratio",
+    "rm_agreement",
+    "top_fraction",
+];
+pub const KEPT: u8 = 0;
+pub const MISSING: u8 = 1;
+pub const CHOSEN_SCORE: u8 = 2;
+pub const REJECTED_SCORE: u8 = 3;
+pub const MARGIN: u8 = 4;
+pub const LENGTH_RATIO: u8 = 5;
+pub const RM_AGREEMENT: u8 = 6;
+pub const TOP_FRACTION: u8 = 7;
+
+/// Inclusive bounds on a value; `None` is unbounded on that side.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bounds {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Bounds {
+    pub fn is_active(&self) -> bool {
+        self.min.is_some() || self.max.is_some()
+    }
+
+    /// Whether `x` lies within the bounds (NaN never does).
+    pub fn holds(&self, x: f64) -> bool {
+        self.min.is_none_or(|m| x >= m) && self.max.is_none_or(|m| x <= m) && !x.is_nan()
+    }
+}
+
+/// The row-local rules; inactive bounds and `rm_agreement = false` are off.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowRules {
+    /// Bounds on the chosen answer's score.
+    pub chosen: Bounds,
+    /// Bounds on the rejected answer's score.
+    pub rejected: Bounds,
+    /// Bounds on chosen score minus rejected score.
+    pub margin: Bounds,
+    /// Bounds on the chosen answer's length over the rejected answer's length, in characters.
+    pub length_ratio: Bounds,
+    /// Keep only rows where the reward model scores the chosen answer strictly above the rejected one.
+    pub rm_agreement: bool,
+}
+
+/// One batch's columns; NaN marks a missing value. Columns no active rule reads may be `None`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowValues<'a> {
+    /// The ranking score (for the top fraction); `None` when there is no ranking.
+    pub score: Option<&'a [f64]>,
+    /// Added to the score (per-group offsets, already looked up per row).
+    pub offset: Option<&'a [f64]>,
+    pub chosen: Option<&'a [f64]>,
+    pub rejected: Option<&'a [f64]>,
+    pub rm_chosen: Option<&'a [f64]>,
+    pub rm_rejected: Option<&'a [f64]>,
+    pub chosen_chars: Option<&'a [u64]>,
+    pub rejected_chars: Option<&'a [u64]>,
+}
+
+/// `chosen / rejected` lengths; 1 when both are empty, infinite when only the rejected answer is.
+pub fn length_ratio(chosen: u64, rejected: u64) -> f64 {
+    match (chosen, rejected) {
+        (0, 0) => 1.0,
+        (c, r) => c as f64 / r as f64,
+    }
+}
+
+fn need<'a, T>(column: Option<&'a [T]>, name: &str, rows: usize) -> Result<&'a [T], Error> {
+    match column {
+        None => Err(Error::InvalidSelect(format!("the rules need the {name} column"))),
+        Some(c) if c.len() != rows => Err(Error::InvalidSelect(format!(
+            "{name} has {} rows, expected {rows}",
+            c.len()
+        ))),
+        Some(c) => Ok(c),
+    }
+}
+
+/// The code of every row under the row-local rules, and its adjusted score (`score + offset`, with -0.0 made
+/// 0.0) when a score is given. A missing score counts as missing only when a score is given.
+pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<(Vec<u8>, Vec<f64>), Error> {
+    let chosen = if rules.chosen.is_active() || rules.margin.is_active() {
+        Some(need(values.chosen, "chosen score", rows)?)
+    } else {
+        None
+    };
+    let rejected = if rules.rejected.is_active() || rules.margin.is_active() {
+        Some(need(values.rejected, "rejected score", rows)?)
+    } else {
+        None
+    };
+    let lengths = if rules.length_ratio.is_active() {
+        Some((
+            need(values.chosen_chars, "chosen length", rows)?,
+            need(values.rejected_chars, "rejected length", rows)?,
+        ))
+    } else {
+        None
+    };
+    let rm = if rules.rm_agreement {
+        Some((
+            need(values.rm_chosen, "reward-model chosen score", rows)?,
+            need(values.rm_rejected, "reward-model rejected score", rows)?,
+        ))
+    } else {
+        None
+    };
+    let score = values.score.map(|s| need(Some(s), "score", rows)).transpose()?;
+    let offset = values.offset.map(|o| need(Some(o), "offset", rows)).transpose()?;
+
+    let mut reasons = vec![KEPT; rows];
+    let adjusted = match score {
+        Some(s) => match offset {
+            Some(o) => s.iter().zip(o).map(|(s, o)| s + o + 0.0).collect(),
+            None => s.iter().map(|s| s + 0.0).collect(),
+        },
+        None => Vec::new(),
+    };
+    for (r, reason) in reasons.iter_mut().enumerate() {
+        let c = chosen.map(|c| c[r]);
+        let j = rejected.map(|j| j[r]);
+        let missing = c.is_some_and(f64::is_nan)
+            || j.is_some_and(f64::is_nan)
+            || rm.is_some_and(|(a, b)| a[r].is_nan() || b[r].is_nan())
+            || score.is_some_and(|s| s[r].is_nan());
+        *reason = if missing {
+            MISSING
+        } else if c.is_some_and(|c| !rules.chosen.holds(c)) {
+            CHOSEN_SCORE
+        } else if j.is_some_and(|j| !rules.rejected.holds(j)) {
+            REJECTED_SCORE
+        } else if rules.margin.is_active() && !rules.margin.holds(c.unwrap_or(f64::NAN) - j.unwrap_or(f64::NAN)) {
+            MARGIN
+        } else if lengths.is_some_and(|(a, b)| !rules.length_ratio.holds(length_ratio(a[r], b[r]))) {
+            LENGTH_RATIO
+        } else if rm.is_some_and(|(a, b)| a[r] <= b[r]) {
+            RM_AGREEMENT
+        } else {
+            KEPT
+        };
+    }
+    Ok((reasons, adjusted))
+}
+
+/// Rows kept from a group of `n` rows at fraction `f`: `ceil(f * n)`, with `f * n` first lowered by a relative
+/// 1e-12 so that a product that is an integer in decimal but just above it in binary (0.3 * 10 =
+/// 3.0000000000000004) is not rounded up.
+pub fn quota(fraction: f64, n: usize) -> usize {
+    let k = (fraction * n as f64 * (1.0 - 1e-12)).ceil();
+    (k.max(0.0) as usize).min(n)
+}
+
+/// Drops (code [`TOP_FRACTION`]) every kept row outside the best [`quota`] of its group, ranked by `scores`
+/// from high to low, ties to the earlier row. `groups[r]` indexes `fractions`; rows already dropped take no
+/// part. The result does not depend on `threads`.
+pub fn top_fraction(
+    reasons: &mut [u8],
+    scores: &[f64],
+    groups: &[u32],
+    fractions: &[f64],
+    threads: usize,
+) -> Result<(), Error> {
+    let n = reasons.len();
+    if scores.len() != n || groups.len() != n {
+        return Err(Error::InvalidSelect(format!(
+            "top fraction: {n} rows but {} scores and {} groups",
+            scores.len(),
+            groups.len()
+        )));
+    }
+    if let Some(f) = fractions.iter().find(|f| !(0.0..=1.0).contains(*f)) {
+        return Err(Error::InvalidSelect(format!(
+            "fractions must be within [0, 1], got {f}"
+        )));
+    }
+    if let Some(g) = groups.iter().find(|&&g| g as usize >= fractions.len()) {
+        return Err(Error::InvalidSelect(format!(
+            "group {g} has no fraction ({} given)",
+            fractions.len()
+        )));
+    }
+    // Bucket the kept rows by group, in input order (a counting sort).
+    let mut starts = vec![0usize; fractions.len() + 1];
+    for (r, &g) in groups.iter().enumerate() {
+        starts[g as usize + 1] += (reasons[r] == KEPT) as usize;
+    }
+    for g in 0..fractions.len() {
+        starts[g + 1] += starts[g];
+    }
+    let mut order = vec![0u32; starts[fractions.len()]];
+    let mut next = starts.clone();
+    for (r, &g) in groups.iter().enumerate() {
+        if reasons[r] == KEPT {
+            order[next[g as usize]] = r as u32;
+            next[g as usize] += 1;
+        }
+    }
+    let mut slices = Vec::with_capacity(fractions.len());
+    let mut rest = order.as_mut_slice();
+    for g in 0..fractions.len() {
+        let (head, tail) = rest.split_at_mut(starts[g + 1] - starts[g]);
+        slices.push((fractions[g], head));
+        rest = tail;
+    }
+    let cut = |(fraction, rows): (f64, &mut [u32])| drop_below_quota(fraction, rows, scores).to_vec();
+    let dropped: Vec<Vec<u32>> = if threads == 1 {
+        slices.into_iter().map(cut).collect()
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        pool.install(|| slices.into_par_iter().map(cut).collect())
+    };
+    for r in dropped.into_iter().flatten() {
+        reasons[r as usize] = TOP_FRACTION;
+    }
+    Ok(())
+}
+
+/// Orders `rows` so that the best [`quota`] come first (higher score, then the earlier row: a total order, so
+/// the split is unique; NaN ranks lowest) and returns the others.
+fn drop_below_quota<'a>(fraction: f64, rows: &'a mut [u32], scores: &[f64]) -> &'a [u32] {
+    let key = |r: u32| {
+        let s = scores[r as usize];
+        if s.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            s
+        }
+    };
+    let k = quota(fraction, rows.len());
+    if k < rows.len() {
+        rows.select_nth_unstable_by(k, |&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+    }
+    &rows[k..]
+}
+
+/// Characters (Unicode scalar values) of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`);
+/// null texts count 0.
+pub fn char_counts(texts: &[Option<&str>], bounds: &[usize], threads: usize) -> Result<Vec<u64>, Error> {
+    crate::rows::check_bounds(texts.len(), bounds)?;
+    map_rows(bounds.len() - 1, threads, |_: &mut (), r| {
+        texts[bounds[r]..bounds[r + 1]]
+            .iter()
+            .map(|t| t.map_or(0, |t| t.chars().count() as u64))
+            .sum()
+    })
+}
+
+/// The mean of each row's values (row `r` = `values[bounds[r]..bounds[r + 1]]`); NaN for a row without values
+/// or with a NaN among them.
+pub fn segment_means(values: &[f64], bounds: &[usize]) -> Result<Vec<f64>, Error> {
+    crate::rows::check_bounds(values.len(), bounds)?;
+    Ok(bounds
+        .windows(2)
+        .map(|w| {
+            let part = &values[w[0]..w[1]];
+            if part.is_empty() {
+                f64::NAN
+            } else {
+                part.iter().sum::<f64>() / part.len() as f64
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_rounds_decimal_products_as_written() {
+        assert_eq!(quota(0.3, 10), 3);
+        assert_eq!(quota(0.29, 100), 29);
+        assert_eq!(quota(0.1, 30), 3);
+        assert_eq!(quota(0.1, 31), 4);
+        assert_eq!(quota(0.1, 5), 1);
+        assert_eq!(quota(0.0, 5), 0);
+        assert_eq!(quota(1.0, 5), 5);
+        assert_eq!(quota(0.7, 10), 7);
+    }
+
+    #[test]
+    fn top_fraction_breaks_ties_by_row_and_skips_dropped_rows() {
+        let scores = [1.0, 2.0, 2.0, 0.5, 2.0, 3.0];
+        let groups = [0, 0, 0, 0, 0, 1];
+        let mut reasons = vec![KEPT, KEPT, KEPT, KEPT, MARGIN, KEPT];
+        // Group 0 has 4 kept rows (row 4 is already out): ceil(0.5 * 4) = 2 stay, rows 1 and 2 (the best
+        // score, 2.0, twice); group 1 keeps none.
+        top_fraction(&mut reasons, &scores, &groups, &[0.5, 0.0], 1).unwrap();
+        assert_eq!(reasons, [TOP_FRACTION, KEPT, KEPT, TOP_FRACTION, MARGIN, TOP_FRACTION]);
+        let mut again = vec![KEPT, KEPT, KEPT, KEPT, MARGIN, KEPT];
+        top_fraction(&mut again, &scores, &groups, &[0.5, 0.0], 2).unwrap();
+        assert_eq!(again, reasons);
+    }
+
+    #[test]
+    fn row_rules_follow_precedence() {
+        let chosen = [5.0, f64::NAN, 1.0, 5.0, 5.0, 5.0];
+        let rejected = [1.0, 1.0, 0.0, 9.0, 4.5, 1.0];
+        let chars_c = [10, 10, 10, 10, 10, 100];
+        let chars_r = [10, 10, 10, 10, 10, 10];
+        let values = RowValues {
+            chosen: Some(&chosen),
+            rejected: Some(&rejected),
+            chosen_chars: Some(&chars_c),
+            rejected_chars: Some(&chars_r),
+            ..Default::default()
+        };
+        let rules = RowRules {
+            chosen: Bounds {
+                min: Some(2.0),
+                max: None,
+            },
+            rejected: Bounds {
+                min: None,
+                max: Some(8.0),
+            },
+            margin: Bounds {
+                min: Some(1.0),
+                max: None,
+            },
+            length_ratio: Bounds {
+                min: None,
+                max: Some(2.0),
+            },
+            rm_agreement: false,
+        };
+        let (reasons, adjusted) = row_reasons(&values, &rules, 6).unwrap();
+        assert_eq!(
+            reasons,
+            [KEPT, MISSING, CHOSEN_SCORE, REJECTED_SCORE, MARGIN, LENGTH_RATIO]
+        );
+        assert!(adjusted.is_empty());
+        assert!(row_reasons(&RowValues::default(), &rules, 6).is_err());
+    }
+
+    #[test]
+    fn adjusted_scores_add_offsets_and_drop_negative_zero() {
+        let score = [-0.0, 1.0, f64::NAN];
+        let offset = [0.0, -0.25, 0.0];
+        let values = RowValues {
+            score: Some(&score),
+            offset: Some(&offset),
+            ..Default::default()
+        };
+        let (reasons, adjusted) = row_reasons(&values, &RowRules::default(), 3).unwrap();
+        assert_eq!(reasons, [KEPT, KEPT, MISSING]);
+        assert!(adjusted[0].to_bits() == 0.0f64.to_bits() && adjusted[1] == 0.75);
+    }
+
+    #[test]
+    fn lengths_and_means() {
+        let texts = [Some("héllo"), None, Some("ab"), Some("")];
+        assert_eq!(char_counts(&texts, &[0, 2, 3, 4], 1).unwrap(), [5, 2, 0]);
+        let means = segment_means(&[1.0, 2.0, 3.0, f64::NAN], &[0, 3, 3, 4]).unwrap();
+        assert_eq!(means[0], 2.0);
+        assert!(means[1].is_nan() && means[2].is_nan());
+        assert_eq!(length_ratio(0, 0), 1.0);
+        assert!(length_ratio(3, 0).is_infinite());
+    }
+}

@@ -1,0 +1,179 @@
+//! Bindings of `skyfilter_core::select`: row rules, per-group top fractions, text lengths and list means.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, Float64Array, UInt64Array, UInt8Array};
+use arrow_schema::DataType;
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+use skyfilter_core::select;
+
+use crate::error::{to_py, SkyfilterError};
+use crate::texts::{row_bounds, Texts};
+
+fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
+    Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
+}
+
+/// The values of a float64 array, nulls as NaN (borrowed when there are none).
+fn floats<'a>(array: &'a PyArray, what: &str) -> PyResult<Cow<'a, [f64]>> {
+    let a = array.array();
+    if a.data_type() != &DataType::Float64 {
+        return Err(SkyfilterError::new_err(format!(
+            "{what} must be a float64 array, got {}",
+            a.data_type()
+        )));
+    }
+    let a = a.as_primitive::<Float64Type>();
+    if a.null_count() == 0 {
+        return Ok(Cow::Borrowed(a.values()));
+    }
+    Ok(Cow::Owned(a.iter().map(|v| v.unwrap_or(f64::NAN)).collect()))
+}
+
+fn optional_floats<'a>(array: &'a Option<PyArray>, what: &str) -> PyResult<Option<Cow<'a, [f64]>>> {
+    array.as_ref().map(|a| floats(a, what)).transpose()
+}
+
+fn counts<'a>(array: &'a PyArray, what: &str) -> PyResult<&'a [u64]> {
+    match array.array().data_type() {
+        DataType::UInt64 if array.array().null_count() == 0 => Ok(array.array().as_primitive::<UInt64Type>().values()),
+        other => Err(SkyfilterError::new_err(format!(
+            "{what} must be a non-null uint64 array, got {other}"
+        ))),
+    }
+}
+
+fn bounds(pair: Option<(Option<f64>, Option<f64>)>) -> select::Bounds {
+    let (min, max) = pair.unwrap_or((None, None));
+    select::Bounds { min, max }
+}
+
+/// The code (index into `SELECT_REASONS`) of every row under the row-local rules, and the adjusted score
+/// `score + offset` (None without a score). Columns are float64 (nulls count as missing) except the character
+/// counts (uint64); bounds are `(min, max)` pairs, either side None.
+#[pyfunction]
+#[pyo3(signature = (
+    rows, *, score = None, offset = None, chosen = None, rejected = None, rm_chosen = None, rm_rejected = None,
+    chosen_chars = None, rejected_chars = None, chosen_bounds = None, rejected_bounds = None, margin_bounds = None,
+    length_ratio_bounds = None, rm_agreement = false
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn row_reasons(
+    py: Python<'_>,
+    rows: usize,
+    score: Option<PyArray>,
+    offset: Option<PyArray>,
+    chosen: Option<PyArray>,
+    rejected: Option<PyArray>,
+    rm_chosen: Option<PyArray>,
+    rm_rejected: Option<PyArray>,
+    chosen_chars: Option<PyArray>,
+    rejected_chars: Option<PyArray>,
+    chosen_bounds: Option<(Option<f64>, Option<f64>)>,
+    rejected_bounds: Option<(Option<f64>, Option<f64>)>,
+    margin_bounds: Option<(Option<f64>, Option<f64>)>,
+    length_ratio_bounds: Option<(Option<f64>, Option<f64>)>,
+    rm_agreement: bool,
+) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
+    let (score_v, offset_v) = (optional_floats(&score, "score")?, optional_floats(&offset, "offset")?);
+    let (chosen_v, rejected_v) = (
+        optional_floats(&chosen, "chosen")?,
+        optional_floats(&rejected, "rejected")?,
+    );
+    let (rm_c, rm_r) = (
+        optional_floats(&rm_chosen, "rm_chosen")?,
+        optional_floats(&rm_rejected, "rm_rejected")?,
+    );
+    let values = select::RowValues {
+        score: score_v.as_deref(),
+        offset: offset_v.as_deref(),
+        chosen: chosen_v.as_deref(),
+        rejected: rejected_v.as_deref(),
+        rm_chosen: rm_c.as_deref(),
+        rm_rejected: rm_r.as_deref(),
+        chosen_chars: chosen_chars.as_ref().map(|a| counts(a, "chosen_chars")).transpose()?,
+        rejected_chars: rejected_chars
+            .as_ref()
+            .map(|a| counts(a, "rejected_chars"))
+            .transpose()?,
+    };
+    let rules = select::RowRules {
+        chosen: bounds(chosen_bounds),
+        rejected: bounds(rejected_bounds),
+        margin: bounds(margin_bounds),
+        length_ratio: bounds(length_ratio_bounds),
+        rm_agreement,
+    };
+    let (reasons, adjusted) = py
+        .detach(|| select::row_reasons(&values, &rules, rows))
+        .map_err(to_py)?;
+    let reasons = to_pyarrow(py, Arc::new(UInt8Array::from(reasons)))?;
+    let adjusted = match score {
+        Some(_) => Some(to_pyarrow(py, Arc::new(Float64Array::from(adjusted)))?),
+        None => None,
+    };
+    Ok((reasons, adjusted))
+}
+
+/// `reasons` with every kept row outside the best `ceil(f * n)` of its group (ranked by `scores`, high first,
+/// ties to the earlier row) set to the `top_fraction` code. `groups` (uint32) index `fractions`.
+#[pyfunction]
+#[pyo3(signature = (reasons, scores, groups, fractions, *, threads = 0))]
+pub fn top_fraction(
+    py: Python<'_>,
+    reasons: PyArray,
+    scores: PyArray,
+    groups: PyArray,
+    fractions: Vec<f64>,
+    threads: usize,
+) -> PyResult<Py<PyAny>> {
+    let mut codes = match reasons.array().data_type() {
+        DataType::UInt8 if reasons.array().null_count() == 0 => {
+            reasons.array().as_primitive::<UInt8Type>().values().to_vec()
+        }
+        other => {
+            return Err(SkyfilterError::new_err(format!(
+                "reasons must be a non-null uint8 array, got {other}"
+            )))
+        }
+    };
+    let scores = floats(&scores, "scores")?;
+    let groups = match groups.array().data_type() {
+        DataType::UInt32 if groups.array().null_count() == 0 => groups.array().as_primitive::<UInt32Type>().values(),
+        other => {
+            return Err(SkyfilterError::new_err(format!(
+                "groups must be a non-null uint32 array, got {other}"
+            )))
+        }
+    };
+    py.detach(|| select::top_fraction(&mut codes, &scores, groups, &fractions, threads))
+        .map_err(to_py)?;
+    to_pyarrow(py, Arc::new(UInt8Array::from(codes)))
+}
+
+/// Characters of each row's texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`; nulls count 0), as uint64.
+#[pyfunction]
+#[pyo3(signature = (texts, bounds = None, *, threads = 0))]
+pub fn char_counts(py: Python<'_>, texts: PyArray, bounds: Option<PyArray>, threads: usize) -> PyResult<Py<PyAny>> {
+    let holder = Texts::new(texts.array(), "texts")?;
+    let strs = holder.strs()?;
+    let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+    let counts = py
+        .detach(|| select::char_counts(&strs, &bounds, threads))
+        .map_err(to_py)?;
+    to_pyarrow(py, Arc::new(UInt64Array::from(counts)))
+}
+
+/// The mean of each row's values (`values[bounds[r]:bounds[r + 1]]`, float64, nulls as NaN): NaN for an empty
+/// row or one with a missing value.
+#[pyfunction]
+pub fn segment_means(py: Python<'_>, values: PyArray, bounds: PyArray) -> PyResult<Py<PyAny>> {
+    let values = floats(&values, "values")?;
+    let bounds = row_bounds(Some(&bounds), values.len())?;
+    let means = select::segment_means(&values, &bounds).map_err(to_py)?;
+    to_pyarrow(py, Arc::new(Float64Array::from(means)))
+}
