@@ -57,7 +57,9 @@ class Source:
     num_rows: int
     _batches: Callable[[int, list[str] | None], Iterator[pa.RecordBatch]] = field(repr=False)
 
-    def batches(self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """The rows in order, in batches of at most ``batch_rows``, with all columns or only the named
         (top-level) ones, which parquet then does not read at all; may be called again."""
         yield from self._batches(batch_rows, columns)
@@ -145,6 +147,7 @@ def read_table(path: str | os.PathLike) -> pa.Table:
 
 def table_source(name: str, table: pa.Table) -> Source:
     """An in-memory table as a source named ``name``."""
+
     def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         yield from (table if columns is None else table.select(columns)).to_batches(max_chunksize=rows)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from skyfilter.contaminate import ContaminationReport
 from skyfilter import select
+from skyfilter.contaminate import ContaminationReport
 from skyfilter.dedup import REASONS, DedupReport
 
 __all__ = ["format_summary", "format_dedup_summary", "format_select_summary"]

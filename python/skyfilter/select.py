@@ -136,9 +136,7 @@ class SelectOptions:
         named = {
             "score": self.score,
             "chosen": self.chosen_score if self.min_chosen is not None or self.max_chosen is not None else None,
-            "rejected": self.rejected_score
-            if self.min_rejected is not None or self.max_rejected is not None
-            else None,
+            "rejected": self.rejected_score if self.min_rejected is not None or self.max_rejected is not None else None,
             "rm_chosen": self.rm_chosen,
             "rm_rejected": self.rm_rejected,
         }
@@ -327,8 +325,7 @@ def _decide(
             row = int(np.flatnonzero(codes == MISSING)[0])
             column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
             raise InputError(
-                f"{s.name}: row {offset + row}: column {column!r} is null or NaN "
-                "(drop such rows with --missing drop)"
+                f"{s.name}: row {offset + row}: column {column!r} is null or NaN (drop such rows with --missing drop)"
             )
         reasons.append(codes)
         adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))

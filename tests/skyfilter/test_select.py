@@ -1,0 +1,453 @@
+"""Select: every rule against a polars reference (hypothesis tables, real UltraFeedback and Magpie scores, a
+synthetic 100K-row Magpie-like table with ties), determinism across threads and batch sizes, and bad input."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import statistics
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skyfilter import read_table
+from skyfilter.cli import main
+from skyfilter.io import InputError
+from skyfilter.select import ADDED_COLUMNS, REASONS, SelectOptions, run_select, select_table
+
+# ------------------------------------------------------------------------------------------ reference
+
+
+def _col(df: pl.DataFrame, name: str) -> pl.Expr:
+    if name in df.columns:
+        return pl.col(name)
+    head, _, rest = name.partition(".")
+    return pl.col(head).struct.field(rest)
+
+
+def polars_reasons(df: pl.DataFrame, o: SelectOptions) -> list[str]:
+    """The rule that drops each row (or "kept"), written directly in polars from the documented rules.
+    Chosen / rejected texts (for the length ratio) are the plain string columns ``chosen`` and ``rejected``."""
+
+    def num(name: str) -> pl.Expr:
+        return _col(df, name).cast(pl.Float64)
+
+    def within(x: pl.Expr, low, high) -> pl.Expr:
+        ok = pl.lit(True)
+        if low is not None:
+            ok &= x >= low
+        if high is not None:
+            ok &= x <= high
+        return ok
+
+    chosen_bounds = o.min_chosen is not None or o.max_chosen is not None
+    rejected_bounds = o.min_rejected is not None or o.max_rejected is not None
+    margin = o.min_margin is not None or o.max_margin is not None
+    read = []
+    if chosen_bounds or margin:
+        read.append(o.chosen_score)
+    if rejected_bounds or margin:
+        read.append(o.rejected_score)
+    if o.rm_chosen:
+        read += [o.rm_chosen, o.rm_rejected]
+    if o.score:
+        read.append(o.score)
+    missing = pl.any_horizontal([num(c).is_null() | num(c).is_nan() for c in read]) if read else pl.lit(False)
+    c_len, r_len = pl.col("chosen").str.len_chars(), pl.col("rejected").str.len_chars()
+    ratio = pl.when((c_len == 0) & (r_len == 0)).then(1.0).otherwise(c_len / r_len)
+
+    rule = pl.when(missing).then(pl.lit("missing_score"))
+    if chosen_bounds:
+        rule = rule.when(~within(num(o.chosen_score), o.min_chosen, o.max_chosen)).then(pl.lit("chosen_score"))
+    if rejected_bounds:
+        rule = rule.when(~within(num(o.rejected_score), o.min_rejected, o.max_rejected)).then(pl.lit("rejected_score"))
+    if margin:
+        rule = rule.when(~within(num(o.chosen_score) - num(o.rejected_score), o.min_margin, o.max_margin)).then(
+            pl.lit("margin")
+        )
+    if o.min_length_ratio is not None or o.max_length_ratio is not None:
+        rule = rule.when(~within(ratio, o.min_length_ratio, o.max_length_ratio)).then(pl.lit("length_ratio"))
+    if o.rm_chosen:
+        rule = rule.when(num(o.rm_chosen) <= num(o.rm_rejected)).then(pl.lit("rm_agreement"))
+    out = df.with_row_index("row").with_columns(reason=rule.otherwise(pl.lit("kept")))
+
+    if o.fractions or o.default_fraction is not None:
+        offset = pl.lit(0.0)
+        if o.offset_by:
+            offset = _col(df, o.offset_by).cast(pl.String).replace_strict(o.offsets, return_dtype=pl.Float64)
+        group = _col(df, o.group_by).cast(pl.String) if o.group_by else pl.lit("(all)")
+        default = 1.0 if o.default_fraction is None else o.default_fraction
+        ranked = (
+            out.filter(pl.col("reason") == "kept")
+            .with_columns(adjusted=num(o.score) + offset + 0.0, group=group)
+            .sort(["adjusted", "row"], descending=[True, False])
+            .with_columns(
+                position=pl.int_range(pl.len()).over("group"),
+                n=pl.len().over("group"),
+                fraction=pl.col("group").replace_strict(o.fractions, default=default, return_dtype=pl.Float64),
+            )
+            .with_columns(fraction=pl.col("fraction").fill_null(default))
+        )
+        cut = ranked.filter(pl.col("position") >= (pl.col("fraction") * pl.col("n") * (1 - 1e-12)).ceil())
+        out = out.with_columns(
+            reason=pl.when(pl.col("row").is_in(cut["row"].implode())).then(pl.lit("top_fraction")).otherwise("reason")
+        )
+    return out["reason"].to_list()
+
+
+def reasons_of(table: pa.Table, options: SelectOptions, threads: int | None = None) -> list[str]:
+    kept, dropped, report = select_table(table, options, threads=threads)
+    reasons = ["kept"] * table.num_rows
+    for row, reason in zip(dropped["input_row"].to_pylist(), dropped["reason"].to_pylist(), strict=True):
+        reasons[row] = reason
+    assert kept.num_rows == report.kept == reasons.count("kept")
+    assert kept.num_rows + dropped.num_rows == table.num_rows == report.rows
+    return reasons
+
+
+# ------------------------------------------------------------------------------------------ properties
+
+SCORES = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.5, -1.0, 3.0]), st.none(), st.just(math.nan))
+
+
+@st.composite
+def tables_and_options(draw):
+    n = draw(st.integers(0, 60))
+    col = lambda values: draw(st.lists(values, min_size=n, max_size=n))  # noqa: E731
+    table = pa.table(
+        {
+            "prompt": pa.array(["q"] * n, pa.string()),
+            "chosen": pa.array(col(st.text(alphabet="ab é", max_size=6)), pa.string()),
+            "rejected": pa.array(col(st.text(alphabet="ab é", max_size=6)), pa.string()),
+            "s_c": pa.array(col(SCORES), pa.float64()),
+            "s_r": pa.array(col(SCORES), pa.float64()),
+            "rank": pa.array(col(SCORES), pa.float64()),
+            "cat": pa.array(col(st.sampled_from(["x", "y", "z", None])), pa.string()),
+            "gen": pa.array(col(st.sampled_from(["air", "pro", "ultra"])), pa.string()),
+            "rm": pa.array(col(st.sampled_from([0.0, 1.0, 2.0])), pa.float64()),
+        }
+    )
+    bound = st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0]))
+    ratio = st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.0]))
+    low_high = lambda b: draw(st.tuples(b, b).map(sorted_pair))  # noqa: E731
+    ranked = draw(st.booleans())
+    grouped = ranked and draw(st.booleans())
+    offsets = ranked and draw(st.booleans())
+    fraction = st.sampled_from([0.0, 0.1, 0.3, 0.5, 1.0])
+    min_chosen, max_chosen = low_high(bound)
+    min_rejected, max_rejected = low_high(bound)
+    min_margin, max_margin = low_high(bound)
+    min_ratio, max_ratio = low_high(ratio)
+    present_groups = sorted({c for c in table["cat"].to_pylist() if c is not None}) if grouped else []
+    rm = draw(st.booleans())
+    options = SelectOptions(
+        score="rank" if ranked else None,
+        group_by="cat" if grouped else None,
+        fractions=draw(st.dictionaries(st.sampled_from(present_groups), fraction)) if present_groups else {},
+        default_fraction=draw(st.one_of(st.none(), fraction)) if grouped else (draw(fraction) if ranked else None),
+        offset_by="gen" if offsets else None,
+        offsets={"air": -0.5, "pro": -0.25, "ultra": 0.0} if offsets else {},
+        chosen_score="s_c",
+        rejected_score="s_r",
+        min_chosen=min_chosen,
+        max_chosen=max_chosen,
+        min_rejected=min_rejected,
+        max_rejected=max_rejected,
+        min_margin=min_margin,
+        max_margin=max_margin,
+        min_length_ratio=min_ratio,
+        max_length_ratio=max_ratio,
+        rm_chosen="rm" if rm else None,
+        rm_rejected="s_r" if rm else None,
+        missing="drop",
+    )
+    return table, options, draw(st.sampled_from([1, 2]))
+
+
+def sorted_pair(pair):
+    a, b = pair
+    return (a, b) if a is None or b is None or a <= b else (b, a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables_and_options())
+def test_selection_equals_the_polars_reference(case):
+    table, options, threads = case
+    assert reasons_of(table, options, threads) == polars_reasons(pl.from_arrow(table), options)
+
+
+def test_missing_scores_are_an_error_by_default():
+    table = pa.table({"prompt": ["q"] * 3, "chosen": ["a"] * 3, "rejected": ["b"] * 3, "s": [1.0, None, math.nan]})
+    with pytest.raises(InputError, match=r"table: row 1: column 's' is null or NaN"):
+        select_table(table, SelectOptions(score="s", default_fraction=0.5))
+    assert reasons_of(table, SelectOptions(score="s", default_fraction=0.5, missing="drop")) == [
+        "kept",
+        "missing_score",
+        "missing_score",
+    ]
+
+
+# ------------------------------------------------------------------------------------------ real data
+
+
+def ultrafeedback(shared_data) -> pa.Table:
+    folder = shared_data / "prefs/ultrafeedback_binarized_1200"
+    table = pa.concat_tables([read_table(folder / "train_clean.jsonl"), read_table(folder / "eval_clean.jsonl")])
+    # A grouping stand-in (the sample has no categories): the source row index modulo 3.
+    bucket = pa.array([f"b{i % 3}" for i in table["source_index"].to_pylist()])
+    return table.append_column("bucket", bucket)
+
+
+UF_RULES = [
+    dict(min_margin=1.0),
+    dict(min_chosen=7.0, max_rejected=5.0),
+    dict(min_margin=0.5, max_margin=6.0, min_length_ratio=0.5, max_length_ratio=2.0),
+    dict(score="metadata.score_chosen", default_fraction=0.3),
+    dict(
+        score="metadata.score_chosen",
+        group_by="bucket",
+        fractions={"b0": 0.3, "b1": 0.1},
+        default_fraction=0.5,
+        offset_by="bucket",
+        offsets={"b0": 0.0, "b1": -0.5, "b2": 0.25},
+        min_margin=1.0,
+    ),  # fmt: skip
+    dict(rm_chosen="metadata.score_chosen", rm_rejected="metadata.score_rejected"),
+]
+
+
+@pytest.mark.parametrize("rules", UF_RULES)
+def test_ultrafeedback_scores_match_polars(shared_data, rules):
+    table = ultrafeedback(shared_data)
+    options = SelectOptions(chosen_score="metadata.score_chosen", rejected_score="metadata.score_rejected", **rules)
+    ours = reasons_of(table, options)
+    assert ours == polars_reasons(pl.from_arrow(table), options)
+    assert 0 < ours.count("kept") < table.num_rows
+
+
+def test_magpie_armorm_scores_match_a_python_reference(shared_data):
+    rows = json.loads((shared_data / "prefs/magpie_po_example/example_instructions_5res_armorm.json").read_text())
+    rewards = [r["rewards_armorm"] for r in rows]
+    armorm = [[r["score"] for r in (ast.literal_eval(x) if isinstance(x, str) else x)] for x in rewards]
+    table = pa.table(
+        {
+            "instruction": [row["instruction"] for row in rows],
+            "task_category": [row["task_category"] for row in rows],
+            "difficulty": [row["difficulty"] for row in rows],
+            "armorm": pa.array(armorm, pa.list_(pa.float64())),
+        }
+    )
+    offsets = {"very easy": 0.0, "easy": -0.01, "medium": -0.02, "hard": 0.0, "very hard": 0.0}
+    categories = sorted(set(table["task_category"].to_pylist()))
+    options = SelectOptions(score="armorm", group_by="task_category", fractions={categories[0]: 0.3},
+                            default_fraction=0.5, offset_by="difficulty", offsets=offsets)  # fmt: skip
+    kept, dropped, report = select_table(table, options)
+    # Reference: mean of the five scores plus the offset; per category keep ceil(f * n), best first.
+    adjusted = [statistics.fmean(a) + offsets[d] for a, d in zip(armorm, table["difficulty"].to_pylist(), strict=True)]
+    expected = set()
+    for category in categories:
+        members = [i for i, c in enumerate(table["task_category"].to_pylist()) if c == category]
+        members.sort(key=lambda i: (-adjusted[i], i))
+        expected |= set(members[: math.ceil(options.fraction(category) * len(members) * (1 - 1e-12))])
+    assert set(kept["instruction"].to_pylist()) == {rows[i]["instruction"] for i in expected}
+    for row, score in zip(dropped["input_row"].to_pylist(), dropped["adjusted_score"].to_pylist(), strict=True):
+        assert score == pytest.approx(adjusted[row], abs=1e-12)
+    assert report.kept == len(expected) and report.dropped["top_fraction"] == len(rows) - len(expected)
+
+
+# ------------------------------------------------------------------------------------------ synthetic Magpie
+
+MAGPIE_MIX = {"Math": 29657, "Coding & debugging": 8193, "Information seeking": 7837, "Advice seeking": 4546,
+              "Reasoning": 3854, "Planning": 2185, "Brainstorming": 1081, "Creative writing": 794,
+              "Data analysis": 725, "Editing": 337, "Role playing": 330}  # fmt: skip
+GENERATORS = {"Magpie-Air": -0.10, "Magpie-Pro": -0.05, "Magpie-Pro-3.1": 0.0, "Magpie-Ultra": 0.0}
+RECIPE = dict(score="armorm_mean", group_by="task_category", fractions={"Math": 0.3, "Coding & debugging": 0.3},
+              default_fraction=0.1, offset_by="generator", offsets=GENERATORS)  # fmt: skip
+
+
+def magpie_like(rows: int, seed: int = 0) -> pa.Table:
+    """Magpie-like rows: categories in the paper's mix, four generators, ArmoRM-like scores rounded to 1/256
+    (many ties, as bf16 ArmoRM scores have), chosen / rejected scores and texts of varied length."""
+    rng = np.random.default_rng(seed)
+    weights = np.array(list(MAGPIE_MIX.values()), dtype=float)
+    category = rng.choice(list(MAGPIE_MIX), size=rows, p=weights / weights.sum())
+    generator = rng.choice(list(GENERATORS), size=rows)
+    base = rng.normal(0.12, 0.03, size=rows)
+    responses = np.round((base[:, None] + rng.normal(0, 0.01, size=(rows, 5))) * 256) / 256
+    words = np.array(["the", "answer", "é", "x=1", "step"])
+    lengths = rng.integers(0, 40, size=(rows, 2))
+    text = lambda n: " ".join(words[rng.integers(0, len(words), size=n)])  # noqa: E731
+    return pa.table(
+        {
+            "prompt": [f"q{i % 5000}" for i in range(rows)],
+            "chosen": [text(n) for n in lengths[:, 0]],
+            "rejected": [text(n) for n in lengths[:, 1]],
+            "task_category": category,
+            "generator": generator,
+            "armorm_mean": np.round(responses.mean(axis=1) * 256) / 256,
+            "armorm": pa.FixedSizeListArray.from_arrays(pa.array(responses.ravel()), 5),
+            "score_chosen": responses.max(axis=1),
+            "score_rejected": responses.min(axis=1),
+            "rm_chosen": np.round(rng.normal(size=rows), 1),
+            "rm_rejected": np.round(rng.normal(size=rows), 1),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def magpie_100k() -> pa.Table:
+    return magpie_like(100_000)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        RECIPE,
+        {**RECIPE, "score": "armorm", "min_margin": 0.01, "max_length_ratio": 3.0},
+        {**RECIPE, "min_chosen": 0.1, "rm_chosen": "rm_chosen", "rm_rejected": "rm_rejected"},
+    ],
+    ids=["recipe", "list-mean-margin-length", "thresholds-rm"],
+)
+def test_synthetic_magpie_matches_polars(magpie_100k, rules):
+    options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", **rules)
+    ours = reasons_of(magpie_100k, options, threads=2)
+    df = pl.from_arrow(magpie_100k)
+    if options.score == "armorm":  # the reference takes the mean itself
+        df = df.with_columns(armorm=pl.col("armorm").arr.mean())
+    assert ours == polars_reasons(df, options)
+    assert ours.count("top_fraction") > 0
+
+
+def test_same_output_for_threads_and_batch_sizes(tmp_path, magpie_100k):
+    table = magpie_100k.slice(0, 30_000)
+    pq.write_table(table, tmp_path / "magpie.parquet", row_group_size=7_000)
+    pl.from_arrow(table).write_ndjson(tmp_path / "magpie.jsonl")  # a different reader as well
+    options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", max_length_ratio=4.0,
+                            **RECIPE)  # fmt: skip
+    results = []
+    for name, threads, batch_rows in [("magpie.parquet", 1, 65_536), ("magpie.parquet", 2, 997),
+                                      ("magpie.parquet", 2, 4096), ("magpie.jsonl", 1, 30_000)]:  # fmt: skip
+        out, dropped = tmp_path / f"k{threads}-{batch_rows}.parquet", tmp_path / f"d{threads}-{batch_rows}.parquet"
+        report = run_select([str(tmp_path / name)], options, out=str(out), dropped=str(dropped), threads=threads,
+                            batch_rows=batch_rows, progress=False)  # fmt: skip
+        kept_rows = pq.read_table(out).select(["prompt", "chosen", "armorm_mean"])
+        drops = pq.read_table(dropped).select(["input_row", "reason", "adjusted_score"])
+        results.append((kept_rows, drops, report.per_group))
+    assert results[0][1].num_rows > 0
+    for kept_rows, drops, per_group in results[1:]:
+        assert kept_rows.equals(results[0][0]) and drops.equals(results[0][1]) and per_group == results[0][2]
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, ["select", *map(str, args)], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def listing(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def write(path, **columns):
+    n = len(next(iter(columns.values())))
+    table = pa.table({"prompt": ["q"] * n, "chosen": ["a"] * n, "rejected": ["b"] * n} | columns)
+    pq.write_table(table, path)
+    return path
+
+
+def test_command_writes_every_row_once(tmp_path, shared_data):
+    source = shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
+    code, text = invoke(source, "--chosen-score", "metadata.score_chosen", "--rejected-score",
+                        "metadata.score_rejected", "--min-margin", 1, "--score", "metadata.score_chosen",
+                        "--top-default", 0.5, "--out", tmp_path / "k.parquet", "--dropped", tmp_path / "d.jsonl",
+                        "--report", tmp_path / "r.json")  # fmt: skip
+    assert code == 0, text
+    assert "top fraction by metadata.score_chosen" in text and "wrote out ->" in text
+    kept, dropped = pq.read_table(tmp_path / "k.parquet"), read_table(tmp_path / "d.jsonl")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert kept.num_rows + dropped.num_rows == report["rows"] == 1000
+    assert kept.schema.names == read_table(source).schema.names
+    assert dropped.schema.names[-len(ADDED_COLUMNS) :] == list(ADDED_COLUMNS)
+    assert set(dropped["reason"].to_pylist()) == {"margin", "top_fraction"}
+    assert report["dropped"]["margin"] + report["dropped"]["top_fraction"] == dropped.num_rows
+    assert set(report["dropped"]) == set(REASONS[1:])
+    ranked = report["per_group"]["(all)"]["ranked_rows"]
+    assert report["kept"] == math.ceil(0.5 * ranked)
+
+
+def assert_fails_cleanly(tmp_path, args, *fragments):
+    out = tmp_path / "outputs"
+    out.mkdir(exist_ok=True)
+    before = listing(out)
+    code, text = invoke(*args, "--out", out / "k.parquet", "--dropped", out / "d.parquet", "--report", out / "r.json")
+    assert code != 0
+    message = text.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("Error: "), text
+    for fragment in fragments:
+        assert fragment in message[0], (fragment, message[0])
+    assert "Traceback" not in text and "panicked" not in text
+    assert listing(out) == before, "a failed run must leave no output, temporary or final"
+
+
+def test_missing_score_column(tmp_path):
+    src = write(tmp_path / "p.parquet", s=[1.0, 2.0])
+    assert_fails_cleanly(tmp_path, [src, "--score", "nope", "--top-default", 0.5], "p.parquet", "no column 'nope'")
+    assert_fails_cleanly(tmp_path, [src, "--score", "s.x", "--top-default", 0.5], "no column 's.x'")
+
+
+def test_non_numeric_score_column(tmp_path):
+    src = write(tmp_path / "p.parquet", s=["1", "2"])
+    assert_fails_cleanly(tmp_path, [src, "--score", "s", "--top-default", 0.5], "p.parquet", "'s' must hold numbers")
+
+
+def test_null_and_nan_scores(tmp_path):
+    src = write(tmp_path / "p.parquet", c=[1.0, 2.0, 3.0], r=[0.0, float("nan"), None])
+    args = [src, "--chosen-score", "c", "--rejected-score", "r", "--min-margin", 0]
+    assert_fails_cleanly(tmp_path, args, "p.parquet: row 1: column 'r' is null or NaN", "--missing drop")
+    code, text = invoke(*args, "--missing", "drop", "--dropped", tmp_path / "d.parquet")
+    assert code == 0, text
+    assert pq.read_table(tmp_path / "d.parquet")["reason"].to_pylist() == ["missing_score", "missing_score"]
+
+
+def test_unknown_offset_group(tmp_path):
+    src = write(tmp_path / "p.parquet", s=[1.0, 2.0, 3.0], gen=["air", "pro", "ultra"])
+    args = [src, "--score", "s", "--top-default", 0.5, "--offset-by", "gen", "--offset", "air=-0.1"]
+    assert_fails_cleanly(tmp_path, [*args, "--offset", "pro=-0.05"], "row 2: column 'gen' has value 'ultra'")
+
+
+def test_fraction_for_a_group_that_never_occurs(tmp_path):
+    src = write(tmp_path / "p.parquet", s=[1.0, 2.0], cat=["Math", "Coding & Debugging"])
+    args = [src, "--score", "s", "--group-by", "cat", "--top", "Coding & debugging=0.3"]
+    assert_fails_cleanly(tmp_path, args, "['Coding & debugging']", "never occur in column 'cat'")
+
+
+def test_option_mistakes(tmp_path):
+    src = write(tmp_path / "p.parquet", s=[1.0, 2.0])
+    code, text = invoke(src, "--top", "Math=lots", "--out", tmp_path / "k.parquet")
+    assert code == 2 and "Invalid value for '--top': expected NAME=NUMBER, got 'Math=lots'" in text
+    code, text = invoke(src, "--offset", "a=1", "--offset", "a=2", "--out", tmp_path / "k.parquet")
+    assert code == 2 and "'a' is given twice" in text and not (tmp_path / "k.parquet").exists()
+    assert_fails_cleanly(tmp_path, [src, "--top-default", 0.3], "needs a score column")
+    assert_fails_cleanly(tmp_path, [src, "--min-margin", 1], "need the chosen_score column")
+    assert_fails_cleanly(tmp_path, [src, "--score", "s", "--top", "x=1.5"], "within [0, 1]")
+    assert_fails_cleanly(tmp_path, [src, "--score", "s", "--top-default", 0.1, "--offset", "a=1"], "offset_by")
+    code, text = invoke(src, "--score", "s", "--top-default", 0.1, "--out", tmp_path / "x.csv")
+    assert code == 1 and "unknown output format '.csv'" in text and not (tmp_path / "x.csv").exists()
+
+
+def test_empty_input_gives_empty_outputs(tmp_path):
+    src = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "s": pa.array([], pa.float64())}), src)
+    code, text = invoke(src, "--score", "s", "--top-default", 0.1, "--out", tmp_path / "k.parquet", "--dropped",
+                        tmp_path / "d.parquet", "--report", tmp_path / "r.json")  # fmt: skip
+    assert code == 0, text
+    assert pq.read_table(tmp_path / "k.parquet").num_rows == 0 == pq.read_table(tmp_path / "d.parquet").num_rows
+    assert json.loads((tmp_path / "r.json").read_text())["rows"] == 0
