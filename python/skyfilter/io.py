@@ -17,7 +17,9 @@ import io
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,17 +296,29 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 class _Writer:
+    """One output, written by a background thread (Arrow encodes and compresses without the GIL, so the
+    next batch is read meanwhile); at most ``_QUEUE`` batches wait, and errors surface at the next call."""
+
+    _QUEUE = 2
+
     def __init__(self, target: Path):
         self.target = target
         self.format = output_format(target)
         self.tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         self.rows = 0
         self._sink = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyfilter-writer")
+        self._pending: deque[Future] = deque()
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._sink is None:
             self._open(batch.schema)
         self.rows += batch.num_rows
+        self._pending.append(self._thread.submit(self._write, batch))
+        while len(self._pending) > self._QUEUE:
+            self._pending.popleft().result()
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if self.format == "jsonl":
             for row in batch.to_pylist():
                 self._sink.write(json.dumps(row, ensure_ascii=False, default=str))  # type: ignore[union-attr]
@@ -322,11 +336,17 @@ class _Writer:
             self._sink = ipc.new_file(str(self.tmp), schema)
 
     def close(self, schema: pa.Schema) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+        self._thread.shutdown()
         if self._sink is None:
             self._open(schema)  # no rows: still write a valid, empty file
         self._sink.close()  # type: ignore[union-attr]
 
     def discard(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._thread.shutdown(wait=True)
         if self._sink is not None:
             with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
                 self._sink.close()

@@ -46,9 +46,9 @@ from skyfilter.io import (
     table_source,
     worker_threads,
 )
-from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
+from skyfilter.schema import SchemaError, resolve_layout, to_pairs, turn_texts
 
-__all__ = ["SelectOptions", "SelectReport", "REASONS", "ADDED_COLUMNS", "select_table", "run_select"]
+__all__ = ["SelectOptions", "SelectReport", "Selection", "REASONS", "ADDED_COLUMNS", "select_table", "run_select"]
 
 #: Row codes of the Rust kernel, in order of precedence; ``kept`` is code 0.
 REASONS: tuple[str, ...] = tuple(_core.SELECT_REASONS)
@@ -254,21 +254,18 @@ def _offsets(source: Source, batch: pa.RecordBatch, offset: int, options: Select
     return pa.array(table[indices] if len(names) else np.zeros(len(values)))
 
 
-def _char_counts(source: Source, batch: pa.RecordBatch, offset: int, layout: str | None, threads: int):
+def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, threads: int):
     """Characters of the chosen and of the rejected answer turns of every row."""
     try:
-        columns = resolve_layout(batch.schema, layout, source.name).columns
-        pairs = to_pairs(batch, source=source.name, layout=layout)
+        found = resolve_layout(batch.schema, layout, source.name)
+        # Plain string answers are their own single turn: count them where they are.
+        pairs = None if found.name == "plain" else to_pairs(batch, source=source.name, layout=layout)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
     counts = []
-    for column, input_column in zip(("chosen", "rejected"), columns[1:], strict=True):
-        texts, bounds = turn_texts(pairs, [column])
-        try:
-            counts.append(_core.char_counts(texts, bounds, threads=threads))
-        except _core.InvalidTextError as e:
-            where = f"{source.name}, column {input_column}: row {offset + text_row(e.args[1], bounds)}"
-            raise InputError(f"{where}: text is not valid UTF-8") from None
+    for column, input_column in zip(("chosen", "rejected"), found.columns[1:], strict=True):
+        texts, bounds = (batch.column(input_column), None) if pairs is None else turn_texts(pairs, [column])
+        counts.append(_core.char_counts(texts, bounds, threads=threads))
     return counts
 
 
@@ -316,7 +313,7 @@ def _decide(
         if options.offset_by is not None:
             kwargs["offset"] = _offsets(s, batch, offset, options)
         if options.uses_lengths:
-            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, offset, layout, threads)
+            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, threads)
         codes, scores = _core.row_reasons(
             batch.num_rows, **kwargs, **bounds, rm_agreement=options.rm_chosen is not None
         )
@@ -452,6 +449,39 @@ def run_select(
     return result
 
 
+@dataclass
+class Selection:
+    """The decision for every row of an in-memory table; ``kept()`` and ``dropped()`` build the tables."""
+
+    table: pa.Table
+    decisions: Decisions
+    report: SelectReport
+    name: str = "table"
+
+    @property
+    def mask(self) -> np.ndarray:
+        """True for the kept rows."""
+        return self.decisions.reason == KEPT
+
+    @property
+    def reasons(self) -> pa.Array:
+        """The rule that dropped each row, or ``kept``, as a dictionary array."""
+        return pa.DictionaryArray.from_arrays(pa.array(self.decisions.reason.astype(np.int8)), pa.array(REASONS))
+
+    def kept(self) -> pa.Table:
+        """The kept rows, unchanged."""
+        return self.table.filter(pa.array(self.mask))
+
+    def dropped(self) -> pa.Table:
+        """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
+        drop = np.flatnonzero(~self.mask)
+        source = table_source(self.name, self.table)
+        dropped = self.table.take(pa.array(drop))
+        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, source, 0, 0, drop), strict=True):
+            dropped = dropped.append_column(f, column)
+        return dropped
+
+
 def select_table(
     table: pa.Table,
     options: SelectOptions,
@@ -459,14 +489,8 @@ def select_table(
     layout: str | None = None,
     threads: int | None = None,
     name: str = "table",
-) -> tuple[pa.Table, pa.Table, SelectReport]:
-    """Selection over an in-memory table: ``(kept rows, dropped rows plus ADDED_COLUMNS, report)``."""
+) -> Selection:
+    """Selection over an in-memory table (``name`` stands for it in messages and the report), in one batch."""
     source = table_source(name, table)
     decisions = _decide([source], options, layout, worker_threads(threads), max(table.num_rows, 1), False)
-    keep = decisions.reason == KEPT
-    drop = np.flatnonzero(~keep)
-    evidence = _evidence(decisions, source, 0, 0, drop)
-    dropped = table.take(pa.array(drop))
-    for f, column in zip(_DROPPED_FIELDS, evidence, strict=True):
-        dropped = dropped.append_column(f, column)
-    return table.filter(pa.array(keep)), dropped, _report(decisions, [source], options)
+    return Selection(table, decisions, _report(decisions, [source], options), name)

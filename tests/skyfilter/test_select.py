@@ -102,10 +102,12 @@ def polars_reasons(df: pl.DataFrame, o: SelectOptions) -> list[str]:
 
 
 def reasons_of(table: pa.Table, options: SelectOptions, threads: int | None = None) -> list[str]:
-    kept, dropped, report = select_table(table, options, threads=threads)
+    selection = select_table(table, options, threads=threads)
+    kept, dropped, report = selection.kept(), selection.dropped(), selection.report
     reasons = ["kept"] * table.num_rows
     for row, reason in zip(dropped["input_row"].to_pylist(), dropped["reason"].to_pylist(), strict=True):
         reasons[row] = reason
+    assert reasons == selection.reasons.to_pylist()
     assert kept.num_rows == report.kept == reasons.count("kept")
     assert kept.num_rows + dropped.num_rows == table.num_rows == report.rows
     return reasons
@@ -247,7 +249,8 @@ def test_magpie_armorm_scores_match_a_python_reference(shared_data):
     categories = sorted(set(table["task_category"].to_pylist()))
     options = SelectOptions(score="armorm", group_by="task_category", fractions={categories[0]: 0.3},
                             default_fraction=0.5, offset_by="difficulty", offsets=offsets)  # fmt: skip
-    kept, dropped, report = select_table(table, options)
+    selection = select_table(table, options)
+    kept, dropped, report = selection.kept(), selection.dropped(), selection.report
     # Reference: mean of the five scores plus the offset; per category keep ceil(f * n), best first.
     adjusted = [statistics.fmean(a) + offsets[d] for a, d in zip(armorm, table["difficulty"].to_pylist(), strict=True)]
     expected = set()
@@ -451,3 +454,24 @@ def test_empty_input_gives_empty_outputs(tmp_path):
     assert code == 0, text
     assert pq.read_table(tmp_path / "k.parquet").num_rows == 0 == pq.read_table(tmp_path / "d.parquet").num_rows
     assert json.loads((tmp_path / "r.json").read_text())["rows"] == 0
+
+
+def test_length_ratio_reads_answer_turns_in_every_layout():
+    plain = pa.table(
+        {
+            "prompt": ["q1", "q2", "q3", "q4"],
+            "chosen": ["short", "a much longer answer", "", "héllo"],
+            "rejected": ["a much longer answer", "short", "x", "abcd"],
+        }
+    )
+    message = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    conversational = pa.table(
+        {
+            column: [message("user", p) + message("assistant", a) for p, a in zip(plain["prompt"].to_pylist(),
+                                                                              plain[column].to_pylist(), strict=True)]
+            for column in ("chosen", "rejected")
+        }
+    )  # fmt: skip
+    options = SelectOptions(min_length_ratio=0.5, max_length_ratio=2.0)
+    expected = ["length_ratio", "length_ratio", "length_ratio", "kept"]
+    assert reasons_of(plain, options) == reasons_of(conversational, options) == expected

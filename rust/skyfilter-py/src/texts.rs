@@ -37,19 +37,23 @@ impl Texts {
     /// Every row as text, null as `None`; the rows are checked to be valid UTF-8 (Arrow producers do
     /// not all validate), and the first invalid row is reported.
     pub fn strs(&self) -> PyResult<Vec<Option<&str>>> {
-        fn check<'a>(rows: impl Iterator<Item = Option<&'a [u8]>>) -> PyResult<Vec<Option<&'a str>>> {
-            rows.enumerate()
-                .map(|(i, b)| {
-                    b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i)))
-                        .transpose()
-                })
-                .collect()
-        }
+        self.bytes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i)))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Every row's bytes, null as `None`, without UTF-8 validation (for kernels defined on any bytes).
+    pub fn bytes(&self) -> Vec<Option<&[u8]>> {
         match self {
-            Texts::Utf8(a) => check(a.iter()),
-            Texts::LargeUtf8(a) => check(a.iter()),
-            Texts::Utf8View(a) => check(a.iter()),
-            Texts::Null(n) => Ok(vec![None; *n]),
+            Texts::Utf8(a) => a.iter().collect(),
+            Texts::LargeUtf8(a) => a.iter().collect(),
+            Texts::Utf8View(a) => a.iter().collect(),
+            Texts::Null(n) => vec![None; *n],
         }
     }
 }

@@ -1,0 +1,175 @@
+"""Benchmark: skyfilter select against an idiomatic polars expression.
+
+Data: the 14,543 RMB pairs (../shared/data/prefs/rmb_pairwise) as flat prompt / chosen / rejected texts,
+replicated with edits to --rows rows (default 1,000,000; bench/dedup.py's builder), plus Magpie-like score
+columns from a fixed seed: task_category in the paper's category mix, four generators, an ArmoRM-like mean
+score rounded to 1/256 (many ties), chosen / rejected scores and a second reward model's two scores.
+
+Rules: the Skywork recipe (adjusted score = score + generator offset; top 30% of Math and of Coding &
+debugging, 10% of every other category), after a margin >= 0.01 and reward-model agreement; then the same
+with a length ratio <= 3 as well (reads every chosen and rejected text).
+
+Measures, in one run on this machine (both sides on all cores), and checks that both keep the same rows:
+  * in memory: skyfilter `select_table(...).kept()` against polars `df.filter(...)` with
+    `rank("ordinal").over(...)`, each giving the kept table;
+  * end to end, parquet -> parquet: `skyfilter select --out` against polars `scan_parquet(...).filter(...)
+    .sink_parquet(...)` (snappy, pyarrow's default codec, so both write the same kind of file), wall time and
+    peak RSS of each in its own process.
+
+Run: python bench/select.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This script is named like the standard library's `select` module, and Python puts the script's folder first on
+# the path: move it last, so that the standard library wins and the sibling modules are still found.
+sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import inspect  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+from functools import partial  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from dedup import WORK, flat_pairs, replicate, timed  # noqa: E402
+from measure import run_measured  # noqa: E402
+from skyfilter.select import SelectOptions, select_table  # noqa: E402
+
+CATEGORIES = {"Math": 29657, "Coding & debugging": 8193, "Information seeking": 7837, "Advice seeking": 4546,
+              "Reasoning": 3854, "Planning": 2185, "Brainstorming": 1081, "Creative writing": 794,
+              "Data analysis": 725, "Editing": 337, "Role playing": 330}  # fmt: skip
+GENERATORS = {"Magpie-Air": -0.10, "Magpie-Pro": -0.05, "Magpie-Pro-3.1": 0.0, "Magpie-Ultra": 0.0}
+FRACTIONS = {"Math": 0.3, "Coding & debugging": 0.3}
+DEFAULT_FRACTION = 0.1
+
+
+def with_scores(table: pa.Table, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = table.num_rows
+    weights = np.array(list(CATEGORIES.values()), dtype=float)
+    responses = rng.normal(0.12, 0.03, size=(n, 1)) + rng.normal(0, 0.01, size=(n, 5))
+    columns = {
+        "task_category": rng.choice(list(CATEGORIES), size=n, p=weights / weights.sum()),
+        "generator": rng.choice(list(GENERATORS), size=n),
+        "armorm_mean": np.round(responses.mean(axis=1) * 256) / 256,
+        "score_chosen": responses.max(axis=1),
+        "score_rejected": responses.min(axis=1),
+        "rm_chosen": np.round(rng.normal(size=n), 2),
+        "rm_rejected": np.round(rng.normal(size=n), 2),
+    }
+    for name, values in columns.items():
+        table = table.append_column(name, pa.array(values))
+    return table
+
+
+def options(length: bool) -> SelectOptions:
+    return SelectOptions(
+        score="armorm_mean", group_by="task_category", fractions=FRACTIONS, default_fraction=DEFAULT_FRACTION,
+        offset_by="generator", offsets=GENERATORS, chosen_score="score_chosen", rejected_score="score_rejected",
+        min_margin=0.01, rm_chosen="rm_chosen", rm_rejected="rm_rejected", max_length_ratio=3.0 if length else None,
+    )  # fmt: skip
+
+
+def skyfilter_kept(table: pa.Table, length: bool) -> pa.Table:
+    return select_table(table, options(length)).kept()
+
+
+def polars_query(frame: pl.LazyFrame, length: bool) -> pl.LazyFrame:
+    """The same selection as one idiomatic polars query."""
+    keep = ((pl.col("score_chosen") - pl.col("score_rejected")) >= 0.01) & (pl.col("rm_chosen") > pl.col("rm_rejected"))
+    if length:
+        keep &= pl.col("chosen").str.len_chars() / pl.col("rejected").str.len_chars() <= 3.0
+    adjusted = pl.col("armorm_mean") + pl.col("generator").replace_strict(GENERATORS, return_dtype=pl.Float64)
+    fraction = pl.col("task_category").replace_strict(FRACTIONS, default=DEFAULT_FRACTION, return_dtype=pl.Float64)
+    rank = adjusted.rank("ordinal", descending=True).over("task_category")
+    quota = (fraction * pl.len().over("task_category") * (1 - 1e-12)).ceil()
+    return frame.filter(keep).filter(rank <= quota)
+
+
+def polars_script(length: bool) -> str:
+    """A stand-alone program (polars only) that runs the query from argv[1] to argv[2]."""
+    return "\n".join([
+        "import sys",
+        "import polars as pl",
+        f"GENERATORS, FRACTIONS, DEFAULT_FRACTION = {GENERATORS!r}, {FRACTIONS!r}, {DEFAULT_FRACTION!r}",
+        inspect.getsource(polars_query),
+        f"polars_query(pl.scan_parquet(sys.argv[1]), {length}).sink_parquet(sys.argv[2], compression='snappy')",
+    ])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    results = []
+
+    def record(what, seconds, rows, note=""):
+        results.append((what, seconds, rows / seconds, note))
+        print(f"{what:<68} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s  {note}", flush=True)
+
+    base = flat_pairs()
+    table, _ = replicate(base, args.rows)
+    table = with_scores(table.combine_chunks())
+    text_gb = sum(table.column(c).nbytes for c in ("prompt", "chosen", "rejected")) / 1e9
+    print(f"{table.num_rows:,} rows ({base.num_rows:,} RMB pairs with edits), {text_gb:.2f} GB of text, "
+          f"{os.cpu_count()} cores, polars {pl.__version__}\n")  # fmt: skip
+
+    frame = pl.from_arrow(table)
+    for length in (False, True):
+        label = "recipe + margin + rm" + (" + length ratio" if length else "")
+        seconds, kept = timed(partial(skyfilter_kept, table, length))
+        record(f"skyfilter select_table, in memory ({label})", seconds, table.num_rows, f"kept {kept.num_rows:,}")
+        seconds, theirs = timed(polars_query(frame.lazy(), length).collect)
+        record(f"polars filter + rank over, in memory ({label})", seconds, table.num_rows, f"kept {theirs.height:,}")
+        same = kept.column("prompt").equals(theirs.to_arrow().column("prompt").cast(kept.column("prompt").type))
+        if not same:
+            sys.exit("skyfilter and polars kept different rows")
+    del frame
+
+    WORK.mkdir(exist_ok=True)
+    try:
+        src = WORK / "select.parquet"
+        pq.write_table(table, src, row_group_size=65_536)
+        del table
+        skyfilter = [shutil.which("skyfilter") or "skyfilter", "select", str(src), "--quiet"]
+        for length in (False, True):
+            label = "recipe + margin + rm" + (" + length ratio" if length else "")
+            flags = ["--score", "armorm_mean", "--group-by", "task_category", "--top", "Math=0.3",
+                     "--top", "Coding & debugging=0.3", "--top-default", "0.1", "--offset-by", "generator",
+                     *[f for g, d in GENERATORS.items() for f in ("--offset", f"{g}={d}")],
+                     "--chosen-score", "score_chosen", "--rejected-score", "score_rejected", "--min-margin", "0.01",
+                     "--rm-chosen", "rm_chosen", "--rm-rejected", "rm_rejected"]  # fmt: skip
+            if length:
+                flags += ["--max-length-ratio", "3"]
+            ours_out, theirs_out = WORK / "kept_skyfilter.parquet", WORK / "kept_polars.parquet"
+            seconds, rss = run_measured([*skyfilter, *flags, "--out", str(ours_out)])
+            rows = pq.ParquetFile(src).metadata.num_rows
+            kept = pq.ParquetFile(ours_out).metadata.num_rows
+            record(f"skyfilter select CLI, parquet -> parquet ({label})", seconds, rows,
+                   f"kept {kept:,}, peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+            seconds, rss = run_measured([sys.executable, "-c", polars_script(length), str(src), str(theirs_out)])
+            theirs = pq.ParquetFile(theirs_out).metadata.num_rows
+            record(f"polars scan -> sink_parquet ({label})", seconds, rows,
+                   f"kept {theirs:,}, peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+            a = pq.read_table(ours_out, columns=["prompt", "armorm_mean"])
+            b = pq.read_table(theirs_out, columns=["prompt", "armorm_mean"])
+            same = a["armorm_mean"].equals(b["armorm_mean"]) and a["prompt"].equals(b["prompt"].cast(a["prompt"].type))
+            if not same:
+                sys.exit("skyfilter and polars wrote different rows")
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+    print("\nratios (polars seconds / skyfilter seconds, same work):")
+    for i in range(0, len(results), 2):
+        ours, theirs = results[i], results[i + 1]
+        print(f"  {ours[0]:<68} {theirs[1] / ours[1]:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
