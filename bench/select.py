@@ -10,8 +10,9 @@ debugging, 10% of every other category), after a margin >= 0.01 and reward-model
 with a length ratio <= 3 as well (reads every chosen and rejected text).
 
 Measures, in one run on this machine (both sides on all cores), and checks that both keep the same rows:
-  * in memory: skyfilter `select_table(...).kept()` against polars `df.filter(...)` with
-    `rank("ordinal").over(...)`, each giving the kept table;
+  * in memory: skyfilter `select_table` (the decision for every row) against the polars query giving the
+    kept row numbers, and `select_table(...).kept()` against the polars query giving the kept table
+    (`df.filter(...)` with `rank("ordinal").over(...)`);
   * end to end, parquet -> parquet: `skyfilter select --out` against polars `scan_parquet(...).filter(...)
     .sink_parquet(...)` (snappy, pyarrow's default codec, so both write the same kind of file), wall time and
     peak RSS of each in its own process.
@@ -111,7 +112,7 @@ def main() -> None:
 
     def record(what, seconds, rows, note=""):
         results.append((what, seconds, rows / seconds, note))
-        print(f"{what:<68} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s  {note}", flush=True)
+        print(f"{what:<78} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s  {note}", flush=True)
 
     base = flat_pairs()
     table, _ = replicate(base, args.rows)
@@ -123,13 +124,18 @@ def main() -> None:
     frame = pl.from_arrow(table)
     for length in (False, True):
         label = "recipe + margin + rm" + (" + length ratio" if length else "")
-        seconds, kept = timed(partial(skyfilter_kept, table, length))
-        record(f"skyfilter select_table, in memory ({label})", seconds, table.num_rows, f"kept {kept.num_rows:,}")
-        seconds, theirs = timed(polars_query(frame.lazy(), length).collect)
-        record(f"polars filter + rank over, in memory ({label})", seconds, table.num_rows, f"kept {theirs.height:,}")
-        same = kept.column("prompt").equals(theirs.to_arrow().column("prompt").cast(kept.column("prompt").type))
-        if not same:
+        seconds, selection = timed(partial(select_table, table, options(length)))
+        ours = np.flatnonzero(selection.mask)
+        record(f"skyfilter select_table: decisions ({label})", seconds, table.num_rows, f"kept {len(ours):,}")
+        indexed = polars_query(frame.lazy().with_row_index(), length).select("index")
+        seconds, theirs = timed(indexed.collect)
+        record(f"polars: kept row numbers ({label})", seconds, table.num_rows, f"kept {theirs.height:,}")
+        if not np.array_equal(ours, theirs["index"].to_numpy()):
             sys.exit("skyfilter and polars kept different rows")
+        seconds, kept = timed(partial(skyfilter_kept, table, length))
+        record(f"skyfilter select_table(...).kept(): kept table ({label})", seconds, table.num_rows)
+        seconds, _ = timed(polars_query(frame.lazy(), length).collect)
+        record(f"polars filter + rank over: kept table ({label})", seconds, table.num_rows)
     del frame
 
     WORK.mkdir(exist_ok=True)
@@ -168,7 +174,7 @@ def main() -> None:
     print("\nratios (polars seconds / skyfilter seconds, same work):")
     for i in range(0, len(results), 2):
         ours, theirs = results[i], results[i + 1]
-        print(f"  {ours[0]:<68} {theirs[1] / ours[1]:6.2f}x")
+        print(f"  {ours[0]:<78} {theirs[1] / ours[1]:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -214,44 +214,26 @@ def _numbers(source: Source, values: pa.Array, name: str) -> pa.Array:
     raise InputError(f"{source.name}: column {name!r} must hold numbers or lists of numbers, found {t}")
 
 
-class _Groups:
-    """Global dense ids for the values of a column, over all batches, in order of first appearance."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str | None, int] = {}
-
-    def encode(self, values: pa.Array) -> np.ndarray:
-        """Per row, the id of its value (uint32)."""
-        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            values = values.cast(pa.string())
-        encoded = pc.dictionary_encode(values, null_encoding="encode")
-        names = encoded.dictionary.to_pylist()
-        mapping = np.array([self.ids.setdefault(v, len(self.ids)) for v in names], dtype=np.uint32)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        return mapping[indices] if len(names) else np.zeros(len(values), np.uint32)
-
-    def names(self) -> list[str | None]:
-        return list(self.ids)
+def _strings(values: pa.Array) -> pa.Array:
+    return (
+        values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) else values.cast(pa.string())
+    )
 
 
-def _offsets(source: Source, batch: pa.RecordBatch, offset: int, options: SelectOptions) -> pa.Array:
-    """The offset of every row; a value without one is an error naming its first row."""
-    assert options.offset_by is not None
-    values = _field(source, batch, options.offset_by)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = values.cast(pa.string())
-    encoded = pc.dictionary_encode(values, null_encoding="encode")
-    names = encoded.dictionary.to_pylist()
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    for i, name in enumerate(names):
-        if name not in options.offsets:
-            row = offset + int(np.flatnonzero(indices == i)[0])
-            raise InputError(
-                f"{source.name}: row {row}: column {options.offset_by!r} has value {name!r}, which has no offset "
-                f"(offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
-            )
-    table = np.array([options.offsets[n] for n in names], dtype=np.float64)
-    return pa.array(table[indices] if len(names) else np.zeros(len(values)))
+def _offsets(source: Source, values: pa.Array, offset: int, options: SelectOptions, ids: _core.GroupIds):
+    """The offset of every row (``values`` is the offset_by column); a value without one is an error naming its
+    first row."""
+    codes = ids.encode(_strings(values)).to_numpy()
+    names = ids.names()
+    table = np.array([options.offsets.get(n, np.nan) for n in names], dtype=np.float64)
+    unknown = np.flatnonzero(np.isnan(table[codes]))
+    if len(unknown):
+        row = int(unknown[0])
+        raise InputError(
+            f"{source.name}: row {offset + row}: column {options.offset_by!r} has value {names[codes[row]]!r}, which "
+            f"has no offset (offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
+        )
+    return pa.array(table[codes])
 
 
 def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, threads: int):
@@ -299,7 +281,7 @@ def _decide(
     sources: list[Source], options: SelectOptions, layout: str | None, threads: int, batch_rows: int, progress
 ) -> Decisions:
     """One pass over the columns the rules read: the row-local rules per batch, then the top fractions."""
-    groups = _Groups()
+    groups, offset_ids = _core.GroupIds(), _core.GroupIds()
     reasons, adjusted, group_ids = [], [], []
     columns = _needed_columns(sources, options, layout)
     bounds = {
@@ -311,7 +293,7 @@ def _decide(
     for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
         kwargs = {k: _numbers(s, _field(s, batch, c), c) for k, c in options.score_columns().items()}
         if options.offset_by is not None:
-            kwargs["offset"] = _offsets(s, batch, offset, options)
+            kwargs["offset"] = _offsets(s, _field(s, batch, options.offset_by), offset, options, offset_ids)
         if options.uses_lengths:
             kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, threads)
         codes, scores = _core.row_reasons(
@@ -327,7 +309,7 @@ def _decide(
         reasons.append(codes)
         adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))
         if options.group_by is not None:
-            group_ids.append(groups.encode(_field(s, batch, options.group_by)))
+            group_ids.append(groups.encode(_strings(_field(s, batch, options.group_by))).to_numpy())
         else:
             group_ids.append(np.zeros(batch.num_rows, dtype=np.uint32))
 
@@ -383,8 +365,9 @@ def _report(decisions: Decisions, sources: list[Source], options: SelectOptions)
     n_groups, n_reasons = len(decisions.group_names), len(REASONS)
     counts = np.bincount(group * n_reasons + reason, minlength=n_groups * n_reasons).reshape(n_groups, n_reasons)
     lowest = np.full(n_groups, np.inf)
-    if options.ranked:
-        np.minimum.at(lowest, group[kept], decisions.adjusted[kept])
+    if options.ranked and kept.any():
+        minima = pa.table({"g": group[kept], "s": decisions.adjusted[kept]}).group_by("g").aggregate([("s", "min")])
+        lowest[minima["g"].to_numpy()] = minima["s_min"].to_numpy()
     per_group = {}
     for g, name in enumerate(decisions.group_names):
         c = counts[g].tolist()

@@ -5,6 +5,9 @@
 //! Missing values (NaN; callers turn nulls into NaN) of a column an active rule reads fail the
 //! [`MISSING`] rule before any other.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use rayon::prelude::*;
 
 use crate::rows::map_rows;
@@ -137,30 +140,39 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
         },
         None => Vec::new(),
     };
-    for (r, reason) in reasons.iter_mut().enumerate() {
-        let c = chosen.map(|c| c[r]);
-        let j = rejected.map(|j| j[r]);
-        let missing = c.is_some_and(f64::is_nan)
-            || j.is_some_and(f64::is_nan)
-            || rm.is_some_and(|(a, b)| a[r].is_nan() || b[r].is_nan())
-            || score.is_some_and(|s| s[r].is_nan());
-        *reason = if missing {
-            MISSING
-        } else if c.is_some_and(|c| !rules.chosen.holds(c)) {
-            CHOSEN_SCORE
-        } else if j.is_some_and(|j| !rules.rejected.holds(j)) {
-            REJECTED_SCORE
-        } else if rules.margin.is_active() && !rules.margin.holds(c.unwrap_or(f64::NAN) - j.unwrap_or(f64::NAN)) {
-            MARGIN
-        } else if lengths.is_some_and(|(a, b)| !rules.length_ratio.holds(length_ratio(a[r], b[r]))) {
-            LENGTH_RATIO
-        } else if rm.is_some_and(|(a, b)| a[r] <= b[r]) {
-            RM_AGREEMENT
-        } else {
-            KEPT
-        };
+    // One branch-free pass per rule, from the lowest precedence to the highest: the last rule to mark a row
+    // is the first it fails.
+    if let Some((a, b)) = rm {
+        mark(&mut reasons, RM_AGREEMENT, |r| a[r] <= b[r]);
+    }
+    if let Some((a, b)) = lengths {
+        mark(&mut reasons, LENGTH_RATIO, |r| {
+            !rules.length_ratio.holds(length_ratio(a[r], b[r]))
+        });
+    }
+    if let (Some(c), Some(j), true) = (chosen, rejected, rules.margin.is_active()) {
+        mark(&mut reasons, MARGIN, |r| !rules.margin.holds(c[r] - j[r]));
+    }
+    if let (Some(j), true) = (rejected, rules.rejected.is_active()) {
+        mark(&mut reasons, REJECTED_SCORE, |r| !rules.rejected.holds(j[r]));
+    }
+    if let (Some(c), true) = (chosen, rules.chosen.is_active()) {
+        mark(&mut reasons, CHOSEN_SCORE, |r| !rules.chosen.holds(c[r]));
+    }
+    for column in [chosen, rejected, rm.map(|(a, _)| a), rm.map(|(_, b)| b), score]
+        .into_iter()
+        .flatten()
+    {
+        mark(&mut reasons, MISSING, |r| column[r].is_nan());
     }
     Ok((reasons, adjusted))
+}
+
+/// Sets `code` on every row for which `fails` holds.
+fn mark(reasons: &mut [u8], code: u8, fails: impl Fn(usize) -> bool) {
+    for (r, reason) in reasons.iter_mut().enumerate() {
+        *reason = if fails(r) { code } else { *reason };
+    }
 }
 
 /// Rows kept from a group of `n` rows at fraction `f`: `ceil(f * n)`, with `f * n` first lowered by a relative
@@ -255,6 +267,79 @@ fn drop_below_quota<'a>(fraction: f64, rows: &'a mut [u32], scores: &[f64]) -> &
         rows.select_nth_unstable_by(k, |&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
     }
     &rows[k..]
+}
+
+/// A fast hash for short keys (group names), a word at a time (the multiply-rotate of FxHash).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.add(u64::from_le_bytes(last));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Dense ids for the values of a column across batches, in order of first appearance; null is a value too.
+#[derive(Debug, Default)]
+pub struct GroupIds {
+    ids: HashMap<Vec<u8>, u32, BuildHasherDefault<WordHasher>>,
+    names: Vec<Option<Vec<u8>>>,
+    null: Option<u32>,
+}
+
+impl GroupIds {
+    /// The id of every value, new values getting the next ids.
+    pub fn encode<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) -> Vec<u32> {
+        let mut last: Option<(&[u8], u32)> = None;
+        values
+            .map(|value| match value {
+                // Runs of one value are common (sorted or grouped inputs): skip the hash for them.
+                Some(v) if last.is_some_and(|(l, _)| l == v) => last.expect("checked").1,
+                Some(v) => {
+                    let id = match self.ids.get(v) {
+                        Some(&id) => id,
+                        None => {
+                            let id = self.names.len() as u32;
+                            self.ids.insert(v.to_vec(), id);
+                            self.names.push(Some(v.to_vec()));
+                            id
+                        }
+                    };
+                    last = Some((v, id));
+                    id
+                }
+                None => *self.null.get_or_insert_with(|| {
+                    self.names.push(None);
+                    self.names.len() as u32 - 1
+                }),
+            })
+            .collect()
+    }
+
+    /// The values in id order.
+    pub fn names(&self) -> &[Option<Vec<u8>>] {
+        &self.names
+    }
 }
 
 /// Characters of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`), counted as the bytes that
@@ -386,6 +471,17 @@ mod tests {
         let (reasons, adjusted) = row_reasons(&values, &RowRules::default(), 3).unwrap();
         assert_eq!(reasons, [KEPT, KEPT, MISSING]);
         assert!(adjusted[0].to_bits() == 0.0f64.to_bits() && adjusted[1] == 0.75);
+    }
+
+    #[test]
+    fn group_ids_follow_first_appearance_across_batches() {
+        let mut ids = GroupIds::default();
+        let first: [Option<&[u8]>; 5] = [Some(b"b"), None, Some(b"a"), Some(b"a"), Some(b"b")];
+        assert_eq!(ids.encode(first.into_iter()), [0, 1, 2, 2, 0]);
+        let second: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"c"), None];
+        assert_eq!(ids.encode(second.into_iter()), [2, 3, 1]);
+        let names: Vec<Option<&[u8]>> = ids.names().iter().map(|n| n.as_deref()).collect();
+        assert_eq!(names, [Some(b"b".as_slice()), None, Some(b"a"), Some(b"c")]);
     }
 
     #[test]

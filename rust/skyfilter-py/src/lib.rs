@@ -24,5 +24,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select::top_fraction, m)?)?;
     m.add_function(wrap_pyfunction!(select::char_counts, m)?)?;
     m.add_function(wrap_pyfunction!(select::segment_means, m)?)?;
+    m.add_class::<select::GroupIds>()?;
     Ok(())
 }

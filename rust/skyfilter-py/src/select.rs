@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt32Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, ArrayRef, Float64Array, UInt64Array, UInt8Array};
+use arrow_array::{Array, ArrayRef, Float64Array, UInt32Array, UInt64Array, UInt8Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
@@ -177,4 +177,42 @@ pub fn segment_means(py: Python<'_>, values: PyArray, bounds: PyArray) -> PyResu
     let bounds = row_bounds(Some(&bounds), values.len())?;
     let means = select::segment_means(&values, &bounds).map_err(to_py)?;
     to_pyarrow(py, Arc::new(Float64Array::from(means)))
+}
+
+/// Dense uint32 ids for the values of a string column across batches, in order of first appearance (null is a
+/// value too); `names()` lists the values in id order.
+#[pyclass(module = "skyfilter._core")]
+#[derive(Default)]
+pub struct GroupIds {
+    inner: select::GroupIds,
+}
+
+#[pymethods]
+impl GroupIds {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// The id of every value of a string array.
+    fn encode(&mut self, py: Python<'_>, values: PyArray) -> PyResult<Py<PyAny>> {
+        let holder = Texts::new(values.array(), "values")?;
+        let inner = &mut self.inner;
+        let ids = py.detach(|| match &holder {
+            Texts::Utf8(a) => inner.encode(a.iter()),
+            Texts::LargeUtf8(a) => inner.encode(a.iter()),
+            Texts::Utf8View(a) => inner.encode(a.iter()),
+            Texts::Null(n) => inner.encode(std::iter::repeat_n(None, *n)),
+        });
+        to_pyarrow(py, Arc::new(UInt32Array::from(ids)))
+    }
+
+    /// The values in id order (None for null).
+    fn names(&self) -> Vec<Option<String>> {
+        self.inner
+            .names()
+            .iter()
+            .map(|n| n.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
+            .collect()
+    }
 }
