@@ -1,25 +1,32 @@
 """skyfilter: curate preference data for reward models, with Rust kernels over Arrow tables.
 
 The main entry points are :func:`contaminate` (benchmark n-gram contamination of training pairs),
-:func:`to_pairs` (any known layout into the canonical pair table) and the ``skyfilter`` command.
+:func:`run_dedup` (exact and near duplicates, conflicting preferences), :func:`select_table` and
+:func:`run_select` (score-based selection), :func:`to_pairs` (any known layout into the canonical pair table)
+and the ``skyfilter`` command.
 """
 
 from skyfilter._core import __version__
 from skyfilter.benchmarks import Benchmark, BenchmarkError, benchmark_from_table, load_benchmark
 from skyfilter.contaminate import PRESETS, Matcher, Preset, contaminate
+from skyfilter.dedup import DedupOptions, run_dedup
 from skyfilter.io import InputError, open_source, read_table
 from skyfilter.schema import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, to_pairs
+from skyfilter.select import Selection, SelectOptions, run_select, select_table
 
 __all__ = [
     "__version__",
     "Benchmark",
     "BenchmarkError",
+    "DedupOptions",
     "InputError",
     "Matcher",
     "PAIR_SCHEMA",
     "PRESETS",
     "Preset",
     "SchemaError",
+    "SelectOptions",
+    "Selection",
     "benchmark_from_table",
     "contaminate",
     "detect_layout",
@@ -27,5 +34,8 @@ __all__ = [
     "match_texts",
     "open_source",
     "read_table",
+    "run_dedup",
+    "run_select",
+    "select_table",
     "to_pairs",
 ]

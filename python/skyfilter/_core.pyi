@@ -44,3 +44,65 @@ class BenchmarkIndex:
     def ngram_texts(self, groups: Any) -> pa.StringArray: ...
     def postings(self, groups: Any) -> pa.RecordBatch:
         """Columns ``group``, ``bench``, ``row``."""
+
+# ---- dedup ------------------------------------------------------------------------------------------
+
+def row_keys(texts: Any, bounds: Any | None = None, *, lowercase: bool = False, threads: int = 0) -> Any:
+    """A 16-byte key per row (``fixed_size_binary(16)``) over its texts, whitespace trimmed and collapsed."""
+
+class MinHasher:
+    """MinHash over word shingles, ``num_perm`` permutations from a fixed seed."""
+
+    def __init__(self, num_perm: int = 128, shingle: int = 5, seed: int = 0) -> None: ...
+    @property
+    def num_perm(self) -> int: ...
+    def signatures(self, texts: Any, bounds: Any | None = None, *, threads: int = 0) -> Any:
+        """``fixed_size_list<uint32>[num_perm]``; rows without tokens are all 2^32 - 1."""
+
+class NearDedup:
+    """Near-duplicate clusters over rows added in order (LSH bands, candidates verified by Jaccard)."""
+
+    def __init__(self, num_perm: int, bands: int, rows_per_band: int, threshold: float) -> None: ...
+    def __len__(self) -> int: ...
+    def add(self, signatures: Any) -> None: ...
+    def clusters(self) -> pa.UInt32Array:
+        """Per row added, the index of its cluster's first row."""
+
+# ---- select -----------------------------------------------------------------------------------------
+
+SELECT_REASONS: list[str]
+
+def row_reasons(
+    rows: int,
+    *,
+    score: Any | None = None,
+    offset: Any | None = None,
+    chosen: Any | None = None,
+    rejected: Any | None = None,
+    rm_chosen: Any | None = None,
+    rm_rejected: Any | None = None,
+    chosen_chars: Any | None = None,
+    rejected_chars: Any | None = None,
+    chosen_bounds: tuple[float | None, float | None] | None = None,
+    rejected_bounds: tuple[float | None, float | None] | None = None,
+    margin_bounds: tuple[float | None, float | None] | None = None,
+    length_ratio_bounds: tuple[float | None, float | None] | None = None,
+    rm_agreement: bool = False,
+) -> tuple[pa.UInt8Array, pa.DoubleArray | None]:
+    """The code (index into ``SELECT_REASONS``) of every row under the row rules, and ``score + offset``."""
+
+def top_fraction(reasons: Any, scores: Any, groups: Any, fractions: list[float], *, threads: int = 0) -> pa.UInt8Array:
+    """``reasons`` with kept rows outside the best ``ceil(f * n)`` of their group set to ``top_fraction``."""
+
+def char_counts(texts: Any, bounds: Any | None = None, *, threads: int = 0) -> pa.UInt64Array:
+    """Characters of each row's texts (bytes that start a UTF-8 sequence)."""
+
+def segment_means(values: Any, bounds: Any) -> pa.DoubleArray:
+    """The mean of each row's values; NaN for an empty row or one with a missing value."""
+
+class GroupIds:
+    """Dense ids for the values of a string column across batches, in order of first appearance."""
+
+    def __init__(self) -> None: ...
+    def encode(self, values: Any) -> pa.UInt32Array: ...
+    def names(self) -> list[str | None]: ...

@@ -19,8 +19,9 @@ written with every dropped row):
    over all inputs). The adjusted score is ``score + offsets[row's offset_by value]``: an offset of -0.10
    lowers that group's rows.
 
-Score columns may be numeric or lists of numbers (their mean is used: Magpie's per-response ArmoRM scores); a
-``"a.b"`` name reads field ``b`` of struct column ``a`` (UltraFeedback's ``metadata.score_chosen``). Results do
+Score columns may be numeric or lists of numbers (their mean is used: Magpie's per-response ArmoRM scores; a
+list with a null is missing); a ``"a.b"`` name reads field ``b`` of struct column ``a`` (UltraFeedback's
+``metadata.score_chosen``), or of the structs of list column ``a`` (Magpie's ``rewards_armorm.score``). Results do
 not depend on the thread count or the batch size.
 """
 
@@ -183,7 +184,8 @@ class SelectReport:
 
 
 def _field(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
-    """Column ``name``, or field ``b`` of struct column ``a`` for ``"a.b"``."""
+    """Column ``name``, or for ``"a.b"`` field ``b`` of struct column ``a`` (or of the structs in list column
+    ``a``, as a list)."""
     if name in batch.schema.names:
         return batch.column(name)
     head, _, rest = name.partition(".")
@@ -191,6 +193,11 @@ def _field(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
         column = batch.column(head)
         if pa.types.is_struct(column.type) and column.type.get_field_index(rest) >= 0:
             return pc.struct_field(column, rest)
+        item = column.type.value_type if pa.types.is_list(column.type) else None
+        if item is not None and pa.types.is_struct(item) and item.get_field_index(rest) >= 0:
+            # A list of structs (Magpie's [{"score": ...}, ...]): the list of that field.
+            values = pc.struct_field(column.values, rest)
+            return pa.ListArray.from_arrays(column.offsets, values, mask=column.is_null())
     raise InputError(f"{source.name}: no column {name!r}; columns are {batch.schema.names}")
 
 

@@ -3,7 +3,6 @@ synthetic 100K-row Magpie-like table with ties), determinism across threads and 
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import statistics
@@ -234,34 +233,27 @@ def test_ultrafeedback_scores_match_polars(shared_data, rules):
 
 
 def test_magpie_armorm_scores_match_a_python_reference(shared_data):
-    rows = json.loads((shared_data / "prefs/magpie_po_example/example_instructions_5res_armorm.json").read_text())
-    rewards = [r["rewards_armorm"] for r in rows]
-    armorm = [[r["score"] for r in (ast.literal_eval(x) if isinstance(x, str) else x)] for x in rewards]
-    table = pa.table(
-        {
-            "instruction": [row["instruction"] for row in rows],
-            "task_category": [row["task_category"] for row in rows],
-            "difficulty": [row["difficulty"] for row in rows],
-            "armorm": pa.array(armorm, pa.list_(pa.float64())),
-        }
-    )
+    path = shared_data / "prefs/magpie_po_example/example_instructions_5res_armorm.json"
+    rows = json.loads(path.read_text())
+    table = read_table(path)  # rewards_armorm: list<struct<score: double>>, as on the hub
+    armorm = [[r["score"] for r in row["rewards_armorm"]] for row in rows]
+    difficulty = [row["difficulty"] for row in rows]
     offsets = {"very easy": 0.0, "easy": -0.01, "medium": -0.02, "hard": 0.0, "very hard": 0.0}
-    categories = sorted(set(table["task_category"].to_pylist()))
-    options = SelectOptions(score="armorm", group_by="task_category", fractions={categories[0]: 0.3},
-                            default_fraction=0.5, offset_by="difficulty", offsets=offsets)  # fmt: skip
+    options = SelectOptions(score="rewards_armorm.score", group_by="task_category",
+                            fractions={"Coding & Debugging": 0.5}, offset_by="difficulty", offsets=offsets)  # fmt: skip
     selection = select_table(table, options)
     kept, dropped, report = selection.kept(), selection.dropped(), selection.report
-    # Reference: mean of the five scores plus the offset; per category keep ceil(f * n), best first.
-    adjusted = [statistics.fmean(a) + offsets[d] for a, d in zip(armorm, table["difficulty"].to_pylist(), strict=True)]
+    # Reference: the mean of the five scores plus the offset; per category keep ceil(f * n), best first.
+    adjusted = [statistics.fmean(a) + offsets[d] for a, d in zip(armorm, difficulty, strict=True)]
     expected = set()
-    for category in categories:
-        members = [i for i, c in enumerate(table["task_category"].to_pylist()) if c == category]
-        members.sort(key=lambda i: (-adjusted[i], i))
+    for category in {row["task_category"] for row in rows}:
+        members = sorted((i for i, row in enumerate(rows) if row["task_category"] == category),
+                         key=lambda i: (-adjusted[i], i))  # fmt: skip
         expected |= set(members[: math.ceil(options.fraction(category) * len(members) * (1 - 1e-12))])
-    assert set(kept["instruction"].to_pylist()) == {rows[i]["instruction"] for i in expected}
+    assert set(kept["uuid"].to_pylist()) == {rows[i]["uuid"] for i in expected}
     for row, score in zip(dropped["input_row"].to_pylist(), dropped["adjusted_score"].to_pylist(), strict=True):
         assert score == pytest.approx(adjusted[row], abs=1e-12)
-    assert report.kept == len(expected) and report.dropped["top_fraction"] == len(rows) - len(expected)
+    assert report.kept == len(expected) == 3 and report.dropped["top_fraction"] == 2
 
 
 # ------------------------------------------------------------------------------------------ synthetic Magpie
