@@ -4,11 +4,13 @@
 //! * [`ngram`]: stable xxh3 n-gram hashing.
 //! * [`contam`]: the benchmark n-gram index and the parallel contamination matcher.
 //! * [`dedup`]: exact row keys, MinHash signatures and LSH near-duplicate clustering.
+//! * [`parquet`]: parquet row groups decoded in parallel into Arrow batches.
 //! * [`select`]: score thresholds, margins, length ratios, reward-model agreement and per-group top fractions.
 
 pub mod contam;
 pub mod dedup;
 pub mod ngram;
+pub mod parquet;
 mod rows;
 pub mod select;
 pub mod text;
@@ -32,6 +34,8 @@ pub enum Error {
     InvalidMinHash(String),
     /// Selection rules and columns that do not fit together.
     InvalidSelect(String),
+    /// A parquet file that cannot be read.
+    Parquet(String),
 }
 
 impl fmt::Display for Error {
@@ -47,7 +51,7 @@ impl fmt::Display for Error {
             }
             Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
-            Error::InvalidMinHash(e) | Error::InvalidSelect(e) => write!(f, "{e}"),
+            Error::InvalidMinHash(e) | Error::InvalidSelect(e) | Error::Parquet(e) => write!(f, "{e}"),
         }
     }
 }

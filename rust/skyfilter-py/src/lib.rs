@@ -4,6 +4,7 @@
 mod contam;
 mod dedup;
 mod error;
+mod parquet;
 mod select;
 mod texts;
 
@@ -25,5 +26,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select::char_counts, m)?)?;
     m.add_function(wrap_pyfunction!(select::segment_means, m)?)?;
     m.add_class::<select::GroupIds>()?;
+    m.add_class::<parquet::ParquetBatches>()?;
     Ok(())
 }
