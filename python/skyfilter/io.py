@@ -1,11 +1,12 @@
 """Reading inputs (files and Hugging Face datasets) as Arrow batches, and writing outputs atomically.
 
-Inputs: parquet and Arrow IPC files are streamed batch by batch (memory does not grow with the file);
+Inputs: parquet and Arrow IPC files are streamed batch by batch (memory does not grow with the file;
+parquet is decoded in Rust, one row group per core at a time, with only the columns asked for);
 JSON Lines (``.jsonl``, ``.ndjson``, also ``.gz``), JSON arrays (``.json``) and CSV are read whole;
 anything else that is not a file but looks like ``owner/name`` is loaded with ``datasets.load_dataset``.
 
-Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix. Every output is
-written under a temporary name beside its target and renamed only when the whole run has succeeded, so
+Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix, each encoded by a
+background thread while the next batch is read. Every output is written under a temporary name beside its target and renamed only when the whole run has succeeded, so
 a failed command leaves no half-written file behind.
 """
 
