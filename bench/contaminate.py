@@ -16,12 +16,17 @@ Run: python bench/contaminate.py [--rows 1000000] [--repeats 3]
 
 from __future__ import annotations
 
+import sys
+
+# bench/select.py is named like the standard library's `select`, and Python puts this folder first on the path:
+# move it last, so that the standard library wins and the sibling modules are still found.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import os
 import re
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 

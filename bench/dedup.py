@@ -11,25 +11,40 @@ Measures, in one run on this machine:
     same normalised columns (pandas on a slice);
   * near duplicates, 128 permutations, 5-word shingles, threshold 0.7: skyfilter (signatures, LSH, clusters)
     on all rows against datasketch MinHash + MinHashLSH on a slice; recall and precision of each on the
-    planted copies of the slice;
+    planted copies of the slice; and, when it is installed, text-dedup's MinHash command on the same slice
+    (its kept rows against the planted groups, as for skyfilter's cluster representatives);
   * the whole `skyfilter dedup` command on a parquet file of all rows (end to end, peak RSS).
 
 Run: python bench/dedup.py [--rows 1000000] [--datasketch-rows 10000] [--pandas-rows 200000]
+                           [--text-dedup-python PYTHON]
+
+text-dedup 0.4.0 pins pyspark, unisim and urllib3<=2 that its MinHash command does not use; it runs when
+installed without them, in its own environment:
+  python -m venv --system-site-packages /tmp/tdvenv
+  /tmp/tdvenv/bin/pip install --no-deps text-dedup==0.4.0 click-option-group fire ftfy bitarray pybloom-live \
+      xxhash wcwidth termcolor "rich<14" markdown-it-py mdurl pygments
+  python bench/dedup.py --text-dedup-python /tmp/tdvenv/bin/python
 """
 
 from __future__ import annotations
+
+import sys
+
+# bench/select.py is named like the standard library's `select`, and Python puts this folder first on the path:
+# move it last, so that the standard library wins and the sibling modules are still found.
+sys.path.append(sys.path.pop(0))
 
 import argparse
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from measure import run_measured
 from skyfilter import _core, read_table, to_pairs
@@ -128,6 +143,33 @@ def distinct_bases(texts: list[str], count: int) -> list[int]:
     return picked
 
 
+def text_dedup_kept(python: str, texts: pa.Array, num_perm: int, threshold: float) -> tuple[float, np.ndarray]:
+    """Runs text-dedup's MinHash command (5-word n-grams, xxh3, all cores) on ``texts``; wall seconds (process
+    included) and the positions of the rows it keeps."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    src, out = WORK / "text_dedup_in.parquet", WORK / "text_dedup_out"
+    pq.write_table(pa.table({"id": pa.array(np.arange(len(texts))), "text": texts}), src)
+    command = [python, "-m", "text_dedup.minhash", "--path", "parquet", "--data_files", str(src), "--split", "train",
+               "--column", "text", "--num_perm", str(num_perm), "--ngram", "5", "--threshold", str(threshold),
+               "--hash_func", "xxh3", "--num_proc", str(os.cpu_count()), "--output", str(out),
+               "--cache_dir", str(WORK / "text_dedup_cache")]  # fmt: skip
+    os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    seconds, _ = run_measured(command)
+    kept = [ipc.open_stream(f).read_all().column("id") for f in sorted(out.glob("*.arrow"))]
+    return seconds, np.sort(pa.chunked_array(kept).to_numpy())
+
+
+def group_recall(kept: np.ndarray, origin: np.ndarray) -> tuple[float, int]:
+    """For kept rows of a slice whose rows are planted copies of ``origin`` rows: the share of the removable
+    copies that were removed (each origin keeping at least one row), and the origins with no row left."""
+    sizes = np.bincount(origin)
+    kept_per = np.bincount(origin[kept], minlength=len(sizes))
+    present = sizes > 0
+    removable = (sizes[present] - 1).sum()
+    removed = (sizes[present] - np.maximum(kept_per[present], 1)).sum()
+    return removed / max(removable, 1), int((present & (kept_per == 0)).sum())
+
+
 def recall_precision(links: dict[int, int], origin: np.ndarray) -> tuple[float, float]:
     """``links`` maps a row to the earliest earlier row found similar. Truth: every copy links to the first row
     of its origin. Recall: copies linked to it; precision: links that are right."""
@@ -144,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--datasketch-rows", type=int, default=10_000)
     parser.add_argument("--pandas-rows", type=int, default=200_000)
+    parser.add_argument("--text-dedup-python", help="A Python with text-dedup installed (see above); else skipped.")
     args = parser.parse_args()
 
     base = flat_pairs()
@@ -199,6 +242,16 @@ def main() -> None:
     sky_recall, sky_precision = recall_precision(links, sample_origin)
     same = f"recall {sky_recall:.3f}, precision {sky_precision:.3f}"
     print(f"{'skyfilter on the same slice':<56} {same}")
+    dense = np.unique(sample_origin, return_inverse=True)[1]
+    sky_group_recall, sky_lost = group_recall(np.flatnonzero(c == np.arange(len(c))), dense)
+    td_rate = None
+    if args.text_dedup_python:
+        t, td_kept = text_dedup_kept(args.text_dedup_python, sample, num_perm, threshold)
+        td_group_recall, td_lost = group_recall(td_kept, dense)
+        note = f"{len(td_kept):,} kept; copies removed {td_group_recall:.3f}, groups lost {td_lost}"
+        td_rate = record("text-dedup minhash command (xxh3), all cores", len(rows), t, note)
+        print(f"{'skyfilter on the same slice':<56} {int((c == np.arange(len(c))).sum()):,} kept; copies removed "
+              f"{sky_group_recall:.3f}, groups lost {sky_lost}")  # fmt: skip
 
     # End to end.
     WORK.mkdir(parents=True, exist_ok=True)
@@ -225,6 +278,8 @@ def main() -> None:
         f"- near: skyfilter / datasketch {sky_near / ds_rate:.0f}x; on the slice skyfilter {same}, datasketch "
         f"recall {ds_recall:.3f}, precision {ds_precision:.3f}"
     )
+    if td_rate is not None:
+        print(f"- near: skyfilter / text-dedup {sky_near / td_rate:.0f}x (text-dedup's time includes its start-up)")
 
 
 if __name__ == "__main__":

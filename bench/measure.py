@@ -12,6 +12,7 @@ import os, sys, time
 start = time.perf_counter()
 pid = os.fork()
 if pid == 0:
+    os.dup2(2, 1)  # the command's own output goes to stderr: stdout carries only the measurement
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 print(time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))

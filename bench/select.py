@@ -28,19 +28,19 @@ import sys
 # the path: move it last, so that the standard library wins and the sibling modules are still found.
 sys.path.append(sys.path.pop(0))
 
-import argparse  # noqa: E402
-import inspect  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-from functools import partial  # noqa: E402
+import argparse
+import inspect
+import os
+import shutil
+from functools import partial
 
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from dedup import WORK, flat_pairs, replicate, timed  # noqa: E402
-from measure import run_measured  # noqa: E402
-from skyfilter.select import SelectOptions, select_table  # noqa: E402
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dedup import WORK, flat_pairs, replicate, timed
+from measure import run_measured
+from skyfilter.select import SelectOptions, select_table
 
 CATEGORIES = {"Math": 29657, "Coding & debugging": 8193, "Information seeking": 7837, "Advice seeking": 4546,
               "Reasoning": 3854, "Planning": 2185, "Brainstorming": 1081, "Creative writing": 794,
