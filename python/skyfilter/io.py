@@ -6,8 +6,9 @@ JSON Lines (``.jsonl``, ``.ndjson``, also ``.gz``), JSON arrays (``.json``) and 
 anything else that is not a file but looks like ``owner/name`` is loaded with ``datasets.load_dataset``.
 
 Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix, each encoded by a
-background thread while the next batch is read. Every output is written under a temporary name beside its target and renamed only when the whole run has succeeded, so
-a failed command leaves no half-written file behind.
+background thread while the next batch is read. Every output is written under a temporary name beside its
+target and renamed only when the whole run has succeeded, so a failed command leaves no half-written file
+behind.
 """
 
 from __future__ import annotations

@@ -227,10 +227,12 @@ def _strings(values: pa.Array) -> pa.Array:
     )
 
 
-def _offsets(source: Source, values: pa.Array, offset: int, options: SelectOptions, ids: _core.GroupIds):
+def _offsets(
+    source: Source, values: pa.Array, offset: int, options: SelectOptions, ids: _core.GroupIds, threads: int
+) -> pa.Array:
     """The offset of every row (``values`` is the offset_by column); a value without one is an error naming its
     first row."""
-    codes = ids.encode(_strings(values)).to_numpy()
+    codes = ids.encode(_strings(values), threads=threads).to_numpy()
     names = ids.names()
     table = np.array([options.offsets.get(n, np.nan) for n in names], dtype=np.float64)
     unknown = np.flatnonzero(np.isnan(table[codes]))
@@ -300,7 +302,8 @@ def _decide(
     for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
         kwargs = {k: _numbers(s, _field(s, batch, c), c) for k, c in options.score_columns().items()}
         if options.offset_by is not None:
-            kwargs["offset"] = _offsets(s, _field(s, batch, options.offset_by), offset, options, offset_ids)
+            values = _field(s, batch, options.offset_by)
+            kwargs["offset"] = _offsets(s, values, offset, options, offset_ids, threads)
         if options.uses_lengths:
             kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, threads)
         codes, scores = _core.row_reasons(
@@ -316,7 +319,7 @@ def _decide(
         reasons.append(codes)
         adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))
         if options.group_by is not None:
-            group_ids.append(groups.encode(_strings(_field(s, batch, options.group_by))).to_numpy())
+            group_ids.append(groups.encode(_strings(_field(s, batch, options.group_by)), threads=threads).to_numpy())
         else:
             group_ids.append(np.zeros(batch.num_rows, dtype=np.uint32))
 

@@ -308,32 +308,33 @@ pub struct GroupIds {
 }
 
 impl GroupIds {
-    /// The id of every value, new values getting the next ids.
-    pub fn encode<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) -> Vec<u32> {
-        let mut last: Option<(&[u8], u32)> = None;
-        values
-            .map(|value| match value {
-                // Runs of one value are common (sorted or grouped inputs): skip the hash for them.
-                Some(v) if last.is_some_and(|(l, _)| l == v) => last.expect("checked").1,
-                Some(v) => {
-                    let id = match self.ids.get(v) {
-                        Some(&id) => id,
-                        None => {
-                            let id = self.names.len() as u32;
-                            self.ids.insert(v.to_vec(), id);
-                            self.names.push(Some(v.to_vec()));
-                            id
-                        }
-                    };
-                    last = Some((v, id));
-                    id
-                }
-                None => *self.null.get_or_insert_with(|| {
-                    self.names.push(None);
-                    self.names.len() as u32 - 1
-                }),
-            })
-            .collect()
+    /// The id of every value, new values getting the next ids in row order. Known values are looked up in
+    /// parallel on `threads` workers; the result does not depend on `threads`.
+    pub fn encode(&mut self, values: &[Option<&[u8]>], threads: usize) -> Result<Vec<u32>, Error> {
+        const NEW: u32 = u32::MAX;
+        let (ids, null) = (&self.ids, self.null);
+        let mut out = map_rows(values.len(), threads, |_: &mut (), r| match values[r] {
+            Some(v) => ids.get(v).copied().unwrap_or(NEW),
+            None => null.unwrap_or(NEW),
+        })?;
+        for (id, value) in out.iter_mut().zip(values) {
+            if *id == NEW {
+                *id = self.insert(*value);
+            }
+        }
+        Ok(out)
+    }
+
+    fn insert(&mut self, value: Option<&[u8]>) -> u32 {
+        let next = self.names.len() as u32;
+        let id = match value {
+            Some(v) => *self.ids.entry(v.to_vec()).or_insert(next),
+            None => *self.null.get_or_insert(next),
+        };
+        if id == next {
+            self.names.push(value.map(<[u8]>::to_vec));
+        }
+        id
     }
 
     /// The values in id order.
@@ -477,9 +478,9 @@ mod tests {
     fn group_ids_follow_first_appearance_across_batches() {
         let mut ids = GroupIds::default();
         let first: [Option<&[u8]>; 5] = [Some(b"b"), None, Some(b"a"), Some(b"a"), Some(b"b")];
-        assert_eq!(ids.encode(first.into_iter()), [0, 1, 2, 2, 0]);
+        assert_eq!(ids.encode(&first, 2).unwrap(), [0, 1, 2, 2, 0]);
         let second: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"c"), None];
-        assert_eq!(ids.encode(second.into_iter()), [2, 3, 1]);
+        assert_eq!(ids.encode(&second, 1).unwrap(), [2, 3, 1]);
         let names: Vec<Option<&[u8]>> = ids.names().iter().map(|n| n.as_deref()).collect();
         assert_eq!(names, [Some(b"b".as_slice()), None, Some(b"a"), Some(b"c")]);
     }

@@ -195,15 +195,12 @@ impl GroupIds {
     }
 
     /// The id of every value of a string array.
-    fn encode(&mut self, py: Python<'_>, values: PyArray) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (values, *, threads = 0))]
+    fn encode(&mut self, py: Python<'_>, values: PyArray, threads: usize) -> PyResult<Py<PyAny>> {
         let holder = Texts::new(values.array(), "values")?;
+        let rows = holder.bytes();
         let inner = &mut self.inner;
-        let ids = py.detach(|| match &holder {
-            Texts::Utf8(a) => inner.encode(a.iter()),
-            Texts::LargeUtf8(a) => inner.encode(a.iter()),
-            Texts::Utf8View(a) => inner.encode(a.iter()),
-            Texts::Null(n) => inner.encode(std::iter::repeat_n(None, *n)),
-        });
+        let ids = py.detach(|| inner.encode(&rows, threads)).map_err(to_py)?;
         to_pyarrow(py, Arc::new(UInt32Array::from(ids)))
     }
 
