@@ -328,7 +328,7 @@ def _decide(
     group = np.concatenate(group_ids) if group_ids else np.zeros(0, np.uint32)
     names = groups.names() if options.group_by is not None else [_ALL]
     unknown = sorted(set(options.fractions) - set(names), key=str)
-    if unknown:
+    if unknown and len(reason):  # an empty input has no groups at all: empty outputs, not an error
         raise InputError(
             f"fractions are given for {unknown}, which never occur in column {options.group_by!r}; "
             f"its values are {sorted(names, key=str)[:50]}"
