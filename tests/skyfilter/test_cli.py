@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
-from skyfilter.cli import main
+
+from tests.skyfilter.cli_helpers import assert_fails_cleanly as shared_assert_fails_cleanly
+from tests.skyfilter.cli_helpers import run_cli
 
 BENCH_LINES = [
     {"prompt": "Write a short poem about the ocean at night and the moon above", "subset": "chat"},
@@ -33,12 +34,7 @@ def pairs_table(prompts):
 
 
 def invoke(*args):
-    result = CliRunner().invoke(main, ["contaminate", *map(str, args)], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def listing(path):
-    return sorted(p.name for p in path.iterdir())
+    return run_cli("contaminate", *args)
 
 
 def test_demo_prints_the_summary():
@@ -133,17 +129,8 @@ def test_presets_and_overrides_reach_the_matcher(tmp_path, bench_file):
 
 
 def assert_fails_cleanly(tmp_path, args, *fragments):
-    out = tmp_path / "outputs"
-    out.mkdir(exist_ok=True)
-    before = listing(out)
-    code, text = invoke(*args, "--out", out / "c.parquet", "--flagged", out / "f.parquet", "--report", out / "r.json")
-    assert code != 0
-    message = text.strip().splitlines()
-    assert len(message) == 1 and message[0].startswith("Error: "), text
-    for fragment in fragments:
-        assert fragment in message[0], (fragment, message[0])
-    assert "Traceback" not in text and "panicked" not in text
-    assert listing(out) == before, "a failed run must leave no output, temporary or final"
+    outputs = {"--out": "c.parquet", "--flagged": "f.parquet", "--report": "r.json"}
+    shared_assert_fails_cleanly(tmp_path, ["contaminate", *args], outputs, *fragments)
 
 
 def test_missing_columns(tmp_path, bench_file):

@@ -12,13 +12,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skyfilter import read_table
-from skyfilter.cli import main
 from skyfilter.io import InputError
 from skyfilter.select import ADDED_COLUMNS, REASONS, SelectOptions, run_select, select_table
+
+from tests.skyfilter.cli_helpers import assert_fails_cleanly as shared_assert_fails_cleanly
+from tests.skyfilter.cli_helpers import run_cli
 
 # ------------------------------------------------------------------------------------------ reference
 
@@ -343,12 +344,7 @@ def test_same_output_for_threads_and_batch_sizes(tmp_path, magpie_100k):
 
 
 def invoke(*args):
-    result = CliRunner().invoke(main, ["select", *map(str, args)], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-def listing(path):
-    return sorted(p.name for p in path.iterdir())
+    return run_cli("select", *args)
 
 
 def write(path, **columns):
@@ -379,17 +375,8 @@ def test_command_writes_every_row_once(tmp_path, shared_data):
 
 
 def assert_fails_cleanly(tmp_path, args, *fragments):
-    out = tmp_path / "outputs"
-    out.mkdir(exist_ok=True)
-    before = listing(out)
-    code, text = invoke(*args, "--out", out / "k.parquet", "--dropped", out / "d.parquet", "--report", out / "r.json")
-    assert code != 0
-    message = text.strip().splitlines()
-    assert len(message) == 1 and message[0].startswith("Error: "), text
-    for fragment in fragments:
-        assert fragment in message[0], (fragment, message[0])
-    assert "Traceback" not in text and "panicked" not in text
-    assert listing(out) == before, "a failed run must leave no output, temporary or final"
+    outputs = {"--out": "k.parquet", "--dropped": "d.parquet", "--report": "r.json"}
+    shared_assert_fails_cleanly(tmp_path, ["select", *args], outputs, *fragments)
 
 
 def test_missing_score_column(tmp_path):
