@@ -1,4 +1,4 @@
-"""Plain-text summary tables of a contamination report, for the terminal."""
+"""Plain-text summary tables of the contaminate, dedup and select reports, for the terminal."""
 
 from __future__ import annotations
 
