@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, iter_batches, open_sources, output_format, worker_threads
+from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
 from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, text_row, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
@@ -371,9 +371,7 @@ def run(
     The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
     :data:`EVIDENCE_COLUMNS`; outputs appear only if the whole run succeeds.
     """
-    for path in (out, flagged):
-        if path is not None:
-            output_format(path)  # an unknown suffix fails now, not after the work
+    check_outputs(out, flagged)
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS)
 

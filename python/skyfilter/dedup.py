@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from skyfilter import _core
-from skyfilter.io import AtomicWriters, InputError, Source, iter_batches, open_sources, output_format, worker_threads
+from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 
 __all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
@@ -242,9 +242,7 @@ def run_dedup(
 ) -> DedupReport:
     """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written."""
 
-    for path in (out, dropped):
-        if path is not None:
-            output_format(path)
+    check_outputs(out, dropped)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()

@@ -42,6 +42,7 @@ __all__ = [
     "read_table",
     "AtomicWriters",
     "output_format",
+    "check_outputs",
     "iter_batches",
     "worker_threads",
 ]
@@ -330,6 +331,13 @@ def open_sources(specs: list[str] | tuple[str, ...], split: str | None, added_co
 
 
 # ---------------------------------------------------------------------------------------------- outputs
+
+
+def check_outputs(*paths: str | os.PathLike | None) -> None:
+    """Fails now, before any work, on an output path whose suffix names no known format."""
+    for path in paths:
+        if path is not None:
+            output_format(path)
 
 
 def output_format(path: str | os.PathLike) -> str:

@@ -41,9 +41,9 @@ from skyfilter.io import (
     AtomicWriters,
     InputError,
     Source,
+    check_outputs,
     iter_batches,
     open_sources,
-    output_format,
     table_source,
     worker_threads,
 )
@@ -358,11 +358,11 @@ _DROPPED_FIELDS = (
 assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
 
 
-def _evidence(decisions: Decisions, source: Source, offset: int, at: int, drop: np.ndarray) -> list[pa.Array]:
+def _evidence(decisions: Decisions, name: str, offset: int, at: int, drop: np.ndarray) -> list[pa.Array]:
     rows = at + drop
     score = decisions.adjusted[rows]
     return [
-        pa.array([source.name] * len(drop), type=pa.string()),
+        pa.array([name] * len(drop), type=pa.string()),
         pa.array(offset + drop, type=pa.int64()),
         pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
         pa.array(score, mask=np.isnan(score), type=pa.float64()),
@@ -416,9 +416,7 @@ def run_select(
 ) -> SelectReport:
     """Selects rows of the inputs: ``out`` gets the kept rows unchanged, ``dropped`` the others plus
     :data:`ADDED_COLUMNS`. The first pass reads only the columns the rules need; the second writes."""
-    for path in (out, dropped):
-        if path is not None:
-            output_format(path)
+    check_outputs(out, dropped)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress)
     dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
@@ -432,7 +430,7 @@ def run_select(
                 writers.write("out", batch.filter(pa.array(keep)))
                 drop = np.flatnonzero(~keep)
                 if len(drop) and "dropped" in writers:
-                    columns = [*batch.take(pa.array(drop)).columns, *_evidence(decisions, s, offset, at, drop)]
+                    columns = [*batch.take(pa.array(drop)).columns, *_evidence(decisions, s.name, offset, at, drop)]
                     writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
                 at += batch.num_rows
         result = _report(decisions, sources, options)
@@ -468,9 +466,8 @@ class Selection:
     def dropped(self) -> pa.Table:
         """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
         drop = np.flatnonzero(~self.mask)
-        source = table_source(self.name, self.table)
         dropped = self.table.take(pa.array(drop))
-        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, source, 0, 0, drop), strict=True):
+        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, self.name, 0, 0, drop), strict=True):
             dropped = dropped.append_column(f, column)
         return dropped
 

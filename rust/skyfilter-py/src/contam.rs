@@ -12,6 +12,7 @@ use pyo3_arrow::{PyArray, PyRecordBatch};
 use skyfilter_core::contam::{BenchIndex, RowMatch};
 use skyfilter_core::text::Tokenizer;
 
+use crate::arrays::to_pyarrow;
 use crate::error::{to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
 
@@ -132,8 +133,7 @@ impl BenchmarkIndex {
         for g in groups.iter() {
             out.append_option(g.and_then(|g| self.inner.ngram_text(g)));
         }
-        let array: ArrayRef = Arc::new(out.finish());
-        Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
+        to_pyarrow(py, Arc::new(out.finish()))
     }
 
     /// Every (group, benchmark, row) occurrence of the given groups, as a pyarrow RecordBatch.

@@ -10,12 +10,9 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 use skyfilter_core::dedup;
 
+use crate::arrays::to_pyarrow;
 use crate::error::{to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
-
-fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
-    Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
-}
 
 /// A 16-byte key per row over its texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`), each with whitespace
 /// trimmed and collapsed (and lower-cased if asked): equal keys mean equal normalised texts.

@@ -1,6 +1,7 @@
 //! `skyfilter._core`: the Python bindings of skyfilter-core. This file is only a table of contents;
 //! each area converts types in its own module and calls the core with the GIL released.
 
+mod arrays;
 mod contam;
 mod dedup;
 mod error;

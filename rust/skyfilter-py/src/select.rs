@@ -5,18 +5,15 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt32Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, ArrayRef, Float64Array, UInt32Array, UInt64Array, UInt8Array};
+use arrow_array::{Array, Float64Array, UInt32Array, UInt64Array, UInt8Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 use skyfilter_core::select;
 
+use crate::arrays::to_pyarrow;
 use crate::error::{to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
-
-fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
-    Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
-}
 
 /// The values of a float64 array, nulls as NaN (borrowed when there are none).
 fn floats<'a>(array: &'a PyArray, what: &str) -> PyResult<Cow<'a, [f64]>> {
