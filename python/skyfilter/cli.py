@@ -303,8 +303,16 @@ def _bound(flag: str, what: str):
     show_default=True,
     help="A null or NaN score that a rule reads: stop with an error, or drop the row (reason missing_score).",
 )
+@click.option(
+    "--hold-gib",
+    type=click.FloatRange(min=0),
+    metavar="GIB",
+    help="With a length ratio and no --dropped, the first pass reads the answer texts anyway: it holds up to GIB "
+    "of the rows that pass the row rules, so the input is read once.  [default: a quarter of the memory; 0: read "
+    "the input twice]",
+)
 @run_options
-def select(inputs, out, dropped, report, split, layout, threads, batch_rows, quiet, **rules) -> None:
+def select(inputs, out, dropped, report, split, layout, threads, batch_rows, quiet, hold_gib, **rules) -> None:
     """Keep rows by score: thresholds, margin, length ratio, reward-model agreement, top fraction per group.
 
     A row is dropped for the first rule it fails, in this order: missing_score, chosen_score, rejected_score,
@@ -322,7 +330,8 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, qui
     try:
         options = SelectOptions(**rules)
         result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, split=split, layout=layout,
-                            threads=threads, batch_rows=batch_rows, progress=False if quiet else None)  # fmt: skip
+                            threads=threads, batch_rows=batch_rows, progress=False if quiet else None,
+                            hold_bytes=None if hold_gib is None else int(hold_gib * 2**30))  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

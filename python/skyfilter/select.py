@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -235,9 +236,8 @@ def _offsets(
     codes = ids.encode(_strings(values), threads=threads).to_numpy()
     names = ids.names()
     table = np.array([options.offsets.get(n, np.nan) for n in names], dtype=np.float64)
-    unknown = np.flatnonzero(np.isnan(table[codes]))
-    if len(unknown):
-        row = int(unknown[0])
+    if any(n not in options.offsets for n in names):  # first seen in this batch: earlier ones were checked
+        row = int(np.flatnonzero(np.isnan(table[codes]))[0])
         raise InputError(
             f"{source.name}: row {offset + row}: column {options.offset_by!r} has value {names[codes[row]]!r}, which "
             f"has no offset (offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
@@ -286,13 +286,39 @@ def _needed_columns(sources: list[Source], options: SelectOptions, layout: str |
     return [c for c in schema.names if c in columns]
 
 
+class _Survivors:
+    """The rows of the first pass that passed the row rules, all columns, held while they fit in ``limit`` bytes
+    (then dropped: ``batches`` becomes None)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.nbytes = limit, 0
+        self.batches: list[pa.RecordBatch] | None = []
+
+    def add(self, batch: pa.RecordBatch, passed: np.ndarray) -> None:
+        if self.batches is None:
+            return
+        batch = batch.filter(pa.array(passed))
+        self.nbytes += batch.nbytes
+        if self.nbytes > self.limit:
+            self.batches = None
+        else:
+            self.batches.append(batch)
+
+
 def _decide(
-    sources: list[Source], options: SelectOptions, layout: str | None, threads: int, batch_rows: int, progress
+    sources: list[Source],
+    options: SelectOptions,
+    layout: str | None,
+    threads: int,
+    batch_rows: int,
+    progress,
+    survivors: _Survivors | None = None,
 ) -> Decisions:
-    """One pass over the columns the rules read: the row-local rules per batch, then the top fractions."""
+    """One pass over the columns the rules read (every column when it holds ``survivors``): the row-local rules
+    per batch, then the top fractions."""
     groups, offset_ids = _core.GroupIds(), _core.GroupIds()
     reasons, adjusted, group_ids = [], [], []
-    columns = _needed_columns(sources, options, layout)
+    columns = None if survivors is not None else _needed_columns(sources, options, layout)
     bounds = {
         "chosen_bounds": (options.min_chosen, options.max_chosen),
         "rejected_bounds": (options.min_rejected, options.max_rejected),
@@ -317,6 +343,8 @@ def _decide(
                 f"{s.name}: row {offset + row}: column {column!r} is null or NaN (drop such rows with --missing drop)"
             )
         reasons.append(codes)
+        if survivors is not None:
+            survivors.add(batch, codes == KEPT)
         adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))
         if options.group_by is not None:
             group_ids.append(groups.encode(_strings(_field(s, batch, options.group_by)), threads=threads).to_numpy())
@@ -412,18 +440,34 @@ def run_select(
     layout: str | None = None,
     threads: int | None = None,
     batch_rows: int = 65_536,
+    hold_bytes: int | None = None,
     progress: bool | None = None,
 ) -> SelectReport:
     """Selects rows of the inputs: ``out`` gets the kept rows unchanged, ``dropped`` the others plus
-    :data:`ADDED_COLUMNS`. The first pass reads only the columns the rules need; the second writes."""
+    :data:`ADDED_COLUMNS`.
+
+    The first pass reads only the columns the rules need, and a second pass writes. A length-ratio rule reads the
+    answer texts, most of the input, in the first pass: then, when only ``out`` is written, the first pass reads
+    every column and holds the rows that pass the row rules, up to ``hold_bytes`` (default: a quarter of the
+    machine's memory; 0 never holds), so that the input is decoded once; past the limit it lets them go and
+    reads the input again."""
     check_outputs(out, dropped)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
-    decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress)
+    hold = default_hold_bytes() if hold_bytes is None else hold_bytes
+    survivors = _Survivors(hold) if options.uses_lengths and out is not None and dropped is None and hold > 0 else None
+    decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress, survivors)
     dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
     with AtomicWriters({"out": out, "dropped": dropped}) as writers:
         writers.set_schema("out", sources[0].schema)
         writers.set_schema("dropped", dropped_schema)
-        if out is not None or dropped is not None:
+        if survivors is not None and survivors.batches is not None:
+            # The rows that passed the row rules are the ones the top fraction ranked: KEPT or TOP now.
+            keep = decisions.reason[(decisions.reason == KEPT) | (decisions.reason == TOP)] == KEPT
+            at = 0
+            for batch in survivors.batches:
+                writers.write("out", batch.filter(pa.array(keep[at : at + batch.num_rows])))
+                at += batch.num_rows
+        elif out is not None or dropped is not None:
             at = 0
             for s, offset, batch in iter_batches(sources, batch_rows, "writing", progress):
                 keep = decisions.reason[at : at + batch.num_rows] == KEPT
@@ -438,6 +482,14 @@ def run_select(
         if report is not None:
             writers.write_text(report, result.to_json())
     return result
+
+
+def default_hold_bytes() -> int:
+    """A quarter of the machine's memory (2 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (AttributeError, ValueError, OSError):
+        return 2 << 30
 
 
 @dataclass

@@ -340,6 +340,30 @@ def test_same_output_for_threads_and_batch_sizes(tmp_path, magpie_100k):
         assert kept_rows.equals(results[0][0]) and drops.equals(results[0][1]) and per_group == results[0][2]
 
 
+def test_held_survivors_write_the_same_rows(tmp_path, magpie_100k, monkeypatch):
+    """With a length ratio and only --out, the first pass holds the rows that pass the row rules (read once);
+    past the limit, or at 0, it reads the input again: the output is the same."""
+    import skyfilter.select as select_module
+
+    pq.write_table(magpie_100k.slice(0, 30_000), tmp_path / "magpie.parquet", row_group_size=7_000)
+    options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", max_length_ratio=2.0,
+                            **RECIPE)  # fmt: skip
+    passes = []
+    real = select_module.iter_batches
+    monkeypatch.setattr(select_module, "iter_batches", lambda *a, **k: passes.append(a[2]) or real(*a, **k))
+    outputs = {}
+    for hold in (1 << 40, 0, 200_000):  # all held, never held, let go part-way
+        passes.clear()
+        out = tmp_path / f"kept-{hold}.parquet"
+        run_select([str(tmp_path / "magpie.parquet")], options, out=str(out), hold_bytes=hold, batch_rows=4096,
+                   progress=False)  # fmt: skip
+        outputs[hold] = (pq.read_table(out), list(passes))
+    assert outputs[1 << 40][1] == ["scoring"] and outputs[0][1] == outputs[200_000][1] == ["scoring", "writing"]
+    kept = outputs[0][0]
+    assert 0 < kept.num_rows < 30_000 and kept.schema == magpie_100k.schema
+    assert outputs[1 << 40][0].equals(kept) and outputs[200_000][0].equals(kept)
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 

@@ -15,6 +15,8 @@ mod rows;
 pub mod select;
 pub mod text;
 
+pub use rows::ByteRows;
+
 use std::fmt;
 
 /// Every error of the core.

@@ -1,8 +1,30 @@
 //! Rows of texts and the one way rows are processed in parallel.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::Error;
+
+/// A column of byte strings, read in place: an Arrow string array, or a slice of rows (`None` is null).
+pub trait ByteRows: Sync {
+    fn len(&self) -> usize;
+    fn row(&self, r: usize) -> Option<&[u8]>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ByteRows for [Option<&[u8]>] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn row(&self, r: usize) -> Option<&[u8]> {
+        self[r]
+    }
+}
 
 /// Row `r` owns `texts[bounds[r]..bounds[r + 1]]`: the bounds must be non-decreasing offsets into the texts.
 pub(crate) fn check_bounds(texts: usize, bounds: &[usize]) -> Result<(), Error> {
@@ -35,4 +57,25 @@ pub(crate) fn map_rows<T: Send, S: Default>(
             .map_init(S::default, f)
             .collect()
     }))
+}
+
+/// `f(range)` for contiguous ranges that cover rows `0..n_rows` in order (at least 4096 rows each but the last);
+/// in parallel on `threads` workers (0 = rayon's default) unless `threads == 1`. For kernels that carry state
+/// from row to row: callers combine the results in order, so that nothing depends on the number of threads.
+pub(crate) fn map_chunks<T: Send>(
+    n_rows: usize,
+    threads: usize,
+    f: impl Fn(Range<usize>) -> T + Sync + Send,
+) -> Result<Vec<T>, Error> {
+    const MIN_CHUNK: usize = 4096;
+    if threads == 1 || n_rows <= MIN_CHUNK {
+        return Ok(vec![f(0..n_rows)]);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    let chunk = n_rows.div_ceil(pool.current_num_threads() * 4).max(MIN_CHUNK);
+    let ranges: Vec<Range<usize>> = (0..n_rows).step_by(chunk).map(|s| s..(s + chunk).min(n_rows)).collect();
+    Ok(pool.install(|| ranges.into_par_iter().map(f).collect()))
 }

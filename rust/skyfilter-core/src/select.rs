@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::rows::map_rows;
+use crate::rows::{map_chunks, map_rows, ByteRows};
 use crate::Error;
 
 /// Row codes, in order of precedence: a row is dropped for the first rule it fails.
@@ -308,33 +309,35 @@ pub struct GroupIds {
 }
 
 impl GroupIds {
-    /// The id of every value, new values getting the next ids in row order. Known values are looked up in
-    /// parallel on `threads` workers; the result does not depend on `threads`.
-    pub fn encode(&mut self, values: &[Option<&[u8]>], threads: usize) -> Result<Vec<u32>, Error> {
-        const NEW: u32 = u32::MAX;
-        let (ids, null) = (&self.ids, self.null);
-        let mut out = map_rows(values.len(), threads, |_: &mut (), r| match values[r] {
-            Some(v) => ids.get(v).copied().unwrap_or(NEW),
-            None => null.unwrap_or(NEW),
-        })?;
-        for (id, value) in out.iter_mut().zip(values) {
-            if *id == NEW {
-                *id = self.insert(*value);
-            }
+    /// The id of every value, new values getting the next ids in row order. Parts of the rows are numbered on
+    /// `threads` workers, each part by its own values in order of first appearance, and merged in row order:
+    /// the result does not depend on `threads`.
+    pub fn encode<R: ByteRows + ?Sized>(&mut self, values: &R, threads: usize) -> Result<Vec<u32>, Error> {
+        let parts = map_chunks(values.len(), threads, |rows| local_ids(values, rows))?;
+        let mut out = Vec::with_capacity(values.len());
+        for (distinct, ids) in parts {
+            let global: Vec<u32> = distinct.into_iter().map(|v| self.id(v)).collect();
+            out.extend(ids.iter().map(|&i| global[i as usize]));
         }
         Ok(out)
     }
 
-    fn insert(&mut self, value: Option<&[u8]>) -> u32 {
+    /// The id of `value`, a new one if it has none yet.
+    fn id(&mut self, value: Option<&[u8]>) -> u32 {
         let next = self.names.len() as u32;
-        let id = match value {
-            Some(v) => *self.ids.entry(v.to_vec()).or_insert(next),
-            None => *self.null.get_or_insert(next),
+        let known = match value {
+            Some(v) => self.ids.get(v).copied(),
+            None => self.null,
         };
-        if id == next {
-            self.names.push(value.map(<[u8]>::to_vec));
+        if let Some(id) = known {
+            return id;
         }
-        id
+        match value {
+            Some(v) => self.ids.insert(v.to_vec(), next),
+            None => self.null.replace(next),
+        };
+        self.names.push(value.map(<[u8]>::to_vec));
+        next
     }
 
     /// The values in id order.
@@ -343,17 +346,101 @@ impl GroupIds {
     }
 }
 
-/// Characters of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`), counted as the bytes that
-/// start a UTF-8 sequence: the number of Unicode scalar values for valid UTF-8, and defined for any bytes, so
-/// that no validation pass is needed. Null texts count 0.
-pub fn char_counts(texts: &[Option<&[u8]>], bounds: &[usize], threads: usize) -> Result<Vec<u64>, Error> {
-    crate::rows::check_bounds(texts.len(), bounds)?;
-    map_rows(bounds.len() - 1, threads, |_: &mut (), r| {
-        texts[bounds[r]..bounds[r + 1]]
-            .iter()
-            .map(|t| t.map_or(0, utf8_chars))
-            .sum()
-    })
+/// The distinct values of `values` in order of first appearance, and every row's index into them. Group
+/// columns hold a few short values: a small direct-mapped cache of [`Sketch`]es answers most rows without
+/// hashing the bytes; the hash map answers the rest.
+fn local_ids<R: ByteRows + ?Sized>(values: &R, rows: Range<usize>) -> (Vec<Option<&[u8]>>, Vec<u32>) {
+    const SLOTS: usize = 64;
+    let mut index: HashMap<&[u8], u32, BuildHasherDefault<WordHasher>> = HashMap::default();
+    let (mut distinct, mut null) = (Vec::new(), None);
+    let mut cache = [(Sketch::EMPTY, 0u32); SLOTS];
+    let mut ids = Vec::with_capacity(rows.len());
+    for v in rows.map(|r| values.row(r)) {
+        let Some(bytes) = v else {
+            let id = *null.get_or_insert(distinct.len() as u32);
+            if id as usize == distinct.len() {
+                distinct.push(None);
+            }
+            ids.push(id);
+            continue;
+        };
+        let sketch = Sketch::of(bytes);
+        let slot = &mut cache[sketch.slot(SLOTS)];
+        let id = if slot.0 == sketch && (sketch.is_exact() || distinct[slot.1 as usize] == Some(bytes)) {
+            slot.1
+        } else {
+            let next = distinct.len() as u32;
+            let id = *index.entry(bytes).or_insert(next);
+            if id == next {
+                distinct.push(v);
+            }
+            *slot = (sketch, id);
+            id
+        };
+        ids.push(id);
+    }
+    (distinct, ids)
+}
+
+/// The length and the first and last 8 bytes of a byte string: equal sketches mean equal strings when the
+/// length is at most 16.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sketch {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl Sketch {
+    const EMPTY: Sketch = Sketch {
+        len: usize::MAX,
+        head: 0,
+        tail: 0,
+    };
+
+    fn of(bytes: &[u8]) -> Self {
+        let word = |part: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..part.len()].copy_from_slice(part);
+            u64::from_le_bytes(w)
+        };
+        let n = bytes.len();
+        Sketch {
+            len: n,
+            head: word(&bytes[..n.min(8)]),
+            tail: word(&bytes[n.saturating_sub(8)..]),
+        }
+    }
+
+    fn is_exact(&self) -> bool {
+        self.len <= 16
+    }
+
+    /// A slot among `slots` (a power of two).
+    fn slot(&self, slots: usize) -> usize {
+        let mixed = (self.head ^ self.tail.rotate_left(29) ^ self.len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> (64 - slots.trailing_zeros())) as usize
+    }
+}
+
+/// Characters of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`, or text `r` without bounds),
+/// counted as the bytes that start a UTF-8 sequence: the number of Unicode scalar values for valid UTF-8, and
+/// defined for any bytes, so that no validation pass is needed. Null texts count 0.
+pub fn char_counts<R: ByteRows + ?Sized>(
+    texts: &R,
+    bounds: Option<&[usize]>,
+    threads: usize,
+) -> Result<Vec<u64>, Error> {
+    let count = |t: usize| texts.row(t).map_or(0, utf8_chars);
+    match bounds {
+        None => map_rows(texts.len(), threads, |_: &mut (), r| count(r)),
+        Some(bounds) => {
+            crate::rows::check_bounds(texts.len(), bounds)?;
+            map_rows(bounds.len() - 1, threads, |_: &mut (), r| {
+                (bounds[r]..bounds[r + 1]).map(count).sum()
+            })
+        }
+    }
 }
 
 /// Bytes of `text` that start a UTF-8 sequence (are not `0b10xx_xxxx`), counted 64 at a time into a byte-wide
@@ -478,11 +565,46 @@ mod tests {
     fn group_ids_follow_first_appearance_across_batches() {
         let mut ids = GroupIds::default();
         let first: [Option<&[u8]>; 5] = [Some(b"b"), None, Some(b"a"), Some(b"a"), Some(b"b")];
-        assert_eq!(ids.encode(&first, 2).unwrap(), [0, 1, 2, 2, 0]);
+        assert_eq!(ids.encode(&first[..], 2).unwrap(), [0, 1, 2, 2, 0]);
         let second: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"c"), None];
-        assert_eq!(ids.encode(&second, 1).unwrap(), [2, 3, 1]);
+        assert_eq!(ids.encode(&second[..], 1).unwrap(), [2, 3, 1]);
         let names: Vec<Option<&[u8]>> = ids.names().iter().map(|n| n.as_deref()).collect();
         assert_eq!(names, [Some(b"b".as_slice()), None, Some(b"a"), Some(b"c")]);
+    }
+
+    #[test]
+    fn group_ids_do_not_depend_on_threads_or_parts() {
+        // Runs, repeats and new values in later parts (over several 4096-row parts), against a plain loop; long
+        // values that share their first and last 8 bytes.
+        let names: Vec<Vec<u8>> = (0..40)
+            .map(|i| match i % 2 {
+                0 => format!("group {i}").into_bytes(),
+                _ => format!("same head {i:03} same tail").into_bytes(),
+            })
+            .collect();
+        let values: Vec<Option<&[u8]>> = (0..30_000u64)
+            .map(|r| {
+                let k = (r * 7919 % 104_729 / 97 + r / 1000) % 41;
+                (k < 40).then(|| names[k as usize].as_slice())
+            })
+            .collect();
+        let mut expected_names: Vec<Option<&[u8]>> = Vec::new();
+        let expected: Vec<u32> = values
+            .iter()
+            .map(|v| match expected_names.iter().position(|n| n == v) {
+                Some(i) => i as u32,
+                None => {
+                    expected_names.push(*v);
+                    expected_names.len() as u32 - 1
+                }
+            })
+            .collect();
+        for threads in [1, 2, 3] {
+            let mut ids = GroupIds::default();
+            assert_eq!(ids.encode(values.as_slice(), threads).unwrap(), expected);
+            let got: Vec<Option<&[u8]>> = ids.names().iter().map(|n| n.as_deref()).collect();
+            assert_eq!(got, expected_names);
+        }
     }
 
     #[test]
@@ -493,7 +615,8 @@ mod tests {
             Some(b"ab".as_slice()),
             Some(b"".as_slice()),
         ];
-        assert_eq!(char_counts(&texts, &[0, 2, 3, 4], 1).unwrap(), [5, 2, 0]);
+        assert_eq!(char_counts(&texts[..], Some(&[0, 2, 3, 4]), 1).unwrap(), [5, 2, 0]);
+        assert_eq!(char_counts(&texts[..], None, 2).unwrap(), [5, 0, 2, 0]);
         let means = segment_means(&[1.0, 2.0, 3.0, f64::NAN], &[0, 3, 3, 4]).unwrap();
         assert_eq!(means[0], 2.0);
         assert!(means[1].is_nan() && means[2].is_nan());

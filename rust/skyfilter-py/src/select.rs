@@ -9,7 +9,7 @@ use arrow_array::{Array, Float64Array, UInt32Array, UInt64Array, UInt8Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
-use skyfilter_core::select;
+use skyfilter_core::{select, ByteRows};
 
 use crate::arrays::to_pyarrow;
 use crate::error::{to_py, SkyfilterError};
@@ -157,11 +157,10 @@ pub fn top_fraction(
 #[pyfunction]
 #[pyo3(signature = (texts, bounds = None, *, threads = 0))]
 pub fn char_counts(py: Python<'_>, texts: PyArray, bounds: Option<PyArray>, threads: usize) -> PyResult<Py<PyAny>> {
-    let holder = Texts::new(texts.array(), "texts")?;
-    let rows = holder.bytes();
-    let bounds = row_bounds(bounds.as_ref(), rows.len())?;
+    let texts = Texts::new(texts.array(), "texts")?;
+    let bounds = bounds.map(|b| row_bounds(Some(&b), texts.len())).transpose()?;
     let counts = py
-        .detach(|| select::char_counts(&rows, &bounds, threads))
+        .detach(|| select::char_counts(&texts, bounds.as_deref(), threads))
         .map_err(to_py)?;
     to_pyarrow(py, Arc::new(UInt64Array::from(counts)))
 }
@@ -194,10 +193,9 @@ impl GroupIds {
     /// The id of every value of a string array.
     #[pyo3(signature = (values, *, threads = 0))]
     fn encode(&mut self, py: Python<'_>, values: PyArray, threads: usize) -> PyResult<Py<PyAny>> {
-        let holder = Texts::new(values.array(), "values")?;
-        let rows = holder.bytes();
+        let values = Texts::new(values.array(), "values")?;
         let inner = &mut self.inner;
-        let ids = py.detach(|| inner.encode(&rows, threads)).map_err(to_py)?;
+        let ids = py.detach(|| inner.encode(&values, threads)).map_err(to_py)?;
         to_pyarrow(py, Arc::new(UInt32Array::from(ids)))
     }
 

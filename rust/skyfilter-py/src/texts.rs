@@ -6,6 +6,7 @@ use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArra
 use arrow_schema::DataType;
 use pyo3::PyResult;
 use pyo3_arrow::PyArray;
+use skyfilter_core::ByteRows;
 
 use crate::error::{invalid_text, SkyfilterError};
 
@@ -54,6 +55,26 @@ impl Texts {
             Texts::LargeUtf8(a) => a.iter().collect(),
             Texts::Utf8View(a) => a.iter().collect(),
             Texts::Null(n) => vec![None; *n],
+        }
+    }
+}
+
+impl ByteRows for Texts {
+    fn len(&self) -> usize {
+        match self {
+            Texts::Utf8(a) => a.len(),
+            Texts::LargeUtf8(a) => a.len(),
+            Texts::Utf8View(a) => a.len(),
+            Texts::Null(n) => *n,
+        }
+    }
+
+    fn row(&self, r: usize) -> Option<&[u8]> {
+        match self {
+            Texts::Utf8(a) => a.is_valid(r).then(|| a.value(r)),
+            Texts::LargeUtf8(a) => a.is_valid(r).then(|| a.value(r)),
+            Texts::Utf8View(a) => a.is_valid(r).then(|| a.value(r)),
+            Texts::Null(_) => None,
         }
     }
 }
