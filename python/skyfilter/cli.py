@@ -10,13 +10,16 @@ import click
 from skyfilter import _core
 from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
+from skyfilter.curate import CurateError, run_curate
 from skyfilter.dedup import KEYS, DedupOptions, run_dedup
 from skyfilter.io import InputError
+from skyfilter.recipe import RecipeError, load_recipe, shipped_recipes
 from skyfilter.report import format_dedup_summary, format_select_summary, format_summary
 from skyfilter.schema import FIELDS, LAYOUTS, SchemaError
 from skyfilter.select import SelectOptions, run_select
 
-_USER_ERRORS = (InputError, BenchmarkError, SchemaError, _core.SkyfilterError, ValueError, OSError)
+_USER_ERRORS = (InputError, BenchmarkError, SchemaError, RecipeError, CurateError, _core.SkyfilterError, ValueError,
+                OSError)  # fmt: skip
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -336,6 +339,58 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, qui
         raise click.ClickException(str(e)) from None
     if not quiet:
         click.echo(format_select_summary(result))
+
+
+@main.command()
+@click.option(
+    "--recipe",
+    required=True,
+    metavar="NAME|FILE",
+    help=f"A shipped recipe ({', '.join(shipped_recipes())}) or a recipe TOML file (copy a shipped one to start).",
+)
+@click.option("--out", required=True, metavar="DIR", help="A new folder for the curated set, manifest and report.")
+@click.option(
+    "--sample",
+    is_flag=True,
+    help="Offline: skyfilter's synthetic rows in each source's layout, and its demo benchmark for RewardBench.",
+)
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="Read each source from DIR/<source name>.parquet (or .jsonl, .jsonl.gz, .json, .arrow) instead of the hub.",
+)
+@click.option(
+    "--bench-file",
+    "bench_files",
+    multiple=True,
+    metavar="FILE",
+    help="Decontaminate against these benchmark files instead of the recipe's benchmarks. Repeatable.",
+)
+@click.option("--no-plots", is_flag=True, help="Write the report without its PNG plots.")
+@click.option("--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS).")
+@click.option("--quiet", "-q", is_flag=True, help="No step lines.")
+def curate(recipe, out, sample, data_dir, bench_files, no_plots, threads, quiet) -> None:
+    """Build a curated preference set from a recipe: convert, dedup, select, decontaminate.
+
+    Sources come from the Hugging Face hub (datasets.load_dataset), or from local copies (--data-dir), or from
+    skyfilter's synthetic samples (--sample). OUT/data/ gets the pairs in the Skywork-Reward-Preference-80K
+    schema (chosen, rejected as message lists; source), OUT/dropped.parquet every row that did not make it with
+    its step and reason, OUT/manifest.json the recipe, inputs, and rows in/out/dropped per step and source, and
+    OUT/report.md the summary tables and plots.
+
+    \b
+    Examples:
+      skyfilter curate --recipe skywork-80k-v0.2 --sample --out sample80k/
+      skyfilter curate --recipe skywork-80k-v0.2 --out data/skywork80k/
+      skyfilter curate --recipe my-recipe.toml --data-dir mirror/ --bench-file rewardbench.parquet --out mine/
+    """
+    try:
+        run_curate(
+            load_recipe(recipe), out, sample=sample, data_dir=data_dir, bench=list(bench_files) or None,
+            threads=threads, plots=not no_plots, log=(lambda _: None) if quiet else None,
+        )  # fmt: skip
+    except _USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -33,7 +33,16 @@ from skyfilter import _core
 from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 
-__all__ = ["DedupOptions", "DedupReport", "lsh_params", "dedup_decisions", "run_dedup", "REASONS", "ADDED_COLUMNS"]
+__all__ = [
+    "DedupOptions",
+    "DedupReport",
+    "lsh_params",
+    "dedup_decisions",
+    "dedup_pairs",
+    "run_dedup",
+    "REASONS",
+    "ADDED_COLUMNS",
+]
 
 KEYS = ("pair", "prompt")
 REASONS = ("kept", "conflict", "exact_duplicate", "near_duplicate")
@@ -225,6 +234,26 @@ def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int, where: st
     except _core.InvalidTextError as e:
         raise InputError(f"{where}: row {offset + text_row(e.args[1], bounds)}: text is not valid UTF-8") from None
     return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
+
+
+def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = None, where: str = "pairs") -> Decisions:
+    """The decisions for an in-memory canonical pair table (:data:`skyfilter.schema.PAIR_SCHEMA` columns), first
+    row kept (``options.score_column`` names one of its columns otherwise)."""
+    threads = worker_threads(threads)
+    keys = [_keys(pairs, c, options.lowercase, threads, f"{where}, {c}", 0) for c in ("prompt", "chosen", "rejected")]
+    clusters = None
+    if options.near:
+        bands, rows_per_band = options.lsh()
+        near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold)
+        texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
+        near.add(
+            _core.MinHasher(options.num_perm, options.shingle, options.seed).signatures(texts, bounds, threads=threads)
+        )
+        clusters = near.clusters().to_numpy()
+    scores = None
+    if options.score_column is not None:
+        scores = pairs.column(options.score_column).cast(pa.float64()).fill_null(np.nan).to_numpy()
+    return dedup_decisions(*keys, scores, clusters, options)
 
 
 def run_dedup(

@@ -23,6 +23,7 @@ Layout (see the shipped files for a complete, commented example)::
     key = "pair"                      # or "prompt"
     near = false                      # MinHash near-duplicates as well
     threshold = 0.7
+    conflicts = "drop"                # the same pair preferred both ways: drop every copy, or "keep"
 
     [select.magpie]                   # the Magpie rule: sources pooled, ranked within each category
     sources = [...]
@@ -92,6 +93,7 @@ class DedupStep:
     key: str = "pair"
     near: bool = False
     threshold: float = 0.7
+    conflicts: str = "drop"
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,10 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
             key=r.get("key", str, default="pair"),
             near=r.get("near", bool, default=False),
             threshold=r.get("threshold", float, default=0.7),
+            conflicts=r.get("conflicts", str, default="drop"),
         )
+        if dedup.conflicts not in ("drop", "keep"):
+            raise r.fail("conflicts", f"must be 'drop' or 'keep', got {dedup.conflicts!r}")
         if dedup.key not in ("pair", "prompt"):
             raise r.fail("key", f"must be 'pair' or 'prompt', got {dedup.key!r}")
         if not 0.0 < dedup.threshold <= 1.0:

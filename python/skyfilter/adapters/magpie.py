@@ -11,10 +11,12 @@ builds chosen / rejected as the argmax / argmin of the scores; the Llama-3.1 car
     chosen           list<struct<content, role>>     [user instruction, best response]
     rejected         list<struct<content, role>>     [user instruction, worst response]
 
-(``uuid``, ``instruction``, ``responses`` and the generation settings are not read.) The pair's ``score`` is the
-mean of the five ArmoRM scores, the score Skywork-Reward ranks Magpie prompts by; ``chosen_score`` /
-``rejected_score`` are the best and worst of them; ``generator`` is the recipe's label for the set (the
-per-generator offsets use it).
+Rows from before the pairs were built (Magpie's ``example_instructions_5res_armorm.json``: ``instruction`` and the
+five ``responses``, no ``chosen`` / ``rejected``) are paired the way the notebook does: the first best-scored and
+the first worst-scored response. (``uuid``, the generation settings and the other labels are not read.) The pair's
+``score`` is the mean of the five ArmoRM scores, the score Skywork-Reward ranks Magpie prompts by;
+``chosen_score`` / ``rejected_score`` are the best and worst of them; ``generator`` is the recipe's label for the
+set (the per-generator offsets use it).
 
 Dropped rows: ``missing_score`` (no scores, or a null among them), ``unknown_category``, ``empty_prompt``,
 ``empty_response``, ``identical_responses`` (chosen and rejected say the same: no preference).
@@ -33,6 +35,7 @@ from skyfilter.adapters._base import (
     blank,
     column,
     contents,
+    messages,
     pairs_table,
     require,
     strings,
@@ -40,6 +43,8 @@ from skyfilter.adapters._base import (
 from skyfilter.schema import SchemaError, to_pairs
 
 COLUMNS = ("task_category", "rewards_armorm", "chosen", "rejected")
+#: What rows from before the pairs were built have instead of ``chosen`` / ``rejected``.
+UNPAIRED_COLUMNS = ("task_category", "rewards_armorm", "instruction", "responses")
 
 #: Magpie's task categories, as its sets spell them.
 MAGPIE_CATEGORIES = (
@@ -72,12 +77,43 @@ def _score_lists(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, high, low
 
 
+def _pairs_from_responses(table: pa.Table, source: str) -> pa.Table:
+    """chosen / rejected from the first best- and worst-scored of the ``responses`` (process_po.ipynb)."""
+    scores = pc.struct_field(pc.list_flatten(column(table, "rewards_armorm")), "score").cast(pa.float64())
+    lengths = pc.list_value_length(column(table, "rewards_armorm")).fill_null(0).to_numpy(zero_copy_only=False)
+    values = scores.fill_null(np.nan).to_numpy(zero_copy_only=False)
+    responses = column(table, "responses")
+    answers = pc.list_flatten(responses)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    response_starts = responses.offsets.to_numpy()[:-1]
+    best, worst = [], []
+    for start, n, at in zip(starts.tolist(), lengths.tolist(), response_starts.tolist(), strict=True):
+        part = values[start : start + n]
+        usable = n > 0 and not np.isnan(part).any()
+        best.append(at + int(np.argmax(part)) if usable else None)  # argmax / argmin: the first on ties
+        worst.append(at + int(np.argmin(part)) if usable else None)
+    instruction = strings(table, "instruction")
+
+    def conversation(picks: list[int | None]) -> pa.Array:
+        texts = answers.take(pa.array(picks, pa.int64())).to_pylist()
+        return messages([
+            [{"role": "user", "content": q}, {"role": "assistant", "content": a}] if a is not None else []
+            for q, a in zip(instruction.to_pylist(), texts, strict=True)
+        ])  # fmt: skip
+
+    return to_pairs(pa.table({"chosen": conversation(best), "rejected": conversation(worst)}), source, "messages")
+
+
 def convert(table: pa.Table, source: str, generator: str | None = None) -> Converted:
-    require(table, "magpie-dpo", COLUMNS)
+    paired = all(c in table.schema.names for c in ("chosen", "rejected"))
+    require(table, "magpie-dpo", COLUMNS if paired else UNPAIRED_COLUMNS)
     category = strings(table, "task_category")
     mean, high, low = _score_lists(table)
     try:
-        pairs = to_pairs(table.select(["chosen", "rejected"]), source=source, layout="messages")
+        if paired:
+            pairs = to_pairs(table.select(["chosen", "rejected"]), source=source, layout="messages")
+        else:
+            pairs = _pairs_from_responses(table, source)
     except SchemaError as e:
         raise AdapterError(str(e)) from None
     drops = Drops(table)

@@ -1,0 +1,486 @@
+"""The curation pipeline: a recipe's sources converted, deduplicated, selected and decontaminated into one pair
+set in the released Skywork-Reward-Preference-80K schema, with a manifest that accounts for every row.
+
+Steps, in this order (each only if the recipe has it):
+
+1. **convert**: each source is read (the hub, a local mirror, or the project's synthetic sample) and converted
+   by its adapter; every input row is used by a pair or dropped with the adapter's reason.
+2. **dedup**: exact (and optionally near) duplicates of the pairs over all sources; the first in source order
+   stays.
+3. **select**: the Magpie rule (mean ArmoRM score plus the generator's offset, top fraction per category, the
+   Magpie sources pooled) and the WildGuardMix rule (adversarial pairs, and/or pairs a reward model already
+   ranks correctly).
+4. **decontaminate**: pairs of the named sources whose prompt shares an n-gram with a benchmark prompt.
+
+Written to the output folder (which must not exist; everything appears at once, or nothing):
+
+* ``data/train-00000-of-00001.parquet``: ``chosen`` and ``rejected`` as whole conversations (message lists) and
+  ``source``: ``datasets.load_dataset("<folder>")`` reads it as split ``train``;
+* ``dropped.parquet``: every row that did not make it, with ``step``, ``source``, ``source_row``, ``reason``,
+  ``detail`` and the pair (or, for the convert step, the input row as JSON in ``record``);
+* ``manifest.json``: the recipe (text and hash), the tool version, every input with its fingerprint, and per step
+  and source the rows in, out and dropped per reason (in = out + dropped, checked);
+* ``report.md`` and PNG plots (see :mod:`skyfilter.curate_report`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from skyfilter import _core
+from skyfilter.adapters import ADAPTERS, CURATION_SCHEMA, AdapterError, Converted
+from skyfilter.benchmarks import load_benchmark
+from skyfilter.contaminate import contaminate
+from skyfilter.dedup import REASONS as DEDUP_REASONS
+from skyfilter.dedup import DedupOptions, dedup_pairs
+from skyfilter.io import InputError, open_source, read_table, worker_threads
+from skyfilter.recipe import Recipe, SourceSpec
+from skyfilter.samples import SAMPLE_ROWS, sample_table
+from skyfilter.schema import MESSAGES
+from skyfilter.select import REASONS as SELECT_REASONS
+from skyfilter.select import SelectOptions, select_table
+
+__all__ = ["CurateError", "Manifest", "run_curate", "RELEASE_SCHEMA", "DATA_FILE"]
+
+#: The released schema: whole conversations (prompt turns and the answer) and the source.
+RELEASE_SCHEMA = pa.schema([("chosen", MESSAGES), ("rejected", MESSAGES), ("source", pa.string())])
+DATA_FILE = "data/train-00000-of-00001.parquet"
+
+_DROPPED_SCHEMA = pa.schema(
+    [
+        ("step", pa.string()),
+        ("source", pa.string()),
+        ("source_row", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("record", pa.string()),
+        *[f for f in CURATION_SCHEMA if f.name not in ("source", "source_row")],
+    ]
+)
+_LOCAL_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".arrow")
+
+
+class CurateError(ValueError):
+    """A curation run that cannot go on; nothing is written."""
+
+
+@dataclass
+class Manifest:
+    """What a run read, did and wrote; ``steps`` hold, per step and source, rows in, out and dropped per reason."""
+
+    tool: dict
+    recipe: dict
+    created: str
+    sample: bool
+    inputs: list[dict] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, ensure_ascii=False) + "\n"
+
+    def step(self, name: str) -> dict:
+        return next(s for s in self.steps if s["step"] == name)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_table(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _wanted(spec: SourceSpec, names: list[str]) -> list[str] | None:
+    """The columns the source's adapter reads, or None (all) when some are missing: the adapter names them."""
+    adapter = ADAPTERS[spec.adapter]
+    for columns in (adapter.COLUMNS, getattr(adapter, "UNPAIRED_COLUMNS", None)):
+        if columns and all(c in names for c in columns):
+            return list(columns)
+    return None
+
+
+def _selected(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
+    return schema if columns is None else pa.schema([schema.field(c) for c in columns])
+
+
+def _project(table: pa.Table, spec: SourceSpec) -> pa.Table:
+    wanted = _wanted(spec, table.schema.names)
+    return table if wanted is None else table.select(wanted)
+
+
+def _local_file(spec: SourceSpec, data_dir: Path | None) -> Path | None:
+    if data_dir is not None:
+        for suffix in _LOCAL_SUFFIXES:
+            candidate = data_dir / f"{spec.name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    path = Path(spec.dataset)
+    return path if path.is_file() else None
+
+
+def _from_hub(spec: SourceSpec) -> tuple[pa.Table, dict]:
+    try:
+        import datasets
+    except ImportError:
+        raise CurateError(
+            f"source {spec.name}: {spec.dataset} is loaded from the Hugging Face hub, which needs the `datasets` "
+            "package (pip install 'skyfilter[hub]'); or pass --data-dir with local copies, or --sample"
+        ) from None
+    try:
+        dataset = datasets.load_dataset(spec.dataset, spec.config, split=spec.split, revision=spec.revision)
+    except Exception as e:  # datasets raises many types for network, cache, gating and naming problems
+        raise CurateError(
+            f"source {spec.name}: could not load {spec.dataset} (config {spec.config}, split {spec.split}) from the "
+            f"hub or its cache: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Download it and "
+            f"pass --data-dir DIR with DIR/{spec.name}.parquet, or run with --sample."
+        ) from None
+    fingerprint = {"fingerprint": getattr(dataset, "_fingerprint", None), "revision": spec.revision}
+    return dataset.data.table, fingerprint
+
+
+def _read_source(
+    spec: SourceSpec, data_dir: Path | None, sample: bool, contaminated: list[str]
+) -> tuple[pa.Table, dict]:
+    """The source's rows (projected to what its adapter reads) and what identifies them in the manifest."""
+    where = {"source": spec.name, "adapter": spec.adapter, "dataset": spec.dataset, "config": spec.config,
+             "split": spec.split}  # fmt: skip
+    if sample:
+        table = sample_table(spec.adapter, spec.name, SAMPLE_ROWS, generator=spec.generator_label, planted=12,
+                             contaminated=contaminated)  # fmt: skip
+        return _project(table, spec), {**where, "origin": "skyfilter sample", "sha256": _sha256_table(table)}
+    path = _local_file(spec, data_dir)
+    if path is not None:
+        source = open_source(str(path), spec.split)
+        wanted = _wanted(spec, source.schema.names)
+        table = pa.Table.from_batches(list(source.batches(65_536, wanted)), schema=_selected(source.schema, wanted))
+        return table, {**where, "origin": str(path), "sha256": _sha256_file(path)}
+    table, fingerprint = _from_hub(spec)
+    return _project(table, spec), {**where, "origin": "huggingface hub", **fingerprint}
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+class _Pool:
+    """The pairs of all sources; per row, the step and reason that dropped it (None while it is in)."""
+
+    def __init__(self, pairs: pa.Table):
+        self.pairs = pairs
+        n = pairs.num_rows
+        self.sources = pairs.column("source").to_numpy(zero_copy_only=False).astype(object)
+        self.step = np.full(n, None, dtype=object)
+        self.reason = np.full(n, None, dtype=object)
+        self.detail = np.full(n, None, dtype=object)
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self.reason == None  # noqa: E711 - element-wise
+
+    def drop(self, step: str, rows: np.ndarray, reasons, details=None) -> None:
+        if not self.alive[rows].all():
+            raise AssertionError(f"{step}: a row was dropped twice")
+        self.step[rows], self.reason[rows] = step, reasons
+        if details is not None:
+            self.detail[rows] = details
+
+    def counts(self, step: str, before: np.ndarray, names: list[str]) -> dict:
+        """Per source: rows in (still in before the step), out and dropped per reason."""
+        out = {}
+        for name in names:
+            mine = self.sources == name
+            dropped = self.reason[mine & (self.step == step)]
+            reasons = {str(r): int((dropped == r).sum()) for r in sorted(set(dropped.tolist()))}
+            entry = {"in": int((before & mine).sum()), "out": int((self.alive & mine).sum()), "dropped": reasons}
+            if entry["in"] != entry["out"] + sum(reasons.values()):
+                raise AssertionError(f"{step}: the counts of {name} do not add up: {entry}")
+            out[name] = entry
+        return out
+
+    def dropped_table(self) -> pa.Table:
+        rows = np.flatnonzero(~self.alive)
+        taken = self.pairs.take(pa.array(rows))
+        n = len(rows)
+        columns = {
+            "step": pa.array(self.step[rows].tolist(), pa.string()),
+            "source": taken.column("source"),
+            "source_row": taken.column("source_row"),
+            "reason": pa.array(self.reason[rows].tolist(), pa.string()),
+            "detail": pa.array(self.detail[rows].tolist(), pa.string()),
+            "record": pa.nulls(n, pa.string()),
+        }
+        columns |= {f.name: taken.column(f.name) for f in _DROPPED_SCHEMA if f.name not in columns}
+        return pa.table(columns, schema=_DROPPED_SCHEMA)
+
+
+def _dedup(pool: _Pool, recipe: Recipe, threads: int) -> None:
+    step = recipe.dedup
+    alive = np.flatnonzero(pool.alive)
+    pairs = pool.pairs.take(pa.array(alive))
+    options = DedupOptions(key=step.key, near=step.near, threshold=step.threshold, conflicts=step.conflicts)
+    decisions = dedup_pairs(pairs, options, threads, "pool")
+    gone = np.flatnonzero(decisions.reason != 0)
+    other = alive[decisions.other[gone]]
+    source_rows = pool.pairs.column("source_row").to_numpy()
+    details = [
+        f"{'conflicts with' if r == 1 else 'duplicate of'} {pool.sources[o]} row {source_rows[o]}"
+        for r, o in zip(decisions.reason[gone].tolist(), other.tolist(), strict=True)
+    ]
+    reasons = np.array(DEDUP_REASONS, dtype=object)[decisions.reason[gone]]
+    pool.drop("dedup", alive[gone], reasons, np.array(details, dtype=object))
+
+
+def _rows_of(pool: _Pool, sources: tuple[str, ...]) -> np.ndarray:
+    return np.flatnonzero(pool.alive & np.isin(pool.sources, list(sources)))
+
+
+def _select_magpie(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+    rule = recipe.magpie
+    rows = _rows_of(pool, rule.sources)
+    options = SelectOptions(
+        score="score", group_by="category", fractions=rule.fractions, default_fraction=rule.default_fraction,
+        offset_by="generator" if rule.offsets else None, offsets=rule.offsets, missing="drop",
+    )  # fmt: skip
+    selection = select_table(pool.pairs.take(pa.array(rows)), options, threads=threads, name="magpie")
+    codes = selection.decisions.reason
+    gone = codes != 0
+    reasons = np.array(SELECT_REASONS, dtype=object)[codes[gone]]
+    pool.drop("select", rows[gone], reasons)
+    return {"magpie": {"rule": options.describe(), "per_category": selection.report.per_group}}
+
+
+def _rm_scores(path: str, pairs: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Reward-model scores of ``pairs`` from a file with ``source``, ``source_row``, ``rm_chosen``, ``rm_rejected``."""
+    try:
+        scores = read_table(path)
+    except (InputError, OSError) as e:
+        raise CurateError(f"WildGuardMix scores: {e}") from None
+    needed = ["source", "source_row", "rm_chosen", "rm_rejected"]
+    if missing := [c for c in needed if c not in scores.schema.names]:
+        raise CurateError(f"{path}: needs columns {needed} (missing {missing})")
+    lookup = {
+        (s, int(r)): (c, j)
+        for s, r, c, j in zip(*(scores.column(c).to_pylist() for c in needed), strict=True)
+        if c is not None and j is not None
+    }
+    keys = zip(pairs.column("source").to_pylist(), pairs.column("source_row").to_pylist(), strict=True)
+    found = [lookup.get((s, r)) for s, r in keys]
+    if None in found:
+        i = found.index(None)
+        raise CurateError(
+            f"{path}: no reward-model scores for {pairs.column('source')[i]} row {pairs.column('source_row')[i]} "
+            f"({found.count(None)} pairs lack them); score every pair of the source"
+        )
+    values = np.array(found, dtype=np.float64).reshape(-1, 2)
+    return values[:, 0], values[:, 1]
+
+
+def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+    rule = recipe.wildguardmix
+    rows = _rows_of(pool, rule.sources)
+    if rule.reading in ("adversarial", "both"):
+        flags = pool.pairs.column("adversarial").take(pa.array(rows)).fill_null(False)
+        adversarial = flags.to_numpy(zero_copy_only=False)
+        pool.drop("select", rows[~adversarial], "not_adversarial")
+        rows = rows[adversarial]
+    if rule.reading in ("rm-agreement", "both") and len(rows):
+        pairs = pool.pairs.take(pa.array(rows))
+        chosen, rejected = _rm_scores(rule.scores, pairs)
+        table = pa.table({"rm_chosen": chosen, "rm_rejected": rejected})
+        options = SelectOptions(rm_chosen="rm_chosen", rm_rejected="rm_rejected")
+        selection = select_table(table, options, threads=threads, name="wildguardmix")
+        codes = selection.decisions.reason
+        pool.drop("select", rows[codes != 0], np.array(SELECT_REASONS, dtype=object)[codes[codes != 0]])
+    return {"wildguardmix": {"reading": rule.reading, "scores": rule.scores}}
+
+
+def _demo_bench() -> str:
+    return str(resources.files("skyfilter") / "data" / "demo_bench.jsonl")
+
+
+def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[str], threads: int) -> dict:
+    step = recipe.decontaminate
+    rows = np.flatnonzero(pool.alive) if step.sources is None else _rows_of(pool, step.sources)
+    if not len(rows):
+        return {"benchmarks": benches, "preset": step.preset}
+    try:
+        result = contaminate(pool.pairs.take(pa.array(rows)), [load_benchmark(b) for b in benches], step.preset,
+                             threads=threads)  # fmt: skip
+    except (InputError, ValueError) as e:
+        raise CurateError(f"decontaminate: {e}") from None
+    flagged = result.column("flagged").to_numpy(zero_copy_only=False)
+    names, bench_rows = result.column("bench_name").to_pylist(), result.column("bench_row").to_pylist()
+    grams = result.column("matched_ngram").to_pylist()
+    details = [f"{names[i]} row {bench_rows[i]}: {grams[i]!r}" for i in np.flatnonzero(flagged)]
+    pool.drop("decontaminate", rows[flagged], "contaminated", np.array(details, dtype=object))
+    return {"benchmarks": benches, "preset": step.preset}
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def release_table(pairs: pa.Table) -> pa.Table:
+    """Pairs as whole conversations: the prompt turns followed by the answer turn(s)."""
+
+    def joined(answer: str) -> pa.Array:
+        prompt = pairs.column("prompt").combine_chunks()
+        reply = pairs.column(answer).combine_chunks()
+        n = len(prompt)
+        p_len = pc.list_value_length(prompt).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        a_len = pc.list_value_length(reply).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        # Interleave each row's prompt messages and answer messages by a stable sort on (row, part).
+        rows = np.concatenate([np.repeat(np.arange(n), p_len), np.repeat(np.arange(n), a_len)])
+        part = np.concatenate([np.zeros(p_len.sum(), np.int8), np.ones(a_len.sum(), np.int8)])
+        order = np.lexsort((part, rows))
+        values = pa.concat_arrays([prompt.flatten(), reply.flatten()]).take(pa.array(order))
+        offsets = np.concatenate([[0], np.cumsum(p_len + a_len)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), values, type=MESSAGES)
+
+    return pa.Table.from_arrays([joined("chosen"), joined("rejected"), pairs.column("source")], schema=RELEASE_SCHEMA)
+
+
+def run_curate(
+    recipe: Recipe,
+    out: str | os.PathLike,
+    *,
+    sample: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    bench: list[str] | None = None,
+    threads: int | None = None,
+    plots: bool = True,
+    log=None,
+) -> Manifest:
+    """Runs ``recipe`` into the new folder ``out``. ``sample``: the project's synthetic rows for every source (and
+    the shipped demo benchmark for the hub benchmarks), offline. ``data_dir``: a folder with ``<source name>.parquet``
+    (or .jsonl, .jsonl.gz, .json, .arrow) files, read instead of the hub. ``bench`` replaces the recipe's
+    benchmarks (names or files). ``log`` gets one line per step (default: standard error)."""
+    from skyfilter.curate_report import write_report
+
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    target = Path(out)
+    if target.exists():
+        raise CurateError(f"{target}: already exists; give a new folder (nothing was written)")
+    data_dir = Path(data_dir) if data_dir is not None else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise CurateError(f"{data_dir}: no such folder")
+    threads = worker_threads(threads)
+    benches = list(bench) if bench else list(recipe.decontaminate.bench if recipe.decontaminate else ())
+    if sample and not bench:
+        benches = [_demo_bench() if b in ("rewardbench", "rewardbench-2") else b for b in benches]
+    manifest = Manifest(
+        tool={"name": "skyfilter", "version": _core.__version__},
+        recipe={
+            "name": recipe.name,
+            "path": recipe.path,
+            "sha256": hashlib.sha256(recipe.text.encode()).hexdigest(),
+            "text": recipe.text,
+        },  # fmt: skip
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        sample=sample,
+    )
+    names = [s.name for s in recipe.sources]
+
+    # 1. convert
+    contaminated = [p for p in read_table(_demo_bench()).column("prompt").to_pylist() if p] if sample else []
+    converted: dict[str, Converted] = {}
+    convert_counts = {}
+    for spec in recipe.sources:
+        polluted = sample and recipe.decontaminate is not None and (
+            recipe.decontaminate.sources is None or spec.name in recipe.decontaminate.sources)  # fmt: skip
+        table, origin = _read_source(spec, data_dir, sample, contaminated if polluted else [])
+        try:
+            generator = spec.generator_label if spec.adapter.startswith("magpie") else spec.generator
+            result = ADAPTERS[spec.adapter].convert(table, spec.name, generator)
+        except AdapterError as e:
+            raise CurateError(f"source {spec.name} ({origin.get('origin')}): {e}") from None
+        converted[spec.name] = result
+        manifest.inputs.append({**origin, "rows": table.num_rows})
+        convert_counts[spec.name] = {"in": result.rows_in, "out": result.rows_used, "pairs": result.pairs.num_rows,
+                                     "dropped": result.dropped_counts()}  # fmt: skip
+        say(f"convert  {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
+    manifest.steps.append({
+        "step": "convert", "unit": "input rows", "rows_in": sum(c["in"] for c in convert_counts.values()),
+        "rows_out": sum(c["out"] for c in convert_counts.values()), "sources": convert_counts,
+    })  # fmt: skip
+    pool = _Pool(pa.concat_tables([converted[n].pairs for n in names]).combine_chunks())
+
+    # 2-4. dedup, select, decontaminate
+    def run_step(step: str, work) -> None:
+        before = pool.alive.copy()
+        extra = work() or {}
+        manifest.steps.append({"step": step, "unit": "pairs", "rows_in": int(before.sum()),
+                               "rows_out": int(pool.alive.sum()), "sources": pool.counts(step, before, names),
+                               **extra})  # fmt: skip
+        say(f"{step:<8} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
+
+    if recipe.dedup is not None:
+        run_step("dedup", lambda: _dedup(pool, recipe, threads))
+    if recipe.magpie is not None or recipe.wildguardmix is not None:
+
+        def select() -> dict:
+            done = {}
+            if recipe.magpie is not None:
+                done |= _select_magpie(pool, recipe, threads)
+            if recipe.wildguardmix is not None:
+                done |= _select_wildguard(pool, recipe, threads)
+            return done
+
+        run_step("select", select)
+    if recipe.decontaminate is not None:
+        run_step("decontaminate", lambda: _decontaminate(pool, recipe, benches, threads))
+
+    # Write everything into a temporary folder and rename it into place at the end.
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "data").mkdir(parents=True)
+        kept = pool.pairs.filter(pa.array(pool.alive))
+        pq.write_table(release_table(kept), tmp / DATA_FILE)
+        convert_drops = [
+            pa.table({"step": pa.repeat(pa.scalar("convert"), c.dropped.num_rows).cast(pa.string()),
+                      "source": pa.repeat(pa.scalar(n), c.dropped.num_rows).cast(pa.string()),
+                      "source_row": c.dropped.column("source_row"), "reason": c.dropped.column("reason"),
+                      "detail": pa.nulls(c.dropped.num_rows, pa.string()), "record": c.dropped.column("record"),
+                      **{f.name: pa.nulls(c.dropped.num_rows, f.type) for f in _DROPPED_SCHEMA
+                         if f.name not in ("step", "source", "source_row", "reason", "detail", "record")}},
+                     schema=_DROPPED_SCHEMA)
+            for n, c in converted.items()
+        ]  # fmt: skip
+        dropped = pa.concat_tables([*convert_drops, pool.dropped_table()])
+        pq.write_table(dropped, tmp / "dropped.parquet")
+        report_files = write_report(tmp, kept, pool, manifest, recipe, plots=plots)
+        manifest.outputs = {
+            "data": {"path": DATA_FILE, "rows": kept.num_rows, "sha256": _sha256_file(tmp / DATA_FILE)},
+            "dropped": {"path": "dropped.parquet", "rows": dropped.num_rows},
+            "report": report_files,
+        }
+        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"wrote {kept.num_rows:,} pairs to {target / DATA_FILE}")
+    return manifest
