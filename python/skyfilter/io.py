@@ -171,10 +171,12 @@ def _parquet_source(path: Path) -> Source:
     def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         # Decoded in Rust, a row group per core at a time (about 1.6x pyarrow's reader on long texts), then
         # given exactly the schema pyarrow reads, so that every reader of the project sees the same types.
-        schema = file_schema if columns is None else pa.schema([file_schema.field(c) for c in columns])
+        # The decoder returns the columns in file order; they are handed out in the order asked for.
+        schema = file_schema if columns is None else pa.schema([f for f in file_schema if f.name in columns])
         try:
             for batch in _core.ParquetBatches(str(path), columns, batch_rows=rows, threads=worker_threads(None)):
-                yield _conform(batch, schema)
+                batch = _conform(batch, schema)
+                yield batch if columns is None or batch.schema.names == columns else batch.select(columns)
         except _core.SkyfilterError as e:
             if "utf-8" in str(e).lower():
                 raise InputError(_locate_invalid_utf8(path, columns) or f"{path}: text is not valid UTF-8") from None
@@ -213,6 +215,8 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with ``schema`` (same columns; types cast where the two readers differ)."""
     if batch.schema.equals(schema):
         return batch
+    if batch.schema.names != schema.names:
+        raise InputError(f"columns {batch.schema.names} where {schema.names} were expected")
     if batch.schema.types == schema.types:
         return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     return batch.cast(schema)

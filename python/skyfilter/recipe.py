@@ -219,8 +219,7 @@ class _Reader:
     def done(self) -> None:
         unknown = [k for k in self.table if k not in self.used]
         if unknown:
-            where = f"[{self.path}]" if self.path else "the top level"
-            raise self.fail(unknown[0], f"unknown key in {where}; allowed: {', '.join(sorted(self.used))}")
+            raise self.fail(unknown[0], f"unknown key; allowed: {', '.join(sorted(self.used))}")
 
 
 def _fraction(reader: _Reader, key: str, value: float) -> float:

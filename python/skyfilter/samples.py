@@ -122,30 +122,25 @@ def _categories(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _helpsteer2(rng, texts: _Texts, rows: int, bad: bool) -> pa.Table:
-    prompts = texts.texts(rows // 2, 300)
-    multi = rng.random(rows // 2) < 0.3
-    earlier = texts.texts(rows // 2, 400)
-    follow = texts.texts(rows // 2, 120)
+    n = (rows + 1) // 2  # prompts, two responses each (the last one alone when rows is odd)
+    prompts, earlier, follow = texts.texts(n, 300), texts.texts(n, 400), texts.texts(n, 120)
+    multi = rng.random(n) < 0.3
     prompt = [
         f"{p}\n<extra_id_1>Assistant\n{e}\n<extra_id_1>User\n{f}" if m else p
         for p, m, e, f in zip(prompts.to_pylist(), multi, earlier.to_pylist(), follow.to_pylist(), strict=True)
     ]
     prompt = [p for p in prompt for _ in range(2)][:rows]
-    ratings = {k: rng.integers(0, 5, size=rows).astype(np.int32) for k in ("helpfulness", "correctness",
-               "coherence", "complexity", "verbosity")}  # fmt: skip
-    table = pa.table({"prompt": prompt, "response": texts.texts(rows, 1400),
-                      **{k: pa.array(v, pa.int32()) for k, v in ratings.items()}})  # fmt: skip
+    ratings = {k: rng.integers(0, 5, size=rows) for k in ("helpfulness", "correctness", "coherence", "complexity",
+                                                          "verbosity")}  # fmt: skip
+    helpfulness = ratings["helpfulness"].tolist()
+    response = texts.texts(rows, 1400).to_pylist()
     if bad and rows >= 8:
-        help_ = table.column("helpfulness").to_pylist()
-        help_[1] = None  # a missing rating
-        response = table.column("response").to_pylist()
+        helpfulness[1] = None  # a missing rating
         response[3] = ""  # an empty response
-        table = table.set_column(
-            table.schema.get_field_index("helpfulness"), "helpfulness", pa.array(help_, pa.int32())
-        )
-        table = table.set_column(1, "response", pa.array(response))
-        table = table.slice(0, rows - 1) if rows % 2 == 0 else table  # the last prompt keeps one response
-    return table
+        prompt[-1] = "A prompt with a single response."
+    ratings["helpfulness"] = helpfulness
+    return pa.table({"prompt": prompt, "response": response,
+                     **{k: pa.array(v, pa.int32()) for k, v in ratings.items()}})  # fmt: skip
 
 
 def _offsetbias(rng, texts: _Texts, rows: int, bad: bool) -> pa.Table:

@@ -50,6 +50,9 @@ def test_projection_and_empty_files(tmp_path):
     source = open_source(str(path))
     got = pa.Table.from_batches(list(source.batches(64, ["chosen", "n"])))
     assert got.equals(pq.read_table(path, columns=["chosen", "n"]))
+    # columns come in the order asked for, not the file's
+    swapped = pa.Table.from_batches(list(source.batches(64, ["n", "chosen", "prompt"])))
+    assert swapped.equals(pq.read_table(path).select(["n", "chosen", "prompt"]))
     empty = tmp_path / "empty.parquet"
     pq.write_table(sample(0), empty)
     assert list(open_source(str(empty)).batches()) == [] or all(
