@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -220,8 +221,19 @@ class _Pool:
             out[name] = entry
         return out
 
-    def dropped_table(self) -> pa.Table:
-        rows = np.flatnonzero(~self.alive)
+    def rows(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """Pool rows (all of them without a copy when ``rows`` is every row), optionally only some columns."""
+        table = self.pairs if columns is None else self.pairs.select(columns)
+        return table if len(rows) == table.num_rows else table.take(pa.array(rows))
+
+    def write_dropped(self, writer: pq.ParquetWriter, slice_rows: int = 32_768) -> int:
+        """Writes the dropped pairs a slice at a time (the copies stay small); returns how many."""
+        gone = np.flatnonzero(~self.alive)
+        for start in range(0, len(gone), slice_rows):
+            writer.write_table(self._dropped_slice(gone[start : start + slice_rows]))
+        return len(gone)
+
+    def _dropped_slice(self, rows: np.ndarray) -> pa.Table:
         taken = self.pairs.take(pa.array(rows))
         n = len(rows)
         columns = {
@@ -239,7 +251,7 @@ class _Pool:
 def _dedup(pool: _Pool, recipe: Recipe, threads: int) -> None:
     step = recipe.dedup
     alive = np.flatnonzero(pool.alive)
-    pairs = pool.pairs.take(pa.array(alive))
+    pairs = pool.rows(alive)
     options = DedupOptions(key=step.key, near=step.near, threshold=step.threshold, conflicts=step.conflicts)
     decisions = dedup_pairs(pairs, options, threads, "pool")
     gone = np.flatnonzero(decisions.reason != 0)
@@ -264,7 +276,8 @@ def _select_magpie(pool: _Pool, recipe: Recipe, threads: int) -> dict:
         score="score", group_by="category", fractions=rule.fractions, default_fraction=rule.default_fraction,
         offset_by="generator" if rule.offsets else None, offsets=rule.offsets, missing="drop",
     )  # fmt: skip
-    selection = select_table(pool.pairs.take(pa.array(rows)), options, threads=threads, name="magpie")
+    selection = select_table(pool.rows(rows, ["score", "category", "generator"]), options, threads=threads,
+                             name="magpie")  # fmt: skip
     codes = selection.decisions.reason
     gone = codes != 0
     reasons = np.array(SELECT_REASONS, dtype=object)[codes[gone]]
@@ -307,8 +320,7 @@ def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int) -> dict:
         pool.drop("select", rows[~adversarial], "not_adversarial")
         rows = rows[adversarial]
     if rule.reading in ("rm-agreement", "both") and len(rows):
-        pairs = pool.pairs.take(pa.array(rows))
-        chosen, rejected = _rm_scores(rule.scores, pairs)
+        chosen, rejected = _rm_scores(rule.scores, pool.rows(rows, ["source", "source_row"]))
         table = pa.table({"rm_chosen": chosen, "rm_rejected": rejected})
         options = SelectOptions(rm_chosen="rm_chosen", rm_rejected="rm_rejected")
         selection = select_table(table, options, threads=threads, name="wildguardmix")
@@ -327,7 +339,8 @@ def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[str], threads: int
     if not len(rows):
         return {"benchmarks": benches, "preset": step.preset}
     try:
-        result = contaminate(pool.pairs.take(pa.array(rows)), [load_benchmark(b) for b in benches], step.preset,
+        prompts = pool.rows(rows, ["prompt"])
+        result = contaminate(prompts, [load_benchmark(b) for b in benches], step.preset, prompt_column="prompt",
                              threads=threads)  # fmt: skip
     except (InputError, ValueError) as e:
         raise CurateError(f"decontaminate: {e}") from None
@@ -362,6 +375,89 @@ def release_table(pairs: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([joined("chosen"), joined("rejected"), pairs.column("source")], schema=RELEASE_SCHEMA)
 
 
+def _convert(recipe: Recipe, data_dir: Path | None, sample: bool, manifest: Manifest, say) -> dict[str, Converted]:
+    """Step 1: every source read and converted by its adapter; its counts are in input rows."""
+    start = time.perf_counter()
+    contaminated = [p for p in read_table(_demo_bench()).column("prompt").to_pylist() if p] if sample else []
+    converted: dict[str, Converted] = {}
+    counts = {}
+    for spec in recipe.sources:
+        polluted = sample and recipe.decontaminate is not None and (
+            recipe.decontaminate.sources is None or spec.name in recipe.decontaminate.sources)  # fmt: skip
+        table, origin = _read_source(spec, data_dir, sample, contaminated if polluted else [])
+        try:
+            generator = spec.generator_label if spec.adapter.startswith("magpie") else spec.generator
+            result = ADAPTERS[spec.adapter].convert(table, spec.name, generator)
+        except AdapterError as e:
+            raise CurateError(f"source {spec.name} ({origin.get('origin')}): {e}") from None
+        converted[spec.name] = result
+        manifest.inputs.append({**origin, "rows": table.num_rows})
+        counts[spec.name] = {"in": result.rows_in, "out": result.rows_used, "pairs": result.pairs.num_rows,
+                             "dropped": result.dropped_counts()}  # fmt: skip
+        say(f"convert  {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
+    manifest.steps.append({
+        "step": "convert", "unit": "input rows", "rows_in": sum(c["in"] for c in counts.values()),
+        "rows_out": sum(c["out"] for c in counts.values()), "pairs": sum(c["pairs"] for c in counts.values()),
+        "seconds": round(time.perf_counter() - start, 3), "sources": counts,
+    })  # fmt: skip
+    return converted
+
+
+def _select(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+    done = {}
+    if recipe.magpie is not None:
+        done |= _select_magpie(pool, recipe, threads)
+    if recipe.wildguardmix is not None:
+        done |= _select_wildguard(pool, recipe, threads)
+    return done
+
+
+def _convert_drops(name: str, result: Converted) -> pa.Table:
+    n = result.dropped.num_rows
+    columns = {
+        "step": pa.repeat(pa.scalar("convert"), n).cast(pa.string()),
+        "source": pa.repeat(pa.scalar(name), n).cast(pa.string()),
+        "source_row": result.dropped.column("source_row"),
+        "reason": result.dropped.column("reason"),
+        "detail": pa.nulls(n, pa.string()),
+        "record": result.dropped.column("record"),
+    }
+    columns |= {f.name: pa.nulls(n, f.type) for f in _DROPPED_SCHEMA if f.name not in columns}
+    return pa.table(columns, schema=_DROPPED_SCHEMA)
+
+
+def _write(
+    target: Path, pool: _Pool, converted: dict[str, Converted], manifest: Manifest, recipe: Recipe, plots: bool
+) -> pa.Table:
+    """Writes everything into a temporary folder, renamed into place at the end; returns the kept pairs."""
+    from skyfilter.curate_report import write_report
+
+    start = time.perf_counter()
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "data").mkdir(parents=True)
+        kept = pool.pairs.filter(pa.array(pool.alive))
+        pq.write_table(release_table(kept), tmp / DATA_FILE)
+        with pq.ParquetWriter(tmp / "dropped.parquet", _DROPPED_SCHEMA) as writer:
+            for name, result in converted.items():
+                writer.write_table(_convert_drops(name, result))
+            dropped_rows = sum(c.dropped.num_rows for c in converted.values()) + pool.write_dropped(writer)
+        report_files = write_report(tmp, kept, pool, manifest, recipe, plots=plots)
+        manifest.outputs = {
+            "data": {"path": DATA_FILE, "rows": kept.num_rows, "sha256": _sha256_file(tmp / DATA_FILE)},
+            "dropped": {"path": "dropped.parquet", "rows": dropped_rows},
+            "report": report_files,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return kept
+
+
 def run_curate(
     recipe: Recipe,
     out: str | os.PathLike,
@@ -377,8 +473,6 @@ def run_curate(
     the shipped demo benchmark for the hub benchmarks), offline. ``data_dir``: a folder with ``<source name>.parquet``
     (or .jsonl, .jsonl.gz, .json, .arrow) files, read instead of the hub. ``bench`` replaces the recipe's
     benchmarks (names or files). ``log`` gets one line per step (default: standard error)."""
-    from skyfilter.curate_report import write_report
-
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     target = Path(out)
     if target.exists():
@@ -402,85 +496,23 @@ def run_curate(
         sample=sample,
     )
     names = [s.name for s in recipe.sources]
-
-    # 1. convert
-    contaminated = [p for p in read_table(_demo_bench()).column("prompt").to_pylist() if p] if sample else []
-    converted: dict[str, Converted] = {}
-    convert_counts = {}
-    for spec in recipe.sources:
-        polluted = sample and recipe.decontaminate is not None and (
-            recipe.decontaminate.sources is None or spec.name in recipe.decontaminate.sources)  # fmt: skip
-        table, origin = _read_source(spec, data_dir, sample, contaminated if polluted else [])
-        try:
-            generator = spec.generator_label if spec.adapter.startswith("magpie") else spec.generator
-            result = ADAPTERS[spec.adapter].convert(table, spec.name, generator)
-        except AdapterError as e:
-            raise CurateError(f"source {spec.name} ({origin.get('origin')}): {e}") from None
-        converted[spec.name] = result
-        manifest.inputs.append({**origin, "rows": table.num_rows})
-        convert_counts[spec.name] = {"in": result.rows_in, "out": result.rows_used, "pairs": result.pairs.num_rows,
-                                     "dropped": result.dropped_counts()}  # fmt: skip
-        say(f"convert  {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
-    manifest.steps.append({
-        "step": "convert", "unit": "input rows", "rows_in": sum(c["in"] for c in convert_counts.values()),
-        "rows_out": sum(c["out"] for c in convert_counts.values()), "sources": convert_counts,
-    })  # fmt: skip
-    pool = _Pool(pa.concat_tables([converted[n].pairs for n in names]).combine_chunks())
-
-    # 2-4. dedup, select, decontaminate
-    def run_step(step: str, work) -> None:
-        before = pool.alive.copy()
-        extra = work() or {}
-        manifest.steps.append({"step": step, "unit": "pairs", "rows_in": int(before.sum()),
-                               "rows_out": int(pool.alive.sum()), "sources": pool.counts(step, before, names),
-                               **extra})  # fmt: skip
-        say(f"{step:<8} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
-
+    converted = _convert(recipe, data_dir, sample, manifest, say)
+    pool = _Pool(pa.concat_tables([converted[n].pairs for n in names]))
+    steps = []
     if recipe.dedup is not None:
-        run_step("dedup", lambda: _dedup(pool, recipe, threads))
+        steps.append(("dedup", lambda: _dedup(pool, recipe, threads)))
     if recipe.magpie is not None or recipe.wildguardmix is not None:
-
-        def select() -> dict:
-            done = {}
-            if recipe.magpie is not None:
-                done |= _select_magpie(pool, recipe, threads)
-            if recipe.wildguardmix is not None:
-                done |= _select_wildguard(pool, recipe, threads)
-            return done
-
-        run_step("select", select)
+        steps.append(("select", lambda: _select(pool, recipe, threads)))
     if recipe.decontaminate is not None:
-        run_step("decontaminate", lambda: _decontaminate(pool, recipe, benches, threads))
-
-    # Write everything into a temporary folder and rename it into place at the end.
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        (tmp / "data").mkdir(parents=True)
-        kept = pool.pairs.filter(pa.array(pool.alive))
-        pq.write_table(release_table(kept), tmp / DATA_FILE)
-        convert_drops = [
-            pa.table({"step": pa.repeat(pa.scalar("convert"), c.dropped.num_rows).cast(pa.string()),
-                      "source": pa.repeat(pa.scalar(n), c.dropped.num_rows).cast(pa.string()),
-                      "source_row": c.dropped.column("source_row"), "reason": c.dropped.column("reason"),
-                      "detail": pa.nulls(c.dropped.num_rows, pa.string()), "record": c.dropped.column("record"),
-                      **{f.name: pa.nulls(c.dropped.num_rows, f.type) for f in _DROPPED_SCHEMA
-                         if f.name not in ("step", "source", "source_row", "reason", "detail", "record")}},
-                     schema=_DROPPED_SCHEMA)
-            for n, c in converted.items()
-        ]  # fmt: skip
-        dropped = pa.concat_tables([*convert_drops, pool.dropped_table()])
-        pq.write_table(dropped, tmp / "dropped.parquet")
-        report_files = write_report(tmp, kept, pool, manifest, recipe, plots=plots)
-        manifest.outputs = {
-            "data": {"path": DATA_FILE, "rows": kept.num_rows, "sha256": _sha256_file(tmp / DATA_FILE)},
-            "dropped": {"path": "dropped.parquet", "rows": dropped.num_rows},
-            "report": report_files,
-        }
-        (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        steps.append(("decontaminate", lambda: _decontaminate(pool, recipe, benches, threads)))
+    for step, work in steps:
+        start, before = time.perf_counter(), pool.alive.copy()
+        extra = work() or {}
+        manifest.steps.append({
+            "step": step, "unit": "pairs", "rows_in": int(before.sum()), "rows_out": int(pool.alive.sum()),
+            "seconds": round(time.perf_counter() - start, 3), "sources": pool.counts(step, before, names), **extra,
+        })  # fmt: skip
+        say(f"{step:<8} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
+    kept = _write(target, pool, converted, manifest, recipe, plots)
     say(f"wrote {kept.num_rows:,} pairs to {target / DATA_FILE}")
     return manifest
