@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from importlib.resources import files
 
 import click
 
@@ -12,7 +11,7 @@ from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
 from skyfilter.curate import CurateError, run_curate
 from skyfilter.dedup import KEYS, DedupOptions, run_dedup
-from skyfilter.io import InputError
+from skyfilter.io import InputError, demo_file
 from skyfilter.recipe import RecipeError, load_recipe, shipped_recipes
 from skyfilter.report import format_dedup_summary, format_select_summary, format_summary
 from skyfilter.schema import FIELDS, LAYOUTS, SchemaError
@@ -42,10 +41,6 @@ def run_options(command):
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def _demo_file(name: str) -> str:
-    return str(files("skyfilter") / "data" / name)
 
 
 @main.command()
@@ -134,8 +129,8 @@ def contaminate(
       skyfilter contaminate pairs.jsonl --bench-file rb.parquet --preset gpt3 --ignore-common 20
     """
     if demo:
-        inputs = inputs or (_demo_file("demo_pairs.jsonl"),)
-        bench_files = bench_files or (_demo_file("demo_bench.jsonl"),)
+        inputs = inputs or (demo_file("demo_pairs.jsonl"),)
+        bench_files = bench_files or (demo_file("demo_bench.jsonl"),)
     if not inputs:
         raise click.UsageError("give at least one INPUT (or --demo)")
     if not bench_names and not bench_files:

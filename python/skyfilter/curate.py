@@ -28,12 +28,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,11 @@ import pyarrow.parquet as pq
 
 from skyfilter import _core
 from skyfilter.adapters import ADAPTERS, CURATION_SCHEMA, AdapterError, Converted
-from skyfilter.benchmarks import load_benchmark
+from skyfilter.benchmarks import HUB_BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
 from skyfilter.contaminate import contaminate
 from skyfilter.dedup import REASONS as DEDUP_REASONS
 from skyfilter.dedup import DedupOptions, dedup_pairs
-from skyfilter.io import InputError, open_source, read_table, worker_threads
+from skyfilter.io import InputError, demo_file, open_source, read_table, worker_threads
 from skyfilter.recipe import Recipe, SourceSpec
 from skyfilter.samples import SAMPLE_ROWS, sample_table
 from skyfilter.schema import MESSAGES
@@ -134,13 +134,28 @@ def _project(table: pa.Table, spec: SourceSpec) -> pa.Table:
 
 
 def _local_file(spec: SourceSpec, data_dir: Path | None) -> Path | None:
+    """The source's local file: ``DATA_DIR/<name>.<suffix>``, or ``dataset`` when it is a file; None for the hub.
+    With a data folder, a source found in neither is an error, not a silent download."""
+    candidates = [data_dir / f"{spec.name}{suffix}" for suffix in _LOCAL_SUFFIXES] if data_dir is not None else []
+    for candidate in [*candidates, Path(spec.dataset)]:
+        if candidate.is_file():
+            return candidate
     if data_dir is not None:
-        for suffix in _LOCAL_SUFFIXES:
-            candidate = data_dir / f"{spec.name}{suffix}"
-            if candidate.is_file():
-                return candidate
-    path = Path(spec.dataset)
-    return path if path.is_file() else None
+        raise CurateError(
+            f"source {spec.name}: not in {data_dir} (looked for {', '.join(c.name for c in candidates)}), and its "
+            f"dataset {spec.dataset!r} is not a local file"
+        )
+    return None
+
+
+def _hub_commit(spec: SourceSpec) -> str | None:
+    """The commit of the dataset repository that was loaded (None where the hub cannot be asked)."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(spec.dataset, revision=spec.revision, timeout=10).sha
+    except Exception:  # offline, gated, or an old huggingface_hub: the fingerprint still identifies the data
+        return None
 
 
 def _from_hub(spec: SourceSpec) -> tuple[pa.Table, dict]:
@@ -159,7 +174,8 @@ def _from_hub(spec: SourceSpec) -> tuple[pa.Table, dict]:
             f"hub or its cache: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Download it and "
             f"pass --data-dir DIR with DIR/{spec.name}.parquet, or run with --sample."
         ) from None
-    fingerprint = {"fingerprint": getattr(dataset, "_fingerprint", None), "revision": spec.revision}
+    fingerprint = {"fingerprint": getattr(dataset, "_fingerprint", None), "revision": spec.revision,
+                   "commit": _hub_commit(spec)}  # fmt: skip
     return dataset.data.table, fingerprint
 
 
@@ -235,17 +251,10 @@ class _Pool:
 
     def _dropped_slice(self, rows: np.ndarray) -> pa.Table:
         taken = self.pairs.take(pa.array(rows))
-        n = len(rows)
-        columns = {
-            "step": pa.array(self.step[rows].tolist(), pa.string()),
-            "source": taken.column("source"),
-            "source_row": taken.column("source_row"),
-            "reason": pa.array(self.reason[rows].tolist(), pa.string()),
-            "detail": pa.array(self.detail[rows].tolist(), pa.string()),
-            "record": pa.nulls(n, pa.string()),
-        }
-        columns |= {f.name: taken.column(f.name) for f in _DROPPED_SCHEMA if f.name not in columns}
-        return pa.table(columns, schema=_DROPPED_SCHEMA)
+        return _dropped_table(
+            self.step[rows].tolist(), taken.column("source"), taken.column("source_row"), self.reason[rows].tolist(),
+            self.detail[rows].tolist(), None, taken,
+        )  # fmt: skip
 
 
 def _dedup(pool: _Pool, recipe: Recipe, threads: int) -> None:
@@ -294,11 +303,10 @@ def _rm_scores(path: str, pairs: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     needed = ["source", "source_row", "rm_chosen", "rm_rejected"]
     if missing := [c for c in needed if c not in scores.schema.names]:
         raise CurateError(f"{path}: needs columns {needed} (missing {missing})")
-    lookup = {
-        (s, int(r)): (c, j)
-        for s, r, c, j in zip(*(scores.column(c).to_pylist() for c in needed), strict=True)
-        if c is not None and j is not None
-    }
+    lookup = {}  # rows with a null key or a null / NaN score count as unscored
+    for s, r, c, j in zip(*(scores.column(c).to_pylist() for c in needed), strict=True):
+        if None not in (s, r, c, j) and not (math.isnan(c) or math.isnan(j)):
+            lookup[(s, int(r))] = (float(c), float(j))
     keys = zip(pairs.column("source").to_pylist(), pairs.column("source_row").to_pylist(), strict=True)
     found = [lookup.get((s, r)) for s, r in keys]
     if None in found:
@@ -329,27 +337,28 @@ def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int) -> dict:
     return {"wildguardmix": {"reading": rule.reading, "scores": rule.scores}}
 
 
-def _demo_bench() -> str:
-    return str(resources.files("skyfilter") / "data" / "demo_bench.jsonl")
+def _benchmarks(specs: list[str]) -> list[Benchmark]:
+    """The benchmarks, loaded before any step runs so that a wrong name fails at once."""
+    try:
+        return [load_benchmark(b) for b in specs]
+    except (BenchmarkError, InputError, OSError) as e:
+        raise CurateError(f"decontaminate: {e}") from None
 
 
-def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[str], threads: int) -> dict:
+def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[Benchmark], threads: int) -> dict:
     step = recipe.decontaminate
+    done = {"benchmarks": [f"{b.name} ({len(b.prompts):,} prompts)" for b in benches], "preset": step.preset}
     rows = np.flatnonzero(pool.alive) if step.sources is None else _rows_of(pool, step.sources)
     if not len(rows):
-        return {"benchmarks": benches, "preset": step.preset}
-    try:
-        prompts = pool.rows(rows, ["prompt"])
-        result = contaminate(prompts, [load_benchmark(b) for b in benches], step.preset, prompt_column="prompt",
-                             threads=threads)  # fmt: skip
-    except (InputError, ValueError) as e:
-        raise CurateError(f"decontaminate: {e}") from None
+        return done
+    prompts = pool.rows(rows, ["prompt"])
+    result = contaminate(prompts, benches, step.preset, prompt_column="prompt", threads=threads)
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     names, bench_rows = result.column("bench_name").to_pylist(), result.column("bench_row").to_pylist()
     grams = result.column("matched_ngram").to_pylist()
     details = [f"{names[i]} row {bench_rows[i]}: {grams[i]!r}" for i in np.flatnonzero(flagged)]
     pool.drop("decontaminate", rows[flagged], "contaminated", np.array(details, dtype=object))
-    return {"benchmarks": benches, "preset": step.preset}
+    return done
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -378,7 +387,9 @@ def release_table(pairs: pa.Table) -> pa.Table:
 def _convert(recipe: Recipe, data_dir: Path | None, sample: bool, manifest: Manifest, say) -> dict[str, Converted]:
     """Step 1: every source read and converted by its adapter; its counts are in input rows."""
     start = time.perf_counter()
-    contaminated = [p for p in read_table(_demo_bench()).column("prompt").to_pylist() if p] if sample else []
+    contaminated = []
+    if sample:  # Magpie-Ultra's sample copies the demo benchmark's prompts, for decontamination to find
+        contaminated = [p for p in read_table(demo_file("demo_bench.jsonl")).column("prompt").to_pylist() if p]
     converted: dict[str, Converted] = {}
     counts = {}
     for spec in recipe.sources:
@@ -394,7 +405,7 @@ def _convert(recipe: Recipe, data_dir: Path | None, sample: bool, manifest: Mani
         manifest.inputs.append({**origin, "rows": table.num_rows})
         counts[spec.name] = {"in": result.rows_in, "out": result.rows_used, "pairs": result.pairs.num_rows,
                              "dropped": result.dropped_counts()}  # fmt: skip
-        say(f"convert  {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
+        say(f"{'convert':<13} {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
     manifest.steps.append({
         "step": "convert", "unit": "input rows", "rows_in": sum(c["in"] for c in counts.values()),
         "rows_out": sum(c["out"] for c in counts.values()), "pairs": sum(c["pairs"] for c in counts.values()),
@@ -413,16 +424,26 @@ def _select(pool: _Pool, recipe: Recipe, threads: int) -> dict:
 
 
 def _convert_drops(name: str, result: Converted) -> pa.Table:
-    n = result.dropped.num_rows
+    n, dropped = result.dropped.num_rows, result.dropped
+    return _dropped_table(["convert"] * n, [name] * n, dropped.column("source_row"), dropped.column("reason"),
+                          [None] * n, dropped.column("record"), None)  # fmt: skip
+
+
+def _dropped_table(step, source, source_row, reason, detail, record, pairs: pa.Table | None) -> pa.Table:
+    """Rows of ``dropped.parquet``: the step, where the row comes from and why it went, with the pair (``pairs``,
+    pool rows) or the input row as JSON (``record``, the convert step)."""
+    n = len(step)
     columns = {
-        "step": pa.repeat(pa.scalar("convert"), n).cast(pa.string()),
-        "source": pa.repeat(pa.scalar(name), n).cast(pa.string()),
-        "source_row": result.dropped.column("source_row"),
-        "reason": result.dropped.column("reason"),
-        "detail": pa.nulls(n, pa.string()),
-        "record": result.dropped.column("record"),
+        "step": pa.array(step, pa.string()),
+        "source": pa.array(source, pa.string()),
+        "source_row": pa.array(source_row, pa.int64()),
+        "reason": pa.array(reason, pa.string()),
+        "detail": pa.array(detail, pa.string()),
+        "record": pa.nulls(n, pa.string()) if record is None else record,
     }
-    columns |= {f.name: pa.nulls(n, f.type) for f in _DROPPED_SCHEMA if f.name not in columns}
+    for f in _DROPPED_SCHEMA:
+        if f.name not in columns:
+            columns[f.name] = pa.nulls(n, f.type) if pairs is None else pairs.column(f.name)
     return pa.table(columns, schema=_DROPPED_SCHEMA)
 
 
@@ -438,7 +459,7 @@ def _write(
     try:
         (tmp / "data").mkdir(parents=True)
         kept = pool.pairs.filter(pa.array(pool.alive))
-        pq.write_table(release_table(kept), tmp / DATA_FILE)
+        pq.write_table(release_table(kept) if recipe.output == "release" else kept, tmp / DATA_FILE)
         with pq.ParquetWriter(tmp / "dropped.parquet", _DROPPED_SCHEMA) as writer:
             for name, result in converted.items():
                 writer.write_table(_convert_drops(name, result))
@@ -483,7 +504,8 @@ def run_curate(
     threads = worker_threads(threads)
     benches = list(bench) if bench else list(recipe.decontaminate.bench if recipe.decontaminate else ())
     if sample and not bench:
-        benches = [_demo_bench() if b in ("rewardbench", "rewardbench-2") else b for b in benches]
+        benches = [demo_file("demo_bench.jsonl") if b in HUB_BENCHMARKS else b for b in benches]
+    benchmarks = _benchmarks(benches) if recipe.decontaminate is not None else []
     manifest = Manifest(
         tool={"name": "skyfilter", "version": _core.__version__},
         recipe={
@@ -504,7 +526,7 @@ def run_curate(
     if recipe.magpie is not None or recipe.wildguardmix is not None:
         steps.append(("select", lambda: _select(pool, recipe, threads)))
     if recipe.decontaminate is not None:
-        steps.append(("decontaminate", lambda: _decontaminate(pool, recipe, benches, threads)))
+        steps.append(("decontaminate", lambda: _decontaminate(pool, recipe, benchmarks, threads)))
     for step, work in steps:
         start, before = time.perf_counter(), pool.alive.copy()
         extra = work() or {}
@@ -512,7 +534,7 @@ def run_curate(
             "step": step, "unit": "pairs", "rows_in": int(before.sum()), "rows_out": int(pool.alive.sum()),
             "seconds": round(time.perf_counter() - start, 3), "sources": pool.counts(step, before, names), **extra,
         })  # fmt: skip
-        say(f"{step:<8} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
+        say(f"{step:<13} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
     kept = _write(target, pool, converted, manifest, recipe, plots)
     say(f"wrote {kept.num_rows:,} pairs to {target / DATA_FILE}")
     return manifest

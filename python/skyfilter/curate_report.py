@@ -52,7 +52,8 @@ def table_one(pairs: pa.Table) -> list[dict]:
 
 def _markdown(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     head = "| " + " | ".join(title for _, title in columns) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    numeric = [bool(rows) and all(isinstance(r[k], int | float) for r in rows) for k, _ in columns]
+    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
     body = []
     for row in rows:
         cells = []
@@ -70,17 +71,15 @@ def _magpie_plot(path: Path, pool, manifest, recipe) -> None:
     import matplotlib.pyplot as plt
 
     rule = recipe.magpie
-    rows = np.isin(pool.sources, list(rule.sources)) & (pool.step != "convert")
-    in_select = rows & ((pool.step == None) | (pool.step == "select") | (pool.step == "decontaminate"))  # noqa: E711
+    in_select = np.isin(pool.sources, list(rule.sources)) & (pool.step != "dedup")  # the rows the rule ranked
     pairs = pool.pairs
     score = pairs.column("score").to_numpy(zero_copy_only=False)
     generator = pairs.column("generator").to_numpy(zero_copy_only=False)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     finite = in_select & np.isfinite(score)
-    if finite.any():
-        edges = np.linspace(np.nanmin(score[finite]) - 0.1, np.nanmax(score[finite]) + 0.01, 60)
-    else:
-        edges = np.linspace(0, 1, 60)
+    offsets = np.array([rule.offsets.get(g, 0.0) for g in generator.tolist()]) if len(generator) else np.zeros(0)
+    both = np.concatenate([score[finite], (score + offsets)[finite]])  # one axis for both panels
+    edges = np.linspace(both.min(), both.max(), 60) if len(both) and both.max() > both.min() else np.linspace(0, 1, 60)
     for name in dict.fromkeys(generator[in_select].tolist()):
         mine = finite & (generator == name)
         offset = rule.offsets.get(name, 0.0)
@@ -114,7 +113,7 @@ def _steps_plot(path: Path, manifest, names: list[str], title: str) -> None:
 
     steps = [s for s in manifest.steps if s["step"] != "convert"]
     convert = manifest.step("convert")["sources"]
-    stages = [("converted", {n: convert[n]["pairs"] for n in names})]
+    stages = [("convert", {n: convert[n]["pairs"] for n in names})]
     stages += [(s["step"], {n: s["sources"][n]["out"] for n in names}) for s in steps]
     fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(names)), 4.8))
     width = 0.8 / len(stages)
@@ -146,7 +145,7 @@ def write_report(folder: Path, kept: pa.Table, pool, manifest, recipe, plots: bo
     if recipe.magpie is not None:
         magpie = kept.filter(pc.is_in(kept.column("source"), pa.array(list(recipe.magpie.sources))))
         cats = magpie.column("category").to_pylist()
-        mix = sorted(((c, cats.count(c)) for c in set(cats)), key=lambda kv: -kv[1])
+        mix = sorted(((c, cats.count(c)) for c in set(cats)), key=lambda kv: (-kv[1], str(kv[0])))
         lines += ["", f"## Magpie category mix ({len(cats):,} pairs)", ""]
         lines.append(_markdown([{"category": str(c), "pairs": n, "share": 100.0 * n / max(len(cats), 1)}
                                 for c, n in mix], [("category", "category"), ("pairs", "pairs"),

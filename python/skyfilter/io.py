@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
@@ -150,6 +151,11 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     """Reads a whole file (any supported format) into a table."""
     source = open_source(str(path))
     return pa.Table.from_batches(list(source.batches()), schema=source.schema)
+
+
+def demo_file(name: str) -> str:
+    """The path of a demo file that ships with the package (``skyfilter/data``)."""
+    return str(resources.files("skyfilter") / "data" / name)
 
 
 def table_source(name: str, table: pa.Table) -> Source:

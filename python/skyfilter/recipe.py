@@ -34,12 +34,17 @@ Layout (see the shipped files for a complete, commented example)::
     [select.wildguardmix]
     sources = ["WildGuardMix"]
     reading = "adversarial"           # or "rm-agreement", or "both" (the paper's two stages)
-    scores = "rm_scores.parquet"      # for rm-agreement: source_row, rm_chosen, rm_rejected
+    scores = "rm_scores.parquet"      # for rm-agreement: source, source_row, rm_chosen, rm_rejected
 
     [decontaminate]
     sources = ["Magpie-Ultra"]        # or "all"
-    bench = ["rewardbench"]
+    bench = ["rewardbench"]           # hub benchmark names or benchmark files
     preset = "skywork"
+
+    [output]
+    format = "release"                # or "pairs" (prompt apart, scores, category, source_row, ...)
+
+Paths (``dataset``, ``scores``, benchmark files) are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ __all__ = [
 ]
 
 READINGS = ("adversarial", "rm-agreement", "both")
+#: ``release``: chosen / rejected conversations and source (the published schema); ``pairs``: the curation
+#: table, with the prompt apart and the scores, category, generator, adversarial flag and source row.
+OUTPUT_FORMATS = ("release", "pairs")
 
 
 class RecipeError(ValueError):
@@ -127,6 +135,7 @@ class Recipe:
     magpie: MagpieRule | None
     wildguardmix: WildGuardRule | None
     decontaminate: DecontaminateStep | None
+    output: str = "release"
     path: str = ""
     text: str = ""
 
@@ -164,14 +173,27 @@ def _key_lines(text: str) -> dict[tuple[str, str], int]:
 
 
 class _Reader:
-    """Typed access to one TOML table that reports the file and line of every mistake."""
+    """Typed access to one TOML table that reports the file and line of every mistake. ``fallback`` is the line
+    of the key that holds this table, for inline tables (which have no header line)."""
 
-    def __init__(self, where: str, lines: dict[tuple[str, str], int], table: dict, path: str):
-        self.where, self.lines, self.table, self.path = where, lines, table, path
+    def __init__(self, where: str, lines: dict[tuple[str, str], int], table: dict, path: str, fallback: int = 0):
+        self.where, self.lines, self.table, self.path, self.fallback = where, lines, table, path, fallback
         self.used: set[str] = set()
 
+    def _child(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def number(self, key: str = "") -> int:
+        """The line of ``key``: its own, else the header of the table it names, else this table's."""
+        return (
+            self.lines.get((self.path, key))
+            or self.lines.get((self._child(key), ""))
+            or self.lines.get((self.path, ""))
+            or self.fallback
+        )
+
     def line(self, key: str = "") -> str:
-        number = self.lines.get((self.path, key)) or self.lines.get((self.path, ""))
+        number = self.number(key)
         return f"{self.where}:{number}" if number else self.where
 
     def fail(self, key: str, message: str) -> RecipeError:
@@ -201,12 +223,21 @@ class _Reader:
             raise self.fail(key, f"must be a list of strings, got {values!r}")
         return tuple(values)
 
-    def numbers(self, key: str) -> dict[str, float]:
-        values = self.get(key, dict, default={})
+    def numbers(self, key: str, names: tuple[str, ...] | None = None, within: tuple[float, float] | None = None):
+        """A table of names (from ``names``, when given) to finite numbers (``within`` bounds, when given); a
+        mistake names the line of the entry where it can."""
+        inner = self.sub(key)
+        if inner is None:
+            return {}
         out = {}
-        for name, v in values.items():
+        for name, v in inner.table.items():
+            inner.used.add(name)
+            if names is not None and name not in names:
+                raise inner.fail(name, f"not one of {list(names)} (names are case-sensitive)")
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise self.fail(key, f"{name!r} must be a finite number, got {v!r}")
+                raise inner.fail(name, f"must be a finite number, got {v!r}")
+            if within is not None and not within[0] <= v <= within[1]:
+                raise inner.fail(name, f"must be within [{within[0]:g}, {within[1]:g}], got {v}")
             out[name] = float(v)
         return out
 
@@ -214,7 +245,7 @@ class _Reader:
         value = self.get(key, dict)
         if value is None:
             return None
-        return _Reader(self.where, self.lines, value, f"{self.path}.{key}" if self.path else key)
+        return _Reader(self.where, self.lines, value, self._child(key), self.number(key))
 
     def done(self) -> None:
         unknown = [k for k in self.table if k not in self.used]
@@ -231,6 +262,7 @@ def _fraction(reader: _Reader, key: str, value: float) -> float:
 def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     """A recipe from TOML text; ``where`` names it in errors."""
     from skyfilter.adapters import ADAPTERS
+    from skyfilter.adapters.magpie_dpo import MAGPIE_CATEGORIES
     from skyfilter.contaminate import PRESETS
 
     try:
@@ -245,6 +277,8 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     entries = top.get("sources", list, required=True)
     sources = []
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise top.fail("sources", f"each source is a [[sources]] table, got {entry!r}")
         r = _Reader(where, lines, entry, f"sources[{i}]")
         spec = SourceSpec(
             name=r.get("name", str, required=True),
@@ -264,11 +298,14 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     if not sources:
         raise top.fail("sources", "a recipe needs at least one source")
     names = {s.name for s in sources}
+    by_name = {s.name: s for s in sources}
 
-    def known(reader: _Reader, key: str, given: tuple[str, ...]) -> tuple[str, ...]:
+    def known(reader: _Reader, key: str, given: tuple[str, ...], adapters: tuple[str, ...] = ()) -> tuple[str, ...]:
         missing = [n for n in given if n not in names]
         if missing:
             raise reader.fail(key, f"no source named {missing[0]!r}; sources are {', '.join(sorted(names))}")
+        if adapters and (other := [n for n in given if by_name[n].adapter not in adapters]):
+            raise reader.fail(key, f"{other[0]!r} does not use a {' or '.join(adapters)} adapter")
         return given
 
     dedup = None
@@ -290,19 +327,20 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     magpie = wildguard = None
     if (select := top.sub("select")) is not None:
         if (r := select.sub("magpie")) is not None:
+            chosen = known(r, "sources", r.strings("sources", required=True), ("magpie-dpo", "magpie-ultra"))
+            generators = tuple(dict.fromkeys(by_name[n].generator_label for n in chosen))
             magpie = MagpieRule(
-                sources=known(r, "sources", r.strings("sources", required=True)),
-                offsets=r.numbers("offsets"),
-                fractions={k: _fraction(r, "fractions", v) for k, v in r.numbers("fractions").items()},
+                sources=chosen,
+                offsets=r.numbers("offsets", names=generators),
+                fractions=r.numbers("fractions", names=MAGPIE_CATEGORIES, within=(0.0, 1.0)),
                 default_fraction=_fraction(r, "default_fraction", r.get("default_fraction", float, default=1.0)),
             )
-            generators = {sources[[s.name for s in sources].index(n)].generator_label for n in magpie.sources}
-            if magpie.offsets and (missing := sorted(generators - set(magpie.offsets))):
+            if magpie.offsets and (missing := [g for g in generators if g not in magpie.offsets]):
                 raise r.fail("offsets", f"no offset for generator(s) {missing} (0 leaves a generator unchanged)")
             r.done()
         if (r := select.sub("wildguardmix")) is not None:
             wildguard = WildGuardRule(
-                sources=known(r, "sources", r.strings("sources", required=True)),
+                sources=known(r, "sources", r.strings("sources", required=True), ("wildguardmix",)),
                 reading=r.get("reading", str, default="adversarial"),
                 scores=r.get("scores", str),
             )
@@ -311,8 +349,8 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
             if wildguard.reading != "adversarial" and wildguard.scores is None:
                 raise r.fail(
                     "reading",
-                    f"{wildguard.reading!r} needs `scores`: a file with source_row, rm_chosen and rm_rejected "
-                    "(score the pairs with a reward model first)",
+                    f"{wildguard.reading!r} needs `scores`: a file with source, source_row, rm_chosen and "
+                    "rm_rejected (score the pairs with a reward model first)",
                 )
             r.done()
         select.done()
@@ -330,8 +368,14 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
         if decontaminate.preset not in PRESETS:
             raise r.fail("preset", f"unknown preset {decontaminate.preset!r}; presets are {', '.join(PRESETS)}")
         r.done()
+    output = "release"
+    if (r := top.sub("output")) is not None:
+        output = r.get("format", str, default="release")
+        if output not in OUTPUT_FORMATS:
+            raise r.fail("format", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {output!r}")
+        r.done()
     top.done()
-    return Recipe(name, description, tuple(sources), dedup, magpie, wildguard, decontaminate, where, text)
+    return Recipe(name, description, tuple(sources), dedup, magpie, wildguard, decontaminate, output, where, text)
 
 
 def shipped_recipes() -> list[str]:
@@ -343,7 +387,7 @@ def shipped_recipes() -> list[str]:
 def load_recipe(recipe: str | Path) -> Recipe:
     """A shipped recipe by name, or a recipe file by path."""
     path = Path(recipe)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise RecipeError(f"{recipe}: no such recipe file")
         return parse_recipe(path.read_text(encoding="utf-8"), str(path))

@@ -5,9 +5,9 @@ Texts are sentences drawn from a fixed bank of the project's own words, so lengt
 to four sentences, answers of a few hundred to a few thousand characters) and every generated text is
 distinct. Scores follow the pattern that makes the Magpie rule matter: ArmoRM-like scores near 0.12, rounded to
 1/256 as bf16 scores are (many ties), higher for stronger generators. ``bad=True`` plants the rows each adapter
-must drop (missing ratings, empty responses, one-response prompts, unknown categories, ...); ``planted`` rows
-are shared by every source of one adapter (exact duplicates across sources), and Magpie-Ultra prompts may copy
-benchmark prompts (``contaminated``) so that decontamination has something to find.
+must drop (missing ratings, empty responses, one-response prompts, unknown categories, ...); ``planted`` rows of
+the Magpie DPO layout are shared by every source that asks for them (exact duplicates across sources), and
+Magpie-Ultra prompts may copy benchmark prompts (``contaminated``) so that decontamination has something to find.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def _wildguardmix(rng, texts: _Texts, rows: int, bad: bool) -> pa.Table:
                 "prompt_harm_label": "harmful" if harmful else "unharmful",
                 "subcategory": str(rng.choice(_SUBCATEGORIES[1:])) if harmful else "benign"}  # fmt: skip
         i += 1
-        if kind < 0.3:  # a prompt-only row
+        if kind < 0.72:  # a prompt-only row (56% of wildguardtrain's rows are)
             records.append({**base, "response": None, "response_refusal_label": None, "response_harm_label": None})
             continue
         for refusal in (True, False):

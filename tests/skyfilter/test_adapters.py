@@ -210,3 +210,30 @@ def test_magpie_ultra_orders_by_score():
         assert answer(pair["chosen"]) == row[better] and answer(pair["rejected"]) == row[worse]
         assert pair["score"] == pytest.approx((row["score"] + row["score_base"]) / 2)
         assert pair["category"] == row["primary_tag"]
+
+
+def test_magpie_rows_that_cannot_be_paired_are_dropped(shared_data):
+    """Responses missing, or fewer than the scores: never paired with another row's answers."""
+    rows = read_table(shared_data / "prefs/magpie_po_example/example_instructions_5res_armorm.json").to_pylist()
+    rows[1]["responses"] = rows[1]["responses"][:3]
+    rows[4]["responses"] = None
+    result = convert("magpie-dpo", pa.Table.from_pylist(rows), "Magpie-Air")
+    assert dropped(result) == {1: "missing_responses", 4: "missing_responses"}
+    for pair in result.pairs.to_pylist():
+        assert answer(pair["chosen"]) in rows[pair["source_row"]]["responses"]
+
+
+def test_rarer_drop_reasons():
+    # a HelpSteer2 prompt with three responses: best and worst make the pair, the middle one is counted
+    table = pa.table({"prompt": ["p", "p", "p", " "], "response": ["good", "fair", "bad", "x"],
+                      "helpfulness": pa.array([4, 2, 0, 3], pa.int32())})  # fmt: skip
+    result = convert("helpsteer2", table)
+    assert dropped(result) == {1: "extra_response", 3: "empty_prompt"}
+    assert [answer(p["chosen"]) for p in result.pairs.to_pylist()] == ["good"]
+    # a Magpie pair whose two answers say the same
+    magpie = sample_table("magpie-dpo", "Magpie-Pro", 20, bad=False)
+    rows = magpie.to_pylist()
+    rows[5]["rejected"] = rows[5]["chosen"]
+    assert dropped(convert("magpie-dpo", pa.Table.from_pylist(rows, schema=magpie.schema))) == {
+        5: "identical_responses"
+    }

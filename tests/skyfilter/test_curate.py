@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from skyfilter.curate import DATA_FILE, RELEASE_SCHEMA, CurateError, run_curate
+from skyfilter.io import demo_file
 from skyfilter.recipe import load_recipe, parse_recipe
 from skyfilter.samples import sample_table
 
@@ -30,7 +31,7 @@ def test_sample_run_writes_data_manifest_report_and_plots(sample_run):
     out, text = sample_run
     assert listing(out) == ["data", "dropped.parquet", "magpie_scores.png", "manifest.json", "pairs_per_step.png",
                             "report.md"]  # fmt: skip
-    assert "convert  HelpSteer2" in text and "wrote" in text
+    assert "HelpSteer2: " in text and "decontaminate" in text and "wrote" in text
     for png in ("magpie_scores.png", "pairs_per_step.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
@@ -233,13 +234,21 @@ def test_an_existing_output_folder_is_not_touched(tmp_path):
     assert listing(tmp_path / "out") == ["keep.txt"]
 
 
-def test_an_unreachable_source_fails_cleanly(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_a_source_missing_from_the_data_folder_fails_cleanly(tmp_path):
+    """With --data-dir, a source that is not there is an error (never a silent download), before any work."""
+    (tmp_path / "mirror").mkdir()
+    bench = demo_file("demo_bench.jsonl")
     code, text = run_cli("curate", "--recipe", "skywork-80k-v0.2", "--out", tmp_path / "out",
-                         "--data-dir", tmp_path)  # fmt: skip
+                         "--data-dir", tmp_path / "mirror", "--bench-file", bench)  # fmt: skip
     assert code != 0 and "Traceback" not in text
-    assert "source HelpSteer2" in text and "--data-dir" in text
+    assert "source HelpSteer2: not in" in text and "HelpSteer2.parquet" in text and "not a local file" in text
+    assert listing(tmp_path) == ["mirror"]
+
+
+def test_a_wrong_benchmark_fails_before_any_work(tmp_path):
+    code, text = run_cli("curate", "--recipe", "skywork-80k-v0.2", "--sample", "--out", tmp_path / "out",
+                         "--bench-file", tmp_path / "missing.jsonl")  # fmt: skip
+    assert code != 0 and "decontaminate:" in text and "missing.jsonl" in text and "HelpSteer2" not in text
     assert listing(tmp_path) == []
 
 
@@ -251,3 +260,17 @@ def test_a_source_in_the_wrong_layout_names_it(tmp_path):
     with pytest.raises(CurateError, match=r"source WildGuardMix .*needs column\(s\) \['adversarial'"):
         run_curate(recipe, tmp_path / "out", plots=False, log=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_pairs_output_keeps_what_scoring_needs(tmp_path):
+    """format = "pairs": the curation table (prompt apart, source_row, scores) instead of the released schema."""
+    from skyfilter.adapters import CURATION_SCHEMA
+
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    pq.write_table(sample_table("wildguardmix", "WildGuardMix", 100), folder / "WildGuardMix.parquet")
+    text = wildguard_recipe(folder, "adversarial") + '\n[output]\nformat = "pairs"\n'
+    run_curate(parse_recipe(text, "wg.toml"), tmp_path / "out", plots=False, log=lambda _: None)
+    data = pq.read_table(tmp_path / "out" / DATA_FILE)
+    assert data.schema == CURATION_SCHEMA and data.num_rows > 0
+    assert all(data.column("adversarial").to_pylist()) and data.column("source_row").null_count == 0

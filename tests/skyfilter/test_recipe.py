@@ -30,6 +30,8 @@ name = "M"
 adapter = "magpie-dpo"
 dataset = "m.parquet"
 """
+WILD = '[[sources]]\nname = "W"\nadapter = "wildguardmix"\ndataset = "w.parquet"\n'
+ULTRA = '[[sources]]\nname = "U"\nadapter = "magpie-ultra"\ndataset = "u.parquet"\n\n'
 
 
 def error(text: str) -> str:
@@ -55,15 +57,29 @@ def test_a_copied_recipe_can_change_a_quota_and_add_a_source(tmp_path):
         ('[select.magpie]\nsources = ["M"]\ndefault_fraction = "ten"\n', ["mine.toml:15", "default_fraction", "float"]),
         ('[select.magpie]\nsources = ["M"]\ndefault_fraction = 1.5\n', ["within [0, 1]"]),
         ('[select.magpie]\nsources = ["N"]\n', ["mine.toml:14", "no source named 'N'"]),
-        ('[select.magpie]\nsources = ["M"]\noffsets = { "Other" = 0.1 }\n', ["no offset for generator(s) ['M']"]),
-        ('[select.wildguardmix]\nsources = ["A"]\nreading = "rm-agreement"\n', ["needs `scores`"]),
-        ('[select.wildguardmix]\nsources = ["A"]\nreading = "guess"\n', ["must be one of adversarial"]),
+        ('[select.magpie]\nsources = ["M"]\noffsets = { "Other" = 0.1 }\n', ["mine.toml:15", "not one of ['M']"]),
+        (
+            '[select.magpie]\nsources = ["M"]\n\n[select.magpie.fractions]\n"math" = 0.3\n',
+            ["mine.toml:17", "math: not one of", "not one of", "Math"],
+        ),
+        (
+            '[select.magpie]\nsources = ["M"]\n\n[select.magpie.fractions]\n"Math" = 1.5\n',
+            ["mine.toml:17", "within [0, 1], got 1.5"],
+        ),
+        ('[select.magpie]\nsources = ["A"]\n', ["mine.toml:14", "'A' does not use a magpie-dpo or magpie-ultra"]),
+        ('[select.wildguardmix]\nsources = ["M"]\n', ["'M' does not use a wildguardmix adapter"]),
+        ('[output]\nformat = "csv"\n', ["mine.toml:14", "must be one of release, pairs"]),
+        ('[outputs]\nformat = "pairs"\n', ["mine.toml:13", "outputs", "unknown key"]),
+        ('[select.wildguardmix]\nsources = ["W"]\nreading = "rm-agreement"\n', ["needs `scores`", "source_row"]),
+        ('[select.wildguardmix]\nsources = ["W"]\nreading = "guess"\n', ["must be one of adversarial"]),
         ('[decontaminate]\npreset = "nope"\n', ["unknown preset 'nope'"]),
         ('[select.other]\nsources = ["A"]\n', ["[select]", "other", "unknown key"]),
     ],
 )
 def test_mistakes_name_the_line(extra, fragments):
     text = BASE + "\n" + extra if not extra.startswith("colour") else extra + BASE
+    if "wildguardmix" in extra:
+        text = BASE + "\n" + WILD + "\n" + extra
     message = error(text)
     for fragment in fragments:
         assert fragment in message, (fragment, message)
@@ -77,6 +93,9 @@ def test_source_mistakes():
     assert "mine.toml:4" in error(BASE.replace('name = "A"', "name = 3"))
     assert "not valid TOML" in error(BASE + "[dedup\n")
     assert "needs 'sources'" in error('name = "x"\n')
+    assert "each source is a [[sources]] table" in error('name = "x"\nsources = [1]\n')
+    missing = error(BASE + "\n" + ULTRA + '[select.magpie]\nsources = ["M", "U"]\noffsets = { "M" = 0.0 }\n')
+    assert "no offset for generator(s) ['U']" in missing
 
 
 def test_unknown_recipe_name():

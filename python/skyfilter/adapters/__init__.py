@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from skyfilter.adapters import helpsteer2, magpie, magpie_ultra, offsetbias, wildguardmix
+from skyfilter.adapters import helpsteer2, magpie_dpo, magpie_ultra, offsetbias, wildguardmix
 from skyfilter.adapters._base import CURATION_SCHEMA, DROPPED_SCHEMA, AdapterError, Converted
 
 __all__ = ["ADAPTERS", "CURATION_SCHEMA", "DROPPED_SCHEMA", "AdapterError", "Converted"]
@@ -29,6 +29,6 @@ ADAPTERS: dict[str, ModuleType] = {
     "helpsteer2": helpsteer2,
     "offsetbias": offsetbias,
     "wildguardmix": wildguardmix,
-    "magpie-dpo": magpie,
+    "magpie-dpo": magpie_dpo,
     "magpie-ultra": magpie_ultra,
 }

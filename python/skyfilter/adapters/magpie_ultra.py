@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skyfilter.adapters._base import Converted, Drops, blank, column, pairs_table, require, strings, turn
-from skyfilter.adapters.magpie import known_categories
+from skyfilter.adapters.magpie_dpo import known_categories
 
 COLUMNS = ("instruction", "response", "response_base", "score", "score_base", "primary_tag")
 

@@ -27,7 +27,8 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     require(table, "offsetbias", COLUMNS)
     instruction, one, two = strings(table, "instruction"), strings(table, "output_1"), strings(table, "output_2")
     label = column(table, "label")
-    if not (pa.types.is_integer(label.type) or pa.types.is_floating(label.type) or pa.types.is_string(label.type)):
+    kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string)
+    if not any(is_kind(label.type) for is_kind in kinds):
         raise AdapterError(f"column 'label' must hold 1 or 2, found {label.type}")
     label = pc.cast(label, pa.string())
     first = pc.fill_null(pc.equal(label, "1"), False).to_numpy(zero_copy_only=False)

@@ -18,7 +18,8 @@ the first worst-scored response. (``uuid``, the generation settings and the othe
 ``chosen_score`` / ``rejected_score`` are the best and worst of them; ``generator`` is the recipe's label for the
 set (the per-generator offsets use it).
 
-Dropped rows: ``missing_score`` (no scores, or a null among them), ``unknown_category``, ``empty_prompt``,
+Dropped rows: ``missing_score`` (no scores, or a null among them), ``missing_responses`` (rows without pairs:
+no responses, or not one score per response), ``unknown_category``, ``empty_prompt``,
 ``empty_response``, ``identical_responses`` (chosen and rejected say the same: no preference).
 """
 
@@ -77,31 +78,26 @@ def _score_lists(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, high, low
 
 
-def _pairs_from_responses(table: pa.Table, source: str) -> pa.Table:
-    """chosen / rejected from the first best- and worst-scored of the ``responses`` (process_po.ipynb)."""
-    scores = pc.struct_field(pc.list_flatten(column(table, "rewards_armorm")), "score").cast(pa.float64())
-    lengths = pc.list_value_length(column(table, "rewards_armorm")).fill_null(0).to_numpy(zero_copy_only=False)
-    values = scores.fill_null(np.nan).to_numpy(zero_copy_only=False)
-    responses = column(table, "responses")
-    answers = pc.list_flatten(responses)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    response_starts = responses.offsets.to_numpy()[:-1]
-    best, worst = [], []
-    for start, n, at in zip(starts.tolist(), lengths.tolist(), response_starts.tolist(), strict=True):
-        part = values[start : start + n]
-        usable = n > 0 and not np.isnan(part).any()
-        best.append(at + int(np.argmax(part)) if usable else None)  # argmax / argmin: the first on ties
-        worst.append(at + int(np.argmin(part)) if usable else None)
-    instruction = strings(table, "instruction")
-
-    def conversation(picks: list[int | None]) -> pa.Array:
-        texts = answers.take(pa.array(picks, pa.int64())).to_pylist()
-        return messages([
-            [{"role": "user", "content": q}, {"role": "assistant", "content": a}] if a is not None else []
-            for q, a in zip(instruction.to_pylist(), texts, strict=True)
-        ])  # fmt: skip
-
-    return to_pairs(pa.table({"chosen": conversation(best), "rejected": conversation(worst)}), source, "messages")
+def _pairs_from_responses(table: pa.Table, source: str) -> tuple[pa.Table, np.ndarray]:
+    """chosen / rejected from the first best- and worst-scored of the ``responses`` (process_po.ipynb), and which
+    rows cannot be paired (no responses, or not one score per response)."""
+    instructions = strings(table, "instruction").to_pylist()
+    responses = column(table, "responses").to_pylist()
+    scores = column(table, "rewards_armorm").to_pylist()
+    chosen, rejected, unusable = [], [], []
+    for question, answers, items in zip(instructions, responses, scores, strict=True):
+        values = [item.get("score") if item else None for item in items or []]
+        if not answers or len(answers) != len(values) or None in values:
+            chosen.append([])
+            rejected.append([])
+            unusable.append(True)
+            continue
+        best, worst = values.index(max(values)), values.index(min(values))  # the first on ties
+        chosen.append([{"role": "user", "content": question}, {"role": "assistant", "content": answers[best]}])
+        rejected.append([{"role": "user", "content": question}, {"role": "assistant", "content": answers[worst]}])
+        unusable.append(False)
+    pairs = to_pairs(pa.table({"chosen": messages(chosen), "rejected": messages(rejected)}), source, "messages")
+    return pairs, np.array(unusable, dtype=bool)
 
 
 def convert(table: pa.Table, source: str, generator: str | None = None) -> Converted:
@@ -109,15 +105,17 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     require(table, "magpie-dpo", COLUMNS if paired else UNPAIRED_COLUMNS)
     category = strings(table, "task_category")
     mean, high, low = _score_lists(table)
+    unusable = np.zeros(table.num_rows, dtype=bool)
     try:
         if paired:
             pairs = to_pairs(table.select(["chosen", "rejected"]), source=source, layout="messages")
         else:
-            pairs = _pairs_from_responses(table, source)
+            pairs, unusable = _pairs_from_responses(table, source)
     except SchemaError as e:
         raise AdapterError(str(e)) from None
     drops = Drops(table)
     drops.drop(np.isnan(mean), "missing_score")
+    drops.drop(unusable, "missing_responses")
     drops.drop(~known_categories(category), "unknown_category")
     chosen, rejected = contents(pairs.column("chosen")), contents(pairs.column("rejected"))
     drops.drop(blank(contents(pairs.column("prompt"))), "empty_prompt")
