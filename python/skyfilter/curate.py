@@ -115,7 +115,7 @@ def _sha256_table(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
-def _wanted(spec: SourceSpec, names: list[str]) -> list[str] | None:
+def _adapter_columns(spec: SourceSpec, names: list[str]) -> list[str] | None:
     """The columns the source's adapter reads, or None (all) when some are missing: the adapter names them."""
     adapter = ADAPTERS[spec.adapter]
     for columns in (adapter.COLUMNS, getattr(adapter, "UNPAIRED_COLUMNS", None)):
@@ -124,12 +124,12 @@ def _wanted(spec: SourceSpec, names: list[str]) -> list[str] | None:
     return None
 
 
-def _selected(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
+def _schema_of(schema: pa.Schema, columns: list[str] | None) -> pa.Schema:
     return schema if columns is None else pa.schema([schema.field(c) for c in columns])
 
 
 def _project(table: pa.Table, spec: SourceSpec) -> pa.Table:
-    wanted = _wanted(spec, table.schema.names)
+    wanted = _adapter_columns(spec, table.schema.names)
     return table if wanted is None else table.select(wanted)
 
 
@@ -192,8 +192,8 @@ def _read_source(
     path = _local_file(spec, data_dir)
     if path is not None:
         source = open_source(str(path), spec.split)
-        wanted = _wanted(spec, source.schema.names)
-        table = pa.Table.from_batches(list(source.batches(65_536, wanted)), schema=_selected(source.schema, wanted))
+        wanted = _adapter_columns(spec, source.schema.names)
+        table = pa.Table.from_batches(list(source.batches(65_536, wanted)), schema=_schema_of(source.schema, wanted))
         return table, {**where, "origin": str(path), "sha256": _sha256_file(path)}
     table, fingerprint = _from_hub(spec)
     return _project(table, spec), {**where, "origin": "huggingface hub", **fingerprint}

@@ -237,3 +237,14 @@ def test_rarer_drop_reasons():
     assert dropped(convert("magpie-dpo", pa.Table.from_pylist(rows, schema=magpie.schema))) == {
         5: "identical_responses"
     }
+
+
+def test_wildguardmix_rows_that_disagree_on_their_prompt_are_dropped():
+    table = pa.table({
+        "prompt": ["p", "p", "q", "q"], "adversarial": [False, False, True, False],
+        "response": ["No.", "Sure.", "No.", "Sure."],
+        "prompt_harm_label": ["harmful", "unharmful", "harmful", "harmful"],
+        "response_refusal_label": ["refusal", "compliance", "refusal", "compliance"],
+    })  # fmt: skip
+    result = convert("wildguardmix", table)
+    assert dropped(result) == dict.fromkeys(range(4), "conflicting_labels") and result.pairs.num_rows == 0

@@ -138,6 +138,14 @@ def pairs_table(
     )
 
 
+def in_row_order(chosen_rows: list[int], rejected_rows: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs made of two input rows, ordered by their first row: (chosen rows, rejected rows, first rows)."""
+    chosen, rejected = np.array(chosen_rows, np.int64), np.array(rejected_rows, np.int64)
+    first = np.minimum(chosen, rejected)
+    order = np.argsort(first, kind="stable")
+    return chosen[order], rejected[order], first[order]
+
+
 class Drops:
     """Collects dropped input rows with their reasons (the first reason given to a row wins)."""
 

@@ -20,7 +20,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from skyfilter.adapters._base import Converted, Drops, blank, column, messages, pairs_table, require, strings, turn
+from skyfilter.adapters._base import (
+    Converted,
+    Drops,
+    blank,
+    column,
+    in_row_order,
+    messages,
+    pairs_table,
+    require,
+    strings,
+    turn,
+)
 from skyfilter.schema import parse_helpsteer_prompt
 
 COLUMNS = ("prompt", "response", "helpfulness")
@@ -52,15 +63,13 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     for reason, rows in unpaired.items():
         drops.drop_rows(rows, reason)
 
-    first = np.minimum(chosen_rows, rejected_rows).astype(np.int64)
-    order = np.argsort(first, kind="stable")
-    chosen_rows, rejected_rows = np.array(chosen_rows, np.int64)[order], np.array(rejected_rows, np.int64)[order]
+    chosen_rows, rejected_rows, first = in_row_order(chosen_rows, rejected_rows)
     pairs = pairs_table(
         source,
         messages([parse_helpsteer_prompt(p) for p in prompt.take(pa.array(chosen_rows)).to_pylist()]),
         turn(response.take(pa.array(chosen_rows)), "assistant"),
         turn(response.take(pa.array(rejected_rows)), "assistant"),
-        first[order],
+        first,
         chosen_score=rating[chosen_rows],
         rejected_score=rating[rejected_rows],
         generator=generator,

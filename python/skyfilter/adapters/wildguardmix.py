@@ -14,17 +14,27 @@ for a harmful prompt the refusal is chosen and the compliance rejected, for an u
 (Skywork-Reward's reading). The pair keeps the prompt's ``adversarial`` flag for the recipe's rule.
 
 Dropped rows: ``no_response`` (prompt-only rows), ``missing_label`` (no harm or refusal label), ``empty_prompt``,
-``no_counterpart`` (the prompt has refusals only or compliances only), ``extra_response`` (more than one refusal or
+``conflicting_labels`` (the prompt's rows disagree on its harm label or adversarial flag), ``no_counterpart`` (the
+prompt has refusals only or compliances only), ``extra_response`` (more than one refusal or
 compliance for a prompt: the first of each in row order makes the pair).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skyfilter.adapters._base import Converted, Drops, blank, column, pairs_table, require, strings, turn
+from skyfilter.adapters._base import (
+    Converted,
+    Drops,
+    blank,
+    column,
+    in_row_order,
+    pairs_table,
+    require,
+    strings,
+    turn,
+)
 
 COLUMNS = ("prompt", "adversarial", "response", "prompt_harm_label", "response_refusal_label")
 
@@ -44,24 +54,24 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     drops.drop(blank(prompt), "empty_prompt")
 
     chosen_rows, rejected_rows = [], []
-    unpaired: dict[str, list[int]] = {"no_counterpart": [], "extra_response": []}
+    unpaired: dict[str, list[int]] = {"conflicting_labels": [], "no_counterpart": [], "extra_response": []}
+    flags = adversarial.fill_null(False).to_numpy(zero_copy_only=False)
     for rows in drops.groups(prompt):
+        if len({(bool(harmful[r]), bool(flags[r])) for r in rows}) > 1:
+            unpaired["conflicting_labels"] += rows  # the prompt's rows disagree on its harm or adversarial label
+            continue
         refusals, compliances = [r for r in rows if refused[r]], [r for r in rows if complied[r]]
         if not refusals or not compliances:
             unpaired["no_counterpart"] += rows
             continue
-        first = min(rows)
-        good, bad = (refusals[0], compliances[0]) if harmful[first] else (compliances[0], refusals[0])
+        good, bad = (refusals[0], compliances[0]) if harmful[rows[0]] else (compliances[0], refusals[0])
         unpaired["extra_response"] += [r for r in rows if r not in (good, bad)]
         chosen_rows.append(good)
         rejected_rows.append(bad)
     for reason, rows in unpaired.items():
         drops.drop_rows(rows, reason)
 
-    chosen_rows, rejected_rows = np.array(chosen_rows, np.int64), np.array(rejected_rows, np.int64)
-    first = np.minimum(chosen_rows, rejected_rows)
-    order = np.argsort(first, kind="stable")
-    chosen_rows, rejected_rows, first = chosen_rows[order], rejected_rows[order], first[order]
+    chosen_rows, rejected_rows, first = in_row_order(chosen_rows, rejected_rows)
     pairs = pairs_table(
         source,
         turn(prompt.take(pa.array(first)), "user"),
