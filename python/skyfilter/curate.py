@@ -45,8 +45,8 @@ from skyfilter import _core
 from skyfilter.adapters import ADAPTERS, CURATION_SCHEMA, AdapterError, Converted
 from skyfilter.benchmarks import HUB_BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
 from skyfilter.contaminate import contaminate
+from skyfilter.dedup import CONFLICT, DedupOptions, dedup_pairs
 from skyfilter.dedup import REASONS as DEDUP_REASONS
-from skyfilter.dedup import DedupOptions, dedup_pairs
 from skyfilter.io import InputError, demo_file, open_source, read_table, worker_threads
 from skyfilter.recipe import Recipe, SourceSpec
 from skyfilter.samples import SAMPLE_ROWS, sample_table
@@ -267,7 +267,7 @@ def _dedup(pool: _Pool, recipe: Recipe, threads: int) -> None:
     other = alive[decisions.other[gone]]
     source_rows = pool.pairs.column("source_row").to_numpy()
     details = [
-        f"{'conflicts with' if r == 1 else 'duplicate of'} {pool.sources[o]} row {source_rows[o]}"
+        f"{'conflicts with' if r == CONFLICT else 'duplicate of'} {pool.sources[o]} row {source_rows[o]}"
         for r, o in zip(decisions.reason[gone].tolist(), other.tolist(), strict=True)
     ]
     reasons = np.array(DEDUP_REASONS, dtype=object)[decisions.reason[gone]]
