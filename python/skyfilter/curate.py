@@ -196,7 +196,7 @@ def _read_source(
         table = pa.Table.from_batches(list(source.batches(65_536, wanted)), schema=_schema_of(source.schema, wanted))
         return table, {**where, "origin": str(path), "sha256": _sha256_file(path)}
     table, fingerprint = _from_hub(spec)
-    return _project(table, spec), {**where, "origin": "huggingface hub", **fingerprint}
+    return _project(table, spec), {**where, "origin": "datasets.load_dataset", **fingerprint}
 
 
 # ---------------------------------------------------------------------------------------------- steps

@@ -13,7 +13,7 @@ Layout (see the shipped files for a complete, commented example)::
     [[sources]]                       # one table per source, in output order
     name = "Magpie-Pro"               # the `source` label of its pairs (unique)
     adapter = "magpie-dpo"            # see skyfilter.adapters.ADAPTERS
-    dataset = "Magpie-Align/..."      # a hub id or a local file
+    dataset = "Magpie-Align/..."      # a hub id, a local dataset folder (both via datasets), or a file
     split = "train"
     config = "..."                    # optional: the hub config (WildGuardMix: wildguardtrain)
     revision = "..."                  # optional: a hub revision, recorded in the manifest

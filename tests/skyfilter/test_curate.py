@@ -274,3 +274,18 @@ def test_pairs_output_keeps_what_scoring_needs(tmp_path):
     data = pq.read_table(tmp_path / "out" / DATA_FILE)
     assert data.schema == CURATION_SCHEMA and data.num_rows > 0
     assert all(data.column("adversarial").to_pylist()) and data.column("source_row").null_count == 0
+
+
+def test_sources_load_through_datasets(tmp_path):
+    """A dataset id that is not a file goes through datasets.load_dataset (the hub code path), here on a local
+    dataset folder laid out as on the hub."""
+    pytest.importorskip("datasets")
+    repo = tmp_path / "wildguardmix-local"
+    (repo / "data").mkdir(parents=True)
+    table = sample_table("wildguardmix", "WildGuardMix", 120)
+    pq.write_table(table, repo / "data" / "train-00000-of-00001.parquet")
+    text = wildguard_recipe(tmp_path, "adversarial").replace(f'"{tmp_path}/WildGuardMix.parquet"', f'"{repo}"')
+    manifest = run_curate(parse_recipe(text, "wg.toml"), tmp_path / "out", plots=False, log=lambda _: None)
+    (source,) = manifest.inputs
+    assert source["origin"] == "datasets.load_dataset" and source["rows"] == 120 and source["fingerprint"]
+    assert manifest.step("convert")["sources"]["WildGuardMix"]["in"] == 120
