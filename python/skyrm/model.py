@@ -1,0 +1,139 @@
+"""Reward models: any Hugging Face decoder as ``...ForSequenceClassification`` with one label, the reward read at
+the last real token of each sequence.
+
+Where that token is:
+
+* padded rows (right or left padding): the last position whose attention mask is 1 (what Hugging Face's own
+  sequence-classification forward computes from the pad token, without trusting the pad token id);
+* packed rows (several sequences in one row, ``position_ids`` restarting at 0 for each): the position before each
+  restart, and the last attended position of the row.
+
+Only the selected hidden states go through the score head. ``tiny_config`` is a small random-init Llama for tests
+and demos.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "tiny_tokenizer",
+    "last_token_index",
+    "packed_ends",
+    "block_causal_mask",
+    "rewards",
+    "tiny_config",
+    "score_head",
+    "decoder",
+]
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per row of a padded batch, the index of its last attended token (right or left padding)."""
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be (batch, length), got shape {tuple(attention_mask.shape)}")
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (positions * attention_mask.long()).argmax(-1)
+    if not bool(attention_mask.any(-1).all()):
+        raise ValueError("a row has no attended token")
+    return last
+
+
+def packed_ends(position_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """(rows, columns) of the last token of every sequence in packed rows, sequences in row-major order.
+    A sequence starts where ``position_ids`` is 0; the row's padding (attention mask 0, at the end) is ignored."""
+    if position_ids.dim() != 2:
+        raise ValueError(f"position_ids must be (batch, length), got shape {tuple(position_ids.shape)}")
+    valid = torch.ones_like(position_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    starts_next = torch.zeros_like(valid)
+    starts_next[:, :-1] = position_ids[:, 1:] == 0
+    next_valid = torch.zeros_like(valid)
+    next_valid[:, :-1] = valid[:, 1:]
+    end = valid & (starts_next | ~next_valid)
+    rows, cols = end.nonzero(as_tuple=True)
+    return rows, cols
+
+
+def decoder(model: nn.Module) -> nn.Module:
+    """The transformer under a ``...ForSequenceClassification`` model (``model.model`` for Llama, Gemma, Qwen)."""
+    prefix = getattr(model, "base_model_prefix", "model")
+    inner = getattr(model, prefix, None)
+    if inner is None:
+        raise ValueError(f"{type(model).__name__} has no base model at .{prefix}")
+    return inner
+
+
+def score_head(model: nn.Module) -> nn.Module:
+    head = getattr(model, "score", None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no `score` head: load it as ...ForSequenceClassification")
+    return head
+
+
+def rewards(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    ends: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One reward per sequence. Padded rows: the reward at each row's last attended token. Packed rows: pass
+    ``position_ids`` restarting at 0 per sequence, an ``attention_mask`` that keeps attention inside each sequence
+    (a (batch, 1, length, length) block mask, or the attention implementation's own varlen path), and ``ends``,
+    the (rows, columns) of each sequence's last token (:func:`packed_ends`)."""
+    hidden = decoder(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+    if ends is None:
+        rows = torch.arange(states.shape[0], device=states.device)
+        ends = (rows, last_token_index(attention_mask))
+    return score_head(model)(states[ends[0], ends[1]]).squeeze(-1)
+
+
+def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive (batch, 1, length, length) mask of packed rows: each token sees the earlier tokens of its own
+    sequence only (sequences start where ``position_ids`` is 0; ``valid`` marks real tokens)."""
+    starts = (position_ids == 0) & valid.bool()
+    sequence = torch.cumsum(starts.long(), dim=-1)  # the sequence number of every token
+    length = position_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=position_ids.device).tril()
+    same = sequence[:, :, None] == sequence[:, None, :]
+    allowed = same & causal & valid.bool()[:, None, :]
+    allowed |= torch.eye(length, dtype=torch.bool, device=position_ids.device)  # padding attends to itself
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
+    return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+TINY_SPECIALS = ("<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>")
+TINY_CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+
+
+def tiny_tokenizer():
+    """A byte-level tokenizer for the tiny model (one token per UTF-8 byte, plus the special tokens) that puts a BOS
+    in front of what it encodes, as Llama's does, with a chat template; a real Hugging Face fast tokenizer, saved
+    with the model like any other."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(TINY_SPECIALS)}
+    vocab |= {ch: len(TINY_SPECIALS) + i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    inner = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    inner.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    inner.decoder = decoders.ByteLevel()
+    inner.add_special_tokens(list(TINY_SPECIALS))
+    inner.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])  # as Llama
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=inner, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_config(vocab_size: int = len(TINY_SPECIALS) + 256, pad_token_id: int = 0, **overrides):
+    """A small random-init Llama reward model: 2 layers, hidden size 64, grouped-query attention."""
+    from transformers import LlamaConfig
+
+    settings = {
+        "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+        "num_labels": 1, "pad_token_id": pad_token_id, "tie_word_embeddings": False,
+    }  # fmt: skip
+    return LlamaConfig(**{**settings, **overrides})

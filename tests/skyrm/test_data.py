@@ -1,0 +1,62 @@
+"""Pairs into token ids: layouts, one BOS, and the truncation policy with every dropped pair counted."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("transformers")
+from skyrm.data import conversations, encode_pairs, read_pairs  # noqa: E402
+from skyrm.model import tiny_tokenizer  # noqa: E402
+
+USER = {"role": "user", "content": "What is 2 + 2?"}
+
+
+def test_layouts_give_the_same_conversations():
+    whole = pa.table({"chosen": [[USER, {"role": "assistant", "content": "4"}]],
+                      "rejected": [[USER, {"role": "assistant", "content": "5"}]]})  # fmt: skip
+    split = pa.table({"prompt": [[USER]], "chosen": [[{"role": "assistant", "content": "4"}]],
+                      "rejected": [[{"role": "assistant", "content": "5"}]]})  # fmt: skip
+    plain = pa.table({"prompt": ["What is 2 + 2?"], "chosen": ["4"], "rejected": ["5"]})
+    assert conversations(whole) == conversations(split) == conversations(plain)
+    with pytest.raises(ValueError, match="`chosen` and `rejected`"):
+        conversations(pa.table({"text": ["x"]}))
+
+
+def test_one_bos_whether_or_not_the_template_writes_it():
+    tokenizer = tiny_tokenizer()
+    table = pa.table({"prompt": ["hi"], "chosen": ["a"], "rejected": ["b"]})
+    with_bos = encode_pairs(table, tokenizer, 64)
+    tokenizer.chat_template = tokenizer.chat_template.replace("{{ bos_token }}", "")
+    without = encode_pairs(table, tokenizer, 64)
+    for ids in (with_bos.chosen[0], without.chosen[0]):
+        assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    assert with_bos.chosen == without.chosen
+
+
+def test_truncation_policy_counts_every_dropped_pair():
+    long_answer = "x" * 40
+    table = pa.table({
+        "prompt": ["short", "short", "p" * 60, "q", "same"],
+        "chosen": ["yes", long_answer + "A", "one", "", "it"],
+        "rejected": ["no", long_answer + "B", "two", "z", "it"],
+    })  # fmt: skip
+    tokenizer = tiny_tokenizer()
+    dropped = encode_pairs(table, tokenizer, 48, "drop")
+    assert dropped.rows == [0, 3] and dropped.dropped == {"too_long": 2, "identical": 1}
+    cut = encode_pairs(table, tokenizer, 48, "truncate")
+    # row 1 differs only past the limit, row 2's prompt alone fills it: both identical once cut
+    assert cut.rows == [0, 3] and cut.dropped == {"identical_after_truncation": 2, "identical": 1}
+    assert all(len(ids) <= 48 for ids in cut.chosen + cut.rejected)
+    assert len(dropped) + sum(dropped.dropped.values()) == table.num_rows
+
+
+def test_read_pairs_from_files(tmp_path, shared_data):
+    source = shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
+    table = read_pairs(str(source))
+    assert table.num_rows == 1000 and {"prompt", "chosen", "rejected"} <= set(table.schema.names)
+    pq.write_table(table, tmp_path / "pairs.parquet")
+    assert read_pairs(str(tmp_path / "pairs.parquet")).num_rows == 1000
+    encoded = encode_pairs(table.slice(0, 50), tiny_tokenizer(), 4096, "truncate")
+    assert len(encoded) + sum(encoded.dropped.values()) == 50 and len(encoded) > 40
