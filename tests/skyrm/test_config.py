@@ -1,0 +1,59 @@
+"""Training configuration: presets, files, command-line overrides and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from skyrm.config import PRESETS, ConfigError, TrainConfig, load_config, parse_args
+
+
+def test_paper_presets():
+    llama = load_config(preset="skywork-llama-3.1-8b")
+    gemma = load_config(preset="skywork-gemma-2-27b")
+    assert (llama.batch_pairs, llama.lr, llama.epochs, llama.schedule) == (128, 2e-6, 2.0, "cosine")
+    assert llama.dtype == "bf16"
+    assert (gemma.lr, gemma.attn_implementation) == (1e-6, "eager")
+    assert load_config(preset="tiny").model == "tiny" and set(PRESETS) >= {"tiny"}
+
+
+def test_precedence_preset_then_file_then_command_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "skywork-llama-3.1-8b"\nlr = 1e-5\nloss = "focal"\ngamma = 1\nmax_steps = 100\n')
+    config = parse_args(["--config", str(path), "--max-steps", "7", "--data", "pairs.parquet", "--no-packing"])
+    assert (config.lr, config.loss, config.gamma, config.max_steps) == (1e-5, "focal", 1.0, 7)
+    assert config.data == "pairs.parquet" and config.packing is False and config.batch_pairs == 128
+    assert config.loss_config().gamma == 1.0
+
+
+def test_yaml_files(tmp_path):
+    pytest.importorskip("yaml")
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: tiny\nmodel: tiny\nmax_steps: 3\nresume: true\n")
+    config = load_config(path)
+    assert config.max_steps == 3 and config.resume is True and config.lr == PRESETS["tiny"]["lr"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("learning_rate = 1e-5\n", "unknown field 'learning_rate'"),
+        ('lr = "fast"\n', "lr must be float"),
+        ('loss = "nope"\n', "loss: must be one of"),
+        ('schedule = "step"\n', "schedule: must be one of"),
+        ("packing = 1\n", "packing must be bool"),
+        ('preset = "huge"\n', "unknown preset 'huge'"),
+        ("temperature = 0\n", "loss: temperature must be positive"),
+        ("lr = [\n", "run.toml"),
+    ],
+)
+def test_mistakes_are_named(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(path)
+
+
+def test_the_fixed_flag_names_exist():
+    config = parse_args(["--model", "tiny", "--data", "d", "--eval-data", "e", "--output-dir", "o", "--max-steps", "2",
+                         "--loss", "hinge", "--resume"])  # fmt: skip
+    assert (config.eval_data, config.output_dir, config.loss, config.resume) == ("e", "o", "hinge", True)
+    assert TrainConfig().loss == "bt"
