@@ -1,0 +1,118 @@
+"""Optimiser steps and micro-batches: which pairs each step trains on, and how they are laid out in tensors.
+
+* :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), in an order
+  shuffled by ``seed`` and the epoch only, so that the data order does not depend on the number of processes or
+  on the micro-batch size; each process takes its share of a step by position.
+* :func:`micro_batches`: a step's pairs as micro-batches of at most ``token_budget`` tokens. The chosen and the
+  rejected sequence of a pair always share a micro-batch, one after the other, so the rewards come out as
+  ``[chosen_0, rejected_0, chosen_1, ...]``. Padded micro-batches are right-padded rows; packed ones are a single
+  row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
+  sequences given (:func:`skyrm.model.packed_ends`) and, on the CPU, a block-diagonal causal mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from skyrm.model import block_causal_mask, packed_ends
+
+__all__ = ["MicroBatch", "step_plan", "micro_batches"]
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor  # (rows, length) for padded rows; (1, 1, length, length) block mask when packed
+    position_ids: torch.Tensor | None
+    ends: tuple[torch.Tensor, torch.Tensor] | None
+    pairs: int
+    tokens: int  # real (non-padding) tokens
+
+    def to(self, device) -> MicroBatch:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        ends = None if self.ends is None else (self.ends[0].to(device), self.ends[1].to(device))
+        return MicroBatch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), ends,
+                          self.pairs, self.tokens)  # fmt: skip
+
+
+def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[list[int]]:
+    """The pair indices of every optimiser step: each epoch a fresh permutation, steps of ``batch_pairs`` pairs
+    (the last incomplete step of an epoch is dropped), ``epochs`` may be fractional."""
+    if n_pairs < batch_pairs:
+        raise ValueError(f"{n_pairs} pairs is fewer than one step of {batch_pairs}")
+    per_epoch = n_pairs // batch_pairs
+    total = max(1, int(per_epoch * epochs))
+    steps = []
+    epoch = 0
+    while len(steps) < total:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n_pairs, generator=generator).tolist()
+        steps += [order[i * batch_pairs : (i + 1) * batch_pairs] for i in range(per_epoch)]
+        epoch += 1
+    return steps[:total]
+
+
+def _padded(sequences: list[list[int]], pad_id: int, pairs: int) -> MicroBatch:
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return MicroBatch(ids, mask, None, None, pairs, sum(len(s) for s in sequences))
+
+
+def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool) -> MicroBatch:
+    ids = torch.full((1, length), pad_id, dtype=torch.long)
+    positions = torch.zeros((1, length), dtype=torch.long)
+    valid = torch.zeros((1, length), dtype=torch.long)
+    at = 0
+    for s in sequences:
+        ids[0, at : at + len(s)] = torch.tensor(s, dtype=torch.long)
+        positions[0, at : at + len(s)] = torch.arange(len(s))
+        valid[0, at : at + len(s)] = 1
+        at += len(s)
+    mask = block_causal_mask(positions, valid, torch.float32) if block_mask else valid
+    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at)
+
+
+def micro_batches(
+    chosen: list[list[int]],
+    rejected: list[list[int]],
+    pairs: list[int],
+    token_budget: int,
+    pad_id: int,
+    packing: bool = True,
+    block_mask: bool = True,
+) -> list[MicroBatch]:
+    """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
+    Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed."""
+    batches: list[MicroBatch] = []
+    current: list[list[int]] = []
+    count = 0
+
+    def cost(sequences: list[list[int]]) -> int:
+        if packing:
+            return sum(len(s) for s in sequences)
+        return len(sequences) * max(len(s) for s in sequences)
+
+    def flush() -> None:
+        nonlocal current, count
+        if current:
+            length = token_budget if block_mask else sum(len(s) for s in current)
+            batches.append(_packed(current, pad_id, count, length, block_mask) if packing else
+                           _padded(current, pad_id, count))  # fmt: skip
+        current, count = [], 0
+
+    for p in pairs:
+        both = [chosen[p], rejected[p]]
+        if cost(both) > token_budget:
+            raise ValueError(f"pair {p} needs {cost(both)} tokens, over the micro-batch budget of {token_budget}")
+        if current and cost(current + both) > token_budget:
+            flush()
+        current += both
+        count += 1
+    flush()
+    return batches

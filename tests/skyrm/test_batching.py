@@ -1,0 +1,60 @@
+"""Steps and micro-batches: every pair once, budgets kept, and packed rewards equal to padded rewards."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from skyrm.batching import micro_batches, step_plan  # noqa: E402
+from skyrm.model import rewards, tiny_config  # noqa: E402
+
+
+def test_step_plan_is_seeded_and_covers_each_epoch():
+    plan = step_plan(103, 10, epochs=2.0, seed=3)
+    assert len(plan) == 20 and all(len(step) == 10 for step in plan)
+    first_epoch = [p for step in plan[:10] for p in step]
+    assert len(set(first_epoch)) == 100  # one permutation; 3 pairs wait for the next epoch
+    assert plan == step_plan(103, 10, epochs=2.0, seed=3) and plan != step_plan(103, 10, epochs=2.0, seed=4)
+    assert plan[10:] != plan[:10]  # a new order each epoch
+    assert len(step_plan(103, 10, epochs=0.5, seed=3)) == 5
+    with pytest.raises(ValueError, match="fewer than one step"):
+        step_plan(5, 10, 1.0, 0)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 40, (24, 2), generator=generator).tolist()
+    chosen = [torch.randint(6, 262, (a,), generator=generator).tolist() for a, _ in lengths]
+    rejected = [torch.randint(6, 262, (b,), generator=generator).tolist() for _, b in lengths]
+    return chosen, rejected
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_every_pair_once_within_the_budget(pairs, packing):
+    chosen, rejected = pairs
+    order = list(range(24))[::-1]
+    batches = micro_batches(chosen, rejected, order, 96, pad_id=0, packing=packing)
+    assert sum(b.pairs for b in batches) == 24 and len(batches) > 3
+    assert sum(b.tokens for b in batches) == sum(len(c) + len(r) for c, r in zip(chosen, rejected, strict=True))
+    for b in batches:
+        assert b.input_ids.numel() <= 96
+    with pytest.raises(ValueError, match="over the micro-batch budget"):
+        micro_batches(chosen, rejected, order, 20, pad_id=0, packing=packing)
+
+
+def test_packed_rewards_equal_padded_rewards(pairs):
+    torch.manual_seed(0)
+    model = transformers.LlamaForSequenceClassification(tiny_config()).eval()
+    chosen, rejected = pairs
+    order = list(range(24))
+    with torch.no_grad():
+
+        def all_rewards(batches):
+            return torch.cat([rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends) for b in batches])
+
+        padded = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=False))
+        packed = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=True))
+    assert padded.shape == (48,)
+    torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
