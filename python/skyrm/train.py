@@ -1,0 +1,34 @@
+"""``python -m skyrm.train --config FILE [--FIELD VALUE ...]``: train a Bradley-Terry reward model.
+
+Fixed flags that scripts rely on: ``--config``, ``--model`` (a path, a hub id, or ``tiny``), ``--data``,
+``--eval-data``, ``--output-dir``, ``--max-steps``, ``--loss``, ``--resume``; every other field of
+:class:`skyrm.config.TrainConfig` has its own flag. Writes ``OUTPUT_DIR/metrics.jsonl`` (one line per step),
+``OUTPUT_DIR/model`` (Hugging Face format) and ``OUTPUT_DIR/summary.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from skyrm.config import ConfigError, parse_args
+from skyrm.trainer import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if config.resume:
+        print("error: --resume needs the sharded checkpoints, which are not built yet", file=sys.stderr)
+        return 2
+    if not config.data:
+        print("error: give the training pairs with --data", file=sys.stderr)
+        return 2
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

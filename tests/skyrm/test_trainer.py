@@ -1,0 +1,103 @@
+"""The training loop on the tiny model: a learnable task is learnt, the loss does not depend on micro-batching,
+the exported model reloads with Hugging Face and gives the same rewards."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from skyrm.batching import micro_batches  # noqa: E402
+from skyrm.config import load_config  # noqa: E402
+from skyrm.data import encode_pairs  # noqa: E402
+from skyrm.model import rewards  # noqa: E402
+from skyrm.train import main  # noqa: E402
+from skyrm.trainer import learning_rate, train  # noqa: E402
+
+
+def metrics(folder) -> list[dict]:
+    with open(f"{folder}/metrics.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def write_task(path, n: int, seed: int) -> None:
+    """Chosen answers agree politely, rejected ones refuse rudely: learnable from a few tokens."""
+    rng = random.Random(seed)
+    words = ["apple", "river", "stone", "cloud", "piano", "lemon", "tiger", "glass"]
+    rows = []
+    for _ in range(n):
+        topic = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        rows.append({"prompt": f"Tell me about {topic}.", "chosen": f"Sure, happy to help with {topic}.",
+                     "rejected": f"No. Go away, {topic} is dull."})  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    write_task(folder / "train.parquet", 256, 0)
+    write_task(folder / "test.parquet", 64, 1)
+    config = load_config(preset="tiny", overrides={
+        "data": str(folder / "train.parquet"), "eval_data": str(folder / "test.parquet"),
+        "output_dir": str(folder / "run"), "max_steps": 30, "batch_pairs": 8, "micro_batch_tokens": 512,
+        "max_length": 128, "lr": 3e-3, "warmup_ratio": 0.1,
+    })  # fmt: skip
+    return config, train(config, log=lambda _: None)
+
+
+def test_a_learnable_task_is_learnt(trained):
+    config, summary = trained
+    lines = metrics(config.output_dir)
+    assert [r["step"] for r in lines] == list(range(1, 31))
+    first, last = sum(r["loss"] for r in lines[:5]) / 5, sum(r["loss"] for r in lines[-5:]) / 5
+    assert last < 0.5 * first and first > 0.5
+    assert summary["eval"]["accuracy"] > 0.95 and summary["eval"]["pairs"] == 64
+
+
+def test_the_exported_model_reloads_with_the_same_rewards(trained):
+    config, _ = trained
+    folder = f"{config.output_dir}/model"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert model.config.num_labels == 1 and tokenizer.chat_template
+    table = pa.table({"prompt": ["Tell me about stone."], "chosen": ["Sure, happy to help with stone."],
+                      "rejected": ["No. Go away, stone is dull."]})  # fmt: skip
+    encoded = encode_pairs(table, tokenizer, 128)
+    batch = micro_batches(encoded.chosen, encoded.rejected, [0], 1024, tokenizer.pad_token_id, packing=False)[0]
+    with torch.no_grad():
+        ours = rewards(model, batch.input_ids, batch.attention_mask)
+        hf = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.squeeze(-1)
+    torch.testing.assert_close(ours, hf, rtol=0, atol=1e-6)
+    assert ours[0] > ours[1]
+
+
+def test_the_loss_does_not_depend_on_micro_batching(tmp_path):
+    write_task(tmp_path / "train.parquet", 64, 2)
+    losses = []
+    for budget, packing in ((256, True), (2048, True), (2048, False)):
+        config = load_config(preset="tiny", overrides={
+            "data": str(tmp_path / "train.parquet"), "output_dir": str(tmp_path / f"run-{budget}-{packing}"),
+            "max_steps": 3, "batch_pairs": 16, "micro_batch_tokens": budget, "max_length": 128,
+            "packing": packing, "dtype": "fp32",
+        })  # fmt: skip
+        train(config, log=lambda _: None)
+        losses.append([r["loss"] for r in metrics(config.output_dir)])
+    for other in losses[1:]:
+        assert other == pytest.approx(losses[0], rel=1e-4, abs=1e-5)
+
+
+def test_schedule():
+    config = load_config(preset="tiny", overrides={"lr": 1.0, "warmup_ratio": 0.1, "min_lr_ratio": 0.1})
+    values = [learning_rate(config, s, 100) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(values[9:], values[10:], strict=False))
+
+
+def test_command_line_errors(capsys):
+    assert main(["--loss", "nope"]) == 2 and "loss: must be one of" in capsys.readouterr().err
+    assert main(["--model", "tiny"]) == 2 and "--data" in capsys.readouterr().err
