@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if not config.data:
         print("error: give the training pairs with --data", file=sys.stderr)
         return 2
-    train(config)
+    try:
+        train(config)
+    except (ValueError, OSError) as e:  # bad data or paths: one line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

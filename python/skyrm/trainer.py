@@ -53,7 +53,7 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
     warmup = int(config.warmup_ratio * total)
     if step < warmup:
         return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup - 1)
+    progress = (step - warmup) / max(1, total - warmup)  # the last step keeps a little above the floor
     floor = config.min_lr_ratio
     if config.schedule == "constant":
         scale = 1.0
@@ -104,6 +104,11 @@ def train(config: TrainConfig, log=print) -> dict:
     if config.eval_data:
         held_out = encode_pairs(read_pairs(config.eval_data, config.eval_split), tokenizer, config.max_length,
                                 config.truncation)  # fmt: skip
+    if len(data) < config.batch_pairs:
+        raise ValueError(
+            f"{config.data}: {len(data):,} pairs left after encoding (dropped: {dict(data.dropped)}), fewer than "
+            f"one step of {config.batch_pairs}; raise --max-length, use --truncation truncate, or lower --batch-pairs"
+        )
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed)
     if config.max_steps is not None:
         plan = plan[: config.max_steps]
