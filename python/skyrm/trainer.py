@@ -2,10 +2,10 @@
 micro-batches, normalise the loss by the step's number of pairs, clip, step, log; at the end export a Hugging Face
 model and report held-out accuracy.
 
-One process for now (CPU or one GPU); multi-process FSDP2, sharded checkpoints and ``--resume`` come next
-(issue 5). What is already fixed for them: the step plan does not depend on the number of processes, and the loss
-is a sum over pairs divided by the step's pair count, so splitting a step over micro-batches or processes does not
-change it.
+One process for now (CPU, or one GPU with bf16 autocast); multi-process FSDP2, sharded checkpoints, ``--resume``
+and flash-attention varlen packing on the GPU (packed rows use a block mask for now) come next (issue 5). What is
+already fixed for them: the step plan does not depend on the number of processes, and the loss is a sum over
+pairs divided by the step's pair count, so splitting a step over micro-batches or processes does not change it.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int) -> 
     with torch.no_grad():
         for batch in micro_batches(encoded.chosen, encoded.rejected, list(range(len(encoded))),
                                    config.micro_batch_tokens, pad_id, packing=False):  # fmt: skip
-            chosen, rejected = _pair_rewards(model, batch)
+            chosen, rejected = _pair_rewards(model, batch.to(next(model.parameters()).device))
             chosen_all.append(chosen)
             rejected_all.append(rejected)
     model.train()
@@ -97,6 +97,12 @@ def train(config: TrainConfig, log=print) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = build_model(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    if config.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+    # bf16 autocast on the GPU (fp32 master weights, fp32 losses); the CPU computes in fp32
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.dtype == "bf16")
     loss_config = config.loss_config()
     data = encode_pairs(read_pairs(config.data, config.split), tokenizer, config.max_length, config.truncation)
     log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'})")
@@ -125,7 +131,8 @@ def train(config: TrainConfig, log=print) -> dict:
             total_loss, correct, margin, tokens = 0.0, 0.0, 0.0, 0
             for batch in micro_batches(data.chosen, data.rejected, pairs, config.micro_batch_tokens, pad_id,
                                        packing=config.packing):  # fmt: skip
-                chosen, rejected = _pair_rewards(model, batch)
+                with autocast:
+                    chosen, rejected = _pair_rewards(model, batch.to(device))
                 # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching
                 loss = pair_losses(chosen, rejected, loss_config).sum() / len(pairs)
                 loss.backward()
