@@ -32,12 +32,15 @@ TRUNCATION = ("drop", "truncate")
 
 
 def read_pairs(spec: str, split: str = "train") -> pa.Table:
-    """A parquet, jsonl (optionally .gz) or json file, a folder of parquet files, or a Hugging Face dataset id."""
+    """A parquet, jsonl (optionally .gz) or json file, a dataset folder (``data/<split>-*.parquet``, as on the hub
+    and in skyfilter curate's output), or a Hugging Face dataset id."""
     path = Path(spec)
-    if path.is_dir() and not any(path.glob("*.py")):
-        files = sorted(path.rglob("*.parquet"))
-        if files:
-            return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    if path.is_dir():  # a dataset folder: data/<split>-*.parquet (the hub's layout, skyfilter curate's output)
+        for pattern in (f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}.parquet"):
+            files = sorted(path.glob(pattern))
+            if files:
+                return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        raise ValueError(f"{spec}: a folder without data/{split}-*.parquet, {split}-*.parquet or {split}.parquet")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".parquet"):

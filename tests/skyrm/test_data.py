@@ -60,3 +60,16 @@ def test_read_pairs_from_files(tmp_path, shared_data):
     assert read_pairs(str(tmp_path / "pairs.parquet")).num_rows == 1000
     encoded = encode_pairs(table.slice(0, 50), tiny_tokenizer(), 4096, "truncate")
     assert len(encoded) + sum(encoded.dropped.values()) == 50 and len(encoded) > 40
+
+
+def test_read_pairs_from_a_curated_folder(tmp_path):
+    """skyfilter curate's output: data/train-*.parquet is the split; dropped.parquet beside it is not read."""
+    (tmp_path / "data").mkdir()
+    pairs = pa.table({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]})
+    pq.write_table(pairs, tmp_path / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"prompt": ["x"] * 5, "chosen": ["y"] * 5, "rejected": ["z"] * 5}), tmp_path / "dropped.parquet"
+    )
+    assert read_pairs(str(tmp_path)).equals(pairs)
+    with pytest.raises(ValueError, match="a folder without data/test"):
+        read_pairs(str(tmp_path), split="test")
