@@ -156,6 +156,9 @@ def train(config: TrainConfig, log=print) -> dict:
     if held_out is not None and len(held_out):
         summary["eval"] = evaluate(model, held_out, config, pad_id)
         log(f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} pairs")
+        # users of the exported model can normalise its rewards with the statistics of the held-out split
+        model.config.reward_mean = summary["eval"]["reward_mean"]
+        model.config.reward_std = summary["eval"]["reward_std"]
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

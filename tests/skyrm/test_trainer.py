@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,6 +66,9 @@ def test_the_exported_model_reloads_with_the_same_rewards(trained):
     model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert model.config.num_labels == 1 and tokenizer.chat_template
+    summary = json.loads((Path(config.output_dir) / "summary.json").read_text())
+    assert model.config.reward_mean == pytest.approx(summary["eval"]["reward_mean"])
+    assert model.config.reward_std == pytest.approx(summary["eval"]["reward_std"]) and model.config.reward_std > 0
     table = pa.table({"prompt": ["Tell me about stone."], "chosen": ["Sure, happy to help with stone."],
                       "rejected": ["No. Go away, stone is dull."]})  # fmt: skip
     encoded = encode_pairs(table, tokenizer, 128)
