@@ -42,13 +42,13 @@ class TrainConfig:
     max_length: int = 2048
     truncation: str = "drop"  # or "truncate"
     packing: bool = True
-    # the loss (skyrm.losses)
-    loss: str = "bt"
-    margin: float | None = None
-    temperature: float = 2.0
-    gamma: float = 2.0
-    t: float = 0.5
-    center: float = 0.0
+    # the loss (skyrm.losses; the defaults are LossConfig's)
+    loss: str = LossConfig.name
+    margin: float | None = LossConfig.margin
+    temperature: float = LossConfig.temperature
+    gamma: float = LossConfig.gamma
+    t: float = LossConfig.t
+    center: float = LossConfig.center
     # optimisation
     batch_pairs: int = 128  # pairs per optimiser step, over all processes
     micro_batch_tokens: int = 16_384  # tokens per forward pass and process (packing) or per padded micro-batch
