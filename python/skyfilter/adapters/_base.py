@@ -138,6 +138,14 @@ def pairs_table(
     )
 
 
+def preferred(keep: np.ndarray, first_wins: np.ndarray, first: pa.Array, second: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The chosen and rejected answer turns of the kept rows when each row offers two answers: ``first`` where
+    ``first_wins`` (one flag per kept row), else ``second``."""
+    wins, keep = pa.array(first_wins), pa.array(keep)
+    first, second = first.filter(keep), second.filter(keep)
+    return turn(pc.if_else(wins, first, second), "assistant"), turn(pc.if_else(wins, second, first), "assistant")
+
+
 def in_row_order(chosen_rows: list[int], rejected_rows: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs made of two input rows, ordered by their first row: (chosen rows, rejected rows, first rows)."""
     chosen, rejected = np.array(chosen_rows, np.int64), np.array(rejected_rows, np.int64)
@@ -156,10 +164,12 @@ class Drops:
     def drop(self, mask: np.ndarray, reason: str) -> None:
         self.reason[mask & (self.reason == None)] = reason  # noqa: E711 - element-wise comparison
 
-    def drop_rows(self, rows: list[int], reason: str) -> None:
-        mask = np.zeros(len(self.reason), dtype=bool)
-        mask[rows] = True
-        self.drop(mask, reason)
+    def drop_rows(self, rows_by_reason: dict[str, list[int]]) -> None:
+        """Drops the listed rows, each list with its reason."""
+        for reason, rows in rows_by_reason.items():
+            mask = np.zeros(len(self.reason), dtype=bool)
+            mask[rows] = True
+            self.drop(mask, reason)
 
     def groups(self, keys: pa.Array) -> list[list[int]]:
         """The rows still in, grouped by equal ``keys`` (a string column), in order of first appearance."""

@@ -60,8 +60,7 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
         unpaired["extra_response"] += [r for r in rows if r not in (best, worst)]
         chosen_rows.append(best)
         rejected_rows.append(worst)
-    for reason, rows in unpaired.items():
-        drops.drop_rows(rows, reason)
+    drops.drop_rows(unpaired)
 
     chosen_rows, rejected_rows, first = in_row_order(chosen_rows, rejected_rows)
     pairs = pairs_table(

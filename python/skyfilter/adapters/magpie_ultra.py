@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from skyfilter.adapters._base import Converted, Drops, blank, column, pairs_table, require, strings, turn
+from skyfilter.adapters._base import Converted, Drops, blank, column, pairs_table, preferred, require, strings, turn
 from skyfilter.adapters.magpie_dpo import known_categories
 
 COLUMNS = ("instruction", "response", "response_base", "score", "score_base", "primary_tag")
@@ -46,13 +45,12 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
 
     keep = pa.array(drops.alive)
     rows = np.flatnonzero(drops.alive)
-    instruct_wins = pa.array(score[rows] > score_base[rows])
-    response, base = response.filter(keep), base.filter(keep)
+    chosen, rejected = preferred(drops.alive, score[rows] > score_base[rows], response, base)
     pairs = pairs_table(
         source,
         turn(instruction.filter(keep), "user"),
-        turn(pc.if_else(instruct_wins, response, base), "assistant"),
-        turn(pc.if_else(instruct_wins, base, response), "assistant"),
+        chosen,
+        rejected,
         rows,
         chosen_score=np.maximum(score, score_base)[rows],
         rejected_score=np.minimum(score, score_base)[rows],

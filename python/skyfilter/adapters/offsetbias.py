@@ -18,7 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skyfilter.adapters._base import AdapterError, Converted, Drops, blank, column, pairs_table, require, strings, turn
+from skyfilter.adapters._base import (
+    AdapterError,
+    Converted,
+    Drops,
+    blank,
+    column,
+    pairs_table,
+    preferred,
+    require,
+    strings,
+    turn,
+)
 
 COLUMNS = ("instruction", "output_1", "output_2", "label")
 
@@ -40,15 +51,8 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     drops.drop(pc.fill_null(pc.equal(one, two), False).to_numpy(zero_copy_only=False), "identical_responses")
 
     rows = np.flatnonzero(drops.alive)
-    keep = pa.array(drops.alive)
-    prefer_one = pa.array(first[rows])
-    one, two = one.filter(keep), two.filter(keep)
+    chosen, rejected = preferred(drops.alive, first[rows], one, two)
     pairs = pairs_table(
-        source,
-        turn(instruction.filter(keep), "user"),
-        turn(pc.if_else(prefer_one, one, two), "assistant"),
-        turn(pc.if_else(prefer_one, two, one), "assistant"),
-        rows,
-        generator=generator,
+        source, turn(instruction.filter(pa.array(drops.alive)), "user"), chosen, rejected, rows, generator=generator
     )
     return drops.result(pairs, len(rows))

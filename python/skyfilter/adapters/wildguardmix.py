@@ -68,8 +68,7 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
         unpaired["extra_response"] += [r for r in rows if r not in (good, bad)]
         chosen_rows.append(good)
         rejected_rows.append(bad)
-    for reason, rows in unpaired.items():
-        drops.drop_rows(rows, reason)
+    drops.drop_rows(unpaired)
 
     chosen_rows, rejected_rows, first = in_row_order(chosen_rows, rejected_rows)
     pairs = pairs_table(
