@@ -77,8 +77,8 @@ def options(length: bool) -> SelectOptions:
     )  # fmt: skip
 
 
-def skyfilter_kept(table: pa.Table, length: bool) -> pa.Table:
-    return select_table(table, options(length)).kept()
+def skyfilter_kept(table: pa.Table, length: bool, views: bool) -> pa.Table:
+    return select_table(table, options(length)).kept(views=views)
 
 
 def polars_query(frame: pl.LazyFrame, length: bool) -> pl.LazyFrame:
@@ -108,11 +108,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    results = []
+    results, pairs = [], []  # pairs: (ours, theirs) indices into results
 
-    def record(what, seconds, rows, note=""):
+    def record(what, seconds, rows, note="", against=None):
+        """Prints a figure; `against` is the index of the skyfilter figure this polars one compares with."""
         results.append((what, seconds, rows / seconds, note))
-        print(f"{what:<78} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s  {note}", flush=True)
+        if against is not None:
+            pairs.append((against, len(results) - 1))
+        print(f"{what:<86} {seconds:8.2f} s {rows / seconds:>12,.0f} rows/s  {note}", flush=True)
 
     base = flat_pairs()
     table, _ = replicate(base, args.rows)
@@ -134,13 +137,22 @@ def main() -> None:
         record(f"skyfilter select_table: decisions ({label})", seconds, table.num_rows, f"kept {len(ours):,}")
         indexed = polars_query(frame.lazy().with_row_index(), length).select("index")
         seconds, theirs = best_of_3(indexed.collect)
-        record(f"polars: kept row numbers ({label})", seconds, table.num_rows, f"kept {theirs.height:,}")
+        record(f"polars: kept row numbers ({label})", seconds, table.num_rows, f"kept {theirs.height:,}",
+               against=len(results) - 1)  # fmt: skip
         if not np.array_equal(ours, theirs["index"].to_numpy()):
             sys.exit("skyfilter and polars kept different rows")
-        seconds, kept = best_of_3(partial(skyfilter_kept, table, length))
-        record(f"skyfilter select_table(...).kept(): kept table ({label})", seconds, table.num_rows)
+        seconds, kept = best_of_3(partial(skyfilter_kept, table, length, False))
+        record(f"skyfilter select_table(...).kept(): kept table, text copied ({label})", seconds, table.num_rows)
+        copied = len(results) - 1
+        seconds, shared = best_of_3(partial(skyfilter_kept, table, length, True))
+        record(f"skyfilter select_table(...).kept(views=True): kept table, text shared ({label})", seconds,
+               table.num_rows)  # fmt: skip
+        if not shared.cast(kept.schema).equals(kept):
+            sys.exit("kept() and kept(views=True) differ")
         seconds, _ = best_of_3(polars_query(frame.lazy(), length).collect)
-        record(f"polars filter + rank over: kept table ({label})", seconds, table.num_rows)
+        record(f"polars filter + rank over: kept table, text shared ({label})", seconds, table.num_rows,
+               against=len(results) - 1)  # fmt: skip
+        pairs.append((copied, len(results) - 1))
     del frame
 
     WORK.mkdir(exist_ok=True)
@@ -164,10 +176,11 @@ def main() -> None:
             kept = pq.ParquetFile(ours_out).metadata.num_rows
             record(f"skyfilter select CLI, parquet -> parquet ({label})", seconds, rows,
                    f"kept {kept:,}, peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+            cli = len(results) - 1
             seconds, rss = run_measured([sys.executable, "-c", polars_script(length), str(src), str(theirs_out)])
             theirs = pq.ParquetFile(theirs_out).metadata.num_rows
             record(f"polars scan -> sink_parquet ({label})", seconds, rows,
-                   f"kept {theirs:,}, peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+                   f"kept {theirs:,}, peak RSS {rss / 2**20:,.0f} MiB", against=cli)  # fmt: skip
             a = pq.read_table(ours_out, columns=["prompt", "armorm_mean"])
             b = pq.read_table(theirs_out, columns=["prompt", "armorm_mean"])
             same = a["armorm_mean"].equals(b["armorm_mean"]) and a["prompt"].equals(b["prompt"].cast(a["prompt"].type))
@@ -177,9 +190,8 @@ def main() -> None:
         shutil.rmtree(WORK, ignore_errors=True)
 
     print("\nratios (polars seconds / skyfilter seconds, same work):")
-    for i in range(0, len(results), 2):
-        ours, theirs = results[i], results[i + 1]
-        print(f"  {ours[0]:<78} {theirs[1] / ours[1]:6.2f}x")
+    for i, j in pairs:
+        print(f"  {results[i][0]:<86} {results[j][1] / results[i][1]:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ def row_reasons(
 def top_fraction(reasons: Any, scores: Any, groups: Any, fractions: list[float], *, threads: int = 0) -> pa.UInt8Array:
     """``reasons`` with kept rows outside the best ``ceil(f * n)`` of their group set to ``top_fraction``."""
 
-def char_counts(texts: Any, bounds: Any | None = None, *, threads: int = 0) -> pa.UInt64Array:
-    """Characters of each row's texts (bytes that start a UTF-8 sequence)."""
+def char_counts(texts: Any, bounds: Any | None = None, *, only: Any | None = None, threads: int = 0) -> pa.UInt64Array:
+    """Characters of each row's texts (bytes that start a UTF-8 sequence); rows that ``only`` leaves out count 0."""
+
+def string_views(array: Any, rows: Any) -> pa.StringViewArray:
+    """Rows ``rows`` (uint64) of a string array as string_view values pointing into its buffers."""
 
 def segment_means(values: Any, bounds: Any) -> pa.DoubleArray:
     """The mean of each row's values; NaN for an empty row or one with a missing value."""

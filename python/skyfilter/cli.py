@@ -314,7 +314,7 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, qui
     """Keep rows by score: thresholds, margin, length ratio, reward-model agreement, top fraction per group.
 
     A row is dropped for the first rule it fails, in this order: missing_score, chosen_score, rejected_score,
-    margin, length_ratio, rm_agreement, top_fraction. The top fraction ranks the rows left by the other rules;
+    margin, rm_agreement, length_ratio, top_fraction. The top fraction ranks the rows left by the other rules;
     each group keeps ceil(F x rows) of them, ties to the earlier row.
 
     \b

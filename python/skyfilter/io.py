@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
@@ -314,6 +315,31 @@ def iter_batches(
                 yield source, offset, batch
                 offset += batch.num_rows
                 bar.update(batch.num_rows)
+
+
+def take_rows(table: pa.Table, rows: np.ndarray, *, views: bool = False) -> pa.Table:
+    """The rows ``rows`` (ascending row numbers) of ``table``. Top-level string columns are copied, or with
+    ``views=True`` come back as string_view columns that share the input's text buffers (16 bytes a row are
+    written; the input's buffers live as long as the result). string_view columns are always taken that way,
+    as pyarrow has no take for them."""
+    rows = np.asarray(rows, dtype=np.uint64)
+    columns, fields = [], []
+    for f, column in zip(table.schema, table.columns, strict=True):
+        is_text = pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        if pa.types.is_string_view(f.type) or (views and is_text):
+            ends = np.cumsum([len(c) for c in column.chunks], dtype=np.uint64)
+            cuts = np.searchsorted(rows, ends, side="left")
+            chunks, first = [], 0
+            for chunk, chunk_end, cut in zip(column.chunks, ends, cuts, strict=True):
+                local = rows[first:cut] - (chunk_end - np.uint64(len(chunk)))
+                chunks.append(_core.string_views(chunk, pa.array(local, type=pa.uint64())))
+                first = cut
+            columns.append(pa.chunked_array(chunks, type=pa.string_view()))
+            fields.append(f.with_type(pa.string_view()))
+        else:
+            columns.append(column.take(pa.array(rows)))
+            fields.append(f)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
 
 
 def worker_threads(threads: int | None) -> int:

@@ -8,10 +8,11 @@ written with every dropped row):
    ``missing="error"`` (default) this is an error naming the file, row and column instead.
 2. **chosen_score** / **rejected_score**: the chosen (rejected) score lies outside ``[min, max]`` (inclusive).
 3. **margin**: chosen score minus rejected score lies outside its bounds.
-4. **length_ratio**: characters of the chosen answer turn(s) over those of the rejected one(s) lie outside
-   its bounds (1 when both are empty; infinite when only the rejected answer is).
-5. **rm_agreement**: a reward model's score of the chosen answer is not strictly above its score of the rejected
+4. **rm_agreement**: a reward model's score of the chosen answer is not strictly above its score of the rejected
    answer (both supplied as columns; the WildGuardMix rule).
+5. **length_ratio**: characters of the chosen answer turn(s) over those of the rejected one(s) lie outside
+   its bounds (1 when both are empty; infinite when only the rejected answer is). The only rule that reads
+   the texts comes last, so that only the rows that pass 1-4 have their texts read.
 6. **top_fraction**: among the rows that passed 1-5, each group (``group_by``; all rows form one group
    without it) keeps its best ``ceil(f * n)`` rows by adjusted score, where ``n`` is the group's number of
    such rows and ``f`` its fraction (``fractions[group]``, else ``default_fraction``). ``f * n`` is first
@@ -46,6 +47,7 @@ from skyfilter.io import (
     iter_batches,
     open_sources,
     table_source,
+    take_rows,
     worker_threads,
 )
 from skyfilter.schema import SchemaError, resolve_layout, to_pairs, turn_texts
@@ -245,8 +247,9 @@ def _offsets(
     return pa.array(table[codes])
 
 
-def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, threads: int):
-    """Characters of the chosen and of the rejected answer turns of every row."""
+def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, only: np.ndarray | None, threads: int):
+    """Characters of the chosen and of the rejected answer turns of every row (of the rows ``only`` flags; the
+    others count 0)."""
     try:
         found = resolve_layout(batch.schema, layout, source.name)
         # Plain string answers are their own single turn: count them where they are.
@@ -256,7 +259,8 @@ def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, thre
     counts = []
     for column, input_column in zip(("chosen", "rejected"), found.columns[1:], strict=True):
         texts, bounds = (batch.column(input_column), None) if pairs is None else turn_texts(pairs, [column])
-        counts.append(_core.char_counts(texts, bounds, threads=threads))
+        flags = None if only is None else pa.array(only)
+        counts.append(_core.char_counts(texts, bounds, only=flags, threads=threads))
     return counts
 
 
@@ -325,16 +329,20 @@ def _decide(
         "margin_bounds": (options.min_margin, options.max_margin),
         "length_ratio_bounds": (options.min_length_ratio, options.max_length_ratio),
     }
+    rm_agreement = options.rm_chosen is not None
     for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
         kwargs = {k: _numbers(s, _field(s, batch, c), c) for k, c in options.score_columns().items()}
         if options.offset_by is not None:
             values = _field(s, batch, options.offset_by)
             kwargs["offset"] = _offsets(s, values, offset, options, offset_ids, threads)
         if options.uses_lengths:
-            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, threads)
-        codes, scores = _core.row_reasons(
-            batch.num_rows, **kwargs, **bounds, rm_agreement=options.rm_chosen is not None
-        )
+            only = None
+            if kwargs:  # the rules before the length ratio read scores: count only the rows that pass them
+                early = {k: v for k, v in bounds.items() if k != "length_ratio_bounds"}
+                codes, _ = _core.row_reasons(batch.num_rows, **kwargs, **early, rm_agreement=rm_agreement)
+                only = codes.to_numpy() == KEPT
+            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, only, threads)
+        codes, scores = _core.row_reasons(batch.num_rows, **kwargs, **bounds, rm_agreement=rm_agreement)
         codes = codes.to_numpy()
         if options.missing == "error" and (codes == MISSING).any():
             row = int(np.flatnonzero(codes == MISSING)[0])
@@ -511,14 +519,15 @@ class Selection:
         """The rule that dropped each row, or ``kept``, as a dictionary array."""
         return pa.DictionaryArray.from_arrays(pa.array(self.decisions.reason.astype(np.int8)), pa.array(REASONS))
 
-    def kept(self) -> pa.Table:
-        """The kept rows, unchanged."""
-        return self.table.filter(pa.array(self.mask))
+    def kept(self, *, views: bool = False) -> pa.Table:
+        """The kept rows, unchanged; ``views=True`` returns string columns as string_view columns that share
+        the input's text instead of copying it (see :func:`skyfilter.io.take_rows`)."""
+        return take_rows(self.table, np.flatnonzero(self.mask), views=views)
 
     def dropped(self) -> pa.Table:
         """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
         drop = np.flatnonzero(~self.mask)
-        dropped = self.table.take(pa.array(drop))
+        dropped = take_rows(self.table, drop)
         for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, self.name, 0, 0, drop), strict=True):
             dropped = dropped.append_column(f, column)
         return dropped

@@ -71,10 +71,10 @@ def polars_reasons(df: pl.DataFrame, o: SelectOptions) -> list[str]:
         rule = rule.when(~within(num(o.chosen_score) - num(o.rejected_score), o.min_margin, o.max_margin)).then(
             pl.lit("margin")
         )
-    if o.min_length_ratio is not None or o.max_length_ratio is not None:
-        rule = rule.when(~within(ratio, o.min_length_ratio, o.max_length_ratio)).then(pl.lit("length_ratio"))
     if o.rm_chosen:
         rule = rule.when(num(o.rm_chosen) <= num(o.rm_rejected)).then(pl.lit("rm_agreement"))
+    if o.min_length_ratio is not None or o.max_length_ratio is not None:
+        rule = rule.when(~within(ratio, o.min_length_ratio, o.max_length_ratio)).then(pl.lit("length_ratio"))
     out = df.with_row_index("row").with_columns(reason=rule.otherwise(pl.lit("kept")))
 
     if o.fractions or o.default_fraction is not None:
@@ -479,3 +479,41 @@ def test_length_ratio_reads_answer_turns_in_every_layout():
     options = SelectOptions(min_length_ratio=0.5, max_length_ratio=2.0)
     expected = ["length_ratio", "length_ratio", "length_ratio", "kept"]
     assert reasons_of(plain, options) == reasons_of(conversational, options) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=40),
+    chunk=st.integers(1, 17),
+    offset=st.integers(0, 3),
+    picks=st.lists(st.integers(0, 10_000), max_size=50),
+    kind=st.sampled_from([pa.string(), pa.large_string(), pa.string_view()]),
+)
+def test_take_rows_as_views_equals_pyarrow_take(texts, chunk, offset, picks, kind):
+    """take_rows gives pyarrow's rows whatever the chunking, the chunks' offsets and the string type; with
+    views=True the strings come back as string_view columns over the same text."""
+    from skyfilter.io import take_rows
+
+    values = pa.array(["pad"] * offset + texts, type=pa.string()).slice(offset)  # chunks that start at an offset
+    chunks = [values.slice(i, chunk).cast(kind) for i in range(0, len(texts), chunk)]
+    table = pa.table({"text": pa.chunked_array(chunks, type=kind), "n": pa.array(range(len(texts)))})
+    rows = np.array(sorted(p % len(texts) for p in picks), dtype=np.int64)
+    expected = pa.table({"text": pa.array([texts[r] for r in rows], type=pa.string()), "n": pa.array(rows)})
+    for views in (False, True):
+        taken = take_rows(table, rows, views=views)
+        view_type = views or kind == pa.string_view()
+        assert taken.schema.field("text").type == (pa.string_view() if view_type else kind)
+        assert taken.cast(expected.schema).equals(expected)
+
+
+def test_kept_as_views_shares_the_input_text(magpie_100k):
+    options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", **RECIPE)
+    selection = select_table(magpie_100k, options)
+    copied, shared = selection.kept(), selection.kept(views=True)
+    assert shared.schema.field("chosen").type == pa.string_view()
+    assert shared.cast(copied.schema).equals(copied) and copied.num_rows == int(selection.mask.sum())
+    assert pl.from_arrow(shared).equals(pl.from_arrow(copied))
+    # a string_view input (as polars hands out) can be selected and its dropped rows written
+    views_in = select_table(pl.from_arrow(magpie_100k).to_arrow(compat_level=pl.CompatLevel.newest()), options)
+    assert views_in.kept().cast(copied.schema).equals(copied)
+    assert views_in.dropped().num_rows == magpie_100k.num_rows - copied.num_rows

@@ -6,6 +6,7 @@
 //! * [`dedup`]: exact row keys, MinHash signatures and LSH near-duplicate clustering.
 //! * [`parquet`]: parquet row groups decoded in parallel into Arrow batches.
 //! * [`select`]: score thresholds, margins, length ratios, reward-model agreement and per-group top fractions.
+//! * [`views`]: rows of string arrays as string_view arrays that share the input's text.
 
 pub mod contam;
 pub mod dedup;
@@ -14,6 +15,7 @@ pub mod parquet;
 mod rows;
 pub mod select;
 pub mod text;
+pub mod views;
 
 pub use rows::ByteRows;
 

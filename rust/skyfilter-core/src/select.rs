@@ -1,4 +1,4 @@
-//! Score-based selection: per-row rules (score thresholds, margin, length ratio, reward-model agreement) and
+//! Score-based selection: per-row rules (score thresholds, margin, reward-model agreement, length ratio) and
 //! the top fraction of each group by an adjusted score.
 //!
 //! A row gets the code of the first rule it fails, in the order of [`REASONS`]; [`KEPT`] if it passes all.
@@ -21,8 +21,8 @@ pub const REASONS: [&str; 8] = [
     "chosen_score",
     "rejected_score",
     "margin",
-    "length_ratio",
     "rm_agreement",
+    "length_ratio",
     "top_fraction",
 ];
 pub const KEPT: u8 = 0;
@@ -30,8 +30,8 @@ pub const MISSING: u8 = 1;
 pub const CHOSEN_SCORE: u8 = 2;
 pub const REJECTED_SCORE: u8 = 3;
 pub const MARGIN: u8 = 4;
-pub const LENGTH_RATIO: u8 = 5;
-pub const RM_AGREEMENT: u8 = 6;
+pub const RM_AGREEMENT: u8 = 5;
+pub const LENGTH_RATIO: u8 = 6;
 pub const TOP_FRACTION: u8 = 7;
 
 /// Inclusive bounds on a value; `None` is unbounded on that side.
@@ -143,13 +143,13 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
     };
     // One branch-free pass per rule, from the lowest precedence to the highest: the last rule to mark a row
     // is the first it fails.
-    if let Some((a, b)) = rm {
-        mark(&mut reasons, RM_AGREEMENT, |r| a[r] <= b[r]);
-    }
     if let Some((a, b)) = lengths {
         mark(&mut reasons, LENGTH_RATIO, |r| {
             !rules.length_ratio.holds(length_ratio(a[r], b[r]))
         });
+    }
+    if let Some((a, b)) = rm {
+        mark(&mut reasons, RM_AGREEMENT, |r| a[r] <= b[r]);
     }
     if let (Some(c), Some(j), true) = (chosen, rejected, rules.margin.is_active()) {
         mark(&mut reasons, MARGIN, |r| !rules.margin.holds(c[r] - j[r]));
@@ -425,19 +425,35 @@ impl Sketch {
 
 /// Characters of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`, or text `r` without bounds),
 /// counted as the bytes that start a UTF-8 sequence: the number of Unicode scalar values for valid UTF-8, and
-/// defined for any bytes, so that no validation pass is needed. Null texts count 0.
+/// defined for any bytes, so that no validation pass is needed. Null texts count 0, and so do the rows that
+/// `only` (one flag per row) leaves out: their texts are not read.
 pub fn char_counts<R: ByteRows + ?Sized>(
     texts: &R,
     bounds: Option<&[usize]>,
+    only: Option<&[bool]>,
     threads: usize,
 ) -> Result<Vec<u64>, Error> {
+    let rows = bounds.map_or(texts.len(), |b| b.len().saturating_sub(1));
+    if let Some(only) = only {
+        if only.len() != rows {
+            return Err(Error::InvalidSelect(format!(
+                "the row flags have {} entries for {rows} rows",
+                only.len()
+            )));
+        }
+    }
+    let wanted = |r: usize| only.is_none_or(|o| o[r]);
     let count = |t: usize| texts.row(t).map_or(0, utf8_chars);
     match bounds {
-        None => map_rows(texts.len(), threads, |_: &mut (), r| count(r)),
+        None => map_rows(rows, threads, |_: &mut (), r| if wanted(r) { count(r) } else { 0 }),
         Some(bounds) => {
             crate::rows::check_bounds(texts.len(), bounds)?;
-            map_rows(bounds.len() - 1, threads, |_: &mut (), r| {
-                (bounds[r]..bounds[r + 1]).map(count).sum()
+            map_rows(rows, threads, |_: &mut (), r| {
+                if wanted(r) {
+                    (bounds[r]..bounds[r + 1]).map(count).sum()
+                } else {
+                    0
+                }
             })
         }
     }
@@ -615,8 +631,21 @@ mod tests {
             Some(b"ab".as_slice()),
             Some(b"".as_slice()),
         ];
-        assert_eq!(char_counts(&texts[..], Some(&[0, 2, 3, 4]), 1).unwrap(), [5, 2, 0]);
-        assert_eq!(char_counts(&texts[..], None, 2).unwrap(), [5, 0, 2, 0]);
+        assert_eq!(
+            char_counts(&texts[..], Some(&[0, 2, 3, 4]), None, 1).unwrap(),
+            [5, 2, 0]
+        );
+        assert_eq!(char_counts(&texts[..], None, None, 2).unwrap(), [5, 0, 2, 0]);
+        let only = [false, true, true];
+        assert_eq!(
+            char_counts(&texts[..], Some(&[0, 2, 3, 4]), Some(&only), 2).unwrap(),
+            [0, 2, 0]
+        );
+        assert_eq!(
+            char_counts(&texts[..], None, Some(&[true, true, false, true]), 1).unwrap(),
+            [5, 0, 0, 0]
+        );
+        assert!(char_counts(&texts[..], None, Some(&only), 1).is_err());
         let means = segment_means(&[1.0, 2.0, 3.0, f64::NAN], &[0, 3, 3, 4]).unwrap();
         assert_eq!(means[0], 2.0);
         assert!(means[1].is_nan() && means[2].is_nan());

@@ -1,10 +1,53 @@
 //! Arrow arrays handed back to Python.
 
-use arrow_array::ArrayRef;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
+use skyfilter_core::views;
+
+use crate::error::SkyfilterError;
 
 /// `array` as a pyarrow array (through the C data interface, no copy).
 pub fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
     Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
+}
+
+/// The rows `rows` of a string array (utf8, large_utf8 or string_view) as a string_view array whose views
+/// point into the input's data buffers: 16 bytes a row are written, the text is shared, not copied.
+#[pyfunction]
+pub fn string_views(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
+    let a = array.array();
+    let rows = match rows.array().data_type() {
+        DataType::UInt64 if rows.array().null_count() == 0 => rows.array().as_primitive::<UInt64Type>().clone(),
+        other => {
+            return Err(SkyfilterError::new_err(format!(
+                "rows must be a non-null uint64 array, got {other}"
+            )))
+        }
+    };
+    let rows: Vec<usize> = rows.values().iter().map(|&r| r as usize).collect();
+    if let Some(&r) = rows.iter().find(|&&r| r >= a.len()) {
+        return Err(SkyfilterError::new_err(format!(
+            "row {r} is out of range for an array of {} rows",
+            a.len()
+        )));
+    }
+    let taken = py.detach(|| match a.data_type() {
+        DataType::Utf8 => Some(views::string_views(a.as_string::<i32>(), &rows, views::BLOCK_STEP)),
+        DataType::LargeUtf8 => Some(views::string_views(a.as_string::<i64>(), &rows, views::BLOCK_STEP)),
+        DataType::Utf8View => Some(views::take_views(a.as_string_view(), &rows)),
+        _ => None,
+    });
+    match taken {
+        Some(taken) => to_pyarrow(py, Arc::new(taken)),
+        None => Err(SkyfilterError::new_err(format!(
+            "string_views needs a string array (utf8, large_utf8 or string_view), got {}",
+            a.data_type()
+        ))),
+    }
 }

@@ -28,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select::segment_means, m)?)?;
     m.add_class::<select::GroupIds>()?;
     m.add_class::<parquet::ParquetBatches>()?;
+    m.add_function(wrap_pyfunction!(arrays::string_views, m)?)?;
     Ok(())
 }

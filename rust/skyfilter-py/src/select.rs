@@ -153,14 +153,33 @@ pub fn top_fraction(
 }
 
 /// Characters of each row's texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`; nulls count 0), as uint64:
-/// the bytes that start a UTF-8 sequence, so the texts need no validation.
+/// the bytes that start a UTF-8 sequence, so the texts need no validation. `only` (a boolean array, one
+/// per row) limits the count to its true rows; the others count 0.
 #[pyfunction]
-#[pyo3(signature = (texts, bounds = None, *, threads = 0))]
-pub fn char_counts(py: Python<'_>, texts: PyArray, bounds: Option<PyArray>, threads: usize) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (texts, bounds = None, *, only = None, threads = 0))]
+pub fn char_counts(
+    py: Python<'_>,
+    texts: PyArray,
+    bounds: Option<PyArray>,
+    only: Option<PyArray>,
+    threads: usize,
+) -> PyResult<Py<PyAny>> {
     let texts = Texts::new(texts.array(), "texts")?;
     let bounds = bounds.map(|b| row_bounds(Some(&b), texts.len())).transpose()?;
+    let only: Option<Vec<bool>> = match only {
+        None => None,
+        Some(o) if o.array().data_type() == &DataType::Boolean && o.array().null_count() == 0 => {
+            Some(o.array().as_boolean().values().iter().collect())
+        }
+        Some(o) => {
+            return Err(SkyfilterError::new_err(format!(
+                "only must be a non-null boolean array, got {}",
+                o.array().data_type()
+            )))
+        }
+    };
     let counts = py
-        .detach(|| select::char_counts(&texts, bounds.as_deref(), threads))
+        .detach(|| select::char_counts(&texts, bounds.as_deref(), only.as_deref(), threads))
         .map_err(to_py)?;
     to_pyarrow(py, Arc::new(UInt64Array::from(counts)))
 }
