@@ -24,17 +24,19 @@ __all__ = ["MicroBatch", "step_plan", "micro_batches"]
 @dataclass
 class MicroBatch:
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor  # (rows, length) for padded rows; (1, 1, length, length) block mask when packed
+    # (rows, length) for padded rows; packed: a (1, 1, length, length) block mask, or None for varlen attention
+    attention_mask: torch.Tensor | None
     position_ids: torch.Tensor | None
     ends: tuple[torch.Tensor, torch.Tensor] | None
     pairs: int
     tokens: int  # real (non-padding) tokens
+    square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
 
     def to(self, device) -> MicroBatch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         ends = None if self.ends is None else (self.ends[0].to(device), self.ends[1].to(device))
         return MicroBatch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), ends,
-                          self.pairs, self.tokens)  # fmt: skip
+                          self.pairs, self.tokens, self.square_tokens)  # fmt: skip
 
 
 def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[list[int]]:
@@ -61,7 +63,7 @@ def _padded(sequences: list[list[int]], pad_id: int, pairs: int) -> MicroBatch:
     for i, s in enumerate(sequences):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
-    return MicroBatch(ids, mask, None, None, pairs, sum(len(s) for s in sequences))
+    return MicroBatch(ids, mask, None, None, pairs, sum(len(s) for s in sequences), _squares(sequences))
 
 
 def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool) -> MicroBatch:
@@ -74,8 +76,13 @@ def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, bl
         positions[0, at : at + len(s)] = torch.arange(len(s))
         valid[0, at : at + len(s)] = 1
         at += len(s)
-    mask = block_causal_mask(positions, valid, torch.float32) if block_mask else valid
-    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at)
+    # without a block mask, the attention implementation keeps attention inside each sequence from the positions
+    mask = block_causal_mask(positions, valid, torch.float32) if block_mask else None
+    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences))
+
+
+def _squares(sequences: list[list[int]]) -> int:
+    return sum(len(s) ** 2 for s in sequences)
 
 
 def micro_batches(

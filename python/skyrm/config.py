@@ -69,8 +69,10 @@ class TrainConfig:
     seed: int = 0
     # checkpoints and logs
     checkpoint_every: int = 500
-    resume: bool = False
+    resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
     log_every: int = 1
+    tensorboard: bool = True  # also write TensorBoard events (when the tensorboard package is installed)
+    peak_tflops: float | None = None  # one device's peak, for MFU; None: known GPUs' bf16 peak, no MFU on CPUs
 
     def __post_init__(self) -> None:
         def need(condition: bool, field: str, message: str) -> None:

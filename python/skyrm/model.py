@@ -82,12 +82,26 @@ def rewards(
     ``position_ids`` restarting at 0 per sequence, an ``attention_mask`` that keeps attention inside each sequence
     (a (batch, 1, length, length) block mask, or the attention implementation's own varlen path), and ``ends``,
     the (rows, columns) of each sequence's last token (:func:`packed_ends`)."""
+    sharded = getattr(model, SHARDED_ENTRY, None)
+    if sharded is not None:
+        return sharded(input_ids, attention_mask, position_ids, ends)
+    return reward_forward(model, input_ids, attention_mask, position_ids, ends)
+
+
+#: The attribute under which a sharded model carries :func:`reward_forward`, registered with FSDP as a forward
+#: method so that the root's parameters (embeddings, final norm, score head) are gathered around it.
+SHARDED_ENTRY = "skyrm_rewards"
+
+
+def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=None) -> torch.Tensor:
+    """:func:`rewards` itself: the decoder's last hidden states at the sequence ends, through the score head."""
     hidden = decoder(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
     states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
     if ends is None:
         rows = torch.arange(states.shape[0], device=states.device)
         ends = (rows, last_token_index(attention_mask))
-    return score_head(model)(states[ends[0], ends[1]]).squeeze(-1)
+    # a copy, not a view: FSDP hooks the output for the backward, which an in-place op on a view would bypass
+    return score_head(model)(states[ends[0], ends[1]])[:, 0].clone()
 
 
 def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -20,9 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if config.resume:
-        print("error: --resume needs the sharded checkpoints, which are not built yet", file=sys.stderr)
-        return 2
     if not config.data:
         print("error: give the training pairs with --data", file=sys.stderr)
         return 2

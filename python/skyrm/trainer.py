@@ -1,11 +1,11 @@
-"""The training loop, read top to bottom: build the model and data, then for every optimiser step run its
-micro-batches, normalise the loss by the step's number of pairs, clip, step, log; at the end export a Hugging Face
-model and report held-out accuracy.
+"""The training loop, read top to bottom: join the process group, build and shard the model, encode the data,
+then for every optimiser step run this rank's micro-batches, normalise the loss by the step's number of pairs
+over all ranks, clip, step, log, checkpoint; at the end report held-out accuracy and export a Hugging Face model.
 
-One process for now (CPU, or one GPU with bf16 autocast); multi-process FSDP2, sharded checkpoints, ``--resume``
-and flash-attention varlen packing on the GPU (packed rows use a block mask for now) come next (issue 5). What is
-already fixed for them: the step plan does not depend on the number of processes, and the loss is a sum over
-pairs divided by the step's pair count, so splitting a step over micro-batches or processes does not change it.
+Every run is a torch.distributed job (one process without torchrun) with the model sharded by FSDP2, so the
+same code trains on a CPU, one GPU or many nodes. Results do not depend on the number of processes or the
+micro-batch size: the step plan is fixed by the seed, each rank takes a contiguous share of a step's pairs, and
+the loss is a sum over pairs divided by the step's pair count.
 """
 
 from __future__ import annotations
@@ -18,33 +18,77 @@ from pathlib import Path
 
 import torch
 
+from skyrm import checkpoint
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import EncodedPairs, encode_pairs, read_pairs
+from skyrm.distributed import Runtime, all_sum, full_state_dict, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import rewards, tiny_config, tiny_tokenizer
+from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
 
 __all__ = ["build_model", "learning_rate", "train", "evaluate"]
 
+#: Attention implementations that keep packed sequences apart from their position ids (no block mask needed).
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
-def build_model(config: TrainConfig):
-    """The model and tokenizer: the built-in tiny one, or any Hugging Face decoder as a one-label classifier
-    (a GGUF file when ``gguf_file`` is given). A tokenizer without a pad token gets its EOS token as pad."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaForSequenceClassification
 
-    torch.manual_seed(config.seed)
+def _tokenizer(config: TrainConfig):
+    from transformers import AutoTokenizer
+
     if config.model == "tiny":
-        tokenizer = tiny_tokenizer()
-        return LlamaForSequenceClassification(tiny_config(pad_token_id=tokenizer.pad_token_id)), tokenizer
+        return tiny_tokenizer()
     kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.model, num_labels=1, torch_dtype=torch.float32, **kwargs, **extra
-    )
-    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def _model_config(config: TrainConfig, tokenizer):
+    from transformers import AutoConfig
+
+    if config.model == "tiny":
+        return tiny_config(pad_token_id=tokenizer.pad_token_id)
+    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    model_config = AutoConfig.from_pretrained(config.model, num_labels=1, **kwargs)
+    model_config.pad_token_id = tokenizer.pad_token_id
+    return model_config
+
+
+def _weights(config: TrainConfig, model_config):
+    """The full model on the CPU in fp32: the pretrained weights, or the tiny model's seeded random init."""
+    from transformers import AutoModelForSequenceClassification as Auto
+
+    torch.manual_seed(config.seed)
+    if config.model == "tiny":
+        return Auto.from_config(model_config, dtype=torch.float32)
+    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    return Auto.from_pretrained(config.model, config=model_config, dtype=torch.float32, **kwargs)
+
+
+def build_model(config: TrainConfig, runtime: Runtime | None = None):
+    """The model and tokenizer: the built-in tiny one, or any Hugging Face decoder as a one-label classifier (a
+    GGUF file when ``gguf_file`` is given). A tokenizer without a pad token gets its EOS token as pad. Without a
+    runtime the plain model comes back; with one, it is sharded over the runtime's processes (only rank 0 reads
+    the weights; every rank builds the model on the meta device and receives its shards)."""
+    from transformers import AutoModelForSequenceClassification as Auto
+
+    tokenizer = _tokenizer(config)
+    model_config = _model_config(config, tokenizer)
+    if config.attn_implementation:
+        model_config._attn_implementation = config.attn_implementation
+    if runtime is None:
+        return _weights(config, model_config), tokenizer
+    full = _weights(config, model_config) if runtime.main else None
+    with torch.device("meta"):
+        model = Auto.from_config(model_config, dtype=torch.float32)
+    if config.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    bf16 = runtime.device.type == "cuda" and config.dtype == "bf16"
+    weights = full.state_dict() if full is not None else None
+    buffers = dict(full.named_buffers()) if full is not None else None
+    shard_model(model, weights, buffers, runtime, bf16)
     return model, tokenizer
 
 
@@ -70,18 +114,28 @@ def _pair_rewards(model, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]
     return pairs[:, 0], pairs[:, 1]
 
 
-def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int) -> dict:
-    """Pairwise accuracy (ties wrong), mean margin, and the mean and std of all rewards."""
+def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int, runtime: Runtime) -> dict:
+    """Pairwise accuracy (ties wrong), mean margin, and the mean and std of all rewards, over all ranks."""
+    import torch.distributed as dist
+
     model.eval()
+    mine = share(list(range(len(encoded))), runtime)
+    # a rank without pairs still runs a forward (FSDP needs every rank), whose result it discards
+    batches = micro_batches(encoded.chosen, encoded.rejected, mine or [0], config.micro_batch_tokens, pad_id,
+                            packing=False)  # fmt: skip
     chosen_all, rejected_all = [], []
     with torch.no_grad():
-        for batch in micro_batches(encoded.chosen, encoded.rejected, list(range(len(encoded))),
-                                   config.micro_batch_tokens, pad_id, packing=False):  # fmt: skip
-            chosen, rejected = _pair_rewards(model, batch.to(next(model.parameters()).device))
-            chosen_all.append(chosen)
-            rejected_all.append(rejected)
+        for batch, real in same_count(batches, runtime):
+            chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
+            if real and mine:
+                chosen_all.append(chosen.cpu())
+                rejected_all.append(rejected.cpu())
     model.train()
-    chosen, rejected = torch.cat(chosen_all), torch.cat(rejected_all)
+    local = (torch.cat(chosen_all), torch.cat(rejected_all)) if chosen_all else (torch.zeros(0), torch.zeros(0))
+    gathered = [None] * runtime.world
+    dist.all_gather_object(gathered, local)
+    chosen = torch.cat([g[0] for g in gathered])
+    rejected = torch.cat([g[1] for g in gathered])
     both = torch.cat([chosen, rejected])
     metrics = pair_metrics(chosen, rejected)
     return {
@@ -93,73 +147,141 @@ def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int) -> 
     }
 
 
-def train(config: TrainConfig, log=print) -> dict:
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = build_model(config)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    if config.activation_checkpointing:
-        model.gradient_checkpointing_enable()
-    # bf16 autocast on the GPU (fp32 master weights, fp32 losses); the CPU computes in fp32
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.dtype == "bf16")
-    loss_config = config.loss_config()
-    data = encode_pairs(read_pairs(config.data, config.split), tokenizer, config.max_length, config.truncation)
-    log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'})")
-    held_out = None
-    if config.eval_data:
-        held_out = encode_pairs(read_pairs(config.eval_data, config.eval_split), tokenizer, config.max_length,
-                                config.truncation)  # fmt: skip
+def _export(model, tokenizer, folder: Path, runtime: Runtime, extra: dict) -> None:
+    """The trained model in Hugging Face format (fp32 safetensors, config with num_labels=1 and ``extra``, the
+    tokenizer with its chat template), written by rank 0 from the gathered weights."""
+    weights = full_state_dict(model)
+    if not runtime.main:
+        return
+    from transformers import AutoModelForSequenceClassification as Auto
+
+    with torch.device("meta"):
+        plain = Auto.from_config(model.config, dtype=torch.float32)
+    plain.load_state_dict(weights, assign=True)
+    for key, value in extra.items():
+        setattr(plain.config, key, value)
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
     if len(data) < config.batch_pairs:
         raise ValueError(
             f"{config.data}: {len(data):,} pairs left after encoding (dropped: {dict(data.dropped)}), fewer than "
             f"one step of {config.batch_pairs}; raise --max-length, use --truncation truncate, or lower --batch-pairs"
         )
+    if config.batch_pairs % runtime.world:
+        raise ValueError(f"batch_pairs ({config.batch_pairs}) must be a multiple of the {runtime.world} processes")
+
+
+def train(config: TrainConfig, log=print) -> dict:
+    """Trains as ``config`` says and returns the run's summary (also written to ``OUTPUT_DIR/summary.json``)."""
+    runtime = start()
+    try:
+        return _train(config, runtime, log if runtime.main else (lambda _: None))
+    finally:
+        stop(runtime)
+
+
+def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
+    from tqdm.auto import tqdm
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = build_model(config, runtime)
+    loss_config = config.loss_config()
+    data = encode_pairs(read_pairs(config.data, config.split), tokenizer, config.max_length, config.truncation)
+    log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} process(es) on "
+        f"{runtime.device.type}")  # fmt: skip
+    held_out = None
+    if config.eval_data:
+        held_out = encode_pairs(read_pairs(config.eval_data, config.eval_split), tokenizer, config.max_length,
+                                config.truncation)  # fmt: skip
+    _check(config, data, runtime)
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed)
     if config.max_steps is not None:
         plan = plan[: config.max_steps]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
                                   weight_decay=config.weight_decay)  # fmt: skip
-    model.train()
+    # what a checkpoint must agree with to be resumed
+    run = {"model": config.model, "pairs": len(data), "steps": len(plan), "batch_pairs": config.batch_pairs,
+           "seed": config.seed, "epochs": config.epochs, "max_length": config.max_length,
+           "loss": config.loss}  # fmt: skip
+    checkpoints = out / "checkpoints"
+    first = 0
+    if config.resume:
+        found = checkpoint.latest(checkpoints)
+        if found is None:
+            raise ValueError(f"--resume: no complete checkpoint under {checkpoints}")
+        first = checkpoint.load(found, model, optimizer, run, runtime)
+        log(f"resumed from {found} (step {first} of {len(plan)})")
+    flops = FlopCounter(model)
+    peak = peak_flops(runtime.device, config.peak_tflops)
+    varlen = config.attn_implementation in VARLEN_ATTENTION
     pad_id = tokenizer.pad_token_id
-    with open(out / "metrics.jsonl", "w", encoding="utf-8") as metrics_file:
-        for step, pairs in enumerate(plan):
-            start = time.perf_counter()
+    model.train()
+    metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None
+    progress = tqdm(total=len(plan), initial=first, desc="training", unit="step",
+                    disable=None if runtime.main else True)  # fmt: skip
+    try:
+        for step in range(first, len(plan)):
+            start_time = time.perf_counter()
             lr = learning_rate(config, step, len(plan))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total_loss, correct, margin, tokens = 0.0, 0.0, 0.0, 0
-            for batch in micro_batches(data.chosen, data.rejected, pairs, config.micro_batch_tokens, pad_id,
-                                       packing=config.packing):  # fmt: skip
-                with autocast:
-                    chosen, rejected = _pair_rewards(model, batch.to(device))
-                # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching
-                loss = pair_losses(chosen, rejected, loss_config).sum() / len(pairs)
-                loss.backward()
-                total_loss += loss.item()
-                metrics = pair_metrics(chosen.detach(), rejected.detach())
-                correct += metrics["correct"].item()
-                margin += metrics["margin"].item()
-                tokens += batch.tokens
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip).item()
+            mine = share(plan[step], runtime)
+            batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
+                                    packing=config.packing, block_mask=not varlen)  # fmt: skip
+            sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, correct, margin, tokens, FLOPs
+            runs = same_count(batches, runtime)
+            for i, (batch, real) in enumerate(runs):
+                model.set_requires_gradient_sync(i == len(runs) - 1)  # reduce the gradients once per step
+                chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
+                # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching;
+                # FSDP averages the gradients over the ranks, hence the factor world
+                loss = pair_losses(chosen, rejected, loss_config).sum() / len(plan[step])
+                (loss * (runtime.world if real else 0.0)).backward()
+                if real:
+                    measured = pair_metrics(chosen.detach(), rejected.detach())
+                    sums[0] += loss.item()
+                    sums[1] += measured["correct"].item()
+                    sums[2] += measured["margin"].item()
+                    sums[3] += batch.tokens
+                    sums[4] += flops(batch.tokens, batch.square_tokens)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            seconds = time.perf_counter() - start
-            record = {"step": step + 1, "loss": total_loss, "accuracy": correct / len(pairs),
-                      "margin": margin / len(pairs), "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
-                      "tokens_per_s": tokens / seconds}  # fmt: skip
-            metrics_file.write(json.dumps(record) + "\n")
+            total_loss, correct, margin, tokens, step_flops = all_sum(sums, runtime)
+            seconds = time.perf_counter() - start_time
+            pairs = len(plan[step])
+            record = {"step": step + 1, "loss": total_loss, "accuracy": correct / pairs, "margin": margin / pairs,
+                      "lr": lr, "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
+                                                   else grad_norm), "tokens": int(tokens),
+                      "tokens_per_s": tokens / seconds,
+                      "mfu": step_flops / seconds / (peak * runtime.world) if peak else None}  # fmt: skip
+            if metrics is not None:
+                metrics.write(record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{total_loss:.4f}", acc=f"{record['accuracy']:.3f}", refresh=False)
             if (step + 1) % config.log_every == 0 or step + 1 == len(plan):
+                mfu = f"  MFU {record['mfu']:.1%}" if record["mfu"] is not None else ""
                 log(f"step {step + 1}/{len(plan)}  loss {total_loss:.4f}  acc {record['accuracy']:.3f}  "
-                    f"lr {lr:.2e}  {record['tokens_per_s']:,.0f} tok/s")  # fmt: skip
-    summary = {"steps": len(plan), "pairs": len(data), "dropped": dict(data.dropped), "config": asdict(config)}
+                    f"lr {lr:.2e}  {record['tokens_per_s']:,.0f} tok/s{mfu}")  # fmt: skip
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == len(plan):
+                checkpoint.save(checkpoints, step + 1, model, optimizer, run, runtime)
+    finally:
+        progress.close()
+        if metrics is not None:
+            metrics.close()
+    summary = {"steps": len(plan), "pairs": len(data), "dropped": dict(data.dropped), "world": runtime.world,
+               "config": asdict(config)}  # fmt: skip
+    extra = {}
     if held_out is not None and len(held_out):
-        summary["eval"] = evaluate(model, held_out, config, pad_id)
+        summary["eval"] = evaluate(model, held_out, config, pad_id, runtime)
         log(f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} pairs")
         # users of the exported model can normalise its rewards with the statistics of the held-out split
-        model.config.reward_mean = summary["eval"]["reward_mean"]
-        model.config.reward_std = summary["eval"]["reward_std"]
-    model.save_pretrained(out / "model")
-    tokenizer.save_pretrained(out / "model")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
+    _export(model, tokenizer, out / "model", runtime, extra)
+    if runtime.main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -1,0 +1,77 @@
+"""What a run reports: model FLOPs and MFU, and the per-step records in ``metrics.jsonl`` and TensorBoard.
+
+Model FLOPs of a training token (forward and backward, recomputation under activation checkpointing not
+counted, as MFU is defined): ``6 x N`` for the N non-embedding parameters, plus causal attention,
+``6 x layers x hidden x length`` for a token of a sequence of ``length`` tokens (QK^T and AV, forward and backward,
+half the square for the causal mask).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = ["FlopCounter", "peak_flops", "MetricsLog"]
+
+#: Dense bf16 peak (tensor cores, no sparsity) of common training GPUs, in FLOP/s, by a substring of the name.
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12}
+
+
+class FlopCounter:
+    def __init__(self, model) -> None:
+        config = model.config
+        self.non_embedding = sum(
+            p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name and "wte" not in name
+        )
+        self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
+
+    def __call__(self, tokens: int, square_tokens: int) -> float:
+        """FLOPs of training on sequences with ``tokens`` tokens in all and ``square_tokens`` = sum of length^2."""
+        return 6.0 * self.non_embedding * tokens + 6.0 * self.layers * self.hidden * square_tokens
+
+
+def peak_flops(device: torch.device, tflops: float | None) -> float | None:
+    """Peak FLOP/s of one device: ``tflops`` when given, else the table's value for a known GPU, else None."""
+    if tflops is not None:
+        return tflops * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one record per step; on resume the records after the checkpoint are cut) and, when
+    the tensorboard package is there, TensorBoard event files under ``tensorboard/``."""
+
+    def __init__(self, folder: Path, resume_step: int, tensorboard: bool, log) -> None:
+        path = folder / "metrics.jsonl"
+        kept = []
+        if resume_step and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line and json.loads(line)["step"] <= resume_step]  # fmt: skip
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.file.writelines(line + "\n" for line in kept)
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log("tensorboard is not installed (pip install tensorboard); metrics go to metrics.jsonl only")
+            else:
+                self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
