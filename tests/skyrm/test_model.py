@@ -76,3 +76,13 @@ def test_packed_rewards_equal_padded_rewards(model, sequences):
         alone = rewards(model, *padded(sequences, "right"))
     order = [0, 1, 4, 2, 3]
     torch.testing.assert_close(packed, alone[order], rtol=0, atol=1e-5)
+
+
+def test_gemma2_never_runs_under_sdpa():
+    from skyrm.model import attention_implementation
+
+    assert attention_implementation("gemma2", None) == "eager"
+    assert attention_implementation("gemma2", "flash_attention_2") == "flash_attention_2"
+    with pytest.raises(ValueError, match="Gemma-2 needs eager or flash attention"):
+        attention_implementation("gemma2", "sdpa")
+    assert attention_implementation("llama", None) is None and attention_implementation("llama", "sdpa") == "sdpa"

@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
     config = load_config(preset="tiny", overrides={
         "data": str(folder / "train.parquet"), "eval_data": str(folder / "test.parquet"),
         "output_dir": str(folder / "run"), "max_steps": 30, "batch_pairs": 8, "micro_batch_tokens": 512,
-        "max_length": 128, "lr": 3e-3, "warmup_ratio": 0.1,
+        "max_length": 128, "lr": 3e-3, "warmup_ratio": 0.1, "peak_tflops": 0.5,
     })  # fmt: skip
     return config, train(config, log=lambda _: None)
 
@@ -58,6 +58,23 @@ def test_a_learnable_task_is_learnt(trained):
     first, last = sum(r["loss"] for r in lines[:5]) / 5, sum(r["loss"] for r in lines[-5:]) / 5
     assert last < 0.5 * first and first > 0.5
     assert summary["eval"]["accuracy"] > 0.95 and summary["eval"]["pairs"] == 64
+
+
+def test_metrics_carry_throughput_and_mfu(trained):
+    config, _ = trained
+    from skyrm.telemetry import FlopCounter
+    from skyrm.trainer import build_model
+
+    lines = metrics(config.output_dir)
+    model, _ = build_model(config)
+    flops = FlopCounter(model)
+    assert flops.non_embedding == sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
+    for r in lines:
+        assert r["tokens"] > 0 and r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and 0 < r["lr"] <= config.lr * (1 + 1e-9)
+        # MFU = FLOPs / s / peak, with FLOPs at least 6 x N per token
+        assert r["mfu"] * config.peak_tflops * 1e12 >= 6 * flops.non_embedding * r["tokens_per_s"] * 0.999
+    events = list((Path(config.output_dir) / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
 
 
 def test_the_exported_model_reloads_with_the_same_rewards(trained):
