@@ -3,7 +3,8 @@
 * :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), in an order
   shuffled by ``seed`` and the epoch only, so that the data order does not depend on the number of processes or
   on the micro-batch size; each process takes its share of a step by position.
-* :func:`micro_batches`: a step's pairs as micro-batches of at most ``token_budget`` tokens. The chosen and the
+* :func:`micro_batches`: a step's pairs as micro-batches of at most ``token_budget`` tokens, optionally
+  shortest first. The chosen and the
   rejected sequence of a pair always share a micro-batch, one after the other, so the rewards come out as
   ``[chosen_0, rejected_0, chosen_1, ...]``. Padded micro-batches are right-padded rows; packed ones are a single
   row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
@@ -93,9 +94,13 @@ def micro_batches(
     pad_id: int,
     packing: bool = True,
     block_mask: bool = True,
+    by_length: bool = False,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
-    Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed."""
+    Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
+    ``by_length`` takes the pairs shortest first, so that padded micro-batches hold sequences of about one length
+    (little padding, attention over short rows); a step's loss is a sum over its pairs, so the order does not
+    change it. The rewards come out in the order the pairs were taken."""
     batches: list[MicroBatch] = []
     current: list[list[int]] = []
     count = 0
@@ -113,6 +118,8 @@ def micro_batches(
                            _padded(current, pad_id, count))  # fmt: skip
         current, count = [], 0
 
+    if by_length:
+        pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
     for p in pairs:
         both = [chosen[p], rejected[p]]
         if cost(both) > token_budget:

@@ -41,7 +41,7 @@ class TrainConfig:
     # sequences
     max_length: int = 2048
     truncation: str = "drop"  # or "truncate"
-    packing: bool = True
+    packing: bool | None = None  # None: packed rows with a varlen attention (flash_attention_2/3), else padded
     # the loss (skyrm.losses; the defaults are LossConfig's)
     loss: str = LossConfig.name
     margin: float | None = LossConfig.margin
@@ -85,8 +85,8 @@ class TrainConfig:
         need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         need(self.max_length >= 2, "max_length", f"must be at least 2, got {self.max_length}")
         need(self.batch_pairs >= 1, "batch_pairs", f"must be positive, got {self.batch_pairs}")
-        need(self.micro_batch_tokens >= self.max_length * 2 or not self.packing, "micro_batch_tokens",
-             "must hold one pair (2 x max_length) when packing")  # fmt: skip
+        need(self.micro_batch_tokens >= self.max_length * 2, "micro_batch_tokens",
+             f"must hold one pair (2 x max_length = {2 * self.max_length}), got {self.micro_batch_tokens}")  # fmt: skip
         need(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         need(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be within [0, 1), got {self.warmup_ratio}")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within [0, 1], got {self.min_lr_ratio}")

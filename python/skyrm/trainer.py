@@ -93,8 +93,11 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
     full = _weights(config, model_config) if runtime.main else None
     with torch.device("meta"):
         model = Auto.from_config(model_config, dtype=torch.float32)
-    if config.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.activation_checkpointing:  # transformers 5.2x renamed gradient_checkpointing_enable
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     bf16 = runtime.device.type == "cuda" and config.dtype == "bf16"
     weights = full.state_dict() if full is not None else None
     buffers = dict(full.named_buffers()) if full is not None else None
@@ -132,7 +135,7 @@ def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int, run
     mine = share(list(range(len(encoded))), runtime)
     # a rank without pairs still runs a forward (FSDP needs every rank), whose result it discards
     batches = micro_batches(encoded.chosen, encoded.rejected, mine or [0], config.micro_batch_tokens, pad_id,
-                            packing=False)  # fmt: skip
+                            packing=False, by_length=True)  # fmt: skip
     chosen_all, rejected_all = [], []
     with torch.no_grad():
         for batch, real in same_count(batches, runtime):
@@ -228,6 +231,9 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     flops = FlopCounter(model)
     peak = peak_flops(runtime.device, config.peak_tflops)
     varlen = model.config._attn_implementation in VARLEN_ATTENTION
+    # Packed rows cost nothing extra with a varlen kernel; under a block mask every packed row pays attention over
+    # its whole length, which made them slower than padded micro-batches of like lengths (bench/train.py).
+    packing = varlen if config.packing is None else config.packing
     pad_id = tokenizer.pad_token_id
     model.train()
     metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None
@@ -241,7 +247,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
                 group["lr"] = lr
             mine = share(plan[step], runtime)
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
-                                    packing=config.packing, block_mask=not varlen)  # fmt: skip
+                                    packing=packing, block_mask=not varlen, by_length=True)  # fmt: skip
             sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, correct, margin, tokens, FLOPs
             runs = same_count(batches, runtime)
             for i, (batch, real) in enumerate(runs):

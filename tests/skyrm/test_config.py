@@ -57,3 +57,13 @@ def test_the_fixed_flag_names_exist():
                          "--loss", "hinge", "--resume"])  # fmt: skip
     assert (config.eval_data, config.output_dir, config.loss, config.resume) == ("e", "o", "hinge", True)
     assert TrainConfig().loss == "bt"
+
+
+def test_skyrm_imports_without_the_rust_extension_or_polars():
+    import subprocess
+    import sys
+
+    blocked = "".join(f"sys.modules[{name!r}] = None; " for name in ("polars", "skyfilter", "skyfilter._core"))
+    code = f"import sys; {blocked}\nimport skyrm, skyrm.train, skyrm.trainer, skyrm.checkpoint, skyrm.telemetry"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 def flags(data: Path, out: Path, **extra) -> list[str]:
     settings = {"preset": "tiny", "data": data, "output-dir": out, "batch-pairs": 8, "micro-batch-tokens": 512,
                 "max-length": 128, "lr": 3e-3, "dtype": "fp32", **extra}  # fmt: skip
-    return [part for k, v in settings.items() for part in (f"--{k}", str(v))]
+    return [part for k, v in settings.items() for part in (f"--{k}", str(v)) if part]  # "" marks a bare flag
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -38,7 +38,7 @@ def weights(out: Path) -> dict:
 
 def test_two_processes_train_what_one_does(tmp_path):
     write_task(tmp_path / "train.parquet", 128, 0)
-    steps = {"max-steps": 6, "checkpoint-every": 3}
+    steps = {"max-steps": 6, "checkpoint-every": 3, "packing": ""}  # packed rows (block mask) under FSDP too
     run([sys.executable, "-m", "skyrm.train", *flags(tmp_path / "train.parquet", tmp_path / "one", **steps)])
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "skyrm.train",
          *flags(tmp_path / "train.parquet", tmp_path / "two", **steps)])  # fmt: skip
