@@ -1,0 +1,118 @@
+"""``python -m skyrm.eval --model DIR --bench rewardbench --out results.json``: score a reward model on RewardBench
+(v1 or 2) or a pairwise set and print the leaderboard table.
+
+Writes ``--out`` (the official results layout: model, per-subset scores, plus the section scores) and, beside it,
+``<out>.examples.jsonl`` (a header line, then one line per example: id, subset and the rewards), which
+``--rescore FILE`` turns back into the same table without a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from skyrm.eval.runner import (
+    BENCHES,
+    KINDS,
+    BenchmarkError,
+    evaluate,
+    format_table,
+    load_benchmark,
+    rescore,
+    results_json,
+    table_of,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m skyrm.eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--model", help="a sequence-classification reward model: a folder, a hub id, or smollm2")
+    parser.add_argument("--bench", default="rewardbench", choices=sorted(BENCHES), help="a named benchmark")
+    parser.add_argument("--bench-file", help="a local copy of the benchmark, or a pairwise set (parquet, jsonl)")
+    parser.add_argument("--format", choices=KINDS, help="the layout of --bench-file (default: that of --bench)")
+    parser.add_argument("--prompt-column", default="prompt")
+    parser.add_argument("--a-column", default="response_a")
+    parser.add_argument("--b-column", default="response_b")
+    parser.add_argument("--label-column", default="label", help="says which response is better (A>B, B>A, ...)")
+    parser.add_argument("--subset-column", help="groups the pairwise rows (default: one group)")
+    parser.add_argument("--out", help="results.json (and results.examples.jsonl beside it)")
+    parser.add_argument("--rescore", metavar="FILE", help="recompute the table from a per-example file")
+    parser.add_argument("--xstest-weights", default="current", choices=["current", "pre-2024-09"])
+    parser.add_argument(
+        "--bos",
+        default="single",
+        choices=["single", "official"],
+        help="official: tokenize as the official runner (a second BOS where the template writes one)",
+    )
+    parser.add_argument("--max-length", type=int, default=None, help="keep the last N tokens of longer sequences")
+    parser.add_argument("--batch-tokens", type=int, default=16_384, help="tokens per batch, padding included")
+    parser.add_argument("--limit", type=int, help="score only the first N rows (for a quick look)")
+    return parser
+
+
+def _load_model(name: str):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from skyrm.model import SMOLLM2, packaged_smollm2
+
+    kwargs = {}
+    if name == SMOLLM2:
+        name, gguf_file = packaged_smollm2()
+        kwargs["gguf_file"] = gguf_file
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, **kwargs)
+    except OSError as e:
+        raise BenchmarkError(f"could not load the model {name!r}: {e}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to("cuda" if cuda else "cpu"), tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.rescore:
+            records, kind = rescore(args.rescore)
+            name = json.loads(Path(args.rescore).read_text(encoding="utf-8").splitlines()[0]).get("model", "")
+            skipped = 0
+        else:
+            if not args.model:
+                print("error: give --model (or --rescore FILE)", file=sys.stderr)
+                return 2
+            columns = {"prompt": args.prompt_column, "a": args.a_column, "b": args.b_column,
+                       "label": args.label_column, "subset": args.subset_column}  # fmt: skip
+            bench = load_benchmark(args.bench, args.bench_file, args.format, columns)
+            if args.limit:
+                for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
+                    setattr(bench, field, getattr(bench, field)[: args.limit])
+            model, tokenizer = _load_model(args.model)
+            records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
+                               max_length=args.max_length)  # fmt: skip
+            kind, name, skipped = bench.kind, args.model, bench.skipped
+        table = table_of(records, kind, args.xstest_weights)
+    except (BenchmarkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(table))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        results = results_json(name, table, kind, skipped)
+        if not args.rescore:
+            examples = out.with_suffix(".examples.jsonl")
+            header = {"model": name, "kind": kind, "bos": args.bos}
+            examples.write_text("".join(json.dumps(r) + "\n" for r in [header, *records]), encoding="utf-8")
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

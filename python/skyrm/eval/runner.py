@@ -1,0 +1,303 @@
+"""Scoring a reward model on a benchmark: load the rows, format each completion as the official runner does,
+compute one reward per completion in length-sorted batches, and turn the per-example rewards into the table.
+
+Formatting: the tokenizer's chat template over ``[user: prompt, assistant: response]`` (a list prompt is a
+conversation whose turns alternate user / assistant), no generation prompt. ``bos="single"`` (default) keeps
+exactly one BOS token; ``bos="official"`` tokenizes the template's text the way the official runner does
+(special tokens added again, so a template that writes its own BOS gets two, as Llama-3's do), for
+reproducing published numbers of models that were scored that way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
+
+__all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "rescore",
+           "BenchmarkError"]  # fmt: skip
+
+#: Named benchmarks: hub dataset, split, kind.
+BENCHES = {
+    "rewardbench": ("allenai/reward-bench", "filtered", "rewardbench"),
+    "rewardbench-2": ("allenai/reward-bench-2", "test", "rewardbench-2"),
+}
+KINDS = ("rewardbench", "rewardbench-2", "pairwise")
+A_WINS = ("A>B", "A", "a", "1", "model_a", "response_a")
+B_WINS = ("B>A", "B", "b", "2", "model_b", "response_b")
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot be scored; the message names the file and what is wrong."""
+
+
+@dataclass
+class Benchmark:
+    """Rows in one layout: ``prompts`` (str or list of messages), ``completions`` (per row: the correct one(s)
+    first), ``num_correct``, ``subsets``, ``ids``; ``skipped`` counts rows left out (pairwise ties)."""
+
+    name: str
+    kind: str
+    prompts: list
+    completions: list[list[str]]
+    num_correct: list[int]
+    subsets: list[str]
+    ids: list[str]
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _read_table(path: str) -> pa.Table:
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.exists():
+        raise BenchmarkError(f"{path}: no such file")
+    if p.suffix == ".parquet":
+        return pq.read_table(p)
+    if p.suffix in (".jsonl", ".json"):
+        text = p.read_text(encoding="utf-8").lstrip()
+        if text.startswith("["):
+            return pa.Table.from_pylist(json.loads(text))
+        return pajson.read_json(p)
+    raise BenchmarkError(f"{path}: use a .parquet, .jsonl or .json file")
+
+
+def _need(table: pa.Table, name: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise BenchmarkError(f"{name}: missing column(s) {missing}; the columns are {table.column_names}")
+
+
+def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind: str | None = None,
+                   columns: dict | None = None) -> Benchmark:  # fmt: skip
+    """A named benchmark from the hub (through ``datasets``, its cache and offline mode) or a local file of the
+    same layout; ``kind="pairwise"`` reads a file of two responses and a label (``columns`` names them)."""
+    if bench_file is None:
+        if bench not in BENCHES:
+            raise BenchmarkError(f"unknown benchmark {bench!r}; known: {', '.join(BENCHES)} (or give --bench-file)")
+        dataset, split, kind = BENCHES[bench]
+        try:
+            import datasets
+
+            table = datasets.load_dataset(dataset, split=split).data.table
+        except Exception as e:  # no network, no cache: say what to do
+            raise BenchmarkError(f"could not load {dataset} (split {split}): {e}. Without network, point "
+                                 f"--bench-file at a local copy (parquet or jsonl)") from None  # fmt: skip
+        name = dataset
+    else:
+        table, name = _read_table(bench_file), bench_file
+        kind = kind or (BENCHES[bench][2] if bench in BENCHES else "rewardbench")
+    if kind not in KINDS:
+        raise BenchmarkError(f"unknown format {kind!r}; formats are {', '.join(KINDS)}")
+    if kind == "pairwise":
+        return _pairwise(table, name, columns or {})
+    _need(table, name, ["prompt", "chosen", "rejected", "subset"])
+    rows = table.to_pylist()
+    if not rows:
+        raise BenchmarkError(f"{name}: no rows")
+    prompts, completions, correct, subsets, ids = [], [], [], [], []
+    for i, r in enumerate(rows):
+        chosen, rejected = r["chosen"], r["rejected"]
+        if kind == "rewardbench-2":
+            chosen, rejected = list(chosen or []), list(rejected or [])
+        else:
+            chosen, rejected = [chosen], [rejected]
+        if not chosen or not rejected or any(not isinstance(t, str) for t in chosen + rejected):
+            raise BenchmarkError(f"{name}: row {i}: chosen and rejected must be non-empty text")
+        prompts.append(r["prompt"])
+        completions.append(chosen + rejected)
+        correct.append(int(r.get("num_correct") or len(chosen)) if kind == "rewardbench-2" else 1)
+        subsets.append(str(r["subset"]))
+        ids.append(str(r["id"]) if r.get("id") is not None else str(i))
+    return Benchmark(name, kind, prompts, completions, correct, subsets, ids)
+
+
+def _pairwise(table: pa.Table, name: str, columns: dict) -> Benchmark:
+    c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label", "subset": None} | columns
+    _need(table, name, [c["prompt"], c["a"], c["b"], c["label"]] + ([c["subset"]] if c["subset"] else []))
+    a_wins, b_wins = set(c.get("a_wins") or A_WINS), set(c.get("b_wins") or B_WINS)
+    bench = Benchmark(name, "pairwise", [], [], [], [], [])
+    for i, r in enumerate(table.to_pylist()):
+        label = str(r[c["label"]])
+        if label in a_wins:
+            better, worse = r[c["a"]], r[c["b"]]
+        elif label in b_wins:
+            better, worse = r[c["b"]], r[c["a"]]
+        else:  # a tie or no label: not a pair
+            bench.skipped += 1
+            continue
+        bench.prompts.append(r[c["prompt"]])
+        bench.completions.append([better, worse])
+        bench.num_correct.append(1)
+        bench.subsets.append(str(r[c["subset"]]) if c["subset"] else Path(name).stem)
+        bench.ids.append(str(i))
+    if not len(bench):
+        raise BenchmarkError(f"{name}: no row has a label saying which response is better "
+                             f"({bench.skipped} ties or unknown labels)")  # fmt: skip
+    return bench
+
+
+class Encoder:
+    """Token ids of a (prompt, response) as the official runner formats them (see the module docstring)."""
+
+    def __init__(self, tokenizer, bos: str = "single", max_length: int | None = None) -> None:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise BenchmarkError("the tokenizer has no chat template; set one (tokenizer.chat_template) first")
+        if bos not in ("single", "official"):
+            raise ValueError(f"bos must be single or official, got {bos!r}")
+        self.tokenizer, self.bos, self.max_length = tokenizer, bos, max_length
+        bos_id = tokenizer.bos_token_id
+        self.bos_id = bos_id
+        self.adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+
+    @staticmethod
+    def messages(prompt, response: str) -> list[dict]:
+        if isinstance(prompt, list):  # a conversation: turns alternate user / assistant, as the official code reads it
+            turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": m["content"]}
+                     for i, m in enumerate(prompt)]  # fmt: skip
+            return [*turns, {"role": "assistant", "content": response}]
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+
+    def __call__(self, prompt, response: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(self.messages(prompt, response), tokenize=False)
+        if self.bos == "official":
+            ids = self.tokenizer(text)["input_ids"]
+        else:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if self.adds_bos and ids[:1] != [self.bos_id]:
+                ids = [self.bos_id, *ids]
+        if self.max_length is not None and len(ids) > self.max_length:  # the official runner keeps the end
+            ids = ids[-self.max_length :]
+        return ids
+
+
+def score_sequences(model, sequences: list[list[int]], token_budget: int, pad_id: int, device, progress=True):
+    """One reward per sequence (the single logit at its last token), in batches of like lengths of at most
+    ``token_budget`` tokens padding included; rewards come back in the input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from skyrm.model import rewards
+
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    out = [math.nan] * len(sequences)
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * len(sequences[i]) > token_budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    model.eval()
+    with torch.no_grad(), tqdm(total=len(sequences), desc="scoring", unit="seq", disable=not progress) as bar:
+        for batch in batches:
+            length = max(len(sequences[i]) for i in batch)
+            ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), length), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+                mask[row, : len(sequences[i])] = 1
+            values = rewards(model, ids.to(device), mask.to(device)).float().cpu().tolist()
+            for i, v in zip(batch, values, strict=True):
+                out[i] = v
+            bar.update(len(batch))
+    return out
+
+
+def per_example(bench: Benchmark, scores: list[float]) -> list[dict]:
+    """The per-example records: id, subset, and the rewards (``chosen`` / ``rejected`` for pairs, ``scores`` with
+    ``num_correct`` for best-of-n rows)."""
+    records, at = [], 0
+    for i in range(len(bench)):
+        n = len(bench.completions[i])
+        row = scores[at : at + n]
+        at += n
+        record = {"id": bench.ids[i], "subset": bench.subsets[i]}
+        if bench.kind == "rewardbench-2":
+            record |= {"num_correct": bench.num_correct[i], "scores": row}
+        else:
+            record |= {"chosen": row[0], "rejected": row[1]}
+        records.append(record)
+    return records
+
+
+def table_of(records: list[dict], kind: str, xstest_weights: str = "current") -> dict:
+    """Per-subset results and the sections (or the RewardBench 2 score) from per-example records."""
+    by_subset: dict[str, list[dict]] = {}
+    for r in records:
+        by_subset.setdefault(r["subset"], []).append(r)
+    subsets: dict[str, float] = {}
+    counts = {s: len(rs) for s, rs in by_subset.items()}
+    for subset, rs in sorted(by_subset.items()):
+        if kind == "rewardbench-2" and subset.lower() == "ties":
+            subsets[subset] = ties_score([(r["id"], r["num_correct"], r["scores"]) for r in rs])
+        elif kind == "rewardbench-2":
+            subsets[subset] = sum(best_of_n_credit(r["scores"]) for r in rs) / len(rs)
+        else:
+            subsets[subset] = sum(pair_correct(r["chosen"], r["rejected"]) for r in rs) / len(rs)
+    out = {"subsets": subsets, "counts": counts}
+    if kind == "rewardbench":
+        out["sections"] = section_scores(subsets, xstest_weights)
+    elif kind == "rewardbench-2" and all(s in subsets for s in RB2_SUBSETS):
+        out["sections"] = {"Score": rb2_score(subsets)}
+    else:
+        out["sections"] = {"Accuracy": sum(pair_correct(r["chosen"], r["rejected"]) for r in records) / len(records)}
+    return out
+
+
+def results_json(model_name: str, table: dict, kind: str, skipped: int = 0) -> dict:
+    """The official results layout (model, model_type, chat_template, one key per subset) plus the sections."""
+    out = {"model": model_name, "model_type": "Seq. Classifier", "chat_template": "tokenizer", "benchmark": kind}
+    out |= table["subsets"]
+    out["sections"] = table["sections"]
+    out["counts"] = table["counts"]
+    if skipped:
+        out["skipped_ties"] = skipped
+    return out
+
+
+def format_table(table: dict) -> str:
+    lines = [f"{'':<28}{'score':>8}{'rows':>7}"]
+    for name, value in table["sections"].items():
+        lines.append(f"{name:<28}{100 * value:8.2f}")
+    lines.append("")
+    for subset, value in table["subsets"].items():
+        lines.append(f"  {subset:<26}{100 * value:8.2f}{table['counts'][subset]:7d}")
+    return "\n".join(lines)
+
+
+def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",
+             max_length: int | None = None, device=None, progress: bool = True) -> list[dict]:  # fmt: skip
+    """Per-example records of ``model`` on ``bench``."""
+    if getattr(model.config, "num_labels", 1) != 1:
+        raise BenchmarkError(f"the model has {model.config.num_labels} labels; a reward model has exactly one "
+                             "(load it as ...ForSequenceClassification with num_labels=1)")  # fmt: skip
+    encode = Encoder(tokenizer, bos, max_length)
+    sequences = [encode(p, c) for p, completions in zip(bench.prompts, bench.completions, strict=True)
+                 for c in completions]  # fmt: skip
+    longest = max(len(s) for s in sequences)
+    budget = max(token_budget, longest)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = device or next(model.parameters()).device
+    return per_example(bench, score_sequences(model, sequences, budget, pad_id, device, progress))
+
+
+def rescore(path: str) -> tuple[list[dict], str]:
+    """Per-example records and the benchmark kind from a per-example file written by ``--out``."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise BenchmarkError(f"{path}: empty")
+    header = json.loads(lines[0])
+    if "kind" not in header:
+        raise BenchmarkError(f"{path}: not a per-example file of skyrm.eval (no header line)")
+    return [json.loads(line) for line in lines[1:] if line.strip()], header["kind"]

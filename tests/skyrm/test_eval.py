@@ -1,0 +1,209 @@
+"""skyrm.eval: the RewardBench arithmetic against published numbers and hand-computed cases, the runner end to end
+on the real llmbar subsets, the official formatting, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from skyrm.eval import best_of_n_credit, rb2_score, section_scores, ties_score
+from skyrm.eval.rewardbench import EXAMPLE_COUNTS, SECTIONS
+
+PUBLISHED = json.loads((Path(__file__).parent / "data" / "rewardbench_published.json").read_text())
+
+
+@pytest.mark.parametrize("model", PUBLISHED["models"], ids=lambda m: m["model"])
+def test_published_subsets_give_the_published_sections(model):
+    assert set(model["subsets"]) == set(EXAMPLE_COUNTS)
+    for row in model["published"]:
+        ours = section_scores(model["subsets"], xstest_weights=row["xstest_weights"])
+        tolerance = 0.5 * 10 ** -row["decimals"] + 1e-9  # the published rounding
+        for key in ("Chat", "Chat Hard", "Safety", "Reasoning", "Score"):
+            assert 100 * ours[key] == pytest.approx(row[key], abs=tolerance), (key, row["source"])
+
+
+def test_section_arithmetic_by_hand():
+    accuracy = {"math-prm": 0.5, "hep-go": 1.0, "llmbar-natural": 0.25, "unknown-subset": 0.0}
+    ours = section_scores(accuracy)
+    assert ours["Reasoning"] == pytest.approx((0.5 * 984 + 1.0 * 164) / (984 + 164))  # math weighs 984
+    assert ours["Chat Hard"] == 0.25  # the missing subsets are left out of their section
+    assert ours["Chat"] == 0.0 and ours["Safety"] == 0.0  # a section with no subset scores 0, as officially
+    assert ours["Score"] == pytest.approx((ours["Reasoning"] + 0.25) / 4)
+    xs = {"xstest-should-refuse": 1.0, "xstest-should-respond": 0.0}
+    assert section_scores(xs)["Safety"] == pytest.approx(154 / 404)
+    assert section_scores(xs, xstest_weights="pre-2024-09")["Safety"] == pytest.approx(250 / 404)
+    with pytest.raises(ValueError, match="xstest_weights"):
+        section_scores(xs, xstest_weights="2023")
+    with pytest.raises(ValueError, match="fraction"):
+        section_scores({"hep-go": 97.5})  # percents, not fractions
+    assert sum(len(s) for s in SECTIONS.values()) == len(EXAMPLE_COUNTS) == 23
+
+
+def test_best_of_n_credit_with_ties_at_the_top():
+    assert best_of_n_credit([0.9, 0.1, 0.2, 0.3]) == 1.0
+    assert best_of_n_credit([0.3, 0.1, 0.9, 0.3]) == 0.0
+    assert best_of_n_credit([0.9, 0.9, 0.2, 0.3]) == 0.5  # tied with one wrong answer: half the credit
+    assert best_of_n_credit([0.5, 0.5, 0.5, 0.5]) == 0.25
+    assert best_of_n_credit([0.5, 0.5, 0.9, 0.1]) == 0.0  # tied, but not at the top
+    with pytest.raises(ValueError):
+        best_of_n_credit([1.0])
+
+
+def test_ties_score_by_hand():
+    rows = [
+        # prompt 0: the reference row is right (gap 1.0); the tied row's correct answers 2.0 and 1.5 (spread 0.5)
+        # beat the best wrong 1.0 (gap 0.5): accurate, but the gap is not above the spread
+        ("ref:0", 1, [2.0, 1.0, 0.5]),
+        ("tied:0", 2, [2.0, 1.5, 1.0, 0.0]),
+        # prompt 1: reference wrong (gap -1), tied right with gap 2 and spread 1
+        ("ref:1", 1, [0.0, 1.0]),
+        ("tied:1", 2, [4.0, 3.0, 1.0]),
+    ]
+    tied_accuracy, ref_accuracy = 1.0, 0.5
+    preferred = (0.5 > 0.5) / 2 + (2.0 > 1.0) / 2  # tied gap over spread, per prompt
+    preferred_hard = (min(1.0, 0.5) > 0.5) / 2 + (min(-1.0, 2.0) > 1.0) / 2
+    import math
+
+    margin = (math.tanh(min(1.0, 0.5) / 0.5 - 1) + math.tanh(min(-1.0, 2.0) / 1.0 - 1)) / 2
+    expected = 0.3 * tied_accuracy + 0.3 * ref_accuracy + 0.2 * preferred + 0.2 * preferred_hard + 0.01 * margin
+    assert ties_score(rows) == pytest.approx(expected)
+    # a zero spread: tanh(x / 0 - 1) is +-1, and 0 / 0 counts 0
+    flat = [("ref:0", 1, [2.0, 1.0]), ("tied:0", 2, [2.0, 2.0, 1.0])]
+    assert ties_score(flat) == pytest.approx(0.3 + 0.3 + 0.2 + 0.2 + 0.01)
+    with pytest.raises(ValueError, match="ref:N or tied:N"):
+        ties_score([("x", 1, [1.0, 0.0])])
+
+
+def test_rb2_score_is_the_mean_of_six():
+    subsets = {"Factuality": 0.6, "Precise IF": 0.3, "Math": 0.6, "Safety": 0.9, "Focus": 0.8, "Ties": 0.5}
+    assert rb2_score(subsets) == pytest.approx(3.7 / 6)
+    with pytest.raises(ValueError, match="missing"):
+        rb2_score({"Math": 1.0})
+
+
+# ---------------------------------------------------------------------------------------------- the runner
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from skyrm.config import load_config
+    from skyrm.trainer import build_model
+
+    model, tokenizer = build_model(load_config(preset="tiny"))
+    folder = tmp_path_factory.mktemp("tiny-rm")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
+    from skyrm.eval.__main__ import main
+
+    bench = shared_data / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl"
+    out = tmp_path / "results.json"
+    assert main(["--model", str(tiny_model_dir), "--bench-file", str(bench), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    lines = (tmp_path / "results.examples.jsonl").read_text().splitlines()
+    header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    assert header["kind"] == "rewardbench" and len(records) == 419
+    by_hand: dict[str, list[int]] = {}
+    for r in records:
+        by_hand.setdefault(r["subset"], []).append(1 if r["chosen"] > r["rejected"] else 0)
+    assert set(by_hand) == set(SECTIONS["Chat Hard"]) - {"mt-bench-hard"}
+    for subset, outcomes in by_hand.items():
+        assert results[subset] == sum(outcomes) / len(outcomes)
+        assert results["counts"][subset] == len(outcomes)
+    weights = {s: EXAMPLE_COUNTS[s] for s in by_hand}
+    hand = sum(results[s] * w for s, w in weights.items()) / sum(weights.values())
+    assert results["sections"]["Chat Hard"] == pytest.approx(hand) and results["sections"]["Chat"] == 0.0
+    # --rescore gives the same table without a model
+    again = tmp_path / "again.json"
+    assert main(["--rescore", str(tmp_path / "results.examples.jsonl"), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["sections"] == results["sections"]
+
+
+def test_pairwise_sets_skip_and_count_ties(tmp_path, tiny_model_dir):
+    from skyrm.eval.runner import load_benchmark
+
+    rows = [{"q": "Say hi.", "x": "Hi!", "y": "No.", "who": "A>B"}, {"q": "Say bye.", "x": "Bye", "y": "Bye!",
+            "who": "B>A"}, {"q": "Either.", "x": "a", "y": "b", "who": "tie"}]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    columns = {"prompt": "q", "a": "x", "b": "y", "label": "who"}
+    bench = load_benchmark(bench_file=str(path), kind="pairwise", columns=columns)
+    assert len(bench) == 2 and bench.skipped == 1
+    assert bench.completions == [["Hi!", "No."], ["Bye!", "Bye"]]  # the better response first
+
+
+def official_ids(tokenizer, prompt: str, response: str) -> list[int]:
+    """What the official runner feeds: the template's text, tokenized with the tokenizer's defaults."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return tokenizer(tokenizer.apply_chat_template(messages, tokenize=False))["input_ids"]
+
+
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+)
+
+
+def test_formatting_of_a_llama3_style_template_with_its_double_bos():
+    from skyrm.eval.runner import Encoder
+    from skyrm.model import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()  # adds a BOS, as Llama-3's tokenizer does
+    tokenizer.chat_template = LLAMA3_TEMPLATE
+    official = official_ids(tokenizer, "What is 2+2?", "4")
+    bos = tokenizer.bos_token_id
+    assert official[:2] == [bos, bos]  # the official runner's double BOS
+    assert Encoder(tokenizer, bos="official")("What is 2+2?", "4") == official
+    single = Encoder(tokenizer)("What is 2+2?", "4")
+    assert single == official[1:] and single.count(bos) == 1
+
+
+@pytest.mark.slow
+def test_formatting_of_smollm2_equals_the_official_runner():
+    from skyrm.eval.runner import Encoder
+    from skyrm.model import packaged_smollm2
+
+    try:
+        folder, gguf_file = packaged_smollm2()
+    except ValueError as e:
+        pytest.skip(str(e))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    for prompt, response in [("What is 2+2?", "4"), ("Write a haiku about rain.", "Rain on the roof\n...")]:
+        official = official_ids(tokenizer, prompt, response)
+        assert Encoder(tokenizer)(prompt, response) == official == Encoder(tokenizer, bos="official")(prompt, response)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, tiny_model_dir, capsys):
+    from skyrm.eval.__main__ import main
+
+    two_labels = tmp_path / "two-labels"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, ignore_mismatched_sizes=True
+    )
+    model.save_pretrained(two_labels)
+    transformers.AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(two_labels)
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "subset": "llmbar-natural"}) + "\n")
+    assert main(["--model", str(two_labels), "--bench-file", str(good)]) == 1
+    assert "2 labels" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a"}) + "\n")
+    assert main(["--model", str(tiny_model_dir), "--bench-file", str(bad)]) == 1
+    assert "missing column(s) ['rejected', 'subset']" in capsys.readouterr().err
+    empty = tmp_path / "empty.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = ("prompt", "chosen", "rejected", "subset")
+    pq.write_table(pa.table({c: pa.array([], pa.string()) for c in columns}), empty)
+    assert main(["--model", str(tiny_model_dir), "--bench-file", str(empty)]) == 1
+    assert "no rows" in capsys.readouterr().err
+    assert main(["--model", str(tiny_model_dir), "--bench-file", str(tmp_path / "nope.jsonl")]) == 1
+    assert "no such file" in capsys.readouterr().err
