@@ -180,22 +180,26 @@ class Encoder:
         return ids
 
 
-def score_sequences(model, sequences: list[list[int]], token_budget: int, pad_id: int, device, progress=True):
-    """One reward per sequence (the single logit at its last token), in batches of like lengths of at most
-    ``token_budget`` tokens padding included; rewards come back in the input order."""
+def score_sequences(model, sequences: list[list[int]], token_budget: int, pad_id: int, device, progress=True,
+                    by_length: bool = True):  # fmt: skip
+    """One reward per sequence (the single logit at its last token), in batches of at most ``token_budget``
+    tokens padding included, of like lengths (``by_length``, shortest first) or in input order; rewards come back
+    in the input order."""
     import torch
     from tqdm.auto import tqdm
 
     from skyrm.model import rewards
 
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i])) if by_length else range(len(sequences))
     out = [math.nan] * len(sequences)
-    batches, current = [], []
+    batches, current, longest = [], [], 0
     for i in order:
-        if current and (len(current) + 1) * len(sequences[i]) > token_budget:
+        longest_with = max(longest, len(sequences[i]))
+        if current and (len(current) + 1) * longest_with > token_budget:
             batches.append(current)
-            current = []
+            current, longest_with = [], len(sequences[i])
         current.append(i)
+        longest = longest_with
     if current:
         batches.append(current)
     model.eval()
