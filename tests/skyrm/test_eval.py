@@ -207,3 +207,38 @@ def test_bad_inputs_give_clear_errors(tmp_path, tiny_model_dir, capsys):
     assert "no rows" in capsys.readouterr().err
     assert main(["--model", str(tiny_model_dir), "--bench-file", str(tmp_path / "nope.jsonl")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_rewardbench2_layout_end_to_end(tmp_path, tiny_model_dir):
+    """A file in RewardBench 2's layout (lists of chosen and rejected, num_correct, Ties ids): the table equals
+    the arithmetic applied by hand to the per-example rewards."""
+    from skyrm.eval.__main__ import main
+    from skyrm.eval.rewardbench import RB2_SUBSETS
+
+    rows = []
+    for s, subset in enumerate(RB2_SUBSETS[:-1]):
+        for i in range(3):
+            rows.append({"id": f"{s}-{i}", "subset": subset, "prompt": f"Question {i} about {subset}?",
+                         "chosen": [f"A good answer {i}."], "rejected": [f"bad {j}" for j in range(3)],
+                         "num_correct": 1})  # fmt: skip
+    for n in range(2):
+        rows.append({"id": f"ref:{n}", "subset": "Ties", "prompt": f"Name a colour ({n}).", "chosen": ["Red."],
+                     "rejected": ["Seven.", "Tuesday."], "num_correct": 1})  # fmt: skip
+        rows.append({"id": f"tied:{n}", "subset": "Ties", "prompt": f"Name a colour ({n}).",
+                     "chosen": ["Red.", "Blue."], "rejected": ["Seven.", "Tuesday."], "num_correct": 2})  # fmt: skip
+    path = tmp_path / "rb2.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rb2.json"
+    assert main(["--model", str(tiny_model_dir), "--bench", "rewardbench-2", "--bench-file", str(path),
+                 "--out", str(out)]) == 0  # fmt: skip
+    results = json.loads(out.read_text())
+    records = [json.loads(line) for line in (tmp_path / "rb2.examples.jsonl").read_text().splitlines()[1:]]
+    assert all(len(r["scores"]) == (4 if r["subset"] != "Ties" else 2 + r["num_correct"]) for r in records)
+    by_hand = {}
+    for subset in RB2_SUBSETS[:-1]:
+        credits = [best_of_n_credit(r["scores"]) for r in records if r["subset"] == subset]
+        by_hand[subset] = sum(credits) / len(credits)
+    by_hand["Ties"] = ties_score([(r["id"], r["num_correct"], r["scores"]) for r in records if r["subset"] == "Ties"])
+    for subset, value in by_hand.items():
+        assert results[subset] == pytest.approx(value)
+    assert results["sections"]["Score"] == pytest.approx(sum(by_hand.values()) / 6)
