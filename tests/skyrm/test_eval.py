@@ -242,3 +242,25 @@ def test_rewardbench2_layout_end_to_end(tmp_path, tiny_model_dir):
     for subset, value in by_hand.items():
         assert results[subset] == pytest.approx(value)
     assert results["sections"]["Score"] == pytest.approx(sum(by_hand.values()) / 6)
+
+
+def test_two_processes_score_what_one_does(tmp_path, shared_data, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    bench = shared_data / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl"
+    flags = ["--model", str(tiny_model_dir), "--bench-file", str(bench), "--limit", "40"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("one", [sys.executable, "-m", "skyrm.eval"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                    "--nproc-per-node", "2", "-m", "skyrm.eval"])):  # fmt: skip
+        done = subprocess.run([*launcher, *flags, "--out", str(tmp_path / f"{name}.json")], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = ([json.loads(line) for line in (tmp_path / f"{n}.examples.jsonl").read_text().splitlines()[1:]]
+                for n in ("one", "two"))  # fmt: skip
+    assert len(one) == len(two) == 40
+    for a, b in zip(one, two, strict=True):
+        assert a["id"] == b["id"] and a["chosen"] == pytest.approx(b["chosen"], abs=1e-5)
+        assert a["rejected"] == pytest.approx(b["rejected"], abs=1e-5)

@@ -1,9 +1,10 @@
 """``python -m skyrm.eval --model DIR --bench rewardbench --out results.json``: score a reward model on RewardBench
 (v1 or 2) or a pairwise set and print the leaderboard table.
 
-Writes ``--out`` (the official results layout: model, per-subset scores, plus the section scores) and, beside it,
-``<out>.examples.jsonl`` (a header line, then one line per example: id, subset and the rewards), which
-``--rescore FILE`` turns back into the same table without a model.
+Writes ``--out`` (the official results layout: model, per-subset scores, plus the section scores) and, beside
+it, ``<out>.examples.jsonl`` (a header line, then one line per example: id, subset and the rewards), which
+``--rescore FILE`` turns back into the same table without a model. Under torchrun
+(``torchrun --nproc-per-node 8 -m skyrm.eval ...``) the processes share the scoring and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_model(name: str):
+    import os
+
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -72,11 +75,27 @@ def _load_model(name: str):
         raise BenchmarkError(f"could not load the model {name!r}: {e}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to("cuda" if cuda else "cpu"), tokenizer
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    return model.to(device), tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Under torchrun, the processes share the scoring and rank 0 prints and writes."""
+    import os
+
     args = _parser().parse_args(argv)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not args.rescore:
+        from skyrm.distributed import start, stop
+
+        runtime = start()
+        try:
+            return _main(args, runtime.main)
+        finally:
+            stop(runtime)
+    return _main(args, True)
+
+
+def _main(args, writes: bool) -> int:
     try:
         if args.rescore:
             records, kind = rescore(args.rescore)
@@ -100,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchmarkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if not writes:
+        return 0
     print(format_table(table))
     if args.out:
         out = Path(args.out)

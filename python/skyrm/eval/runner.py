@@ -282,7 +282,8 @@ def format_table(table: dict) -> str:
 
 def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",
              max_length: int | None = None, device=None, progress: bool = True) -> list[dict]:  # fmt: skip
-    """Per-example records of ``model`` on ``bench``."""
+    """Per-example records of ``model`` on ``bench``. Under torchrun every process scores its share of the
+    sequences (data parallel: each holds the whole model) and every process gets all the records."""
     if getattr(model.config, "num_labels", 1) != 1:
         raise BenchmarkError(f"the model has {model.config.num_labels} labels; a reward model has exactly one "
                              "(load it as ...ForSequenceClassification with num_labels=1)")  # fmt: skip
@@ -293,7 +294,20 @@ def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, 
     budget = max(token_budget, longest)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = device or next(model.parameters()).device
-    return per_example(bench, score_sequences(model, sequences, budget, pad_id, device, progress))
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return per_example(bench, score_sequences(model, sequences, budget, pad_id, device, progress))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = list(range(rank, len(sequences), world))
+    scores = score_sequences(model, [sequences[i] for i in mine], budget, pad_id, device, progress and rank == 0)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, (mine, scores))
+    merged = [math.nan] * len(sequences)
+    for indices, values in gathered:
+        for i, v in zip(indices, values, strict=True):
+            merged[i] = v
+    return per_example(bench, merged)
 
 
 def rescore(path: str) -> tuple[list[dict], str]:
