@@ -105,8 +105,13 @@ def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
 
     bench = shared_data / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl"
     out = tmp_path / "results.json"
-    assert main(["--model", str(tiny_model_dir), "--bench-file", str(bench), "--out", str(out)]) == 0
+    compare = tmp_path / "compare.md"
+    assert main(["--model", str(tiny_model_dir), "--bench-file", str(bench), "--out", str(out),
+                 "--compare", str(compare)]) == 0  # fmt: skip
     results = json.loads(out.read_text())
+    table = compare.read_text().splitlines()
+    assert table[0].startswith("| model | Score | Chat | Chat Hard") and len([t for t in table if "|" in t]) == 2 + 7
+    assert table[-3].startswith(f"| **{tiny_model_dir}** (this run) | {100 * results['sections']['Score']:.2f}")
     lines = (tmp_path / "results.examples.jsonl").read_text().splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "rewardbench" and len(records) == 419

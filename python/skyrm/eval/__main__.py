@@ -18,6 +18,7 @@ from skyrm.eval.runner import (
     BENCHES,
     KINDS,
     BenchmarkError,
+    comparison_markdown,
     evaluate,
     format_table,
     load_benchmark,
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--subset-column", help="groups the pairwise rows (default: one group)")
     parser.add_argument("--out", help="results.json (and results.examples.jsonl beside it)")
     parser.add_argument("--rescore", metavar="FILE", help="recompute the table from a per-example file")
+    parser.add_argument("--compare", metavar="FILE.md", help="a markdown table of this model among published rows")
     parser.add_argument("--xstest-weights", default="current", choices=["current", "pre-2024-09"])
     parser.add_argument(
         "--bos",
@@ -116,6 +118,7 @@ def _main(args, writes: bool) -> int:
                                max_length=args.max_length)  # fmt: skip
             kind, name, skipped = bench.kind, args.model, bench.skipped
         table = table_of(records, kind, args.xstest_weights)
+        comparison = comparison_markdown(name, table) if args.compare and writes else None
     except (BenchmarkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -132,6 +135,9 @@ def _main(args, writes: bool) -> int:
             examples.write_text("".join(json.dumps(r) + "\n" for r in [header, *records]), encoding="utf-8")
         out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {out}")
+    if comparison is not None:
+        Path(args.compare).write_text(comparison, encoding="utf-8")
+        print(f"wrote {args.compare}")
     return 0
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "rescore",
-           "BenchmarkError"]  # fmt: skip
+           "comparison_markdown", "BenchmarkError"]  # fmt: skip
 
 #: Named benchmarks: hub dataset, split, kind.
 BENCHES = {
@@ -278,6 +278,22 @@ def format_table(table: dict) -> str:
     for subset, value in table["subsets"].items():
         lines.append(f"  {subset:<26}{100 * value:8.2f}{table['counts'][subset]:7d}")
     return "\n".join(lines)
+
+
+def comparison_markdown(model_name: str, table: dict) -> str:
+    """A markdown table of this model's RewardBench sections among the published leaderboard rows
+    (``skyrm/eval/published.json``), ranked by Score."""
+    from importlib import resources
+
+    published = json.loads(resources.files("skyrm.eval").joinpath("published.json").read_text(encoding="utf-8"))
+    keys = ("Score", "Chat", "Chat Hard", "Safety", "Reasoning")
+    if not all(k in table["sections"] for k in keys):
+        raise BenchmarkError("the comparison needs RewardBench v1 section scores (--bench rewardbench)")
+    ours = {"model": f"**{model_name}** (this run)", **{k: 100 * table["sections"][k] for k in keys}}
+    rows = sorted([*published["rows"], ours], key=lambda r: -r["Score"])
+    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {r['model']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + f"\n\nPublished rows: {published['source']}.\n"
 
 
 def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",
