@@ -322,7 +322,10 @@ def take_rows(table: pa.Table, rows: np.ndarray, *, views: bool = False) -> pa.T
     ``views=True`` come back as string_view columns that share the input's text buffers (16 bytes a row are
     written; the input's buffers live as long as the result). string_view columns are always taken that way,
     as pyarrow has no take for them."""
-    rows = np.asarray(rows, dtype=np.uint64)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and (rows[0] < 0 or rows[-1] >= table.num_rows or (np.diff(rows) < 0).any()):
+        raise ValueError(f"rows must be ascending row numbers below {table.num_rows:,}")
+    rows = rows.astype(np.uint64)
     columns, fields = [], []
     for f, column in zip(table.schema, table.columns, strict=True):
         is_text = pa.types.is_string(f.type) or pa.types.is_large_string(f.type)

@@ -22,6 +22,7 @@ __all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "ConfigError"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
+GRAD_SYNC = ("micro-batch", "step")
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,9 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     grad_clip: float = 1.0
+    # "micro-batch": reduce-scatter the gradients after every micro-batch (FSDP accumulates sharded gradients);
+    # "step": once per step (less communication, but every rank holds the full fp32 gradients until then)
+    grad_sync: str = "micro-batch"
     # numerics and memory
     dtype: str = "bf16"
     attn_implementation: str | None = None  # None: the model's default (eager for Gemma-2)
@@ -82,6 +86,7 @@ class TrainConfig:
         need(self.truncation in ("drop", "truncate"), "truncation", f"must be drop or truncate: {self.truncation!r}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        need(self.grad_sync in GRAD_SYNC, "grad_sync", f"must be one of {', '.join(GRAD_SYNC)}, got {self.grad_sync!r}")
         need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         need(self.max_length >= 2, "max_length", f"must be at least 2, got {self.max_length}")
         need(self.batch_pairs >= 1, "batch_pairs", f"must be positive, got {self.batch_pairs}")

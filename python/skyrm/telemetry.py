@@ -9,14 +9,17 @@ half the square for the causal mask).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
 __all__ = ["FlopCounter", "peak_flops", "MetricsLog"]
 
-#: Dense bf16 peak (tensor cores, no sparsity) of common training GPUs, in FLOP/s, by a substring of the name.
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12}
+#: Dense bf16 peak (tensor cores, no sparsity) of common training GPUs, in FLOP/s, by a substring of the device
+#: name; the first match wins, so the PCIe and NVL H100s come before the SXM one.
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12, "H100": 989e12, "H800": 989e12,
+             "A100": 312e12, "A800": 312e12, "L40S": 362e12}  # fmt: skip
 
 
 class FlopCounter:
@@ -25,7 +28,9 @@ class FlopCounter:
         self.non_embedding = sum(
             p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name and "wte" not in name
         )
-        self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        # the attention width (heads x head size), which is not the hidden size for every model (Gemma-2)
+        self.layers, self.hidden = config.num_hidden_layers, config.num_attention_heads * head_dim
 
     def __call__(self, tokens: int, square_tokens: int) -> float:
         """FLOPs of training on sequences with ``tokens`` tokens in all and ``square_tokens`` = sum of length^2."""
@@ -42,6 +47,13 @@ def peak_flops(device: torch.device, tflops: float | None) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
+def _step(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsLog:
     """``metrics.jsonl`` (one record per step; on resume the records after the checkpoint are cut) and, when
     the tensorboard package is there, TensorBoard event files under ``tensorboard/``."""
@@ -49,9 +61,8 @@ class MetricsLog:
     def __init__(self, folder: Path, resume_step: int, tensorboard: bool, log) -> None:
         path = folder / "metrics.jsonl"
         kept = []
-        if resume_step and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]  # fmt: skip
+        if resume_step and path.exists():  # a line cut short by the kill is dropped too
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _step(line) <= resume_step]
         self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.file.writelines(line + "\n" for line in kept)
         self.writer = None

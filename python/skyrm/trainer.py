@@ -251,7 +251,8 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
             sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, correct, margin, tokens, FLOPs
             runs = same_count(batches, runtime)
             for i, (batch, real) in enumerate(runs):
-                model.set_requires_gradient_sync(i == len(runs) - 1)  # reduce the gradients once per step
+                if config.grad_sync == "step":  # reduce once, after the last micro-batch
+                    model.set_requires_gradient_sync(i == len(runs) - 1)
                 chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
                 # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching;
                 # FSDP averages the gradients over the ranks, hence the factor world

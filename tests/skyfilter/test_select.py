@@ -513,6 +513,11 @@ def test_kept_as_views_shares_the_input_text(magpie_100k):
     assert shared.schema.field("chosen").type == pa.string_view()
     assert shared.cast(copied.schema).equals(copied) and copied.num_rows == int(selection.mask.sum())
     assert pl.from_arrow(shared).equals(pl.from_arrow(copied))
+    from skyfilter.io import take_rows
+
+    for bad in ([3, 1], [0, magpie_100k.num_rows], [-1]):
+        with pytest.raises(ValueError, match="ascending row numbers"):
+            take_rows(magpie_100k, np.array(bad), views=True)
     # a string_view input (as polars hands out) can be selected and its dropped rows written
     views_in = select_table(pl.from_arrow(magpie_100k).to_arrow(compat_level=pl.CompatLevel.newest()), options)
     assert views_in.kept().cast(copied.schema).equals(copied)

@@ -36,9 +36,11 @@ def weights(out: Path) -> dict:
     return safetensors.load_file(out / "model" / "model.safetensors")
 
 
-def test_two_processes_train_what_one_does(tmp_path):
+@pytest.mark.parametrize("grad_sync", ["micro-batch", "step"])
+def test_two_processes_train_what_one_does(tmp_path, grad_sync):
     write_task(tmp_path / "train.parquet", 128, 0)
-    steps = {"max-steps": 6, "checkpoint-every": 3, "packing": ""}  # packed rows (block mask) under FSDP too
+    # packed rows (block mask) under FSDP too; small micro-batches, so that a step has several
+    steps = {"max-steps": 6, "checkpoint-every": 3, "packing": "", "micro-batch-tokens": 256, "grad-sync": grad_sync}
     run([sys.executable, "-m", "skyrm.train", *flags(tmp_path / "train.parquet", tmp_path / "one", **steps)])
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "skyrm.train",
          *flags(tmp_path / "train.parquet", tmp_path / "two", **steps)])  # fmt: skip
@@ -81,6 +83,8 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     assert not (out / "summary.json").exists(), "the run finished before it was killed"
     last = max(r["step"] for r in metrics(out))
     assert 5 <= last < 40
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:  # as if the kill had cut a line short
+        f.write('{"step": 41, "lo')
 
     with pytest.raises(subprocess.CalledProcessError):  # a changed run is refused
         subprocess.run([sys.executable, "-m", "skyrm.train", *flags(data, out, **{**steps, "max-steps": 100}),

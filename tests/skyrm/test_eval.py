@@ -247,6 +247,10 @@ def test_rewardbench2_layout_end_to_end(tmp_path, tiny_model_dir):
     for subset, value in by_hand.items():
         assert results[subset] == pytest.approx(value)
     assert results["sections"]["Score"] == pytest.approx(sum(by_hand.values()) / 6)
+    from skyrm.eval.runner import table_of
+
+    partial = table_of([r for r in records if r["subset"] != "Ties"], "rewardbench-2")
+    assert "Score" not in partial["sections"] and len(partial["subsets"]) == 5
 
 
 def test_two_processes_score_what_one_does(tmp_path, shared_data, tiny_model_dir):

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     args = _parser().parse_args(argv)
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not args.rescore:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        if args.rescore:  # nothing to share: rank 0 alone does it
+            return _main(args, True) if os.environ.get("RANK", "0") == "0" else 0
         from skyrm.distributed import start, stop
 
         runtime = start()

@@ -254,6 +254,8 @@ def table_of(records: list[dict], kind: str, xstest_weights: str = "current") ->
         out["sections"] = section_scores(subsets, xstest_weights)
     elif kind == "rewardbench-2" and all(s in subsets for s in RB2_SUBSETS):
         out["sections"] = {"Score": rb2_score(subsets)}
+    elif kind == "rewardbench-2":  # no overall score without all six subsets: say so rather than guess
+        out["sections"] = {"Mean of the subsets present (not the Score)": sum(subsets.values()) / len(subsets)}
     else:
         out["sections"] = {"Accuracy": sum(pair_correct(r["chosen"], r["rejected"]) for r in records) / len(records)}
     return out
