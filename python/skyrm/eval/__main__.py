@@ -17,6 +17,7 @@ from pathlib import Path
 from skyrm.eval.runner import (
     BENCHES,
     KINDS,
+    SAMPLE,
     BenchmarkError,
     comparison_markdown,
     evaluate,
@@ -32,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skyrm.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", help="a sequence-classification reward model: a folder, a hub id, or smollm2")
-    parser.add_argument("--bench", default="rewardbench", choices=sorted(BENCHES), help="a named benchmark")
+    parser.add_argument(
+        "--bench",
+        default="rewardbench",
+        choices=[*sorted(BENCHES), SAMPLE],
+        help="a named benchmark (sample: the project's synthetic rows in RewardBench's layout)",
+    )
     parser.add_argument("--bench-file", help="a local copy of the benchmark, or a pairwise set (parquet, jsonl)")
     parser.add_argument("--format", choices=KINDS, help="the layout of --bench-file (default: that of --bench)")
     parser.add_argument("--prompt-column", default="prompt")

@@ -28,6 +28,8 @@ BENCHES = {
     "rewardbench-2": ("allenai/reward-bench-2", "test", "rewardbench-2"),
 }
 KINDS = ("rewardbench", "rewardbench-2", "pairwise")
+#: ``--bench sample``: the project's synthetic rows in RewardBench's layout (every subset; offline demos and tests).
+SAMPLE = "sample"
 A_WINS = ("A>B", "A", "a", "1", "model_a", "response_a")
 B_WINS = ("B>A", "B", "b", "2", "model_b", "response_b")
 
@@ -81,9 +83,14 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
                    columns: dict | None = None) -> Benchmark:  # fmt: skip
     """A named benchmark from the hub (through ``datasets``, its cache and offline mode) or a local file of the
     same layout; ``kind="pairwise"`` reads a file of two responses and a label (``columns`` names them)."""
-    if bench_file is None:
+    if bench_file is None and bench == SAMPLE:
+        from skyrm.eval.sample import sample_benchmark
+
+        table, name, kind = sample_benchmark(), "skyrm synthetic RewardBench-layout sample", "rewardbench"
+    elif bench_file is None:
         if bench not in BENCHES:
-            raise BenchmarkError(f"unknown benchmark {bench!r}; known: {', '.join(BENCHES)} (or give --bench-file)")
+            raise BenchmarkError(f"unknown benchmark {bench!r}; known: {', '.join([*BENCHES, SAMPLE])} (or give "
+                                 "--bench-file)")  # fmt: skip
         dataset, split, kind = BENCHES[bench]
         try:
             import datasets

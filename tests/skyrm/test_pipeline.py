@@ -1,0 +1,33 @@
+"""``skyrm pipeline --sample``: curate, train and evaluate end to end on the shipped samples (with few steps)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("skyfilter._core")
+
+
+def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
+    from skyrm.cli import main
+    from skyrm.eval.rewardbench import EXAMPLE_COUNTS
+
+    out = tmp_path / "run"
+    assert main(["pipeline", "--sample", "--max-steps", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "== summary ==" in printed and "curation (rows in -> out)" in printed
+    manifest = json.loads((out / "curated" / "manifest.json").read_text())
+    for step in manifest["steps"]:  # every row accounted for
+        for source in step["sources"].values():
+            assert source["in"] == source["out"] + sum(source["dropped"].values()), (step["step"], source)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["steps"] == 3 and 0 <= summary["train"]["held_out_accuracy"] <= 1
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert set(results["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning", "Score"}
+    assert all(subset in results for subset in EXAMPLE_COUNTS)  # every subset of every section
+    assert (out / "train" / "model" / "config.json").exists() and (out / "eval" / "results.examples.jsonl").exists()
+    # a second run into the same folder is refused before any work
+    assert main(["pipeline", "--sample", "--out", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
