@@ -52,7 +52,7 @@ def run_pipeline(
     from skyfilter import CurateError, RecipeError, load_recipe, run_curate
 
     from skyrm.config import load_config
-    from skyrm.eval.runner import evaluate, load_benchmark, results_json, table_of
+    from skyrm.eval.runner import evaluate, load_benchmark, table_of, write_results
     from skyrm.trainer import train
 
     out = Path(out)
@@ -92,11 +92,7 @@ def run_pipeline(
     tokenizer = AutoTokenizer.from_pretrained(folder)
     records = evaluate(reward_model, tokenizer, benchmark, max_length=config.max_length)
     table = table_of(records, benchmark.kind)
-    (out / "eval").mkdir()
-    (out / "eval" / "results.json").write_text(json.dumps(results_json(str(folder), table, benchmark.kind),
-                                                          indent=2) + "\n")  # fmt: skip
-    header = {"model": str(folder), "kind": benchmark.kind, "bos": "single"}
-    (out / "eval" / "results.examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [header, *records]))
+    write_results(out / "eval" / "results.json", str(folder), table, benchmark.kind, records)
 
     summary = {
         "curate": [{"step": s["step"], "in": s["rows_in"], "out": s["rows_out"]} for s in manifest.steps],

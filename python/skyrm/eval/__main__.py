@@ -24,8 +24,8 @@ from skyrm.eval.runner import (
     format_table,
     load_benchmark,
     rescore,
-    results_json,
     table_of,
+    write_results,
 )
 
 
@@ -134,15 +134,8 @@ def _main(args, writes: bool) -> int:
         return 0
     print(format_table(table))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        results = results_json(name, table, kind, skipped)
-        if not args.rescore:
-            examples = out.with_suffix(".examples.jsonl")
-            header = {"model": name, "kind": kind, "bos": args.bos}
-            examples.write_text("".join(json.dumps(r) + "\n" for r in [header, *records]), encoding="utf-8")
-        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {out}")
+        write_results(Path(args.out), name, table, kind, None if args.rescore else records, args.bos, skipped)
+        print(f"\nwrote {args.out}")
     if comparison is not None:
         Path(args.compare).write_text(comparison, encoding="utf-8")
         print(f"wrote {args.compare}")

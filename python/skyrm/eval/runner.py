@@ -20,7 +20,7 @@ import pyarrow as pa
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "rescore",
-           "comparison_markdown", "BenchmarkError"]  # fmt: skip
+           "comparison_markdown", "write_results", "BenchmarkError"]  # fmt: skip
 
 #: Named benchmarks: hub dataset, split, kind.
 BENCHES = {
@@ -277,6 +277,18 @@ def results_json(model_name: str, table: dict, kind: str, skipped: int = 0) -> d
     if skipped:
         out["skipped_ties"] = skipped
     return out
+
+
+def write_results(out: Path, model_name: str, table: dict, kind: str, records: list[dict] | None = None,
+                  bos: str = "single", skipped: int = 0) -> None:  # fmt: skip
+    """``out`` (the results layout of :func:`results_json`) and, given the records, ``<out>.examples.jsonl``
+    beside it: a header line (model, kind, bos), then one line per example, which :func:`rescore` reads."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if records is not None:
+        header = {"model": model_name, "kind": kind, "bos": bos}
+        lines = "".join(json.dumps(r) + "\n" for r in [header, *records])
+        out.with_suffix(".examples.jsonl").write_text(lines, encoding="utf-8")
+    out.write_text(json.dumps(results_json(model_name, table, kind, skipped), indent=2) + "\n", encoding="utf-8")
 
 
 def format_table(table: dict) -> str:
