@@ -99,7 +99,7 @@ class EncodedPairs:
         return len(self.rows)
 
 
-def _encoder(tokenizer):
+def chat_encoder(tokenizer):
     """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
     bos_id = tokenizer.bos_token_id
     uses_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
@@ -121,7 +121,7 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the tokenizer has no chat template; set one (tokenizer.chat_template) first")
-    encode = _encoder(tokenizer)
+    encode = chat_encoder(tokenizer)
     out = EncodedPairs()
     for row, (c, r) in enumerate(zip(*conversations(table), strict=True)):
         if len(c) < 2 or len(r) < 2 or c[-1]["role"] != "assistant":

@@ -161,10 +161,10 @@ class Encoder:
             raise BenchmarkError("the tokenizer has no chat template; set one (tokenizer.chat_template) first")
         if bos not in ("single", "official"):
             raise ValueError(f"bos must be single or official, got {bos!r}")
+        from skyrm.data import chat_encoder
+
         self.tokenizer, self.bos, self.max_length = tokenizer, bos, max_length
-        bos_id = tokenizer.bos_token_id
-        self.bos_id = bos_id
-        self.adds_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+        self.single = chat_encoder(tokenizer)  # the training encoding: exactly one BOS
 
     @staticmethod
     def messages(prompt, response: str) -> list[dict]:
@@ -175,13 +175,11 @@ class Encoder:
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
 
     def __call__(self, prompt, response: str) -> list[int]:
-        text = self.tokenizer.apply_chat_template(self.messages(prompt, response), tokenize=False)
+        messages = self.messages(prompt, response)
         if self.bos == "official":
-            ids = self.tokenizer(text)["input_ids"]
+            ids = self.tokenizer(self.tokenizer.apply_chat_template(messages, tokenize=False))["input_ids"]
         else:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if self.adds_bos and ids[:1] != [self.bos_id]:
-                ids = [self.bos_id, *ids]
+            ids = self.single(messages)
         if self.max_length is not None and len(ids) > self.max_length:  # the official runner keeps the end
             ids = ids[-self.max_length :]
         return ids
