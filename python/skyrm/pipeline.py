@@ -15,6 +15,12 @@ from pathlib import Path
 __all__ = ["run_pipeline", "PipelineError"]
 
 
+#: Said with every ``--sample`` summary, so that its accuracies are not read as a model's quality.
+SAMPLE_NOTE = ("the shipped sample's answers are random sentences from a word bank, with no preference in them to "
+               "learn, and the benchmark sample is synthetic: accuracies near 0.5 are expected. This run shows the "
+               "pipeline working end to end, not a good reward model.")  # fmt: skip
+
+
 class PipelineError(ValueError):
     """A pipeline that cannot start or finish; the message says which step and why."""
 
@@ -102,6 +108,8 @@ def run_pipeline(
         "eval": {"benchmark": benchmark.name, "sections": table["sections"]},
         "outputs": {"curated": str(out / "curated"), "model": str(folder), "results": str(out / "eval")},
     }  # fmt: skip
+    if sample:
+        summary["note"] = SAMPLE_NOTE
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log("\n" + format_summary(summary, table))
     return summary
@@ -119,4 +127,6 @@ def format_summary(summary: dict, table: dict) -> str:
     lines.append(f"evaluation on {summary['eval']['benchmark']}:")
     lines += ["  " + line for line in format_table(table).splitlines()]
     lines.append("outputs: " + ", ".join(f"{k} {v}" for k, v in summary["outputs"].items()))
+    if "note" in summary:
+        lines.append("note: " + summary["note"])
     return "\n".join(lines)

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import sys
 
-from skyrm.config import ConfigError, parse_args
-from skyrm.trainer import train
+from skyrm.requires import MissingDependency, require
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        require("python -m skyrm.train", "torch", "transformers")
+    except MissingDependency as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from skyrm.config import ConfigError, parse_args
+    from skyrm.trainer import train
+
     try:
         config = parse_args(argv)
     except ConfigError as e:
@@ -25,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         train(config)
-    except (ValueError, OSError) as e:  # bad data or paths: one line, not a traceback
+    except (ValueError, OSError, MissingDependency) as e:  # bad data, paths or installs: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

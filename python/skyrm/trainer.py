@@ -25,6 +25,7 @@ from skyrm.data import EncodedPairs, encode_pairs, read_pairs
 from skyrm.distributed import Runtime, all_sum, full_state_dict, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import SMOLLM2, attention_implementation, packaged_smollm2, rewards, tiny_config, tiny_tokenizer
+from skyrm.requires import pretrained
 from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
 
 __all__ = ["build_model", "learning_rate", "train", "evaluate"]
@@ -47,7 +48,7 @@ def _tokenizer(config: TrainConfig):
     if config.model == "tiny":
         return tiny_tokenizer()
     name, kwargs = _source(config)
-    tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -59,7 +60,7 @@ def _model_config(config: TrainConfig, tokenizer):
     if config.model == "tiny":
         return tiny_config(pad_token_id=tokenizer.pad_token_id)
     name, kwargs = _source(config)
-    model_config = AutoConfig.from_pretrained(name, num_labels=1, **kwargs)
+    model_config = pretrained(AutoConfig.from_pretrained, name, num_labels=1, **kwargs)
     model_config.pad_token_id = tokenizer.pad_token_id
     return model_config
 
@@ -72,7 +73,7 @@ def _weights(config: TrainConfig, model_config):
     if config.model == "tiny":
         return Auto.from_config(model_config, dtype=torch.float32)
     name, kwargs = _source(config)
-    return Auto.from_pretrained(name, config=model_config, dtype=torch.float32, **kwargs)
+    return pretrained(Auto.from_pretrained, name, config=model_config, dtype=torch.float32, **kwargs)
 
 
 def build_model(config: TrainConfig, runtime: Runtime | None = None):
@@ -187,6 +188,17 @@ def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
         raise ValueError(f"batch_pairs ({config.batch_pairs}) must be a multiple of the {runtime.world} processes")
 
 
+def _check_device(config: TrainConfig, runtime: Runtime, log) -> None:
+    """Without a GPU: a clear error for what needs one, else a warning that the CPU trains in fp32."""
+    if runtime.device.type == "cuda":
+        return
+    if config.attn_implementation in VARLEN_ATTENTION:
+        raise ValueError(f"--attn-implementation {config.attn_implementation} needs a CUDA GPU and none was found; "
+                         "leave it unset (or use sdpa or eager) on the CPU")  # fmt: skip
+    log("warning: no CUDA GPU found, so this trains on the CPU in fp32 (--dtype applies on GPUs): fine for the tiny "
+        "model, slow for real ones")  # fmt: skip
+
+
 def train(config: TrainConfig, log=print) -> dict:
     """Trains as ``config`` says and returns the run's summary (also written to ``OUTPUT_DIR/summary.json``)."""
     runtime = start()
@@ -200,6 +212,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     from tqdm.auto import tqdm
 
     out = Path(config.output_dir)
+    _check_device(config, runtime, log)
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = build_model(config, runtime)
     loss_config = config.loss_config()

@@ -27,6 +27,7 @@ from skyrm.eval.runner import (
     table_of,
     write_results,
 )
+from skyrm.requires import MissingDependency, require
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,18 +70,19 @@ def _load_model(name: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from skyrm.model import SMOLLM2, packaged_smollm2
+    from skyrm.requires import pretrained
 
     kwargs = {}
     if name == SMOLLM2:
         name, gguf_file = packaged_smollm2()
         kwargs["gguf_file"] = gguf_file
     cuda = torch.cuda.is_available()
+    if not cuda:
+        print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
+              "real ones", file=sys.stderr)  # fmt: skip
     dtype = torch.bfloat16 if cuda else torch.float32
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-        model = AutoModelForSequenceClassification.from_pretrained(name, dtype=dtype, **kwargs)
-    except OSError as e:
-        raise BenchmarkError(f"could not load the model {name!r}: {e}") from None
+    tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
+    model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
@@ -121,13 +123,14 @@ def _main(args, writes: bool) -> int:
             if args.limit:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])
+            require("python -m skyrm.eval", "torch", "transformers")
             model, tokenizer = _load_model(args.model)
             records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
                                max_length=args.max_length)  # fmt: skip
             kind, name, skipped = bench.kind, args.model, bench.skipped
         table = table_of(records, kind, args.xstest_weights)
         comparison = comparison_markdown(name, table) if args.compare and writes else None
-    except (BenchmarkError, ValueError) as e:
+    except (BenchmarkError, ValueError, OSError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if not writes:

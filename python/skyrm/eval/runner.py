@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
+from skyrm.requires import require
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "rescore",
            "comparison_markdown", "write_results", "BenchmarkError"]  # fmt: skip
@@ -92,13 +93,18 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
             raise BenchmarkError(f"unknown benchmark {bench!r}; known: {', '.join([*BENCHES, SAMPLE])} (or give "
                                  "--bench-file)")  # fmt: skip
         dataset, split, kind = BENCHES[bench]
-        try:
-            import datasets
+        require(f"--bench {bench} (the hub's {dataset}; or give --bench-file)", "datasets")
+        import datasets
 
+        try:
             table = datasets.load_dataset(dataset, split=split).data.table
         except Exception as e:  # no network, no cache: say what to do
-            raise BenchmarkError(f"could not load {dataset} (split {split}): {e}. Without network, point "
-                                 f"--bench-file at a local copy (parquet or jsonl)") from None  # fmt: skip
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BenchmarkError(
+                f"could not load {dataset} (split {split}) from the Hugging Face hub or its local cache: {first}. "
+                f"Without network, point --bench-file at a local copy (parquet or jsonl, e.g. from "
+                f"`hf download {dataset} --repo-type dataset`)"
+            ) from None
         name = dataset
     else:
         table, name = _read_table(bench_file), bench_file

@@ -1,0 +1,48 @@
+"""What a newcomer's first run can miss, said in one line: an optional package (which extra installs it), a model
+the hub cannot serve (how to point at a local copy), or a GPU (what runs instead).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "EXTRAS"]
+
+#: The extra of ``pip install 'skyfilter[EXTRA]'`` that installs each optional package.
+EXTRAS = {"torch": "train", "transformers": "train", "accelerate": "train", "gguf": "train", "tensorboard": "train",
+          "datasets": "hub"}  # fmt: skip
+
+
+class MissingDependency(ImportError):
+    """An optional package is not installed; the message names the pip command that installs it."""
+
+
+class ModelLoadError(OSError):
+    """A model or tokenizer that could not be loaded; the message names it and how to use a local copy."""
+
+
+def require(purpose: str, *modules: str) -> None:
+    """Imports ``modules`` or raises :class:`MissingDependency` naming the first missing one and its extra."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            extra = EXTRAS.get(name)
+            install = f"pip install 'skyfilter[{extra}]'" if extra else f"pip install {name}"
+            message = f"{purpose} needs the `{name}` package, which is not installed: {install}"
+            raise MissingDependency(message) from None
+
+
+def pretrained(load, name: str, what: str = "model", **kwargs):
+    """``load(name, **kwargs)`` (a ``from_pretrained``), with a failure to find ``name`` (no network, no cache, a
+    typo, a gated repository) turned into one message that names it and says how to use a local copy."""
+    try:
+        return load(name, **kwargs)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(
+            f"could not load the {what} {name!r}: not a local folder, and the Hugging Face hub and its local cache "
+            f"could not provide it ({first}). Without network, download it on a machine that has one "
+            f"(`hf download {name} --local-dir DIR`), copy DIR here and pass its path instead of {name!r}; or set "
+            "HF_HOME to a cache that holds it (HF_HUB_OFFLINE=1 skips the network retries)"
+        ) from None
