@@ -178,7 +178,8 @@ def contaminate(
     "--keep-max",
     "score_column",
     metavar="COLUMN",
-    help="Keep the copy with the highest value of this numeric column (default: the first copy).",
+    help="Keep the copy with the highest score in this column (numbers, lists of numbers: their mean; a.b reads "
+    "field b of struct column a; default: the first copy).",
 )
 @click.option("--lowercase", is_flag=True, help="Compare exact keys lower-cased (whitespace is always collapsed).")
 @click.option(

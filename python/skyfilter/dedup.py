@@ -32,6 +32,7 @@ import pyarrow as pa
 from skyfilter import _core
 from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
+from skyfilter.select import score_values
 
 __all__ = [
     "DedupOptions",
@@ -219,12 +220,7 @@ class DedupReport:
 
 
 def _scores(source: Source, batch: pa.RecordBatch, column: str) -> np.ndarray:
-    if column not in batch.schema.names:
-        raise InputError(f"{source.name}: no score column {column!r}; columns are {batch.schema.names}")
-    values = batch.column(column)
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_null(values.type)):
-        raise InputError(f"{source.name}: score column {column!r} must be numeric, found {values.type}")
-    return values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    return score_values(source, batch, column).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
 def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int, where: str, offset: int) -> np.ndarray:

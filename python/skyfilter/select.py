@@ -204,6 +204,12 @@ def _field(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
     raise InputError(f"{source.name}: no column {name!r}; columns are {batch.schema.names}")
 
 
+def score_values(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
+    """Score column ``name`` of ``batch`` as float64 (nulls kept): numbers, or lists of numbers (their mean), in a
+    column or a struct field (``a.b``). Select and dedup read scores this one way."""
+    return _numbers(source, _field(source, batch, name), name)
+
+
 def _top_level(name: str, schema: pa.Schema) -> str:
     return name if name in schema.names else name.partition(".")[0]
 
@@ -331,7 +337,7 @@ def _decide(
     }
     rm_agreement = options.rm_chosen is not None
     for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
-        kwargs = {k: _numbers(s, _field(s, batch, c), c) for k, c in options.score_columns().items()}
+        kwargs = {k: score_values(s, batch, c) for k, c in options.score_columns().items()}
         if options.offset_by is not None:
             values = _field(s, batch, options.offset_by)
             kwargs["offset"] = _offsets(s, values, offset, options, offset_ids, threads)

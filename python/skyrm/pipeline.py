@@ -17,7 +17,7 @@ __all__ = ["run_pipeline", "PipelineError"]
 
 #: Said with every ``--sample`` summary, so that its accuracies are not read as a model's quality.
 SAMPLE_NOTE = ("the shipped sample's answers are random sentences from a word bank, with no preference in them to "
-               "learn, and the benchmark sample is synthetic: accuracies near 0.5 are expected. This run shows the "
+               "learn, and the benchmark sample is synthetic: accuracies near chance are expected. This run shows the "
                "pipeline working end to end, not a good reward model.")  # fmt: skip
 
 
@@ -101,7 +101,9 @@ def run_pipeline(
     write_results(out / "eval" / "results.json", str(folder), table, benchmark.kind, records)
 
     summary = {
-        "curate": [{"step": s["step"], "in": s["rows_in"], "out": s["rows_out"]} for s in manifest.steps],
+        # convert counts input rows (a HelpSteer2 pair is two of them); what it hands on is its pairs
+        "curate": [{"step": s["step"], "in": s["rows_in"], "out": s.get("pairs", s["rows_out"])}
+                   for s in manifest.steps],
         "train": {"steps": trained["steps"], "pairs": trained["pairs"], "first_loss": metrics[0]["loss"],
                   "last_loss": metrics[-1]["loss"], "last_accuracy": metrics[-1]["accuracy"],
                   "held_out_accuracy": trained.get("eval", {}).get("accuracy")},
@@ -118,7 +120,7 @@ def run_pipeline(
 def format_summary(summary: dict, table: dict) -> str:
     from skyrm.eval.runner import format_table
 
-    lines = ["== summary ==", "curation (rows in -> out):"]
+    lines = ["== summary ==", "curation (rows in -> pairs out; convert reads input rows):"]
     lines += [f"  {s['step']:<14}{s['in']:>9,} -> {s['out']:,}" for s in summary["curate"]]
     t = summary["train"]
     held = f", held-out accuracy {t['held_out_accuracy']:.3f}" if t["held_out_accuracy"] is not None else ""

@@ -226,14 +226,27 @@ def test_score_column_problems(tmp_path):
     assert pq.read_table(tmp_path / "k.parquet").column("score").to_pylist() == [1.0]  # null and NaN rank lowest
     from skyfilter.io import InputError
 
-    with pytest.raises(InputError, match="no score column 'reward'"):
+    with pytest.raises(InputError, match="no column 'reward'"):
         run_dedup([str(tmp_path / "in.parquet")], DedupOptions(score_column="reward"), out=str(tmp_path / "x.parquet"))
     assert not (tmp_path / "x.parquet").exists()
     pq.write_table(
         pa.table({"prompt": ["p"], "chosen": ["a"], "rejected": ["b"], "score": ["high"]}), tmp_path / "s.parquet"
     )
-    with pytest.raises(InputError, match="must be numeric"):
+    with pytest.raises(InputError, match="must hold numbers"):
         run_dedup([str(tmp_path / "s.parquet")], DedupOptions(score_column="score"))
+
+
+def test_keep_max_reads_struct_fields_and_score_lists(tmp_path):
+    """``a.b`` and lists of numbers (their mean), as select reads them: UltraFeedback's metadata.score_chosen."""
+    rows = {"prompt": ["p"] * 3, "chosen": ["a"] * 3, "rejected": ["b"] * 3,
+            "metadata": [{"score_chosen": 3.0}, {"score_chosen": 9.0}, {"score_chosen": 5.0}],
+            "armo": [[0.1, 0.2], [0.0, 0.1], [0.5, 0.9]]}  # fmt: skip
+    pq.write_table(pa.table(rows), tmp_path / "in.parquet")
+    for column, kept in (("metadata.score_chosen", 9.0), ("armo", 5.0)):
+        out = tmp_path / f"{column}.parquet"
+        run_dedup([str(tmp_path / "in.parquet")], DedupOptions(score_column=column, near=False), out=str(out),
+                  progress=False)  # fmt: skip
+        assert [m["score_chosen"] for m in pq.read_table(out).column("metadata").to_pylist()] == [kept]
 
 
 def test_empty_input_gives_empty_outputs(tmp_path):

@@ -17,13 +17,15 @@ def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["pipeline", "--sample", "--max-steps", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "== summary ==" in printed and "curation (rows in -> out)" in printed
+    assert "== summary ==" in printed and "curation (rows in -> pairs out" in printed
     assert "note: the shipped sample's answers are random sentences" in printed  # its accuracies are not a model's
     manifest = json.loads((out / "curated" / "manifest.json").read_text())
     for step in manifest["steps"]:  # every row accounted for
         for source in step["sources"].values():
             assert source["in"] == source["out"] + sum(source["dropped"].values()), (step["step"], source)
     summary = json.loads((out / "summary.json").read_text())
+    steps = summary["curate"]
+    assert all(a["out"] == b["in"] for a, b in zip(steps, steps[1:], strict=False))  # each step hands on its pairs
     assert summary["train"]["steps"] == 3 and 0 <= summary["train"]["held_out_accuracy"] <= 1
     results = json.loads((out / "eval" / "results.json").read_text())
     assert set(results["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning", "Score"}
