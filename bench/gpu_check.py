@@ -220,15 +220,12 @@ def run_trl(args, work: Path, model: str) -> dict:
             "losses": losses}  # fmt: skip
 
 
-def load_for_scoring(args, folder: Path):
-    """A saved reward model in bf16 on the GPU (fp32 on the CPU in the reduced check), its tokenizer and device."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_for_scoring(folder: Path):
+    """A saved reward model as skyrm.eval loads it (bf16 on the GPU, fp32 on the CPU), its tokenizer and device."""
+    from skyrm.eval.runner import load_model
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.float32 if args.reduced else torch.bfloat16
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(folder), device
+    model, tokenizer = load_model(str(folder))
+    return model.eval(), tokenizer, next(model.parameters()).device
 
 
 def run_numerics(args, work: Path) -> dict:
@@ -239,7 +236,7 @@ def run_numerics(args, work: Path) -> dict:
     from skyrm.model import rewards
 
     name = args.models[0]
-    model, tokenizer, device = load_for_scoring(args, work / f"model-{name}")
+    model, tokenizer, device = load_for_scoring(work / f"model-{name}")
     data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, args.max_length, "drop")
     pairs = list(range(min(16, len(data))))
     out = {}
@@ -271,7 +268,7 @@ def run_tiny(args, work: Path, where: str) -> dict:
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     result = {"losses": [r["loss"] for r in records], "eval": summary.get("eval")}
     if where == "gpu":  # the exported model, as a user loads it, on the same held-out pairs
-        model, tokenizer, device = load_for_scoring(args, work / out / "model")  # the dtype training ran in
+        model, tokenizer, device = load_for_scoring(work / out / "model")  # the dtype training ran in
         data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, 1024, "drop")
         sequences = [s for pair in zip(data.chosen, data.rejected, strict=True) for s in pair]
         scores = torch.tensor(score_sequences(model, sequences, 8192, tokenizer.pad_token_id, device, progress=False))
@@ -285,7 +282,7 @@ def run_eval(args, work: Path) -> dict:
     from skyrm.eval.runner import evaluate, load_benchmark
 
     name = args.models[0]
-    model, tokenizer, device = load_for_scoring(args, work / f"model-{name}")
+    model, tokenizer, device = load_for_scoring(work / f"model-{name}")
     bench = load_benchmark("sample")
     evaluate(model, tokenizer, bench, token_budget=args.micro_batch_tokens, progress=False)  # warm-up
     start = time.perf_counter()

@@ -3,7 +3,8 @@
 Every fenced ``bash`` and ``python`` block of each file (default: every ``docs/*.md`` but benchmarks.md, whose
 commands are the benchmarks themselves) runs in order in one scratch folder per file, so a block may use what an
 earlier one wrote. ``../shared`` in the scratch folder is this checkout's ``../shared``, so the examples' paths to
-the real data work. A block whose first line is ``# not run here: REASON`` is listed as skipped with its reason.
+the real data work. A block whose first line is ``# not run here: REASON`` is listed as skipped with its reason;
+one whose first line is ``# needs package: MODULE (...)`` is skipped where MODULE does not import.
 Prints one line per block (file, line, status, seconds) and exits 1 if any block failed; ``--keep`` leaves the
 scratch folders for a look.
 """
@@ -11,6 +12,7 @@ scratch folders for a look.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = "# not run here:"
+NEEDS = "# needs package:"
 BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
@@ -41,6 +44,11 @@ def run_file(path: Path, scratch: Path) -> list[tuple[str, int, str, float, str]
         if code.startswith(SKIP):
             results.append((path.name, line, "skipped", 0.0, code.splitlines()[0][len(SKIP) :].strip()))
             continue
+        if code.startswith(NEEDS):
+            module = code.splitlines()[0][len(NEEDS) :].split()[0]
+            if importlib.util.find_spec(module) is None:
+                results.append((path.name, line, "skipped", 0.0, f"{module} is not installed"))
+                continue
         command = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [sys.executable, "-c", code]
         start = time.perf_counter()
         done = subprocess.run(command, cwd=work, capture_output=True, text=True)

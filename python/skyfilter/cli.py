@@ -193,7 +193,7 @@ def contaminate(
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1, min_open=True),
-    default=0.8,
+    default=0.7,
     show_default=True,
     help="Jaccard similarity of word shingles at which two rows are near duplicates.",
 )

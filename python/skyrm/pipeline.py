@@ -58,7 +58,7 @@ def run_pipeline(
     from skyfilter import CurateError, RecipeError, load_recipe, run_curate
 
     from skyrm.config import load_config
-    from skyrm.eval.runner import evaluate, load_benchmark, table_of, write_results
+    from skyrm.eval.runner import evaluate, load_benchmark, load_model, table_of, write_results
     from skyrm.trainer import train
 
     out = Path(out)
@@ -91,11 +91,8 @@ def run_pipeline(
     metrics = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
 
     log("== 3/3 evaluate ==")
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     folder = out / "train" / "model"
-    reward_model = AutoModelForSequenceClassification.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    reward_model, tokenizer = load_model(str(folder))  # bf16 on a GPU, fp32 on the CPU
     records = evaluate(reward_model, tokenizer, benchmark, max_length=config.max_length)
     table = table_of(records, benchmark.kind)
     write_results(out / "eval" / "results.json", str(folder), table, benchmark.kind, records)

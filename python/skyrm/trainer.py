@@ -223,6 +223,9 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     if config.eval_data:
         held_out = encode_pairs(read_pairs(config.eval_data, config.eval_split), tokenizer, config.max_length,
                                 config.truncation)  # fmt: skip
+    if held_out is not None and not len(held_out):
+        log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
+            f"(dropped: {dict(held_out.dropped)}): no held-out accuracy")  # fmt: skip
     _check(config, data, runtime)
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed)
     if config.max_steps is not None:

@@ -99,7 +99,7 @@ def test_no_gpu_warns_and_refuses_what_needs_one(tmp_path):
 
 
 def test_no_gpu_warning_in_evaluation(tmp_path, capsys, monkeypatch):
-    from skyrm.eval.__main__ import _load_model
+    from skyrm.eval.runner import load_model
     from skyrm.model import tiny_config, tiny_tokenizer
     from transformers import AutoModelForSequenceClassification
 
@@ -108,7 +108,7 @@ def test_no_gpu_warning_in_evaluation(tmp_path, capsys, monkeypatch):
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    _load_model(str(tmp_path))
+    load_model(str(tmp_path))
     assert "warning: no CUDA GPU found, so the model runs on the CPU in fp32" in capsys.readouterr().err
 
 

@@ -23,6 +23,7 @@ from skyrm.eval.runner import (
     evaluate,
     format_table,
     load_benchmark,
+    load_model,
     rescore,
     table_of,
     write_results,
@@ -63,32 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_model(name: str):
-    import os
-
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from skyrm.model import SMOLLM2, packaged_smollm2
-    from skyrm.requires import pretrained
-
-    kwargs = {}
-    if name == SMOLLM2:
-        name, gguf_file = packaged_smollm2()
-        kwargs["gguf_file"] = gguf_file
-    cuda = torch.cuda.is_available()
-    if not cuda:
-        print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
-              "real ones", file=sys.stderr)  # fmt: skip
-    dtype = torch.bfloat16 if cuda else torch.float32
-    tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
-    model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
-    return model.to(device), tokenizer
-
-
 def main(argv: list[str] | None = None) -> int:
     """Under torchrun, the processes share the scoring and rank 0 prints and writes."""
     import os
@@ -124,7 +99,7 @@ def _main(args, writes: bool) -> int:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])
             require("python -m skyrm.eval", "torch", "transformers")
-            model, tokenizer = _load_model(args.model)
+            model, tokenizer = load_model(args.model)
             records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
                                max_length=args.max_length)  # fmt: skip
             kind, name, skipped = bench.kind, args.model, bench.skipped

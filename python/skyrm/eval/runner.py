@@ -20,7 +20,7 @@ import pyarrow as pa
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
 from skyrm.requires import require
 
-__all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "rescore",
+__all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "load_model", "rescore",
            "comparison_markdown", "write_results", "BenchmarkError"]  # fmt: skip
 
 #: Named benchmarks: hub dataset, split, kind.
@@ -319,6 +319,35 @@ def comparison_markdown(model_name: str, table: dict) -> str:
     lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     lines += [f"| {r['model']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |" for r in rows]
     return "\n".join(lines) + f"\n\nPublished rows: {published['source']}.\n"
+
+
+def load_model(name: str):
+    """A one-label reward model and its tokenizer for scoring: a folder, a hub id or ``smollm2``; bf16 on the GPU
+    (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning."""
+    import os
+    import sys
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from skyrm.model import SMOLLM2, packaged_smollm2
+    from skyrm.requires import pretrained
+
+    kwargs = {}
+    if name == SMOLLM2:
+        name, gguf_file = packaged_smollm2()
+        kwargs["gguf_file"] = gguf_file
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
+              "real ones", file=sys.stderr)  # fmt: skip
+    dtype = torch.bfloat16 if cuda else torch.float32
+    tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
+    model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    return model.to(device), tokenizer
 
 
 def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",
