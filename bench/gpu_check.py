@@ -8,8 +8,8 @@ On the lent GPU machine (Python 3.12, torch, transformers, pyarrow; no network),
 Parts (each in its own process, so that peak memory is per run):
 
 1. training throughput of random-init Llama reward models shaped like Llama-3.2-1B and Llama-3.2-3B (vocabulary
-   128,256), bf16 compute with fp32 master weights under FSDP2 on one GPU, max length 4,096, packed rows
-   (a block mask; padding-free with flash_attention_2 when the flash-attn package is there) and padded rows:
+   128,256), bf16 compute with fp32 master weights under FSDP2 on one GPU, max length 4,096: packed rows under
+   flex attention with a BlockMask (1B only; GPU only), packed rows under a dense block mask (sdpa), padded rows:
    tokens/s, MFU (6 x non-embedding parameters + causal attention per token, against the card's bf16 peak), peak
    memory. The first step (warm-up, allocation) is left out of the rates.
 2. TRL's RewardTrainer with the same model, pairs, steps and batch (bf16, its padding to the longest sequence),
@@ -155,11 +155,13 @@ def _peak_memory() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
 
 
-def run_skyrm(args, work: Path, model: str, packing: bool) -> dict:
+def run_skyrm(args, work: Path, model: str, mode: str) -> dict:
+    """``mode``: packed (a dense block mask under sdpa), flex (packed, flex attention's BlockMask) or padded."""
     from skyrm.trainer import train
 
-    out = f"skyrm-{model}-{'packed' if packing else 'padded'}"
-    train(_train_config(args, work, model, out, packing), log=lambda _: None)
+    out = f"skyrm-{model}-{mode}"
+    extra = {"attn_implementation": "flex_attention"} if mode == "flex" else {}
+    train(_train_config(args, work, model, out, mode != "padded", **extra), log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     timed = records[1:] or records  # the first step allocates and compiles kernels
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
@@ -229,7 +231,8 @@ def load_for_scoring(folder: Path):
 
 
 def run_numerics(args, work: Path) -> dict:
-    """Packed and padded rewards of the same pairs in bf16 (the largest model asked for)."""
+    """Packed (dense block mask; flex attention's BlockMask too, on the CPU as well) and padded rewards of the same
+    pairs in bf16 (the first model)."""
     import torch
     from skyrm.batching import micro_batches
     from skyrm.data import encode_pairs, read_pairs
@@ -241,16 +244,19 @@ def run_numerics(args, work: Path) -> dict:
     pairs = list(range(min(16, len(data))))
     out = {}
     with torch.no_grad():
-        for packing in (True, False):
+        for mode, layout in (("padded", {"packing": False}), ("packed", {"packing": True}),
+                             ("flex", {"packing": True, "block_mask": False, "flex": True})):  # fmt: skip
+            if mode == "flex":
+                model.set_attn_implementation("flex_attention")
             values = []
             for batch in micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens,
-                                       tokenizer.pad_token_id, packing=packing, block_mask=True):  # fmt: skip
+                                       tokenizer.pad_token_id, **layout):  # fmt: skip
                 b = batch.to(device)
                 values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
-            out[packing] = torch.cat(values)
-    difference = (out[True] - out[False]).abs()
-    return {"model": name, "pairs": len(pairs), "max_difference": difference.max().item(),
-            "reward_scale": out[False].abs().mean().item()}  # fmt: skip
+            out[mode] = torch.cat(values)
+    return {"model": name, "pairs": len(pairs), "max_difference": (out["packed"] - out["padded"]).abs().max().item(),
+            "flex_max_difference": (out["flex"] - out["padded"]).abs().max().item(),
+            "reward_scale": out["padded"].abs().mean().item()}  # fmt: skip
 
 
 def run_tiny(args, work: Path, where: str) -> dict:
@@ -316,7 +322,7 @@ def run_side(args, work: Path) -> None:
     side = args.side
     if side.startswith("skyrm-"):
         _, model, mode = side.split("-")
-        result = run_skyrm(args, work, model, packing=mode == "packed")
+        result = run_skyrm(args, work, model, mode)
     elif side.startswith("trl-"):
         result = run_trl(args, work, side.removeprefix("trl-"))
     elif side == "numerics":
@@ -337,7 +343,7 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
              f"{'run':<22} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'vs TRL':>7}  first / last loss"]  # fmt: skip
     for model in args.models:
         trl_run = results.get(f"trl-{model}", {})
-        for side in (f"skyrm-{model}-packed", f"skyrm-{model}-padded", f"trl-{model}"):
+        for side in (f"skyrm-{model}-flex", f"skyrm-{model}-packed", f"skyrm-{model}-padded", f"trl-{model}"):
             r = results.get(side)
             if r is None:
                 continue
@@ -355,7 +361,8 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
         lines.append(f"packed vs padded rewards: failed: {n['error'].splitlines()[-1]}")
     elif n:
         lines.append(f"packed vs padded rewards ({n['model']}, {n['pairs']} pairs): max difference "
-                     f"{n['max_difference']:.2e} (mean |reward| {n['reward_scale']:.3f})")  # fmt: skip
+                     f"{n['max_difference']:.2e} with a dense block mask, {n['flex_max_difference']:.2e} with flex "
+                     f"attention (mean |reward| {n['reward_scale']:.3f})")  # fmt: skip
     gpu, cpu = results.get("tiny-gpu", {}), results.get("tiny-cpu", {})
     if "losses" in gpu and "losses" in cpu:
         worst = max(abs(a - b) for a, b in zip(gpu["losses"], cpu["losses"], strict=True))
@@ -429,6 +436,7 @@ def main() -> int:
         first, rest = args.models[0], args.models[1:]
         plan = [
             ("model", first),
+            *([f"skyrm-{first}-flex"] if torch.cuda.is_available() else []),  # no flex backward on CPUs
             f"skyrm-{first}-packed",
             f"skyrm-{first}-padded",
             *([f"trl-{first}"] if first in trl_models else []),

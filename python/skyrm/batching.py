@@ -8,7 +8,8 @@
   rejected sequence of a pair always share a micro-batch, one after the other, so the rewards come out as
   ``[chosen_0, rejected_0, chosen_1, ...]``. Padded micro-batches are right-padded rows; packed ones are a single
   row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
-  sequences given (:func:`skyrm.model.packed_ends`) and, on the CPU, a block-diagonal causal mask.
+  sequences given (:func:`skyrm.model.packed_ends`) and a block-diagonal causal mask: dense (``block_mask``),
+  flex_attention's BlockMask built on the device (``flex``), or none for a varlen kernel that reads the positions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from skyrm.model import block_causal_mask, packed_ends
+from skyrm.model import block_causal_mask, document_block_mask, packed_ends
 
 __all__ = ["MicroBatch", "step_plan", "micro_batches"]
 
@@ -25,19 +26,22 @@ __all__ = ["MicroBatch", "step_plan", "micro_batches"]
 @dataclass
 class MicroBatch:
     input_ids: torch.Tensor
-    # (rows, length) for padded rows; packed: a (1, 1, length, length) block mask, or None for varlen attention
+    # (rows, length) for padded rows; packed: a (1, 1, length, length) block mask, or None for varlen attention (and
+    # for flex attention, whose BlockMask is built where the batch is moved to: see ``to``)
     attention_mask: torch.Tensor | None
     position_ids: torch.Tensor | None
     ends: tuple[torch.Tensor, torch.Tensor] | None
     pairs: int
     tokens: int  # real (non-padding) tokens
     square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
+    flex: bool = False  # a packed row for flex attention: its BlockMask is made on the device
 
     def to(self, device) -> MicroBatch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         ends = None if self.ends is None else (self.ends[0].to(device), self.ends[1].to(device))
-        return MicroBatch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), ends,
-                          self.pairs, self.tokens, self.square_tokens)  # fmt: skip
+        positions = move(self.position_ids)
+        mask = document_block_mask(positions) if self.flex else move(self.attention_mask)
+        return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens)
 
 
 def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[list[int]]:
@@ -67,7 +71,8 @@ def _padded(sequences: list[list[int]], pad_id: int, pairs: int) -> MicroBatch:
     return MicroBatch(ids, mask, None, None, pairs, sum(len(s) for s in sequences), _squares(sequences))
 
 
-def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool) -> MicroBatch:
+def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool,
+            flex: bool = False) -> MicroBatch:  # fmt: skip
     ids = torch.full((1, length), pad_id, dtype=torch.long)
     positions = torch.zeros((1, length), dtype=torch.long)
     valid = torch.zeros((1, length), dtype=torch.long)
@@ -79,7 +84,8 @@ def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, bl
         at += len(s)
     # without a block mask, the attention implementation keeps attention inside each sequence from the positions
     mask = block_causal_mask(positions, valid, torch.float32) if block_mask else None
-    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences))
+    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences),
+                      flex and not block_mask)  # fmt: skip
 
 
 def _squares(sequences: list[list[int]]) -> int:
@@ -95,12 +101,14 @@ def micro_batches(
     packing: bool = True,
     block_mask: bool = True,
     by_length: bool = False,
+    flex: bool = False,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
     Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
     ``by_length`` takes the pairs shortest first, so that padded micro-batches hold sequences of about one length
     (little padding, attention over short rows); a step's loss is a sum over its pairs, so the order does not
-    change it. The rewards come out in the order the pairs were taken."""
+    change it. ``flex`` (packed rows, no ``block_mask``) marks packed rows for flex attention, ``token_budget``
+    long. The rewards come out in the order the pairs were taken."""
     batches: list[MicroBatch] = []
     current: list[list[int]] = []
     count = 0
@@ -113,8 +121,9 @@ def micro_batches(
     def flush() -> None:
         nonlocal current, count
         if current:
-            length = token_budget if block_mask else sum(len(s) for s in current)
-            batches.append(_packed(current, pad_id, count, length, block_mask) if packing else
+            # fixed shapes where a mask is built for them (flex attention compiles once per shape)
+            length = token_budget if block_mask or flex else sum(len(s) for s in current)
+            batches.append(_packed(current, pad_id, count, length, block_mask, flex) if packing else
                            _padded(current, pad_id, count))  # fmt: skip
         current, count = [], 0
 

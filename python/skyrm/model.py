@@ -106,6 +106,27 @@ def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=Non
     return score_head(model)(states[ends[0], ends[1]])[:, 0].clone()
 
 
+def document_block_mask(position_ids: torch.Tensor):
+    """flex_attention's BlockMask for one packed row: each token sees the earlier tokens of its own sequence only
+    (sequences start where ``position_ids`` is 0; a padding token, at position 0, sees itself). Blocks that no
+    sequence spans are skipped, so a packed row costs the attention of its sequences, not of its whole length."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if position_ids.shape[0] != 1:
+        raise ValueError(f"a document mask is for one packed row, got {position_ids.shape[0]} rows")
+    sequence = torch.cumsum((position_ids[0] == 0).long(), dim=0)
+
+    def inside(batch, head, query, key):
+        return (sequence[query] == sequence[key]) & (query >= key)
+
+    length = position_ids.shape[1]
+    return create_block_mask(inside, B=None, H=None, Q_LEN=length, KV_LEN=length, device=position_ids.device)
+
+
+#: The attention implementation whose packed rows take a :func:`document_block_mask`.
+FLEX_ATTENTION = "flex_attention"
+
+
 def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The additive (batch, 1, length, length) mask of packed rows: each token sees the earlier tokens of its own
     sequence only (sequences start where ``position_ids`` is 0; ``valid`` marks real tokens)."""

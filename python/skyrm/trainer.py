@@ -24,7 +24,15 @@ from skyrm.config import TrainConfig
 from skyrm.data import EncodedPairs, encode_pairs, read_pairs
 from skyrm.distributed import Runtime, all_sum, full_state_dict, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
-from skyrm.model import SMOLLM2, attention_implementation, packaged_smollm2, rewards, tiny_config, tiny_tokenizer
+from skyrm.model import (
+    FLEX_ATTENTION,
+    SMOLLM2,
+    attention_implementation,
+    packaged_smollm2,
+    rewards,
+    tiny_config,
+    tiny_tokenizer,
+)
 from skyrm.requires import pretrained
 from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
 
@@ -192,9 +200,9 @@ def _check_device(config: TrainConfig, runtime: Runtime, log) -> None:
     """Without a GPU: a clear error for what needs one, else a warning that the CPU trains in fp32."""
     if runtime.device.type == "cuda":
         return
-    if config.attn_implementation in VARLEN_ATTENTION:
-        raise ValueError(f"--attn-implementation {config.attn_implementation} needs a CUDA GPU and none was found; "
-                         "leave it unset (or use sdpa or eager) on the CPU")  # fmt: skip
+    if config.attn_implementation in (*VARLEN_ATTENTION, FLEX_ATTENTION):  # PyTorch has no flex backward on CPUs
+        raise ValueError(f"--attn-implementation {config.attn_implementation} needs a CUDA GPU to train and none was "
+                         "found; leave it unset (or use sdpa or eager) on the CPU")  # fmt: skip
     log("warning: no CUDA GPU found, so this trains on the CPU in fp32 (--dtype applies on GPUs): fine for the tiny "
         "model, slow for real ones")  # fmt: skip
 
@@ -246,10 +254,12 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         log(f"resumed from {found} (step {first} of {len(plan)})")
     flops = FlopCounter(model)
     peak = peak_flops(runtime.device, config.peak_tflops)
+    # Packed rows cost nothing extra with a varlen kernel, or with flex attention's BlockMask (blocks outside every
+    # sequence are skipped); under a dense block mask every packed row pays attention over its whole length, which
+    # made them slower than padded micro-batches of like lengths (bench/train.py).
     varlen = model.config._attn_implementation in VARLEN_ATTENTION
-    # Packed rows cost nothing extra with a varlen kernel; under a block mask every packed row pays attention over
-    # its whole length, which made them slower than padded micro-batches of like lengths (bench/train.py).
-    packing = varlen if config.packing is None else config.packing
+    flex = model.config._attn_implementation == FLEX_ATTENTION
+    packing = (varlen or flex) if config.packing is None else config.packing
     pad_id = tokenizer.pad_token_id
     model.train()
     metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None
@@ -263,7 +273,8 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
                 group["lr"] = lr
             mine = share(plan[step], runtime)
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
-                                    packing=packing, block_mask=not varlen, by_length=True)  # fmt: skip
+                                    packing=packing, block_mask=not (varlen or flex), by_length=True,
+                                    flex=flex)  # fmt: skip
             sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, correct, margin, tokens, FLOPs
             runs = same_count(batches, runtime)
             for i, (batch, real) in enumerate(runs):

@@ -56,5 +56,10 @@ def test_packed_rewards_equal_padded_rewards(pairs):
 
         padded = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=False))
         packed = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=True))
+        model.set_attn_implementation("flex_attention")  # packed rows with a BlockMask, made where they are moved
+        flex = [b.to("cpu") for b in micro_batches(chosen, rejected, order, 200, pad_id=0, block_mask=False, flex=True)]
+        assert all(type(b.attention_mask).__name__ == "BlockMask" for b in flex)
+        flexed = all_rewards(flex)
     assert padded.shape == (48,)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
+    torch.testing.assert_close(flexed, padded, rtol=0, atol=1e-5)

@@ -29,6 +29,7 @@ def test_the_gpu_check_runs_reduced_on_the_cpu(tmp_path):
     # same model, pairs and order: the three first losses agree (fp32)
     assert runs["skyrm-reduced-packed"]["losses"][0] == pytest.approx(runs["trl-reduced"]["losses"][0], rel=1e-4)
     assert runs["numerics"]["max_difference"] < 1e-4  # packed = padded rewards in fp32
+    assert runs["numerics"]["flex_max_difference"] < 1e-4  # and with flex attention's BlockMask
     tiny_device, tiny_cpu = runs["tiny-gpu"], runs["tiny-cpu"]
     assert tiny_device["losses"] == pytest.approx(tiny_cpu["losses"], rel=1e-6)  # both on the CPU here
     exported, trained = tiny_device["exported"], tiny_device["eval"]

@@ -91,11 +91,12 @@ def test_no_gpu_warns_and_refuses_what_needs_one(tmp_path):
     lines = []
     train(load_config(preset="tiny", overrides=base | {"output_dir": str(tmp_path / "run")}), log=lines.append)
     assert any(line.startswith("warning: no CUDA GPU found, so this trains on the CPU") for line in lines)
-    config = load_config(preset="tiny", overrides=base | {"output_dir": str(tmp_path / "fa2"),
-                                                          "attn_implementation": "flash_attention_2"})  # fmt: skip
-    with pytest.raises(ValueError, match="flash_attention_2 needs a CUDA GPU and none was found"):
-        train(config, log=lines.append)
-    assert not (tmp_path / "fa2").exists()  # refused before anything was written
+    for attention in ("flash_attention_2", "flex_attention"):
+        config = load_config(preset="tiny", overrides=base | {"output_dir": str(tmp_path / attention),
+                                                              "attn_implementation": attention})  # fmt: skip
+        with pytest.raises(ValueError, match=f"{attention} needs a CUDA GPU to train and none was found"):
+            train(config, log=lines.append)
+        assert not (tmp_path / attention).exists()  # refused before anything was written
 
 
 def test_no_gpu_warning_in_evaluation(tmp_path, capsys, monkeypatch):

@@ -98,7 +98,8 @@ def test_the_exported_model_reloads_with_the_same_rewards(trained):
 
 
 def test_the_loss_does_not_depend_on_micro_batching(tmp_path):
-    """Nor on packing or activation checkpointing."""
+    """Nor on packing or activation checkpointing (flex attention's packed rows: test_batching on the CPU, which has
+    no flex backward, and bench/gpu_check.py for training)."""
     write_task(tmp_path / "train.parquet", 64, 2)
     losses = []
     for i, (budget, packing, checkpointing) in enumerate(((256, True, False), (2048, True, False),
