@@ -171,22 +171,16 @@ def run_skyrm(args, work: Path, model: str, mode: str) -> dict:
 
 
 def run_trl(args, work: Path, model: str) -> dict:
-    import datasets
     import pyarrow.parquet as pq
     import torch
     import trl
     from skyrm.batching import step_plan
-    from skyrm.data import conversations
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from train import trl_in_order  # bench/train.py: the same TRL comparison on the CPU
+    from transformers import TrainerCallback
 
     table = pq.read_table(work / "pairs.parquet")
     order = [p for step in step_plan(table.num_rows, args.batch_pairs, 100.0, SEED)[: args.steps] for p in step]
-    chosen, rejected = conversations(table.take(order))
     cuda = torch.cuda.is_available()
-
-    class InOrder(trl.RewardTrainer):  # skyrm's step order, so that both see the same pairs
-        def _get_train_sampler(self, *_, **__):
-            return torch.utils.data.SequentialSampler(self.train_dataset)
 
     class StepTimes(TrainerCallback):
         def __init__(self):
@@ -198,8 +192,6 @@ def run_trl(args, work: Path, model: str) -> dict:
             self.times.append(time.perf_counter())
 
     times = StepTimes()
-    net = AutoModelForSequenceClassification.from_pretrained(work / f"model-{model}", dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(work / f"model-{model}")
     config = trl.RewardConfig(
         output_dir=str(work / f"trl-{model}"), report_to=[], use_cpu=not cuda, bf16=cuda and not args.reduced,
         max_length=args.max_length, per_device_train_batch_size=args.trl_micro_pairs,
@@ -208,8 +200,7 @@ def run_trl(args, work: Path, model: str) -> dict:
         save_strategy="no", seed=SEED, disable_tqdm=True, dataloader_drop_last=True,
         gradient_checkpointing=SHAPES[model]["hidden_size"] >= 3072,
     )  # fmt: skip
-    trainer = InOrder(model=net, args=config, processing_class=tokenizer, callbacks=[times],
-                      train_dataset=datasets.Dataset.from_dict({"chosen": chosen, "rejected": rejected}))  # fmt: skip
+    trainer = trl_in_order(table.take(order), work / f"model-{model}", config, [times])
     data = trainer.train_dataset
     sizes = [len(data[i]["chosen_ids"]) + len(data[i]["rejected_ids"]) for i in range(args.steps * args.batch_pairs)]
     per_step = [sum(sizes[s * args.batch_pairs : (s + 1) * args.batch_pairs]) for s in range(args.steps)]

@@ -83,22 +83,31 @@ def run_skyrm(args, work: Path, packing: bool) -> dict:
     return {"losses": [r["loss"] for r in records], "tokens": sum(r["tokens"] for r in records), "seconds": seconds}
 
 
-def run_trl(args, work: Path) -> dict:
+def trl_in_order(table, model_dir: Path, config, callbacks=()):
+    """TRL's RewardTrainer (fp32 weights) on the pairs of ``table`` in their order: a sequential sampler, so that
+    it sees skyrm's step order. Its tokenized pairs are ``trainer.train_dataset``."""
     import datasets
-    import pyarrow.parquet as pq
     import torch
     import trl
     from skyrm.data import conversations
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    class InOrder(trl.RewardTrainer):  # the pairs come in skyrm's step order
+    class InOrder(trl.RewardTrainer):
         def _get_train_sampler(self, *_, **__):
             return torch.utils.data.SequentialSampler(self.train_dataset)
 
-    chosen, rejected = conversations(pq.read_table(work / "pairs_in_step_order.parquet"))
-    dataset = datasets.Dataset.from_dict({"chosen": chosen, "rejected": rejected})
-    model = AutoModelForSequenceClassification.from_pretrained(work / "model")
-    tokenizer = AutoTokenizer.from_pretrained(work / "model")
+    chosen, rejected = conversations(table)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    return InOrder(model=model, args=config, processing_class=AutoTokenizer.from_pretrained(model_dir),
+                   train_dataset=datasets.Dataset.from_dict({"chosen": chosen, "rejected": rejected}),
+                   callbacks=list(callbacks))  # fmt: skip
+
+
+def run_trl(args, work: Path) -> dict:
+    import pyarrow.parquet as pq
+    import trl
+
+    table = pq.read_table(work / "pairs_in_step_order.parquet")
     config = trl.RewardConfig(
         output_dir=str(work / "trl"), report_to=[], use_cpu=True, max_length=args.max_length,
         per_device_train_batch_size=args.batch_pairs, max_steps=args.steps, learning_rate=args.lr,
@@ -106,9 +115,9 @@ def run_trl(args, work: Path) -> dict:
         max_grad_norm=1.0, logging_steps=1, save_strategy="no", seed=SEED, bf16=False, disable_tqdm=True,
         dataloader_drop_last=True,
     )  # fmt: skip
-    trainer = InOrder(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    if len(trainer.train_dataset) != len(dataset):
-        raise SystemExit(f"TRL kept {len(trainer.train_dataset)} of {len(dataset)} pairs: the data differ")
+    trainer = trl_in_order(table, work / "model", config)
+    if len(trainer.train_dataset) != table.num_rows:
+        raise SystemExit(f"TRL kept {len(trainer.train_dataset)} of {table.num_rows} pairs: the data differ")
     tokens = sum(len(trainer.train_dataset[i]["chosen_ids"]) + len(trainer.train_dataset[i]["rejected_ids"])
                  for i in range(args.steps * args.batch_pairs))  # fmt: skip
     result = trainer.train()

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from skyrm.requires import require
+from skyrm.requires import first_line, require
 
 __all__ = ["TRUNCATION", "EncodedPairs", "read_pairs", "conversations", "encode_pairs"]
 
@@ -61,10 +61,9 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
     try:
         return datasets.load_dataset(spec, split=split).data.table
     except Exception as e:  # network, cache and naming problems surface as many exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(
             f"{spec}: no such file, and the Hugging Face hub and its local cache could not provide it as a dataset "
-            f"({type(e).__name__}: {first}). Without network, download it where there is one "
+            f"({type(e).__name__}: {first_line(e)}). Without network, download it where there is one "
             f"(`hf download {spec} --repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl "
             "file instead"
         ) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "EXTRAS"]
+__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "first_line", "EXTRAS"]
 
 #: The extra of ``pip install 'skyfilter[EXTRA]'`` that installs each optional package.
 EXTRAS = {"torch": "train", "transformers": "train", "accelerate": "train", "gguf": "train", "tensorboard": "train",
@@ -33,16 +33,21 @@ def require(purpose: str, *modules: str) -> None:
             raise MissingDependency(message) from None
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (hub errors run to many lines), or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def pretrained(load, name: str, what: str = "model", **kwargs):
     """``load(name, **kwargs)`` (a ``from_pretrained``), with a failure to find ``name`` (no network, no cache, a
     typo, a gated repository) turned into one message that names it and says how to use a local copy."""
     try:
         return load(name, **kwargs)
     except OSError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(
             f"could not load the {what} {name!r}: not a local folder, and the Hugging Face hub and its local cache "
-            f"could not provide it ({first}). Without network, download it on a machine that has one "
+            f"could not provide it ({first_line(e)}). Without network, download it on a machine that has one "
             f"(`hf download {name} --local-dir DIR`), copy DIR here and pass its path instead of {name!r}; or set "
             "HF_HOME to a cache that holds it (HF_HUB_OFFLINE=1 skips the network retries)"
         ) from None

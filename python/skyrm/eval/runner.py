@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
-from skyrm.requires import require
+from skyrm.requires import first_line, require
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "load_model", "rescore",
            "comparison_markdown", "write_results", "BenchmarkError"]  # fmt: skip
@@ -99,10 +99,9 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
         try:
             table = datasets.load_dataset(dataset, split=split).data.table
         except Exception as e:  # no network, no cache: say what to do
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BenchmarkError(
-                f"could not load {dataset} (split {split}) from the Hugging Face hub or its local cache: {first}. "
-                f"Without network, point --bench-file at a local copy (parquet or jsonl, e.g. from "
+                f"could not load {dataset} (split {split}) from the Hugging Face hub or its local cache: "
+                f"{first_line(e)}. Without network, point --bench-file at a local copy (parquet or jsonl, e.g. from "
                 f"`hf download {dataset} --repo-type dataset`)"
             ) from None
         name = dataset
