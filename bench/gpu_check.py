@@ -44,7 +44,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-UF = ROOT.parent / "shared" / "data" / "prefs" / "ultrafeedback_binarized_1200" / "train_clean.jsonl"
+UF_NAME = "ultrafeedback_binarized_1200/train_clean.jsonl"
+#: the real pairs: beside the checkout, or the copy carried to the GPU machine in bench/wheels/ (gpu_check.sh)
+UF_PLACES = [ROOT.parent / "shared" / "data" / "prefs" / UF_NAME, ROOT / "bench" / "wheels" / "train_clean.jsonl"]
 SEED = 0
 
 #: Llama-3.2 shapes (hidden, MLP, layers, heads, KV heads) with Llama-3's vocabulary; "reduced" for the CPU test.
@@ -96,8 +98,8 @@ def prepare(args, work: Path) -> dict:
     from skyrm.model import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    real = UF.is_file() and not args.synthetic
-    table = read_pairs(str(UF)) if real else pa.Table.from_pylist(synthetic_pairs(2000, SEED))
+    real = None if args.synthetic else next((p for p in UF_PLACES if p.is_file()), None)
+    table = read_pairs(str(real)) if real else pa.Table.from_pylist(synthetic_pairs(2000, SEED))
     table = table.select(["prompt", "chosen", "rejected"])
     encoded = encode_pairs(table, tokenizer, args.max_length, "drop")
     kept = table.take(encoded.rows)
@@ -107,7 +109,7 @@ def prepare(args, work: Path) -> dict:
     pq.write_table(kept.slice(0, len(kept) - held), work / "pairs.parquet")
     pq.write_table(kept.slice(len(kept) - held), work / "held_out.parquet")
     lengths = sorted(len(s) for s in encoded.chosen + encoded.rejected)
-    return {"data": f"UltraFeedback ({UF.name})" if real else "synthetic, UltraFeedback's length spread",
+    return {"data": f"UltraFeedback ({UF_NAME})" if real else "synthetic, UltraFeedback's length spread",
             "pairs": len(kept), "dropped": dict(encoded.dropped),
             "lengths": [lengths[0], lengths[len(lengths) // 2], lengths[-1]], "models": {}}  # fmt: skip
 
@@ -222,8 +224,10 @@ def load_for_scoring(folder: Path):
 
 
 def run_numerics(args, work: Path) -> dict:
-    """Packed (dense block mask; flex attention's BlockMask too, on the CPU as well) and padded rewards of the same
-    pairs in bf16 (the first model)."""
+    """The rewards of the same pairs in padded rows, in packed rows under a dense block mask and under flex
+    attention's BlockMask (the first model): in bf16, with padded rows also grouped in half-size micro-batches for
+    bf16's own noise (the same sequences, other batch shapes), and in fp32 (the same weights), where the layouts
+    must agree to rounding."""
     import torch
     from skyrm.batching import micro_batches
     from skyrm.data import encode_pairs, read_pairs
@@ -233,21 +237,31 @@ def run_numerics(args, work: Path) -> dict:
     model, tokenizer, device = load_for_scoring(work / f"model-{name}")
     data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, args.max_length, "drop")
     pairs = list(range(min(16, len(data))))
-    out = {}
-    with torch.no_grad():
-        for mode, layout in (("padded", {"packing": False}), ("packed", {"packing": True}),
-                             ("flex", {"packing": True, "block_mask": False, "flex": True})):  # fmt: skip
-            if mode == "flex":
-                model.set_attn_implementation("flex_attention")
-            values = []
-            for batch in micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens,
-                                       tokenizer.pad_token_id, **layout):  # fmt: skip
-                b = batch.to(device)
-                values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
-            out[mode] = torch.cat(values)
-    return {"model": name, "pairs": len(pairs), "max_difference": (out["packed"] - out["padded"]).abs().max().item(),
-            "flex_max_difference": (out["flex"] - out["padded"]).abs().max().item(),
-            "reward_scale": out["padded"].abs().mean().item()}  # fmt: skip
+    budget = args.micro_batch_tokens
+    layouts = {"padded": {"packing": False}, "regrouped": {"packing": False, "token_budget": budget // 2},
+               "packed": {"packing": True}, "flex": {"packing": True, "block_mask": False, "flex": True}}  # fmt: skip
+
+    def score(mode: str) -> torch.Tensor:
+        model.set_attn_implementation("flex_attention" if mode == "flex" else "sdpa")
+        values = []
+        layout = {"token_budget": budget, **layouts[mode]}
+        for batch in micro_batches(data.chosen, data.rejected, pairs, pad_id=tokenizer.pad_token_id, **layout):
+            b = batch.to(device)
+            values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
+        return torch.cat(values)
+
+    def gaps() -> dict:
+        with torch.no_grad():
+            out = {mode: score(mode) for mode in layouts}
+        gap = {mode: (out[mode] - out["padded"]).abs().max().item() for mode in layouts if mode != "padded"}
+        return {**gap, "reward_scale": out["padded"].abs().mean().item()}
+
+    result = {"model": name, "pairs": len(pairs), "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+              "max_difference": gaps()}  # fmt: skip
+    if result["dtype"] != "float32":
+        model.float()  # the same weights (saved in bf16), computed in fp32
+        result["fp32_max_difference"] = gaps()
+    return result
 
 
 def run_tiny(args, work: Path, where: str) -> dict:
@@ -298,7 +312,7 @@ def _side(args, work: Path, side: str, env: dict | None = None) -> dict:
     """Runs one part in a fresh process; its result, or its error's last lines."""
     switches = ("reduced", "synthetic", "no_trl")
     passed = [f"--{k.replace('_', '-')}={','.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()
-              if k not in ("side", "work", "out", *switches)]  # fmt: skip
+              if k not in ("side", "work", "out", "only", *switches)]  # fmt: skip
     flags = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
     command = [sys.executable, __file__, *passed, *flags, "--side", side, "--work", str(work)]
     start = time.perf_counter()
@@ -351,9 +365,12 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
     if "error" in n:
         lines.append(f"packed vs padded rewards: failed: {n['error'].splitlines()[-1]}")
     elif n:
-        lines.append(f"packed vs padded rewards ({n['model']}, {n['pairs']} pairs): max difference "
-                     f"{n['max_difference']:.2e} with a dense block mask, {n['flex_max_difference']:.2e} with flex "
-                     f"attention (mean |reward| {n['reward_scale']:.3f})")  # fmt: skip
+        for dtype, gap in ((n["dtype"], n["max_difference"]), ("float32", n.get("fp32_max_difference"))):
+            if gap:
+                lines.append(f"rewards vs padded rows ({n['model']}, {n['pairs']} pairs, {dtype}), max difference: "
+                             f"packed under flex attention {gap['flex']:.2e}, under a dense block mask "
+                             f"{gap['packed']:.2e}; padded in half-size micro-batches {gap['regrouped']:.2e} "
+                             f"(mean |reward| {gap['reward_scale']:.3f})")  # fmt: skip
     gpu, cpu = results.get("tiny-gpu", {}), results.get("tiny-cpu", {})
     if "losses" in gpu and "losses" in cpu:
         worst = max(abs(a - b) for a, b in zip(gpu["losses"], cpu["losses"], strict=True))
@@ -390,6 +407,7 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=None, help="skyrm tokens per forward (16384)")
     parser.add_argument("--trl-models", default=None, help="the models TRL runs too (default: the first)")
     parser.add_argument("--no-trl", action="store_true", help="leave TRL out")
+    parser.add_argument("--only", help="comma-separated parts to run, e.g. numerics,skyrm-3b-flex (default all)")
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -403,6 +421,7 @@ def main() -> int:
             setattr(args, key, value)
     args.models = args.models.split(",") if isinstance(args.models, str) else args.models
     args.trl_models = args.trl_models.split(",") if isinstance(args.trl_models, str) else [args.models[0]]
+    args.only = args.only.split(",") if isinstance(args.only, str) else args.only
     if args.side:
         run_side(args, Path(args.work))
         return 0
@@ -424,21 +443,18 @@ def main() -> int:
             trl_models = []
             print(f"TRL left out: {e}", flush=True)
         # the most telling parts first, the slowest (3B) last: a run cut short still reports what it finished
-        first, rest = args.models[0], args.models[1:]
-        plan = [
-            ("model", first),
-            *([f"skyrm-{first}-flex"] if torch.cuda.is_available() else []),  # no flex backward on CPUs
-            f"skyrm-{first}-packed",
-            f"skyrm-{first}-padded",
-            *([f"trl-{first}"] if first in trl_models else []),
-            "numerics",
-            "tiny-gpu",
-            "tiny-cpu",
-            "eval",
-        ]
-        for model in rest:
-            plan += [("model", model), f"skyrm-{model}-packed", f"skyrm-{model}-padded",
+        flex = ["flex"] if torch.cuda.is_available() else []  # no flex backward on CPUs
+        plan = []
+        for i, model in enumerate(args.models):
+            plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*flex, *["packed"][i:], "padded"]),
                      *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
+            if i == 0:  # the dense block mask, numerics and evaluation on the first model only
+                plan += ["numerics", "tiny-gpu", "tiny-cpu", "eval"]
+        if args.only:  # the parts named, and the models they use
+            wanted = set(args.only)
+            needs = {args.models[0]} if wanted & {"numerics", "eval"} else set()
+            needs |= {side.split("-")[1] for side in wanted if side.startswith(("skyrm-", "trl-"))}
+            plan = [side for side in plan if (side[1] in needs if isinstance(side, tuple) else side in wanted)]
         for side in plan:
             if isinstance(side, tuple):
                 info["models"][side[1]] = save_model(args, work, side[1])

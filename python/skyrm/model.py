@@ -138,7 +138,8 @@ def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: to
     allowed = same & causal & valid.bool()[:, None, :]
     allowed |= torch.eye(length, dtype=torch.bool, device=position_ids.device)  # padding attends to itself
     mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
-    return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    # bf16's lowest, not fp32's: mixed precision casts the mask to bf16, where fp32's lowest becomes -inf
+    return mask.masked_fill(~allowed, torch.finfo(torch.bfloat16).min)[:, None]
 
 
 def attention_implementation(model_type: str, requested: str | None) -> str | None:
