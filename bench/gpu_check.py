@@ -9,20 +9,21 @@ Parts (each in its own process, so that peak memory is per run):
 
 1. training throughput of random-init Llama reward models shaped like Llama-3.2-1B and Llama-3.2-3B (vocabulary
    128,256), bf16 compute with fp32 master weights under FSDP2 on one GPU, max length 4,096: packed rows under
-   flex attention with a BlockMask (1B only; GPU only), packed rows under a dense block mask (sdpa), padded rows:
-   tokens/s, MFU (6 x non-embedding parameters + causal attention per token, against the card's bf16 peak), peak
-   memory. The first step (warm-up, allocation) is left out of the rates.
+   flex attention with a BlockMask (on a CPU, which has no flex backward, under a dense block mask instead) and
+   padded rows: tokens/s, MFU (6 x non-embedding parameters + causal attention per token, against the card's
+   bf16 peak), peak memory. The first step (warm-up, allocation) is left out of the rates.
 2. TRL's RewardTrainer with the same model, pairs, steps and batch (bf16, its padding to the longest sequence),
    when trl imports: tokens/s and the ratio.
-3. numerics in bf16: the rewards of packed and padded rows of the same pairs (max difference); the loss curve of
+3. numerics: the rewards of packed rows (flex attention, a dense block mask) and padded rows (sdpa, eager) of the
+   same pairs, max difference, in bf16 and in fp32 with the same weights; the loss curve of
    the tiny model trained in bf16 on the GPU against fp32 on the CPU; the exported model's held-out rewards against
    the ones measured in training (mean, std and accuracy).
 4. evaluation throughput (pairs/s) of the 1B model on the synthetic RewardBench-layout sample.
 
-Data: real UltraFeedback pairs from ../shared/data when present (byte-level tokens, pairs over the max length
-dropped: lengths as they come), else synthetic pairs whose prompt and answer lengths follow the same spread
-(quantiles measured on that file). ``--reduced`` runs everything with tiny shapes and few steps on the CPU in
-fp32: the test suite does that (tests/skyrm/test_gpu_check.py).
+Data: real UltraFeedback pairs from ../shared/data or the copy carried in bench/wheels/ (byte-level tokens, pairs
+over the max length dropped: lengths as they come), else synthetic pairs whose prompt and answer lengths follow the
+same spread (quantiles measured on that file). ``--reduced`` runs everything with tiny shapes and few steps on the
+CPU in fp32: the test suite does that (tests/skyrm/test_gpu_check.py).
 
 Run: python bench/gpu_check.py [--reduced] [--models 1b,3b] [--steps 6] [--batch-pairs 32] [--out FILE.json]
 """
@@ -225,9 +226,8 @@ def load_for_scoring(folder: Path):
 
 def run_numerics(args, work: Path) -> dict:
     """The rewards of the same pairs in padded rows, in packed rows under a dense block mask and under flex
-    attention's BlockMask (the first model): in bf16, with padded rows also grouped in half-size micro-batches for
-    bf16's own noise (the same sequences, other batch shapes), and in fp32 (the same weights), where the layouts
-    must agree to rounding."""
+    attention's BlockMask (the first model): in bf16, with the padded rows under eager attention too for bf16's own
+    spread between two attention kernels, and in fp32 (the same weights), where all must agree to rounding."""
     import torch
     from skyrm.batching import micro_batches
     from skyrm.data import encode_pairs, read_pairs
@@ -237,15 +237,14 @@ def run_numerics(args, work: Path) -> dict:
     model, tokenizer, device = load_for_scoring(work / f"model-{name}")
     data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, args.max_length, "drop")
     pairs = list(range(min(16, len(data))))
-    budget = args.micro_batch_tokens
-    layouts = {"padded": {"packing": False}, "regrouped": {"packing": False, "token_budget": budget // 2},
-               "packed": {"packing": True}, "flex": {"packing": True, "block_mask": False, "flex": True}}  # fmt: skip
+    layouts = {"padded": {"packing": False}, "eager": {"packing": False}, "packed": {"packing": True},
+               "flex": {"packing": True, "block_mask": False, "flex": True}}  # fmt: skip
 
     def score(mode: str) -> torch.Tensor:
-        model.set_attn_implementation("flex_attention" if mode == "flex" else "sdpa")
+        model.set_attn_implementation({"flex": "flex_attention", "eager": "eager"}.get(mode, "sdpa"))
         values = []
-        layout = {"token_budget": budget, **layouts[mode]}
-        for batch in micro_batches(data.chosen, data.rejected, pairs, pad_id=tokenizer.pad_token_id, **layout):
+        for batch in micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens,
+                                   tokenizer.pad_token_id, **layouts[mode]):  # fmt: skip
             b = batch.to(device)
             values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
         return torch.cat(values)
@@ -369,7 +368,7 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
             if gap:
                 lines.append(f"rewards vs padded rows ({n['model']}, {n['pairs']} pairs, {dtype}), max difference: "
                              f"packed under flex attention {gap['flex']:.2e}, under a dense block mask "
-                             f"{gap['packed']:.2e}; padded in half-size micro-batches {gap['regrouped']:.2e} "
+                             f"{gap['packed']:.2e}; padded under eager attention {gap['eager']:.2e} "
                              f"(mean |reward| {gap['reward_scale']:.3f})")  # fmt: skip
     gpu, cpu = results.get("tiny-gpu", {}), results.get("tiny-cpu", {})
     if "losses" in gpu and "losses" in cpu:
@@ -446,9 +445,12 @@ def main() -> int:
         flex = ["flex"] if torch.cuda.is_available() else []  # no flex backward on CPUs
         plan = []
         for i, model in enumerate(args.models):
-            plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*flex, *["packed"][i:], "padded"]),
+            # packed rows under a dense block mask train only where flex cannot (CPUs): on an H200 they ran at a
+            # fifth of flex's tokens/s, half of padded rows' (docs/benchmarks.md)
+            packed = flex or (["packed"] if i == 0 else [])
+            plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
                      *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
-            if i == 0:  # the dense block mask, numerics and evaluation on the first model only
+            if i == 0:  # numerics and evaluation on the first model only
                 plan += ["numerics", "tiny-gpu", "tiny-cpu", "eval"]
         if args.only:  # the parts named, and the models they use
             wanted = set(args.only)

@@ -37,8 +37,12 @@ class MicroBatch:
     flex: bool = False  # a packed row for flex attention: its BlockMask is made on the device
 
     def to(self, device) -> MicroBatch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        ends = None if self.ends is None else (self.ends[0].to(device), self.ends[1].to(device))
+        cuda = torch.device(device).type == "cuda"
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:  # pinned and asynchronous to a GPU: no host wait
+            return None if t is None else t.pin_memory().to(device, non_blocking=True) if cuda else t.to(device)
+
+        ends = None if self.ends is None else (move(self.ends[0]), move(self.ends[1]))
         positions = move(self.position_ids)
         mask = document_block_mask(positions) if self.flex else move(self.attention_mask)
         return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens)

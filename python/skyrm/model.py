@@ -97,7 +97,14 @@ SHARDED_ENTRY = "skyrm_rewards"
 
 def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=None) -> torch.Tensor:
     """:func:`rewards` itself: the decoder's last hidden states at the sequence ends, through the score head."""
-    hidden = decoder(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    body = decoder(model)
+    weights = body.get_input_embeddings().weight.dtype
+    mask = attention_mask if isinstance(attention_mask, torch.Tensor) and attention_mask.is_floating_point() else None
+    if mask is not None and weights.itemsize < mask.itemsize:
+        # an additive block mask in the (lower) precision of a bf16 model: handed the fp32 mask, a bf16 model scored
+        # up to 1.5 off on an H100 (bench/gpu_check.py), while training, where FSDP casts its inputs, matched
+        attention_mask = attention_mask.to(weights)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
     states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
     if ends is None:
         rows = torch.arange(states.shape[0], device=states.device)

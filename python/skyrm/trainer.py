@@ -275,7 +275,10 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
                                     packing=packing, block_mask=not (varlen or flex), by_length=True,
                                     flex=flex)  # fmt: skip
-            sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, correct, margin, tokens, FLOPs
+            # loss, correct, margin: summed on the device, read once a step (a read per micro-batch would make the
+            # host wait for the GPU before it queues the next micro-batch)
+            measured_sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)
+            tokens = step_flops = 0
             runs = same_count(batches, runtime)
             for i, (batch, real) in enumerate(runs):
                 if config.grad_sync == "step":  # reduce once, after the last micro-batch
@@ -287,15 +290,14 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
                 (loss * (runtime.world if real else 0.0)).backward()
                 if real:
                     measured = pair_metrics(chosen.detach(), rejected.detach())
-                    sums[0] += loss.item()
-                    sums[1] += measured["correct"].item()
-                    sums[2] += measured["margin"].item()
-                    sums[3] += batch.tokens
-                    sums[4] += flops(batch.tokens, batch.square_tokens)
+                    measured_sums += torch.stack([loss.detach(), measured["correct"], measured["margin"]])
+                    tokens += batch.tokens
+                    step_flops += flops(batch.tokens, batch.square_tokens)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            total_loss, correct, margin, tokens, step_flops = all_sum(sums, runtime)
+            total_loss, correct, margin, tokens, step_flops = all_sum([*measured_sums.tolist(), tokens, step_flops],
+                                                                      runtime)  # fmt: skip
             seconds = time.perf_counter() - start_time
             pairs = len(plan[step])
             record = {"step": step + 1, "loss": total_loss, "accuracy": correct / pairs, "margin": margin / pairs,

@@ -63,3 +63,22 @@ def test_packed_rewards_equal_padded_rewards(pairs):
     assert padded.shape == (48,)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
     torch.testing.assert_close(flexed, padded, rtol=0, atol=1e-5)
+
+
+def test_a_bf16_model_gets_its_block_mask_in_bf16(pairs):
+    """The fp32 block mask of packed rows reaches a bf16 model's attention in bf16 (an fp32 one scored wrong
+    rewards on a GPU), holding bf16's lowest value rather than -inf."""
+    torch.manual_seed(0)
+    model = transformers.LlamaForSequenceClassification(tiny_config()).to(torch.bfloat16).eval()
+    seen = []
+    model.model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs["attention_mask"]),
+                                          with_kwargs=True)  # fmt: skip
+    chosen, rejected = pairs
+    (batch,) = micro_batches(chosen, rejected, [0, 1], 200, pad_id=0, packing=True)
+    assert batch.attention_mask.dtype == torch.float32
+    with torch.no_grad():
+        packed = rewards(model, batch.input_ids, batch.attention_mask, batch.position_ids, batch.ends)
+        (padded_batch,) = micro_batches(chosen, rejected, [0, 1], 200, pad_id=0, packing=False)
+        padded = rewards(model, padded_batch.input_ids, padded_batch.attention_mask)
+    assert seen[0].dtype == torch.bfloat16 and torch.isfinite(seen[0]).all()
+    torch.testing.assert_close(packed.float(), padded.float(), rtol=0, atol=2e-2)
