@@ -9,9 +9,10 @@ Parts (each in its own process, so that peak memory is per run):
 
 1. training throughput of random-init Llama reward models shaped like Llama-3.2-1B and Llama-3.2-3B (vocabulary
    128,256), bf16 compute with fp32 master weights under FSDP2 on one GPU, max length 4,096: packed rows under
-   flex attention with a BlockMask (on a CPU, which has no flex backward, under a dense block mask instead) and
-   padded rows: tokens/s, MFU (6 x non-embedding parameters + causal attention per token, against the card's
-   bf16 peak), peak memory. The first step (warm-up, allocation) is left out of the rates.
+   flex attention with a BlockMask (for the first model also with compiled layers, ``--compile``; on a CPU, which
+   has no flex backward, under a dense block mask instead) and padded rows: tokens/s, MFU (6 x non-embedding
+   parameters + causal attention per token, against the card's bf16 peak), peak memory. The first step (warm-up,
+   allocation, compilation) is left out of the rates.
 2. TRL's RewardTrainer with the same model, pairs, steps and batch (bf16, its padding to the longest sequence),
    when trl imports: tokens/s and the ratio.
 3. numerics: the rewards of packed rows (flex attention, a dense block mask) and padded rows (sdpa, eager) of the
@@ -159,11 +160,12 @@ def _peak_memory() -> float:
 
 
 def run_skyrm(args, work: Path, model: str, mode: str) -> dict:
-    """``mode``: packed (a dense block mask under sdpa), flex (packed, flex attention's BlockMask) or padded."""
+    """``mode``: packed (a dense block mask under sdpa), flex (packed, flex attention's BlockMask), flexc (flex with
+    compiled layers, ``--compile``) or padded."""
     from skyrm.trainer import train
 
     out = f"skyrm-{model}-{mode}"
-    extra = {"attn_implementation": "flex_attention"} if mode == "flex" else {}
+    extra = {"attn_implementation": "flex_attention", "compile": mode == "flexc"} if mode.startswith("flex") else {}
     train(_train_config(args, work, model, out, mode != "padded", **extra), log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     timed = records[1:] or records  # the first step allocates and compiles kernels
@@ -347,7 +349,7 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
              f"{'run':<22} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'vs TRL':>7}  first / last loss"]  # fmt: skip
     for model in args.models:
         trl_run = results.get(f"trl-{model}", {})
-        for side in (f"skyrm-{model}-flex", f"skyrm-{model}-packed", f"skyrm-{model}-padded", f"trl-{model}"):
+        for side in (*(f"skyrm-{model}-{m}" for m in ("flex", "flexc", "packed", "padded")), f"trl-{model}"):
             r = results.get(side)
             if r is None:
                 continue
@@ -442,12 +444,12 @@ def main() -> int:
             trl_models = []
             print(f"TRL left out: {e}", flush=True)
         # the most telling parts first, the slowest (3B) last: a run cut short still reports what it finished
-        flex = ["flex"] if torch.cuda.is_available() else []  # no flex backward on CPUs
+        flex = ["flex", "flexc"] if torch.cuda.is_available() else []  # no flex backward on CPUs
         plan = []
         for i, model in enumerate(args.models):
             # packed rows under a dense block mask train only where flex cannot (CPUs): on an H200 they ran at a
             # fifth of flex's tokens/s, half of padded rows' (docs/benchmarks.md)
-            packed = flex or (["packed"] if i == 0 else [])
+            packed = (flex if i == 0 else flex[:1]) or (["packed"] if i == 0 else [])
             plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
                      *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
             if i == 0:  # numerics and evaluation on the first model only

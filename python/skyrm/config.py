@@ -70,6 +70,7 @@ class TrainConfig:
     dtype: str = "bf16"
     attn_implementation: str | None = None  # None: the model's default (eager for Gemma-2)
     activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile each decoder layer's forward (fused element-wise work; compiles at start)
     seed: int = 0
     # checkpoints and logs
     checkpoint_every: int = 500

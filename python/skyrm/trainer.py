@@ -22,7 +22,7 @@ from skyrm import checkpoint
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import EncodedPairs, encode_pairs, read_pairs
-from skyrm.distributed import Runtime, all_sum, full_state_dict, same_count, shard_model, share, start, stop
+from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
     FLEX_ATTENTION,
@@ -107,6 +107,9 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.compile:  # the forward only: FSDP's hooks stay outside the graph and the weights keep their names
+        for layer in layers(model):
+            layer.forward = torch.compile(layer.forward)
     bf16 = runtime.device.type == "cuda" and config.dtype == "bf16"
     weights = full.state_dict() if full is not None else None
     buffers = dict(full.named_buffers()) if full is not None else None

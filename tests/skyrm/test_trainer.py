@@ -98,16 +98,18 @@ def test_the_exported_model_reloads_with_the_same_rewards(trained):
 
 
 def test_the_loss_does_not_depend_on_micro_batching(tmp_path):
-    """Nor on packing or activation checkpointing (flex attention's packed rows: test_batching on the CPU, which has
-    no flex backward, and bench/gpu_check.py for training)."""
+    """Nor on packing, activation checkpointing or compiled layers (flex attention's packed rows: test_batching on
+    the CPU, which has no flex backward, and bench/gpu_check.py for training)."""
     write_task(tmp_path / "train.parquet", 64, 2)
     losses = []
-    for i, (budget, packing, checkpointing) in enumerate(((256, True, False), (2048, True, False),
-                                                          (2048, False, False), (256, False, True))):  # fmt: skip
+    for i, (budget, packing, checkpointing, compiled) in enumerate((
+        (256, True, False, False), (2048, True, False, False), (2048, False, False, False), (256, False, True, False),
+        (256, True, False, True),
+    )):  # fmt: skip
         config = load_config(preset="tiny", overrides={
             "data": str(tmp_path / "train.parquet"), "output_dir": str(tmp_path / f"run-{i}"),
             "max_steps": 3, "batch_pairs": 16, "micro_batch_tokens": budget, "max_length": 128,
-            "packing": packing, "activation_checkpointing": checkpointing, "dtype": "fp32",
+            "packing": packing, "activation_checkpointing": checkpointing, "compile": compiled, "dtype": "fp32",
         })  # fmt: skip
         train(config, log=lambda _: None)
         losses.append([r["loss"] for r in metrics(config.output_dir)])
