@@ -104,7 +104,8 @@ def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=Non
         # an additive block mask in the (lower) precision of a bf16 model: handed the fp32 mask, a bf16 model scored
         # up to 1.5 off on an H100 (bench/gpu_check.py), while training, where FSDP casts its inputs, matched
         attention_mask = attention_mask.to(weights)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    # no KV cache: nothing is generated (a cache costs memory, and a guard per layer under --compile)
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
     if ends is None:
         rows = torch.arange(states.shape[0], device=states.device)
