@@ -364,7 +364,7 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
     lines.append("")
     n = results.get("numerics", {})
     if "error" in n:
-        lines.append(f"packed vs padded rewards: failed: {n['error'].splitlines()[-1]}")
+        lines.append(f"rewards vs padded rows: failed: {n['error'].splitlines()[-1]}")
     elif n:
         for dtype, gap in ((n["dtype"], n["max_difference"]), ("float32", n.get("fp32_max_difference"))):
             if gap:
@@ -444,12 +444,12 @@ def main() -> int:
             trl_models = []
             print(f"TRL left out: {e}", flush=True)
         # the most telling parts first, the slowest (3B) last: a run cut short still reports what it finished
-        flex = ["flex", "flexc"] if torch.cuda.is_available() else []  # no flex backward on CPUs
+        # packed rows: flex attention on a GPU (compiled layers too, first model); a dense block mask only where
+        # flex cannot train (CPUs): on an H200 it ran at a fifth of flex's tokens/s (docs/benchmarks.md)
+        cuda = torch.cuda.is_available()
         plan = []
         for i, model in enumerate(args.models):
-            # packed rows under a dense block mask train only where flex cannot (CPUs): on an H200 they ran at a
-            # fifth of flex's tokens/s, half of padded rows' (docs/benchmarks.md)
-            packed = (flex if i == 0 else flex[:1]) or (["packed"] if i == 0 else [])
+            packed = (["flex", "flexc"] if i == 0 else ["flex"]) if cuda else (["packed"] if i == 0 else [])
             plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
                      *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
             if i == 0:  # numerics and evaluation on the first model only
