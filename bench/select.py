@@ -15,7 +15,9 @@ Measures, in one run on this machine (both sides on all cores), and checks that 
     the kept table (`df.filter(...)` with `rank("ordinal").over(...)`);
   * end to end, parquet -> parquet: `skyfilter select --out` against polars `scan_parquet(...).filter(...)
     .sink_parquet(...)` (snappy, pyarrow's default codec, so both write the same kind of file), wall time and
-    peak RSS of each in its own process.
+    peak RSS of each in its own process;
+  * the parquet writer's settings (skyfilter.io: row groups of 65,536 rows, dictionaries up to 64 MiB) against
+    pyarrow's 1 MiB dictionary limit, on the kept rows (repeated texts) and on texts made unique.
 
 Run: python bench/select.py [--rows 1000000]
 """
@@ -37,9 +39,11 @@ from functools import partial
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dedup import WORK, flat_pairs, replicate, timed
 from measure import run_measured
+from skyfilter.io import PARQUET_DICTIONARY_BYTES, PARQUET_ROW_GROUP_ROWS
 from skyfilter.select import SelectOptions, select_table
 
 CATEGORIES = {"Math": 29657, "Coding & debugging": 8193, "Information seeking": 7837, "Advice seeking": 4546,
@@ -186,10 +190,29 @@ def main() -> None:
             same = a["armorm_mean"].equals(b["armorm_mean"]) and a["prompt"].equals(b["prompt"].cast(a["prompt"].type))
             if not same:
                 sys.exit("skyfilter and polars wrote different rows")
+
+        kept = pq.read_table(ours_out)
+        suffix = pa.array([f" #{i}" for i in range(kept.num_rows)])
+        unique = kept.set_column(0, "prompt", pc.binary_join_element_wise(kept["prompt"], suffix, ""))
+        for c in ("chosen", "rejected"):
+            unique = unique.set_column(unique.schema.get_field_index(c), c,
+                                       pc.binary_join_element_wise(unique[c], suffix, ""))  # fmt: skip
+        for label, rows in (("kept rows, repeated texts", kept), ("kept rows, texts made unique", unique)):
+            for limit in (PARQUET_DICTIONARY_BYTES, 1 << 20):  # skyfilter's, then pyarrow's default
+                target = WORK / f"writer-{limit}.parquet"
+                write = partial(pq.write_table, rows, target, row_group_size=PARQUET_ROW_GROUP_ROWS,
+                                dictionary_pagesize_limit=limit)  # fmt: skip
+                seconds = min(timed(write)[0] for _ in range(3))
+                what = f"pyarrow writer, dictionary limit {limit >> 20} MiB ({label})"
+                ours = limit == PARQUET_DICTIONARY_BYTES
+                record(what, seconds, rows.num_rows, f"{target.stat().st_size / 2**20:,.0f} MiB",
+                       against=None if ours else len(results) - 1)  # fmt: skip
+                if ours and not pq.read_table(target).equals(rows):
+                    sys.exit("the writer settings changed the rows")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 
-    print("\nratios (polars seconds / skyfilter seconds, same work):")
+    print("\nratios (polars seconds / skyfilter seconds, same work; writer lines: 1 MiB limit / 64 MiB limit):")
     for i, j in pairs:
         print(f"  {results[i][0]:<86} {results[j][1] / results[i][1]:6.2f}x")
 

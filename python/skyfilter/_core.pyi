@@ -100,6 +100,9 @@ def char_counts(texts: Any, bounds: Any | None = None, *, only: Any | None = Non
 def string_views(array: Any, rows: Any) -> pa.StringViewArray:
     """Rows ``rows`` (uint64) of a string array as string_view values pointing into its buffers."""
 
+def string_rows(array: Any, rows: Any) -> pa.StringArray:
+    """Rows ``rows`` (uint64) of a string_view array copied into a compact string array."""
+
 def segment_means(values: Any, bounds: Any) -> pa.DoubleArray:
     """The mean of each row's values; NaN for an empty row or one with a missing value."""
 
@@ -109,3 +112,19 @@ class GroupIds:
     def __init__(self) -> None: ...
     def encode(self, values: Any, *, threads: int = 0) -> pa.UInt32Array: ...
     def names(self) -> list[str | None]: ...
+
+class ParquetBatches:
+    """The record batches of a parquet file (all top-level columns, or the named ones), row groups decoded in
+    parallel; with ``views``, top-level string columns come back as string_view columns over the pages."""
+
+    def __init__(
+        self,
+        path: str,
+        columns: list[str] | None = None,
+        *,
+        batch_rows: int = 65_536,
+        threads: int = 0,
+        views: bool = False,
+    ) -> None: ...
+    def __iter__(self) -> ParquetBatches: ...
+    def __next__(self) -> pa.RecordBatch: ...

@@ -30,7 +30,16 @@ import numpy as np
 import pyarrow as pa
 
 from skyfilter import _core
-from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
+from skyfilter.io import (
+    AtomicWriters,
+    InputError,
+    Source,
+    check_outputs,
+    iter_batches,
+    open_sources,
+    take_batch,
+    worker_threads,
+)
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 from skyfilter.select import score_values
 
@@ -312,16 +321,17 @@ def run_dedup(
         writers.set_schema("out", kept_schema)
         writers.set_schema("dropped", dropped_schema)
         at = 0
-        for _, _, batch in iter_batches(sources, batch_rows, "writing", progress):
+        # Read with views: the text of the rows that go nowhere is never copied.
+        for _, _, batch in iter_batches(sources, batch_rows, "writing", progress, views=True):
             span = slice(at, at + batch.num_rows)
-            keep = decisions.reason[span] == KEPT
-            ids = pa.array(decisions.cluster_id[span])
-            kept_columns = [*batch.filter(pa.array(keep)).columns, ids.filter(pa.array(keep))]
+            keep = np.flatnonzero(decisions.reason[span] == KEPT)
+            ids = pa.array(decisions.cluster_id[span][keep])
+            kept_columns = [*take_batch(batch, keep, sources[0].schema).columns, ids]
             writers.write("out", pa.RecordBatch.from_arrays(kept_columns, schema=kept_schema))
-            drop = np.flatnonzero(~keep)
+            drop = np.flatnonzero(decisions.reason[span] != KEPT)
             if len(drop) and "dropped" in writers:
                 evidence = _dropped_evidence(decisions, at + drop, sources, starts)
-                columns = [*batch.take(pa.array(drop)).columns, *evidence]
+                columns = [*take_batch(batch, drop, sources[0].schema).columns, *evidence]
                 writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
             at += batch.num_rows
 

@@ -46,10 +46,14 @@ __all__ = [
     "output_format",
     "check_outputs",
     "iter_batches",
+    "take_batch",
     "worker_threads",
 ]
 
 DEFAULT_BATCH_ROWS = 65_536
+# Parquet outputs: rows per row group, and the size up to which a column chunk keeps its dictionary (see _Writer).
+PARQUET_ROW_GROUP_ROWS = 65_536
+PARQUET_DICTIONARY_BYTES = 64 << 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -64,14 +68,18 @@ class Source:
     name: str
     schema: pa.Schema
     num_rows: int
-    _batches: Callable[[int, list[str] | None], Iterator[pa.RecordBatch]] = field(repr=False)
+    _batches: Callable[[int, list[str] | None, bool], Iterator[pa.RecordBatch]] = field(repr=False)
 
     def batches(
-        self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None
+        self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None, *, views: bool = False
     ) -> Iterator[pa.RecordBatch]:
         """The rows in order, in batches of at most ``batch_rows``, with all columns or only the named
-        (top-level) ones, which parquet then does not read at all; may be called again."""
-        yield from self._batches(batch_rows, columns)
+        (top-level) ones, which parquet then does not read at all; may be called again.
+
+        With ``views``, top-level string columns may come back as string_view columns over the decoded pages
+        (parquet decodes them without copying the text): for a reader that writes some rows, taken with
+        :func:`take_batch`."""
+        yield from self._batches(batch_rows, columns, views)
 
 
 def _suffixes(path: Path) -> list[str]:
@@ -162,7 +170,7 @@ def demo_file(name: str) -> str:
 def table_source(name: str, table: pa.Table) -> Source:
     """An in-memory table as a source named ``name``."""
 
-    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    def batches(rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
         yield from (table if columns is None else table.select(columns)).to_batches(max_chunksize=rows)
 
     return Source(name, table.schema, table.num_rows, batches)
@@ -175,13 +183,17 @@ def _parquet_source(path: Path) -> Source:
         raise InputError(f"{path}: not a readable parquet file ({e})") from None
     file_schema = meta.schema_arrow
 
-    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    def batches(rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
         # Decoded in Rust, a row group per core at a time (about 1.6x pyarrow's reader on long texts), then
-        # given exactly the schema pyarrow reads, so that every reader of the project sees the same types.
-        # The decoder returns the columns in file order; they are handed out in the order asked for.
+        # given exactly the schema pyarrow reads, so that every reader of the project sees the same types
+        # (string columns decoded as views stay views). The decoder returns the columns in file order; they
+        # are handed out in the order asked for.
         schema = file_schema if columns is None else pa.schema([f for f in file_schema if f.name in columns])
+        if views:
+            schema = pa.schema([f.with_type(pa.string_view()) if f.type == pa.string() else f for f in schema])
+        threads = worker_threads(None)
         try:
-            for batch in _core.ParquetBatches(str(path), columns, batch_rows=rows, threads=worker_threads(None)):
+            for batch in _core.ParquetBatches(str(path), columns, batch_rows=rows, threads=threads, views=views):
                 batch = _conform(batch, schema)
                 yield batch if columns is None or batch.schema.names == columns else batch.select(columns)
         except _core.SkyfilterError as e:
@@ -241,7 +253,7 @@ def _ipc_source(path: Path) -> Source:
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: not a readable Arrow IPC file ({e})") from None
 
-    def batches(rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    def batches(rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
         with pa.memory_map(str(path)) as m:
             reader = ipc.open_file(m)
             for i in range(reader.num_record_batches):
@@ -300,10 +312,17 @@ def open_source(spec: str, split: str | None = None) -> Source:
 
 
 def iter_batches(
-    sources: list[Source], batch_rows: int, desc: str, progress: bool | None, columns: list[str] | None = None
+    sources: list[Source],
+    batch_rows: int,
+    desc: str,
+    progress: bool | None,
+    columns: list[str] | None = None,
+    *,
+    views: bool = False,
 ) -> Iterator[tuple[Source, int, pa.RecordBatch]]:
-    """Every batch of every source (all columns, or the named ones) as ``(source, offset of the batch in its
-    source, batch)``, with a progress bar over all rows (``progress=None``: a bar on a terminal only)."""
+    """Every batch of every source (all columns, or the named ones; ``views``: see :meth:`Source.batches`) as
+    ``(source, offset of the batch in its source, batch)``, with a progress bar over all rows
+    (``progress=None``: a bar on a terminal only)."""
     from tqdm.auto import tqdm
 
     total = sum(s.num_rows for s in sources)
@@ -311,10 +330,26 @@ def iter_batches(
     with tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=disable) as bar:
         for source in sources:
             offset = 0
-            for batch in source.batches(batch_rows, columns):
+            for batch in source.batches(batch_rows, columns, views=views):
                 yield source, offset, batch
                 offset += batch.num_rows
                 bar.update(batch.num_rows)
+
+
+def take_batch(batch: pa.RecordBatch, rows: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
+    """The rows ``rows`` (row numbers) of a batch read with ``views`` (:meth:`Source.batches`), with the
+    source's ``schema``: string_view columns that it types as strings are copied into compact string columns,
+    those it types as string_view stay views over the same buffers (pyarrow has no take for string views),
+    the others are taken by pyarrow."""
+    rows = pa.array(np.asarray(rows, dtype=np.uint64), type=pa.uint64())
+
+    def take(f: pa.Field, column: pa.Array) -> pa.Array:
+        if not pa.types.is_string_view(column.type):
+            return column.take(rows)
+        return _core.string_rows(column, rows) if f.type == pa.string() else _core.string_views(column, rows)
+
+    columns = [take(f, column) for f, column in zip(schema, batch.columns, strict=True)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def take_rows(table: pa.Table, rows: np.ndarray, *, views: bool = False) -> pa.Table:
@@ -390,7 +425,13 @@ def output_format(path: str | os.PathLike) -> str:
 
 class _Writer:
     """One output, written by a background thread (Arrow encodes and compresses without the GIL, so the
-    next batch is read meanwhile); at most ``_QUEUE`` batches wait, and errors surface at the next call."""
+    next batch is read meanwhile); at most ``_QUEUE`` writes wait, and errors surface at the next call.
+
+    Parquet rows are gathered into row groups of ``PARQUET_ROW_GROUP_ROWS`` rows whatever the size of the
+    batches (a selection that keeps 10% of each batch would write small groups), and a column chunk keeps its
+    dictionary up to ``PARQUET_DICTIONARY_BYTES``: repeated prompts (several pairs per prompt) are then stored
+    once per row group, where pyarrow's default 1 MiB gives up after a few hundred long texts. On unique texts
+    the larger limit costs about nothing (bench/select.py; docs/benchmarks.md, selection)."""
 
     _QUEUE = 2
 
@@ -402,33 +443,57 @@ class _Writer:
         self._sink = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyfilter-writer")
         self._pending: deque[Future] = deque()
+        self._held: list[pa.RecordBatch] = []  # parquet rows not yet a whole row group
+        self._held_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._sink is None:
             self._open(batch.schema)
         self.rows += batch.num_rows
-        self._pending.append(self._thread.submit(self._write, batch))
+        if self.format != "parquet":
+            self._submit(batch)
+            return
+        self._held.append(batch)
+        self._held_rows += batch.num_rows
+        if self._held_rows >= PARQUET_ROW_GROUP_ROWS:
+            self._flush(whole_groups_only=True)
+
+    def _flush(self, whole_groups_only: bool = False) -> None:
+        """Writes the held rows: all, or only whole row groups (the rest stays held)."""
+        if not self._held:
+            return
+        rows = pa.Table.from_batches(self._held, schema=self._held[0].schema)
+        cut = rows.num_rows - rows.num_rows % PARQUET_ROW_GROUP_ROWS if whole_groups_only else rows.num_rows
+        if cut:
+            self._submit(rows.slice(0, cut))  # write_table cuts it into whole row groups
+        self._held, self._held_rows = rows.slice(cut).to_batches(), rows.num_rows - cut
+
+    def _submit(self, rows: pa.RecordBatch | pa.Table) -> None:
+        self._pending.append(self._thread.submit(self._write, rows))
         while len(self._pending) > self._QUEUE:
             self._pending.popleft().result()
 
-    def _write(self, batch: pa.RecordBatch) -> None:
+    def _write(self, rows: pa.RecordBatch | pa.Table) -> None:
         if self.format == "jsonl":
-            for row in batch.to_pylist():
+            for row in rows.to_pylist():
                 self._sink.write(json.dumps(row, ensure_ascii=False, default=str))  # type: ignore[union-attr]
                 self._sink.write("\n")  # type: ignore[union-attr]
+        elif self.format == "parquet":
+            self._sink.write_table(rows, row_group_size=PARQUET_ROW_GROUP_ROWS)  # type: ignore[union-attr]
         else:
-            self._sink.write_batch(batch)  # type: ignore[union-attr]
+            self._sink.write(rows)  # type: ignore[union-attr]
 
     def _open(self, schema: pa.Schema) -> None:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "jsonl":
             self._sink = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
         elif self.format == "parquet":
-            self._sink = pq.ParquetWriter(self.tmp, schema)
+            self._sink = pq.ParquetWriter(self.tmp, schema, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES)
         else:
             self._sink = ipc.new_file(str(self.tmp), schema)
 
     def close(self, schema: pa.Schema) -> None:
+        self._flush()
         while self._pending:
             self._pending.popleft().result()
         self._thread.shutdown()

@@ -47,6 +47,7 @@ from skyfilter.io import (
     iter_batches,
     open_sources,
     table_source,
+    take_batch,
     take_rows,
     worker_threads,
 )
@@ -297,17 +298,17 @@ def _needed_columns(sources: list[Source], options: SelectOptions, layout: str |
 
 
 class _Survivors:
-    """The rows of the first pass that passed the row rules, all columns, held while they fit in ``limit`` bytes
-    (then dropped: ``batches`` becomes None)."""
+    """The rows of the first pass that passed the row rules, all columns (read with views, copied compactly
+    with ``schema``), held while they fit in ``limit`` bytes (then dropped: ``batches`` becomes None)."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.nbytes = limit, 0
+    def __init__(self, limit: int, schema: pa.Schema) -> None:
+        self.limit, self.nbytes, self.schema = limit, 0, schema
         self.batches: list[pa.RecordBatch] | None = []
 
     def add(self, batch: pa.RecordBatch, passed: np.ndarray) -> None:
         if self.batches is None:
             return
-        batch = batch.filter(pa.array(passed))
+        batch = take_batch(batch, np.flatnonzero(passed), self.schema)
         self.nbytes += batch.nbytes
         if self.nbytes > self.limit:
             self.batches = None
@@ -336,7 +337,8 @@ def _decide(
         "length_ratio_bounds": (options.min_length_ratio, options.max_length_ratio),
     }
     rm_agreement = options.rm_chosen is not None
-    for s, offset, batch in iter_batches(sources, batch_rows, "scoring", progress, columns):
+    reading = iter_batches(sources, batch_rows, "scoring", progress, columns, views=survivors is not None)
+    for s, offset, batch in reading:
         kwargs = {k: score_values(s, batch, c) for k, c in options.score_columns().items()}
         if options.offset_by is not None:
             values = _field(s, batch, options.offset_by)
@@ -468,11 +470,13 @@ def run_select(
     check_outputs(out, dropped)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes
-    survivors = _Survivors(hold) if options.uses_lengths and out is not None and dropped is None and hold > 0 else None
+    schema = sources[0].schema
+    holds = options.uses_lengths and out is not None and dropped is None and hold > 0
+    survivors = _Survivors(hold, schema) if holds else None
     decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress, survivors)
-    dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
+    dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
     with AtomicWriters({"out": out, "dropped": dropped}) as writers:
-        writers.set_schema("out", sources[0].schema)
+        writers.set_schema("out", schema)
         writers.set_schema("dropped", dropped_schema)
         if survivors is not None and survivors.batches is not None:
             # The rows that passed the row rules are the ones the top fraction ranked: KEPT or TOP now.
@@ -483,12 +487,14 @@ def run_select(
                 at += batch.num_rows
         elif out is not None or dropped is not None:
             at = 0
-            for s, offset, batch in iter_batches(sources, batch_rows, "writing", progress):
+            # Read with views: the text of the rows that go nowhere is never copied.
+            for s, offset, batch in iter_batches(sources, batch_rows, "writing", progress, views=True):
                 keep = decisions.reason[at : at + batch.num_rows] == KEPT
-                writers.write("out", batch.filter(pa.array(keep)))
+                writers.write("out", take_batch(batch, np.flatnonzero(keep), schema))
                 drop = np.flatnonzero(~keep)
                 if len(drop) and "dropped" in writers:
-                    columns = [*batch.take(pa.array(drop)).columns, *_evidence(decisions, s.name, offset, at, drop)]
+                    evidence = _evidence(decisions, s.name, offset, at, drop)
+                    columns = [*take_batch(batch, drop, schema).columns, *evidence]
                     writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
                 at += batch.num_rows
         result = _report(decisions, sources, options)

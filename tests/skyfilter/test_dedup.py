@@ -215,6 +215,29 @@ def test_same_output_for_threads_and_batch_sizes(shared_data, tmp_path):
         assert kept.equals(outputs[0][0]) and dropped.equals(outputs[0][1])
 
 
+def test_parquet_inputs_write_the_rows_of_the_json_input(shared_data, tmp_path):
+    """The writing pass reads parquet string columns as views and copies the rows it writes: the outputs equal
+    those of the same rows read from JSON lines, and string_view columns keep their type."""
+    src = shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"
+    table = read_table(src)
+    views = pa.schema([f.with_type(pa.string_view()) if f.type == pa.string() else f for f in table.schema])
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=700)
+    pq.write_table(table.cast(views), tmp_path / "views.parquet", row_group_size=700)
+    written = {}
+    for name, path in (("json", src), ("plain", tmp_path / "plain.parquet"), ("views", tmp_path / "views.parquet")):
+        out, dropped = tmp_path / f"k-{name}.parquet", tmp_path / f"d-{name}.parquet"
+        run_dedup([str(path), str(path)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
+                  batch_rows=1000, progress=False)  # fmt: skip
+        kept, drops = pq.read_table(out), pq.read_table(dropped)
+        written[name] = (kept, drops.drop_columns(["input_file", "duplicate_of_file"]))
+    kept, drops = written["json"]
+    assert 0 < kept.num_rows < table.num_rows and drops.num_rows > table.num_rows
+    assert written["plain"][0].equals(kept) and written["plain"][1].equals(drops)
+    assert written["views"][0].schema.field("chosen").type == pa.string_view()
+    assert written["views"][0].cast(kept.schema).equals(kept)
+    assert written["views"][1].cast(drops.schema).equals(drops)
+
+
 # -------------------------------------------------------------------------------------------- bad input
 
 

@@ -1,14 +1,16 @@
 """The parquet reader (arrow-rs, row groups in parallel) against pyarrow's: same rows, same types, every
-codec, projections, batch sizes, and a clear error for a damaged file."""
+codec, projections, batch sizes, string columns read as views, and a clear error for a damaged file; and the
+parquet writer's row groups."""
 
 from __future__ import annotations
 
 import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from skyfilter.io import InputError, open_source
+from skyfilter.io import PARQUET_ROW_GROUP_ROWS, AtomicWriters, InputError, open_source, take_batch
 
 
 def sample(rows: int) -> pa.Table:
@@ -70,3 +72,55 @@ def test_damaged_file_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"t\.parquet: not a readable parquet file"):
         for _ in source.batches(1_000):
             pass
+
+
+def test_views_read_the_same_rows_and_take_batch_gives_the_file_types(tmp_path):
+    # The writing passes of select and dedup read string columns as views over the pages and copy only the
+    # rows they write: the rows and types must be those of the plain reader.
+    table = sample(2_500)
+    table = table.append_column("view", pa.array([f"view {i} " * (i % 4) for i in range(2_500)], pa.string_view()))
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    source = open_source(str(path))
+    expected = pq.read_table(path).to_pylist()
+    rng = np.random.default_rng(0)
+    for batch_rows in (333, 65_536):
+        at = 0
+        for batch in source.batches(batch_rows, views=True):
+            assert batch.schema.field("prompt").type == pa.string_view()
+            assert batch.schema.field("big").type == pa.large_string()  # only utf8 columns become views
+            for share in (0.0, 0.3, 1.0):
+                rows = np.flatnonzero(rng.random(batch.num_rows) < share)
+                taken = take_batch(batch, rows, source.schema)
+                assert taken.schema.equals(source.schema)
+                assert taken.to_pylist() == [expected[at + r] for r in rows]
+            at += batch.num_rows
+        assert at == len(expected)
+
+
+def test_invalid_utf8_read_with_views_is_a_clear_error(tmp_path):
+    offsets = pa.py_buffer(np.array([0, 2, 4, 6], np.int32))
+    bad = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okok\xff\xfe")])
+    pq.write_table(pa.table({"n": [1, 2, 3], "text": bad}), tmp_path / "bad.parquet")
+    source = open_source(str(tmp_path / "bad.parquet"))
+    with pytest.raises(InputError, match=r"bad.parquet, column text: row 2: text is not valid UTF-8"):
+        list(source.batches(2, views=True))
+
+
+def test_parquet_outputs_are_written_in_whole_row_groups(tmp_path):
+    # Small kept batches (a 10% selection) still make row groups of PARQUET_ROW_GROUP_ROWS rows.
+    schema = pa.schema([("n", pa.int64()), ("text", pa.string())])
+    target = tmp_path / "out.parquet"
+    with AtomicWriters({"out": target}) as writers:
+        writers.set_schema("out", schema)
+        for start in range(0, 150_000, 7_000):
+            n = np.arange(start, min(start + 7_000, 150_000))
+            text = pa.array([f"prompt {i % 50}" for i in n])  # repeated texts: dictionary encoded
+            writers.write("out", pa.RecordBatch.from_arrays([pa.array(n), text], schema=schema))
+    meta = pq.ParquetFile(target).metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sizes[:-1] == [PARQUET_ROW_GROUP_ROWS] * (len(sizes) - 1) and sum(sizes) == 150_000, sizes
+    assert "RLE_DICTIONARY" in meta.row_group(0).column(1).encodings
+    written = pq.read_table(target)
+    assert written["n"].to_pylist() == list(range(150_000))
+    assert written["text"].to_pylist() == [f"prompt {i % 50}" for i in range(150_000)]

@@ -364,6 +364,27 @@ def test_held_survivors_write_the_same_rows(tmp_path, magpie_100k, monkeypatch):
     assert outputs[1 << 40][0].equals(kept) and outputs[200_000][0].equals(kept)
 
 
+def test_string_view_columns_of_a_parquet_file_keep_their_type(tmp_path, magpie_100k):
+    """String columns typed string_view in the file (pyarrow has no filter or take for them) are written back
+    as string_view, with the rows of the same file typed string."""
+    table = magpie_100k.slice(0, 5_000)
+    views = pa.schema([f.with_type(pa.string_view()) if f.type == pa.string() else f for f in table.schema])
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=1_500)
+    pq.write_table(table.cast(views), tmp_path / "views.parquet", row_group_size=1_500)
+    options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", **RECIPE)
+    written = {}
+    for name in ("plain", "views"):
+        out, dropped = tmp_path / f"k-{name}.parquet", tmp_path / f"d-{name}.parquet"
+        run_select([str(tmp_path / f"{name}.parquet")], options, out=str(out), dropped=str(dropped), progress=False)
+        written[name] = (pq.read_table(out), pq.read_table(dropped))
+    (kept, dropped), (kept_views, dropped_views) = written["plain"], written["views"]
+    assert 0 < kept.num_rows < 5_000 and kept.num_rows + dropped.num_rows == 5_000
+    assert kept_views.schema.field("prompt").type == pa.string_view()
+    assert kept_views.cast(kept.schema).equals(kept)
+    other = [c for c in dropped.column_names if c != "input_file"]  # the file names differ
+    assert dropped_views.cast(dropped.schema).select(other).equals(dropped.select(other))
+
+
 # ------------------------------------------------------------------------------------------ command line
 
 

@@ -40,6 +40,8 @@ pub enum Error {
     InvalidSelect(String),
     /// A parquet file that cannot be read.
     Parquet(String),
+    /// More text than one utf8 array holds (2 GiB).
+    TextTooLarge(usize),
 }
 
 impl fmt::Display for Error {
@@ -56,6 +58,7 @@ impl fmt::Display for Error {
             Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
             Error::InvalidMinHash(e) | Error::InvalidSelect(e) | Error::Parquet(e) => write!(f, "{e}"),
+            Error::TextTooLarge(bytes) => write!(f, "{bytes} bytes of text, more than one utf8 array holds"),
         }
     }
 }

@@ -3,8 +3,10 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
@@ -26,9 +28,32 @@ pub struct ParquetRows {
 
 impl ParquetRows {
     /// Reads the footer; `columns` are top-level column names (all when `None`), `threads` 0 means all cores.
-    pub fn open(path: &Path, columns: Option<&[String]>, batch_rows: usize, threads: usize) -> Result<Self, Error> {
+    /// With `views`, top-level utf8 columns are decoded as string_view columns whose values stay in the
+    /// decompressed pages: no copy of the text, for a reader that keeps only some rows (see
+    /// [`crate::views::copy_rows`]).
+    pub fn open(
+        path: &Path,
+        columns: Option<&[String]>,
+        batch_rows: usize,
+        threads: usize,
+        views: bool,
+    ) -> Result<Self, Error> {
         let file = File::open(path).map_err(parquet_error)?;
-        let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(parquet_error)?;
+        let mut metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(parquet_error)?;
+        if views {
+            let schema = metadata.schema();
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+            let options = ArrowReaderOptions::new().with_schema(hint);
+            metadata = ArrowReaderMetadata::try_new(metadata.metadata().clone(), options).map_err(parquet_error)?;
+        }
         let projection = match columns {
             None => ProjectionMask::all(),
             Some(names) => {
@@ -89,5 +114,51 @@ impl ParquetRows {
             .map_err(parquet_error)?
             .map(|batch| batch.map_err(parquet_error))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use parquet::arrow::ArrowWriter;
+
+    #[test]
+    fn views_read_the_same_text_as_strings() {
+        let path = std::env::temp_dir().join(format!("skyfilter-views-{}.parquet", std::process::id()));
+        let texts: Vec<Option<String>> = (0..3000)
+            .map(|i| (i % 11 != 4).then(|| format!("row {i} {}", "long enough to leave the view ".repeat(i % 3))))
+            .collect();
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from_iter_values(0..3000)) as ArrayRef),
+            ("text", Arc::new(StringArray::from(texts.clone())) as ArrayRef),
+        ])
+        .unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        for start in (0..3000).step_by(1000) {
+            writer.write(&batch.slice(start, 1000)).unwrap();
+            writer.flush().unwrap(); // a row group per slice
+        }
+        writer.close().unwrap();
+
+        for views in [false, true] {
+            let rows = ParquetRows::open(&path, None, 700, 2, views).unwrap();
+            assert_eq!(rows.num_row_groups(), 3);
+            let batches = rows.read(0..rows.num_row_groups()).unwrap();
+            let mut read = Vec::new();
+            for b in &batches {
+                let column = b.column(1);
+                if views {
+                    assert_eq!(column.data_type(), &DataType::Utf8View);
+                    read.extend(column.as_string_view().iter().map(|t| t.map(str::to_owned)));
+                } else {
+                    assert_eq!(column.data_type(), &DataType::Utf8);
+                    read.extend(column.as_string::<i32>().iter().map(|t| t.map(str::to_owned)));
+                }
+            }
+            assert_eq!(read, texts, "views {views}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -2,8 +2,10 @@
 //! written, so taking rows costs the same whatever the length of the texts.
 
 use arrow_array::builder::make_view;
-use arrow_array::{Array, GenericStringArray, OffsetSizeTrait, StringViewArray};
-use arrow_buffer::{Buffer, NullBuffer, ScalarBuffer};
+use arrow_array::{Array, GenericStringArray, OffsetSizeTrait, StringArray, StringViewArray};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+
+use crate::Error;
 
 /// Views address their bytes with a u32 offset, so a data buffer is shared as overlapping blocks: block `k`
 /// starts at `k * BLOCK_STEP` and is up to `2 * BLOCK_STEP` long, which holds every value that starts in its
@@ -47,6 +49,37 @@ pub fn take_views(a: &StringViewArray, rows: &[usize]) -> StringViewArray {
     let nulls = nulls_at(a.nulls(), rows);
     // SAFETY: the views are the input's own, over the same buffers.
     unsafe { StringViewArray::new_unchecked(views, a.data_buffers().to_vec(), nulls) }
+}
+
+/// Rows `rows` (each below `a.len()`) of a string_view array copied into a compact utf8 array: one copy of
+/// the kept text, for the writer of a file. Fails if the rows hold 2 GiB of text or more.
+pub fn copy_rows(a: &StringViewArray, rows: &[usize]) -> Result<StringArray, Error> {
+    let total: usize = rows
+        .iter()
+        .map(|&r| if a.is_null(r) { 0 } else { a.value(r).len() })
+        .sum();
+    if i32::try_from(total).is_err() {
+        return Err(Error::TextTooLarge(total));
+    }
+    let mut values = Vec::with_capacity(total);
+    let mut offsets = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0i32);
+    for &r in rows {
+        if !a.is_null(r) {
+            values.extend_from_slice(a.value(r).as_bytes());
+        }
+        offsets.push(values.len() as i32);
+    }
+    let nulls = nulls_at(a.nulls(), rows);
+    // SAFETY: the offsets start at 0, never decrease and end at `values.len()` (which fits an i32, checked
+    // above); each value is a whole value of a valid string_view array; the null buffer has one bit per row.
+    Ok(unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(offsets.into()),
+            Buffer::from_vec(values),
+            nulls,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -93,5 +126,23 @@ mod tests {
         let v = string_views(&sliced, &[2, 1, 0], 24);
         v.to_data().validate_full().unwrap();
         assert_eq!(values(&v), vec![Some("x"), Some("third value, also long"), None]);
+    }
+
+    #[test]
+    fn copied_rows_equal_the_rows_in_a_compact_utf8_array() {
+        let texts: Vec<Option<String>> = (0..50)
+            .map(|i| (i % 6 != 2).then(|| "view text beyond twelve bytes ".repeat(i % 4) + &i.to_string()))
+            .collect();
+        let v = StringViewArray::from(texts.clone());
+        let rows = [0, 2, 3, 7, 7, 49, 1];
+        let copied = copy_rows(&v, &rows).unwrap();
+        copied.to_data().validate_full().unwrap();
+        let expected: Vec<Option<&str>> = rows.iter().map(|&r| texts[r].as_deref()).collect();
+        assert_eq!(copied.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(
+            copied.values().len(),
+            expected.iter().map(|t| t.map_or(0, str::len)).sum::<usize>()
+        );
+        assert_eq!(copy_rows(&v, &[]).unwrap().len(), 0);
     }
 }

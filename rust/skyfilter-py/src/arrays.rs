@@ -10,18 +10,14 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 use skyfilter_core::views;
 
-use crate::error::SkyfilterError;
+use crate::error::{to_py, SkyfilterError};
 
 /// `array` as a pyarrow array (through the C data interface, no copy).
 pub fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
     Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
 }
 
-/// The rows `rows` of a string array (utf8, large_utf8 or string_view) as a string_view array whose views
-/// point into the input's data buffers: 16 bytes a row are written, the text is shared, not copied.
-#[pyfunction]
-pub fn string_views(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
-    let a = array.array();
+fn row_numbers(rows: &PyArray, len: usize) -> PyResult<Vec<usize>> {
     let rows = match rows.array().data_type() {
         DataType::UInt64 if rows.array().null_count() == 0 => rows.array().as_primitive::<UInt64Type>().clone(),
         other => {
@@ -31,12 +27,38 @@ pub fn string_views(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<P
         }
     };
     let rows: Vec<usize> = rows.values().iter().map(|&r| r as usize).collect();
-    if let Some(&r) = rows.iter().find(|&&r| r >= a.len()) {
+    if let Some(&r) = rows.iter().find(|&&r| r >= len) {
         return Err(SkyfilterError::new_err(format!(
-            "row {r} is out of range for an array of {} rows",
-            a.len()
+            "row {r} is out of range for an array of {len} rows"
         )));
     }
+    Ok(rows)
+}
+
+/// The rows `rows` of a string_view array copied into a compact utf8 array (the kept rows of a batch read
+/// with views, for a writer).
+#[pyfunction]
+pub fn string_rows(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
+    let a = array.array();
+    let rows = row_numbers(&rows, a.len())?;
+    let DataType::Utf8View = a.data_type() else {
+        return Err(SkyfilterError::new_err(format!(
+            "string_rows needs a string_view array, got {}",
+            a.data_type()
+        )));
+    };
+    let copied = py
+        .detach(|| views::copy_rows(a.as_string_view(), &rows))
+        .map_err(to_py)?;
+    to_pyarrow(py, Arc::new(copied))
+}
+
+/// The rows `rows` of a string array (utf8, large_utf8 or string_view) as a string_view array whose views
+/// point into the input's data buffers: 16 bytes a row are written, the text is shared, not copied.
+#[pyfunction]
+pub fn string_views(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
+    let a = array.array();
+    let rows = row_numbers(&rows, a.len())?;
     let taken = py.detach(|| match a.data_type() {
         DataType::Utf8 => Some(views::string_views(a.as_string::<i32>(), &rows, views::BLOCK_STEP)),
         DataType::LargeUtf8 => Some(views::string_views(a.as_string::<i64>(), &rows, views::BLOCK_STEP)),

@@ -29,5 +29,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<select::GroupIds>()?;
     m.add_class::<parquet::ParquetBatches>()?;
     m.add_function(wrap_pyfunction!(arrays::string_views, m)?)?;
+    m.add_function(wrap_pyfunction!(arrays::string_rows, m)?)?;
     Ok(())
 }

@@ -2,40 +2,63 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
 use pyo3::prelude::*;
 use pyo3_arrow::PyRecordBatch;
 use skyfilter_core::parquet::ParquetRows;
+use skyfilter_core::Error;
 
-use crate::error::to_py;
+use crate::error::{to_py, SkyfilterError};
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
-/// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores).
+/// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores),
+/// the next few while Python works on the batches of the last. With `views`, top-level utf8 columns come back as string_view columns over the decompressed pages (no copy
+/// of the text; `string_rows` copies the rows a writer keeps).
 #[pyclass(module = "skyfilter._core")]
 pub struct ParquetBatches {
-    rows: ParquetRows,
+    rows: Arc<ParquetRows>,
     next_group: usize,
+    /// The next window of row groups, decoding on a background thread while Python works on `ready`.
+    pending: Option<JoinHandle<Result<Vec<RecordBatch>, Error>>>,
     ready: VecDeque<RecordBatch>,
+}
+
+impl ParquetBatches {
+    /// Starts decoding the next window of row groups, if any is left.
+    fn prefetch(&mut self) {
+        let total = self.rows.num_row_groups();
+        if self.pending.is_some() || self.next_group >= total {
+            return;
+        }
+        let end = (self.next_group + self.rows.window()).min(total);
+        let (rows, groups) = (Arc::clone(&self.rows), self.next_group..end);
+        self.pending = Some(std::thread::spawn(move || rows.read(groups)));
+        self.next_group = end;
+    }
 }
 
 #[pymethods]
 impl ParquetBatches {
     #[new]
-    #[pyo3(signature = (path, columns = None, *, batch_rows = 65_536, threads = 0))]
+    #[pyo3(signature = (path, columns = None, *, batch_rows = 65_536, threads = 0, views = false))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         columns: Option<Vec<String>>,
         batch_rows: usize,
         threads: usize,
+        views: bool,
     ) -> PyResult<Self> {
         let rows = py
-            .detach(|| ParquetRows::open(&path, columns.as_deref(), batch_rows, threads))
+            .detach(|| ParquetRows::open(&path, columns.as_deref(), batch_rows, threads, views))
             .map_err(to_py)?;
         Ok(Self {
-            rows,
+            rows: Arc::new(rows),
             next_group: 0,
+            pending: None,
             ready: VecDeque::new(),
         })
     }
@@ -45,12 +68,17 @@ impl ParquetBatches {
     }
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        while self.ready.is_empty() && self.next_group < self.rows.num_row_groups() {
-            let end = (self.next_group + self.rows.window()).min(self.rows.num_row_groups());
-            let (rows, groups) = (&self.rows, self.next_group..end);
-            let batches = py.detach(|| rows.read(groups)).map_err(to_py)?;
+        while self.ready.is_empty() {
+            self.prefetch();
+            let Some(pending) = self.pending.take() else {
+                break;
+            };
+            let batches = py
+                .detach(|| pending.join())
+                .map_err(|_| SkyfilterError::new_err("the parquet decoder thread panicked"))?
+                .map_err(to_py)?;
             self.ready.extend(batches);
-            self.next_group = end;
+            self.prefetch();
         }
         self.ready
             .pop_front()
