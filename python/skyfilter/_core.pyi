@@ -81,12 +81,9 @@ def row_reasons(
     rejected: Any | None = None,
     rm_chosen: Any | None = None,
     rm_rejected: Any | None = None,
-    chosen_chars: Any | None = None,
-    rejected_chars: Any | None = None,
     chosen_bounds: tuple[float | None, float | None] | None = None,
     rejected_bounds: tuple[float | None, float | None] | None = None,
     margin_bounds: tuple[float | None, float | None] | None = None,
-    length_ratio_bounds: tuple[float | None, float | None] | None = None,
     rm_agreement: bool = False,
 ) -> tuple[pa.UInt8Array, pa.DoubleArray | None]:
     """The code (index into ``SELECT_REASONS``) of every row under the row rules, and ``score + offset``."""
@@ -94,8 +91,18 @@ def row_reasons(
 def top_fraction(reasons: Any, scores: Any, groups: Any, fractions: list[float], *, threads: int = 0) -> pa.UInt8Array:
     """``reasons`` with kept rows outside the best ``ceil(f * n)`` of their group set to ``top_fraction``."""
 
-def char_counts(texts: Any, bounds: Any | None = None, *, only: Any | None = None, threads: int = 0) -> pa.UInt64Array:
-    """Characters of each row's texts (bytes that start a UTF-8 sequence); rows that ``only`` leaves out count 0."""
+def length_ratio_fails(
+    chosen: Any,
+    rejected: Any,
+    *,
+    chosen_bounds: Any | None = None,
+    rejected_bounds: Any | None = None,
+    only: Any | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    threads: int = 0,
+) -> pa.BooleanArray:
+    """Per row: the chosen / rejected character ratio falls outside ``(min, max)``; rows ``only`` leaves out: False."""
 
 def string_views(array: Any, rows: Any) -> pa.StringViewArray:
     """Rows ``rows`` (uint64) of a string array as string_view values pointing into its buffers."""

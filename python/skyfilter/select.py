@@ -58,6 +58,7 @@ __all__ = ["SelectOptions", "SelectReport", "Selection", "REASONS", "ADDED_COLUM
 #: Row codes of the Rust kernel, in order of precedence; ``kept`` is code 0.
 REASONS: tuple[str, ...] = tuple(_core.SELECT_REASONS)
 KEPT, MISSING, TOP = 0, REASONS.index("missing_score"), REASONS.index("top_fraction")
+LENGTH_RATIO = REASONS.index("length_ratio")
 
 #: Columns added to the dropped rows.
 ADDED_COLUMNS = ("input_file", "input_row", "reason", "adjusted_score")
@@ -254,21 +255,25 @@ def _offsets(
     return pa.array(table[codes])
 
 
-def _char_counts(source: Source, batch: pa.RecordBatch, layout: str | None, only: np.ndarray | None, threads: int):
-    """Characters of the chosen and of the rejected answer turns of every row (of the rows ``only`` flags; the
-    others count 0)."""
+def _length_ratio_fails(
+    source: Source, batch: pa.RecordBatch, layout: str | None, only: np.ndarray, options: SelectOptions, threads: int
+) -> np.ndarray:
+    """Per row: whether the characters of the chosen answer turns over those of the rejected ones fall outside
+    the length-ratio bounds (only for the rows ``only`` flags; the others are False)."""
     try:
         found = resolve_layout(batch.schema, layout, source.name)
-        # Plain string answers are their own single turn: count them where they are.
+        # Plain string answers are their own single turn: read them where they are.
         pairs = None if found.name == "plain" else to_pairs(batch, source=source.name, layout=layout)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
-    counts = []
+    answers = {}
     for column, input_column in zip(("chosen", "rejected"), found.columns[1:], strict=True):
         texts, bounds = (batch.column(input_column), None) if pairs is None else turn_texts(pairs, [column])
-        flags = None if only is None else pa.array(only)
-        counts.append(_core.char_counts(texts, bounds, only=flags, threads=threads))
-    return counts
+        answers[column], answers[f"{column}_bounds"] = texts, bounds
+    fails = _core.length_ratio_fails(
+        **answers, only=pa.array(only), min=options.min_length_ratio, max=options.max_length_ratio, threads=threads
+    )
+    return fails.to_numpy(zero_copy_only=False)
 
 
 # ------------------------------------------------------------------------------------------ decisions
@@ -334,7 +339,6 @@ def _decide(
         "chosen_bounds": (options.min_chosen, options.max_chosen),
         "rejected_bounds": (options.min_rejected, options.max_rejected),
         "margin_bounds": (options.min_margin, options.max_margin),
-        "length_ratio_bounds": (options.min_length_ratio, options.max_length_ratio),
     }
     rm_agreement = options.rm_chosen is not None
     reading = iter_batches(sources, batch_rows, "scoring", progress, columns, views=survivors is not None)
@@ -343,15 +347,10 @@ def _decide(
         if options.offset_by is not None:
             values = _field(s, batch, options.offset_by)
             kwargs["offset"] = _offsets(s, values, offset, options, offset_ids, threads)
-        if options.uses_lengths:
-            only = None
-            if kwargs:  # the rules before the length ratio read scores: count only the rows that pass them
-                early = {k: v for k, v in bounds.items() if k != "length_ratio_bounds"}
-                codes, _ = _core.row_reasons(batch.num_rows, **kwargs, **early, rm_agreement=rm_agreement)
-                only = codes.to_numpy() == KEPT
-            kwargs["chosen_chars"], kwargs["rejected_chars"] = _char_counts(s, batch, layout, only, threads)
         codes, scores = _core.row_reasons(batch.num_rows, **kwargs, **bounds, rm_agreement=rm_agreement)
-        codes = codes.to_numpy()
+        codes = codes.to_numpy(zero_copy_only=False, writable=True)
+        if options.uses_lengths:  # the last rule: read only for the rows that pass the others
+            codes[_length_ratio_fails(s, batch, layout, codes == KEPT, options, threads)] = LENGTH_RATIO
         if options.missing == "error" and (codes == MISSING).any():
             row = int(np.flatnonzero(codes == MISSING)[0])
             column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))

@@ -61,8 +61,6 @@ pub struct RowRules {
     pub rejected: Bounds,
     /// Bounds on chosen score minus rejected score.
     pub margin: Bounds,
-    /// Bounds on the chosen answer's length over the rejected answer's length, in characters.
-    pub length_ratio: Bounds,
     /// Keep only rows where the reward model scores the chosen answer strictly above the rejected one.
     pub rm_agreement: bool,
 }
@@ -78,8 +76,6 @@ pub struct RowValues<'a> {
     pub rejected: Option<&'a [f64]>,
     pub rm_chosen: Option<&'a [f64]>,
     pub rm_rejected: Option<&'a [f64]>,
-    pub chosen_chars: Option<&'a [u64]>,
-    pub rejected_chars: Option<&'a [u64]>,
 }
 
 /// `chosen / rejected` lengths; 1 when both are empty, infinite when only the rejected answer is.
@@ -114,14 +110,6 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
     } else {
         None
     };
-    let lengths = if rules.length_ratio.is_active() {
-        Some((
-            need(values.chosen_chars, "chosen length", rows)?,
-            need(values.rejected_chars, "rejected length", rows)?,
-        ))
-    } else {
-        None
-    };
     let rm = if rules.rm_agreement {
         Some((
             need(values.rm_chosen, "reward-model chosen score", rows)?,
@@ -143,11 +131,6 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
     };
     // One branch-free pass per rule, from the lowest precedence to the highest: the last rule to mark a row
     // is the first it fails.
-    if let Some((a, b)) = lengths {
-        mark(&mut reasons, LENGTH_RATIO, |r| {
-            !rules.length_ratio.holds(length_ratio(a[r], b[r]))
-        });
-    }
     if let Some((a, b)) = rm {
         mark(&mut reasons, RM_AGREEMENT, |r| a[r] <= b[r]);
     }
@@ -423,17 +406,62 @@ impl Sketch {
     }
 }
 
-/// Characters of each row's texts (row `r` = `texts[bounds[r]..bounds[r + 1]]`, or text `r` without bounds),
-/// counted as the bytes that start a UTF-8 sequence: the number of Unicode scalar values for valid UTF-8, and
-/// defined for any bytes, so that no validation pass is needed. Null texts count 0, and so do the rows that
-/// `only` (one flag per row) leaves out: their texts are not read.
-pub fn char_counts<R: ByteRows + ?Sized>(
-    texts: &R,
-    bounds: Option<&[usize]>,
+/// One answer of every row: text `r`, or with bounds the texts `bounds[r]..bounds[r + 1]` (its turns).
+pub struct Answers<'a, R: ByteRows + ?Sized> {
+    pub texts: &'a R,
+    pub bounds: Option<&'a [usize]>,
+}
+
+impl<R: ByteRows + ?Sized> Answers<'_, R> {
+    fn rows(&self) -> usize {
+        self.bounds.map_or(self.texts.len(), |b| b.len().saturating_sub(1))
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.bounds
+            .map_or(Ok(()), |b| crate::rows::check_bounds(self.texts.len(), b))
+    }
+
+    fn texts(&self, r: usize) -> Range<usize> {
+        self.bounds.map_or(r..r + 1, |b| b[r]..b[r + 1])
+    }
+
+    /// Row `r`'s characters, counted as the bytes that start a UTF-8 sequence: the number of Unicode scalar
+    /// values for valid UTF-8, and defined for any bytes, so that no validation pass is needed (null: 0).
+    fn chars(&self, r: usize) -> u64 {
+        self.texts(r).map(|t| self.texts.row(t).map_or(0, utf8_chars)).sum()
+    }
+
+    /// Row `r`'s bytes: an upper bound on its characters, and a quarter of it (rounded up) a lower bound.
+    fn bytes(&self, r: usize) -> u64 {
+        self.texts(r)
+            .map(|t| self.texts.row(t).map_or(0, |b| b.len() as u64))
+            .sum()
+    }
+}
+
+/// For each row, whether the ratio of its chosen answer's characters to its rejected answer's
+/// ([`length_ratio`]) falls outside `bounds`; rows that `only` (one flag per row) leaves out are `false` and
+/// their texts are not read. The chosen answer's characters are counted only when its byte count cannot settle
+/// the rule: a character has 1 to 4 bytes and the ratio grows with the chosen length, so a ratio that holds
+/// both at the byte count and at a quarter of it holds at the character count (most rows: the counting reads
+/// the rejected answers, not both).
+pub fn length_ratio_fails<R: ByteRows + ?Sized>(
+    chosen: &Answers<'_, R>,
+    rejected: &Answers<'_, R>,
     only: Option<&[bool]>,
+    bounds: Bounds,
     threads: usize,
-) -> Result<Vec<u64>, Error> {
-    let rows = bounds.map_or(texts.len(), |b| b.len().saturating_sub(1));
+) -> Result<Vec<bool>, Error> {
+    chosen.check()?;
+    rejected.check()?;
+    let rows = chosen.rows();
+    if rejected.rows() != rows {
+        return Err(Error::InvalidSelect(format!(
+            "{rows} chosen answers for {} rejected ones",
+            rejected.rows()
+        )));
+    }
     if let Some(only) = only {
         if only.len() != rows {
             return Err(Error::InvalidSelect(format!(
@@ -442,21 +470,16 @@ pub fn char_counts<R: ByteRows + ?Sized>(
             )));
         }
     }
-    let wanted = |r: usize| only.is_none_or(|o| o[r]);
-    let count = |t: usize| texts.row(t).map_or(0, utf8_chars);
-    match bounds {
-        None => map_rows(rows, threads, |_: &mut (), r| if wanted(r) { count(r) } else { 0 }),
-        Some(bounds) => {
-            crate::rows::check_bounds(texts.len(), bounds)?;
-            map_rows(rows, threads, |_: &mut (), r| {
-                if wanted(r) {
-                    (bounds[r]..bounds[r + 1]).map(count).sum()
-                } else {
-                    0
-                }
-            })
+    map_rows(rows, threads, |_: &mut (), r| {
+        if !only.is_none_or(|o| o[r]) {
+            return false;
         }
-    }
+        let rejected = rejected.chars(r);
+        let most = chosen.bytes(r);
+        let settled =
+            bounds.holds(length_ratio(most, rejected)) && bounds.holds(length_ratio(most.div_ceil(4), rejected));
+        !settled && !bounds.holds(length_ratio(chosen.chars(r), rejected))
+    })
 }
 
 /// Bytes of `text` that start a UTF-8 sequence (are not `0b10xx_xxxx`), counted 64 at a time into a byte-wide
@@ -526,13 +549,13 @@ mod tests {
     fn row_rules_follow_precedence() {
         let chosen = [5.0, f64::NAN, 1.0, 5.0, 5.0, 5.0];
         let rejected = [1.0, 1.0, 0.0, 9.0, 4.5, 1.0];
-        let chars_c = [10, 10, 10, 10, 10, 100];
-        let chars_r = [10, 10, 10, 10, 10, 10];
+        let rm_chosen = [1.0, 1.0, 1.0, 1.0, 1.0, 0.5];
+        let rm_rejected = [0.0, 0.0, 0.0, 0.0, 0.0, 0.5];
         let values = RowValues {
             chosen: Some(&chosen),
             rejected: Some(&rejected),
-            chosen_chars: Some(&chars_c),
-            rejected_chars: Some(&chars_r),
+            rm_chosen: Some(&rm_chosen),
+            rm_rejected: Some(&rm_rejected),
             ..Default::default()
         };
         let rules = RowRules {
@@ -548,16 +571,12 @@ mod tests {
                 min: Some(1.0),
                 max: None,
             },
-            length_ratio: Bounds {
-                min: None,
-                max: Some(2.0),
-            },
-            rm_agreement: false,
+            rm_agreement: true,
         };
         let (reasons, adjusted) = row_reasons(&values, &rules, 6).unwrap();
         assert_eq!(
             reasons,
-            [KEPT, MISSING, CHOSEN_SCORE, REJECTED_SCORE, MARGIN, LENGTH_RATIO]
+            [KEPT, MISSING, CHOSEN_SCORE, REJECTED_SCORE, MARGIN, RM_AGREEMENT]
         );
         assert!(adjusted.is_empty());
         assert!(row_reasons(&RowValues::default(), &rules, 6).is_err());
@@ -631,21 +650,23 @@ mod tests {
             Some(b"ab".as_slice()),
             Some(b"".as_slice()),
         ];
-        assert_eq!(
-            char_counts(&texts[..], Some(&[0, 2, 3, 4]), None, 1).unwrap(),
-            [5, 2, 0]
-        );
-        assert_eq!(char_counts(&texts[..], None, None, 2).unwrap(), [5, 0, 2, 0]);
-        let only = [false, true, true];
-        assert_eq!(
-            char_counts(&texts[..], Some(&[0, 2, 3, 4]), Some(&only), 2).unwrap(),
-            [0, 2, 0]
-        );
-        assert_eq!(
-            char_counts(&texts[..], None, Some(&[true, true, false, true]), 1).unwrap(),
-            [5, 0, 0, 0]
-        );
-        assert!(char_counts(&texts[..], None, Some(&only), 1).is_err());
+        let turns = Answers {
+            texts: &texts[..],
+            bounds: Some(&[0, 2, 3, 4]),
+        };
+        assert_eq!((0..3).map(|r| turns.chars(r)).collect::<Vec<_>>(), [5, 2, 0]);
+        assert_eq!((0..3).map(|r| turns.bytes(r)).collect::<Vec<_>>(), [6, 2, 0]);
+        let plain = Answers {
+            texts: &texts[..],
+            bounds: None,
+        };
+        assert_eq!((0..4).map(|r| plain.chars(r)).collect::<Vec<_>>(), [5, 0, 2, 0]);
+        assert!(Answers {
+            texts: &texts[..],
+            bounds: Some(&[0, 5])
+        }
+        .check()
+        .is_err());
         let means = segment_means(&[1.0, 2.0, 3.0, f64::NAN], &[0, 3, 3, 4]).unwrap();
         assert_eq!(means[0], 2.0);
         assert!(means[1].is_nan() && means[2].is_nan());
@@ -653,5 +674,98 @@ mod tests {
         let long = "añ€😀x".repeat(40);
         assert_eq!(utf8_chars(long.as_bytes()), long.chars().count() as u64);
         assert!(length_ratio(3, 0).is_infinite());
+    }
+
+    /// The reference: both answers' characters counted, then the rule.
+    fn reference(chosen: &[&str], rejected: &[&str], bounds: Bounds) -> Vec<bool> {
+        let chars = |t: &str| t.chars().count() as u64;
+        (0..chosen.len())
+            .map(|r| !bounds.holds(length_ratio(chars(chosen[r]), chars(rejected[r]))))
+            .collect()
+    }
+
+    #[test]
+    fn length_ratio_fails_equals_counting_both_answers() {
+        // ASCII, 2-, 3- and 4-byte characters, empty answers, ratios on both sides of the bounds.
+        let pieces = ["a", "é", "€", "😀", "ab c", ""];
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let mut answer = || (0..next(12)).map(|_| pieces[next(6) as usize]).collect::<String>();
+        let chosen: Vec<String> = (0..3000).map(|_| answer()).collect();
+        let rejected: Vec<String> = (0..3000).map(|_| answer()).collect();
+        fn as_rows(t: &[String]) -> Vec<Option<&[u8]>> {
+            t.iter().map(|s| Some(s.as_bytes())).collect()
+        }
+        let (c_rows, r_rows) = (as_rows(&chosen), as_rows(&rejected));
+        let c: Vec<&str> = chosen.iter().map(String::as_str).collect();
+        let j: Vec<&str> = rejected.iter().map(String::as_str).collect();
+        let only: Vec<bool> = (0..3000).map(|r| r % 5 != 0).collect();
+        for bounds in [
+            Bounds {
+                min: None,
+                max: Some(3.0),
+            },
+            Bounds {
+                min: Some(0.5),
+                max: Some(2.0),
+            },
+            Bounds {
+                min: Some(1.0),
+                max: None,
+            },
+            Bounds {
+                min: Some(1.0),
+                max: Some(1.0),
+            },
+        ] {
+            let expected = reference(&c, &j, bounds);
+            for threads in [1, 2] {
+                let (a, b) = (
+                    Answers {
+                        texts: &c_rows[..],
+                        bounds: None,
+                    },
+                    Answers {
+                        texts: &r_rows[..],
+                        bounds: None,
+                    },
+                );
+                assert_eq!(
+                    length_ratio_fails(&a, &b, None, bounds, threads).unwrap(),
+                    expected,
+                    "{bounds:?}"
+                );
+                let flagged = length_ratio_fails(&a, &b, Some(&only), bounds, threads).unwrap();
+                let want: Vec<bool> = expected.iter().zip(&only).map(|(&e, &o)| e && o).collect();
+                assert_eq!(flagged, want);
+            }
+            // The same answers as one-text turns.
+            let one: Vec<usize> = (0..=3000).collect();
+            let (a, b) = (
+                Answers {
+                    texts: &c_rows[..],
+                    bounds: Some(&one),
+                },
+                Answers {
+                    texts: &r_rows[..],
+                    bounds: Some(&one),
+                },
+            );
+            assert_eq!(length_ratio_fails(&a, &b, None, bounds, 2).unwrap(), expected);
+        }
+        let short = Answers {
+            texts: &c_rows[..10],
+            bounds: None,
+        };
+        let all = Answers {
+            texts: &r_rows[..],
+            bounds: None,
+        };
+        assert!(length_ratio_fails(&short, &all, None, Bounds::default(), 1).is_err());
     }
 }

@@ -24,7 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SELECT_REASONS", skyfilter_core::select::REASONS.to_vec())?;
     m.add_function(wrap_pyfunction!(select::row_reasons, m)?)?;
     m.add_function(wrap_pyfunction!(select::top_fraction, m)?)?;
-    m.add_function(wrap_pyfunction!(select::char_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(select::length_ratio_fails, m)?)?;
     m.add_function(wrap_pyfunction!(select::segment_means, m)?)?;
     m.add_class::<select::GroupIds>()?;
     m.add_class::<parquet::ParquetBatches>()?;

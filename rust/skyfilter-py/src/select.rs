@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt32Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, Float64Array, UInt32Array, UInt64Array, UInt8Array};
+use arrow_array::types::{Float64Type, UInt32Type, UInt8Type};
+use arrow_array::{Array, BooleanArray, Float64Array, UInt32Array, UInt8Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
@@ -35,28 +35,19 @@ fn optional_floats<'a>(array: &'a Option<PyArray>, what: &str) -> PyResult<Optio
     array.as_ref().map(|a| floats(a, what)).transpose()
 }
 
-fn counts<'a>(array: &'a PyArray, what: &str) -> PyResult<&'a [u64]> {
-    match array.array().data_type() {
-        DataType::UInt64 if array.array().null_count() == 0 => Ok(array.array().as_primitive::<UInt64Type>().values()),
-        other => Err(SkyfilterError::new_err(format!(
-            "{what} must be a non-null uint64 array, got {other}"
-        ))),
-    }
-}
-
 fn bounds(pair: Option<(Option<f64>, Option<f64>)>) -> select::Bounds {
     let (min, max) = pair.unwrap_or((None, None));
     select::Bounds { min, max }
 }
 
 /// The code (index into `SELECT_REASONS`) of every row under the row-local rules, and the adjusted score
-/// `score + offset` (None without a score). Columns are float64 (nulls count as missing) except the character
-/// counts (uint64); bounds are `(min, max)` pairs, either side None.
+/// `score + offset` (None without a score). Columns are float64 (nulls count as missing); bounds are
+/// `(min, max)` pairs, either side None. The length ratio is [`length_ratio_fails`], applied to the rows that
+/// pass these rules.
 #[pyfunction]
 #[pyo3(signature = (
     rows, *, score = None, offset = None, chosen = None, rejected = None, rm_chosen = None, rm_rejected = None,
-    chosen_chars = None, rejected_chars = None, chosen_bounds = None, rejected_bounds = None, margin_bounds = None,
-    length_ratio_bounds = None, rm_agreement = false
+    chosen_bounds = None, rejected_bounds = None, margin_bounds = None, rm_agreement = false
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn row_reasons(
@@ -68,12 +59,9 @@ pub fn row_reasons(
     rejected: Option<PyArray>,
     rm_chosen: Option<PyArray>,
     rm_rejected: Option<PyArray>,
-    chosen_chars: Option<PyArray>,
-    rejected_chars: Option<PyArray>,
     chosen_bounds: Option<(Option<f64>, Option<f64>)>,
     rejected_bounds: Option<(Option<f64>, Option<f64>)>,
     margin_bounds: Option<(Option<f64>, Option<f64>)>,
-    length_ratio_bounds: Option<(Option<f64>, Option<f64>)>,
     rm_agreement: bool,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     let (score_v, offset_v) = (optional_floats(&score, "score")?, optional_floats(&offset, "offset")?);
@@ -92,17 +80,11 @@ pub fn row_reasons(
         rejected: rejected_v.as_deref(),
         rm_chosen: rm_c.as_deref(),
         rm_rejected: rm_r.as_deref(),
-        chosen_chars: chosen_chars.as_ref().map(|a| counts(a, "chosen_chars")).transpose()?,
-        rejected_chars: rejected_chars
-            .as_ref()
-            .map(|a| counts(a, "rejected_chars"))
-            .transpose()?,
     };
     let rules = select::RowRules {
         chosen: bounds(chosen_bounds),
         rejected: bounds(rejected_bounds),
         margin: bounds(margin_bounds),
-        length_ratio: bounds(length_ratio_bounds),
         rm_agreement,
     };
     let (reasons, adjusted) = py
@@ -152,20 +134,36 @@ pub fn top_fraction(
     to_pyarrow(py, Arc::new(UInt8Array::from(codes)))
 }
 
-/// Characters of each row's texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`; nulls count 0), as uint64:
-/// the bytes that start a UTF-8 sequence, so the texts need no validation. `only` (a boolean array, one
-/// per row) limits the count to its true rows; the others count 0.
+/// For each row, whether the ratio of its chosen answer's characters to its rejected answer's falls outside
+/// `(min, max)` (bool array). An answer is text `r` of its texts, or with bounds the texts
+/// `bounds[r]:bounds[r + 1]` (its turns); characters are the bytes that start a UTF-8 sequence, so the texts
+/// need no validation. `only` (a boolean array, one per row) limits the rule to its true rows; the others are
+/// false and not read.
 #[pyfunction]
-#[pyo3(signature = (texts, bounds = None, *, only = None, threads = 0))]
-pub fn char_counts(
+#[pyo3(signature = (
+    chosen, rejected, *, chosen_bounds = None, rejected_bounds = None, only = None, min = None, max = None,
+    threads = 0
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn length_ratio_fails(
     py: Python<'_>,
-    texts: PyArray,
-    bounds: Option<PyArray>,
+    chosen: PyArray,
+    rejected: PyArray,
+    chosen_bounds: Option<PyArray>,
+    rejected_bounds: Option<PyArray>,
     only: Option<PyArray>,
+    min: Option<f64>,
+    max: Option<f64>,
     threads: usize,
 ) -> PyResult<Py<PyAny>> {
-    let texts = Texts::new(texts.array(), "texts")?;
-    let bounds = bounds.map(|b| row_bounds(Some(&b), texts.len())).transpose()?;
+    let (chosen, rejected) = (
+        Texts::new(chosen.array(), "chosen")?,
+        Texts::new(rejected.array(), "rejected")?,
+    );
+    let chosen_bounds = chosen_bounds.map(|b| row_bounds(Some(&b), chosen.len())).transpose()?;
+    let rejected_bounds = rejected_bounds
+        .map(|b| row_bounds(Some(&b), rejected.len()))
+        .transpose()?;
     let only: Option<Vec<bool>> = match only {
         None => None,
         Some(o) if o.array().data_type() == &DataType::Boolean && o.array().null_count() == 0 => {
@@ -178,10 +176,26 @@ pub fn char_counts(
             )))
         }
     };
-    let counts = py
-        .detach(|| select::char_counts(&texts, bounds.as_deref(), only.as_deref(), threads))
+    let fails = py
+        .detach(|| {
+            let chosen = select::Answers {
+                texts: &chosen,
+                bounds: chosen_bounds.as_deref(),
+            };
+            let rejected = select::Answers {
+                texts: &rejected,
+                bounds: rejected_bounds.as_deref(),
+            };
+            select::length_ratio_fails(
+                &chosen,
+                &rejected,
+                only.as_deref(),
+                select::Bounds { min, max },
+                threads,
+            )
+        })
         .map_err(to_py)?;
-    to_pyarrow(py, Arc::new(UInt64Array::from(counts)))
+    to_pyarrow(py, Arc::new(BooleanArray::from(fails)))
 }
 
 /// The mean of each row's values (`values[bounds[r]:bounds[r + 1]]`, float64, nulls as NaN): NaN for an empty
