@@ -307,8 +307,8 @@ def _bound(flag: str, what: str):
     type=click.FloatRange(min=0),
     metavar="GIB",
     help="With a length ratio and no --dropped, the first pass reads the answer texts anyway: it holds up to GIB "
-    "of the rows that pass the row rules, so the input is read once.  [default: a quarter of the memory; 0: read "
-    "the input twice]",
+    "of the rows that pass the row rules (as read while they fit, then copied compactly), so the input is read "
+    "once.  [default: a quarter of the memory; 0: read the input twice]",
 )
 @run_options
 def select(inputs, out, dropped, report, split, layout, threads, batch_rows, quiet, hold_gib, **rules) -> None:

@@ -303,22 +303,29 @@ def _needed_columns(sources: list[Source], options: SelectOptions, layout: str |
 
 
 class _Survivors:
-    """The rows of the first pass that passed the row rules, all columns (read with views, copied compactly
-    with ``schema``), held while they fit in ``limit`` bytes (then dropped: ``batches`` becomes None)."""
+    """The rows of the first pass that passed the row rules, all columns, as ``(batch, rows of it)``, held while
+    they fit in ``limit`` bytes (then let go: ``held`` becomes None). Batches are held as read, strings as views
+    over the decoded pages (no copy), until that passes ``limit``; from then on the rows are copied compactly
+    with ``schema``, the held ones first."""
 
     def __init__(self, limit: int, schema: pa.Schema) -> None:
-        self.limit, self.nbytes, self.schema = limit, 0, schema
-        self.batches: list[pa.RecordBatch] | None = []
+        self.limit, self.schema, self.nbytes, self.copying = limit, schema, 0, False
+        self.held: list[tuple[pa.RecordBatch, np.ndarray]] | None = []
 
     def add(self, batch: pa.RecordBatch, passed: np.ndarray) -> None:
-        if self.batches is None:
+        if self.held is None:
             return
-        batch = take_batch(batch, np.flatnonzero(passed), self.schema)
-        self.nbytes += batch.nbytes
+        rows = np.flatnonzero(passed)
+        if self.copying:
+            batch, rows = take_batch(batch, rows, self.schema), np.arange(len(rows))
+        self.held.append((batch, rows))
+        self.nbytes += batch.get_total_buffer_size()
+        if self.nbytes > self.limit and not self.copying:
+            self.copying = True
+            self.held = [(take_batch(b, r, self.schema), np.arange(len(r))) for b, r in self.held]
+            self.nbytes = sum(b.get_total_buffer_size() for b, _ in self.held)
         if self.nbytes > self.limit:
-            self.batches = None
-        else:
-            self.batches.append(batch)
+            self.held = None
 
 
 def _decide(
@@ -464,8 +471,9 @@ def run_select(
     The first pass reads only the columns the rules need, and a second pass writes. A length-ratio rule reads the
     answer texts, most of the input, in the first pass: then, when only ``out`` is written, the first pass reads
     every column and holds the rows that pass the row rules, up to ``hold_bytes`` (default: a quarter of the
-    machine's memory; 0 never holds), so that the input is decoded once; past the limit it lets them go and
-    reads the input again."""
+    machine's memory; 0 never holds), so that the input is decoded once: as read (strings as views over the
+    decoded pages) while they fit, then copied compactly; past the limit even so it lets them go and reads the
+    input again."""
     check_outputs(out, dropped)
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes
@@ -477,13 +485,13 @@ def run_select(
     with AtomicWriters({"out": out, "dropped": dropped}) as writers:
         writers.set_schema("out", schema)
         writers.set_schema("dropped", dropped_schema)
-        if survivors is not None and survivors.batches is not None:
+        if survivors is not None and survivors.held is not None:
             # The rows that passed the row rules are the ones the top fraction ranked: KEPT or TOP now.
             keep = decisions.reason[(decisions.reason == KEPT) | (decisions.reason == TOP)] == KEPT
             at = 0
-            for batch in survivors.batches:
-                writers.write("out", batch.filter(pa.array(keep[at : at + batch.num_rows])))
-                at += batch.num_rows
+            for batch, rows in survivors.held:
+                writers.write("out", take_batch(batch, rows[keep[at : at + len(rows)]], schema))
+                at += len(rows)
         elif out is not None or dropped is not None:
             at = 0
             # Read with views: the text of the rows that go nowhere is never copied.

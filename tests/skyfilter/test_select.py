@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skyfilter import read_table
-from skyfilter.io import InputError
+from skyfilter.io import InputError, open_source
 from skyfilter.select import ADDED_COLUMNS, REASONS, SelectOptions, run_select, select_table
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly as shared_assert_fails_cleanly
@@ -341,27 +341,32 @@ def test_same_output_for_threads_and_batch_sizes(tmp_path, magpie_100k):
 
 
 def test_held_survivors_write_the_same_rows(tmp_path, magpie_100k, monkeypatch):
-    """With a length ratio and only --out, the first pass holds the rows that pass the row rules (read once);
-    past the limit, or at 0, it reads the input again: the output is the same."""
+    """With a length ratio and only --out, the first pass holds the rows that pass the row rules (read once):
+    as read (views) while they fit, copied compactly past that; past the limit even so, or at 0, it reads the
+    input again. The output is the same."""
     import skyfilter.select as select_module
 
-    pq.write_table(magpie_100k.slice(0, 30_000), tmp_path / "magpie.parquet", row_group_size=7_000)
+    path = tmp_path / "magpie.parquet"
+    pq.write_table(magpie_100k.slice(0, 30_000), path, row_group_size=7_000)
     options = SelectOptions(chosen_score="score_chosen", rejected_score="score_rejected", max_length_ratio=2.0,
                             **RECIPE)  # fmt: skip
-    passes = []
-    real = select_module.iter_batches
+    as_read = sum(b.get_total_buffer_size() for b in open_source(str(path)).batches(4096, views=True))
+    passes, held = [], []
+    real, survivors = select_module.iter_batches, select_module._Survivors
     monkeypatch.setattr(select_module, "iter_batches", lambda *a, **k: passes.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(select_module, "_Survivors", lambda *a: held.append(survivors(*a)) or held[-1])
     outputs = {}
-    for hold in (1 << 40, 0, 200_000):  # all held, never held, let go part-way
+    for hold in (1 << 40, 0, 200_000, as_read * 3 // 4):  # all held as read, never, let go part-way, copied
         passes.clear()
         out = tmp_path / f"kept-{hold}.parquet"
-        run_select([str(tmp_path / "magpie.parquet")], options, out=str(out), hold_bytes=hold, batch_rows=4096,
-                   progress=False)  # fmt: skip
+        run_select([str(path)], options, out=str(out), hold_bytes=hold, batch_rows=4096, progress=False)
         outputs[hold] = (pq.read_table(out), list(passes))
     assert outputs[1 << 40][1] == ["scoring"] and outputs[0][1] == outputs[200_000][1] == ["scoring", "writing"]
+    assert outputs[as_read * 3 // 4][1] == ["scoring"]
+    assert [(s.copying, s.held is None) for s in held] == [(False, False), (True, True), (True, False)]
     kept = outputs[0][0]
     assert 0 < kept.num_rows < 30_000 and kept.schema == magpie_100k.schema
-    assert outputs[1 << 40][0].equals(kept) and outputs[200_000][0].equals(kept)
+    assert all(output.equals(kept) for output, _ in outputs.values())
 
 
 def test_string_view_columns_of_a_parquet_file_keep_their_type(tmp_path, magpie_100k):
@@ -481,7 +486,7 @@ def test_empty_input_gives_empty_outputs(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["rows"] == 0
 
 
-def test_length_ratio_reads_answer_turns_in_every_layout():
+def test_length_ratio_reads_answer_turns_in_every_layout(tmp_path):
     plain = pa.table(
         {
             "prompt": ["q1", "q2", "q3", "q4"],
@@ -497,9 +502,16 @@ def test_length_ratio_reads_answer_turns_in_every_layout():
             for column in ("chosen", "rejected")
         }
     )  # fmt: skip
+    conversational = conversational.append_column("id", pa.array(["a", "b", "c", "d"]))
     options = SelectOptions(min_length_ratio=0.5, max_length_ratio=2.0)
     expected = ["length_ratio", "length_ratio", "length_ratio", "kept"]
     assert reasons_of(plain, options) == reasons_of(conversational, options) == expected
+    # From parquet with only an output, the rules' pass reads every column (strings as views) and holds the rows.
+    for name, table in (("plain", plain), ("conversational", conversational)):
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        out = tmp_path / f"kept-{name}.parquet"
+        run_select([str(tmp_path / f"{name}.parquet")], options, out=str(out), progress=False)
+        assert pq.read_table(out).equals(table.slice(3, 1)), name
 
 
 @settings(max_examples=60, deadline=None)
