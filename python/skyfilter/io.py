@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
@@ -54,7 +53,7 @@ __all__ = [
 DEFAULT_BATCH_ROWS = 65_536
 # Parquet outputs: rows per row group, and the size up to which a column chunk keeps its dictionary (see _Writer).
 PARQUET_ROW_GROUP_ROWS = 65_536
-PARQUET_DICTIONARY_BYTES = 64 << 20
+PARQUET_DICTIONARY_BYTES = 16 << 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -429,8 +428,10 @@ class _Writer:
     next batch is read meanwhile); at most ``_QUEUE`` writes wait, and errors surface at the next call.
 
     Parquet rows are gathered into row groups of ``PARQUET_ROW_GROUP_ROWS`` rows whatever the size of the
-    batches (a selection that keeps 10% of each batch would write small groups), and the file is opened with
-    the first row group, which picks the dictionary-encoded columns (:func:`_dictionary_columns`)."""
+    batches (a selection that keeps 10% of each batch would write small groups), and a column chunk keeps its
+    dictionary up to ``PARQUET_DICTIONARY_BYTES``: repeated texts (several pairs per prompt) are then stored
+    once per row group, where pyarrow's default 1 MiB gives up after a few hundred long texts. On unique texts
+    this limit costs nothing, where 64 MiB cost 40% (bench/select.py; docs/benchmarks.md, selection)."""
 
     _QUEUE = 2
 
@@ -446,10 +447,10 @@ class _Writer:
         self._held_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if self._sink is None:
+            self._open(batch.schema)
         self.rows += batch.num_rows
         if self.format != "parquet":
-            if self._sink is None:
-                self._open(batch.schema)
             self._submit(batch)
             return
         self._held.append(batch)
@@ -464,8 +465,6 @@ class _Writer:
         rows = pa.Table.from_batches(self._held, schema=self._held[0].schema)
         cut = rows.num_rows - rows.num_rows % PARQUET_ROW_GROUP_ROWS if whole_groups_only else rows.num_rows
         if cut:
-            if self._sink is None:
-                self._open(rows.schema, first=rows.slice(0, PARQUET_ROW_GROUP_ROWS))
             self._submit(rows.slice(0, cut))  # write_table cuts it into whole row groups
         self._held, self._held_rows = rows.slice(cut).to_batches(), rows.num_rows - cut
 
@@ -484,14 +483,12 @@ class _Writer:
         else:
             self._sink.write(rows)  # type: ignore[union-attr]
 
-    def _open(self, schema: pa.Schema, first: pa.Table | None = None) -> None:
+    def _open(self, schema: pa.Schema) -> None:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "jsonl":
             self._sink = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
         elif self.format == "parquet":
-            dictionary = _dictionary_columns(schema, first)
-            limit = PARQUET_DICTIONARY_BYTES
-            self._sink = pq.ParquetWriter(self.tmp, schema, use_dictionary=dictionary, dictionary_pagesize_limit=limit)
+            self._sink = pq.ParquetWriter(self.tmp, schema, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES)
         else:
             self._sink = ipc.new_file(str(self.tmp), schema)
 
@@ -512,24 +509,6 @@ class _Writer:
             with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
                 self._sink.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def _dictionary_columns(schema: pa.Schema, first: pa.Table | None) -> bool | list[str]:
-    """The parquet columns (leaf paths) to dictionary-encode, up to ``PARQUET_DICTIONARY_BYTES`` a column chunk:
-    repeated texts (several pairs per prompt) are then stored once per row group, where pyarrow's default
-    1 MiB gives up after a few hundred long texts. Left out: the top-level text columns whose ``first`` row
-    group holds more than half distinct values, which a dictionary would not shrink but slow down
-    (bench/select.py measures both; docs/benchmarks.md, selection)."""
-    if first is None or first.num_rows == 0:
-        return True
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    distinct = {c for c in text if pc.count_distinct(first[c]).as_py() > first.num_rows // 2}
-    if not distinct:
-        return True
-    empty = io.BytesIO()
-    pq.write_table(schema.empty_table(), empty)
-    leaves = pq.ParquetFile(io.BytesIO(empty.getvalue())).schema
-    return [path for path in (leaves.column(i).path for i in range(len(leaves))) if path not in distinct]
 
 
 class AtomicWriters:
