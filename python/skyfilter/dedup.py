@@ -315,8 +315,9 @@ def run_dedup(
         options,
     )
     starts = np.cumsum([0] + [s.num_rows for s in sources])
-    kept_schema = sources[0].schema.append(pa.field("cluster_id", pa.int64()))
-    dropped_schema = pa.schema([*sources[0].schema, *_DROPPED_FIELDS])
+    schema = sources[0].schema
+    kept_schema = schema.append(pa.field("cluster_id", pa.int64()))
+    dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
     with AtomicWriters({"out": out, "dropped": dropped}) as writers:
         writers.set_schema("out", kept_schema)
         writers.set_schema("dropped", dropped_schema)
@@ -324,14 +325,14 @@ def run_dedup(
         # Read with views: the text of the rows that go nowhere is never copied.
         for _, _, batch in iter_batches(sources, batch_rows, "writing", progress, views=True):
             span = slice(at, at + batch.num_rows)
-            keep = np.flatnonzero(decisions.reason[span] == KEPT)
+            kept = decisions.reason[span] == KEPT
+            keep, drop = np.flatnonzero(kept), np.flatnonzero(~kept)
             ids = pa.array(decisions.cluster_id[span][keep])
-            kept_columns = [*take_batch(batch, keep, sources[0].schema).columns, ids]
+            kept_columns = [*take_batch(batch, keep, schema).columns, ids]
             writers.write("out", pa.RecordBatch.from_arrays(kept_columns, schema=kept_schema))
-            drop = np.flatnonzero(decisions.reason[span] != KEPT)
             if len(drop) and "dropped" in writers:
                 evidence = _dropped_evidence(decisions, at + drop, sources, starts)
-                columns = [*take_batch(batch, drop, sources[0].schema).columns, *evidence]
+                columns = [*take_batch(batch, drop, schema).columns, *evidence]
                 writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
             at += batch.num_rows
 
