@@ -36,6 +36,16 @@ def run_options(command):
             "--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS)."
         ),
         click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch."),
+        click.option(
+            "--bad-rows",
+            type=click.Path(dir_okay=False),
+            help="Write rows that cannot be read as the layout (a JSON value of the wrong type, a line that is not a "
+            "JSON object) here, with input_file, input_row, line and reason, and go on; without it such a row is an "
+            "error naming file, line and column.",
+        ),
+        click.option(
+            "--allow-empty", is_flag=True, help="Accept an input without rows (empty outputs); else an error."
+        ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
     ]
     for option in reversed(options):
@@ -113,6 +123,8 @@ def contaminate(
     prompt_column,
     threads,
     batch_rows,
+    bad_rows,
+    allow_empty,
     demo,
     quiet,
 ) -> None:
@@ -149,9 +161,11 @@ def contaminate(
             out=out,
             flagged=flagged,
             report=report,
+            bad_rows=bad_rows,
             split=split,
             layout=layout,
             prompt_column=prompt_column,
+            allow_empty=allow_empty,
             threads=threads,
             batch_rows=batch_rows,
             progress=False if quiet else None,
@@ -203,7 +217,7 @@ def contaminate(
 @click.option("--rows-per-band", type=click.IntRange(1), help="LSH rows per band (with --bands).")
 @run_options
 def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts, near, threshold, num_perm, shingle,
-          bands, rows_per_band, split, layout, threads, batch_rows, quiet) -> None:  # fmt: skip
+          bands, rows_per_band, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet) -> None:  # fmt: skip
     """Remove exact and near-duplicate pairs, and pairs whose preference conflicts with another.
 
     Every input row ends in --out (kept) or --dropped (with reason conflict, exact_duplicate or
@@ -213,8 +227,9 @@ def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts,
         options = DedupOptions(key=key, score_column=score_column, lowercase=lowercase, conflicts=conflicts,
                                near=near, threshold=threshold, num_perm=num_perm, shingle=shingle, bands=bands,
                                rows_per_band=rows_per_band)  # fmt: skip
-        result = run_dedup(list(inputs), options, out=out, dropped=dropped, report=report, split=split, layout=layout,
-                           threads=threads, batch_rows=batch_rows, progress=False if quiet else None)  # fmt: skip
+        result = run_dedup(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                           split=split, layout=layout, allow_empty=allow_empty, threads=threads, batch_rows=batch_rows,
+                           progress=False if quiet else None)  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
@@ -311,7 +326,8 @@ def _bound(flag: str, what: str):
     "once.  [default: a quarter of the memory; 0: read the input twice]",
 )
 @run_options
-def select(inputs, out, dropped, report, split, layout, threads, batch_rows, quiet, hold_gib, **rules) -> None:
+def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet, hold_gib,
+           **rules) -> None:  # fmt: skip
     """Keep rows by score: thresholds, margin, length ratio, reward-model agreement, top fraction per group.
 
     A row is dropped for the first rule it fails, in this order: missing_score, chosen_score, rejected_score,
@@ -328,8 +344,9 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, qui
     """
     try:
         options = SelectOptions(**rules)
-        result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, split=split, layout=layout,
-                            threads=threads, batch_rows=batch_rows, progress=False if quiet else None,
+        result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                            split=split, layout=layout, allow_empty=allow_empty, threads=threads, batch_rows=batch_rows,
+                            progress=False if quiet else None,
                             hold_bytes=None if hold_gib is None else int(hold_gib * 2**30))  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

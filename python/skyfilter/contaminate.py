@@ -30,7 +30,17 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
-from skyfilter.io import AtomicWriters, InputError, Source, check_outputs, iter_batches, open_sources, worker_threads
+from skyfilter.io import (
+    AtomicWriters,
+    InputError,
+    RowReading,
+    Source,
+    check_outputs,
+    iter_batches,
+    open_sources,
+    worker_threads,
+    write_bad_rows,
+)
 from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, text_row, to_pairs
 
 __all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
@@ -110,10 +120,11 @@ class Matcher:
         tokens = f"{self.preset.tokenizer} tokens, {self.ngram}-grams"
         return f"preset {self.preset.name}: {tokens}, {rule}, fields {self.fields}"
 
-    def match(self, pairs: pa.Table, where: str = "input", row_offset: int = 0) -> pa.RecordBatch:
+    def match(self, pairs: pa.Table, where: str = "input", input_rows: np.ndarray | None = None) -> pa.RecordBatch:
         """Raw per-row results for canonical pairs (see ``_core.BenchmarkIndex.match_rows``).
 
-        ``where`` and ``row_offset`` place the pairs in their input for the error of an invalid text.
+        ``where`` and ``input_rows`` (the input row of each pair; default: its position) place the pairs in their
+        input for the error of an invalid text.
         """
         texts, bounds = match_texts(pairs, self.fields)
         try:
@@ -121,7 +132,8 @@ class Matcher:
                 texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads
             )
         except _core.InvalidTextError as e:
-            row = row_offset + text_row(e.args[1], bounds)
+            row = text_row(e.args[1], bounds)
+            row = row if input_rows is None else int(input_rows[row])
             raise InputError(f"{where}: row {row}: text is not valid UTF-8") from None
 
     def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
@@ -130,8 +142,9 @@ class Matcher:
         self.ignore = pa.array(common) if common.any() else None
         return np.flatnonzero(common)
 
-    def evidence(self, result: pa.RecordBatch, rows: np.ndarray, offset: int) -> dict[str, pa.Array]:
-        """Evidence columns for the given result rows: the first matched n-gram and its first benchmark row."""
+    def evidence(self, result: pa.RecordBatch, rows: np.ndarray, input_rows: np.ndarray) -> dict[str, pa.Array]:
+        """Evidence columns for the given result rows (``input_rows``: their rows in the input): the first matched
+        n-gram and its first benchmark row."""
         groups = result.column("first_group").take(pa.array(rows, type=pa.int64()))
         postings = self.index.postings(groups.fill_null(0))
         first = {}
@@ -144,7 +157,7 @@ class Matcher:
             for a in at
         ]
         return {
-            "input_row": pa.array(rows + offset, type=pa.int64()),
+            "input_row": pa.array(input_rows, type=pa.int64()),
             "bench_name": pa.array(names, type=pa.string()),
             "bench_row": pa.array([a[1] if a else None for a in at], type=pa.int64()),
             "bench_subset": pa.array(subsets, type=pa.string()),
@@ -201,7 +214,7 @@ def contaminate(
         result = matcher.match(pairs)
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(flagged)
-    ev = matcher.evidence(result, rows, 0)
+    ev = matcher.evidence(result, rows, rows)
     n = len(data)
 
     def scatter(values: pa.Array) -> pa.Array:
@@ -238,6 +251,7 @@ class ContaminationReport:
     rows: int = 0
     flagged: int = 0
     clean: int = 0
+    bad_rows: int = 0
     rows_without_ngrams: int = 0
     per_source: dict[str, dict[str, int]] = field(default_factory=dict)
     benchmarks: dict[str, dict] = field(default_factory=dict)
@@ -359,9 +373,11 @@ def run(
     out: str | None = None,
     flagged: str | None = None,
     report: str | None = None,
+    bad_rows: str | None = None,
     split: str | None = None,
     layout: str | None = None,
     prompt_column: str | None = None,
+    allow_empty: bool = False,
     threads: int | None = None,
     batch_rows: int = 65_536,
     progress: bool | None = None,
@@ -369,17 +385,21 @@ def run(
     """Streams every input through the matcher, writing clean rows, flagged rows and a report.
 
     The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
-    :data:`EVIDENCE_COLUMNS`; outputs appear only if the whole run succeeds.
+    :data:`EVIDENCE_COLUMNS`; rows that cannot be read as the layout stop the run, or with ``bad_rows`` go to that
+    file (:data:`skyfilter.io.BAD_ROWS_SCHEMA`); outputs appear only if the whole run succeeds. Rows in = clean +
+    flagged + bad rows.
     """
-    check_outputs(out, flagged)
+    check_outputs(out, flagged, bad_rows)
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
-    sources = open_sources(inputs, split, EVIDENCE_COLUMNS)
+    reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
+    sources = open_sources(inputs, split, EVIDENCE_COLUMNS, reading)
 
     def batches(desc: str):
         for s, offset, batch in iter_batches(sources, batch_rows, desc, progress):
             where = f"{s.name}, column {_text_columns(s, fields, layout, prompt_column)}"
             pairs = _pairs(s, batch, layout, prompt_column)
-            yield s, batch, pairs, matcher.match(pairs, where, offset), offset
+            input_rows = s.input_rows(np.arange(offset, offset + batch.num_rows))
+            yield s, batch, pairs, matcher.match(pairs, where, input_rows), input_rows
 
     ignored = None
     if ignore_common is not None:
@@ -392,15 +412,16 @@ def run(
     tally = _Tally(matcher)
     schema = sources[0].schema
     flagged_schema = pa.schema([*schema, pa.field("input_file", pa.string()), *EVIDENCE_FIELDS])
-    with AtomicWriters({"clean": out, "flagged": flagged}) as writers:
+    with AtomicWriters({"clean": out, "flagged": flagged, "bad_rows": bad_rows}) as writers:
         writers.set_schema("clean", schema)
         writers.set_schema("flagged", flagged_schema)
-        for source, batch, pairs, result, offset in batches("matching"):
+        bad = write_bad_rows(writers, "bad_rows", sources)
+        for source, batch, pairs, result, input_rows in batches("matching"):
             is_flagged = tally.add(pairs, result)
             writers.write("clean", batch.filter(pa.array(~is_flagged)))
             rows = np.flatnonzero(is_flagged)
             if len(rows) and "flagged" in writers:
-                ev = matcher.evidence(result, rows, offset)
+                ev = matcher.evidence(result, rows, input_rows[rows])
                 kept = batch.filter(pa.array(is_flagged))
                 columns = list(kept.columns) + [pa.repeat(pa.scalar(source.name), len(rows))] + list(ev.values())
                 writers.write("flagged", pa.RecordBatch.from_arrays(columns, schema=flagged_schema))
@@ -415,15 +436,16 @@ def run(
                 "description": matcher.describe(),
             },
             inputs=[s.name for s in sources],
-            rows=tally.rows,
+            rows=tally.rows + bad,
             flagged=tally.flagged,
             clean=tally.rows - tally.flagged,
+            bad_rows=bad,
             rows_without_ngrams=tally.without,
             per_source={k: {"rows": v["rows"], "flagged": v["flagged"]} for k, v in sorted(tally.sources.items())},
             benchmarks=tally.benchmarks(),
             top_matched_ngrams=_top_ngrams(matcher, tally.df, np.flatnonzero(tally.df > 0), limit=20),
             ignored_common_ngrams=ignored,
-            outputs={"clean": out, "flagged": flagged, "report": report},
+            outputs={"clean": out, "flagged": flagged, "bad_rows": bad_rows, "report": report},
         )
         if report is not None:
             writers.write_text(report, result_report.to_json())

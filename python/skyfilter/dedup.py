@@ -33,12 +33,14 @@ from skyfilter import _core
 from skyfilter.io import (
     AtomicWriters,
     InputError,
+    RowReading,
     Source,
     check_outputs,
     iter_batches,
     open_sources,
     take_batch,
     worker_threads,
+    write_bad_rows,
 )
 from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
 from skyfilter.select import score_values
@@ -219,6 +221,7 @@ class DedupReport:
     rows: int = 0
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    bad_rows: int = 0
     conflicting_rows: int = 0
     per_source: dict[str, dict[str, int]] = field(default_factory=dict)
     clusters: dict[str, int] = field(default_factory=dict)
@@ -232,12 +235,16 @@ def _scores(source: Source, batch: pa.RecordBatch, column: str) -> np.ndarray:
     return score_values(source, batch, column).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
-def _keys(pairs: pa.Table, column: str, lowercase: bool, threads: int, where: str, offset: int) -> np.ndarray:
+def _keys(
+    pairs: pa.Table, column: str, lowercase: bool, threads: int, where: str, input_rows: np.ndarray
+) -> np.ndarray:
+    """The keys of one column of the pairs; ``input_rows``: the input row of each pair, for the error message."""
     texts, bounds = turn_texts(pairs, [column])
     try:
         keys = _core.row_keys(texts, bounds, lowercase=lowercase, threads=threads)
     except _core.InvalidTextError as e:
-        raise InputError(f"{where}: row {offset + text_row(e.args[1], bounds)}: text is not valid UTF-8") from None
+        row = input_rows[text_row(e.args[1], bounds)]
+        raise InputError(f"{where}: row {row}: text is not valid UTF-8") from None
     return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
 
 
@@ -245,7 +252,10 @@ def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = No
     """The decisions for an in-memory canonical pair table (:data:`skyfilter.schema.PAIR_SCHEMA` columns), first
     row kept (``options.score_column`` names one of its columns otherwise)."""
     threads = worker_threads(threads)
-    keys = [_keys(pairs, c, options.lowercase, threads, f"{where}, {c}", 0) for c in ("prompt", "chosen", "rejected")]
+    rows = np.arange(pairs.num_rows)
+    keys = [
+        _keys(pairs, c, options.lowercase, threads, f"{where}, {c}", rows) for c in ("prompt", "chosen", "rejected")
+    ]
     clusters = None
     if options.near:
         bands, rows_per_band = options.lsh()
@@ -268,16 +278,21 @@ def run_dedup(
     out: str | None = None,
     dropped: str | None = None,
     report: str | None = None,
+    bad_rows: str | None = None,
     split: str | None = None,
     layout: str | None = None,
+    allow_empty: bool = False,
     threads: int | None = None,
     batch_rows: int = 65_536,
     progress: bool | None = None,
 ) -> DedupReport:
-    """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written."""
+    """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written. Rows that
+    cannot be read as the layout stop the run, or with ``bad_rows`` go to that file; rows in = kept + dropped +
+    bad rows."""
 
-    check_outputs(out, dropped)
-    sources = open_sources(inputs, split, ADDED_COLUMNS)
+    check_outputs(out, dropped, bad_rows)
+    reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
+    sources = open_sources(inputs, split, ADDED_COLUMNS, reading)
     threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()
     hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
@@ -289,13 +304,17 @@ def run_dedup(
     for s, offset, batch in iter_batches(sources, batch_rows, "hashing", progress):
         try:
             layout_columns = resolve_layout(batch.schema, layout, s.name).columns
+        except SchemaError as e:
+            raise InputError(str(e)) from None  # the message names the input
+        try:
             pairs = to_pairs(batch, source=s.name, layout=layout)
         except SchemaError as e:
             raise InputError(f"{s.name}: {e}") from None
+        input_rows = s.input_rows(np.arange(offset, offset + batch.num_rows))
         # Every text is checked (and keyed) here first, so the signatures below never meet invalid UTF-8.
         for column, input_column in zip(keys, layout_columns, strict=True):
             where = f"{s.name}, column {input_column}"
-            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, offset))
+            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, input_rows))
         if hasher is not None and near is not None:
             texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
             near.add(hasher.signatures(texts, bounds, threads=threads))
@@ -318,9 +337,10 @@ def run_dedup(
     schema = sources[0].schema
     kept_schema = schema.append(pa.field("cluster_id", pa.int64()))
     dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
-    with AtomicWriters({"out": out, "dropped": dropped}) as writers:
+    with AtomicWriters({"out": out, "dropped": dropped, "bad_rows": bad_rows}) as writers:
         writers.set_schema("out", kept_schema)
         writers.set_schema("dropped", dropped_schema)
+        bad = write_bad_rows(writers, "bad_rows", sources)
         at = 0
         # Read with views: the text of the rows that go nowhere is never copied.
         for _, _, batch in iter_batches(sources, batch_rows, "writing", progress, views=True):
@@ -337,7 +357,8 @@ def run_dedup(
             at += batch.num_rows
 
         result = _report(decisions, source_names, sources, options, (bands, rows_per_band))
-        result.outputs = {"out": out, "dropped": dropped, "report": report}
+        result.rows, result.bad_rows = result.rows + bad, bad
+        result.outputs = {"out": out, "dropped": dropped, "bad_rows": bad_rows, "report": report}
         if report is not None:
             writers.write_text(report, result.to_json())
     return result
@@ -360,12 +381,21 @@ def _dropped_evidence(decisions: Decisions, rows: np.ndarray, sources: list[Sour
     own_file = np.searchsorted(starts, rows, side="right") - 1
     other = decisions.other[rows]
     other_file = np.searchsorted(starts, np.maximum(other, 0), side="right") - 1
+
+    def input_rows(files: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The input row numbers (bad rows set apart count) of the rows at these positions of these files."""
+        out = positions - starts[files]
+        for i, source in enumerate(sources):
+            mine = files == i
+            out[mine] = source.input_rows(out[mine])
+        return out
+
     return [
         pa.array(names[own_file], type=pa.string()),
-        pa.array(rows - starts[own_file], type=pa.int64()),
+        pa.array(input_rows(own_file, rows), type=pa.int64()),
         pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
         pa.array(names[other_file], mask=other < 0, type=pa.string()),
-        pa.array(other - starts[other_file], mask=other < 0, type=pa.int64()),
+        pa.array(input_rows(other_file, np.maximum(other, 0)), mask=other < 0, type=pa.int64()),
         pa.array(decisions.cluster_id[rows], type=pa.int64()),
     ]
 

@@ -32,11 +32,16 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from skyrm.jsonrows import BadRow, JsonError, check_utf8, read_json_rows
 
 from skyfilter import _core
+from skyfilter.schema import expected_kinds
 
 __all__ = [
     "InputError",
+    "RowReading",
+    "BAD_ROWS_SCHEMA",
+    "write_bad_rows",
     "Source",
     "open_source",
     "open_sources",
@@ -69,6 +74,20 @@ class Source:
     schema: pa.Schema
     num_rows: int
     _batches: Callable[[int, list[str] | None, bool], Iterator[pa.RecordBatch]] = field(repr=False)
+    #: Rows that could not be read (JSON files), set apart; :meth:`batches` leaves them out.
+    bad_rows: list[BadRow] = field(default_factory=list, repr=False)
+    #: The input row of each row of :meth:`batches` where bad rows were left out (None: the same numbers).
+    row_numbers: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def rows_in(self) -> int:
+        """Every row of the input: those read and the bad rows."""
+        return self.num_rows + len(self.bad_rows)
+
+    def input_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The input's 0-based row numbers of rows at ``positions`` of :meth:`batches`."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return positions if self.row_numbers is None else self.row_numbers[positions]
 
     def batches(
         self, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None, *, views: bool = False
@@ -82,6 +101,18 @@ class Source:
         yield from self._batches(batch_rows, columns, views)
 
 
+@dataclass(frozen=True)
+class RowReading:
+    """How the rows of an input are read: the layout (or prompt column) whose columns say which JSON kinds a value
+    may have, whether a row that cannot be read is set apart as a bad row (``keep_bad``; else it is an error
+    naming file, line and column), and whether an input without rows is accepted (``allow_empty``)."""
+
+    layout: str | None = None
+    prompt_column: str | None = None
+    keep_bad: bool = False
+    allow_empty: bool = False
+
+
 def _suffixes(path: Path) -> list[str]:
     return [s.lower() for s in path.suffixes]
 
@@ -91,69 +122,33 @@ def _read_bytes(path: Path) -> bytes:
     return gzip.decompress(data) if _suffixes(path)[-1:] == [".gz"] else data
 
 
-def _locate_json_error(path: Path, data: bytes) -> str | None:
-    """The first line of a JSON Lines file that is not one valid JSON object, as a message."""
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            return f"{path}: line {number}: invalid JSON ({e.msg} at column {e.colno})"
-        if not isinstance(value, dict):
-            return f"{path}: line {number}: expected a JSON object, found {type(value).__name__}"
-    return None
-
-
-def _check_utf8(path: Path, data: bytes) -> None:
-    # Arrow's JSON reader passes invalid UTF-8 through into string columns: refuse it here, by line.
+def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
+    """A JSON Lines file or JSON array: Arrow reads a JSON Lines file whose rows it can type alike; otherwise (and
+    for a JSON array) ``skyrm.jsonrows`` reads the rows and sets apart those the layout cannot read."""
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(f"{path}: line {line}: invalid UTF-8 (byte {e.start})") from None
-
-
-def _read_json_lines(path: Path, data: bytes) -> pa.Table:
-    _check_utf8(path, data)
-    if not data.strip():
-        return pa.table({})
-    for block_size in (16 << 20, len(data) + 1):
-        try:
-            return pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block_size))
-        except pa.ArrowInvalid as e:
-            if "straddling" in str(e) and block_size != len(data) + 1:
-                continue  # one row is longer than a block: read in one block
-            located = _locate_json_error(path, data)
-            if located:
-                raise InputError(located) from None
-            # Valid JSON that Arrow could not type consistently: let Python build the rows.
-            rows = [json.loads(line) for line in data.split(b"\n") if line.strip()]
-            return _table_from_rows(path, rows)
-    raise AssertionError("unreachable")
-
-
-def _table_from_rows(path: Path, rows: list) -> pa.Table:
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise InputError(f"{path}: row {number}: expected a JSON object, found {type(row).__name__}")
+        text = check_utf8(str(path), data)
+    except JsonError as e:
+        raise InputError(str(e)) from None
+    if not text.lstrip().startswith("[") and text.strip():
+        for block_size in (16 << 20, len(data) + 1):
+            try:
+                table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block_size))
+                return table_source(path.name, table)
+            except pa.ArrowInvalid as e:
+                if "straddling" not in str(e) or block_size == len(data) + 1:
+                    break  # rows Arrow cannot read or type alike: judged row by row below
     try:
-        return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise InputError(f"{path}: values of one column have incompatible types ({e})") from None
-
-
-def _read_json_array(path: Path, data: bytes) -> pa.Table:
-    _check_utf8(path, data)
-    text = data.decode("utf-8")
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        return _read_json_lines(path, data)
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    return _table_from_rows(path, rows)
+        rows = read_json_rows(
+            str(path), data, lambda names: expected_kinds(names, reading.layout, reading.prompt_column)
+        )
+    except JsonError as e:
+        raise InputError(str(e)) from None
+    if rows.bad and not reading.keep_bad:
+        raise InputError(rows.bad[0].message(str(path)) + " (set such rows apart with --bad-rows FILE)")
+    source = table_source(path.name, rows.table)
+    if rows.bad:
+        source.bad_rows, source.row_numbers = rows.bad, rows.rows
+    return source
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
@@ -283,8 +278,9 @@ def _hub_source(spec: str, split: str | None) -> Source:
     return table_source(f"{spec}:{split}", dataset.data.table)
 
 
-def open_source(spec: str, split: str | None = None) -> Source:
-    """Opens a file path (by suffix) or, when no such file exists, a Hugging Face dataset id."""
+def open_source(spec: str, split: str | None = None, reading: RowReading = RowReading()) -> Source:
+    """Opens a file path (by suffix) or, when no such file exists, a Hugging Face dataset id; ``reading`` says
+    what becomes of rows that cannot be read."""
     path = Path(spec)
     if not path.exists():
         if _HUB_ID.match(spec):
@@ -298,10 +294,8 @@ def open_source(spec: str, split: str | None = None) -> Source:
         return _parquet_source(path)
     if kind in (".arrow", ".feather", ".ipc"):
         return _ipc_source(path)
-    if kind in (".jsonl", ".ndjson"):
-        return table_source(path.name, _read_json_lines(path, _read_bytes(path)))
-    if kind == ".json":
-        return table_source(path.name, _read_json_array(path, _read_bytes(path)))
+    if kind in (".jsonl", ".ndjson", ".json"):
+        return _json_source(path, _read_bytes(path), reading)
     if kind in (".csv", ".tsv"):
         try:
             opts = pacsv.ParseOptions(delimiter="\t" if kind == ".tsv" else ",", newlines_in_values=True)
@@ -387,11 +381,20 @@ def worker_threads(threads: int | None) -> int:
     return int(os.environ.get("SKYFILTER_THREADS", "0") or 0)
 
 
-def open_sources(specs: list[str] | tuple[str, ...], split: str | None, added_columns: tuple[str, ...]) -> list[Source]:
-    """Opens inputs that will be written to one output: same columns, none that the output adds."""
-    sources = [open_source(spec, split) for spec in specs]
+def open_sources(
+    specs: list[str] | tuple[str, ...],
+    split: str | None,
+    added_columns: tuple[str, ...],
+    reading: RowReading = RowReading(),
+) -> list[Source]:
+    """Opens inputs that will be written to one output: same columns, none that the output adds, rows in each
+    (unless ``reading.allow_empty``)."""
+    sources = [open_source(spec, split, reading) for spec in specs]
     if not sources:
         raise InputError("no input given")
+    for s in sources:
+        if not s.rows_in and not reading.allow_empty:
+            raise InputError(f"{s.name}: no rows (an empty input; pass --allow-empty to accept it)")
     for s in sources[1:]:
         if s.schema != sources[0].schema:
             raise InputError(
@@ -405,6 +408,38 @@ def open_sources(specs: list[str] | tuple[str, ...], split: str | None, added_co
 
 
 # ---------------------------------------------------------------------------------------------- outputs
+
+#: The bad-rows output (``--bad-rows``): where each row comes from, why it could not be read, and its JSON text.
+BAD_ROWS_SCHEMA = pa.schema(
+    [
+        ("input_file", pa.string()),
+        ("input_row", pa.int64()),
+        ("line", pa.int64()),
+        ("reason", pa.string()),
+        ("row", pa.string()),
+    ]
+)
+
+
+def write_bad_rows(writers: AtomicWriters, key: str, sources: list[Source]) -> int:
+    """Writes the bad rows of ``sources`` to output ``key`` (:data:`BAD_ROWS_SCHEMA`); returns how many."""
+    writers.set_schema(key, BAD_ROWS_SCHEMA)
+    bad = [(s.name, b) for s in sources for b in s.bad_rows]
+    if bad:
+        columns = [
+            [name for name, _ in bad],
+            [b.row for _, b in bad],
+            [b.line for _, b in bad],
+            [b.reason for _, b in bad],
+            [b.text for _, b in bad],
+        ]
+        writers.write(
+            key,
+            pa.RecordBatch.from_arrays(
+                [pa.array(c, f.type) for c, f in zip(columns, BAD_ROWS_SCHEMA, strict=True)], schema=BAD_ROWS_SCHEMA
+            ),
+        )
+    return len(bad)
 
 
 def check_outputs(*paths: str | os.PathLike | None) -> None:

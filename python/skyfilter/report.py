@@ -34,6 +34,7 @@ def format_summary(report: ContaminationReport) -> str:
     rows.append(["total", str(report.rows), str(report.flagged), _pct(report.flagged, report.rows)])
     out += _table(["source", "rows", "flagged", "flagged %"], rows)
     out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match)")
+    out += _bad_rows(report.bad_rows)
     out.append("")
     bench_rows = []
     for name, b in report.benchmarks.items():
@@ -68,7 +69,13 @@ def format_dedup_summary(report: DedupReport) -> str:
         f"({report.conflicting_rows} rows in conflicting groups; {clusters['with_several_rows']} clusters of several "
         f"rows, the largest {clusters['largest']})"
     )
+    out += _bad_rows(report.bad_rows)
     return "\n".join(out + _written(report.outputs))
+
+
+def _bad_rows(count: int) -> list[str]:
+    """The line that counts the rows set apart as unreadable (none when there are none)."""
+    return [f"({count} bad row(s) could not be read and were set apart: see the bad-rows file)"] if count else []
 
 
 def _written(outputs: dict[str, str | None]) -> list[str]:
@@ -93,4 +100,5 @@ def format_select_summary(report: select.SelectReport) -> str:
         total = ["total", str(report.rows), str(report.kept), *(str(report.dropped[r]) for r in reasons)]
         rows.append(total + (["", ""] if ranked else []))
     out += _table(header, rows)
+    out += _bad_rows(report.bad_rows)
     return "\n".join(out + _written(report.outputs))

@@ -45,6 +45,7 @@ __all__ = [
     "SchemaError",
     "detect_layout",
     "resolve_layout",
+    "expected_kinds",
     "to_pairs",
     "match_texts",
     "turn_texts",
@@ -336,6 +337,44 @@ LAYOUTS: tuple[Layout, ...] = (
     ),
     Layout("prompts", lambda s: _has(s, "prompt"), _prompts_only, "a prompt column alone"),
 )
+
+
+_TURNS = ("string", "message list")
+#: The JSON kinds (see ``skyrm.jsonrows.kind_of``) each layout reads in each of its columns.
+_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "conversational": dict.fromkeys(("prompt", "chosen", "rejected"), ("message list",)),
+    "plain": dict.fromkeys(("prompt", "chosen", "rejected"), ("string",)),
+    "messages": dict.fromkeys(("chosen", "rejected"), ("message list",)),
+    "hh": dict.fromkeys(("chosen", "rejected"), ("string",)),
+    "sharegpt": {"conversations": ("message list",), "chosen": ("object",), "rejected": ("object",)},
+    "rmb": {"conversation_input": ("message list",), "chosen": ("object",), "reject": ("object",)},
+    "prompts": {"prompt": _TURNS},
+}
+assert set(_KINDS) == {lay.name for lay in LAYOUTS}
+
+
+def expected_kinds(
+    columns: list[str], layout: str | None = None, prompt_column: str | None = None
+) -> dict[str, tuple[str, ...]]:
+    """The JSON kinds a row's values may have in the columns a layout reads, for a file with these columns: those
+    of the layout named, else of every layout that reads the same columns as the first whose columns the file
+    has (plain and conversational pairs: ``prompt``, ``chosen``, ``rejected`` as strings or message lists).
+    A value of another kind makes its row unreadable as the layout (``skyrm.jsonrows``)."""
+    if prompt_column is not None:
+        return {prompt_column: _TURNS}
+    if layout is not None:
+        return dict(_KINDS.get(layout, {}))
+    ordered = sorted(LAYOUTS, key=lambda lay: lay.name not in ("sharegpt", "rmb"))
+    first = next((lay for lay in ordered if set(_KINDS[lay.name]) <= set(columns)), None)
+    if first is None:
+        return {}
+    order = ("string", "message list", "object")
+    out: dict[str, tuple[str, ...]] = {}
+    for kinds in _KINDS.values():
+        if kinds.keys() == _KINDS[first.name].keys():
+            for column, accepted in kinds.items():
+                out[column] = tuple(k for k in order if k in accepted or k in out.get(column, ()))
+    return out
 
 
 def detect_layout(schema: pa.Schema, where: str = "input") -> Layout:

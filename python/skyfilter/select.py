@@ -42,6 +42,7 @@ from skyfilter import _core
 from skyfilter.io import (
     AtomicWriters,
     InputError,
+    RowReading,
     Source,
     check_outputs,
     iter_batches,
@@ -50,6 +51,7 @@ from skyfilter.io import (
     take_batch,
     take_rows,
     worker_threads,
+    write_bad_rows,
 )
 from skyfilter.schema import SchemaError, resolve_layout, to_pairs, turn_texts
 
@@ -178,6 +180,7 @@ class SelectReport:
     rows: int = 0
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    bad_rows: int = 0
     per_group: dict[str, dict] = field(default_factory=dict)
     outputs: dict[str, str | None] = field(default_factory=dict)
 
@@ -203,7 +206,7 @@ def _field(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
             # A list of structs (Magpie's [{"score": ...}, ...]): the list of that field.
             values = pc.struct_field(column.values, rest)
             return pa.ListArray.from_arrays(column.offsets, values, mask=column.is_null())
-    raise InputError(f"{source.name}: no column {name!r}; columns are {batch.schema.names}")
+    raise InputError(f"{source.name}: no column {name!r}; columns are {source.schema.names}")
 
 
 def score_values(source: Source, batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -249,7 +252,8 @@ def _offsets(
     if any(n not in options.offsets for n in names):  # first seen in this batch: earlier ones were checked
         row = int(np.flatnonzero(np.isnan(table[codes]))[0])
         raise InputError(
-            f"{source.name}: row {offset + row}: column {options.offset_by!r} has value {names[codes[row]]!r}, which "
+            f"{source.name}: row {source.input_rows(offset + row)}: column {options.offset_by!r} has value "
+            f"{names[codes[row]]!r}, which "
             f"has no offset (offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
         )
     return pa.array(table[codes])
@@ -262,6 +266,9 @@ def _length_ratio_fails(
     the length-ratio bounds (only for the rows ``only`` flags; the others are False)."""
     try:
         found = resolve_layout(batch.schema, layout, source.name)
+    except SchemaError as e:
+        raise InputError(str(e)) from None  # the message names the input
+    try:
         # Plain string answers are their own single turn: read them where they are.
         pairs = None if found.name == "plain" else to_pairs(batch, source=source.name, layout=layout)
     except SchemaError as e:
@@ -298,7 +305,7 @@ def _needed_columns(sources: list[Source], options: SelectOptions, layout: str |
         try:
             columns |= set(resolve_layout(schema, layout, sources[0].name).columns)
         except SchemaError as e:
-            raise InputError(f"{sources[0].name}: {e}") from None
+            raise InputError(str(e)) from None  # the message names the input
     return [c for c in schema.names if c in columns]
 
 
@@ -362,7 +369,8 @@ def _decide(
             row = int(np.flatnonzero(codes == MISSING)[0])
             column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
             raise InputError(
-                f"{s.name}: row {offset + row}: column {column!r} is null or NaN (drop such rows with --missing drop)"
+                f"{s.name}: row {s.input_rows(offset + row)}: column {column!r} is null or NaN "
+                "(drop such rows with --missing drop)"
             )
         reasons.append(codes)
         if survivors is not None:
@@ -408,12 +416,14 @@ _DROPPED_FIELDS = (
 assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
 
 
-def _evidence(decisions: Decisions, name: str, offset: int, at: int, drop: np.ndarray) -> list[pa.Array]:
+def _evidence(decisions: Decisions, name: str, input_rows: np.ndarray, at: int, drop: np.ndarray) -> list[pa.Array]:
+    """The added columns of the dropped rows ``drop`` of a batch whose first row is row ``at`` of the decisions;
+    ``input_rows``: their rows in the input."""
     rows = at + drop
     score = decisions.adjusted[rows]
     return [
         pa.array([name] * len(drop), type=pa.string()),
-        pa.array(offset + drop, type=pa.int64()),
+        pa.array(input_rows, type=pa.int64()),
         pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
         pa.array(score, mask=np.isnan(score), type=pa.float64()),
     ]
@@ -458,8 +468,10 @@ def run_select(
     out: str | None = None,
     dropped: str | None = None,
     report: str | None = None,
+    bad_rows: str | None = None,
     split: str | None = None,
     layout: str | None = None,
+    allow_empty: bool = False,
     threads: int | None = None,
     batch_rows: int = 65_536,
     hold_bytes: int | None = None,
@@ -473,18 +485,23 @@ def run_select(
     every column and holds the rows that pass the row rules, up to ``hold_bytes`` (default: a quarter of the
     machine's memory; 0 never holds), so that the input is decoded once: as read (strings as views over the
     decoded pages) while they fit, then copied compactly; past the limit even so it lets them go and reads the
-    input again."""
-    check_outputs(out, dropped)
-    sources = open_sources(inputs, split, ADDED_COLUMNS)
+    input again.
+
+    Rows that cannot be read (a JSON value of the wrong type) stop the run, or with ``bad_rows`` go to that file;
+    rows in = kept + dropped + bad rows."""
+    check_outputs(out, dropped, bad_rows)
+    reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
+    sources = open_sources(inputs, split, ADDED_COLUMNS, reading)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes
     schema = sources[0].schema
     holds = options.uses_lengths and out is not None and dropped is None and hold > 0
     survivors = _Survivors(hold, schema) if holds else None
     decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress, survivors)
     dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
-    with AtomicWriters({"out": out, "dropped": dropped}) as writers:
+    with AtomicWriters({"out": out, "dropped": dropped, "bad_rows": bad_rows}) as writers:
         writers.set_schema("out", schema)
         writers.set_schema("dropped", dropped_schema)
+        bad = write_bad_rows(writers, "bad_rows", sources)
         if survivors is not None and survivors.held is not None:
             # The rows that passed the row rules are the ones the top fraction ranked: KEPT or TOP now.
             keep = decisions.reason[(decisions.reason == KEPT) | (decisions.reason == TOP)] == KEPT
@@ -500,12 +517,13 @@ def run_select(
                 writers.write("out", take_batch(batch, np.flatnonzero(keep), schema))
                 drop = np.flatnonzero(~keep)
                 if len(drop) and "dropped" in writers:
-                    evidence = _evidence(decisions, s.name, offset, at, drop)
+                    evidence = _evidence(decisions, s.name, s.input_rows(offset + drop), at, drop)
                     columns = [*take_batch(batch, drop, schema).columns, *evidence]
                     writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
                 at += batch.num_rows
         result = _report(decisions, sources, options)
-        result.outputs = {"out": out, "dropped": dropped, "report": report}
+        result.rows, result.bad_rows = result.rows + bad, bad
+        result.outputs = {"out": out, "dropped": dropped, "bad_rows": bad_rows, "report": report}
         if report is not None:
             writers.write_text(report, result.to_json())
     return result
@@ -547,7 +565,7 @@ class Selection:
         """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
         drop = np.flatnonzero(~self.mask)
         dropped = take_rows(self.table, drop)
-        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, self.name, 0, 0, drop), strict=True):
+        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, self.name, drop, 0, drop), strict=True):
             dropped = dropped.append_column(f, column)
         return dropped
 
