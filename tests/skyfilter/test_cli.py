@@ -158,7 +158,7 @@ def test_non_string_column(tmp_path, bench_file):
 def test_malformed_json_line(tmp_path, bench_file):
     src = tmp_path / "broken.jsonl"
     src.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n\n{"prompt": "a", "chosen": \n')
-    assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "broken.jsonl", "line 3", "invalid JSON")
+    assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "broken.jsonl:3:", "invalid JSON")
 
 
 def test_invalid_utf8_in_json(tmp_path, bench_file):
@@ -166,7 +166,7 @@ def test_invalid_utf8_in_json(tmp_path, bench_file):
     src.write_bytes(
         b'{"prompt": "ok", "chosen": "b", "rejected": "c"}\n{"prompt": "caf\xe9", "chosen": "b", "rejected": "c"}\n'
     )
-    assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "latin1.jsonl", "line 2", "UTF-8")
+    assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "latin1.jsonl:2:", "UTF-8")
 
 
 def test_invalid_utf8_in_arrow_strings_after_some_output(tmp_path, bench_file):

@@ -276,7 +276,7 @@ def test_empty_input_gives_empty_outputs(tmp_path):
     pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "chosen": pa.array([], pa.string()),
                              "rejected": pa.array([], pa.string())}), tmp_path / "e.parquet")  # fmt: skip
     result = run_dedup([str(tmp_path / "e.parquet")], DedupOptions(), out=str(tmp_path / "k.parquet"),
-                       dropped=str(tmp_path / "d.parquet"), progress=False)  # fmt: skip
+                       dropped=str(tmp_path / "d.parquet"), allow_empty=True, progress=False)  # fmt: skip
     assert result.rows == 0 and pq.read_table(tmp_path / "k.parquet").num_rows == 0
     assert "cluster_id" in pq.read_table(tmp_path / "d.parquet").schema.names
 

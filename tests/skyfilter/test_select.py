@@ -480,7 +480,8 @@ def test_empty_input_gives_empty_outputs(tmp_path):
     pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "s": pa.array([], pa.float64()),
                              "cat": pa.array([], pa.string())}), src)  # fmt: skip
     outputs = ["--out", tmp_path / "k.parquet", "--dropped", tmp_path / "d.parquet", "--report", tmp_path / "r.json"]
-    code, text = invoke(src, "--score", "s", "--group-by", "cat", "--top", "Math=0.3", "--top-default", 0.1, *outputs)
+    code, text = invoke(src, "--score", "s", "--group-by", "cat", "--top", "Math=0.3", "--top-default", 0.1, *outputs,
+                        "--allow-empty")  # fmt: skip
     assert code == 0, text
     assert pq.read_table(tmp_path / "k.parquet").num_rows == 0 == pq.read_table(tmp_path / "d.parquet").num_rows
     assert json.loads((tmp_path / "r.json").read_text())["rows"] == 0
