@@ -380,9 +380,16 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
     help="Decontaminate against these benchmark files instead of the recipe's benchmarks. Repeatable.",
 )
 @click.option("--no-plots", is_flag=True, help="Write the report without its PNG plots.")
+@click.option(
+    "--bad-rows",
+    type=click.Path(dir_okay=False),
+    help="Write rows of --data-dir files that cannot be read (a JSON value of the wrong type) here, with "
+    "input_file, input_row, line and reason, and go on (counted per source in the manifest); without it such a row "
+    "is an error naming file, line and column.",
+)
 @click.option("--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS).")
 @click.option("--quiet", "-q", is_flag=True, help="No step lines.")
-def curate(recipe, out, sample, data_dir, bench_files, no_plots, threads, quiet) -> None:
+def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threads, quiet) -> None:
     """Build a curated preference set from a recipe: convert, dedup, select, decontaminate.
 
     Sources come from the Hugging Face hub (datasets.load_dataset), or from local copies (--data-dir), or from
@@ -400,7 +407,7 @@ def curate(recipe, out, sample, data_dir, bench_files, no_plots, threads, quiet)
     try:
         run_curate(
             load_recipe(recipe), out, sample=sample, data_dir=data_dir, bench=list(bench_files) or None,
-            threads=threads, plots=not no_plots, log=(lambda _: None) if quiet else None,
+            threads=threads, plots=not no_plots, bad_rows=bad_rows, log=(lambda _: None) if quiet else None,
         )  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

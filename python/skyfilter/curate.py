@@ -47,7 +47,18 @@ from skyfilter.benchmarks import HUB_BENCHMARKS, Benchmark, BenchmarkError, load
 from skyfilter.contaminate import contaminate
 from skyfilter.dedup import CONFLICT, DedupOptions, dedup_pairs
 from skyfilter.dedup import REASONS as DEDUP_REASONS
-from skyfilter.io import InputError, demo_file, open_source, read_table, worker_threads
+from skyfilter.io import (
+    AtomicWriters,
+    InputError,
+    RowReading,
+    Source,
+    check_outputs,
+    demo_file,
+    open_source,
+    read_table,
+    worker_threads,
+    write_bad_rows,
+)
 from skyfilter.recipe import Recipe, SourceSpec
 from skyfilter.samples import SAMPLE_ROWS, sample_table
 from skyfilter.schema import MESSAGES
@@ -180,23 +191,37 @@ def _from_hub(spec: SourceSpec) -> tuple[pa.Table, dict]:
 
 
 def _read_source(
-    spec: SourceSpec, data_dir: Path | None, sample: bool, contaminated: list[str]
-) -> tuple[pa.Table, dict]:
-    """The source's rows (projected to what its adapter reads) and what identifies them in the manifest."""
+    spec: SourceSpec, data_dir: Path | None, sample: bool, contaminated: list[str], reading: RowReading
+) -> tuple[pa.Table, dict, Source | None]:
+    """The source's rows (projected to what its adapter reads), what identifies them in the manifest, and the local
+    file it was read from (with its bad rows, set apart when ``reading.keep_bad``), if any."""
     where = {"source": spec.name, "adapter": spec.adapter, "dataset": spec.dataset, "config": spec.config,
              "split": spec.split}  # fmt: skip
     if sample:
         table = sample_table(spec.adapter, spec.name, SAMPLE_ROWS, generator=spec.generator_label, planted=12,
                              contaminated=contaminated)  # fmt: skip
-        return _project(table, spec), {**where, "origin": "skyfilter sample", "sha256": _sha256_table(table)}
+        return _project(table, spec), {**where, "origin": "skyfilter sample", "sha256": _sha256_table(table)}, None
     path = _local_file(spec, data_dir)
     if path is not None:
-        source = open_source(str(path), spec.split)
+        source = open_source(str(path), spec.split, reading)
         wanted = _adapter_columns(spec, source.schema.names)
         table = pa.Table.from_batches(list(source.batches(65_536, wanted)), schema=_schema_of(source.schema, wanted))
-        return table, {**where, "origin": str(path), "sha256": _sha256_file(path)}
+        return table, {**where, "origin": str(path), "sha256": _sha256_file(path)}, source
     table, fingerprint = _from_hub(spec)
-    return _project(table, spec), {**where, "origin": "datasets.load_dataset", **fingerprint}
+    return _project(table, spec), {**where, "origin": "datasets.load_dataset", **fingerprint}, None
+
+
+def _input_rows(result: Converted, source: Source) -> Converted:
+    """``result`` with its ``source_row`` numbers counted in the input file, bad rows set apart included."""
+    if source.row_numbers is None:
+        return result
+
+    def renumbered(table: pa.Table) -> pa.Table:
+        i = table.schema.get_field_index("source_row")
+        rows = source.input_rows(table.column(i).to_numpy())
+        return table.set_column(i, table.schema.field(i), pa.array(rows, pa.int64()))
+
+    return Converted(renumbered(result.pairs), renumbered(result.dropped), result.rows_in, result.rows_used)
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -384,34 +409,43 @@ def release_table(pairs: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([joined("chosen"), joined("rejected"), pairs.column("source")], schema=RELEASE_SCHEMA)
 
 
-def _convert(recipe: Recipe, data_dir: Path | None, sample: bool, manifest: Manifest, say) -> dict[str, Converted]:
-    """Step 1: every source read and converted by its adapter; its counts are in input rows."""
+def _convert(
+    recipe: Recipe, data_dir: Path | None, sample: bool, manifest: Manifest, say, reading: RowReading
+) -> tuple[dict[str, Converted], list[Source]]:
+    """Step 1: every source read and converted by its adapter; its counts are in input rows (in = out + dropped +
+    bad rows). Returns the conversions and the local files read (which hold the bad rows)."""
     start = time.perf_counter()
     contaminated = []
     if sample:  # Magpie-Ultra's sample copies the demo benchmark's prompts, for decontamination to find
         contaminated = [p for p in read_table(demo_file("demo_bench.jsonl")).column("prompt").to_pylist() if p]
     converted: dict[str, Converted] = {}
+    files: list[Source] = []
     counts = {}
     for spec in recipe.sources:
         polluted = sample and recipe.decontaminate is not None and (
             recipe.decontaminate.sources is None or spec.name in recipe.decontaminate.sources)  # fmt: skip
-        table, origin = _read_source(spec, data_dir, sample, contaminated if polluted else [])
+        table, origin, source = _read_source(spec, data_dir, sample, contaminated if polluted else [], reading)
+        bad = len(source.bad_rows) if source is not None else 0
         try:
             generator = spec.generator_label if spec.adapter.startswith("magpie") else spec.generator
             result = ADAPTERS[spec.adapter].convert(table, spec.name, generator)
         except AdapterError as e:
             raise CurateError(f"source {spec.name} ({origin.get('origin')}): {e}") from None
+        if source is not None:
+            files.append(source)
+            result = _input_rows(result, source)
         converted[spec.name] = result
-        manifest.inputs.append({**origin, "rows": table.num_rows})
-        counts[spec.name] = {"in": result.rows_in, "out": result.rows_used, "pairs": result.pairs.num_rows,
-                             "dropped": result.dropped_counts()}  # fmt: skip
+        manifest.inputs.append({**origin, "rows": table.num_rows + bad})
+        counts[spec.name] = {"in": result.rows_in + bad, "out": result.rows_used, "pairs": result.pairs.num_rows,
+                             "dropped": result.dropped_counts(), "bad_rows": bad}  # fmt: skip
         say(f"{'convert':<13} {spec.name}: {result.rows_in:,} rows -> {result.pairs.num_rows:,} pairs")
     manifest.steps.append({
         "step": "convert", "unit": "input rows", "rows_in": sum(c["in"] for c in counts.values()),
         "rows_out": sum(c["out"] for c in counts.values()), "pairs": sum(c["pairs"] for c in counts.values()),
-        "seconds": round(time.perf_counter() - start, 3), "sources": counts,
+        "bad_rows": sum(c["bad_rows"] for c in counts.values()), "seconds": round(time.perf_counter() - start, 3),
+        "sources": counts,
     })  # fmt: skip
-    return converted
+    return converted, files
 
 
 def _select(pool: _Pool, recipe: Recipe, threads: int) -> dict:
@@ -448,9 +482,16 @@ def _dropped_table(step, source, source_row, reason, detail, record, pairs: pa.T
 
 
 def _write(
-    target: Path, pool: _Pool, converted: dict[str, Converted], manifest: Manifest, recipe: Recipe, plots: bool
+    target: Path,
+    pool: _Pool,
+    converted: dict[str, Converted],
+    manifest: Manifest,
+    recipe: Recipe,
+    plots: bool,
+    bad_rows: dict | None = None,
 ) -> pa.Table:
-    """Writes everything into a temporary folder, renamed into place at the end; returns the kept pairs."""
+    """Writes everything into a temporary folder, renamed into place at the end; returns the kept pairs.
+    ``bad_rows``: the bad-rows file and its row count, for the manifest."""
     from skyfilter.curate_report import write_report
 
     start = time.perf_counter()
@@ -469,6 +510,7 @@ def _write(
             "data": {"path": DATA_FILE, "rows": kept.num_rows, "sha256": _sha256_file(tmp / DATA_FILE)},
             "dropped": {"path": "dropped.parquet", "rows": dropped_rows},
             "report": report_files,
+            **({"bad_rows": bad_rows} if bad_rows is not None else {}),
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
@@ -488,12 +530,14 @@ def run_curate(
     bench: list[str] | None = None,
     threads: int | None = None,
     plots: bool = True,
+    bad_rows: str | os.PathLike | None = None,
     log=None,
 ) -> Manifest:
     """Runs ``recipe`` into the new folder ``out``. ``sample``: the project's synthetic rows for every source (and
     the shipped demo benchmark for the hub benchmarks), offline. ``data_dir``: a folder with ``<source name>.parquet``
     (or .jsonl, .jsonl.gz, .json, .arrow) files, read instead of the hub. ``bench`` replaces the recipe's
-    benchmarks (names or files). ``log`` gets one line per step (default: standard error)."""
+    benchmarks (names or files). Rows of local files that cannot be read stop the run, or with ``bad_rows`` go to that
+    file (counted per source in the convert step). ``log`` gets one line per step (default: standard error)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     target = Path(out)
     if target.exists():
@@ -501,6 +545,7 @@ def run_curate(
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise CurateError(f"{data_dir}: no such folder")
+    check_outputs(bad_rows)
     threads = worker_threads(threads)
     benches = list(bench) if bench else list(recipe.decontaminate.bench if recipe.decontaminate else ())
     if sample and not bench:
@@ -518,7 +563,8 @@ def run_curate(
         sample=sample,
     )
     names = [s.name for s in recipe.sources]
-    converted = _convert(recipe, data_dir, sample, manifest, say)
+    reading = RowReading(keep_bad=bad_rows is not None)
+    converted, files = _convert(recipe, data_dir, sample, manifest, say, reading)
     pool = _Pool(pa.concat_tables([converted[n].pairs for n in names]))
     steps = []
     if recipe.dedup is not None:
@@ -535,6 +581,11 @@ def run_curate(
             "seconds": round(time.perf_counter() - start, 3), "sources": pool.counts(step, before, names), **extra,
         })  # fmt: skip
         say(f"{step:<13} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
-    kept = _write(target, pool, converted, manifest, recipe, plots)
+    with AtomicWriters({"bad_rows": bad_rows}) as writers:  # renamed into place after the folder
+        bad = write_bad_rows(writers, "bad_rows", files)
+        if bad:
+            say(f"{'convert':<13} {bad:,} bad rows set apart in {bad_rows}")
+        bad_output = {"path": str(bad_rows), "rows": bad} if bad_rows is not None else None
+        kept = _write(target, pool, converted, manifest, recipe, plots, bad_output)
     say(f"wrote {kept.num_rows:,} pairs to {target / DATA_FILE}")
     return manifest

@@ -158,7 +158,10 @@ def write_report(folder: Path, kept: pa.Table, pool, manifest, recipe, plots: bo
         rows.append(row)
     step_names = [s["step"] for s in manifest.steps if s["step"] != "convert"]
     lines += ["", "## Pairs per source through the steps", ""]
-    lines.append(_markdown(rows, [("source", "source"), ("rows", "input rows"), ("converted", "pairs"),
+    bad = [("bad_rows", "bad rows")] if any(convert[n].get("bad_rows") for n in names) else []
+    for row in rows:
+        row["bad_rows"] = convert[row["source"]].get("bad_rows", 0)
+    lines.append(_markdown(rows, [("source", "source"), ("rows", "input rows"), *bad, ("converted", "pairs"),
                                   *[(s, f"after {s}") for s in step_names]]))  # fmt: skip
     lines += ["", "## Dropped, per step and reason", ""]
     drops = []
