@@ -38,6 +38,7 @@ class TrainConfig:
     eval_data: str | None = None
     split: str = "train"
     eval_split: str = "test"
+    bad_rows: str | None = None  # rows of data / eval_data that cannot be read go here (else each is an error)
     output_dir: str = "runs/skyrm"
     # sequences
     max_length: int = 2048

@@ -18,48 +18,78 @@ are then the same tokens (``identical_after_truncation``). Every dropped pair is
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from skyrm.jsonrows import BadRow, read_json_rows
 from skyrm.requires import first_line, require
 
-__all__ = ["TRUNCATION", "EncodedPairs", "read_pairs", "conversations", "encode_pairs"]
+__all__ = ["TRUNCATION", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows", "conversations",
+           "encode_pairs"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
 
 
-def read_pairs(spec: str, split: str = "train") -> pa.Table:
-    """A parquet, jsonl (optionally .gz) or json file, a dataset folder (``data/<split>-*.parquet``, as on the hub
-    and in skyfilter curate's output), or a Hugging Face dataset id."""
+@dataclass
+class Rows:
+    """A file's rows as a table: its ``name``, the input row of each table row (``rows``; None: the same numbers)
+    and the rows that could not be read (``bad``, set apart; see :mod:`skyrm.jsonrows`)."""
+
+    name: str
+    table: pa.Table
+    rows: np.ndarray | None = None
+    bad: list[BadRow] = field(default_factory=list)
+
+
+#: What the pair columns may hold in a JSON file: strings or message lists.
+PAIR_KINDS = dict.fromkeys(("prompt", "chosen", "rejected"), ("string", "message list"))
+
+
+def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]] | None = None,
+              keep_bad: bool = False) -> Rows:  # fmt: skip
+    """The one reader of skyrm (training pairs, benchmarks): a parquet, jsonl (optionally .gz) or json file, a
+    dataset folder (``data/<split>-*.parquet``, as on the hub and in skyfilter curate's output), or a Hugging Face
+    dataset id. In a JSON file, a row that is not an object or holds a value of a kind ``kinds`` rules out for its
+    column (or unlike the column's other rows) is an error ``FILE:LINE: column 'c': ...``, or with ``keep_bad`` is
+    left out and listed in ``bad``."""
     path = Path(spec)
     if path.is_dir():  # a dataset folder: data/<split>-*.parquet (the hub's layout, skyfilter curate's output)
         for pattern in (f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}.parquet"):
             files = sorted(path.glob(pattern))
             if files:
-                return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+                return Rows(spec, pa.concat_tables([_parquet(f) for f in files], promote_options="default"))
         raise ValueError(f"{spec}: a folder without data/{split}-*.parquet, {split}-*.parquet or {split}.parquet")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".parquet"):
-            return pq.read_table(path)
-        if name.endswith((".jsonl", ".jsonl.gz", ".json")):
-            import gzip
-
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as f:
-                rows = json.load(f) if name.endswith(".json") else [json.loads(line) for line in f if line.strip()]
-            return pa.Table.from_pylist(rows)
-        raise ValueError(f"{spec}: unknown format; use parquet, jsonl or json")
+            return Rows(spec, _parquet(path))
+        if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+            data = path.read_bytes()
+            if name.endswith(".gz"):
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError) as e:
+                    raise ValueError(f"{spec}: not a readable gzip file ({e})") from None
+            read = read_json_rows(spec, data, (lambda _: kinds) if kinds else None)
+            if not read.total:
+                raise ValueError(f"{spec}: no rows (an empty file)")
+            if read.bad and not keep_bad:
+                raise ValueError(read.bad[0].message(spec) + " (set such rows apart with --bad-rows FILE)")
+            return Rows(spec, read.table, read.rows if read.bad else None, read.bad)
+        raise ValueError(f"{spec}: unknown format {path.suffix or '(no suffix)'}; use parquet, jsonl or json")
     require(f"{spec}: no such file, and loading it as a Hugging Face dataset", "datasets")
     import datasets
 
     try:
-        return datasets.load_dataset(spec, split=split).data.table
+        return Rows(f"{spec}:{split}", datasets.load_dataset(spec, split=split).data.table)
     except Exception as e:  # network, cache and naming problems surface as many exception types
         raise ValueError(
             f"{spec}: no such file, and the Hugging Face hub and its local cache could not provide it as a dataset "
@@ -67,6 +97,40 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
             f"(`hf download {spec} --repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl "
             "file instead"
         ) from None
+
+
+def _parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{path}: not a readable parquet file ({first_line(e)})") from None
+
+
+def read_pairs(spec: str, split: str = "train", keep_bad: bool = False) -> Rows:
+    """Training pairs (see :func:`read_rows`): ``prompt``, ``chosen``, ``rejected`` hold strings or message lists."""
+    return read_rows(spec, split, PAIR_KINDS, keep_bad)
+
+
+def write_bad_rows(path: str | Path, reads: list[tuple[str, list[BadRow]]]) -> int:
+    """Writes the bad rows of ``reads`` (file name, its bad rows) to ``path`` (``.parquet``, else JSON Lines) under
+    a temporary name, then renamed into place: ``input_file``, ``input_row`` (0-based), ``line``, ``reason`` and the
+    row's JSON text (``row``), as skyfilter's ``--bad-rows`` writes them. Returns how many."""
+    path = Path(path)
+    records = [{"input_file": name, "input_row": b.row, "line": b.line, "reason": b.reason, "row": b.text}
+               for name, bad in reads for b in bad]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if path.suffix.lower() == ".parquet":
+            schema = pa.schema([("input_file", pa.string()), ("input_row", pa.int64()), ("line", pa.int64()),
+                                ("reason", pa.string()), ("row", pa.string())])  # fmt: skip
+            pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
+        else:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(records)
 
 
 def _messages(value, role: str) -> list[dict]:

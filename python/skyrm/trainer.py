@@ -21,7 +21,7 @@ import torch
 from skyrm import checkpoint
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
-from skyrm.data import EncodedPairs, encode_pairs, read_pairs
+from skyrm.data import EncodedPairs, encode_pairs, read_pairs, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
@@ -227,13 +227,17 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = build_model(config, runtime)
     loss_config = config.loss_config()
-    data = encode_pairs(read_pairs(config.data, config.split), tokenizer, config.max_length, config.truncation)
+    keep_bad = config.bad_rows is not None
+    reads = [read_pairs(config.data, config.split, keep_bad)]
+    data = encode_pairs(reads[0].table, tokenizer, config.max_length, config.truncation)
     log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} process(es) on "
         f"{runtime.device.type}")  # fmt: skip
+    if reads[0].bad:
+        log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
     held_out = None
     if config.eval_data:
-        held_out = encode_pairs(read_pairs(config.eval_data, config.eval_split), tokenizer, config.max_length,
-                                config.truncation)  # fmt: skip
+        reads.append(read_pairs(config.eval_data, config.eval_split, keep_bad))
+        held_out = encode_pairs(reads[1].table, tokenizer, config.max_length, config.truncation)
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
             f"(dropped: {dict(held_out.dropped)}): no held-out accuracy")  # fmt: skip
@@ -322,7 +326,9 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         progress.close()
         if metrics is not None:
             metrics.close()
-    summary = {"steps": len(plan), "pairs": len(data), "dropped": dict(data.dropped), "world": runtime.world,
+    # rows in = pairs + dropped + bad_rows
+    summary = {"steps": len(plan), "rows": reads[0].table.num_rows + len(reads[0].bad), "pairs": len(data),
+               "dropped": dict(data.dropped), "bad_rows": len(reads[0].bad), "world": runtime.world,
                "config": asdict(config)}  # fmt: skip
     extra = {}
     if held_out is not None and len(held_out):
@@ -332,5 +338,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
     _export(model, tokenizer, out / "model", runtime, extra)
     if runtime.main:
+        if config.bad_rows is not None:
+            write_bad_rows(config.bad_rows, [(r.name, r.bad) for r in reads])
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from skyrm.data import write_bad_rows
 from skyrm.eval.runner import (
     BENCHES,
     KINDS,
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=None, help="keep the last N tokens of longer sequences")
     parser.add_argument("--batch-tokens", type=int, default=16_384, help="tokens per batch, padding included")
     parser.add_argument("--limit", type=int, help="score only the first N rows (for a quick look)")
+    parser.add_argument(
+        "--bad-rows",
+        metavar="FILE",
+        help="write rows of --bench-file that cannot be read (a JSON value of the wrong type) here (.jsonl or "
+        ".parquet) and score the others; without it such a row is an error naming file, line and column",
+    )
     return parser
 
 
@@ -87,14 +94,14 @@ def _main(args, writes: bool) -> int:
         if args.rescore:
             records, kind = rescore(args.rescore)
             name = json.loads(Path(args.rescore).read_text(encoding="utf-8").splitlines()[0]).get("model", "")
-            skipped = 0
+            skipped, bad = 0, []
         else:
             if not args.model:
                 print("error: give --model (or --rescore FILE)", file=sys.stderr)
                 return 2
             columns = {"prompt": args.prompt_column, "a": args.a_column, "b": args.b_column,
                        "label": args.label_column, "subset": args.subset_column}  # fmt: skip
-            bench = load_benchmark(args.bench, args.bench_file, args.format, columns)
+            bench = load_benchmark(args.bench, args.bench_file, args.format, columns, keep_bad=bool(args.bad_rows))
             if args.limit:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])
@@ -102,7 +109,7 @@ def _main(args, writes: bool) -> int:
             model, tokenizer = load_model(args.model)
             records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
                                max_length=args.max_length)  # fmt: skip
-            kind, name, skipped = bench.kind, args.model, bench.skipped
+            kind, name, skipped, bad = bench.kind, args.model, bench.skipped, bench.bad_rows
         table = table_of(records, kind, args.xstest_weights)
         comparison = comparison_markdown(name, table) if args.compare and writes else None
     except (BenchmarkError, ValueError, OSError, MissingDependency) as e:
@@ -111,8 +118,12 @@ def _main(args, writes: bool) -> int:
     if not writes:
         return 0
     print(format_table(table))
+    if args.bad_rows and not args.rescore:
+        write_bad_rows(args.bad_rows, [(args.bench_file or args.bench, bad)])
+        print(f"\n{len(bad)} bad row(s) could not be read: wrote {args.bad_rows}")
     if args.out:
-        write_results(Path(args.out), name, table, kind, None if args.rescore else records, args.bos, skipped)
+        write_results(Path(args.out), name, table, kind, None if args.rescore else records, args.bos, skipped,
+                      len(bad))  # fmt: skip
         print(f"\nwrote {args.out}")
     if comparison is not None:
         Path(args.compare).write_text(comparison, encoding="utf-8")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
+from skyrm.data import read_rows
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
 from skyrm.requires import first_line, require
 
@@ -42,7 +43,8 @@ class BenchmarkError(ValueError):
 @dataclass
 class Benchmark:
     """Rows in one layout: ``prompts`` (str or list of messages), ``completions`` (per row: the correct one(s)
-    first), ``num_correct``, ``subsets``, ``ids``; ``skipped`` counts rows left out (pairwise ties)."""
+    first), ``num_correct``, ``subsets``, ``ids``; ``skipped`` counts rows left out (pairwise ties), ``bad_rows``
+    the rows of the file that could not be read (set apart, see :func:`load_benchmark`)."""
 
     name: str
     kind: str
@@ -52,26 +54,20 @@ class Benchmark:
     subsets: list[str]
     ids: list[str]
     skipped: int = 0
+    bad_rows: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
 
-def _read_table(path: str) -> pa.Table:
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.exists():
-        raise BenchmarkError(f"{path}: no such file")
-    if p.suffix == ".parquet":
-        return pq.read_table(p)
-    if p.suffix in (".jsonl", ".json"):
-        text = p.read_text(encoding="utf-8").lstrip()
-        if text.startswith("["):
-            return pa.Table.from_pylist(json.loads(text))
-        return pajson.read_json(p)
-    raise BenchmarkError(f"{path}: use a .parquet, .jsonl or .json file")
+def _kinds(kind: str, columns: dict) -> dict[str, tuple[str, ...]]:
+    """What the columns a benchmark layout reads may hold in a JSON file (see :func:`skyrm.data.read_rows`)."""
+    prompt = ("string", "message list")
+    if kind == "pairwise":
+        c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label"} | columns
+        return {c["prompt"]: prompt, c["a"]: ("string",), c["b"]: ("string",), c["label"]: ("string", "number")}
+    answers = ("list",) if kind == "rewardbench-2" else ("string",)
+    return {"prompt": prompt, "chosen": answers, "rejected": answers, "subset": ("string",)}
 
 
 def _need(table: pa.Table, name: str, columns: list[str]) -> None:
@@ -81,9 +77,12 @@ def _need(table: pa.Table, name: str, columns: list[str]) -> None:
 
 
 def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind: str | None = None,
-                   columns: dict | None = None) -> Benchmark:  # fmt: skip
+                   columns: dict | None = None, keep_bad: bool = False) -> Benchmark:  # fmt: skip
     """A named benchmark from the hub (through ``datasets``, its cache and offline mode) or a local file of the
-    same layout; ``kind="pairwise"`` reads a file of two responses and a label (``columns`` names them)."""
+    same layout; ``kind="pairwise"`` reads a file of two responses and a label (``columns`` names them). A row of a
+    JSON file that cannot be read is an error naming file, line and column, or with ``keep_bad`` is left out and
+    listed in the benchmark's ``bad_rows``."""
+    input_rows = None
     if bench_file is None and bench == SAMPLE:
         from skyrm.eval.sample import sample_benchmark
 
@@ -106,12 +105,29 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
             ) from None
         name = dataset
     else:
-        table, name = _read_table(bench_file), bench_file
         kind = kind or (BENCHES[bench][2] if bench in BENCHES else "rewardbench")
+        if kind not in KINDS:
+            raise BenchmarkError(f"unknown format {kind!r}; formats are {', '.join(KINDS)}")
+        if not Path(bench_file).exists():
+            raise BenchmarkError(f"{bench_file}: no such file")
+        try:
+            read = read_rows(bench_file, kinds=_kinds(kind, columns or {}), keep_bad=keep_bad)
+        except ValueError as e:
+            raise BenchmarkError(str(e)) from None
+        table, name, input_rows, bad = read.table, bench_file, read.rows, read.bad
     if kind not in KINDS:
         raise BenchmarkError(f"unknown format {kind!r}; formats are {', '.join(KINDS)}")
+    bench_rows = _load(table, name, kind, columns, input_rows)
+    if bench_file is not None:
+        bench_rows.bad_rows = bad
+    return bench_rows
+
+
+def _load(table: pa.Table, name: str, kind: str, columns: dict | None, input_rows) -> Benchmark:
+    """The benchmark of a table; ``input_rows``: the file's row of each table row (None: the same)."""
+    at = (lambda i: i) if input_rows is None else (lambda i: int(input_rows[i]))
     if kind == "pairwise":
-        return _pairwise(table, name, columns or {})
+        return _pairwise(table, name, columns or {}, at)
     _need(table, name, ["prompt", "chosen", "rejected", "subset"])
     rows = table.to_pylist()
     if not rows:
@@ -124,16 +140,16 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
         else:
             chosen, rejected = [chosen], [rejected]
         if not chosen or not rejected or any(not isinstance(t, str) for t in chosen + rejected):
-            raise BenchmarkError(f"{name}: row {i}: chosen and rejected must be non-empty text")
+            raise BenchmarkError(f"{name}: row {at(i)}: chosen and rejected must be non-empty text")
         prompts.append(r["prompt"])
         completions.append(chosen + rejected)
         correct.append(int(r.get("num_correct") or len(chosen)) if kind == "rewardbench-2" else 1)
         subsets.append(str(r["subset"]))
-        ids.append(str(r["id"]) if r.get("id") is not None else str(i))
+        ids.append(str(r["id"]) if r.get("id") is not None else str(at(i)))
     return Benchmark(name, kind, prompts, completions, correct, subsets, ids)
 
 
-def _pairwise(table: pa.Table, name: str, columns: dict) -> Benchmark:
+def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
     c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label", "subset": None} | columns
     _need(table, name, [c["prompt"], c["a"], c["b"], c["label"]] + ([c["subset"]] if c["subset"] else []))
     a_wins, b_wins = set(c.get("a_wins") or A_WINS), set(c.get("b_wins") or B_WINS)
@@ -151,7 +167,7 @@ def _pairwise(table: pa.Table, name: str, columns: dict) -> Benchmark:
         bench.completions.append([better, worse])
         bench.num_correct.append(1)
         bench.subsets.append(str(r[c["subset"]]) if c["subset"] else Path(name).stem)
-        bench.ids.append(str(i))
+        bench.ids.append(str(at(i)))
     if not len(bench):
         raise BenchmarkError(f"{name}: no row has a label saying which response is better "
                              f"({bench.skipped} ties or unknown labels)")  # fmt: skip
@@ -271,7 +287,7 @@ def table_of(records: list[dict], kind: str, xstest_weights: str = "current") ->
     return out
 
 
-def results_json(model_name: str, table: dict, kind: str, skipped: int = 0) -> dict:
+def results_json(model_name: str, table: dict, kind: str, skipped: int = 0, bad_rows: int = 0) -> dict:
     """The official results layout (model, model_type, chat_template, one key per subset) plus the sections."""
     out = {"model": model_name, "model_type": "Seq. Classifier", "chat_template": "tokenizer", "benchmark": kind}
     out |= table["subsets"]
@@ -279,11 +295,13 @@ def results_json(model_name: str, table: dict, kind: str, skipped: int = 0) -> d
     out["counts"] = table["counts"]
     if skipped:
         out["skipped_ties"] = skipped
+    if bad_rows:
+        out["bad_rows"] = bad_rows
     return out
 
 
 def write_results(out: Path, model_name: str, table: dict, kind: str, records: list[dict] | None = None,
-                  bos: str = "single", skipped: int = 0) -> None:  # fmt: skip
+                  bos: str = "single", skipped: int = 0, bad_rows: int = 0) -> None:  # fmt: skip
     """``out`` (the results layout of :func:`results_json`) and, given the records, ``<out>.examples.jsonl``
     beside it: a header line (model, kind, bos), then one line per example, which :func:`rescore` reads."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +309,9 @@ def write_results(out: Path, model_name: str, table: dict, kind: str, records: l
         header = {"model": model_name, "kind": kind, "bos": bos}
         lines = "".join(json.dumps(r) + "\n" for r in [header, *records])
         out.with_suffix(".examples.jsonl").write_text(lines, encoding="utf-8")
-    out.write_text(json.dumps(results_json(model_name, table, kind, skipped), indent=2) + "\n", encoding="utf-8")
+    out.write_text(
+        json.dumps(results_json(model_name, table, kind, skipped, bad_rows), indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def format_table(table: dict) -> str:
