@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 from skyrm.jsonrows import BadRow, read_json_rows
 from skyrm.requires import first_line, require
 
-__all__ = ["TRUNCATION", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows", "conversations",
-           "encode_pairs"]  # fmt: skip
+__all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows",
+           "conversations", "encode_pairs"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
 
@@ -106,9 +106,9 @@ def _parquet(path: Path) -> pa.Table:
         raise ValueError(f"{path}: not a readable parquet file ({first_line(e)})") from None
 
 
-def read_pairs(spec: str, split: str = "train", keep_bad: bool = False) -> Rows:
-    """Training pairs (see :func:`read_rows`): ``prompt``, ``chosen``, ``rejected`` hold strings or message lists."""
-    return read_rows(spec, split, PAIR_KINDS, keep_bad)
+def read_pairs(spec: str, split: str = "train") -> pa.Table:
+    """Training pairs (:func:`read_rows` with :data:`PAIR_KINDS`); a row that cannot be read is an error."""
+    return read_rows(spec, split, PAIR_KINDS).table
 
 
 def write_bad_rows(path: str | Path, reads: list[tuple[str, list[BadRow]]]) -> int:

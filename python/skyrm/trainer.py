@@ -21,7 +21,7 @@ import torch
 from skyrm import checkpoint
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
-from skyrm.data import EncodedPairs, encode_pairs, read_pairs, write_bad_rows
+from skyrm.data import PAIR_KINDS, EncodedPairs, encode_pairs, read_rows, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
@@ -228,7 +228,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     model, tokenizer = build_model(config, runtime)
     loss_config = config.loss_config()
     keep_bad = config.bad_rows is not None
-    reads = [read_pairs(config.data, config.split, keep_bad)]
+    reads = [read_rows(config.data, config.split, PAIR_KINDS, keep_bad)]
     data = encode_pairs(reads[0].table, tokenizer, config.max_length, config.truncation)
     log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} process(es) on "
         f"{runtime.device.type}")  # fmt: skip
@@ -236,7 +236,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
     held_out = None
     if config.eval_data:
-        reads.append(read_pairs(config.eval_data, config.eval_split, keep_bad))
+        reads.append(read_rows(config.eval_data, config.eval_split, PAIR_KINDS, keep_bad))
         held_out = encode_pairs(reads[1].table, tokenizer, config.max_length, config.truncation)
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
