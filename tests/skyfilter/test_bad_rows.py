@@ -1,0 +1,187 @@
+"""Rows that cannot be read as the layout (a JSON boolean where an answer should be, a line that is not an object):
+by default one error line naming file, line and column; with ``--bad-rows FILE`` they go to that file, are counted
+as ``bad_rows`` and the run goes on, with rows in = kept + dropped + bad. Empty inputs need ``--allow-empty``."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from skyfilter.io import InputError, open_source
+
+from tests.skyfilter.cli_helpers import assert_fails_cleanly, listing, run_cli
+
+ANSWER = "expected a string or a message list, got a boolean (true)"
+
+
+def pair(prompt: str, chosen, rejected="no") -> str:
+    return json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+
+
+@pytest.fixture
+def pandalm_style(tmp_path):
+    """PandaLM-style pairs: JSON booleans in answers (lines 4 and 7; line 3 is blank, line 6 is not an object),
+    and row 6 (line 8) repeats row 0, so that dedup drops it."""
+    lines = [
+        pair("What is the capital of France, and why?", "Paris, because it is where the government sits."),
+        pair("Is 7 a prime number? Explain briefly please.", "Yes: its only divisors are one and seven itself."),
+        "",
+        pair("Verify the correctness of the given statement.", True),
+        pair("Name three primary colours used in painting today.", "Red, yellow and blue are the primary ones."),
+        "[1, 2]",
+        pair("Is the sky blue on a clear day at noon?", "True.", True),
+        pair("What is the capital of France, and why?", "Paris, because it is where the government sits."),
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bench(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps({"prompt": "Name three primary colours used in painting today."}) + "\n")
+    return path
+
+
+COMMANDS = {
+    "contaminate": lambda bench: ["contaminate", "--bench-file", bench],
+    "dedup": lambda bench: ["dedup", "--no-near"],
+    "select": lambda bench: ["select", "--min-length-ratio", "0.5"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_default_error_names_file_line_and_column(tmp_path, pandalm_style, bench, command):
+    args = [*COMMANDS[command](bench), pandalm_style]
+    outputs = {"--out": "kept.parquet", "--report": "r.json"}
+    assert_fails_cleanly(tmp_path, args, outputs, f"{pandalm_style}:4: column 'chosen': {ANSWER}")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_bad_rows_are_set_apart_and_counted(tmp_path, pandalm_style, bench, command):
+    out, bad, report = tmp_path / "kept.parquet", tmp_path / "bad.jsonl", tmp_path / "r.json"
+    extra = ["--flagged" if command == "contaminate" else "--dropped", tmp_path / "dropped.parquet"]
+    code, text = run_cli(*COMMANDS[command](bench), pandalm_style, "--out", out, "--bad-rows", bad,
+                         "--report", report, *extra)  # fmt: skip
+    assert code == 0, text
+    rows = [json.loads(line) for line in bad.read_text().splitlines()]
+    assert [(r["input_file"], r["input_row"], r["line"]) for r in rows] == [
+        ("pairs.jsonl", 2, 4),
+        ("pairs.jsonl", 4, 6),
+        ("pairs.jsonl", 5, 7),
+    ]
+    assert rows[0]["reason"] == f"column 'chosen': {ANSWER}"
+    assert rows[1]["reason"] == "expected a JSON object, got a list" and rows[1]["row"] == "[1, 2]"
+    assert rows[2]["reason"].startswith("column 'rejected': expected a string or a message list")
+    result = json.loads(report.read_text())
+    assert result["bad_rows"] == 3 and result["rows"] == 7
+    kept = pq.read_table(out).num_rows
+    dropped = pq.read_table(tmp_path / "dropped.parquet")
+    assert result["rows"] == kept + dropped.num_rows + result["bad_rows"]
+    if command == "contaminate":  # the flagged row keeps its row number in the input
+        assert dropped.column("input_row").to_pylist() == [3] and result["flagged"] == 1
+    if command == "dedup":  # the duplicate is row 6 of the input, a duplicate of row 0
+        assert dropped.column("input_row").to_pylist() == [6]
+        assert dropped.column("duplicate_of_row").to_pylist() == [0]
+    assert "bad row(s)" in text
+
+
+def test_a_json_array_names_the_line_of_the_value(tmp_path):
+    from skyfilter.io import RowReading
+
+    path = tmp_path / "pairs.json"
+    rows = [{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "d", "chosen": "e", "rejected": False}]
+    path.write_text(json.dumps(rows, indent=4), encoding="utf-8")
+    with pytest.raises(InputError, match=rf"^{path}:10: column 'rejected': expected .*, got a boolean \(false\)"):
+        open_source(str(path))
+    source = open_source(str(path), reading=RowReading(keep_bad=True))
+    assert source.num_rows == 1 and source.rows_in == 2 and [b.row for b in source.bad_rows] == [1]
+
+
+def test_values_unlike_the_column_are_bad_rows_in_any_column():
+    from skyrm.jsonrows import read_json_rows
+
+    data = b'{"s": 1.5}\n{"s": "high"}\n{"s": 2}\n'
+    rows = read_json_rows("scores.jsonl", data)
+    assert rows.table.column("s").to_pylist() == [1.5, 2.0] and rows.rows.tolist() == [0, 2]
+    assert rows.bad[0].message("scores.jsonl") == (
+        "scores.jsonl:2: column 's': got a string (\"high\") where its other rows hold a number"
+    )
+
+
+def test_invalid_json_message_has_no_doubled_words():
+    from skyrm.jsonrows import read_json_rows
+
+    rows = read_json_rows("p.jsonl", b'{"prompt": "a}\n')
+    assert rows.bad[0].reason == "invalid JSON at column 12 (Unterminated string)"
+
+
+@pytest.mark.parametrize("command", ["contaminate", "dedup", "select"])
+def test_an_empty_input_is_an_error_unless_allowed(tmp_path, bench, command):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    args = [*COMMANDS[command](bench), empty]
+    assert_fails_cleanly(tmp_path, args, {"--out": "kept.parquet"}, "empty.jsonl: no rows", "--allow-empty")
+    if command == "select":
+        code, text = run_cli(*args, "--allow-empty", "--out", tmp_path / "kept.parquet")
+        assert code == 0, text
+
+
+def test_select_names_the_columns_of_the_file(tmp_path):
+    path = tmp_path / "fb.jsonl"
+    path.write_text('{"foo": 1, "bar": 2}\n')
+    assert_fails_cleanly(tmp_path, ["select", path, "--score", "x", "--top-default", "0.5"], {"--out": "k.parquet"},
+                         "no column 'x'; columns are ['foo', 'bar']")  # fmt: skip
+
+
+def test_dedup_names_the_file_once(tmp_path):
+    path = tmp_path / "fb.jsonl"
+    path.write_text('{"foo": 1, "bar": 2}\n')
+    folder = tmp_path / "outputs"
+    assert_fails_cleanly(tmp_path, ["dedup", path], {"--out": "k.parquet"}, "fb.jsonl: cannot tell the layout")
+    code, text = run_cli("dedup", path, "--out", folder / "k.parquet")
+    assert text.count("fb.jsonl") == 1, text
+
+
+def test_the_bad_rows_file_is_refused_when_its_format_is_unknown(tmp_path, pandalm_style):
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    code, text = run_cli("dedup", pandalm_style, "--out", folder / "k.parquet", "--bad-rows", folder / "bad.txt")
+    assert code != 0 and "bad.txt" in text and listing(folder) == []
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+
+@pytest.fixture
+def pandalm_pairs(shared_data, tmp_path):
+    """PandaLM's human-annotated test set (a JSON array with JSON booleans in six answers) with its instruction,
+    response1 and response2 renamed prompt, chosen and rejected, on the same lines."""
+    text = (shared_data / "prefs/pandalm_testset/testset-v1.json").read_text(encoding="utf-8")
+    for old, new in (("instruction", "prompt"), ("response1", "chosen"), ("response2", "rejected")):
+        text = text.replace(f'"{old}":', f'"{new}":')
+    path = tmp_path / "pandalm.json"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_pandalm_default_error(tmp_path, pandalm_pairs, bench):
+    assert_fails_cleanly(tmp_path, ["contaminate", pandalm_pairs, "--bench-file", bench], {"--out": "c.parquet"},
+                         f"{pandalm_pairs}:1892: column 'chosen': {ANSWER}")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_pandalm_with_bad_rows(tmp_path, pandalm_pairs, bench, command):
+    bad, report = tmp_path / "bad.parquet", tmp_path / "r.json"
+    extra = ["--flagged" if command == "contaminate" else "--dropped", tmp_path / "dropped.parquet"]
+    code, text = run_cli(*COMMANDS[command](bench), pandalm_pairs, "--out", tmp_path / "k.parquet", "--bad-rows",
+                         bad, "--report", report, *extra)  # fmt: skip
+    assert code == 0, text
+    table = pq.read_table(bad)
+    assert table.column("input_row").to_pylist() == [157, 158, 159, 161, 162, 164]
+    assert table.column("line").to_pylist() == [1892, 1904, 1916, 1941, 1953, 1976]
+    result = json.loads(report.read_text())
+    kept, dropped = pq.read_table(tmp_path / "k.parquet").num_rows, pq.read_table(tmp_path / "dropped.parquet")
+    assert result["rows"] == 999 == kept + dropped.num_rows + result["bad_rows"] and result["bad_rows"] == 6
