@@ -185,3 +185,41 @@ def test_pandalm_with_bad_rows(tmp_path, pandalm_pairs, bench, command):
     result = json.loads(report.read_text())
     kept, dropped = pq.read_table(tmp_path / "k.parquet").num_rows, pq.read_table(tmp_path / "dropped.parquet")
     assert result["rows"] == 999 == kept + dropped.num_rows + result["bad_rows"] and result["bad_rows"] == 6
+
+
+# ------------------------------------------------------------------------------------------- curate
+
+
+@pytest.fixture
+def wildguard_jsonl(tmp_path):
+    """WildGuardMix rows as JSON Lines, with JSON booleans for the responses of rows 3 and 7."""
+    from skyfilter.samples import sample_table
+
+    rows = sample_table("wildguardmix", "WildGuardMix", 60).to_pylist()
+    for i in (3, 7):
+        rows[i]["response"] = True
+    path = tmp_path / "WildGuardMix.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    recipe = (f'name = "wg"\n\n[[sources]]\nname = "WildGuardMix"\nadapter = "wildguardmix"\ndataset = "{path}"\n\n'
+              '[select.wildguardmix]\nsources = ["WildGuardMix"]\nreading = "adversarial"\n')  # fmt: skip
+    (tmp_path / "wg.toml").write_text(recipe, encoding="utf-8")
+    return path
+
+
+def test_curate_bad_rows(tmp_path, wildguard_jsonl):
+    recipe = tmp_path / "wg.toml"
+    code, text = run_cli("curate", "--recipe", recipe, "--out", tmp_path / "out", "-q")
+    where = f"{wildguard_jsonl}:4: column 'response': got a boolean (true) where its other rows hold a string"
+    assert code != 0 and where in text
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "bad.jsonl"
+    code, text = run_cli("curate", "--recipe", recipe, "--out", tmp_path / "out", "-q", "--bad-rows", bad)
+    assert code == 0, text
+    assert [json.loads(line)["input_row"] for line in bad.read_text().splitlines()] == [3, 7]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    counts = manifest["steps"][0]["sources"]["WildGuardMix"]
+    assert counts["bad_rows"] == 2 and counts["in"] == 60
+    assert counts["in"] == counts["out"] + sum(counts["dropped"].values()) + counts["bad_rows"]
+    assert manifest["outputs"]["bad_rows"]["rows"] == 2
+    dropped = pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
+    assert 3 not in [d["source_row"] for d in dropped if d["step"] == "convert"]  # counted in the input's rows
