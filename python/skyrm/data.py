@@ -82,7 +82,7 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
             if not read.total:
                 raise ValueError(f"{spec}: no rows (an empty file)")
             if read.bad and not keep_bad:
-                raise ValueError(read.bad[0].message(spec) + " (set such rows apart with --bad-rows FILE)")
+                raise ValueError(read.bad[0].message(spec))
             return Rows(spec, read.table, read.rows if read.bad else None, read.bad)
         raise ValueError(f"{spec}: unknown format {path.suffix or '(no suffix)'}; use parquet, jsonl or json")
     require(f"{spec}: no such file, and loading it as a Hugging Face dataset", "datasets")

@@ -250,7 +250,7 @@ def read_json_rows(name: str, data: bytes, expected: Expected | None = None) -> 
                 arrays[column] = pa.array(values)
                 continue
             at = _first_unreadable(values)
-            reason = f"column {column!r}: {_shown(values[at])} is unlike the column's earlier rows ({problem})"
+            reason = f"column {column!r}: {_shown(values[at])} does not have the types of the column's earlier rows"
             failed = good[at]
             set_apart(failed, reason, column)
             unreadable.add(kept[at])
