@@ -371,7 +371,9 @@ def run(
     The clean output holds the unflagged rows unchanged; the flagged output holds the flagged rows plus
     :data:`EVIDENCE_COLUMNS`; outputs appear only if the whole run succeeds.
     """
-    check_outputs(out, flagged)
+    check_outputs(
+        [*inputs, *(b.origin for b in benchmarks)], {"--out": out, "--flagged": flagged}, {"--report": report}
+    )
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS)
 

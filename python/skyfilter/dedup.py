@@ -276,7 +276,7 @@ def run_dedup(
 ) -> DedupReport:
     """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written."""
 
-    check_outputs(out, dropped)
+    check_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report})
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()

@@ -474,7 +474,7 @@ def run_select(
     machine's memory; 0 never holds), so that the input is decoded once: as read (strings as views over the
     decoded pages) while they fit, then copied compactly; past the limit even so it lets them go and reads the
     input again."""
-    check_outputs(out, dropped)
+    check_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report})
     sources = open_sources(inputs, split, ADDED_COLUMNS)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes
     schema = sources[0].schema

@@ -75,6 +75,7 @@ class TrainConfig:
     # checkpoints and logs
     checkpoint_every: int = 500
     resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
+    overwrite: bool = False  # replace the run in output_dir (cleared first); without it or resume, one is refused
     log_every: int = 1
     tensorboard: bool = True  # also write TensorBoard events (when the tensorboard package is installed)
     peak_tflops: float | None = None  # one device's peak, for MFU; None: known GPUs' bf16 peak, no MFU on CPUs
@@ -98,6 +99,8 @@ class TrainConfig:
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within [0, 1], got {self.min_lr_ratio}")
         need(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be positive, got {self.max_steps}")
         need(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        need(not (self.resume and self.overwrite), "overwrite",
+             "--resume continues the run in --output-dir and --overwrite replaces it: give one of them")  # fmt: skip
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         try:
             self.loss_config()

