@@ -187,7 +187,12 @@ def load_config(
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
-    parser = argparse.ArgumentParser(prog="python -m skyrm.train", description="Train a Bradley-Terry reward model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m skyrm.train",
+        description="Train a Bradley-Terry reward model.",
+        epilog="An --output-dir that already holds files is refused: --resume continues the run in it, --overwrite "
+        "replaces it (clears it once the data has been read).",
+    )
     parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings")
     for name, (kind, _) in _field_types().items():
