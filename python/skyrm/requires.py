@@ -4,6 +4,7 @@ the hub cannot serve (how to point at a local copy), or a GPU (what runs instead
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 
@@ -42,12 +43,15 @@ def pretrained(load, name: str, what: str = "model", **kwargs):
     name with nothing at it is "no such folder" at once; offline, the hub is tried once, quietly."""
     if missing_path(name):
         raise ModelLoadError(f"{name}: no such folder (the {what} is read from a local folder, or a hub id owner/name)")
-    with hub_access() as offline:
+    local = os.path.exists(name)  # a folder: no hub, so no probe of it
+    with contextlib.nullcontext(False) if local else hub_access() as offline:
         try:
             return load(name, **kwargs)
         except (OSError, ValueError) as e:  # ValueError: a name that is neither a folder nor a valid hub id
-            if isinstance(e, ValueError) and os.path.exists(name):
+            if local and isinstance(e, ValueError):
                 raise
+            if local:
+                raise ModelLoadError(f"{name}: could not load the {what} from this folder ({first_line(e)})") from None
             where = "its local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
             error = e
     raise ModelLoadError(

@@ -103,11 +103,15 @@ def _go_offline() -> None:
 
 @contextlib.contextmanager
 def hub_access() -> Iterator[bool]:
-    """Around one hub look-up: offline mode when the hub cannot be reached, and the hub libraries' logs (retry
-    notices) and warnings silenced. Yields whether the hub was found offline (for the caller's message)."""
+    """Around one hub look-up: when the hub cannot be reached, offline mode (one attempt, from the cache) with the
+    hub libraries' logs (retry notices) and warnings silenced; online, nothing changes (a model load's own
+    warnings, such as a newly initialised reward head, still show). Yields whether the hub was found offline,
+    for the caller's message."""
     offline = hub_offline()
-    if offline:
-        _go_offline()
+    if not offline:
+        yield False
+        return
+    _go_offline()
     loggers = [logging.getLogger(name) for name in _HUB_LOGGERS]
     levels = [logger.level for logger in loggers]
     try:
@@ -115,7 +119,7 @@ def hub_access() -> Iterator[bool]:
             logger.setLevel(logging.CRITICAL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            yield offline
+            yield True
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
