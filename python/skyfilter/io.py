@@ -3,7 +3,8 @@
 Inputs: parquet and Arrow IPC files are streamed batch by batch (memory does not grow with the file;
 parquet is decoded in Rust, one row group per core at a time, with only the columns asked for);
 JSON Lines (``.jsonl``, ``.ndjson``, also ``.gz``), JSON arrays (``.json``) and CSV are read whole;
-anything else that is not a file but looks like ``owner/name`` is loaded with ``datasets.load_dataset``.
+anything else that is not a file but looks like ``owner/name`` (without a data-file suffix) is loaded with
+``datasets.load_dataset``, tried once from the cache when the hub cannot be reached (:mod:`skyshared.hub`).
 
 Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix, each encoded by a
 background thread while the next batch is read. :func:`check_outputs` refuses, before any work, an output that
@@ -34,7 +35,7 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from skyshared import outputs as _outputs
-from skyshared.hub import hub_access, install_hint, missing_path
+from skyshared.hub import hub_access, install_hint, looks_like_path
 
 from skyfilter import _core
 
@@ -285,8 +286,8 @@ def _hub_source(spec: str, split: str | None) -> Source:
             where = "the local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise InputError(
-                f"{spec}: no such file, and {where} could not provide split {split!r} ({type(e).__name__}: "
-                f"{first}). Download the files and pass their paths instead."
+                f"{spec}: could not load split {split!r} from {where}, and it is not a local file "
+                f"({type(e).__name__}: {first}). Download the files and pass their paths instead."
             ) from None
     return table_source(f"{spec}:{split}", dataset.data.table)
 
@@ -295,7 +296,7 @@ def open_source(spec: str, split: str | None = None) -> Source:
     """Opens a file path (by suffix) or, when no such file exists, a Hugging Face dataset id."""
     path = Path(spec)
     if not path.exists():
-        if _HUB_ID.match(spec) and not missing_path(spec):
+        if _HUB_ID.match(spec) and not looks_like_path(spec):  # data/x.parquet is a missing file, not a hub id
             return _hub_source(spec, split)
         raise InputError(f"{spec}: no such file")
     if path.is_dir():
