@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from skyshared.hub import hub_access, install_hint
 
 from skyfilter.io import InputError, read_table
 from skyfilter.schema import SchemaError, match_texts, to_pairs
@@ -112,16 +113,17 @@ def _hub_table(spec: HubBenchmark, name: str) -> pa.Table:
     except ImportError:
         raise BenchmarkError(
             f"benchmark {name!r} is loaded from the Hugging Face hub ({spec.repo}), which needs the `datasets` "
-            f"package: pip install 'skyfilter[hub]'. {hint}"
+            f"package: {install_hint('datasets')}. {hint}"
         ) from None
-    try:
-        return datasets.load_dataset(spec.repo, split=spec.split).data.table
-    except Exception as e:  # network, cache and naming problems surface as many exception types
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") else ""
-        raise BenchmarkError(
-            f"could not load benchmark {name!r} = {spec.repo} (split {spec.split}) from the hub or the local "
-            f"cache{offline}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {hint}"
-        ) from None
+    with hub_access() as offline:
+        try:
+            return datasets.load_dataset(spec.repo, split=spec.split).data.table
+        except Exception as e:  # network, cache and naming problems surface as many exception types
+            where = " (the hub cannot be reached)" if offline else ""
+            raise BenchmarkError(
+                f"could not load benchmark {name!r} = {spec.repo} (split {spec.split}) from the hub or the local "
+                f"cache{where}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {hint}"
+            ) from None
 
 
 def load_benchmark(

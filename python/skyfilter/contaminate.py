@@ -389,7 +389,11 @@ def run(
     file (:data:`skyfilter.io.BAD_ROWS_SCHEMA`); outputs appear only if the whole run succeeds. Rows in = clean +
     flagged + bad rows.
     """
-    check_outputs(out, flagged, bad_rows)
+    check_outputs(
+        [*inputs, *(b.origin for b in benchmarks)],
+        {"--out": out, "--flagged": flagged, "--bad-rows": bad_rows},
+        {"--report": report},
+    )
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS, reading)

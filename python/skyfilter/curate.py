@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from skyshared.hub import hub_access, install_hint, missing_path
+from skyshared.outputs import OutputError, Staged, check_folder
 
 from skyfilter import _core
 from skyfilter.adapters import ADAPTERS, CURATION_SCHEMA, AdapterError, Converted
@@ -175,18 +177,23 @@ def _from_hub(spec: SourceSpec) -> tuple[pa.Table, dict]:
     except ImportError:
         raise CurateError(
             f"source {spec.name}: {spec.dataset} is loaded from the Hugging Face hub, which needs the `datasets` "
-            "package (pip install 'skyfilter[hub]'); or pass --data-dir with local copies, or --sample"
+            f"package ({install_hint('datasets')}); or pass --data-dir with local copies, or --sample"
         ) from None
-    try:
-        dataset = datasets.load_dataset(spec.dataset, spec.config, split=spec.split, revision=spec.revision)
-    except Exception as e:  # datasets raises many types for network, cache, gating and naming problems
-        raise CurateError(
-            f"source {spec.name}: could not load {spec.dataset} (config {spec.config}, split {spec.split}) from the "
-            f"hub or its cache: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Download it and "
-            f"pass --data-dir DIR with DIR/{spec.name}.parquet, or run with --sample."
-        ) from None
+    if missing_path(spec.dataset):
+        raise CurateError(f"source {spec.name}: {spec.dataset}: no such file")
+    with hub_access() as offline:
+        try:
+            dataset = datasets.load_dataset(spec.dataset, spec.config, split=spec.split, revision=spec.revision)
+        except Exception as e:  # datasets raises many types for network, cache, gating and naming problems
+            where = "its local cache (the hub cannot be reached)" if offline else "the hub or its cache"
+            raise CurateError(
+                f"source {spec.name}: could not load {spec.dataset} (config {spec.config}, split {spec.split}) from "
+                f"{where}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Download it and "
+                f"pass --data-dir DIR with DIR/{spec.name}.parquet, or run with --sample."
+            ) from None
+        commit = None if offline else _hub_commit(spec)
     fingerprint = {"fingerprint": getattr(dataset, "_fingerprint", None), "revision": spec.revision,
-                   "commit": _hub_commit(spec)}  # fmt: skip
+                   "commit": commit}  # fmt: skip
     return dataset.data.table, fingerprint
 
 
@@ -495,9 +502,9 @@ def _write(
     from skyfilter.curate_report import write_report
 
     start = time.perf_counter()
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with Staged() as staged:  # the folder is renamed into place at the end, or removed with what it made
+        tmp = staged.path(target)
+        shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "data").mkdir(parents=True)
         kept = pool.pairs.filter(pa.array(pool.alive))
         pq.write_table(release_table(kept) if recipe.output == "release" else kept, tmp / DATA_FILE)
@@ -514,10 +521,6 @@ def _write(
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return kept
 
 
@@ -540,12 +543,18 @@ def run_curate(
     file (counted per source in the convert step). ``log`` gets one line per step (default: standard error)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     target = Path(out)
-    if target.exists():
-        raise CurateError(f"{target}: already exists; give a new folder (nothing was written)")
+    try:
+        check_folder("--out", target)  # a new folder in a writable place, checked before any work
+    except OutputError as e:
+        raise CurateError(str(e)) from None
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise CurateError(f"{data_dir}: no such folder")
-    check_outputs(bad_rows)
+    local_inputs = sorted(data_dir.iterdir()) if data_dir is not None else []
+    try:
+        check_outputs(local_inputs, {"--bad-rows": bad_rows})
+    except OutputError as e:
+        raise CurateError(str(e)) from None
     threads = worker_threads(threads)
     benches = list(bench) if bench else list(recipe.decontaminate.bench if recipe.decontaminate else ())
     if sample and not bench:

@@ -3,12 +3,14 @@
 Inputs: parquet and Arrow IPC files are streamed batch by batch (memory does not grow with the file;
 parquet is decoded in Rust, one row group per core at a time, with only the columns asked for);
 JSON Lines (``.jsonl``, ``.ndjson``, also ``.gz``), JSON arrays (``.json``) and CSV are read whole;
-anything else that is not a file but looks like ``owner/name`` is loaded with ``datasets.load_dataset``.
+anything else that is not a file but looks like ``owner/name`` (without a data-file suffix) is loaded with
+``datasets.load_dataset``, tried once from the cache when the hub cannot be reached (:mod:`skyshared.hub`).
 
 Outputs: parquet, Arrow IPC (``.arrow``/``.feather``) or JSON Lines, chosen by suffix, each encoded by a
-background thread while the next batch is read. Every output is written under a temporary name beside its
-target and renamed only when the whole run has succeeded, so a failed command leaves no half-written file
-behind.
+background thread while the next batch is read. :func:`check_outputs` refuses, before any work, an output that
+is an input, two outputs on one file and an output folder that cannot be written; every output is written under
+a temporary name beside its target and renamed only when the whole run has succeeded, so a failed command leaves
+nothing at any output path (:mod:`skyshared.outputs`, shared with skyrm).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +34,9 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
-from skyrm.jsonrows import BadRow, JsonError, check_utf8, read_json_rows
+from skyshared import outputs as _outputs
+from skyshared.hub import hub_access, install_hint, looks_like_path
+from skyshared.jsonrows import BadRow, JsonError, check_utf8, read_json_rows
 
 from skyfilter import _core
 from skyfilter.schema import expected_kinds
@@ -50,6 +54,7 @@ __all__ = [
     "AtomicWriters",
     "output_format",
     "check_outputs",
+    "OutputError",
     "iter_batches",
     "take_batch",
     "worker_threads",
@@ -60,6 +65,7 @@ DEFAULT_BATCH_ROWS = 65_536
 PARQUET_ROW_GROUP_ROWS = 65_536
 PARQUET_DICTIONARY_BYTES = 16 << 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+OutputError = _outputs.OutputError
 
 
 class InputError(ValueError):
@@ -124,7 +130,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
     """A JSON Lines file or JSON array: Arrow reads a JSON Lines file whose rows it can type alike; otherwise (and
-    for a JSON array) ``skyrm.jsonrows`` reads the rows and sets apart those the layout cannot read."""
+    for a JSON array) ``skyshared.jsonrows`` reads the rows and sets apart those the layout cannot read."""
     try:
         text = check_utf8(str(path), data)
     except JsonError as e:
@@ -264,17 +270,20 @@ def _hub_source(spec: str, split: str | None) -> Source:
         import datasets
     except ImportError:
         raise InputError(
-            f"{spec}: not a file; loading it as a Hugging Face dataset needs the `datasets` package "
-            "(pip install 'skyfilter[hub]')"
+            f"{spec}: no such file; loading it as a Hugging Face dataset needs the `datasets` package "
+            f"({install_hint('datasets')})"
         ) from None
     split = split or "train"
-    try:
-        dataset = datasets.load_dataset(spec, split=split)
-    except Exception as e:  # datasets raises many types for network, cache and naming problems
-        raise InputError(
-            f"{spec}: could not load split {split!r} from the Hugging Face hub or the local cache "
-            f"({type(e).__name__}: {e}). Download the files and pass their paths instead."
-        ) from None
+    with hub_access() as offline:
+        try:
+            dataset = datasets.load_dataset(spec, split=split)
+        except Exception as e:  # datasets raises many types for network, cache and naming problems
+            where = "the local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise InputError(
+                f"{spec}: could not load split {split!r} from {where}, and it is not a local file "
+                f"({type(e).__name__}: {first}). Download the files and pass their paths instead."
+            ) from None
     return table_source(f"{spec}:{split}", dataset.data.table)
 
 
@@ -283,7 +292,7 @@ def open_source(spec: str, split: str | None = None, reading: RowReading = RowRe
     what becomes of rows that cannot be read."""
     path = Path(spec)
     if not path.exists():
-        if _HUB_ID.match(spec):
+        if _HUB_ID.match(spec) and not looks_like_path(spec):  # data/x.parquet is a missing file, not a hub id
             return _hub_source(spec, split)
         raise InputError(f"{spec}: no such file")
     if path.is_dir():
@@ -442,11 +451,21 @@ def write_bad_rows(writers: AtomicWriters, key: str, sources: list[Source]) -> i
     return len(bad)
 
 
-def check_outputs(*paths: str | os.PathLike | None) -> None:
-    """Fails now, before any work, on an output path whose suffix names no known format."""
-    for path in paths:
+def check_outputs(
+    inputs: Sequence[str | os.PathLike | None],
+    outputs: Mapping[str, str | os.PathLike | None],
+    reports: Mapping[str, str | os.PathLike | None] | None = None,
+) -> None:
+    """Fails now, before any work, with one line: a data output (``{flag: path}``) whose suffix names no known
+    format, and (:func:`skyshared.outputs.check_outputs`) any output, data or report, that is an input, two on one
+    file, or one whose folder cannot be written. A further output is one more entry."""
+    for flag, path in outputs.items():
         if path is not None:
-            output_format(path)
+            try:
+                output_format(path)
+            except ValueError as e:
+                raise OutputError(f"{flag} {e}") from None
+    _outputs.check_outputs({**outputs, **(reports or {})}, inputs)
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -470,10 +489,10 @@ class _Writer:
 
     _QUEUE = 2
 
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, tmp: Path):
         self.target = target
         self.format = output_format(target)
-        self.tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        self.tmp = tmp
         self.rows = 0
         self._sink = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyfilter-writer")
@@ -519,7 +538,6 @@ class _Writer:
             self._sink.write(rows)  # type: ignore[union-attr]
 
     def _open(self, schema: pa.Schema) -> None:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "jsonl":
             self._sink = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
         elif self.format == "parquet":
@@ -537,24 +555,26 @@ class _Writer:
         self._sink.close()  # type: ignore[union-attr]
 
     def discard(self) -> None:
+        """Stops writing; the temporary file is removed with the others (:class:`skyshared.outputs.Staged`)."""
         for future in self._pending:
             future.cancel()
         self._thread.shutdown(wait=True)
         if self._sink is not None:
             with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
                 self._sink.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 class AtomicWriters:
     """Writers for several outputs that all appear, renamed into place, only if the block succeeds.
 
     Use as a context manager: ``writers.write(key, batch)`` inside, ``writers.set_schema(key, schema)``
-    for outputs that may stay empty; on an exception every temporary file is removed.
+    for outputs that may stay empty; on an exception every temporary file (and every folder made for the
+    outputs) is removed.
     """
 
     def __init__(self, targets: dict[str, str | os.PathLike | None]):
-        self._writers = {k: _Writer(Path(p)) for k, p in targets.items() if p is not None}
+        self._staged = _outputs.Staged()
+        self._writers = {k: _Writer(Path(p), self._staged.path(p)) for k, p in targets.items() if p is not None}
         self._schemas: dict[str, pa.Schema] = {}
         self._extra: dict[Path, str] = {}
 
@@ -582,23 +602,16 @@ class AtomicWriters:
         if exc_type is not None:
             for w in self._writers.values():
                 w.discard()
+            self._staged.discard()
             return
-        written: list[Path] = []
         try:
             for key, w in self._writers.items():
                 w.close(self._schemas.get(key, pa.schema([])))
             for path, text in self._extra.items():
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(text, encoding="utf-8")
-                written.append(tmp)
+                self._staged.write_text(path, text)
+            self._staged.commit()
         except BaseException:
             for w in self._writers.values():
                 w.discard()
-            for tmp in written:
-                tmp.unlink(missing_ok=True)
+            self._staged.discard()
             raise
-        for w in self._writers.values():
-            os.replace(w.tmp, w.target)
-        for path in self._extra:
-            os.replace(path.with_name(f".{path.name}.tmp-{os.getpid()}"), path)

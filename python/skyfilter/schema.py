@@ -340,7 +340,7 @@ LAYOUTS: tuple[Layout, ...] = (
 
 
 _TURNS = ("string", "message list")
-#: The JSON kinds (see ``skyrm.jsonrows.kind_of``) each layout reads in each of its columns.
+#: The JSON kinds (see ``skyshared.jsonrows.kind_of``) each layout reads in each of its columns.
 _KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     "conversational": dict.fromkeys(("prompt", "chosen", "rejected"), ("message list",)),
     "plain": dict.fromkeys(("prompt", "chosen", "rejected"), ("string",)),
@@ -359,7 +359,7 @@ def expected_kinds(
     """The JSON kinds a row's values may have in the columns a layout reads, for a file with these columns: those
     of the layout named, else of every layout that reads the same columns as the first whose columns the file
     has (plain and conversational pairs: ``prompt``, ``chosen``, ``rejected`` as strings or message lists).
-    A value of another kind makes its row unreadable as the layout (``skyrm.jsonrows``)."""
+    A value of another kind makes its row unreadable as the layout (``skyshared.jsonrows``)."""
     if prompt_column is not None:
         return {prompt_column: _TURNS}
     if layout is not None:

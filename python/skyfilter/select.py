@@ -489,7 +489,7 @@ def run_select(
 
     Rows that cannot be read (a JSON value of the wrong type) stop the run, or with ``bad_rows`` go to that file;
     rows in = kept + dropped + bad rows."""
-    check_outputs(out, dropped, bad_rows)
+    check_outputs(inputs, {"--out": out, "--dropped": dropped, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, ADDED_COLUMNS, reading)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes

@@ -76,6 +76,7 @@ class TrainConfig:
     # checkpoints and logs
     checkpoint_every: int = 500
     resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
+    overwrite: bool = False  # replace the run in output_dir (cleared first); without it or resume, one is refused
     log_every: int = 1
     tensorboard: bool = True  # also write TensorBoard events (when the tensorboard package is installed)
     peak_tflops: float | None = None  # one device's peak, for MFU; None: known GPUs' bf16 peak, no MFU on CPUs
@@ -99,6 +100,8 @@ class TrainConfig:
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within [0, 1], got {self.min_lr_ratio}")
         need(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be positive, got {self.max_steps}")
         need(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        need(not (self.resume and self.overwrite), "overwrite",
+             "--resume continues the run in --output-dir and --overwrite replaces it: give one of them")  # fmt: skip
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         try:
             self.loss_config()
@@ -185,7 +188,12 @@ def load_config(
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
-    parser = argparse.ArgumentParser(prog="python -m skyrm.train", description="Train a Bradley-Terry reward model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m skyrm.train",
+        description="Train a Bradley-Terry reward model.",
+        epilog="An --output-dir that already holds files is refused: --resume continues the run in it, --overwrite "
+        "replaces it (clears it once the data has been read).",
+    )
     parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings")
     for name, (kind, _) in _field_types().items():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from skyshared.hub import hub_access, missing_path
+from skyshared.jsonrows import BadRow, read_json_rows
+from skyshared.outputs import Staged
 
-from skyrm.jsonrows import BadRow, read_json_rows
 from skyrm.requires import first_line, require
 
 __all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows",
@@ -41,7 +42,7 @@ TRUNCATION = ("drop", "truncate")
 @dataclass
 class Rows:
     """A file's rows as a table: its ``name``, the input row of each table row (``rows``; None: the same numbers)
-    and the rows that could not be read (``bad``, set apart; see :mod:`skyrm.jsonrows`)."""
+    and the rows that could not be read (``bad``, set apart; see :mod:`skyshared.jsonrows`)."""
 
     name: str
     table: pa.Table
@@ -85,18 +86,21 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
                 raise ValueError(read.bad[0].message(spec))
             return Rows(spec, read.table, read.rows if read.bad else None, read.bad)
         raise ValueError(f"{spec}: unknown format {path.suffix or '(no suffix)'}; use parquet, jsonl or json")
+    if missing_path(spec):
+        raise ValueError(f"{spec}: no such file")
     require(f"{spec}: no such file, and loading it as a Hugging Face dataset", "datasets")
     import datasets
 
-    try:
-        return Rows(f"{spec}:{split}", datasets.load_dataset(spec, split=split).data.table)
-    except Exception as e:  # network, cache and naming problems surface as many exception types
-        raise ValueError(
-            f"{spec}: no such file, and the Hugging Face hub and its local cache could not provide it as a dataset "
-            f"({type(e).__name__}: {first_line(e)}). Without network, download it where there is one "
-            f"(`hf download {spec} --repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl "
-            "file instead"
-        ) from None
+    with hub_access() as offline:
+        try:
+            return Rows(f"{spec}:{split}", datasets.load_dataset(spec, split=split).data.table)
+        except Exception as e:  # network, cache and naming problems surface as many exception types
+            where = "its local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
+            raise ValueError(
+                f"{spec}: no such file, and {where} could not provide it as a dataset ({type(e).__name__}: "
+                f"{first_line(e)}). Without network, download it where there is one (`hf download {spec} "
+                "--repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl file instead"
+            ) from None
 
 
 def _parquet(path: Path) -> pa.Table:
@@ -111,25 +115,20 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
     return read_rows(spec, split, PAIR_KINDS).table
 
 
-def write_bad_rows(path: str | Path, reads: list[tuple[str, list[BadRow]]]) -> int:
-    """Writes the bad rows of ``reads`` (file name, its bad rows) to ``path`` (``.parquet``, else JSON Lines) under
-    a temporary name, then renamed into place: ``input_file``, ``input_row`` (0-based), ``line``, ``reason`` and the
-    row's JSON text (``row``), as skyfilter's ``--bad-rows`` writes them. Returns how many."""
-    path = Path(path)
+def write_bad_rows(staged: Staged, path: str | Path, reads: list[tuple[str, list[BadRow]]]) -> int:
+    """Stages the bad rows of ``reads`` (file name, its bad rows) for ``path`` (``.parquet``, else JSON Lines;
+    renamed into place with the run's other outputs by ``staged``): ``input_file``, ``input_row`` (0-based),
+    ``line``, ``reason`` and the row's JSON text (``row``), as skyfilter's ``--bad-rows`` writes them. Returns how
+    many."""
     records = [{"input_file": name, "input_row": b.row, "line": b.line, "reason": b.reason, "row": b.text}
                for name, bad in reads for b in bad]  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        if path.suffix.lower() == ".parquet":
-            schema = pa.schema([("input_file", pa.string()), ("input_row", pa.int64()), ("line", pa.int64()),
-                                ("reason", pa.string()), ("row", pa.string())])  # fmt: skip
-            pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
-        else:
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    tmp = staged.path(path)
+    if Path(path).suffix.lower() == ".parquet":
+        schema = pa.schema([("input_file", pa.string()), ("input_row", pa.int64()), ("line", pa.int64()),
+                            ("reason", pa.string()), ("row", pa.string())])  # fmt: skip
+        pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
+    else:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return len(records)
 
 

@@ -1,16 +1,20 @@
 """The whole job in one call: curate preference data with a skyfilter recipe, train a reward model on it, score
 the model on a benchmark, and summarise. ``skyrm pipeline --sample`` runs it offline on the shipped samples.
 
-Folders under ``out``: ``curated/`` (skyfilter's output: data, dropped rows, manifest, report), ``train/``
-(``pairs/train.parquet`` and ``pairs/test.parquet``, a seeded split of the curated pairs, and the trainer's output
-with ``model/``), ``eval/`` (``results.json`` and ``results.examples.jsonl``), and ``summary.json``.
+Folders under ``out``: ``curated/`` (skyfilter's output: data, dropped rows, manifest, report), ``pairs/``
+(``train.parquet`` and ``test.parquet``, a seeded split of the curated pairs), ``train/`` (the trainer's output
+with ``model/``), ``eval/`` (``results.json`` and ``results.examples.jsonl``), and ``summary.json``. ``out`` must
+be a new folder in a writable place (checked before any work); a run that fails removes it.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
+
+from skyshared.outputs import OutputError, check_folder
 
 __all__ = ["run_pipeline", "PipelineError"]
 
@@ -55,18 +59,30 @@ def run_pipeline(
     log=print,
 ) -> dict:
     """Curates, trains and evaluates into the new folder ``out``; returns (and writes) the summary."""
-    from skyfilter import CurateError, RecipeError, load_recipe, run_curate
-
-    from skyrm.config import load_config
-    from skyrm.eval.runner import evaluate, load_benchmark, load_model, table_of, write_results
-    from skyrm.trainer import train
+    from skyrm.eval.runner import load_benchmark
 
     out = Path(out)
-    if out.exists():
-        raise PipelineError(f"{out}: already exists; give a new folder")
+    try:
+        check_folder("--out", out)
+    except OutputError as e:
+        raise PipelineError(str(e)) from None
     bench = bench or ("sample" if sample else "rewardbench")
     benchmark = load_benchmark(bench, bench_file)  # fails early, before any work, when it cannot be read
     out.mkdir(parents=True)
+    try:
+        return _run(out, benchmark, sample, recipe, data_dir, model, train_overrides, held_out, seed, log)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # the folder is this run's own: a failed run leaves nothing
+        raise
+
+
+def _run(out: Path, benchmark, sample: bool, recipe: str, data_dir: str | None, model: str,
+         train_overrides: dict | None, held_out: float, seed: int, log) -> dict:  # fmt: skip
+    from skyfilter import CurateError, RecipeError, load_recipe, run_curate
+
+    from skyrm.config import load_config
+    from skyrm.eval.runner import evaluate, load_model, table_of, write_results
+    from skyrm.trainer import train
 
     log("== 1/3 curate ==")
     try:
@@ -75,15 +91,15 @@ def run_pipeline(
     except (CurateError, RecipeError) as e:
         raise PipelineError(f"curate: {e}") from None
     curated = out / "curated" / "data" / "train-00000-of-00001.parquet"
-    n_train, n_test = _split(curated, out / "train" / "pairs", held_out, seed)
+    n_train, n_test = _split(curated, out / "pairs", held_out, seed)
     log(f"split the {n_train + n_test:,} curated pairs: {n_train:,} to train on, {n_test:,} held out")
 
     log("== 2/3 train ==")
-    overrides = {"model": model, "data": str(out / "train" / "pairs" / "train.parquet"),
+    overrides = {"model": model, "data": str(out / "pairs" / "train.parquet"),
                  "output_dir": str(out / "train"), "seed": seed, "truncation": "truncate",
                  **(train_overrides or {})}  # fmt: skip
     if n_test:
-        overrides["eval_data"] = str(out / "train" / "pairs" / "test.parquet")
+        overrides["eval_data"] = str(out / "pairs" / "test.parquet")
     if model == "tiny":  # byte-level tokens: room for the samples' answers
         overrides = {"max_length": 1024, "micro_batch_tokens": 8192} | overrides
     config = load_config(preset="tiny" if model == "tiny" else None, overrides=overrides)

@@ -4,13 +4,13 @@ the hub cannot serve (how to point at a local copy), or a GPU (what runs instead
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 
-__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "first_line", "EXTRAS"]
+from skyshared.hub import hub_access, install_hint, missing_path
 
-#: The extra of ``pip install 'skyfilter[EXTRA]'`` that installs each optional package.
-EXTRAS = {"torch": "train", "transformers": "train", "accelerate": "train", "gguf": "train", "tensorboard": "train",
-          "datasets": "hub"}  # fmt: skip
+__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "first_line"]
 
 
 class MissingDependency(ImportError):
@@ -27,9 +27,7 @@ def require(purpose: str, *modules: str) -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            extra = EXTRAS.get(name)
-            install = f"pip install 'skyfilter[{extra}]'" if extra else f"pip install {name}"
-            message = f"{purpose} needs the `{name}` package, which is not installed: {install}"
+            message = f"{purpose} needs the `{name}` package, which is not installed: {install_hint(name)}"
             raise MissingDependency(message) from None
 
 
@@ -41,13 +39,24 @@ def first_line(error: BaseException) -> str:
 
 def pretrained(load, name: str, what: str = "model", **kwargs):
     """``load(name, **kwargs)`` (a ``from_pretrained``), with a failure to find ``name`` (no network, no cache, a
-    typo, a gated repository) turned into one message that names it and says how to use a local copy."""
-    try:
-        return load(name, **kwargs)
-    except OSError as e:
-        raise ModelLoadError(
-            f"could not load the {what} {name!r}: not a local folder, and the Hugging Face hub and its local cache "
-            f"could not provide it ({first_line(e)}). Without network, download it on a machine that has one "
-            f"(`hf download {name} --local-dir DIR`), copy DIR here and pass its path instead of {name!r}; or set "
-            "HF_HOME to a cache that holds it (HF_HUB_OFFLINE=1 skips the network retries)"
-        ) from None
+    typo, a gated repository) turned into one message that names it and says how to use a local copy. A path-like
+    name with nothing at it is "no such folder" at once; offline, the hub is tried once, quietly."""
+    if missing_path(name):
+        raise ModelLoadError(f"{name}: no such folder (the {what} is read from a local folder, or a hub id owner/name)")
+    local = os.path.exists(name)  # a folder: no hub, so no probe of it
+    with contextlib.nullcontext(False) if local else hub_access() as offline:
+        try:
+            return load(name, **kwargs)
+        except (OSError, ValueError) as e:  # ValueError: a name that is neither a folder nor a valid hub id
+            if local and isinstance(e, ValueError):
+                raise
+            if local:
+                raise ModelLoadError(f"{name}: could not load the {what} from this folder ({first_line(e)})") from None
+            where = "its local cache (the hub cannot be reached)" if offline else "the Hugging Face hub or its cache"
+            error = e
+    raise ModelLoadError(
+        f"could not load the {what} {name!r}: not a local folder, and {where} "
+        f"could not provide it ({first_line(error)}). Without network, download it on a machine that has one "
+        f"(`hf download {name} --local-dir DIR`), copy DIR here and pass its path instead of {name!r}; or set "
+        "HF_HOME to a cache that holds it (HF_HUB_OFFLINE=1 skips the network retries)"
+    ) from None

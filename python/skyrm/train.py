@@ -3,7 +3,8 @@
 Fixed flags that scripts rely on: ``--config``, ``--model`` (a path, a hub id, or ``tiny``), ``--data``,
 ``--eval-data``, ``--output-dir``, ``--max-steps``, ``--loss``, ``--resume``; every other field of
 :class:`skyrm.config.TrainConfig` has its own flag. Writes ``OUTPUT_DIR/metrics.jsonl`` (one line per step),
-``OUTPUT_DIR/model`` (Hugging Face format) and ``OUTPUT_DIR/summary.json``.
+``OUTPUT_DIR/model`` (Hugging Face format) and ``OUTPUT_DIR/summary.json``. An ``OUTPUT_DIR`` that already holds
+files is refused unless ``--resume`` continues its run or ``--overwrite`` replaces it (:mod:`skyrm.run_folder`).
 """
 
 from __future__ import annotations

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from skyshared.outputs import Staged
 
-from skyrm import checkpoint
+from skyrm import checkpoint, run_folder
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import PAIR_KINDS, EncodedPairs, encode_pairs, read_rows, write_bad_rows
@@ -211,10 +213,19 @@ def _check_device(config: TrainConfig, runtime: Runtime, log) -> None:
 
 
 def train(config: TrainConfig, log=print) -> dict:
-    """Trains as ``config`` says and returns the run's summary (also written to ``OUTPUT_DIR/summary.json``)."""
+    """Trains as ``config`` says and returns the run's summary (also written to ``OUTPUT_DIR/summary.json``).
+
+    The output folder is checked before any work (:mod:`skyrm.run_folder`); a run that fails before its first
+    checkpoint leaves nothing there."""
+    run_folder.check(config)
+    existed = Path(config.output_dir).exists()
     runtime = start()
     try:
         return _train(config, runtime, log if runtime.main else (lambda _: None))
+    except BaseException:
+        if runtime.main:
+            run_folder.discard_failed(config, existed)
+        raise
     finally:
         stop(runtime)
 
@@ -224,11 +235,13 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
 
     out = Path(config.output_dir)
     _check_device(config, runtime, log)
-    out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = build_model(config, runtime)
-    loss_config = config.loss_config()
+    # the pairs first: a wrong path fails before the model is built
     keep_bad = config.bad_rows is not None
     reads = [read_rows(config.data, config.split, PAIR_KINDS, keep_bad)]
+    if config.eval_data:
+        reads.append(read_rows(config.eval_data, config.eval_split, PAIR_KINDS, keep_bad))
+    model, tokenizer = build_model(config, runtime)
+    loss_config = config.loss_config()
     data = encode_pairs(reads[0].table, tokenizer, config.max_length, config.truncation)
     log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} process(es) on "
         f"{runtime.device.type}")  # fmt: skip
@@ -236,7 +249,6 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
     held_out = None
     if config.eval_data:
-        reads.append(read_rows(config.eval_data, config.eval_split, PAIR_KINDS, keep_bad))
         held_out = encode_pairs(reads[1].table, tokenizer, config.max_length, config.truncation)
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
@@ -253,6 +265,10 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
            "loss": config.loss}  # fmt: skip
     checkpoints = out / "checkpoints"
     first = 0
+    if runtime.main:  # the data is good: now the old run goes (--overwrite) and the folder is made
+        run_folder.clear(config)
+        out.mkdir(parents=True, exist_ok=True)
+    torch.distributed.barrier()  # every rank writes into the folder from here on
     if config.resume:
         found = checkpoint.latest(checkpoints)
         if found is None:
@@ -336,9 +352,11 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         log(f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} pairs")
         # users of the exported model can normalise its rewards with the statistics of the held-out split
         extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
-    _export(model, tokenizer, out / "model", runtime, extra)
-    if runtime.main:
-        if config.bad_rows is not None:
-            write_bad_rows(config.bad_rows, [(r.name, r.bad) for r in reads])
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with Staged() as staged:  # the model, the summary and the bad rows appear together, each whole
+        _export(model, tokenizer, staged.path(out / "model") if runtime.main else out / "model", runtime, extra)
+        if runtime.main:
+            staged.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            if config.bad_rows is not None:
+                write_bad_rows(staged, config.bad_rows, [(r.name, r.bad) for r in reads])
+            shutil.rmtree(out / "model", ignore_errors=True)  # a resumed run's earlier export
     return summary

@@ -101,7 +101,7 @@ def test_a_json_array_names_the_line_of_the_value(tmp_path):
 
 
 def test_values_unlike_the_column_are_bad_rows_in_any_column():
-    from skyrm.jsonrows import read_json_rows
+    from skyshared.jsonrows import read_json_rows
 
     data = b'{"s": 1.5}\n{"s": "high"}\n{"s": 2}\n'
     rows = read_json_rows("scores.jsonl", data)
@@ -112,7 +112,7 @@ def test_values_unlike_the_column_are_bad_rows_in_any_column():
 
 
 def test_invalid_json_message_has_no_doubled_words():
-    from skyrm.jsonrows import read_json_rows
+    from skyshared.jsonrows import read_json_rows
 
     rows = read_json_rows("p.jsonl", b'{"prompt": "a}\n')
     assert rows.bad[0].reason == "invalid JSON at column 12 (Unterminated string)"

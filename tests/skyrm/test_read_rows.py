@@ -38,13 +38,15 @@ def test_read_pairs_names_file_line_and_column(tmp_path):
 
 def test_read_rows_keeps_bad_rows_apart(tmp_path):
     from skyrm.data import PAIR_KINDS, read_rows, write_bad_rows
+    from skyshared.outputs import Staged
 
     path = tmp_path / "pairs.jsonl"
     pairs_with_a_boolean(path)
     rows = read_rows(str(path), kinds=PAIR_KINDS, keep_bad=True)
     assert rows.table.column("prompt").to_pylist() == ["p0", "p1", "p3"] and rows.rows.tolist() == [0, 1, 3]
     assert [(b.row, b.line) for b in rows.bad] == [(2, 4)]
-    assert write_bad_rows(tmp_path / "bad.parquet", [(rows.name, rows.bad)]) == 1
+    with Staged() as staged:
+        assert write_bad_rows(staged, tmp_path / "bad.parquet", [(rows.name, rows.bad)]) == 1
     bad = pq.read_table(tmp_path / "bad.parquet").to_pylist()
     assert bad[0]["input_file"] == str(path) and bad[0]["input_row"] == 2 and bad[0]["line"] == 4
 

@@ -130,5 +130,7 @@ def test_command_line_errors(capsys, tmp_path):
     assert main(["--loss", "nope"]) == 2 and "loss: must be one of" in capsys.readouterr().err
     assert main(["--model", "tiny"]) == 2 and "--data" in capsys.readouterr().err
     write_task(tmp_path / "few.parquet", 4, 3)
-    assert main(["--preset", "tiny", "--data", str(tmp_path / "few.parquet"), "--output-dir", str(tmp_path)]) == 1
+    run = tmp_path / "run"
+    assert main(["--preset", "tiny", "--data", str(tmp_path / "few.parquet"), "--output-dir", str(run)]) == 1
     assert "fewer than one step of 8" in capsys.readouterr().err
+    assert not run.exists()  # a failed run leaves no folder behind

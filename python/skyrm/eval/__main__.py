@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from skyshared.outputs import Staged, check_outputs
+
 from skyrm.data import write_bad_rows
 from skyrm.eval.runner import (
     BENCHES,
@@ -22,12 +24,13 @@ from skyrm.eval.runner import (
     BenchmarkError,
     comparison_markdown,
     evaluate,
+    examples_path,
     format_table,
     load_benchmark,
     load_model,
     rescore,
+    results_files,
     table_of,
-    write_results,
 )
 from skyrm.requires import MissingDependency, require
 
@@ -89,8 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     return _main(args, True)
 
 
+def _outputs(args) -> dict[str, str | Path | None]:
+    """The files this run writes, by flag (the per-example file goes beside --out when a model is scored)."""
+    examples = examples_path(Path(args.out)) if args.out and not args.rescore else None
+    bad_rows = args.bad_rows if not args.rescore else None
+    return {"--out": args.out, "--out's examples file": examples, "--compare": args.compare, "--bad-rows": bad_rows}
+
+
 def _main(args, writes: bool) -> int:
     try:
+        # before any work: no output on an input (the benchmark, the per-example file) or on another output, and
+        # every output's folder writable
+        check_outputs(_outputs(args), [args.bench_file, args.rescore, args.model])
         if args.rescore:
             records, kind = rescore(args.rescore)
             name = json.loads(Path(args.rescore).read_text(encoding="utf-8").splitlines()[0]).get("model", "")
@@ -118,16 +131,26 @@ def _main(args, writes: bool) -> int:
     if not writes:
         return 0
     print(format_table(table))
-    if args.bad_rows and not args.rescore:
-        write_bad_rows(args.bad_rows, [(args.bench_file or args.bench, bad)])
-        print(f"\n{len(bad)} bad row(s) could not be read: wrote {args.bad_rows}")
+    files = {}
     if args.out:
-        write_results(Path(args.out), name, table, kind, None if args.rescore else records, args.bos, skipped,
-                      len(bad))  # fmt: skip
-        print(f"\nwrote {args.out}")
+        files = results_files(Path(args.out), name, table, kind, None if args.rescore else records, args.bos, skipped,
+                              len(bad))  # fmt: skip
     if comparison is not None:
-        Path(args.compare).write_text(comparison, encoding="utf-8")
-        print(f"wrote {args.compare}")
+        files[Path(args.compare)] = comparison
+    try:
+        with Staged() as staged:  # every output appears, or none
+            for path, text in files.items():
+                staged.write_text(path, text)
+            if args.bad_rows and not args.rescore:
+                write_bad_rows(staged, args.bad_rows, [(args.bench_file or args.bench, bad)])
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    written = [path for path in (args.out, args.compare) if path and Path(path) in files]
+    if args.bad_rows and not args.rescore:
+        print(f"\n{len(bad)} bad row(s) could not be read: wrote {args.bad_rows}")
+    if written:
+        print("\n" + "\n".join(f"wrote {path}" for path in written))
     return 0
 
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+from skyshared.hub import hub_access
+from skyshared.outputs import Staged
 
 from skyrm.data import read_rows
 from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
 from skyrm.requires import first_line, require
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "load_model", "rescore",
-           "comparison_markdown", "write_results", "BenchmarkError"]  # fmt: skip
+           "comparison_markdown", "write_results", "results_files", "examples_path", "BenchmarkError"]  # fmt: skip
 
 #: Named benchmarks: hub dataset, split, kind.
 BENCHES = {
@@ -95,14 +97,16 @@ def load_benchmark(bench: str | None = None, bench_file: str | None = None, kind
         require(f"--bench {bench} (the hub's {dataset}; or give --bench-file)", "datasets")
         import datasets
 
-        try:
-            table = datasets.load_dataset(dataset, split=split).data.table
-        except Exception as e:  # no network, no cache: say what to do
-            raise BenchmarkError(
-                f"could not load {dataset} (split {split}) from the Hugging Face hub or its local cache: "
-                f"{first_line(e)}. Without network, point --bench-file at a local copy (parquet or jsonl, e.g. from "
-                f"`hf download {dataset} --repo-type dataset`)"
-            ) from None
+        with hub_access() as offline:
+            try:
+                table = datasets.load_dataset(dataset, split=split).data.table
+            except Exception as e:  # no network, no cache: say what to do
+                where = "its local cache (the hub cannot be reached)" if offline else "the hub or its local cache"
+                raise BenchmarkError(
+                    f"could not load {dataset} (split {split}) from {where}: {first_line(e)}. Without network, point "
+                    f"--bench-file at a local copy (parquet or jsonl, e.g. from `hf download {dataset} --repo-type "
+                    "dataset`)"
+                ) from None
         name = dataset
     else:
         kind = kind or (BENCHES[bench][2] if bench in BENCHES else "rewardbench")
@@ -300,18 +304,30 @@ def results_json(model_name: str, table: dict, kind: str, skipped: int = 0, bad_
     return out
 
 
-def write_results(out: Path, model_name: str, table: dict, kind: str, records: list[dict] | None = None,
-                  bos: str = "single", skipped: int = 0, bad_rows: int = 0) -> None:  # fmt: skip
-    """``out`` (the results layout of :func:`results_json`) and, given the records, ``<out>.examples.jsonl``
-    beside it: a header line (model, kind, bos), then one line per example, which :func:`rescore` reads."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def examples_path(out: Path) -> Path:
+    """The per-example file written beside ``out``: ``results.json`` -> ``results.examples.jsonl``."""
+    return Path(out).with_suffix(".examples.jsonl")
+
+
+def results_files(out: Path, model_name: str, table: dict, kind: str, records: list[dict] | None = None,
+                  bos: str = "single", skipped: int = 0, bad_rows: int = 0) -> dict[Path, str]:  # fmt: skip
+    """The text of ``out`` (the results layout of :func:`results_json`) and, given the records,
+    ``<out>.examples.jsonl`` beside it: a header line (model, kind, bos), then one line per example, which
+    :func:`rescore` reads."""
+    files = {}
     if records is not None:
         header = {"model": model_name, "kind": kind, "bos": bos}
-        lines = "".join(json.dumps(r) + "\n" for r in [header, *records])
-        out.with_suffix(".examples.jsonl").write_text(lines, encoding="utf-8")
-    out.write_text(
-        json.dumps(results_json(model_name, table, kind, skipped, bad_rows), indent=2) + "\n", encoding="utf-8"
-    )
+        files[examples_path(out)] = "".join(json.dumps(r) + "\n" for r in [header, *records])
+    files[Path(out)] = json.dumps(results_json(model_name, table, kind, skipped, bad_rows), indent=2) + "\n"
+    return files
+
+
+def write_results(out: Path, model_name: str, table: dict, kind: str, records: list[dict] | None = None,
+                  bos: str = "single", skipped: int = 0, bad_rows: int = 0) -> None:  # fmt: skip
+    """Writes :func:`results_files`; both files appear together, or neither (:class:`skyshared.outputs.Staged`)."""
+    with Staged() as staged:
+        for path, text in results_files(out, model_name, table, kind, records, bos, skipped, bad_rows).items():
+            staged.write_text(path, text)
 
 
 def format_table(table: dict) -> str:
