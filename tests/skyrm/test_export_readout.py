@@ -30,7 +30,7 @@ from skyrm.config import load_config  # noqa: E402
 from skyrm.data import encode_pairs, read_pairs  # noqa: E402
 from skyrm.eval.runner import Benchmark, evaluate, load_model  # noqa: E402
 from skyrm.model import rewards  # noqa: E402
-from skyrm.padding import ADDED_PAD  # noqa: E402
+from skyrm.padding import ADDED_PAD, choose_pad  # noqa: E402
 from skyrm.trainer import train  # noqa: E402
 
 LLAMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
@@ -173,5 +173,27 @@ def test_skyrm_eval_reads_what_hugging_face_reads(exported):
     ours = torch.tensor([v for r in records for v in (r["chosen"], r["rejected"])])
     encoded = encode_pairs(pa.Table.from_pylist(table), tokenizer, 256)
     assert len(encoded) == len(table)
-    _, alone = hf_scores(model.float(), tokenizer, [s for p in zip(encoded.chosen, encoded.rejected) for s in p])
+    sequences = [s for pair in zip(encoded.chosen, encoded.rejected, strict=True) for s in pair]
+    _, alone = hf_scores(model.float(), tokenizer, sequences)
     torch.testing.assert_close(ours, alone, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "declared", "eos_token_id", "expected"),
+    [
+        ("llama-3.1", "<|eot_id|>", None, "<|finetune_right_pad_id|>"),  # pad = EOS, as many recipes set it
+        ("llama-3.1", "<|end_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"),  # an EOS of the config
+        ("gemma-2", "<end_of_turn>", None, "<pad>"),  # a token the chat template writes
+        ("gemma-2", "<unk>", None, "<unk>"),  # a usable pad is kept
+        ("no-pad", "</s>", None, ADDED_PAD),
+    ],
+)
+def test_the_policy_never_keeps_a_pad_that_can_end_a_sequence(kind, declared, eos_token_id, expected):
+    specials, first, bos, eos, _, template, _, _ = KINDS[kind]
+    tokenizer = make_tokenizer(specials, first, bos, eos, declared, template)
+    size = len(tokenizer)
+    config_eos = [tokenizer.convert_tokens_to_ids(eos_token_id)] if eos_token_id else None
+    pad_id = choose_pad(tokenizer, config_eos)
+    assert tokenizer.pad_token == expected and pad_id == tokenizer.pad_token_id
+    assert len(tokenizer) == size + (expected == ADDED_PAD)
+    assert choose_pad(tokenizer, config_eos) == pad_id and len(tokenizer) == size + (expected == ADDED_PAD)
