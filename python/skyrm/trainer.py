@@ -95,7 +95,7 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
 
     tokenizer = _tokenizer(config)
     model_config = _model_config(config)
-    pad_id = choose_pad(tokenizer, model_config.eos_token_id)
+    pad_id = choose_pad(tokenizer, getattr(model_config, "eos_token_id", None))
     attention = attention_implementation(model_config.model_type, config.attn_implementation)
     if attention:
         model_config._attn_implementation = attention
