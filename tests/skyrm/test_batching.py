@@ -82,3 +82,29 @@ def test_a_bf16_model_gets_its_block_mask_in_bf16(pairs):
         padded = rewards(model, padded_batch.input_ids, padded_batch.attention_mask)
     assert seen[0].dtype == torch.bfloat16 and torch.isfinite(seen[0]).all()
     torch.testing.assert_close(packed.float(), padded.float(), rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize("by_length", [True, False])
+def test_scoring_batches_are_the_training_layout_of_single_sequences(pairs, by_length):
+    from skyrm.batching import scoring_batches
+
+    sequences = [s for pair in zip(*pairs, strict=True) for s in pair]
+    batches = scoring_batches(sequences, 96, pad_id=0, by_length=by_length)
+    seen = [i for indices, _ in batches for i in indices]
+    assert sorted(seen) == list(range(len(sequences))) and len(batches) > 3
+    if by_length:
+        assert [len(sequences[i]) for i in seen] == sorted(len(s) for s in sequences)
+    else:
+        assert seen == list(range(len(sequences)))
+    for indices, batch in batches:
+        assert batch.input_ids.numel() <= 96
+        for row, i in enumerate(indices):  # right padding, the mask on the sequence's own tokens
+            n = len(sequences[i])
+            assert batch.input_ids[row, :n].tolist() == sequences[i] and batch.attention_mask[row].sum() == n
+            assert batch.attention_mask[row, :n].all() and not batch.input_ids[row, n:].any()
+    # one layout: a training micro-batch of the same pairs holds the same rows
+    train = micro_batches(*pairs, [0, 1], 10_000, pad_id=0, packing=False)[0]
+    (indices, score), *_ = scoring_batches(sequences[:4], 10_000, pad_id=0, by_length=False)
+    assert indices == [0, 1, 2, 3] and torch.equal(train.input_ids, score.input_ids)
+    with pytest.raises(ValueError, match="sequence 0 needs 50 tokens, over the micro-batch budget of 10"):
+        scoring_batches([[1] * 50], 10, pad_id=0)

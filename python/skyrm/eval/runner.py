@@ -212,39 +212,24 @@ class Encoder:
 
 def score_sequences(model, sequences: list[list[int]], token_budget: int, pad_id: int, device, progress=True,
                     by_length: bool = True):  # fmt: skip
-    """One reward per sequence (the single logit at its last token), in batches of at most ``token_budget``
-    tokens padding included, of like lengths (``by_length``, shortest first) or in input order; rewards come back
-    in the input order."""
+    """One reward per sequence (the single logit at its last token), in right-padded batches of at most
+    ``token_budget`` tokens padding included (:func:`skyrm.batching.scoring_batches`), of like lengths
+    (``by_length``, shortest first) or in input order; rewards come back in the input order."""
     import torch
     from tqdm.auto import tqdm
 
+    from skyrm.batching import scoring_batches
     from skyrm.model import rewards
 
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i])) if by_length else range(len(sequences))
     out = [math.nan] * len(sequences)
-    batches, current, longest = [], [], 0
-    for i in order:
-        longest_with = max(longest, len(sequences[i]))
-        if current and (len(current) + 1) * longest_with > token_budget:
-            batches.append(current)
-            current, longest_with = [], len(sequences[i])
-        current.append(i)
-        longest = longest_with
-    if current:
-        batches.append(current)
     model.eval()
     with torch.no_grad(), tqdm(total=len(sequences), desc="scoring", unit="seq", disable=not progress) as bar:
-        for batch in batches:
-            length = max(len(sequences[i]) for i in batch)
-            ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), length), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-                mask[row, : len(sequences[i])] = 1
-            values = rewards(model, ids.to(device), mask.to(device)).float().cpu().tolist()
-            for i, v in zip(batch, values, strict=True):
+        for indices, batch in scoring_batches(sequences, token_budget, pad_id, by_length):
+            batch = batch.to(device)
+            values = rewards(model, batch.input_ids, batch.attention_mask).float().cpu().tolist()
+            for i, v in zip(indices, values, strict=True):
                 out[i] = v
-            bar.update(len(batch))
+            bar.update(len(indices))
     return out
 
 
@@ -358,7 +343,8 @@ def comparison_markdown(model_name: str, table: dict) -> str:
 
 def load_model(name: str):
     """A one-label reward model and its tokenizer for scoring: a folder, a hub id or ``smollm2``; bf16 on the GPU
-    (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning."""
+    (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning. The pad token is the one
+    :mod:`skyrm.padding` chooses (never one that ends a sequence), in the tokenizer and the model's config."""
     import os
     import sys
 
@@ -366,6 +352,7 @@ def load_model(name: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from skyrm.model import SMOLLM2, packaged_smollm2
+    from skyrm.padding import pad_model
     from skyrm.requires import pretrained
 
     kwargs = {}
@@ -379,8 +366,7 @@ def load_model(name: str):
     dtype = torch.bfloat16 if cuda else torch.float32
     tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
     model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_model(model, tokenizer)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     return model.to(device), tokenizer
 
@@ -397,7 +383,9 @@ def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, 
                  for c in completions]  # fmt: skip
     longest = max(len(s) for s in sequences)
     budget = max(token_budget, longest)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    from skyrm.padding import pad_model
+
+    pad_id = pad_model(model, tokenizer)  # as load_model set it; the policy's own pad for a model loaded otherwise
     device = device or next(model.parameters()).device
     import torch.distributed as dist
 
