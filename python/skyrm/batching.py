@@ -1,6 +1,7 @@
 """Optimiser steps and micro-batches: which pairs each step trains on, and how they are laid out in tensors.
 
-* :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), in an order
+* :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), for the given
+  epochs or exactly ``max_steps`` steps when given (as in TRL, the step count wins over the epochs), in an order
   shuffled by ``seed`` and the epoch only, so that the data order does not depend on the number of processes or
   on the micro-batch size; each process takes its share of a step by position.
 * :func:`micro_batches`: a step's pairs as micro-batches of at most ``token_budget`` tokens, optionally
@@ -35,6 +36,7 @@ class MicroBatch:
     tokens: int  # real (non-padding) tokens
     square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
     flex: bool = False  # a packed row for flex attention: its BlockMask is made on the device
+    pair_ids: tuple[int, ...] = ()  # the pairs it holds, in the order of its rewards
 
     def to(self, device) -> MicroBatch:
         cuda = torch.device(device).type == "cuda"
@@ -45,16 +47,20 @@ class MicroBatch:
         ends = None if self.ends is None else (move(self.ends[0]), move(self.ends[1]))
         positions = move(self.position_ids)
         mask = document_block_mask(positions) if self.flex else move(self.attention_mask)
-        return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens)
+        return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens,
+                          pair_ids=self.pair_ids)  # fmt: skip
 
 
-def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[list[int]]:
+def step_plan(
+    n_pairs: int, batch_pairs: int, epochs: float, seed: int, max_steps: int | None = None
+) -> list[list[int]]:
     """The pair indices of every optimiser step: each epoch a fresh permutation, steps of ``batch_pairs`` pairs
-    (the last incomplete step of an epoch is dropped), ``epochs`` may be fractional."""
+    (the last incomplete step of an epoch is dropped), ``epochs`` may be fractional; ``max_steps`` steps when given,
+    whatever the epochs (more epochs when needed, fewer when the steps end first)."""
     if n_pairs < batch_pairs:
         raise ValueError(f"{n_pairs} pairs is fewer than one step of {batch_pairs}")
     per_epoch = n_pairs // batch_pairs
-    total = max(1, int(per_epoch * epochs))
+    total = max_steps if max_steps is not None else max(1, int(per_epoch * epochs))
     steps = []
     epoch = 0
     while len(steps) < total:
@@ -115,7 +121,7 @@ def micro_batches(
     long. The rewards come out in the order the pairs were taken."""
     batches: list[MicroBatch] = []
     current: list[list[int]] = []
-    count = 0
+    taken: list[int] = []
 
     def cost(sequences: list[list[int]]) -> int:
         if packing:
@@ -123,13 +129,15 @@ def micro_batches(
         return len(sequences) * max(len(s) for s in sequences)
 
     def flush() -> None:
-        nonlocal current, count
+        nonlocal current, taken
         if current:
             # fixed shapes where a mask is built for them (flex attention compiles once per shape)
             length = token_budget if block_mask or flex else sum(len(s) for s in current)
-            batches.append(_packed(current, pad_id, count, length, block_mask, flex) if packing else
-                           _padded(current, pad_id, count))  # fmt: skip
-        current, count = [], 0
+            batch = (_packed(current, pad_id, len(taken), length, block_mask, flex) if packing else
+                     _padded(current, pad_id, len(taken)))  # fmt: skip
+            batch.pair_ids = tuple(taken)
+            batches.append(batch)
+        current, taken = [], []
 
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
@@ -140,6 +148,6 @@ def micro_batches(
         if current and cost(current + both) > token_budget:
             flush()
         current += both
-        count += 1
+        taken.append(p)
     flush()
     return batches
