@@ -19,7 +19,7 @@ from pathlib import Path
 from skyrm.data import TRUNCATION
 from skyrm.losses import LOSSES, LossConfig
 
-__all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "ConfigError"]
+__all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "build_parser", "ConfigError"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
@@ -238,6 +238,14 @@ def load_config(
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
+    args = vars(build_parser().parse_args(argv))
+    config, preset = args.pop("config"), args.pop("preset")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    return load_config(config, overrides, preset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m skyrm.train``: every field's flag with its help, choices and default."""
     parser = argparse.ArgumentParser(
         prog="python -m skyrm.train",
         description="Train a Bradley-Terry reward model. Values come from the defaults shown, then --preset, then "
@@ -260,7 +268,4 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         else:
             # the choices are checked with the other fields (one error line naming the field), not by argparse
             parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=text)
-    args = vars(parser.parse_args(argv))
-    config, preset = args.pop("config"), args.pop("preset")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    return load_config(config, overrides, preset)
+    return parser
