@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Bradley-Terry reward model. Values come from the defaults shown, then --preset, then "
         "--config, then these flags.",
     )
-    parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings")
+    parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset) (default: none)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings (default: none)")
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     for name, (kind, _) in _field_types().items():
         flag = "--" + name.replace("_", "-")
