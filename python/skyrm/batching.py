@@ -1,6 +1,7 @@
 """Optimiser steps and micro-batches: which pairs each step trains on, and how they are laid out in tensors.
 
-* :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), in an order
+* :func:`step_plan`: the pairs of every optimiser step, a fixed number per step (``batch_pairs``), for the given
+  epochs or exactly ``max_steps`` steps when given (as in TRL, the step count wins over the epochs), in an order
   shuffled by ``seed`` and the epoch only, so that the data order does not depend on the number of processes or
   on the micro-batch size; each process takes its share of a step by position.
 * :func:`micro_batches`: a step's pairs as micro-batches of at most ``token_budget`` tokens, optionally
@@ -39,6 +40,7 @@ class MicroBatch:
     tokens: int  # real (non-padding) tokens
     square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
     flex: bool = False  # a packed row for flex attention: its BlockMask is made on the device
+    pair_ids: tuple[int, ...] = ()  # the pairs it holds, in the order of its rewards
 
     def to(self, device) -> MicroBatch:
         cuda = torch.device(device).type == "cuda"
@@ -49,16 +51,20 @@ class MicroBatch:
         ends = None if self.ends is None else (move(self.ends[0]), move(self.ends[1]))
         positions = move(self.position_ids)
         mask = document_block_mask(positions) if self.flex else move(self.attention_mask)
-        return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens)
+        return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens,
+                          pair_ids=self.pair_ids)  # fmt: skip
 
 
-def step_plan(n_pairs: int, batch_pairs: int, epochs: float, seed: int) -> list[list[int]]:
+def step_plan(
+    n_pairs: int, batch_pairs: int, epochs: float, seed: int, max_steps: int | None = None
+) -> list[list[int]]:
     """The pair indices of every optimiser step: each epoch a fresh permutation, steps of ``batch_pairs`` pairs
-    (the last incomplete step of an epoch is dropped), ``epochs`` may be fractional."""
+    (the last incomplete step of an epoch is dropped), ``epochs`` may be fractional; ``max_steps`` steps when given,
+    whatever the epochs (more epochs when needed, fewer when the steps end first)."""
     if n_pairs < batch_pairs:
         raise ValueError(f"{n_pairs} pairs is fewer than one step of {batch_pairs}")
     per_epoch = n_pairs // batch_pairs
-    total = max(1, int(per_epoch * epochs))
+    total = max_steps if max_steps is not None else max(1, int(per_epoch * epochs))
     steps = []
     epoch = 0
     while len(steps) < total:
@@ -152,9 +158,11 @@ def micro_batches(
         if packing:
             # fixed shapes where a mask is built for them (flex attention compiles once per shape)
             length = token_budget if block_mask or flex else sum(len(s) for s in sequences)
-            batches.append(_packed(sequences, pad_id, len(group), length, block_mask, flex))
+            batch = _packed(sequences, pad_id, len(group), length, block_mask, flex)
         else:
-            batches.append(padded_rows(sequences, pad_id, len(group)))
+            batch = padded_rows(sequences, pad_id, len(group))
+        batch.pair_ids = tuple(pairs[i] for i in group)
+        batches.append(batch)
     return batches
 
 

@@ -67,7 +67,8 @@ def latest(root: Path) -> Path | None:
 
 def load(folder: Path, model, optimizer, run: dict, runtime: Runtime) -> int:
     """Loads the checkpoint into the (sharded) model and optimiser and returns its step. ``run`` must match the
-    saved one (same data, steps, batch and seed): otherwise the resumed run would not continue the same run."""
+    saved one (the data's hash, the steps and the trajectory's settings: :func:`skyrm.trainer.run_identity`):
+    otherwise the resumed run would not continue the same run; the error names every value that changed."""
     info = json.loads((folder / MARKER).read_text())
     changed = {k: (info["run"].get(k), v) for k, v in run.items() if info["run"].get(k) != v}
     if changed:

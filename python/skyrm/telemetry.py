@@ -1,4 +1,5 @@
-"""What a run reports: model FLOPs and MFU, and the per-step records in ``metrics.jsonl`` and TensorBoard.
+"""What a run reports: model FLOPs and MFU, the per-step records in ``metrics.jsonl`` and TensorBoard, and the
+progress shown while it runs (a bar on a terminal, plain lines otherwise).
 
 Model FLOPs of a training token (forward and backward, recomputation under activation checkpointing not
 counted, as MFU is defined): ``6 x N`` for the N non-embedding parameters, plus causal attention,
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import torch
 
-__all__ = ["FlopCounter", "peak_flops", "MetricsLog"]
+__all__ = ["FlopCounter", "peak_flops", "MetricsLog", "Progress"]
 
 #: Dense bf16 peak (tensor cores, no sparsity) of common training GPUs, in FLOP/s, by a substring of the device
 #: name; the first match wins, so the PCIe and NVL H100s come before the SXM one.
@@ -86,3 +89,44 @@ class MetricsLog:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """The steps as they finish: a tqdm bar (steps, loss, accuracy, tokens/s, ETA) on stderr when it is a terminal,
+    otherwise one plain line through ``log`` every ``every`` steps and at the last (``metrics.jsonl`` has them all).
+    ``enabled`` False (ranks other than 0) shows nothing."""
+
+    def __init__(self, total: int, first: int, log, every: int = 1, enabled: bool = True,
+                 terminal: bool | None = None) -> None:  # fmt: skip
+        from tqdm.auto import tqdm
+
+        self.total, self.first, self.log, self.every, self.enabled = total, first, log, every, enabled
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = (tqdm(total=total, initial=first, desc="training", unit="step", file=sys.stderr)
+                    if enabled and self.terminal else None)  # fmt: skip
+        self.started = time.perf_counter()
+
+    def update(self, record: dict) -> None:
+        """``record``: the step's metrics (``step``, ``loss``, ``accuracy``, ``lr``, ``tokens_per_s``, ``mfu``)."""
+        step = record["step"]
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.3f}",
+                                 tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)  # fmt: skip
+            self.bar.update(1)
+            return
+        if not self.enabled or (step % self.every and step != self.total):
+            return
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / max(1, step - self.first) * (self.total - step)
+        mfu = f"  MFU {record['mfu']:.1%}" if record.get("mfu") is not None else ""
+        self.log(f"step {step}/{self.total}  loss {record['loss']:.4f}  acc {record['accuracy']:.3f}  "
+                 f"lr {record['lr']:.2e}  {record['tokens_per_s']:,.0f} tok/s{mfu}  ETA {_clock(eta)}")  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

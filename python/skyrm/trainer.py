@@ -23,7 +23,7 @@ from skyshared.outputs import Staged
 from skyrm import checkpoint, run_folder
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
-from skyrm.data import PAIR_KINDS, EncodedPairs, encode_pairs, read_rows, write_bad_rows
+from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
@@ -37,7 +37,7 @@ from skyrm.model import (
 )
 from skyrm.padding import choose_pad, fit_config, fit_embeddings
 from skyrm.requires import pretrained
-from skyrm.telemetry import FlopCounter, MetricsLog, peak_flops
+from skyrm.telemetry import FlopCounter, MetricsLog, Progress, peak_flops
 
 __all__ = ["build_model", "learning_rate", "train", "evaluate"]
 
@@ -194,6 +194,44 @@ def _export(model, tokenizer, folder: Path, runtime: Runtime, extra: dict) -> No
     tokenizer.save_pretrained(folder)
 
 
+def _encode(rows: Rows, tokenizer, config: TrainConfig, log) -> EncodedPairs:
+    """The pairs read (``rows``) as token ids, with a warning line when more than a tenth of them were dropped."""
+    spec = rows.name
+    try:
+        encoded = encode_pairs(rows.table, tokenizer, config.max_length, config.truncation)
+    except ValueError as e:
+        message = str(e)
+        raise ValueError(message if message.startswith(spec) else f"{spec}: {message}") from None
+    warning = drop_warning(encoded, spec)
+    if warning:
+        log(warning)
+    return encoded
+
+
+def _margins(config: TrainConfig, data: EncodedPairs, log) -> list[float] | None:
+    """The pairs' own margins (the data's margin column) where the loss uses them."""
+    if data.margins is None:
+        return None
+    if not config.loss_config().uses_margin:
+        log(f"warning: {config.data}: the margin column is not used: --loss {config.loss} ignores margins")
+        return None
+    if config.margin is not None:
+        raise ValueError(f"{config.data}: the data has a margin column and --margin {config.margin} is given too; "
+                         "give one (the column gives each pair its own)")  # fmt: skip
+    return data.margins
+
+
+def run_identity(config: TrainConfig, data: EncodedPairs, steps: int) -> dict:
+    """What a checkpoint must agree with to be resumed: a hash of the training pairs and every setting that changes
+    the run's trajectory (not those that only change its speed or memory, nor where it writes)."""
+    # the step plan is a function of the pair count, batch_pairs, seed and steps (the epochs only set the steps)
+    trajectory = ("model", "gguf_file", "max_length", "truncation", "loss", "margin", "temperature", "gamma", "t",
+                  "center", "batch_pairs", "lr", "min_lr_ratio", "warmup_ratio", "schedule",
+                  "weight_decay", "adam_beta1", "adam_beta2", "grad_clip", "dtype", "seed")  # fmt: skip
+    settings = {name: getattr(config, name) for name in trajectory}
+    return {**settings, "pairs": len(data), "data_hash": data.digest(), "steps": steps}
+
+
 def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
     if len(data) < config.batch_pairs:
         raise ValueError(
@@ -234,8 +272,6 @@ def train(config: TrainConfig, log=print) -> dict:
 
 
 def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
-    from tqdm.auto import tqdm
-
     out = Path(config.output_dir)
     _check_device(config, runtime, log)
     # the pairs first: a wrong path fails before the model is built
@@ -245,27 +281,26 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
         reads.append(read_rows(config.eval_data, config.eval_split, PAIR_KINDS, keep_bad))
     model, tokenizer = build_model(config, runtime)
     loss_config = config.loss_config()
-    data = encode_pairs(reads[0].table, tokenizer, config.max_length, config.truncation)
-    log(f"data: {len(data):,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} process(es) on "
-        f"{runtime.device.type}")  # fmt: skip
+    data = _encode(reads[0], tokenizer, config, log)
+    log(f"data: {len(data):,} of {data.total:,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} "
+        f"process(es) on {runtime.device.type}")  # fmt: skip
     if reads[0].bad:
         log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
-    held_out = None
-    if config.eval_data:
-        held_out = encode_pairs(reads[1].table, tokenizer, config.max_length, config.truncation)
+    held_out = _encode(reads[1], tokenizer, config, log) if config.eval_data else None
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
             f"(dropped: {dict(held_out.dropped)}): no held-out accuracy")  # fmt: skip
     _check(config, data, runtime)
-    plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed)
-    if config.max_steps is not None:
-        plan = plan[: config.max_steps]
+    margins = _margins(config, data, log)
+    plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)
+    epochs = len(plan) * config.batch_pairs / len(data)
+    log(
+        f"plan: {len(plan):,} steps of {config.batch_pairs} pairs, {epochs:.2f} epochs"
+        + (f" (--max-steps {config.max_steps}; --epochs {config.epochs:g} not used)" if config.max_steps else "")
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
                                   weight_decay=config.weight_decay)  # fmt: skip
-    # what a checkpoint must agree with to be resumed
-    run = {"model": config.model, "pairs": len(data), "steps": len(plan), "batch_pairs": config.batch_pairs,
-           "seed": config.seed, "epochs": config.epochs, "max_length": config.max_length,
-           "loss": config.loss}  # fmt: skip
+    run = run_identity(config, data, len(plan))
     checkpoints = out / "checkpoints"
     first = 0
     if runtime.main:  # the data is good: now the old run goes (--overwrite) and the folder is made
@@ -289,8 +324,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     pad_id = tokenizer.pad_token_id
     model.train()
     metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None
-    progress = tqdm(total=len(plan), initial=first, desc="training", unit="step",
-                    disable=None if runtime.main else True)  # fmt: skip
+    progress = Progress(len(plan), first, log, config.log_every, enabled=runtime.main)
     try:
         for step in range(first, len(plan)):
             start_time = time.perf_counter()
@@ -312,7 +346,8 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
                 chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
                 # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching;
                 # FSDP averages the gradients over the ranks, hence the factor world
-                loss = pair_losses(chosen, rejected, loss_config).sum() / len(plan[step])
+                pair_margins = None if margins is None else torch.tensor([margins[p] for p in batch.pair_ids])
+                loss = pair_losses(chosen, rejected, loss_config, pair_margins).sum() / len(plan[step])
                 (loss * (runtime.world if real else 0.0)).backward()
                 if real:
                     measured = pair_metrics(chosen.detach(), rejected.detach())
@@ -333,12 +368,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
                       "mfu": step_flops / seconds / (peak * runtime.world) if peak else None}  # fmt: skip
             if metrics is not None:
                 metrics.write(record)
-            progress.update(1)
-            progress.set_postfix(loss=f"{total_loss:.4f}", acc=f"{record['accuracy']:.3f}", refresh=False)
-            if (step + 1) % config.log_every == 0 or step + 1 == len(plan):
-                mfu = f"  MFU {record['mfu']:.1%}" if record["mfu"] is not None else ""
-                log(f"step {step + 1}/{len(plan)}  loss {total_loss:.4f}  acc {record['accuracy']:.3f}  "
-                    f"lr {lr:.2e}  {record['tokens_per_s']:,.0f} tok/s{mfu}")  # fmt: skip
+            progress.update(record)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == len(plan):
                 checkpoint.save(checkpoints, step + 1, model, optimizer, run, runtime)
     finally:
@@ -352,7 +382,11 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     extra = {}
     if held_out is not None and len(held_out):
         summary["eval"] = evaluate(model, held_out, config, pad_id, runtime)
-        log(f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} pairs")
+        summary["eval"]["pairs_read"] = held_out.total
+        log(
+            f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} of "
+            f"{held_out.total:,} pairs" + (f" (dropped: {dict(held_out.dropped)})" if held_out.dropped else "")
+        )
         # users of the exported model can normalise its rewards with the statistics of the held-out split
         extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
     with Staged() as staged:  # the model, the summary and the bad rows appear together, each whole

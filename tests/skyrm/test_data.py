@@ -38,18 +38,20 @@ def test_one_bos_whether_or_not_the_template_writes_it():
 def test_truncation_policy_counts_every_dropped_pair():
     long_answer = "x" * 40
     table = pa.table({
-        "prompt": ["short", "short", "p" * 60, "q", "same"],
-        "chosen": ["yes", long_answer + "A", "one", "", "it"],
-        "rejected": ["no", long_answer + "B", "two", "z", "it"],
+        "prompt": ["short", "short", "p" * 60, "q", "same", "short"],
+        "chosen": ["yes", long_answer + "A", "one", "", "it", "A" + 2 * long_answer],
+        "rejected": ["no", long_answer + "B", "two", "z", "it", "B" + 2 * long_answer],
     })  # fmt: skip
     tokenizer = tiny_tokenizer()
     dropped = encode_pairs(table, tokenizer, 48, "drop")
-    assert dropped.rows == [0, 3] and dropped.dropped == {"too_long": 2, "identical": 1}
+    assert dropped.rows == [0, 3] and dropped.dropped == {"too_long": 3, "identical": 1}
     cut = encode_pairs(table, tokenizer, 48, "truncate")
-    # row 1 differs only past the limit, row 2's prompt alone fills it: both identical once cut
-    assert cut.rows == [0, 3] and cut.dropped == {"identical_after_truncation": 2, "identical": 1}
+    # the ends stay: rows 1 and 2 keep their different answers; row 5 differs only in what the cut takes away
+    assert cut.rows == [0, 1, 2, 3] and cut.dropped == {"identical_after_truncation": 1, "identical": 1}
     assert all(len(ids) <= 48 for ids in cut.chosen + cut.rejected)
-    assert len(dropped) + sum(dropped.dropped.values()) == table.num_rows
+    end = tokenizer("</s>\n", add_special_tokens=False)["input_ids"]  # the template's end, where the reward is read
+    assert all(ids[0] == tokenizer.bos_token_id and ids[-2:] == end for ids in cut.chosen + cut.rejected)
+    assert len(dropped) + sum(dropped.dropped.values()) == table.num_rows == cut.total
 
 
 def test_read_pairs_from_files(tmp_path, shared_data):
