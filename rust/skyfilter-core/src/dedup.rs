@@ -212,13 +212,15 @@ impl UnionFind {
 ///    where verifying it cannot change the components.
 ///
 /// Cost: a bucket of near copies of one text is one group, so each row costs one verification (against the
-/// group's first row) instead of one per earlier row. Verifications that pass number fewer than the rows;
-/// those that fail are between rows of different components, at most one per pair of rows sharing a bucket
-/// and never more than brute force. A bucket of `k` rows of which no two pass costs `k (k - 1) / 2`, the price
-/// of an exact answer; such buckets are rare, as sharing a band means `rows_per_band` equal MinHash values.
+/// group's first row while it passes) instead of one per earlier row, and exact copies cost none. Verifications
+/// that pass join two components, so there are fewer of them than rows; one that fails is between rows of
+/// different components, at most once per bucket the two rows share. Only a bucket of `k` rows of which few
+/// pairs pass costs up to `k (k - 1) / 2`, as brute force does: the price of an exact answer. Such buckets are
+/// rare, as sharing a band means `rows_per_band` equal MinHash values.
 ///
 /// Rows are added in input order; the result depends only on the rows, not on how they were added. Memory:
-/// the signatures, then during [`NearDedup::clusters`] 4 bytes per row plus 16 bytes per row and band.
+/// the signatures, then during [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each
+/// distinct signature.
 #[derive(Debug)]
 pub struct NearDedup {
     bands: usize,
@@ -324,7 +326,7 @@ impl NearDedup {
     }
 
     /// Joins the rows with tokens whose signatures are identical; returns the rows that stand for the others
-    /// (each the first of its signature), ascending.
+    /// (each the first of its signature).
     fn join_identical(&self, sets: &mut UnionFind) -> Vec<u32> {
         let mut bytes = Vec::with_capacity(4 * self.num_perm);
         let mut whole: Vec<(u64, u32)> = (0..self.rows as u32)
@@ -349,7 +351,6 @@ impl NearDedup {
                 }
             }
         }
-        nodes.sort_unstable();
         nodes
     }
 
