@@ -16,7 +16,7 @@ Measures, in one run on this machine:
   * the whole `skyfilter dedup` command on a parquet file of all rows (end to end, peak RSS).
 
 Run: python bench/dedup.py [--rows 1000000] [--datasketch-rows 10000] [--pandas-rows 200000]
-                           [--text-dedup-python PYTHON]
+                           [--text-dedup-python PYTHON] [--near-only]
 
 text-dedup 0.4.0 pins pyspark, unisim and urllib3<=2 that its MinHash command does not use; it runs when
 installed without them, in its own environment:
@@ -181,12 +181,49 @@ def recall_precision(links: dict[int, int], origin: np.ndarray) -> tuple[float, 
     return hits / max(len(truth), 1), hits / max(len(links), 1)
 
 
+EXACT_LINES = (
+    "skyfilter exact keys + keep-first, all cores",
+    "polars normalise + unique(keep=first), all cores",
+    "pandas normalise + drop_duplicates",
+)
+
+
+def exact_lines(table: pa.Table, pandas_rows: int, record) -> None:
+    """Exact duplicates: skyfilter's keys against polars and pandas (on a slice); all keep the same rows."""
+    t, keep = timed(lambda: skyfilter_exact(table))
+    record(EXACT_LINES[0], table.num_rows, t, f"{int(keep.sum()):,} kept")
+    t, kept = timed(lambda: polars_exact(table))
+    record(EXACT_LINES[1], table.num_rows, t, f"{kept:,} kept")
+    assert kept == int(keep.sum()), "polars and skyfilter disagree"
+    part = table.slice(0, pandas_rows)
+    t, kept = timed(lambda: pandas_exact(part))
+    record(EXACT_LINES[2], part.num_rows, t, f"{kept:,} kept")
+    assert kept == int(skyfilter_exact(part).sum()), "pandas and skyfilter disagree"
+
+
+def end_to_end_line(table: pa.Table, record) -> None:
+    """The whole `skyfilter dedup` command on a parquet file of the rows, with its peak RSS."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    try:
+        src = WORK / "pairs.parquet"
+        pq.write_table(table, src, row_group_size=65_536)
+        exe = Path(sys.executable).parent / "skyfilter"
+        outputs = ["--out", str(WORK / "kept.parquet"), "--dropped", str(WORK / "dropped.parquet")]
+        cmd = [str(exe), "dedup", str(src), *outputs, "--report", str(WORK / "report.json"), "-q"]
+        seconds, rss = run_measured(cmd)
+        record("skyfilter dedup CLI (exact + near), parquet -> parquet", table.num_rows, float(seconds),
+               f"peak RSS {int(rss) / 2**20:,.0f} MiB")  # fmt: skip
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--datasketch-rows", type=int, default=10_000)
     parser.add_argument("--pandas-rows", type=int, default=200_000)
     parser.add_argument("--text-dedup-python", help="A Python with text-dedup installed (see above); else skipped.")
+    parser.add_argument("--near-only", action="store_true", help="Only the near-duplicate lines (no exact, no CLI).")
     args = parser.parse_args()
 
     base = flat_pairs()
@@ -201,16 +238,8 @@ def main() -> None:
         print(f"{what:<56} {n:>10,} rows {n / seconds:>12,.0f} rows/s  {note}", flush=True)
         return n / seconds
 
-    # Exact duplicates.
-    t, keep = timed(lambda: skyfilter_exact(table))
-    sky_exact = record("skyfilter exact keys + keep-first, all cores", table.num_rows, t, f"{int(keep.sum()):,} kept")
-    t, kept = timed(lambda: polars_exact(table))
-    polars_rate = record("polars normalise + unique(keep=first), all cores", table.num_rows, t, f"{kept:,} kept")
-    assert kept == int(keep.sum()), "polars and skyfilter disagree"
-    part = table.slice(0, args.pandas_rows)
-    t, kept = timed(lambda: pandas_exact(part))
-    pandas_rate = record("pandas normalise + drop_duplicates", part.num_rows, t, f"{kept:,} kept")
-    assert kept == int(skyfilter_exact(part).sum()), "pandas and skyfilter disagree"
+    if not args.near_only:
+        exact_lines(table, args.pandas_rows, record)
 
     # Near duplicates.
     num_perm, threshold = 128, 0.7
@@ -253,19 +282,8 @@ def main() -> None:
         print(f"{'skyfilter on the same slice':<56} {int((c == np.arange(len(c))).sum()):,} kept; copies removed "
               f"{sky_group_recall:.3f}, groups lost {sky_lost}")  # fmt: skip
 
-    # End to end.
-    WORK.mkdir(parents=True, exist_ok=True)
-    try:
-        src = WORK / "pairs.parquet"
-        pq.write_table(table, src, row_group_size=65_536)
-        exe = Path(sys.executable).parent / "skyfilter"
-        outputs = ["--out", str(WORK / "kept.parquet"), "--dropped", str(WORK / "dropped.parquet")]
-        cmd = [str(exe), "dedup", str(src), *outputs, "--report", str(WORK / "report.json"), "-q"]
-        seconds, rss = run_measured(cmd)
-        record("skyfilter dedup CLI (exact + near), parquet -> parquet", table.num_rows, float(seconds),
-               f"peak RSS {int(rss) / 2**20:,.0f} MiB")  # fmt: skip
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
+    if not args.near_only:
+        end_to_end_line(table, record)
 
     print()
     print("| what | rows | rows/s | note |")
@@ -273,7 +291,10 @@ def main() -> None:
     for what, n, rate, note in results:
         print(f"| {what} | {n:,} | {rate:,.0f} | {note} |")
     print()
-    print(f"- exact: skyfilter / polars {sky_exact / polars_rate:.2f}x, / pandas {sky_exact / pandas_rate:.1f}x")
+    if not args.near_only:
+        rates = {what: rate for what, _, rate, _ in results}
+        sky_exact, polars_rate, pandas_rate = (rates[what] for what in EXACT_LINES)
+        print(f"- exact: skyfilter / polars {sky_exact / polars_rate:.2f}x, / pandas {sky_exact / pandas_rate:.1f}x")
     print(
         f"- near: skyfilter / datasketch {sky_near / ds_rate:.0f}x; on the slice skyfilter {same}, datasketch "
         f"recall {ds_recall:.3f}, precision {ds_precision:.3f}"

@@ -60,11 +60,13 @@ class MinHasher:
         """``fixed_size_list<uint32>[num_perm]``; rows without tokens are all 2^32 - 1."""
 
 class NearDedup:
-    """Near-duplicate clusters over rows added in order (LSH bands, candidates verified by Jaccard)."""
+    """Near-duplicate clusters over rows added in order: the connected components of the LSH candidate pairs whose
+    estimated Jaccard reaches the threshold."""
 
     def __init__(self, num_perm: int, bands: int, rows_per_band: int, threshold: float) -> None: ...
     def __len__(self) -> int: ...
-    def add(self, signatures: Any) -> None: ...
+    def add(self, signatures: Any) -> None:
+        """Signatures from ``MinHasher.signatures``: ``fixed_size_list<uint32>[num_perm]`` without nulls."""
     def clusters(self) -> pa.UInt32Array:
         """Per row added, the index of its cluster's first row."""
 

@@ -9,8 +9,9 @@ Three checks, in this order of precedence (a row is dropped for the first that a
    optionally lower-cased). ``key="pair"`` (default) compares the prompt turns, the chosen turn(s) and the
    rejected turn(s); ``key="prompt"`` the prompt turns alone. Roles are not part of the key.
 3. **near_duplicate**: MinHash over word shingles (the ``words`` tokens: lowercase, ``\\w\\w+``), LSH banding,
-   candidates verified by estimated Jaccard similarity, clusters by union-find. Texts are the same turns as
-   the key; shingles never span two turns.
+   candidates verified by estimated Jaccard similarity; a cluster is a connected component of the verified
+   pairs (so a row can be in the cluster of a row it is not similar to, through rows between them). Texts are
+   the same turns as the key; shingles never span two turns.
 
 Which row of a group is kept is a policy: ``keep="first"`` (the first in input order) or the highest value of a
 score column (ties and null / NaN scores: the first row wins; null and NaN rank below every number).
@@ -89,6 +90,9 @@ class DedupOptions:
             raise ValueError(f"threshold must be within (0, 1], got {self.threshold}")
         if (self.bands is None) != (self.rows_per_band is None):
             raise ValueError("give both bands and rows_per_band, or neither")
+        b, r = self.bands, self.rows_per_band
+        if b is not None and r is not None and not (b >= 1 and r >= 1 and b * r <= self.num_perm):
+            raise ValueError(f"bands ({b}) x rows per band ({r}) must be positive and at most num_perm {self.num_perm}")
 
     def lsh(self) -> tuple[int, int]:
         """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`."""
@@ -107,12 +111,17 @@ def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
             p = 1.0 - (1.0 - s**r) ** b
-            fp = np.trapezoid(p[below], s[below])
-            fn = np.trapezoid(1.0 - p[above], s[above])
+            fp = _area(p[below], s[below])
+            fn = _area(1.0 - p[above], s[above])
             error = false_positive_weight * fp + (1.0 - false_positive_weight) * fn
             if error < best_error - 1e-12:
                 best, best_error = (b, r), error
     return best
+
+
+def _area(y: np.ndarray, x: np.ndarray) -> float:
+    """The trapezoid rule's area under ``y`` over the points ``x`` (``np.trapezoid`` is numpy 2 only)."""
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0)
 
 
 def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -175,6 +175,12 @@ struct UnionFind {
 }
 
 impl UnionFind {
+    fn new(rows: usize) -> Self {
+        Self {
+            parent: (0..rows as u32).collect(),
+        }
+    }
+
     fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             let grand = self.parent[self.parent[x as usize] as usize];
@@ -192,30 +198,47 @@ impl UnionFind {
 }
 
 /// Near-duplicate clustering: MinHash signatures cut into LSH bands; rows sharing a band are candidates,
-/// verified by estimated Jaccard similarity, and verified pairs are joined by union-find.
+/// a candidate pair is verified when its estimated Jaccard similarity reaches the threshold, and the clusters
+/// are exactly the connected components of the verified pairs.
 ///
-/// Rows are added in input order; [`NearDedup::clusters`] sorts the (band hash, row) entries, so the result
-/// depends only on the rows, not on how they were added. Memory: the signatures plus 16 bytes per row and band.
+/// How the components are found without verifying every candidate pair (see [`NearDedup::clusters`]):
+/// 1. rows with identical signatures are joined first (found by hashing the whole signature): they are
+///    candidates of each other with similarity 1, and they have the same candidates and similarities as each
+///    other, so one of them (the first) stands for all in the buckets;
+/// 2. in each bucket (one band's value), rows are taken in input order and the earlier rows of the bucket are
+///    kept in groups, one per component. A row skips the groups of its own component, and is verified against
+///    the members of every other group until one passes; it then joins that group's component (and may join
+///    several, merging their groups). A pair is only skipped when its two rows are already in one component,
+///    where verifying it cannot change the components.
+///
+/// Cost: a bucket of near copies of one text is one group, so each row costs one verification (against the
+/// group's first row while it passes) instead of one per earlier row, and exact copies cost none. Verifications
+/// that pass join two components, so there are fewer of them than rows; one that fails is between rows of
+/// different components, at most once per bucket the two rows share. Only a bucket of `k` rows of which few
+/// pairs pass costs up to `k (k - 1) / 2`, as brute force does: the price of an exact answer. Such buckets are
+/// rare, as sharing a band means `rows_per_band` equal MinHash values.
+///
+/// Rows are added in input order; the result depends only on the rows, not on how they were added. Memory:
+/// the signatures, then during [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each
+/// distinct signature.
 #[derive(Debug)]
 pub struct NearDedup {
     bands: usize,
     rows_per_band: usize,
-    threshold: f64,
     num_perm: usize,
+    /// The fewest equal signature positions at which two rows are similar: the smallest `e` with
+    /// `e / num_perm >= threshold`, the estimated Jaccard of [`estimated_jaccard`].
+    min_equal: usize,
     signatures: Vec<u32>,
-    /// (hash of one band of a row's signature, seeded by the band, row), for every row that has tokens.
-    band_keys: Vec<(u64, u32)>,
     rows: usize,
 }
-
-/// Verifications tried per row and bucket before giving up: bounds the work in a bucket of unrelated rows.
-const MAX_CHECKS: usize = 64;
 
 impl NearDedup {
     /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their estimated
     /// Jaccard similarity reaches `threshold`.
     pub fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> Result<Self, Error> {
-        if bands == 0 || rows_per_band == 0 || bands * rows_per_band > num_perm {
+        let used = bands.checked_mul(rows_per_band);
+        if bands == 0 || rows_per_band == 0 || used.is_none_or(|used| used > num_perm) {
             return Err(Error::InvalidMinHash(format!(
                 "bands ({bands}) x rows per band ({rows_per_band}) must be positive and at most num_perm ({num_perm})"
             )));
@@ -225,13 +248,15 @@ impl NearDedup {
                 "threshold must be within [0, 1], got {threshold}"
             )));
         }
+        let min_equal = (0..=num_perm)
+            .find(|&equal| equal as f64 / num_perm as f64 >= threshold)
+            .unwrap_or(num_perm);
         Ok(Self {
             bands,
             rows_per_band,
-            threshold,
             num_perm,
+            min_equal,
             signatures: Vec::new(),
-            band_keys: Vec::new(),
             rows: 0,
         })
     }
@@ -246,6 +271,11 @@ impl NearDedup {
         self.rows == 0
     }
 
+    /// Number of values in a signature.
+    pub fn num_perm(&self) -> usize {
+        self.num_perm
+    }
+
     /// Adds the next rows (their signatures, `num_perm` values each, in input order).
     pub fn add(&mut self, signatures: &[u32]) -> Result<(), Error> {
         if !signatures.len().is_multiple_of(self.num_perm) {
@@ -255,24 +285,12 @@ impl NearDedup {
                 self.num_perm
             )));
         }
-        if self.rows + signatures.len() / self.num_perm > u32::MAX as usize {
-            return Err(Error::InvalidMinHash("more than 2^32 rows".into()));
+        let rows = self.rows + signatures.len() / self.num_perm;
+        if rows > u32::MAX as usize {
+            return Err(Error::InvalidMinHash("more than 2^32 - 1 rows".into()));
         }
-        let mut bytes = Vec::with_capacity(4 * self.rows_per_band);
-        for sig in signatures.chunks_exact(self.num_perm) {
-            let row = self.rows as u32;
-            self.rows += 1;
-            self.signatures.extend_from_slice(sig);
-            if sig.iter().all(|&v| v == EMPTY) {
-                continue;
-            }
-            for (band, values) in sig.chunks_exact(self.rows_per_band).take(self.bands).enumerate() {
-                bytes.clear();
-                bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-                self.band_keys
-                    .push((xxh3_64_with_seed(&bytes, SEED.wrapping_add(band as u64)), row));
-            }
-        }
+        self.signatures.extend_from_slice(signatures);
+        self.rows = rows;
         Ok(())
     }
 
@@ -281,38 +299,151 @@ impl NearDedup {
         &self.signatures[start..start + self.num_perm]
     }
 
-    /// The cluster of every row added: the smallest row index of its cluster.
-    pub fn clusters(&mut self) -> Vec<u32> {
-        self.band_keys.sort_unstable();
-        let mut sets = UnionFind {
-            parent: (0..self.rows as u32).collect(),
-        };
-        let keys = &self.band_keys;
-        let mut start = 0;
-        while start < keys.len() {
-            let end = start + keys[start..].iter().take_while(|(k, _)| *k == keys[start].0).count();
-            // A bucket: rows in ascending order. Each joins the first earlier row that truly looks alike.
-            for i in start + 1..end {
-                let row = keys[i].1;
-                let mut checks = 0;
-                for &(_, other) in &keys[start..i] {
-                    if sets.find(other) == sets.find(row) {
-                        break;
-                    }
-                    if estimated_jaccard(self.signature(row), self.signature(other)) >= self.threshold {
-                        sets.union(row, other);
-                        break;
-                    }
-                    checks += 1;
-                    if checks == MAX_CHECKS {
-                        break;
-                    }
-                }
+    /// Whether two rows with tokens are near duplicates (their estimated Jaccard reaches the threshold).
+    fn similar(&self, x: u32, y: u32) -> bool {
+        let equal = self
+            .signature(x)
+            .iter()
+            .zip(self.signature(y))
+            .filter(|(a, b)| a == b)
+            .count();
+        equal >= self.min_equal
+    }
+
+    /// The cluster of every row added: the smallest row index of its connected component.
+    pub fn clusters(&self) -> Vec<u32> {
+        let mut sets = UnionFind::new(self.rows);
+        let nodes = self.join_identical(&mut sets);
+        let mut keys = self.band_keys(&nodes);
+        keys.sort_unstable();
+        let mut scratch = BucketScratch::default();
+        for bucket in keys.chunk_by(|a, b| a.0 == b.0) {
+            if bucket.len() > 1 {
+                self.join_bucket(bucket, &mut sets, &mut scratch);
             }
-            start = end;
         }
         (0..self.rows as u32).map(|r| sets.find(r)).collect()
     }
+
+    /// Joins the rows with tokens whose signatures are identical; returns the rows that stand for the others
+    /// (each the first of its signature).
+    fn join_identical(&self, sets: &mut UnionFind) -> Vec<u32> {
+        let mut bytes = Vec::with_capacity(4 * self.num_perm);
+        let mut whole: Vec<(u64, u32)> = (0..self.rows as u32)
+            .filter(|&row| self.signature(row).iter().any(|&v| v != EMPTY))
+            .map(|row| {
+                bytes.clear();
+                bytes.extend(self.signature(row).iter().flat_map(|v| v.to_le_bytes()));
+                (xxh3_64_with_seed(&bytes, SEED), row)
+            })
+            .collect();
+        whole.sort_unstable();
+        let mut nodes = Vec::with_capacity(whole.len());
+        for run in whole.chunk_by(|a, b| a.0 == b.0) {
+            let first = run[0].1;
+            nodes.push(first);
+            for &(_, row) in &run[1..] {
+                // Equal hashes of different signatures (almost never) leave the row a node of its own.
+                if self.signature(row) == self.signature(first) {
+                    sets.union(first, row);
+                } else {
+                    nodes.push(row);
+                }
+            }
+        }
+        nodes
+    }
+
+    /// (hash of one band of a row's signature, seeded by the band, row) for every band of the given rows.
+    fn band_keys(&self, rows: &[u32]) -> Vec<(u64, u32)> {
+        let mut bytes = Vec::with_capacity(4 * self.rows_per_band);
+        let mut keys = Vec::with_capacity(rows.len() * self.bands);
+        for &row in rows {
+            let bands = self.signature(row).chunks_exact(self.rows_per_band).take(self.bands);
+            for (band, values) in bands.enumerate() {
+                bytes.clear();
+                bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+                keys.push((xxh3_64_with_seed(&bytes, SEED.wrapping_add(band as u64)), row));
+            }
+        }
+        keys
+    }
+
+    /// Joins the verified pairs of one bucket (rows ascending), as described on [`NearDedup`].
+    fn join_bucket(&self, bucket: &[(u64, u32)], sets: &mut UnionFind, scratch: &mut BucketScratch) {
+        let BucketScratch { groups, next } = scratch;
+        groups.clear();
+        next.clear();
+        next.resize(bucket.len(), NONE);
+        for (pos, &(_, row)) in bucket.iter().enumerate() {
+            let mut own: Option<usize> = None;
+            let mut g = 0;
+            while g < groups.len() {
+                let root = sets.find(groups[g].root);
+                groups[g].root = root;
+                let joins = root == sets.find(row) || self.join_group(row, groups[g].head, bucket, next, sets);
+                match (joins, own) {
+                    (false, _) => g += 1,
+                    (true, None) => {
+                        own = Some(g);
+                        g += 1;
+                    }
+                    (true, Some(o)) => {
+                        // `o < g`, so removing `g` moves an unvisited group into its place.
+                        let merged = groups.swap_remove(g);
+                        next[groups[o].tail as usize] = merged.head;
+                        groups[o].tail = merged.tail;
+                    }
+                }
+            }
+            let pos = pos as u32;
+            match own {
+                Some(o) => {
+                    next[groups[o].tail as usize] = pos;
+                    groups[o].tail = pos;
+                }
+                None => groups.push(Group {
+                    root: sets.find(row),
+                    head: pos,
+                    tail: pos,
+                }),
+            }
+        }
+    }
+
+    /// Verifies `row` against the members of the group starting at `head` until one passes; joins them then.
+    fn join_group(&self, row: u32, head: u32, bucket: &[(u64, u32)], next: &[u32], sets: &mut UnionFind) -> bool {
+        let mut member = head;
+        while member != NONE {
+            let other = bucket[member as usize].1;
+            if self.similar(row, other) {
+                sets.union(row, other);
+                return true;
+            }
+            member = next[member as usize];
+        }
+        false
+    }
+}
+
+/// End of a group's list of bucket positions.
+const NONE: u32 = u32::MAX;
+
+/// The rows of a bucket that are in one component: a list of bucket positions linked through
+/// [`BucketScratch::next`], and a row of the component (its root when last looked at).
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    root: u32,
+    head: u32,
+    tail: u32,
+}
+
+/// Buffers reused from bucket to bucket.
+#[derive(Default)]
+struct BucketScratch {
+    groups: Vec<Group>,
+    /// The next bucket position of the same group, or [`NONE`].
+    next: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -381,6 +512,42 @@ mod tests {
         assert_eq!(near.clusters(), vec![0, 1, 2, 1, 1]);
     }
 
+    /// Clusters of rows given as signatures of 4 values, one band of one value: every row is in one bucket.
+    fn one_bucket(sigs: &[[u32; 4]], threshold: f64) -> Vec<u32> {
+        let mut near = NearDedup::new(4, 1, 1, threshold).unwrap();
+        near.add(&sigs.concat()).unwrap();
+        near.clusters()
+    }
+
+    #[test]
+    fn clusters_are_connected_components() {
+        // J(A, B) = 0.25, J(A, C) = 0.5, J(B, C) = 0.75: A - C - B is one component at 0.5.
+        let (a, b, c) = ([1, 2, 3, 4], [1, 5, 6, 7], [1, 2, 6, 7]);
+        assert_eq!(one_bucket(&[a, b, c], 0.5), vec![0, 0, 0]);
+        assert_eq!(one_bucket(&[a, b, c], 0.75), vec![0, 1, 1]);
+        // C joins A's and B's components, which were apart until then.
+        assert_eq!(one_bucket(&[a, [1, 8, 9, 7], [1, 2, 9, 7]], 0.5), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn no_verified_pair_is_left_apart_in_a_large_bucket() {
+        // 65 rows alike only in the band (J = 0.25), then an exact copy and a near copy (J = 0.75) of row 64.
+        let mut sigs: Vec<[u32; 4]> = (0..65).map(|i| [1, 10 + 3 * i, 11 + 3 * i, 12 + 3 * i]).collect();
+        sigs.push(sigs[64]);
+        sigs.push([1, sigs[64][1], sigs[64][2], 7]);
+        let clusters = one_bucket(&sigs, 0.5);
+        assert_eq!(clusters[64..], [64, 64, 64]);
+        assert_eq!(clusters[..64], (0..64).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn rows_without_tokens_stay_apart() {
+        let mut near = NearDedup::new(4, 2, 2, 0.0).unwrap();
+        near.add(&[EMPTY; 8]).unwrap();
+        near.add(&[1, 2, 3, 4, 1, 2, 3, 4]).unwrap();
+        assert_eq!(near.clusters(), vec![0, 1, 2, 2]);
+    }
+
     #[test]
     fn vectorised_hash_is_multiply_add_shift() {
         let h = MinHasher::new(8, 1, 3).unwrap();
@@ -401,6 +568,9 @@ mod tests {
         assert!(MinHasher::new(128, 0, 1).is_err());
         assert!(NearDedup::new(128, 16, 9, 0.7).is_err());
         assert!(NearDedup::new(128, 16, 8, 1.5).is_err());
+        assert!(NearDedup::new(128, 1 << 32, 1 << 32, 0.7).is_err()); // the product overflows
+        assert!(NearDedup::new(128, usize::MAX, 2, 0.7).is_err());
+        assert!(NearDedup::new(128, 16, 8, f64::NAN).is_err());
         let mut near = NearDedup::new(4, 2, 2, 0.5).unwrap();
         assert!(near.add(&[1, 2, 3]).is_err());
     }

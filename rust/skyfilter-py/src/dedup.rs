@@ -90,8 +90,8 @@ impl MinHasher {
     }
 }
 
-/// Near-duplicate clusters over rows added in input order (LSH bands, candidates verified by estimated
-/// Jaccard); a cluster is named by its first row.
+/// Near-duplicate clusters over rows added in input order: the connected components of the LSH candidate pairs
+/// whose estimated Jaccard reaches the threshold; a cluster is named by its first row.
 #[pyclass(module = "skyfilter._core")]
 pub struct NearDedup {
     inner: dedup::NearDedup,
@@ -111,30 +111,31 @@ impl NearDedup {
         self.inner.len()
     }
 
-    /// Adds the next rows' signatures (from `MinHasher.signatures`).
+    /// Adds the next rows' signatures (from `MinHasher.signatures`: `fixed_size_list<uint32>[num_perm]`, no nulls).
     fn add(&mut self, py: Python<'_>, signatures: PyArray) -> PyResult<()> {
-        let values: UInt32Array = match signatures.array().data_type() {
-            DataType::FixedSizeList(f, _) if f.data_type() == &DataType::UInt32 => {
-                let list = signatures.array().as_fixed_size_list();
-                let (start, len) = (
-                    list.offset() * list.value_length() as usize,
-                    list.len() * list.value_length() as usize,
-                );
-                list.values().as_primitive::<UInt32Type>().slice(start, len)
+        let num_perm = self.inner.num_perm();
+        let list = match signatures.array().data_type() {
+            DataType::FixedSizeList(f, width) if f.data_type() == &DataType::UInt32 && *width as usize == num_perm => {
+                signatures.array().as_fixed_size_list()
             }
             other => {
                 return Err(SkyfilterError::new_err(format!(
-                    "signatures must be fixed_size_list<uint32>, got {other}"
+                    "signatures must be fixed_size_list<uint32>[{num_perm}] (num_perm), got {other}"
                 )))
             }
         };
+        let (start, len) = (list.offset() * num_perm, list.len() * num_perm);
+        let values = list.values().as_primitive::<UInt32Type>().slice(start, len);
+        if list.null_count() > 0 || values.null_count() > 0 {
+            return Err(SkyfilterError::new_err("signatures must not contain nulls"));
+        }
         let inner = &mut self.inner;
         py.detach(|| inner.add(values.values())).map_err(to_py)
     }
 
     /// The cluster of every row added so far (the 0-based index of the cluster's first row), as uint32.
-    fn clusters(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let inner = &mut self.inner;
+    fn clusters(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let inner = &self.inner;
         let clusters = py.detach(|| inner.clusters());
         to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
     }
