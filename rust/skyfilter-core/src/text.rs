@@ -190,11 +190,13 @@ impl CharClasses {
         Ok(Self { word, lowered, lower })
     }
 
+    #[inline]
     fn is_word(&self, c: char) -> bool {
         bit(&self.word, c)
     }
 
     /// The lower-case form of `c` when it is not `char::to_lowercase`'s.
+    #[inline]
     fn lower_override(&self, c: char) -> Option<&str> {
         if bit(&self.lowered, c) {
             self.lower.get(&c).map(String::as_str)
@@ -265,29 +267,10 @@ fn is_ascii_word_byte(b: u8) -> bool {
 fn words(text: &str, out: &mut Tokens) {
     // Lower-case first, as scikit-learn does: full case mapping can change the characters (e.g. U+0130
     // becomes "i" + U+0307), and tokens are cut from the lower-cased text. Lower-casing is per character
-    // except for capital sigma, whose final form depends on its neighbours: only then lower-case whole, but
-    // for the characters whose lower-case form the installed classes set, which end a part lower-cased whole
-    // (they are characters the reference's Unicode version does not case, so they end a sigma's context).
-    let classes = classes();
+    // except for capital sigma, whose final form depends on its neighbours (see `words_with_sigma`).
     let mut runs = WordRuns::default();
     if text.contains('\u{3a3}') {
-        let mut rest = text;
-        while !rest.is_empty() {
-            let cut = rest
-                .char_indices()
-                .find(|&(_, c)| classes.lower_override(c).is_some())
-                .map_or(rest.len(), |(at, _)| at);
-            for c in rest[..cut].to_lowercase().chars() {
-                runs.feed(c, classes, out);
-            }
-            let mut chars = rest[cut..].chars();
-            if let Some(lower) = chars.next().and_then(|c| classes.lower_override(c)) {
-                for c in lower.chars() {
-                    runs.feed(c, classes, out);
-                }
-            }
-            rest = chars.as_str();
-        }
+        words_with_sigma(text, classes(), &mut runs, out);
     } else {
         // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
         let mut rest = text;
@@ -296,15 +279,34 @@ fn words(text: &str, out: &mut Tokens) {
             runs.feed_ascii(&rest[..ascii], out);
             let mut chars = rest[ascii..].chars();
             if let Some(c) = chars.next() {
-                match classes.lower_override(c) {
-                    Some(lower) => lower.chars().for_each(|l| runs.feed(l, classes, out)),
-                    None => c.to_lowercase().for_each(|l| runs.feed(l, classes, out)),
-                }
+                runs.feed_lowered(c, classes(), out);
             }
             rest = chars.as_str();
         }
     }
     runs.finish(out);
+}
+
+/// A text with a capital sigma, lower-cased whole by `str::to_lowercase` (which gives the final form by the
+/// neighbours), but for the characters whose lower-case form the installed classes set: they end a part
+/// lowered whole, as they end a sigma's context for the reference (characters its Unicode version does not case).
+#[cold]
+fn words_with_sigma(text: &str, classes: &CharClasses, runs: &mut WordRuns, out: &mut Tokens) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = rest
+            .char_indices()
+            .find(|&(_, c)| classes.lower_override(c).is_some())
+            .map_or(rest.len(), |(at, _)| at);
+        for c in rest[..cut].to_lowercase().chars() {
+            runs.feed(c, classes, out);
+        }
+        let mut chars = rest[cut..].chars();
+        if let Some(c) = chars.next() {
+            runs.feed_lowered(c, classes, out);
+        }
+        rest = chars.as_str();
+    }
 }
 
 /// The state of the `\w\w+` scanner over text appended to the buffer piece by piece.
@@ -326,7 +328,17 @@ impl WordRuns {
         }
     }
 
+    /// One character, lower-cased here.
+    #[inline]
+    fn feed_lowered(&mut self, c: char, classes: &CharClasses, out: &mut Tokens) {
+        match classes.lower_override(c) {
+            Some(lower) => lower.chars().for_each(|l| self.feed(l, classes, out)),
+            None => c.to_lowercase().for_each(|l| self.feed(l, classes, out)),
+        }
+    }
+
     /// One (already lower-cased) character.
+    #[inline]
     fn feed(&mut self, c: char, classes: &CharClasses, out: &mut Tokens) {
         let at = out.buf.len();
         out.buf.push(c);
