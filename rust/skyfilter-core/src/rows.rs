@@ -58,8 +58,9 @@ pub(crate) fn map_rows<T: Send, S: Default>(
 }
 
 /// `f(range)` for contiguous ranges that cover rows `0..n_rows` in order (at least 4096 rows each but the last);
-/// in parallel on the [`pool`] of `threads` workers (0 = rayon's default) unless it runs on the calling thread. For kernels that carry state
-/// from row to row: callers combine the results in order, so that nothing depends on the number of threads.
+/// in parallel on the [`pool`] of `threads` workers (0 = rayon's default) unless it runs on the calling thread.
+/// For kernels that carry state from row to row: callers combine the results in order, so that nothing depends
+/// on the number of threads.
 pub(crate) fn map_chunks<T: Send>(
     n_rows: usize,
     threads: usize,
