@@ -7,7 +7,8 @@ import pyarrow as pa
 __version__: str
 
 class SkyfilterError(ValueError):
-    """Invalid arguments or data for a skyfilter kernel."""
+    """Invalid arguments or data for a skyfilter kernel; also a panic in the extension (a bug), with its message.
+    A file that cannot be opened raises the ``OSError`` of its kind (``FileNotFoundError``, ``PermissionError``)."""
 
 class InvalidTextError(SkyfilterError):
     """A text is not valid UTF-8; ``args == (message, row)``."""
@@ -15,7 +16,8 @@ class InvalidTextError(SkyfilterError):
 # ---- text -------------------------------------------------------------------------------------------
 
 def tokenize(text: str, tokenizer: str = "words") -> list[str]:
-    """The tokens of ``text`` under a preset: ``"words"`` (scikit-learn) or ``"whitespace"`` (janitor)."""
+    """The tokens of ``text`` under a preset: ``"words"`` (scikit-learn) or ``"whitespace"`` (janitor). The word
+    characters and lower-case forms are this interpreter's (``skyfilter._unicode``), read once at first use."""
 
 # ---- contam -----------------------------------------------------------------------------------------
 
@@ -88,10 +90,12 @@ def row_reasons(
     margin_bounds: tuple[float | None, float | None] | None = None,
     rm_agreement: bool = False,
 ) -> tuple[pa.UInt8Array, pa.DoubleArray | None]:
-    """The code (index into ``SELECT_REASONS``) of every row under the row rules, and ``score + offset``."""
+    """The code (index into ``SELECT_REASONS``) of every row under the row rules, and ``score + offset`` (a
+    missing score or offset is ``missing_score``). Every column given must have ``rows`` values."""
 
 def top_fraction(reasons: Any, scores: Any, groups: Any, fractions: list[float], *, threads: int = 0) -> pa.UInt8Array:
-    """``reasons`` with kept rows outside the best ``ceil(f * n)`` of their group set to ``top_fraction``."""
+    """``reasons`` with kept rows outside the best ``ceil(f * n)`` of their group set to ``top_fraction`` (ties,
+    -0.0 with 0.0 included, to the earlier row)."""
 
 def length_ratio_fails(
     chosen: Any,
@@ -137,3 +141,6 @@ class ParquetBatches:
     ) -> None: ...
     def __iter__(self) -> ParquetBatches: ...
     def __next__(self) -> pa.RecordBatch: ...
+
+def _panic(message: str) -> None:
+    """Panics with ``message`` inside the extension: for tests of the panic boundary (raises SkyfilterError)."""

@@ -270,7 +270,8 @@ class _Tally:
         self.matcher = matcher
         self.df = np.zeros(matcher.index.n_groups, dtype=np.int64)
         self.sources: dict[str, Counter] = {}
-        self.subset_rows: Counter = Counter()
+        self.subset_rows: Counter = Counter()  # (benchmark, subset) -> flagged rows matching that subset
+        self.bench_rows: Counter = Counter()  # benchmark -> flagged rows matching it (in any of its subsets)
         self.rows = self.flagged = self.without = 0
 
     def add(self, pairs: pa.Table, result: pa.RecordBatch) -> np.ndarray:
@@ -293,16 +294,18 @@ class _Tally:
         pairs = pa.table({"row": pc.list_parent_indices(lists), "group": lists.flatten()})
         postings = pa.Table.from_batches([self.matcher.index.postings(pc.unique(pairs.column("group")))])
         joined = pairs.join(postings.rename_columns(["group", "bench", "bench_row"]), "group")
-        seen = set()
+        seen_subsets, seen_benchmarks = set(), set()
         for row, bench, bench_row in zip(
             *(joined.column(c).to_numpy() for c in ("row", "bench", "bench_row")), strict=True
         ):
             b = self.matcher.benchmarks[int(bench)]
             subset = b.subsets[int(bench_row)].as_py() if b.subsets is not None else None
-            key = (int(row), b.name, subset)
-            if key not in seen:
-                seen.add(key)
+            if (int(row), b.name, subset) not in seen_subsets:
+                seen_subsets.add((int(row), b.name, subset))
                 self.subset_rows[(b.name, subset)] += 1
+            if (int(row), b.name) not in seen_benchmarks:  # a row matching several subsets counts once
+                seen_benchmarks.add((int(row), b.name))
+                self.bench_rows[b.name] += 1
 
     def benchmarks(self) -> dict[str, dict]:
         """Prompts, prompts hit and flagged rows per benchmark and subset."""
@@ -321,7 +324,7 @@ class _Tally:
                 "origin": b.origin,
                 "prompts": len(b),
                 "prompts_hit": sum(c["prompts_hit"] for c in per.values()),
-                "flagged_rows": sum(v for (name, _), v in self.subset_rows.items() if name == b.name),
+                "flagged_rows": self.bench_rows[b.name],
             }
             if b.subsets is not None:
                 entry["per_subset"] = {

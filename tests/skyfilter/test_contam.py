@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import skyfilter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skyfilter import Benchmark, _core
-from skyfilter.contaminate import PRESETS
+from skyfilter.contaminate import PRESETS, run
 
 from tests.skyfilter.reference import reference_match
 
@@ -177,3 +178,18 @@ def test_api_argument_errors():
         skyfilter.contaminate(table, BENCH, fields="answers")
     with pytest.raises(TypeError, match="Arrow"):
         skyfilter.contaminate([1, 2], BENCH)
+
+
+def test_report_counts_each_flagged_row_once_per_benchmark(tmp_path):
+    # One prompt in three subsets: a row matching it is one flagged row of the benchmark (and one of each subset),
+    # not one per subset.
+    prompt = "write a short poem about the ocean at night please"
+    bench = Benchmark("b", pa.array([prompt, prompt, prompt, "unrelated words"]), pa.array(["x", "y", "z", "x"]))
+    src = tmp_path / "in.parquet"
+    prompts = [prompt, "nothing in common here", prompt.upper()]
+    pq.write_table(pa.table({"prompt": prompts, "chosen": ["c"] * 3, "rejected": ["r"] * 3}), src)
+    report = run([str(src)], [bench], report=str(tmp_path / "report.json"), progress=False)
+    assert report.flagged == 2
+    entry = report.benchmarks["b"]
+    assert entry["flagged_rows"] == 2
+    assert {s: c["flagged_rows"] for s, c in entry["per_subset"].items()} == {"x": 2, "y": 2, "z": 2}

@@ -12,6 +12,7 @@ pub mod contam;
 pub mod dedup;
 pub mod ngram;
 pub mod parquet;
+mod pool;
 mod rows;
 pub mod select;
 pub mod text;
@@ -20,6 +21,8 @@ pub mod views;
 pub use rows::ByteRows;
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Every error of the core.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +43,17 @@ pub enum Error {
     InvalidSelect(String),
     /// A parquet file that cannot be read.
     Parquet(String),
+    /// A file that cannot be opened: its path, the kind of failure and the OS error number when there is one.
+    Io {
+        path: PathBuf,
+        kind: io::ErrorKind,
+        errno: Option<i32>,
+        message: String,
+    },
     /// More text than one utf8 array holds (2 GiB).
     TextTooLarge(usize),
+    /// Character classes that do not describe Unicode code points.
+    InvalidCharClasses(String),
 }
 
 impl fmt::Display for Error {
@@ -57,10 +69,30 @@ impl fmt::Display for Error {
             }
             Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
-            Error::InvalidMinHash(e) | Error::InvalidSelect(e) | Error::Parquet(e) => write!(f, "{e}"),
+            Error::InvalidMinHash(e) | Error::InvalidSelect(e) | Error::Parquet(e) | Error::InvalidCharClasses(e) => {
+                write!(f, "{e}")
+            }
+            Error::Io { path, message, .. } => write!(f, "{}: {message}", path.display()),
             Error::TextTooLarge(bytes) => write!(f, "{bytes} bytes of text, more than one utf8 array holds"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// `err` from an operation on `path`; the message is the OS's description without std's "(os error N)".
+    pub fn io(path: &Path, err: &io::Error) -> Self {
+        let message = err.to_string();
+        let message = match (message.rfind(" (os error "), err.raw_os_error()) {
+            (Some(at), Some(_)) => message[..at].to_owned(),
+            _ => message,
+        };
+        Error::Io {
+            path: path.to_path_buf(),
+            kind: err.kind(),
+            errno: err.raw_os_error(),
+            message,
+        }
+    }
+}

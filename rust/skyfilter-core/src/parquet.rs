@@ -11,6 +11,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
+use crate::pool::pool;
 use crate::Error;
 
 fn parquet_error(e: impl std::fmt::Display) -> Error {
@@ -23,7 +24,8 @@ pub struct ParquetRows {
     metadata: ArrowReaderMetadata,
     projection: ProjectionMask,
     batch_rows: usize,
-    pool: rayon::ThreadPool,
+    /// `None`: row groups are decoded on the calling thread (one thread asked for, or a forked process).
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl ParquetRows {
@@ -38,7 +40,7 @@ impl ParquetRows {
         threads: usize,
         views: bool,
     ) -> Result<Self, Error> {
-        let file = File::open(path).map_err(parquet_error)?;
+        let file = File::open(path).map_err(|e| Error::io(path, &e))?;
         let mut metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(parquet_error)?;
         if views {
             let schema = metadata.schema();
@@ -70,10 +72,7 @@ impl ParquetRows {
                 ProjectionMask::roots(metadata.parquet_schema(), indices)
             }
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let pool = pool(threads)?;
         Ok(Self {
             path: path.to_path_buf(),
             metadata,
@@ -89,14 +88,15 @@ impl ParquetRows {
 
     /// Row groups decoded at once by [`Self::read`] for full use of the workers.
     pub fn window(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
     /// The batches of row groups `groups`, one row group per worker, in file order.
     pub fn read(&self, groups: Range<usize>) -> Result<Vec<RecordBatch>, Error> {
-        let per_group: Vec<Result<Vec<RecordBatch>, Error>> = self
-            .pool
-            .install(|| groups.into_par_iter().map(|g| self.read_group(g)).collect());
+        let per_group: Vec<Result<Vec<RecordBatch>, Error>> = match &self.pool {
+            None => groups.map(|g| self.read_group(g)).collect(),
+            Some(pool) => pool.install(|| groups.into_par_iter().map(|g| self.read_group(g)).collect()),
+        };
         let mut out = Vec::new();
         for batches in per_group {
             out.extend(batches?);
@@ -105,7 +105,7 @@ impl ParquetRows {
     }
 
     fn read_group(&self, group: usize) -> Result<Vec<RecordBatch>, Error> {
-        let file = File::open(&self.path).map_err(parquet_error)?;
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, &e))?;
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
             .with_row_groups(vec![group])
             .with_projection(self.projection.clone())

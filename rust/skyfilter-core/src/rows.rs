@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::pool::pool;
 use crate::Error;
 
 /// A column of byte strings, read in place: an Arrow string array, or a slice of rows (`None` is null).
@@ -34,22 +35,19 @@ pub(crate) fn check_bounds(texts: usize, bounds: &[usize]) -> Result<(), Error> 
     Ok(())
 }
 
-/// `f(scratch, r)` for rows `0..n_rows`, in order; in parallel on `threads` workers (0 = rayon's default)
-/// unless `threads == 1`. A pool per call: no global state, so nothing to repair after a fork (DataLoader
-/// workers), and results never depend on the number of threads.
+/// `f(scratch, r)` for rows `0..n_rows`, in order; in parallel on the [`pool`] of `threads` workers (0 = rayon's
+/// default) unless it runs on the calling thread (`threads == 1`, or a forked process). Results never depend
+/// on the number of threads.
 pub(crate) fn map_rows<T: Send, S: Default>(
     n_rows: usize,
     threads: usize,
     f: impl Fn(&mut S, usize) -> T + Sync + Send,
 ) -> Result<Vec<T>, Error> {
-    if threads == 1 || n_rows < 2 {
+    let pool = if n_rows < 2 { None } else { pool(threads)? };
+    let Some(pool) = pool else {
         let mut scratch = S::default();
         return Ok((0..n_rows).map(|r| f(&mut scratch, r)).collect());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    };
     Ok(pool.install(|| {
         (0..n_rows)
             .into_par_iter()
@@ -60,21 +58,19 @@ pub(crate) fn map_rows<T: Send, S: Default>(
 }
 
 /// `f(range)` for contiguous ranges that cover rows `0..n_rows` in order (at least 4096 rows each but the last);
-/// in parallel on `threads` workers (0 = rayon's default) unless `threads == 1`. For kernels that carry state
-/// from row to row: callers combine the results in order, so that nothing depends on the number of threads.
+/// in parallel on the [`pool`] of `threads` workers (0 = rayon's default) unless it runs on the calling thread.
+/// For kernels that carry state from row to row: callers combine the results in order, so that nothing depends
+/// on the number of threads.
 pub(crate) fn map_chunks<T: Send>(
     n_rows: usize,
     threads: usize,
     f: impl Fn(Range<usize>) -> T + Sync + Send,
 ) -> Result<Vec<T>, Error> {
     const MIN_CHUNK: usize = 4096;
-    if threads == 1 || n_rows <= MIN_CHUNK {
+    let pool = if n_rows <= MIN_CHUNK { None } else { pool(threads)? };
+    let Some(pool) = pool else {
         return Ok(vec![f(0..n_rows)]);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    };
     let chunk = n_rows.div_ceil(pool.current_num_threads() * 4).max(MIN_CHUNK);
     let ranges: Vec<Range<usize>> = (0..n_rows).step_by(chunk).map(|s| s..(s + chunk).min(n_rows)).collect();
     Ok(pool.install(|| ranges.into_par_iter().map(f).collect()))

@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::pool::pool;
 use crate::rows::{map_chunks, map_rows, ByteRows};
 use crate::Error;
 
@@ -98,8 +99,22 @@ fn need<'a, T>(column: Option<&'a [T]>, name: &str, rows: usize) -> Result<&'a [
 }
 
 /// The code of every row under the row-local rules, and its adjusted score (`score + offset`, with -0.0 made
-/// 0.0) when a score is given. A missing score counts as missing only when a score is given.
+/// 0.0) when a score is given. A missing score or offset counts as missing only when a score is given. Every
+/// column given must have `rows` values, whether a rule reads it or not.
 pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<(Vec<u8>, Vec<f64>), Error> {
+    let columns = [
+        (values.score, "score"),
+        (values.offset, "offset"),
+        (values.chosen, "chosen score"),
+        (values.rejected, "rejected score"),
+        (values.rm_chosen, "reward-model chosen score"),
+        (values.rm_rejected, "reward-model rejected score"),
+    ];
+    for (column, name) in columns {
+        if let Some(c) = column {
+            need(Some(c), name, rows)?;
+        }
+    }
     let chosen = if rules.chosen.is_active() || rules.margin.is_active() {
         Some(need(values.chosen, "chosen score", rows)?)
     } else {
@@ -121,7 +136,12 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
     let score = values.score.map(|s| need(Some(s), "score", rows)).transpose()?;
     let offset = values.offset.map(|o| need(Some(o), "offset", rows)).transpose()?;
 
-    let mut reasons = vec![KEPT; rows];
+    // With no column the row count is the caller's word alone: a count no memory holds is an error, not an abort.
+    let mut reasons = Vec::new();
+    reasons
+        .try_reserve_exact(rows)
+        .map_err(|_| Error::InvalidSelect(format!("{rows} rows do not fit in memory")))?;
+    reasons.resize(rows, KEPT);
     let adjusted = match score {
         Some(s) => match offset {
             Some(o) => s.iter().zip(o).map(|(s, o)| s + o + 0.0).collect(),
@@ -143,9 +163,17 @@ pub fn row_reasons(values: &RowValues, rules: &RowRules, rows: usize) -> Result<
     if let (Some(c), true) = (chosen, rules.chosen.is_active()) {
         mark(&mut reasons, CHOSEN_SCORE, |r| !rules.chosen.holds(c[r]));
     }
-    for column in [chosen, rejected, rm.map(|(a, _)| a), rm.map(|(_, b)| b), score]
-        .into_iter()
-        .flatten()
+    // The adjusted score is NaN when the score or its offset is missing.
+    let adjusted_column = score.map(|_| adjusted.as_slice());
+    for column in [
+        chosen,
+        rejected,
+        rm.map(|(a, _)| a),
+        rm.map(|(_, b)| b),
+        adjusted_column,
+    ]
+    .into_iter()
+    .flatten()
     {
         mark(&mut reasons, MISSING, |r| column[r].is_nan());
     }
@@ -220,14 +248,9 @@ pub fn top_fraction(
         rest = tail;
     }
     let cut = |(fraction, rows): (f64, &mut [u32])| drop_below_quota(fraction, rows, scores).to_vec();
-    let dropped: Vec<Vec<u32>> = if threads == 1 {
-        slices.into_iter().map(cut).collect()
-    } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        pool.install(|| slices.into_par_iter().map(cut).collect())
+    let dropped: Vec<Vec<u32>> = match pool(threads)? {
+        None => slices.into_iter().map(cut).collect(),
+        Some(pool) => pool.install(|| slices.into_par_iter().map(cut).collect()),
     };
     for r in dropped.into_iter().flatten() {
         reasons[r as usize] = TOP_FRACTION;
@@ -236,14 +259,14 @@ pub fn top_fraction(
 }
 
 /// Orders `rows` so that the best [`quota`] come first (higher score, then the earlier row: a total order, so
-/// the split is unique; NaN ranks lowest) and returns the others.
+/// the split is unique; NaN ranks lowest, -0.0 ties with 0.0) and returns the others.
 fn drop_below_quota<'a>(fraction: f64, rows: &'a mut [u32], scores: &[f64]) -> &'a [u32] {
     let key = |r: u32| {
         let s = scores[r as usize];
         if s.is_nan() {
             f64::NEG_INFINITY
         } else {
-            s
+            s + 0.0 // -0.0 + 0.0 is 0.0: total_cmp would rank -0.0 below 0.0
         }
     };
     let k = quota(fraction, rows.len());
@@ -594,6 +617,46 @@ mod tests {
         let (reasons, adjusted) = row_reasons(&values, &RowRules::default(), 3).unwrap();
         assert_eq!(reasons, [KEPT, KEPT, MISSING]);
         assert!(adjusted[0].to_bits() == 0.0f64.to_bits() && adjusted[1] == 0.75);
+    }
+
+    #[test]
+    fn a_missing_offset_is_a_missing_score() {
+        let score = [1.0, 2.0, 3.0];
+        let offset = [0.0, f64::NAN, 0.5];
+        let values = RowValues {
+            score: Some(&score),
+            offset: Some(&offset),
+            ..Default::default()
+        };
+        let (reasons, _) = row_reasons(&values, &RowRules::default(), 3).unwrap();
+        assert_eq!(reasons, [KEPT, MISSING, KEPT]);
+    }
+
+    #[test]
+    fn row_counts_are_checked_before_allocating() {
+        let chosen = [1.0, 2.0];
+        let values = RowValues {
+            chosen: Some(&chosen),
+            ..Default::default()
+        };
+        // No rule reads the chosen scores: their length still has to be the row count.
+        let err = row_reasons(&values, &RowRules::default(), 1 << 50).unwrap_err();
+        assert!(err.to_string().contains("chosen score has 2 rows"), "{err}");
+        let err = row_reasons(&RowValues::default(), &RowRules::default(), usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("do not fit in memory"), "{err}");
+    }
+
+    #[test]
+    fn negative_zero_ties_with_zero() {
+        for scores in [[-0.0, 0.0], [0.0, -0.0]] {
+            let mut reasons = vec![KEPT, KEPT];
+            top_fraction(&mut reasons, &scores, &[0, 0], &[0.5], 1).unwrap();
+            assert_eq!(
+                reasons,
+                [KEPT, TOP_FRACTION],
+                "{scores:?}: the tie goes to the earlier row"
+            );
+        }
     }
 
     #[test]

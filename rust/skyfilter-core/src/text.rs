@@ -11,9 +11,12 @@
 //!   lower-cased, ASCII punctuation (`string.punctuation`) is deleted, and the result is split on
 //!   whitespace as Python's `str.split()` does.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+
+use crate::Error;
 
 /// How a text is normalised and cut into tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,30 +107,126 @@ impl Tokens {
     }
 }
 
-/// Python's `\w` for `str` patterns: `str.isalnum()` or `_`, i.e. general categories L*, Nd, Nl, No.
+/// Python's `\w` for `str` patterns: `str.isalnum()` or `_`, i.e. general categories L*, Nd, Nl, No (under
+/// the installed [`CharClasses`]).
 pub fn is_word_char(c: char) -> bool {
-    if c.is_ascii() {
-        return c.is_ascii_alphanumeric() || c == '_';
-    }
-    let cp = c as usize;
-    if cp < 0x1_0000 {
-        // The Basic Multilingual Plane from an 8 KiB bitmap, built once: CJK text is all lookups.
-        let bmp = BMP_WORD.get_or_init(|| {
-            let mut bits = vec![0u64; 0x1_0000 / 64];
-            for (cp, word) in (0..0x1_0000u32)
-                .filter_map(char::from_u32)
-                .map(|c| (c as usize, category_is_word(c)))
-            {
-                bits[cp / 64] |= u64::from(word) << (cp % 64);
-            }
-            bits
-        });
-        return bmp[cp / 64] >> (cp % 64) & 1 == 1;
-    }
-    category_is_word(c)
+    c == '_' || c.is_ascii_alphanumeric() || (!c.is_ascii() && classes().is_word(c))
 }
 
-static BMP_WORD: OnceLock<Vec<u64>> = OnceLock::new();
+/// What the `words` preset needs to know of the characters beyond ASCII: which are word characters and how
+/// each lower-cases. By default from this crate's Unicode tables (Unicode 16); a caller whose reference uses
+/// another Unicode version (Python 3.11 has 14, 3.12 15, 3.13 15.1) installs that version's answers with
+/// [`install_char_classes`] before the first text is tokenized.
+pub struct CharClasses {
+    /// One bit per code point: a word character.
+    word: Vec<u64>,
+    /// One bit per code point: lower-cases to `lower[c]` rather than to `char::to_lowercase`.
+    lowered: Vec<u64>,
+    lower: HashMap<char, String>,
+}
+
+const CODE_POINTS: usize = 0x11_0000;
+
+fn bit(bits: &[u64], c: char) -> bool {
+    let cp = c as usize;
+    bits[cp / 64] >> (cp % 64) & 1 == 1
+}
+
+fn set_bit(bits: &mut [u64], cp: usize) {
+    bits[cp / 64] |= 1 << (cp % 64);
+}
+
+impl CharClasses {
+    /// This crate's own tables.
+    fn native() -> Self {
+        let mut word = vec![0u64; CODE_POINTS / 64];
+        for c in (0..CODE_POINTS as u32).filter_map(char::from_u32) {
+            if category_is_word(c) {
+                set_bit(&mut word, c as usize);
+            }
+        }
+        Self {
+            word,
+            lowered: vec![0u64; CODE_POINTS / 64],
+            lower: HashMap::new(),
+        }
+    }
+
+    /// The classes of another Unicode version: `words` are the half-open code point ranges of its word
+    /// characters, `lowercase` every code point whose lower-case form differs from itself, with that form (a
+    /// character's full mapping out of context). Code points this crate lower-cases differently follow
+    /// `lowercase`.
+    pub fn from_definitions(words: &[(u32, u32)], lowercase: &[(u32, String)]) -> Result<Self, Error> {
+        let mut word = vec![0u64; CODE_POINTS / 64];
+        for &(start, end) in words {
+            if start > end || end as usize > CODE_POINTS {
+                return Err(Error::InvalidCharClasses(format!(
+                    "word range {start:#x}..{end:#x} is not within the code points"
+                )));
+            }
+            for cp in start..end {
+                set_bit(&mut word, cp as usize);
+            }
+        }
+        let mut given = HashMap::with_capacity(lowercase.len());
+        for (cp, lower) in lowercase {
+            let c =
+                char::from_u32(*cp).ok_or_else(|| Error::InvalidCharClasses(format!("{cp:#x} is not a character")))?;
+            given.insert(c, lower.as_str());
+        }
+        let (mut lowered, mut lower) = (vec![0u64; CODE_POINTS / 64], HashMap::new());
+        for c in (0..CODE_POINTS as u32).filter_map(char::from_u32) {
+            let mut native = c.to_lowercase();
+            let theirs = given.get(&c).copied();
+            let same = match theirs {
+                Some(t) => native.by_ref().eq(t.chars()),
+                None => native.len() == 1 && native.next() == Some(c),
+            };
+            if !same {
+                set_bit(&mut lowered, c as usize);
+                lower.insert(c, theirs.map_or_else(|| c.to_string(), str::to_owned));
+            }
+        }
+        Ok(Self { word, lowered, lower })
+    }
+
+    #[inline]
+    fn is_word(&self, c: char) -> bool {
+        bit(&self.word, c)
+    }
+
+    /// The lower-case form of `c` when it is not `char::to_lowercase`'s.
+    #[inline]
+    fn lower_override(&self, c: char) -> Option<&str> {
+        if bit(&self.lowered, c) {
+            self.lower.get(&c).map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// Number of code points whose lower-case form is not `char::to_lowercase`'s.
+    pub fn lowercase_overrides(&self) -> usize {
+        self.lower.len()
+    }
+}
+
+static CLASSES: OnceLock<CharClasses> = OnceLock::new();
+
+fn classes() -> &'static CharClasses {
+    CLASSES.get_or_init(CharClasses::native)
+}
+
+/// Makes `classes` the ones every tokenizer reads; `false` (and nothing changes) once some are in use: they are
+/// fixed for the life of the process, so that every text is tokenized alike.
+pub fn install_char_classes(classes: CharClasses) -> bool {
+    CLASSES.set(classes).is_ok()
+}
+
+/// Whether character classes are in use (installed, or the native ones taken by a first tokenization).
+pub fn char_classes_fixed() -> bool {
+    CLASSES.get().is_some()
+}
 
 fn category_is_word(c: char) -> bool {
     c == '_'
@@ -168,12 +267,10 @@ fn is_ascii_word_byte(b: u8) -> bool {
 fn words(text: &str, out: &mut Tokens) {
     // Lower-case first, as scikit-learn does: full case mapping can change the characters (e.g. U+0130
     // becomes "i" + U+0307), and tokens are cut from the lower-cased text. Lower-casing is per character
-    // except for capital sigma, whose final form depends on its neighbours: only then lower-case whole.
+    // except for capital sigma, whose final form depends on its neighbours (see `words_with_sigma`).
     let mut runs = WordRuns::default();
     if text.contains('\u{3a3}') {
-        for c in text.to_lowercase().chars() {
-            runs.feed(c, out);
-        }
+        words_with_sigma(text, classes(), &mut runs, out);
     } else {
         // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
         let mut rest = text;
@@ -182,14 +279,34 @@ fn words(text: &str, out: &mut Tokens) {
             runs.feed_ascii(&rest[..ascii], out);
             let mut chars = rest[ascii..].chars();
             if let Some(c) = chars.next() {
-                for lower in c.to_lowercase() {
-                    runs.feed(lower, out);
-                }
+                runs.feed_lowered(c, classes(), out);
             }
             rest = chars.as_str();
         }
     }
     runs.finish(out);
+}
+
+/// A text with a capital sigma, lower-cased whole by `str::to_lowercase` (which gives the final form by the
+/// neighbours), but for the characters whose lower-case form the installed classes set: they end a part
+/// lowered whole, as they end a sigma's context for the reference (characters its Unicode version does not case).
+#[cold]
+fn words_with_sigma(text: &str, classes: &CharClasses, runs: &mut WordRuns, out: &mut Tokens) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = rest
+            .char_indices()
+            .find(|&(_, c)| classes.lower_override(c).is_some())
+            .map_or(rest.len(), |(at, _)| at);
+        for c in rest[..cut].to_lowercase().chars() {
+            runs.feed(c, classes, out);
+        }
+        let mut chars = rest[cut..].chars();
+        if let Some(c) = chars.next() {
+            runs.feed_lowered(c, classes, out);
+        }
+        rest = chars.as_str();
+    }
 }
 
 /// The state of the `\w\w+` scanner over text appended to the buffer piece by piece.
@@ -211,11 +328,26 @@ impl WordRuns {
         }
     }
 
+    /// One character, lower-cased here.
+    #[inline]
+    fn feed_lowered(&mut self, c: char, classes: &CharClasses, out: &mut Tokens) {
+        match classes.lower_override(c) {
+            Some(lower) => lower.chars().for_each(|l| self.feed(l, classes, out)),
+            None => c.to_lowercase().for_each(|l| self.feed(l, classes, out)),
+        }
+    }
+
     /// One (already lower-cased) character.
-    fn feed(&mut self, c: char, out: &mut Tokens) {
+    #[inline]
+    fn feed(&mut self, c: char, classes: &CharClasses, out: &mut Tokens) {
         let at = out.buf.len();
         out.buf.push(c);
-        self.word(is_word_char(c), at, out);
+        let is_word = if c.is_ascii() {
+            is_ascii_word_byte(c as u8)
+        } else {
+            classes.is_word(c)
+        };
+        self.word(is_word, at, out);
     }
 
     /// ASCII text, lower-cased byte-wise here.
@@ -324,6 +456,32 @@ mod tests {
             assert!(t.tokenize("").is_empty());
             assert!(t.tokenize("  \n\t ... ").is_empty());
         }
+    }
+
+    #[test]
+    fn classes_of_another_unicode_version_override_the_native_ones() {
+        // An older version: 'é' is not a word character, U+A7CB is unassigned (lower-cases to itself), and
+        // 'Ä' lower-cases to 'x'.
+        let words = [
+            (0x30, 0x3a),
+            (0x41, 0x5b),
+            (0x5f, 0x60),
+            (0x61, 0x7b),
+            (0xc0, 0xe9),
+            (0xea, 0x100),
+        ];
+        let mut lowercase: Vec<(u32, String)> = (0x41..0x5b)
+            .map(|cp| (cp, char::from_u32(cp + 32).unwrap().to_string()))
+            .collect();
+        lowercase.push((0xc4, "x".to_owned()));
+        lowercase.push((0x130, "i\u{307}".to_owned()));
+        let classes = CharClasses::from_definitions(&words, &lowercase).unwrap();
+        assert!(classes.is_word('\u{e8}') && !classes.is_word('\u{e9}') && !classes.is_word('\u{4e00}'));
+        assert_eq!(classes.lower_override('\u{c4}'), Some("x"));
+        assert_eq!(classes.lower_override('\u{a7cb}'), Some("\u{a7cb}"));
+        assert_eq!(classes.lower_override('\u{130}'), None); // as char::to_lowercase
+        assert_eq!(classes.lower_override('A'), None);
+        assert!(CharClasses::from_definitions(&[(5, 0x11_0001)], &[]).is_err());
     }
 
     #[test]

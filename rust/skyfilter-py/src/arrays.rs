@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 use skyfilter_core::views;
 
-use crate::error::{to_py, SkyfilterError};
+use crate::error::{guarded, to_py, SkyfilterError};
 
 /// `array` as a pyarrow array (through the C data interface, no copy).
 pub fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
@@ -39,37 +39,41 @@ fn row_numbers(rows: &PyArray, len: usize) -> PyResult<Vec<usize>> {
 /// with views, for a writer).
 #[pyfunction]
 pub fn string_rows(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
-    let a = array.array();
-    let rows = row_numbers(&rows, a.len())?;
-    let DataType::Utf8View = a.data_type() else {
-        return Err(SkyfilterError::new_err(format!(
-            "string_rows needs a string_view array, got {}",
-            a.data_type()
-        )));
-    };
-    let copied = py
-        .detach(|| views::copy_rows(a.as_string_view(), &rows))
-        .map_err(to_py)?;
-    to_pyarrow(py, Arc::new(copied))
+    guarded(|| {
+        let a = array.array();
+        let rows = row_numbers(&rows, a.len())?;
+        let DataType::Utf8View = a.data_type() else {
+            return Err(SkyfilterError::new_err(format!(
+                "string_rows needs a string_view array, got {}",
+                a.data_type()
+            )));
+        };
+        let copied = py
+            .detach(|| views::copy_rows(a.as_string_view(), &rows))
+            .map_err(to_py)?;
+        to_pyarrow(py, Arc::new(copied))
+    })
 }
 
 /// The rows `rows` of a string array (utf8, large_utf8 or string_view) as a string_view array whose views
 /// point into the input's data buffers: 16 bytes a row are written, the text is shared, not copied.
 #[pyfunction]
 pub fn string_views(py: Python<'_>, array: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
-    let a = array.array();
-    let rows = row_numbers(&rows, a.len())?;
-    let taken = py.detach(|| match a.data_type() {
-        DataType::Utf8 => Some(views::string_views(a.as_string::<i32>(), &rows, views::BLOCK_STEP)),
-        DataType::LargeUtf8 => Some(views::string_views(a.as_string::<i64>(), &rows, views::BLOCK_STEP)),
-        DataType::Utf8View => Some(views::take_views(a.as_string_view(), &rows)),
-        _ => None,
-    });
-    match taken {
-        Some(taken) => to_pyarrow(py, Arc::new(taken)),
-        None => Err(SkyfilterError::new_err(format!(
-            "string_views needs a string array (utf8, large_utf8 or string_view), got {}",
-            a.data_type()
-        ))),
-    }
+    guarded(|| {
+        let a = array.array();
+        let rows = row_numbers(&rows, a.len())?;
+        let taken = py.detach(|| match a.data_type() {
+            DataType::Utf8 => Some(views::string_views(a.as_string::<i32>(), &rows, views::BLOCK_STEP)),
+            DataType::LargeUtf8 => Some(views::string_views(a.as_string::<i64>(), &rows, views::BLOCK_STEP)),
+            DataType::Utf8View => Some(views::take_views(a.as_string_view(), &rows)),
+            _ => None,
+        });
+        match taken {
+            Some(taken) => to_pyarrow(py, Arc::new(taken)),
+            None => Err(SkyfilterError::new_err(format!(
+                "string_views needs a string array (utf8, large_utf8 or string_view), got {}",
+                a.data_type()
+            ))),
+        }
+    })
 }

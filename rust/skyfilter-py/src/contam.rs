@@ -13,22 +13,26 @@ use skyfilter_core::contam::{BenchIndex, RowMatch};
 use skyfilter_core::text::Tokenizer;
 
 use crate::arrays::to_pyarrow;
-use crate::error::{to_py, SkyfilterError};
+use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
+use crate::unicode::use_python_unicode;
 
-fn tokenizer_named(name: &str) -> PyResult<Tokenizer> {
-    Tokenizer::from_name(name).ok_or_else(|| {
+/// The tokenizer named `name`, with the interpreter's character classes installed for it.
+fn tokenizer_named(py: Python<'_>, name: &str) -> PyResult<Tokenizer> {
+    let tokenizer = Tokenizer::from_name(name).ok_or_else(|| {
         SkyfilterError::new_err(format!(
             "unknown tokenizer {name:?}; expected \"words\" or \"whitespace\""
         ))
-    })
+    })?;
+    use_python_unicode(py)?;
+    Ok(tokenizer)
 }
 
 /// The tokens of `text` under a tokenizer preset ("words" or "whitespace").
 #[pyfunction]
 #[pyo3(signature = (text, tokenizer = "words"))]
-pub fn tokenize(text: &str, tokenizer: &str) -> PyResult<Vec<String>> {
-    Ok(tokenizer_named(tokenizer)?.tokenize(text))
+pub fn tokenize(py: Python<'_>, text: &str, tokenizer: &str) -> PyResult<Vec<String>> {
+    guarded(|| Ok(tokenizer_named(py, tokenizer)?.tokenize(text)))
 }
 
 /// The distinct n-grams of one or more benchmarks' prompts, with the rows they occur in.
@@ -57,15 +61,17 @@ impl BenchmarkIndex {
     #[new]
     #[pyo3(signature = (benchmarks, *, tokenizer = "words", n = 7))]
     fn new(py: Python<'_>, benchmarks: Vec<PyArray>, tokenizer: &str, n: usize) -> PyResult<Self> {
-        let tokenizer = tokenizer_named(tokenizer)?;
-        let holders = benchmarks
-            .iter()
-            .enumerate()
-            .map(|(b, a)| Texts::new(a.array(), &format!("benchmark {b}")))
-            .collect::<PyResult<Vec<_>>>()?;
-        let texts = holders.iter().map(Texts::strs).collect::<PyResult<Vec<_>>>()?;
-        let inner = py.detach(|| BenchIndex::build(tokenizer, n, &texts)).map_err(to_py)?;
-        Ok(Self { inner })
+        guarded(|| {
+            let tokenizer = tokenizer_named(py, tokenizer)?;
+            let holders = benchmarks
+                .iter()
+                .enumerate()
+                .map(|(b, a)| Texts::new(a.array(), &format!("benchmark {b}")))
+                .collect::<PyResult<Vec<_>>>()?;
+            let texts = holders.iter().map(Texts::strs).collect::<PyResult<Vec<_>>>()?;
+            let inner = py.detach(|| BenchIndex::build(tokenizer, n, &texts)).map_err(to_py)?;
+            Ok(Self { inner })
+        })
     }
 
     /// The n-gram size.
@@ -105,56 +111,62 @@ impl BenchmarkIndex {
         ignore: Option<PyArray>,
         threads: usize,
     ) -> PyResult<Py<PyAny>> {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(SkyfilterError::new_err(format!(
-                "threshold must be within [0, 1], got {threshold}"
-            )));
-        }
-        let holder = Texts::new(texts.array(), "texts")?;
-        let strs = holder.strs()?;
-        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
-        let ignore: Vec<bool> = match &ignore {
-            None => Vec::new(),
-            Some(mask) => match mask.array().as_boolean_opt() {
-                Some(m) => m.iter().map(|v| v.unwrap_or(false)).collect(),
-                None => return Err(SkyfilterError::new_err("ignore must be a boolean array")),
-            },
-        };
-        let matches = py
-            .detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads))
-            .map_err(to_py)?;
-        to_pyarrow_batch(py, match_columns(&matches, threshold))
+        guarded(|| {
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(SkyfilterError::new_err(format!(
+                    "threshold must be within [0, 1], got {threshold}"
+                )));
+            }
+            let holder = Texts::new(texts.array(), "texts")?;
+            let strs = holder.strs()?;
+            let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+            let ignore: Vec<bool> = match &ignore {
+                None => Vec::new(),
+                Some(mask) => match mask.array().as_boolean_opt() {
+                    Some(m) => m.iter().map(|v| v.unwrap_or(false)).collect(),
+                    None => return Err(SkyfilterError::new_err("ignore must be a boolean array")),
+                },
+            };
+            let matches = py
+                .detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads))
+                .map_err(to_py)?;
+            to_pyarrow_batch(py, match_columns(&matches, threshold))
+        })
     }
 
     /// The text of each group (its tokens joined by spaces).
     fn ngram_texts(&self, py: Python<'_>, groups: PyArray) -> PyResult<Py<PyAny>> {
-        let groups = u32_groups(&groups)?;
-        let mut out = StringBuilder::new();
-        for g in groups.iter() {
-            out.append_option(g.and_then(|g| self.inner.ngram_text(g)));
-        }
-        to_pyarrow(py, Arc::new(out.finish()))
+        guarded(|| {
+            let groups = u32_groups(&groups)?;
+            let mut out = StringBuilder::new();
+            for g in groups.iter() {
+                out.append_option(g.and_then(|g| self.inner.ngram_text(g)));
+            }
+            to_pyarrow(py, Arc::new(out.finish()))
+        })
     }
 
     /// Every (group, benchmark, row) occurrence of the given groups, as a pyarrow RecordBatch.
     fn postings(&self, py: Python<'_>, groups: PyArray) -> PyResult<Py<PyAny>> {
-        let groups = u32_groups(&groups)?;
-        let (mut group, mut bench, mut row) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
-        for g in groups.iter().flatten() {
-            for at in self.inner.postings(g).unwrap_or_default() {
-                group.append_value(g);
-                bench.append_value(at.bench);
-                row.append_value(at.row);
+        guarded(|| {
+            let groups = u32_groups(&groups)?;
+            let (mut group, mut bench, mut row) = (UInt32Builder::new(), UInt32Builder::new(), UInt32Builder::new());
+            for g in groups.iter().flatten() {
+                for at in self.inner.postings(g).unwrap_or_default() {
+                    group.append_value(g);
+                    bench.append_value(at.bench);
+                    row.append_value(at.row);
+                }
             }
-        }
-        to_pyarrow_batch(
-            py,
-            vec![
-                ("group", Arc::new(group.finish()) as ArrayRef),
-                ("bench", Arc::new(bench.finish())),
-                ("row", Arc::new(row.finish())),
-            ],
-        )
+            to_pyarrow_batch(
+                py,
+                vec![
+                    ("group", Arc::new(group.finish()) as ArrayRef),
+                    ("bench", Arc::new(bench.finish())),
+                    ("row", Arc::new(row.finish())),
+                ],
+            )
+        })
     }
 }
 

@@ -11,8 +11,9 @@ use pyo3_arrow::PyArray;
 use skyfilter_core::dedup;
 
 use crate::arrays::to_pyarrow;
-use crate::error::{to_py, SkyfilterError};
+use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
+use crate::unicode::use_python_unicode;
 
 /// A 16-byte key per row over its texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`), each with whitespace
 /// trimmed and collapsed (and lower-cased if asked): equal keys mean equal normalised texts.
@@ -28,9 +29,10 @@ pub fn row_keys(
     let holder = Texts::new(texts.array(), "texts")?;
     let strs = holder.strs()?;
     let bounds = row_bounds(bounds.as_ref(), strs.len())?;
-    let keys = py
-        .detach(|| dedup::row_keys(&strs, &bounds, lowercase, threads))
-        .map_err(to_py)?;
+    let keys = guarded(|| {
+        py.detach(|| dedup::row_keys(&strs, &bounds, lowercase, threads))
+            .map_err(to_py)
+    })?;
     let array = FixedSizeBinaryArray::try_from_iter(keys.iter().map(|k| k.to_be_bytes()))
         .map_err(|e| SkyfilterError::new_err(e.to_string()))?;
     let array: ArrayRef = if keys.is_empty() {
@@ -51,9 +53,10 @@ pub struct MinHasher {
 impl MinHasher {
     #[new]
     #[pyo3(signature = (num_perm = 128, shingle = 5, seed = 0))]
-    fn new(num_perm: usize, shingle: usize, seed: u64) -> PyResult<Self> {
+    fn new(py: Python<'_>, num_perm: usize, shingle: usize, seed: u64) -> PyResult<Self> {
+        use_python_unicode(py)?;
         Ok(Self {
-            inner: dedup::MinHasher::new(num_perm, shingle, seed).map_err(to_py)?,
+            inner: guarded(|| dedup::MinHasher::new(num_perm, shingle, seed).map_err(to_py))?,
         })
     }
 
@@ -75,9 +78,10 @@ impl MinHasher {
         let holder = Texts::new(texts.array(), "texts")?;
         let strs = holder.strs()?;
         let bounds = row_bounds(bounds.as_ref(), strs.len())?;
-        let values = py
-            .detach(|| self.inner.signatures(&strs, &bounds, threads))
-            .map_err(to_py)?;
+        let values = guarded(|| {
+            py.detach(|| self.inner.signatures(&strs, &bounds, threads))
+                .map_err(to_py)
+        })?;
         let field = Arc::new(Field::new("item", DataType::UInt32, false));
         let list = FixedSizeListArray::try_new(
             field,
@@ -103,7 +107,7 @@ impl NearDedup {
     #[pyo3(signature = (num_perm, bands, rows_per_band, threshold))]
     fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> PyResult<Self> {
         Ok(Self {
-            inner: dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold).map_err(to_py)?,
+            inner: guarded(|| dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold).map_err(to_py))?,
         })
     }
 
@@ -130,13 +134,13 @@ impl NearDedup {
             return Err(SkyfilterError::new_err("signatures must not contain nulls"));
         }
         let inner = &mut self.inner;
-        py.detach(|| inner.add(values.values())).map_err(to_py)
+        guarded(|| py.detach(|| inner.add(values.values())).map_err(to_py))
     }
 
     /// The cluster of every row added so far (the 0-based index of the cluster's first row), as uint32.
     fn clusters(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let inner = &self.inner;
-        let clusters = py.detach(|| inner.clusters());
+        let clusters = guarded(|| Ok(py.detach(|| inner.clusters())))?;
         to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
     }
 }

@@ -8,11 +8,13 @@ mod error;
 mod parquet;
 mod select;
 mod texts;
+mod unicode;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    error::quiet_panics();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SkyfilterError", m.py().get_type::<error::SkyfilterError>())?;
     m.add("InvalidTextError", m.py().get_type::<error::InvalidTextError>())?;
@@ -30,5 +32,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<parquet::ParquetBatches>()?;
     m.add_function(wrap_pyfunction!(arrays::string_views, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::string_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_panic, m)?)?;
     Ok(())
 }

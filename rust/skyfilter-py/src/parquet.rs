@@ -11,7 +11,7 @@ use pyo3_arrow::PyRecordBatch;
 use skyfilter_core::parquet::ParquetRows;
 use skyfilter_core::Error;
 
-use crate::error::{to_py, SkyfilterError};
+use crate::error::{guarded, panic_error, to_py};
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
 /// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores),
@@ -52,14 +52,16 @@ impl ParquetBatches {
         threads: usize,
         views: bool,
     ) -> PyResult<Self> {
-        let rows = py
-            .detach(|| ParquetRows::open(&path, columns.as_deref(), batch_rows, threads, views))
-            .map_err(to_py)?;
-        Ok(Self {
-            rows: Arc::new(rows),
-            next_group: 0,
-            pending: None,
-            ready: VecDeque::new(),
+        guarded(|| {
+            let rows = py
+                .detach(|| ParquetRows::open(&path, columns.as_deref(), batch_rows, threads, views))
+                .map_err(to_py)?;
+            Ok(Self {
+                rows: Arc::new(rows),
+                next_group: 0,
+                pending: None,
+                ready: VecDeque::new(),
+            })
         })
     }
 
@@ -68,21 +70,23 @@ impl ParquetBatches {
     }
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        while self.ready.is_empty() {
-            self.prefetch();
-            let Some(pending) = self.pending.take() else {
-                break;
-            };
-            let batches = py
-                .detach(|| pending.join())
-                .map_err(|_| SkyfilterError::new_err("the parquet decoder thread panicked"))?
-                .map_err(to_py)?;
-            self.ready.extend(batches);
-            self.prefetch();
-        }
-        self.ready
-            .pop_front()
-            .map(|batch| Ok(PyRecordBatch::new(batch).into_pyarrow(py)?.unbind()))
-            .transpose()
+        guarded(|| {
+            while self.ready.is_empty() {
+                self.prefetch();
+                let Some(pending) = self.pending.take() else {
+                    break;
+                };
+                let batches = py
+                    .detach(|| pending.join())
+                    .map_err(|payload| panic_error(payload.as_ref()))?
+                    .map_err(to_py)?;
+                self.ready.extend(batches);
+                self.prefetch();
+            }
+            self.ready
+                .pop_front()
+                .map(|batch| Ok(PyRecordBatch::new(batch).into_pyarrow(py)?.unbind()))
+                .transpose()
+        })
     }
 }

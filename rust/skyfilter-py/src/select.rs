@@ -12,7 +12,7 @@ use pyo3_arrow::PyArray;
 use skyfilter_core::{select, ByteRows};
 
 use crate::arrays::to_pyarrow;
-use crate::error::{to_py, SkyfilterError};
+use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
 
 /// The values of a float64 array, nulls as NaN (borrowed when there are none).
@@ -64,38 +64,40 @@ pub fn row_reasons(
     margin_bounds: Option<(Option<f64>, Option<f64>)>,
     rm_agreement: bool,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
-    let (score_v, offset_v) = (optional_floats(&score, "score")?, optional_floats(&offset, "offset")?);
-    let (chosen_v, rejected_v) = (
-        optional_floats(&chosen, "chosen")?,
-        optional_floats(&rejected, "rejected")?,
-    );
-    let (rm_c, rm_r) = (
-        optional_floats(&rm_chosen, "rm_chosen")?,
-        optional_floats(&rm_rejected, "rm_rejected")?,
-    );
-    let values = select::RowValues {
-        score: score_v.as_deref(),
-        offset: offset_v.as_deref(),
-        chosen: chosen_v.as_deref(),
-        rejected: rejected_v.as_deref(),
-        rm_chosen: rm_c.as_deref(),
-        rm_rejected: rm_r.as_deref(),
-    };
-    let rules = select::RowRules {
-        chosen: bounds(chosen_bounds),
-        rejected: bounds(rejected_bounds),
-        margin: bounds(margin_bounds),
-        rm_agreement,
-    };
-    let (reasons, adjusted) = py
-        .detach(|| select::row_reasons(&values, &rules, rows))
-        .map_err(to_py)?;
-    let reasons = to_pyarrow(py, Arc::new(UInt8Array::from(reasons)))?;
-    let adjusted = match score {
-        Some(_) => Some(to_pyarrow(py, Arc::new(Float64Array::from(adjusted)))?),
-        None => None,
-    };
-    Ok((reasons, adjusted))
+    guarded(|| {
+        let (score_v, offset_v) = (optional_floats(&score, "score")?, optional_floats(&offset, "offset")?);
+        let (chosen_v, rejected_v) = (
+            optional_floats(&chosen, "chosen")?,
+            optional_floats(&rejected, "rejected")?,
+        );
+        let (rm_c, rm_r) = (
+            optional_floats(&rm_chosen, "rm_chosen")?,
+            optional_floats(&rm_rejected, "rm_rejected")?,
+        );
+        let values = select::RowValues {
+            score: score_v.as_deref(),
+            offset: offset_v.as_deref(),
+            chosen: chosen_v.as_deref(),
+            rejected: rejected_v.as_deref(),
+            rm_chosen: rm_c.as_deref(),
+            rm_rejected: rm_r.as_deref(),
+        };
+        let rules = select::RowRules {
+            chosen: bounds(chosen_bounds),
+            rejected: bounds(rejected_bounds),
+            margin: bounds(margin_bounds),
+            rm_agreement,
+        };
+        let (reasons, adjusted) = py
+            .detach(|| select::row_reasons(&values, &rules, rows))
+            .map_err(to_py)?;
+        let reasons = to_pyarrow(py, Arc::new(UInt8Array::from(reasons)))?;
+        let adjusted = match score {
+            Some(_) => Some(to_pyarrow(py, Arc::new(Float64Array::from(adjusted)))?),
+            None => None,
+        };
+        Ok((reasons, adjusted))
+    })
 }
 
 /// `reasons` with every kept row outside the best `ceil(f * n)` of its group (ranked by `scores`, high first,
@@ -110,28 +112,32 @@ pub fn top_fraction(
     fractions: Vec<f64>,
     threads: usize,
 ) -> PyResult<Py<PyAny>> {
-    let mut codes = match reasons.array().data_type() {
-        DataType::UInt8 if reasons.array().null_count() == 0 => {
-            reasons.array().as_primitive::<UInt8Type>().values().to_vec()
-        }
-        other => {
-            return Err(SkyfilterError::new_err(format!(
-                "reasons must be a non-null uint8 array, got {other}"
-            )))
-        }
-    };
-    let scores = floats(&scores, "scores")?;
-    let groups = match groups.array().data_type() {
-        DataType::UInt32 if groups.array().null_count() == 0 => groups.array().as_primitive::<UInt32Type>().values(),
-        other => {
-            return Err(SkyfilterError::new_err(format!(
-                "groups must be a non-null uint32 array, got {other}"
-            )))
-        }
-    };
-    py.detach(|| select::top_fraction(&mut codes, &scores, groups, &fractions, threads))
-        .map_err(to_py)?;
-    to_pyarrow(py, Arc::new(UInt8Array::from(codes)))
+    guarded(|| {
+        let mut codes = match reasons.array().data_type() {
+            DataType::UInt8 if reasons.array().null_count() == 0 => {
+                reasons.array().as_primitive::<UInt8Type>().values().to_vec()
+            }
+            other => {
+                return Err(SkyfilterError::new_err(format!(
+                    "reasons must be a non-null uint8 array, got {other}"
+                )))
+            }
+        };
+        let scores = floats(&scores, "scores")?;
+        let groups = match groups.array().data_type() {
+            DataType::UInt32 if groups.array().null_count() == 0 => {
+                groups.array().as_primitive::<UInt32Type>().values()
+            }
+            other => {
+                return Err(SkyfilterError::new_err(format!(
+                    "groups must be a non-null uint32 array, got {other}"
+                )))
+            }
+        };
+        py.detach(|| select::top_fraction(&mut codes, &scores, groups, &fractions, threads))
+            .map_err(to_py)?;
+        to_pyarrow(py, Arc::new(UInt8Array::from(codes)))
+    })
 }
 
 /// For each row, whether the ratio of its chosen answer's characters to its rejected answer's falls outside
@@ -156,56 +162,60 @@ pub fn length_ratio_fails(
     max: Option<f64>,
     threads: usize,
 ) -> PyResult<Py<PyAny>> {
-    let (chosen, rejected) = (
-        Texts::new(chosen.array(), "chosen")?,
-        Texts::new(rejected.array(), "rejected")?,
-    );
-    let chosen_bounds = chosen_bounds.map(|b| row_bounds(Some(&b), chosen.len())).transpose()?;
-    let rejected_bounds = rejected_bounds
-        .map(|b| row_bounds(Some(&b), rejected.len()))
-        .transpose()?;
-    let only: Option<Vec<bool>> = match only {
-        None => None,
-        Some(o) if o.array().data_type() == &DataType::Boolean && o.array().null_count() == 0 => {
-            Some(o.array().as_boolean().values().iter().collect())
-        }
-        Some(o) => {
-            return Err(SkyfilterError::new_err(format!(
-                "only must be a non-null boolean array, got {}",
-                o.array().data_type()
-            )))
-        }
-    };
-    let fails = py
-        .detach(|| {
-            let chosen = select::Answers {
-                texts: &chosen,
-                bounds: chosen_bounds.as_deref(),
-            };
-            let rejected = select::Answers {
-                texts: &rejected,
-                bounds: rejected_bounds.as_deref(),
-            };
-            select::length_ratio_fails(
-                &chosen,
-                &rejected,
-                only.as_deref(),
-                select::Bounds { min, max },
-                threads,
-            )
-        })
-        .map_err(to_py)?;
-    to_pyarrow(py, Arc::new(BooleanArray::from(fails)))
+    guarded(|| {
+        let (chosen, rejected) = (
+            Texts::new(chosen.array(), "chosen")?,
+            Texts::new(rejected.array(), "rejected")?,
+        );
+        let chosen_bounds = chosen_bounds.map(|b| row_bounds(Some(&b), chosen.len())).transpose()?;
+        let rejected_bounds = rejected_bounds
+            .map(|b| row_bounds(Some(&b), rejected.len()))
+            .transpose()?;
+        let only: Option<Vec<bool>> = match only {
+            None => None,
+            Some(o) if o.array().data_type() == &DataType::Boolean && o.array().null_count() == 0 => {
+                Some(o.array().as_boolean().values().iter().collect())
+            }
+            Some(o) => {
+                return Err(SkyfilterError::new_err(format!(
+                    "only must be a non-null boolean array, got {}",
+                    o.array().data_type()
+                )))
+            }
+        };
+        let fails = py
+            .detach(|| {
+                let chosen = select::Answers {
+                    texts: &chosen,
+                    bounds: chosen_bounds.as_deref(),
+                };
+                let rejected = select::Answers {
+                    texts: &rejected,
+                    bounds: rejected_bounds.as_deref(),
+                };
+                select::length_ratio_fails(
+                    &chosen,
+                    &rejected,
+                    only.as_deref(),
+                    select::Bounds { min, max },
+                    threads,
+                )
+            })
+            .map_err(to_py)?;
+        to_pyarrow(py, Arc::new(BooleanArray::from(fails)))
+    })
 }
 
 /// The mean of each row's values (`values[bounds[r]:bounds[r + 1]]`, float64, nulls as NaN): NaN for an empty
 /// row or one with a missing value.
 #[pyfunction]
 pub fn segment_means(py: Python<'_>, values: PyArray, bounds: PyArray) -> PyResult<Py<PyAny>> {
-    let values = floats(&values, "values")?;
-    let bounds = row_bounds(Some(&bounds), values.len())?;
-    let means = select::segment_means(&values, &bounds).map_err(to_py)?;
-    to_pyarrow(py, Arc::new(Float64Array::from(means)))
+    guarded(|| {
+        let values = floats(&values, "values")?;
+        let bounds = row_bounds(Some(&bounds), values.len())?;
+        let means = select::segment_means(&values, &bounds).map_err(to_py)?;
+        to_pyarrow(py, Arc::new(Float64Array::from(means)))
+    })
 }
 
 /// Dense uint32 ids for the values of a string column across batches, in order of first appearance (null is a
@@ -226,18 +236,23 @@ impl GroupIds {
     /// The id of every value of a string array.
     #[pyo3(signature = (values, *, threads = 0))]
     fn encode(&mut self, py: Python<'_>, values: PyArray, threads: usize) -> PyResult<Py<PyAny>> {
-        let values = Texts::new(values.array(), "values")?;
-        let inner = &mut self.inner;
-        let ids = py.detach(|| inner.encode(&values, threads)).map_err(to_py)?;
-        to_pyarrow(py, Arc::new(UInt32Array::from(ids)))
+        guarded(|| {
+            let values = Texts::new(values.array(), "values")?;
+            let inner = &mut self.inner;
+            let ids = py.detach(|| inner.encode(&values, threads)).map_err(to_py)?;
+            to_pyarrow(py, Arc::new(UInt32Array::from(ids)))
+        })
     }
 
     /// The values in id order (None for null).
-    fn names(&self) -> Vec<Option<String>> {
-        self.inner
-            .names()
-            .iter()
-            .map(|n| n.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
-            .collect()
+    fn names(&self) -> PyResult<Vec<Option<String>>> {
+        guarded(|| {
+            Ok(self
+                .inner
+                .names()
+                .iter()
+                .map(|n| n.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
+                .collect())
+        })
     }
 }
