@@ -228,18 +228,17 @@ impl BenchIndex {
         }
         for (i, &h) in scratch.hashes.iter().enumerate() {
             let first_token = (first + i) as u32;
-            let group = match self.find(h, |k| self.bench_token(first_token as usize + k)) {
-                Some(g) => g,
-                None => {
-                    let g = self.groups.len() as u32;
-                    let next = self.heads.insert(h, g).unwrap_or(NONE);
-                    self.groups.push(Group {
-                        first_token,
-                        next,
-                        postings: (0, 0),
-                    });
-                    g
-                }
+            let group = if let Some(g) = self.find(h, |k| self.bench_token(first_token as usize + k)) {
+                g
+            } else {
+                let g = self.groups.len() as u32;
+                let next = self.heads.insert(h, g).unwrap_or(NONE);
+                self.groups.push(Group {
+                    first_token,
+                    next,
+                    postings: (0, 0),
+                });
+                g
             };
             occurrences.push((group, at));
         }

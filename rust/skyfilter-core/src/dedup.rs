@@ -133,6 +133,8 @@ impl MinHasher {
 
 /// The MinHash inner loop, written so that the compiler vectorises it: `((a * x + b) mod 2^64) >> 32` is
 /// the high half of `a_lo * x + b` plus `a_hi * x` (mod 2^32), with 32x32-bit multiplies only.
+// Always inlined: `minima_avx2` must compile this loop's body under its own target feature.
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn minima(h: &MinHasher, shingles: &[u64], sig: &mut [u32]) {
     for &shingle in shingles {
@@ -148,7 +150,7 @@ fn minima(h: &MinHasher, shingles: &[u64], sig: &mut [u32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn minima_avx2(h: &MinHasher, shingles: &[u64], sig: &mut [u32]) {
-    minima(h, shingles, sig)
+    minima(h, shingles, sig);
 }
 
 #[derive(Default)]

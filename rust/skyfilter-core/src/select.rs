@@ -227,7 +227,7 @@ pub fn top_fraction(
     // Bucket the kept rows by group, in input order (a counting sort).
     let mut starts = vec![0usize; fractions.len() + 1];
     for (r, &g) in groups.iter().enumerate() {
-        starts[g as usize + 1] += (reasons[r] == KEPT) as usize;
+        starts[g as usize + 1] += usize::from(reasons[r] == KEPT);
     }
     for g in 0..fractions.len() {
         starts[g + 1] += starts[g];
@@ -493,7 +493,7 @@ pub fn length_ratio_fails<R: ByteRows + ?Sized>(
             )));
         }
     }
-    map_rows(rows, threads, |_: &mut (), r| {
+    map_rows(rows, threads, |(): &mut (), r| {
         if !only.is_none_or(|o| o[r]) {
             return false;
         }
@@ -513,9 +513,9 @@ fn utf8_chars(text: &[u8]) -> u64 {
     for chunk in &mut chunks {
         let mut n = 0u8;
         for &b in chunk {
-            n += ((b as i8) < -0x40) as u8;
+            n += u8::from((b as i8) < -0x40);
         }
-        continuation += n as u64;
+        continuation += u64::from(n);
     }
     continuation += chunks.remainder().iter().filter(|&&b| (b as i8) < -0x40).count() as u64;
     text.len() as u64 - continuation
@@ -616,7 +616,7 @@ mod tests {
         };
         let (reasons, adjusted) = row_reasons(&values, &RowRules::default(), 3).unwrap();
         assert_eq!(reasons, [KEPT, KEPT, MISSING]);
-        assert!(adjusted[0].to_bits() == 0.0f64.to_bits() && adjusted[1] == 0.75);
+        assert!(adjusted[0].to_bits() == 0.0f64.to_bits() && adjusted[1].to_bits() == 0.75f64.to_bits());
     }
 
     #[test]
@@ -689,9 +689,10 @@ mod tests {
         let mut expected_names: Vec<Option<&[u8]>> = Vec::new();
         let expected: Vec<u32> = values
             .iter()
-            .map(|v| match expected_names.iter().position(|n| n == v) {
-                Some(i) => i as u32,
-                None => {
+            .map(|v| {
+                if let Some(i) = expected_names.iter().position(|n| n == v) {
+                    i as u32
+                } else {
                     expected_names.push(*v);
                     expected_names.len() as u32 - 1
                 }
@@ -731,9 +732,9 @@ mod tests {
         .check()
         .is_err());
         let means = segment_means(&[1.0, 2.0, 3.0, f64::NAN], &[0, 3, 3, 4]).unwrap();
-        assert_eq!(means[0], 2.0);
+        assert_eq!(means[0].to_bits(), 2.0f64.to_bits());
         assert!(means[1].is_nan() && means[2].is_nan());
-        assert_eq!(length_ratio(0, 0), 1.0);
+        assert_eq!(length_ratio(0, 0).to_bits(), 1.0f64.to_bits());
         let long = "añ€😀x".repeat(40);
         assert_eq!(utf8_chars(long.as_bytes()), long.chars().count() as u64);
         assert!(length_ratio(3, 0).is_infinite());
@@ -749,21 +750,21 @@ mod tests {
 
     #[test]
     fn length_ratio_fails_equals_counting_both_answers() {
+        fn as_rows(t: &[String]) -> Vec<Option<&[u8]>> {
+            t.iter().map(|s| Some(s.as_bytes())).collect()
+        }
         // ASCII, 2-, 3- and 4-byte characters, empty answers, ratios on both sides of the bounds.
         let pieces = ["a", "é", "€", "😀", "ab c", ""];
         let mut state = 7u64;
         let mut next = |n: u64| {
             state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (state >> 33) % n
         };
         let mut answer = || (0..next(12)).map(|_| pieces[next(6) as usize]).collect::<String>();
         let chosen: Vec<String> = (0..3000).map(|_| answer()).collect();
         let rejected: Vec<String> = (0..3000).map(|_| answer()).collect();
-        fn as_rows(t: &[String]) -> Vec<Option<&[u8]>> {
-            t.iter().map(|s| Some(s.as_bytes())).collect()
-        }
         let (c_rows, r_rows) = (as_rows(&chosen), as_rows(&rejected));
         let c: Vec<&str> = chosen.iter().map(String::as_str).collect();
         let j: Vec<&str> = rejected.iter().map(String::as_str).collect();

@@ -360,27 +360,24 @@ impl WordRuns {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            match &mut self.run {
-                Some((start, chars)) => {
-                    let len = bytes[i..]
-                        .iter()
-                        .position(|&b| !is_ascii_word_byte(b))
-                        .unwrap_or(bytes.len() - i);
-                    *chars += len;
-                    i += len;
-                    if i < bytes.len() {
-                        push_span(&mut out.spans, *start, base + i, *chars);
-                        self.run = None;
-                    }
+            if let Some((start, chars)) = &mut self.run {
+                let len = bytes[i..]
+                    .iter()
+                    .position(|&b| !is_ascii_word_byte(b))
+                    .unwrap_or(bytes.len() - i);
+                *chars += len;
+                i += len;
+                if i < bytes.len() {
+                    push_span(&mut out.spans, *start, base + i, *chars);
+                    self.run = None;
                 }
-                None => {
-                    i += bytes[i..]
-                        .iter()
-                        .position(|&b| is_ascii_word_byte(b))
-                        .unwrap_or(bytes.len() - i);
-                    if i < bytes.len() {
-                        self.run = Some((base + i, 0));
-                    }
+            } else {
+                i += bytes[i..]
+                    .iter()
+                    .position(|&b| is_ascii_word_byte(b))
+                    .unwrap_or(bytes.len() - i);
+                if i < bytes.len() {
+                    self.run = Some((base + i, 0));
                 }
             }
         }

@@ -14,7 +14,7 @@ pub const BLOCK_STEP: usize = 1 << 31;
 
 fn nulls_at(nulls: Option<&NullBuffer>, rows: &[usize]) -> Option<NullBuffer> {
     let nulls = nulls.filter(|n| n.null_count() > 0)?;
-    Some(NullBuffer::from_iter(rows.iter().map(|&r| nulls.is_valid(r))))
+    Some(rows.iter().map(|&r| nulls.is_valid(r)).collect())
 }
 
 /// Rows `rows` (each below `a.len()`) of a utf8 or large_utf8 array; `step` is [`BLOCK_STEP`] except in tests.

@@ -139,7 +139,7 @@ impl BenchmarkIndex {
         guarded(|| {
             let groups = u32_groups(&groups)?;
             let mut out = StringBuilder::new();
-            for g in groups.iter() {
+            for g in &groups {
                 out.append_option(g.and_then(|g| self.inner.ngram_text(g)));
             }
             to_pyarrow(py, Arc::new(out.finish()))
@@ -173,7 +173,7 @@ impl BenchmarkIndex {
 fn match_columns(matches: &[RowMatch], threshold: f64) -> Vec<(&'static str, ArrayRef)> {
     let n_ngrams: UInt32Array = matches.iter().map(|m| m.n_ngrams).collect();
     let n_matched: UInt32Array = matches.iter().map(|m| m.matched.len() as u32).collect();
-    let overlap: Float64Array = matches.iter().map(|m| m.overlap()).collect();
+    let overlap: Float64Array = matches.iter().map(skyfilter_core::contam::RowMatch::overlap).collect();
     let flagged: BooleanArray = matches.iter().map(|m| Some(m.is_flagged(threshold))).collect();
     let first_group: UInt32Array = matches.iter().map(|m| m.matched.first().copied()).collect();
     let mut groups = ListBuilder::new(UInt32Builder::new());

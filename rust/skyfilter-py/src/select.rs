@@ -31,8 +31,8 @@ fn floats<'a>(array: &'a PyArray, what: &str) -> PyResult<Cow<'a, [f64]>> {
     Ok(Cow::Owned(a.iter().map(|v| v.unwrap_or(f64::NAN)).collect()))
 }
 
-fn optional_floats<'a>(array: &'a Option<PyArray>, what: &str) -> PyResult<Option<Cow<'a, [f64]>>> {
-    array.as_ref().map(|a| floats(a, what)).transpose()
+fn optional_floats<'a>(array: Option<&'a PyArray>, what: &str) -> PyResult<Option<Cow<'a, [f64]>>> {
+    array.map(|a| floats(a, what)).transpose()
 }
 
 fn bounds(pair: Option<(Option<f64>, Option<f64>)>) -> select::Bounds {
@@ -65,14 +65,17 @@ pub fn row_reasons(
     rm_agreement: bool,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     guarded(|| {
-        let (score_v, offset_v) = (optional_floats(&score, "score")?, optional_floats(&offset, "offset")?);
+        let (score_v, offset_v) = (
+            optional_floats(score.as_ref(), "score")?,
+            optional_floats(offset.as_ref(), "offset")?,
+        );
         let (chosen_v, rejected_v) = (
-            optional_floats(&chosen, "chosen")?,
-            optional_floats(&rejected, "rejected")?,
+            optional_floats(chosen.as_ref(), "chosen")?,
+            optional_floats(rejected.as_ref(), "rejected")?,
         );
         let (rm_c, rm_r) = (
-            optional_floats(&rm_chosen, "rm_chosen")?,
-            optional_floats(&rm_rejected, "rm_rejected")?,
+            optional_floats(rm_chosen.as_ref(), "rm_chosen")?,
+            optional_floats(rm_rejected.as_ref(), "rm_rejected")?,
         );
         let values = select::RowValues {
             score: score_v.as_deref(),
