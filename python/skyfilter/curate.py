@@ -543,15 +543,12 @@ def run_curate(
     file (counted per source in the convert step). ``log`` gets one line per step (default: standard error)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     target = Path(out)
-    try:
-        check_folder("--out", target)  # a new folder in a writable place, checked before any work
-    except OutputError as e:
-        raise CurateError(str(e)) from None
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise CurateError(f"{data_dir}: no such folder")
-    local_inputs = sorted(data_dir.iterdir()) if data_dir is not None else []
-    try:
+    local_inputs = [*(sorted(data_dir.iterdir()) if data_dir is not None else []), *(bench or [])]
+    try:  # before any work: a new folder in a writable place, and --bad-rows neither in it nor on an input
+        check_folder("--out", target, outputs={"--bad-rows": bad_rows})
         check_outputs(local_inputs, {"--bad-rows": bad_rows})
     except OutputError as e:
         raise CurateError(str(e)) from None

@@ -36,7 +36,15 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from skyshared import outputs as _outputs
 from skyshared.hub import hub_access, install_hint, looks_like_path
-from skyshared.jsonrows import BadRow, JsonError, check_utf8, read_json_rows
+from skyshared.jsonrows import (
+    BAD_ROWS_SCHEMA,
+    BadRow,
+    JsonError,
+    bad_rows_table,
+    check_utf8,
+    read_json_rows,
+    table_fits,
+)
 
 from skyfilter import _core
 from skyfilter.schema import expected_kinds
@@ -135,18 +143,23 @@ def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
         text = check_utf8(str(path), data)
     except JsonError as e:
         raise InputError(str(e)) from None
+
+    def expected(names: list[str]) -> dict[str, tuple[str, ...]]:
+        return expected_kinds(names, reading.layout, reading.prompt_column)
+
     if not text.lstrip().startswith("[") and text.strip():
         for block_size in (16 << 20, len(data) + 1):
             try:
                 table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=block_size))
-                return table_source(path.name, table)
             except pa.ArrowInvalid as e:
                 if "straddling" not in str(e) or block_size == len(data) + 1:
                     break  # rows Arrow cannot read or type alike: judged row by row below
+                continue
+            if table_fits(table, expected):
+                return table_source(path.name, table)
+            break  # a column of a kind the layout does not read (every `chosen` a boolean): judged row by row
     try:
-        rows = read_json_rows(
-            str(path), data, lambda names: expected_kinds(names, reading.layout, reading.prompt_column)
-        )
+        rows = read_json_rows(str(path), data, expected)
     except JsonError as e:
         raise InputError(str(e)) from None
     if rows.bad and not reading.keep_bad:
@@ -418,37 +431,15 @@ def open_sources(
 
 # ---------------------------------------------------------------------------------------------- outputs
 
+
 #: The bad-rows output (``--bad-rows``): where each row comes from, why it could not be read, and its JSON text.
-BAD_ROWS_SCHEMA = pa.schema(
-    [
-        ("input_file", pa.string()),
-        ("input_row", pa.int64()),
-        ("line", pa.int64()),
-        ("reason", pa.string()),
-        ("row", pa.string()),
-    ]
-)
-
-
 def write_bad_rows(writers: AtomicWriters, key: str, sources: list[Source]) -> int:
     """Writes the bad rows of ``sources`` to output ``key`` (:data:`BAD_ROWS_SCHEMA`); returns how many."""
     writers.set_schema(key, BAD_ROWS_SCHEMA)
-    bad = [(s.name, b) for s in sources for b in s.bad_rows]
-    if bad:
-        columns = [
-            [name for name, _ in bad],
-            [b.row for _, b in bad],
-            [b.line for _, b in bad],
-            [b.reason for _, b in bad],
-            [b.text for _, b in bad],
-        ]
-        writers.write(
-            key,
-            pa.RecordBatch.from_arrays(
-                [pa.array(c, f.type) for c, f in zip(columns, BAD_ROWS_SCHEMA, strict=True)], schema=BAD_ROWS_SCHEMA
-            ),
-        )
-    return len(bad)
+    table = bad_rows_table([(s.name, s.bad_rows) for s in sources])
+    for batch in table.to_batches():
+        writers.write(key, batch)
+    return table.num_rows
 
 
 def check_outputs(

@@ -37,13 +37,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from skyshared.hub import hub_access, missing_path
-from skyshared.jsonrows import BadRow, read_json_rows
+from skyshared.jsonrows import BadRow, bad_rows_table, read_json_rows
 from skyshared.outputs import Staged
 
 from skyrm.requires import first_line, require
 
 __all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows",
-           "conversations", "encode_pairs", "truncate", "drop_warning"]  # fmt: skip
+           "check_bad_rows_path", "conversations", "encode_pairs", "truncate", "drop_warning"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
 #: The column of per-pair margins (TRL's name).
@@ -135,21 +135,27 @@ def read_pairs(spec: str, split: str = "train") -> pa.Table:
     return read_rows(spec, split, PAIR_KINDS).table
 
 
+#: The suffixes a skyrm ``--bad-rows`` file may have (parquet, else JSON Lines).
+BAD_ROWS_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
+
+
+def check_bad_rows_path(path: str | Path | None) -> None:
+    """Refuses, before any work, a ``--bad-rows`` file whose suffix names no format skyrm writes."""
+    if path is not None and Path(path).suffix.lower() not in BAD_ROWS_SUFFIXES:
+        raise ValueError(f"{path}: --bad-rows: unknown output format {Path(path).suffix!r}; use .parquet or .jsonl")
+
+
 def write_bad_rows(staged: Staged, path: str | Path, reads: list[tuple[str, list[BadRow]]]) -> int:
     """Stages the bad rows of ``reads`` (file name, its bad rows) for ``path`` (``.parquet``, else JSON Lines;
-    renamed into place with the run's other outputs by ``staged``): ``input_file``, ``input_row`` (0-based),
-    ``line``, ``reason`` and the row's JSON text (``row``), as skyfilter's ``--bad-rows`` writes them. Returns how
-    many."""
-    records = [{"input_file": name, "input_row": b.row, "line": b.line, "reason": b.reason, "row": b.text}
-               for name, bad in reads for b in bad]  # fmt: skip
+    renamed into place with the run's other outputs by ``staged``) in skyfilter's ``--bad-rows`` layout
+    (:data:`skyshared.jsonrows.BAD_ROWS_SCHEMA`). Returns how many."""
+    table = bad_rows_table(reads)
     tmp = staged.path(path)
     if Path(path).suffix.lower() == ".parquet":
-        schema = pa.schema([("input_file", pa.string()), ("input_row", pa.int64()), ("line", pa.int64()),
-                            ("reason", pa.string()), ("row", pa.string())])  # fmt: skip
-        pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
+        pq.write_table(table, tmp)
     else:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return len(records)
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist()), encoding="utf-8")
+    return table.num_rows
 
 
 def _messages(value, role: str) -> list[dict]:

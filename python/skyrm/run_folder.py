@@ -18,6 +18,7 @@ from skyshared.outputs import check_folder, check_outputs
 
 from skyrm import checkpoint
 from skyrm.config import TrainConfig
+from skyrm.data import check_bad_rows_path
 
 __all__ = ["RUN_FILES", "check", "clear", "discard_failed"]
 
@@ -36,8 +37,10 @@ def check(config: TrainConfig) -> None:
         if spec and missing_path(spec):  # a local path that is not there: said now, not asked of the hub
             raise ValueError(f"{spec}: no such {'folder' if flag == '--model' else 'file'} ({flag})")
     out = Path(config.output_dir)
-    check_folder("--output-dir", out, _inputs(config) if config.overwrite else (), new=False)
+    check_folder("--output-dir", out, _inputs(config) if config.overwrite else (), new=False,
+                 outputs={"--bad-rows": config.bad_rows})  # fmt: skip
     check_outputs({"--bad-rows": config.bad_rows}, _inputs(config))
+    check_bad_rows_path(config.bad_rows)
     held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if config.resume:
         if checkpoint.latest(out / "checkpoints") is None:

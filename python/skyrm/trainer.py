@@ -260,18 +260,19 @@ def train(config: TrainConfig, log=print) -> dict:
     checkpoint leaves nothing there."""
     run_folder.check(config)
     existed = Path(config.output_dir).exists()
+    writing: list[bool] = []  # set once the old run (--overwrite) is gone and this run writes into the folder
     runtime = start()
     try:
-        return _train(config, runtime, log if runtime.main else (lambda _: None))
+        return _train(config, runtime, log if runtime.main else (lambda _: None), writing)
     except BaseException:
-        if runtime.main:
+        if runtime.main and writing:  # before that, the folder holds only what was there: it stays as it was
             run_folder.discard_failed(config, existed)
         raise
     finally:
         stop(runtime)
 
 
-def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
+def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> dict:
     out = Path(config.output_dir)
     _check_device(config, runtime, log)
     # the pairs first: a wrong path fails before the model is built
@@ -305,6 +306,7 @@ def _train(config: TrainConfig, runtime: Runtime, log) -> dict:
     first = 0
     if runtime.main:  # the data is good: now the old run goes (--overwrite) and the folder is made
         run_folder.clear(config)
+        writing.append(True)
         out.mkdir(parents=True, exist_ok=True)
     torch.distributed.barrier()  # every rank writes into the folder from here on
     if config.resume:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["BadRow", "JsonRows", "JsonError", "Expected", "read_json_rows", "describe_kinds", "check_utf8"]
+__all__ = ["BadRow", "JsonRows", "JsonError", "Expected", "read_json_rows", "table_fits", "check_utf8",
+           "BAD_ROWS_SCHEMA", "bad_rows_table"]  # fmt: skip
 
 #: From the column names of a file to the JSON kinds each named column may hold (see :func:`kind_of`).
 Expected = Callable[[list[str]], dict[str, tuple[str, ...]]]
@@ -65,6 +66,21 @@ class JsonRows:
     bad: list[BadRow]
 
 
+#: The layout of a ``--bad-rows`` file, the same for every command of skyfilter and skyrm.
+BAD_ROWS_SCHEMA = pa.schema(
+    [("input_file", pa.string()), ("input_row", pa.int64()), ("line", pa.int64()), ("reason", pa.string()),
+     ("row", pa.string())]
+)  # fmt: skip
+
+
+def bad_rows_table(reads: list[tuple[str, list[BadRow]]]) -> pa.Table:
+    """The bad rows of each read file (its name, its bad rows) in :data:`BAD_ROWS_SCHEMA`: the input file, the
+    0-based input row, the 1-based line, the reason and the row's JSON text."""
+    records = [{"input_file": name, "input_row": b.row, "line": b.line, "reason": b.reason, "row": b.text}
+               for name, bad in reads for b in bad]  # fmt: skip
+    return pa.Table.from_pylist(records, schema=BAD_ROWS_SCHEMA)
+
+
 def kind_of(value) -> str:
     """The JSON kind of a parsed value: null, boolean, number, string, object, message list (a list of objects),
     list or empty list."""
@@ -81,6 +97,33 @@ def kind_of(value) -> str:
     if not value:
         return "empty list"
     return "message list" if all(isinstance(v, dict) for v in value) else "list"
+
+
+def arrow_kind(t: pa.DataType) -> str:
+    """The JSON kind that every value of an Arrow column of type ``t`` (as Arrow's JSON reader types it) has; null
+    for a column of nulls only."""
+    if pa.types.is_null(t):
+        return "null"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_struct(t):
+        return "object"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return "message list" if pa.types.is_struct(t.value_type) else "list"
+    return "other"
+
+
+def table_fits(table: pa.Table, expected: Expected | None) -> bool:
+    """Whether every column of a table that Arrow typed alike holds kinds ``expected`` accepts: when not, its rows
+    are judged one by one (:func:`read_json_rows`) so that each bad row is named."""
+    if expected is None:
+        return True
+    kinds = expected(table.column_names)
+    return all(_fits(arrow_kind(f.type), kinds[f.name]) for f in table.schema if f.name in kinds)
 
 
 def describe_kinds(kinds: tuple[str, ...]) -> str:

@@ -99,21 +99,37 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Iterable[PathL
         check_writable(path, flag)
 
 
-def check_folder(flag: str, folder: PathLike, inputs: Iterable[PathLike | None] = (), *, new: bool = True) -> None:
+def check_folder(
+    flag: str,
+    folder: PathLike,
+    inputs: Iterable[PathLike | None] = (),
+    *,
+    new: bool = True,
+    outputs: Mapping[str, PathLike | None] | None = None,
+) -> None:
     """An output folder: with ``new``, it must not exist; its parent must be writable; no input may be it or lie
-    inside it (for a folder that is to be cleared and rewritten)."""
+    inside it (for a folder that is to be cleared and rewritten), and no other output (``{flag: path}``) either:
+    the folder is the run's alone (renamed into place whole, or cleared by a later ``--overwrite``)."""
     folder = Path(folder)
     if new and (folder.exists() or folder.is_symlink()):
         raise OutputError(f"{folder}: {flag} already exists; give a new folder (nothing was written)")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: {flag} is a file, not a folder")
     real = os.path.realpath(folder)
-    for spec in inputs:
-        if spec is None or not os.path.exists(spec):
-            continue
+
+    def within(spec: PathLike) -> bool:
         inside = os.path.realpath(spec)
-        if inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
+        return inside == real or inside.startswith(real.rstrip(os.sep) + os.sep)
+
+    for spec in inputs:
+        if spec is not None and os.path.exists(spec) and within(spec):
             raise OutputError(f"{folder}: {flag} holds the input {spec}; give another folder (nothing was written)")
+    for other, spec in (outputs or {}).items():
+        if spec is not None and within(spec):
+            raise OutputError(
+                f"{spec}: {other} lies in {flag} {folder}, which holds the run's own files only; give a path outside "
+                "it (nothing was written)"
+            )
     _writable(folder if folder.is_dir() else folder.parent, folder, flag)
 
 

@@ -223,3 +223,20 @@ def test_curate_bad_rows(tmp_path, wildguard_jsonl):
     assert manifest["outputs"]["bad_rows"]["rows"] == 2
     dropped = pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
     assert 3 not in [d["source_row"] for d in dropped if d["step"] == "convert"]  # counted in the input's rows
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_column_of_booleans_only_is_judged_row_by_row(tmp_path, bench, command):
+    """Arrow types a column whose every value is a boolean as bool without complaint: its rows are still named
+    (a one-row PandaLM file, or every answer a boolean), as skyrm's reader names them."""
+    path = tmp_path / "all.jsonl"
+    path.write_text(pair("Is it true?", True) + "\n" + pair("Is it false?", False) + "\n", encoding="utf-8")
+    args = [*COMMANDS[command](bench), path]
+    assert_fails_cleanly(tmp_path, args, {"--out": "kept.parquet"}, f"{path}:1: column 'chosen': {ANSWER}")
+    one = tmp_path / "one.jsonl"
+    one.write_text(pair("Is it true?", True) + "\n", encoding="utf-8")
+    code, text = run_cli(*COMMANDS[command](bench), one, "--bad-rows", tmp_path / "bad.jsonl", "--allow-empty",
+                         "--report", tmp_path / "r.json")  # fmt: skip
+    assert code == 0, text
+    assert [json.loads(line)["input_row"] for line in (tmp_path / "bad.jsonl").read_text().splitlines()] == [0]
+    assert json.loads((tmp_path / "r.json").read_text())["bad_rows"] == 1

@@ -18,8 +18,11 @@ from tests.skyfilter.cli_helpers import listing, run_cli
 
 #: Each streaming command with its arguments (the input first) and its output flags.
 COMMANDS = {
-    "contaminate": (["contaminate", "{input}", "--bench-file", "{bench}"], ["--out", "--flagged", "--report"]),
-    "dedup": (["dedup", "{input}"], ["--out", "--dropped", "--report"]),
+    "contaminate": (
+        ["contaminate", "{input}", "--bench-file", "{bench}"],
+        ["--out", "--flagged", "--report", "--bad-rows"],
+    ),
+    "dedup": (["dedup", "{input}"], ["--out", "--dropped", "--report", "--bad-rows"]),
     "select": (
         [
             "select",
@@ -31,10 +34,10 @@ COMMANDS = {
             "--min-margin",
             "0.5",
         ],
-        ["--out", "--dropped", "--report"],
+        ["--out", "--dropped", "--report", "--bad-rows"],
     ),  # fmt: skip
 }
-SUFFIX = {"--report": ".json", "--flagged": ".jsonl"}
+SUFFIX = {"--report": ".json", "--flagged": ".jsonl", "--bad-rows": ".jsonl"}
 
 
 def _digest(path: Path) -> str:
@@ -242,3 +245,19 @@ def test_the_check_takes_any_number_of_named_outputs(tmp_path):
     named["--bad-rows"] = tmp_path / "a.parquet"
     with pytest.raises(outputs.OutputError, match="--out and --bad-rows are the same file"):
         outputs.check_outputs(named, [given])
+
+
+def test_curate_refuses_bad_rows_in_its_folder_or_on_an_input(tmp_path):
+    """--bad-rows is neither the --out folder, nor in it (the folder is renamed into place whole), nor a benchmark
+    file: refused before any step."""
+    bench = tmp_path / "bench.jsonl"
+    shutil.copy(demo_file("demo_bench.jsonl"), bench)
+    before = _digest(bench)
+    out = tmp_path / "out"
+    base = ["curate", "--recipe", "skywork-80k-v0.2", "--sample", "-q", "--out", out]
+    for bad in (out, out / "bad.jsonl"):
+        start = time.perf_counter()
+        _fails_in_one_line([*base, "--bad-rows", bad], "--bad-rows lies in --out")
+        assert time.perf_counter() - start < 5 and not out.exists()
+    _fails_in_one_line([*base, "--bench-file", bench, "--bad-rows", bench], "--bad-rows is the input")
+    assert _digest(bench) == before and not out.exists()

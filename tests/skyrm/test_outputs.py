@@ -212,6 +212,40 @@ def test_train_refuses_an_unwritable_folder_and_a_failed_run_leaves_nothing(tmp_
     assert os.listdir(root) == [], "a run that failed before its first checkpoint must leave nothing"
 
 
+def test_train_refuses_bad_rows_in_its_folder_or_of_an_unknown_format(tmp_path, capsys):
+    data = tmp_path / "pairs.parquet"
+    write_task(data, 16, 0)
+    out = tmp_path / "run"
+    for bad, says in ((out / "summary.json", "--bad-rows lies in --output-dir"), (out, "--bad-rows lies in"),
+                      (tmp_path / "bad.txt", "unknown output format"), (data, "--bad-rows is the input")):  # fmt: skip
+        assert train(_train_args(data, out, "--bad-rows", str(bad))) == 1
+        assert says in _one_line_error(capsys)
+        assert not out.exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_fails_before_clearing(tmp_path, capsys):
+    """--overwrite clears the old run only once the new run's data has been read: a run that fails before that
+    leaves the old one as it was (even one without a checkpoint)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "p", "chosen": true, "rejected": "r"}\n')
+    assert train(_train_args(broken, out, "--overwrite")) == 1
+    assert "column 'chosen'" in _one_line_error(capsys)
+    assert sorted(os.listdir(out)) == ["metrics.jsonl", "summary.json"]
+
+
+def test_eval_refuses_bad_rows_on_its_benchmark_or_of_an_unknown_format(bench, tmp_path, capsys, monkeypatch):
+    _no_scoring(monkeypatch)
+    before = _digest(bench)
+    for bad, says in ((bench, "--bad-rows is the input"), (tmp_path / "bad.txt", "unknown output format")):
+        assert evaluate(["--model", "x", "--bench-file", str(bench), "--bad-rows", str(bad)]) == 1
+        assert says in _one_line_error(capsys)
+    assert _digest(bench) == before
+
+
 def test_pipeline_checks_its_folder_first_and_removes_it_when_it_fails(tmp_path, capsys, monkeypatch):
     pytest.importorskip("skyfilter._core")
     from skyrm import trainer

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from skyshared.outputs import Staged, check_outputs
 
-from skyrm.data import write_bad_rows
+from skyrm.data import check_bad_rows_path, write_bad_rows
 from skyrm.eval.runner import (
     BENCHES,
     KINDS,
@@ -104,6 +104,7 @@ def _main(args, writes: bool) -> int:
         # before any work: no output on an input (the benchmark, the per-example file) or on another output, and
         # every output's folder writable
         check_outputs(_outputs(args), [args.bench_file, args.rescore, args.model])
+        check_bad_rows_path(None if args.rescore else args.bad_rows)
         if args.rescore:
             records, kind = rescore(args.rescore)
             name = json.loads(Path(args.rescore).read_text(encoding="utf-8").splitlines()[0]).get("model", "")
