@@ -20,7 +20,6 @@ import gzip
 import io
 import json
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +34,7 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from skyshared import outputs as _outputs
-from skyshared.hub import hub_access, install_hint, looks_like_path
+from skyshared.hub import hub_access, hub_id, install_hint
 from skyshared.jsonrows import (
     BAD_ROWS_SCHEMA,
     BadRow,
@@ -72,7 +71,6 @@ DEFAULT_BATCH_ROWS = 65_536
 # Parquet outputs: rows per row group, and the size up to which a column chunk keeps its dictionary (see _Writer).
 PARQUET_ROW_GROUP_ROWS = 65_536
 PARQUET_DICTIONARY_BYTES = 16 << 20
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 OutputError = _outputs.OutputError
 
 
@@ -305,7 +303,7 @@ def open_source(spec: str, split: str | None = None, reading: RowReading = RowRe
     what becomes of rows that cannot be read."""
     path = Path(spec)
     if not path.exists():
-        if _HUB_ID.match(spec) and not looks_like_path(spec):  # data/x.parquet is a missing file, not a hub id
+        if hub_id(spec):  # data/x.parquet is a missing file, not a hub id
             return _hub_source(spec, split)
         raise InputError(f"{spec}: no such file")
     if path.is_dir():

@@ -86,12 +86,12 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
         for pattern in (f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}.parquet"):
             files = sorted(path.glob(pattern))
             if files:
-                return Rows(spec, pa.concat_tables([_parquet(f) for f in files], promote_options="default"))
+                return _nonempty(Rows(spec, pa.concat_tables([_parquet(f) for f in files], promote_options="default")))
         raise ValueError(f"{spec}: a folder without data/{split}-*.parquet, {split}-*.parquet or {split}.parquet")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(".parquet"):
-            return Rows(spec, _parquet(path))
+            return _nonempty(Rows(spec, _parquet(path)))
         if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
             data = path.read_bytes()
             if name.endswith(".gz"):
@@ -121,6 +121,13 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
                 f"{first_line(e)}). Without network, download it where there is one (`hf download {spec} "
                 "--repo-type dataset --local-dir DIR`) and pass the folder or a parquet or jsonl file instead"
             ) from None
+
+
+def _nonempty(rows: Rows) -> Rows:
+    """``rows``, unless the file has none: training or scoring on nothing is an error, as in skyfilter."""
+    if not rows.table.num_rows:
+        raise ValueError(f"{rows.name}: no rows (an empty file)")
+    return rows
 
 
 def _parquet(path: Path) -> pa.Table:

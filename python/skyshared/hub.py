@@ -21,7 +21,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-__all__ = ["DATA_SUFFIXES", "looks_like_path", "missing_path", "hub_offline", "hub_access", "install_hint"]
+__all__ = ["hub_id", "looks_like_path", "missing_path", "hub_access", "install_hint"]
 
 #: Suffixes of data, model and config files: a name ending in one is a file, never a hub id.
 DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".arrow", ".feather", ".ipc", ".gz",
@@ -50,6 +50,11 @@ def looks_like_path(spec: str) -> bool:
     if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") >= 2:
         return True
     return text.lower().endswith(DATA_SUFFIXES) or ("/" in text and not _HUB_ID.match(text))
+
+
+def hub_id(spec: str) -> bool:
+    """True for a name that can be a hub dataset or model id: ``owner/name`` that is not path-like."""
+    return bool(_HUB_ID.match(str(spec))) and not looks_like_path(spec)
 
 
 def missing_path(spec: str) -> bool:

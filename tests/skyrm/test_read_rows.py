@@ -146,3 +146,15 @@ def test_pandalm_with_the_skyrm_reader(shared_data, tmp_path):
         read_rows(str(source), kinds=kinds)
     rows = read_rows(str(source), kinds=kinds, keep_bad=True)
     assert [b.row for b in rows.bad] == PANDALM_BAD and rows.table.num_rows + len(rows.bad) == 999
+
+
+def test_an_empty_parquet_file_or_folder_is_an_error(tmp_path):
+    import pyarrow as pa
+    from skyrm.data import read_rows
+
+    empty = pa.table({"prompt": pa.array([], pa.string()), "chosen": pa.array([], pa.string()),
+                      "rejected": pa.array([], pa.string())})  # fmt: skip
+    pq.write_table(empty, tmp_path / "train.parquet")
+    for spec in (tmp_path / "train.parquet", tmp_path):
+        with pytest.raises(ValueError, match="no rows"):
+            read_rows(str(spec))
