@@ -87,6 +87,11 @@ def main() -> None:
     parser.add_argument("--sklearn-rows", type=int, default=10_000)
     parser.add_argument("--python-rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--kernel-only",
+        action="store_true",
+        help="time the kernel at 1 and 2 threads only (to compare two builds: run it with each on PYTHONPATH)",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"needs the real data at {DATA}")
@@ -117,6 +122,9 @@ def main() -> None:
     for threads in (1, 2):
         t = median_time(lambda th=threads: matcher.index.match_rows(prompts, threads=th), args.repeats)
         sky[threads] = record(f"skyfilter kernel, {threads} thread(s)", prompts, t, threads)
+    if args.kernel_only:
+        print(f"- scaling 1 -> 2 threads: {sky[2] / sky[1]:.2f}x")
+        return
     flags = matcher.index.match_rows(prompts, threads=2).column("flagged").to_numpy(zero_copy_only=False)
     table = pa.table({"prompt": prompts})
     t = median_time(lambda: skyfilter.contaminate(table, benchmarks), args.repeats)

@@ -1,10 +1,15 @@
-"""Shared fixtures: the real data in ../shared/data, skipped with a reason where it is absent."""
+"""Shared fixtures: the real data in ../shared/data, skipped with a reason where it is absent. The tests never
+reach the Hugging Face hub: hub look-ups run in its offline mode (from the cache only), as on a machine without
+network; the test of offline detection itself replaces the probe."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
