@@ -47,10 +47,39 @@ def run_options(command):
             "--allow-empty", is_flag=True, help="Accept an input without rows (empty outputs); else an error."
         ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
+        *ENGINE_OPTIONS,
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+ENGINE_OPTIONS = (
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: this machine. ray: a Ray cluster (Ray Data), the same decisions; INPUT may be folders, globs and "
+        "URIs (s3://, gs://, hdfs://), and each data output is a folder of parquet shards (part-00000.parquet, ...).",
+    ),
+    click.option(
+        "--ray-address",
+        metavar="ADDR",
+        help="The Ray cluster of --engine ray (default: RAY_ADDRESS, else a local Ray instance for the run).",
+    ),
+)
+
+
+def engine_options(command):
+    for option in reversed(ENGINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _ray_only_files(engine: str, split: str | None) -> None:
+    if engine == "ray" and split is not None:
+        raise click.UsageError("--split reads a Hugging Face dataset; --engine ray reads files, folders and URIs")
 
 
 @main.command()
@@ -127,6 +156,8 @@ def contaminate(
     allow_empty,
     demo,
     quiet,
+    engine,
+    ray_address,
 ) -> None:
     """Find training pairs whose prompts share n-grams with benchmark prompts.
 
@@ -150,26 +181,23 @@ def contaminate(
     try:
         benchmarks = [load_benchmark(name) for name in bench_names]
         benchmarks += [load_benchmark(f, bench_column, bench_subset_column) for f in bench_files]
-        result = run(
-            list(inputs),
-            benchmarks,
-            preset=preset,
-            ngram=ngram,
-            threshold=threshold,
-            fields=fields,
-            ignore_common=ignore_common,
-            out=out,
-            flagged=flagged,
-            report=report,
-            bad_rows=bad_rows,
-            split=split,
-            layout=layout,
-            prompt_column=prompt_column,
-            allow_empty=allow_empty,
-            threads=threads,
-            batch_rows=batch_rows,
-            progress=False if quiet else None,
-        )
+        _ray_only_files(engine, split)
+        if engine == "ray":
+            from skyfilter.ray.contaminate import run as run_on_ray
+
+            result = run_on_ray(
+                list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
+                ignore_common=ignore_common, out=out, flagged=flagged, report=report, bad_rows=bad_rows, layout=layout,
+                prompt_column=prompt_column, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,
+                progress=not quiet,
+            )  # fmt: skip
+        else:
+            result = run(
+                list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
+                ignore_common=ignore_common, out=out, flagged=flagged, report=report, bad_rows=bad_rows, split=split,
+                layout=layout, prompt_column=prompt_column, allow_empty=allow_empty, threads=threads,
+                batch_rows=batch_rows, progress=False if quiet else None,
+            )  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

@@ -210,7 +210,7 @@ def contaminate(
     pairs = to_pairs(data, source="table", layout=layout, prompt_column=prompt_column)
     result = matcher.match(pairs)
     if ignore_common is not None:
-        matcher.ignore_common(_document_frequency(result, matcher.index.n_groups), ignore_common)
+        matcher.ignore_common(document_frequency(result, matcher.index.n_groups), ignore_common)
         result = matcher.match(pairs)
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(flagged)
@@ -234,7 +234,7 @@ def contaminate(
     )
 
 
-def _document_frequency(result: pa.RecordBatch, n_groups: int) -> np.ndarray:
+def document_frequency(result: pa.RecordBatch, n_groups: int) -> np.ndarray:
     groups = result.column("matched_groups").flatten().to_numpy(zero_copy_only=False)
     return np.bincount(groups.astype(np.int64), minlength=n_groups)
 
@@ -263,8 +263,8 @@ class ContaminationReport:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
 
-class _Tally:
-    """Running counts over batches."""
+class Tally:
+    """Running counts over batches (mergeable: the ray engine adds up one tally per piece)."""
 
     def __init__(self, matcher: Matcher):
         self.matcher = matcher
@@ -274,12 +274,34 @@ class _Tally:
         self.bench_rows: Counter = Counter()  # benchmark -> flagged rows matching it (in any of its subsets)
         self.rows = self.flagged = self.without = 0
 
+    def state(self) -> dict:
+        """The counts as plain data (n-gram counts sparse), for a tally made elsewhere to be merged."""
+        hit = np.flatnonzero(self.df)
+        return {
+            "df": (hit, self.df[hit]),
+            "sources": self.sources,
+            "subset_rows": self.subset_rows,
+            "bench_rows": self.bench_rows,
+            "rows": (self.rows, self.flagged, self.without),
+        }
+
+    def merge(self, state: dict) -> None:
+        """Adds the counts of another tally (its :meth:`state`)."""
+        hit, counts = state["df"]
+        self.df[hit] += counts
+        for name, counter in state["sources"].items():
+            self.sources.setdefault(name, Counter()).update(counter)
+        self.subset_rows.update(state["subset_rows"])
+        self.bench_rows.update(state["bench_rows"])
+        rows, flagged, without = state["rows"]
+        self.rows, self.flagged, self.without = self.rows + rows, self.flagged + flagged, self.without + without
+
     def add(self, pairs: pa.Table, result: pa.RecordBatch) -> np.ndarray:
         flagged = result.column("flagged").to_numpy(zero_copy_only=False)
         self.rows += len(flagged)
         self.flagged += int(flagged.sum())
         self.without += int((result.column("n_ngrams").to_numpy() == 0).sum())
-        self.df += _document_frequency(result, len(self.df))
+        self.df += document_frequency(result, len(self.df))
         sources = pairs.column("source")
         for key, values in (("rows", sources), ("flagged", sources.filter(pa.array(flagged)))):
             for entry in pc.value_counts(values).to_pylist():
@@ -339,14 +361,14 @@ class _Tally:
         return out
 
 
-def _top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: int) -> list[dict]:
+def top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: int) -> list[dict]:
     """The given benchmark n-grams, most matched first, with the number of training rows matching each."""
     groups = sorted(groups, key=lambda g: (-df[g], g))[:limit]
     texts = matcher.index.ngram_texts(pa.array(groups, type=pa.uint32())).to_pylist()
     return [{"ngram": t, "rows": int(df[g])} for g, t in zip(groups, texts, strict=True)]
 
 
-def _text_columns(source: Source, fields: str, layout: str | None, prompt_column: str | None) -> str:
+def text_columns(source: Source, fields: str, layout: str | None, prompt_column: str | None) -> str:
     """Which input column(s) the matched texts come from, for error messages."""
     if prompt_column is not None:
         return prompt_column
@@ -357,7 +379,7 @@ def _text_columns(source: Source, fields: str, layout: str | None, prompt_column
     return columns[0] if fields != "all" else "/".join(dict.fromkeys(columns))
 
 
-def _pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt_column: str | None) -> pa.Table:
+def read_pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt_column: str | None) -> pa.Table:
     try:
         return to_pairs(batch, source=source.name, layout=layout, prompt_column=prompt_column)
     except SchemaError as e:
@@ -403,8 +425,8 @@ def run(
 
     def batches(desc: str):
         for s, offset, batch in iter_batches(sources, batch_rows, desc, progress):
-            where = f"{s.name}, column {_text_columns(s, fields, layout, prompt_column)}"
-            pairs = _pairs(s, batch, layout, prompt_column)
+            where = f"{s.name}, column {text_columns(s, fields, layout, prompt_column)}"
+            pairs = read_pairs(s, batch, layout, prompt_column)
             input_rows = s.input_rows(np.arange(offset, offset + batch.num_rows))
             yield s, batch, pairs, matcher.match(pairs, where, input_rows), input_rows
 
@@ -412,48 +434,88 @@ def run(
     if ignore_common is not None:
         df = np.zeros(matcher.index.n_groups, dtype=np.int64)
         for *_, result, _ in batches("counting n-grams"):
-            df += _document_frequency(result, len(df))
+            df += document_frequency(result, len(df))
         common = matcher.ignore_common(df, ignore_common)
-        ignored = _top_ngrams(matcher, df, common, limit=len(common))
+        ignored = top_ngrams(matcher, df, common, limit=len(common))
 
-    tally = _Tally(matcher)
+    tally = Tally(matcher)
     schema = sources[0].schema
-    flagged_schema = pa.schema([*schema, pa.field("input_file", pa.string()), *EVIDENCE_FIELDS])
+    flagged_schema = flagged_schema_of(schema)
     with AtomicWriters({"clean": out, "flagged": flagged, "bad_rows": bad_rows}) as writers:
         writers.set_schema("clean", schema)
         writers.set_schema("flagged", flagged_schema)
         bad = write_bad_rows(writers, "bad_rows", sources)
         for source, batch, pairs, result, input_rows in batches("matching"):
-            is_flagged = tally.add(pairs, result)
-            writers.write("clean", batch.filter(pa.array(~is_flagged)))
-            rows = np.flatnonzero(is_flagged)
-            if len(rows) and "flagged" in writers:
-                ev = matcher.evidence(result, rows, input_rows[rows])
-                kept = batch.filter(pa.array(is_flagged))
-                columns = list(kept.columns) + [pa.repeat(pa.scalar(source.name), len(rows))] + list(ev.values())
-                writers.write("flagged", pa.RecordBatch.from_arrays(columns, schema=flagged_schema))
-        result_report = ContaminationReport(
-            method={
-                "preset": matcher.preset.name,
-                "tokenizer": matcher.preset.tokenizer,
-                "ngram": matcher.ngram,
-                "threshold": matcher.threshold,
-                "fields": matcher.fields,
-                "ignore_common": ignore_common,
-                "description": matcher.describe(),
-            },
-            inputs=[s.name for s in sources],
-            rows=tally.rows + bad,
-            flagged=tally.flagged,
-            clean=tally.rows - tally.flagged,
-            bad_rows=bad,
-            rows_without_ngrams=tally.without,
-            per_source={k: {"rows": v["rows"], "flagged": v["flagged"]} for k, v in sorted(tally.sources.items())},
-            benchmarks=tally.benchmarks(),
-            top_matched_ngrams=_top_ngrams(matcher, tally.df, np.flatnonzero(tally.df > 0), limit=20),
-            ignored_common_ngrams=ignored,
-            outputs={"clean": out, "flagged": flagged, "bad_rows": bad_rows, "report": report},
-        )
+            clean, flagged_rows = split_batch(matcher, tally, source, batch, pairs, result, input_rows, flagged_schema)
+            writers.write("clean", clean)
+            if flagged_rows is not None and "flagged" in writers:
+                writers.write("flagged", flagged_rows)
+        result_report = build_report(
+            matcher, tally, [s.name for s in sources], bad, ignore_common, ignored,
+            {"clean": out, "flagged": flagged, "bad_rows": bad_rows, "report": report},
+        )  # fmt: skip
         if report is not None:
             writers.write_text(report, result_report.to_json())
     return result_report
+
+
+def flagged_schema_of(schema: pa.Schema) -> pa.Schema:
+    """The columns of the flagged output: the input's, ``input_file`` and the evidence."""
+    return pa.schema([*schema, pa.field("input_file", pa.string()), *EVIDENCE_FIELDS])
+
+
+def split_batch(
+    matcher: Matcher,
+    tally: Tally,
+    source: Source,
+    batch: pa.RecordBatch,
+    pairs: pa.Table,
+    result: pa.RecordBatch,
+    input_rows: np.ndarray,
+    flagged_schema: pa.Schema,
+) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """Counts a matched batch and splits it: the clean rows unchanged, and the flagged rows plus evidence (None
+    when there are none)."""
+    is_flagged = tally.add(pairs, result)
+    clean = batch.filter(pa.array(~is_flagged))
+    rows = np.flatnonzero(is_flagged)
+    if not len(rows):
+        return clean, None
+    ev = matcher.evidence(result, rows, input_rows[rows])
+    kept = batch.filter(pa.array(is_flagged))
+    columns = list(kept.columns) + [pa.repeat(pa.scalar(source.name), len(rows))] + list(ev.values())
+    return clean, pa.RecordBatch.from_arrays(columns, schema=flagged_schema)
+
+
+def build_report(
+    matcher: Matcher,
+    tally: Tally,
+    inputs: list[str],
+    bad: int,
+    ignore_common: int | None,
+    ignored: list[dict] | None,
+    outputs: dict[str, str | None],
+) -> ContaminationReport:
+    """The report of a run from its tally (``bad``: the bad rows set apart)."""
+    return ContaminationReport(
+        method={
+            "preset": matcher.preset.name,
+            "tokenizer": matcher.preset.tokenizer,
+            "ngram": matcher.ngram,
+            "threshold": matcher.threshold,
+            "fields": matcher.fields,
+            "ignore_common": ignore_common,
+            "description": matcher.describe(),
+        },
+        inputs=inputs,
+        rows=tally.rows + bad,
+        flagged=tally.flagged,
+        clean=tally.rows - tally.flagged,
+        bad_rows=bad,
+        rows_without_ngrams=tally.without,
+        per_source={k: {"rows": v["rows"], "flagged": v["flagged"]} for k, v in sorted(tally.sources.items())},
+        benchmarks=tally.benchmarks(),
+        top_matched_ngrams=top_ngrams(matcher, tally.df, np.flatnonzero(tally.df > 0), limit=20),
+        ignored_common_ngrams=ignored,
+        outputs=outputs,
+    )

@@ -56,6 +56,7 @@ __all__ = [
     "Source",
     "open_source",
     "open_sources",
+    "check_sources",
     "table_source",
     "read_table",
     "AtomicWriters",
@@ -90,6 +91,10 @@ class Source:
     bad_rows: list[BadRow] = field(default_factory=list, repr=False)
     #: The input row of each row of :meth:`batches` where bad rows were left out (None: the same numbers).
     row_numbers: np.ndarray | None = field(default=None, repr=False)
+    #: Reads rows [start, stop) without the rows before them (parquet: only the row groups that hold them).
+    _between: Callable[[int, int, int, list[str] | None], Iterator[pa.RecordBatch]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def rows_in(self) -> int:
@@ -111,6 +116,23 @@ class Source:
         (parquet decodes them without copying the text): for a reader that writes some rows, taken with
         :func:`take_batch`."""
         yield from self._batches(batch_rows, columns, views)
+
+    def batches_between(
+        self, start: int, stop: int, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows at positions [start, stop) of :meth:`batches`, in batches of at most ``batch_rows``: one piece
+        of the input, for an engine that reads a file in pieces on several machines."""
+        if self._between is not None:
+            yield from self._between(start, stop, batch_rows, columns)
+            return
+        at = 0
+        for batch in self.batches(batch_rows, columns):
+            low, high = max(start - at, 0), min(stop - at, batch.num_rows)
+            if high > low:
+                yield batch.slice(low, high - low)
+            at += batch.num_rows
+            if at >= stop:
+                return
 
 
 @dataclass(frozen=True)
@@ -213,7 +235,27 @@ def _parquet_source(path: Path) -> Source:
                 raise InputError(_locate_invalid_utf8(path, columns) or f"{path}: text is not valid UTF-8") from None
             raise InputError(f"{path}: not a readable parquet file ({e})") from None
 
-    return Source(path.name, file_schema, meta.metadata.num_rows, batches)
+    def between(start: int, stop: int, rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        # pyarrow reads the row groups that hold the rows (it gives the file's schema as is), checked as UTF-8 as
+        # the Rust decoder checks it.
+        with pq.ParquetFile(path) as f:
+            groups, first, at = [], 0, 0
+            for g in range(f.metadata.num_row_groups):
+                n = f.metadata.row_group(g).num_rows
+                if at + n > start and at < stop:
+                    first = at if not groups else first
+                    groups.append(g)
+                at += n
+            if not groups:
+                return
+            table = f.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid:
+            raise InputError(_locate_invalid_utf8(path, columns) or f"{path}: text is not valid UTF-8") from None
+        yield from table.to_batches(max_chunksize=rows)
+
+    return Source(path.name, file_schema, meta.metadata.num_rows, batches, _between=between)
 
 
 def _locate_invalid_utf8(path: Path, columns: list[str] | None) -> str | None:
@@ -410,6 +452,14 @@ def open_sources(
     """Opens inputs that will be written to one output: same columns, none that the output adds, rows in each
     (unless ``reading.allow_empty``)."""
     sources = [open_source(spec, split, reading) for spec in specs]
+    check_sources(sources, added_columns, reading)
+    return sources
+
+
+def check_sources(sources: Sequence, added_columns: tuple[str, ...], reading: RowReading = RowReading()) -> None:
+    """The checks of inputs written to one output (anything with ``name``, ``schema`` and ``rows_in``, as
+    :class:`Source`): at least one, rows in each (unless ``reading.allow_empty``), the same columns, none that the
+    output adds."""
     if not sources:
         raise InputError("no input given")
     for s in sources:
@@ -424,7 +474,6 @@ def open_sources(
     clash = [c for c in added_columns if c in sources[0].schema.names]
     if clash:
         raise InputError(f"{sources[0].name}: already has column(s) {clash}, which the output adds; rename them first")
-    return sources
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -558,11 +607,11 @@ class AtomicWriters:
 
     Use as a context manager: ``writers.write(key, batch)`` inside, ``writers.set_schema(key, schema)``
     for outputs that may stay empty; on an exception every temporary file (and every folder made for the
-    outputs) is removed.
+    outputs) is removed. ``staged``: the outputs join these (committed or discarded with them).
     """
 
-    def __init__(self, targets: dict[str, str | os.PathLike | None]):
-        self._staged = _outputs.Staged()
+    def __init__(self, targets: dict[str, str | os.PathLike | None], staged: _outputs.Staged | None = None):
+        self._staged = staged if staged is not None else _outputs.Staged()
         self._writers = {k: _Writer(Path(p), self._staged.path(p)) for k, p in targets.items() if p is not None}
         self._schemas: dict[str, pa.Schema] = {}
         self._extra: dict[Path, str] = {}

@@ -1,0 +1,445 @@
+"""Shards in and shards out for the ray engine, every row with its identity.
+
+Inputs: files, folders (their data files, sorted by path) and globs, local or any URI pyarrow's filesystems open
+(``s3://``, ``gs://``, ``hdfs://``, ``file://``). Each file is read with the local engine's reader
+(:func:`skyfilter.io.open_source`), on a worker, so a bad row gets the same message or the same bad-rows entry as
+on one machine. A row's identity is its *position*: the inputs in the order given (a folder's or a glob's files
+sorted by path), then the readable rows of each file in order, counted from 0 over all inputs, as the local
+engine counts rows for ``cluster_id``. :func:`plan` reads every file once on the cluster (rows, columns, bad rows)
+and cuts the inputs into *pieces* of at most ``piece_rows`` rows; a piece knows its file and its first position,
+so its rows carry their identity through every shuffle, whatever the number of workers or blocks.
+
+Outputs: a data output is a folder of parquet shards ``part-00000.parquet``, ... in the order of the rows' positions.
+Workers write one shard per piece under a name made of the piece's identity (a retried task writes the same file
+again); :meth:`Outputs.commit` checks that every row is accounted for, numbers the shards in order and renames the
+folders into place with the report, so a failed run leaves no output folder (:class:`skyshared.outputs.Staged`).
+Outputs on a cluster must be on storage every node writes to (a shared file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import glob
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from skyshared import outputs as _outputs
+from skyshared.jsonrows import BAD_ROWS_SCHEMA, bad_rows_table
+
+from skyfilter import _core
+from skyfilter.io import (
+    PARQUET_DICTIONARY_BYTES,
+    PARQUET_ROW_GROUP_ROWS,
+    AtomicWriters,
+    InputError,
+    OutputError,
+    RowReading,
+    Source,
+    check_sources,
+    open_source,
+    output_format,
+)
+from skyfilter.schema import SchemaError
+
+__all__ = [
+    "Shard",
+    "Plan",
+    "Piece",
+    "expand_inputs",
+    "plan",
+    "read_piece",
+    "write_shard",
+    "Outputs",
+    "check_ray_outputs",
+    "run_pieces",
+    "PieceWorker",
+    "USER_ERRORS",
+]
+
+#: Errors that are the input's fault: a worker returns their message (one line) instead of failing the task.
+USER_ERRORS = (InputError, SchemaError, _core.SkyfilterError, OutputError, OSError, ValueError)
+
+_DATA_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+
+
+def _is_data_file(name: str) -> bool:
+    name = name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    return not Path(name).name.startswith((".", "_")) and name.endswith(_DATA_SUFFIXES)
+
+
+def _is_uri(spec: str) -> bool:
+    return "://" in spec
+
+
+def _expand_uri(spec: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    scheme, _, rest = spec.partition("://")
+    pattern = any(c in rest for c in "*?[")
+    base = rest.rsplit("/", 1)[0] if pattern else rest
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(f"{scheme}://{base}")
+        info = filesystem.get_file_info(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{spec}: cannot open ({e})") from None
+    if not pattern and info.type == pafs.FileType.File:
+        return [spec]
+    if info.type != pafs.FileType.Directory:
+        raise InputError(f"{spec}: no such file or folder")
+    prefix = spec[: len(spec) - len(rest)] + base.rstrip("/")
+    found = filesystem.get_file_info(pafs.FileSelector(path, recursive=not pattern))
+    names = sorted(f.path[len(path.rstrip("/")) + 1 :] for f in found if f.type == pafs.FileType.File)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, rest.rsplit("/", 1)[-1])]
+    files = [f"{prefix}/{n}" for n in names if _is_data_file(n)]
+    if not files:
+        raise InputError(f"{spec}: no data files (parquet, jsonl, json, arrow, csv) found")
+    return files
+
+
+def expand_inputs(specs: Sequence[str]) -> list[str]:
+    """The input files, in order: each file as given, a folder's data files and a glob's matches sorted by path."""
+    files: list[str] = []
+    for spec in specs:
+        spec = str(spec)
+        if _is_uri(spec):
+            files += _expand_uri(spec)
+        elif any(c in spec for c in "*?["):
+            matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"{spec}: no file matches")
+            files += matches
+        elif os.path.isdir(spec):
+            found = sorted(
+                str(p) for p in Path(spec).rglob("*") if p.is_file() and _is_data_file(str(p.relative_to(spec)))
+            )
+            if not found:
+                raise InputError(f"{spec}: no data files (parquet, jsonl, json, arrow, csv) in this folder")
+            files += found
+        else:
+            files.append(spec)  # open_source says what is wrong with it, if anything
+    return files
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+@contextlib.contextmanager
+def _local_copy(spec: str) -> Iterator[str]:
+    """A local path for the file: itself, or a copy of a remote file (under its own name) while the block runs."""
+    if not _is_uri(spec) or spec.startswith("file://"):
+        yield spec.removeprefix("file://")
+        return
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(spec)
+    with tempfile.TemporaryDirectory(prefix="skyfilter-") as folder:
+        local = os.path.join(folder, os.path.basename(path))
+        with filesystem.open_input_stream(path) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=8 << 20)
+        yield local
+
+
+class _OpenFiles:
+    """The last files a worker process opened (a JSON file is parsed once per worker, not once per piece)."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self.open: dict[tuple[str, RowReading], tuple[Source, contextlib.ExitStack]] = {}
+
+    def get(self, spec: str, reading: RowReading) -> Source:
+        key = (spec, reading)
+        if key not in self.open:
+            while len(self.open) >= self.size:
+                _, stack = self.open.pop(next(iter(self.open)))
+                stack.close()
+            stack = contextlib.ExitStack()
+            try:
+                path = stack.enter_context(_local_copy(spec))
+                self.open[key] = (open_source(path, reading=reading), stack)
+            except BaseException:
+                stack.close()
+                raise
+        return self.open[key][0]
+
+
+_FILES = _OpenFiles()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file: ``index`` in the inputs, the ``spec`` it is read from, its ``name`` (the ``source`` and
+    ``input_file`` of its rows), readable ``rows``, ``rows_in`` (with the bad rows), the position of its first
+    row and its columns."""
+
+    index: int
+    spec: str
+    name: str
+    rows: int
+    rows_in: int
+    start: int
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows [start, stop) of shard ``file`` (positions ``shard.start + start`` onwards)."""
+
+    file: int
+    start: int
+    stop: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.file:06d}-{self.start:012d}"
+
+
+@dataclass
+class Plan:
+    """The inputs as shards and pieces, and the rows that could not be read (:data:`BAD_ROWS_SCHEMA`)."""
+
+    shards: list[Shard]
+    pieces: list[Piece]
+    bad_rows: pa.Table
+    reading: RowReading
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.shards[0].schema
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def items(self) -> list[dict]:
+        """The pieces as the rows of a Ray dataset (one piece per block)."""
+        return [{"file": p.file, "start": p.start, "stop": p.stop} for p in self.pieces]
+
+
+def _inspect(row: dict, reading: RowReading) -> dict:
+    """Opens one input on a worker: its rows, columns and bad rows, or the message of why it cannot be read."""
+    out = {"index": row["index"], "error": None, "name": "", "rows": 0, "bad": 0, "schema": b"", "bad_rows": b""}
+    try:
+        source = _FILES.get(row["spec"], reading)
+    except USER_ERRORS as e:
+        out["error"] = str(e)
+        return out
+    bad = bad_rows_table([(source.name, source.bad_rows)])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, BAD_ROWS_SCHEMA) as writer:
+        writer.write_table(bad)
+    out.update(
+        name=source.name,
+        rows=source.num_rows,
+        bad=len(source.bad_rows),
+        schema=source.schema.serialize().to_pybytes(),
+        bad_rows=sink.getvalue().to_pybytes(),
+    )
+    return out
+
+
+def plan(
+    ray,
+    specs: Sequence[str],
+    reading: RowReading,
+    added_columns: tuple[str, ...],
+    piece_rows: int,
+) -> Plan:
+    """Opens every input on the cluster (one task per file), makes the local engine's checks with its messages
+    (:func:`skyfilter.io.check_sources`) and cuts the inputs into pieces."""
+    files = expand_inputs(specs)
+    if not files:
+        raise InputError("no input given")
+    items = [{"index": i, "spec": s} for i, s in enumerate(files)]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    found = sorted(dataset.map(_inspect, fn_kwargs={"reading": reading}).take_all(), key=lambda r: r["index"])
+    for r in found:
+        if r["error"] is not None:
+            raise InputError(r["error"])
+    shards, start = [], 0
+    for spec, r in zip(files, found, strict=True):
+        schema = pa.ipc.read_schema(pa.py_buffer(r["schema"]))
+        shards.append(Shard(r["index"], spec, r["name"], r["rows"], r["rows"] + r["bad"], start, schema))
+        start += r["rows"]
+    check_sources(shards, added_columns, reading)
+    bad = [pa.ipc.open_stream(pa.py_buffer(r["bad_rows"])).read_all() for r in found]
+    bad_rows = pa.concat_tables(bad) if bad else BAD_ROWS_SCHEMA.empty_table()
+    step = max(1, piece_rows)
+    pieces = [Piece(s.index, a, min(a + step, s.rows)) for s in shards for a in range(0, s.rows, step)]
+    return Plan(shards, pieces, bad_rows, reading)
+
+
+def read_piece(shard: Shard, piece: Piece, reading: RowReading, columns: list[str] | None = None):
+    """On a worker: the source (for its name and row numbers) and the piece's rows as one batch (all columns, or
+    the named ones)."""
+    source = _FILES.get(shard.spec, reading)
+    batches = list(source.batches_between(piece.start, piece.stop, max(1, piece.stop - piece.start), columns))
+    schema = source.schema if columns is None else pa.schema([source.schema.field(c) for c in columns])
+    table = pa.Table.from_batches(batches, schema=schema).combine_chunks()
+    batch = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=schema)
+    return source, batch
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def check_ray_outputs(
+    inputs: Sequence[str], folders: Mapping[str, str | None], files: Mapping[str, str | None]
+) -> None:
+    """Before any work: each data output is a new folder that holds no input and no other output; file outputs
+    (report, bad rows) as :func:`skyshared.outputs.check_outputs` wants them."""
+    local = [s for s in inputs if not _is_uri(str(s))]
+    given = {flag: path for flag, path in {**folders, **files}.items() if path is not None}
+    for flag, path in folders.items():
+        if path is not None:
+            others = {f: p for f, p in given.items() if f != flag}
+            _outputs.check_folder(flag, path, local, new=True, outputs=others)
+    seen: dict[str, str] = {}
+    for flag, path in folders.items():
+        if path is not None:
+            real = os.path.realpath(path)
+            if real in seen:
+                raise OutputError(f"{path}: {seen[real]} and {flag} are the same folder; give each output its own")
+            seen[real] = flag
+    if files.get("--bad-rows") is not None:
+        try:
+            output_format(files["--bad-rows"])
+        except ValueError as e:
+            raise OutputError(f"--bad-rows {e}") from None
+    _outputs.check_outputs(files, local)
+
+
+def write_shard(folder: str, piece: Piece, rows: pa.Table | pa.RecordBatch) -> None:
+    """On a worker: the rows a piece gives one output, as a shard named by the piece (written whole under a
+    temporary name, then renamed, so a retried task replaces it)."""
+    if not rows.num_rows:
+        return
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
+    target = os.path.join(folder, f"piece-{piece.key}.parquet")
+    tmp = f"{target}.tmp-{os.getpid()}"
+    pq.write_table(
+        table, tmp, row_group_size=PARQUET_ROW_GROUP_ROWS, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES
+    )
+    os.replace(tmp, target)
+
+
+class Outputs:
+    """The outputs of one run: folders of shards (written by workers into a temporary folder each), a bad-rows
+    file and a report; all appear at :meth:`commit`, or none (use as a context manager)."""
+
+    def __init__(self, folders: Mapping[str, str | None], files: Mapping[str, str | None]):
+        self._staged = _outputs.Staged()
+        self.folders: dict[str, tuple[Path, Path]] = {}
+        for key, target in folders.items():
+            if target is not None:
+                tmp = self._staged.path(target)
+                tmp.mkdir()
+                self.folders[key] = (Path(target), tmp)
+        self.files = {k: v for k, v in files.items() if v is not None}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.folders
+
+    def folder(self, key: str) -> str | None:
+        """Where workers write the shards of output ``key`` (None: not written)."""
+        return str(self.folders[key][1]) if key in self.folders else None
+
+    def commit(
+        self, schemas: Mapping[str, pa.Schema], rows: Mapping[str, int], bad_rows: pa.Table, report: str | None
+    ) -> None:
+        """Checks that each folder holds ``rows[key]`` rows, numbers its shards in order (an output without rows
+        gets one empty shard with its columns), writes the bad rows and the report, and renames all into place."""
+        for key, (_, tmp) in self.folders.items():
+            shards = sorted(p for p in tmp.iterdir() if p.name.startswith("piece-") and p.suffix == ".parquet")
+            written = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
+            if written != rows[key]:
+                raise RuntimeError(f"{key}: {written:,} rows were written where {rows[key]:,} were decided")
+            for stray in tmp.iterdir():
+                if stray not in shards:
+                    stray.unlink()  # the temporary file of a task that was stopped mid-write
+            for i, p in enumerate(shards):
+                p.rename(tmp / f"part-{i:05d}.parquet")
+            if not shards:
+                pq.write_table(schemas[key].empty_table(), tmp / "part-00000.parquet")
+        # The bad rows and the report join the folders: all are renamed into place when this block ends.
+        with AtomicWriters({"bad": self.files.get("--bad-rows")}, staged=self._staged) as writers:
+            writers.set_schema("bad", BAD_ROWS_SCHEMA)
+            for batch in bad_rows.to_batches():
+                writers.write("bad", batch)
+            if report is not None and "--report" in self.files:
+                writers.write_text(self.files["--report"], report)
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._staged.discard()
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def cluster_cpus(ray) -> int:
+    """The CPUs of the cluster (at least 1): the most actors a stage runs at once."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def run_pieces(ray, the_plan: Plan, worker: type, job: dict) -> list:
+    """Runs ``worker(job)`` (a callable class: one per actor, on a pool as large as the cluster's CPUs) on every
+    piece; returns what it made of each, in the pieces' order. ``worker(items)`` gets pieces as the columns
+    ``file``, ``start``, ``stop`` and returns ``file``, ``start``, ``error`` (a user error's message, or None) and
+    ``state`` (pickled). The first error in the pieces' order is raised, with the local engine's message."""
+    if not the_plan.pieces:
+        return []
+    dataset = ray.data.from_items(the_plan.items(), override_num_blocks=len(the_plan.pieces))
+    results = dataset.map_batches(
+        worker,
+        fn_constructor_args=(job,),
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster_cpus(ray)),
+        num_cpus=1,
+    ).take_all()
+    results.sort(key=lambda r: (int(r["file"]), int(r["start"])))
+    for r in results:
+        if r["error"] is not None:
+            raise InputError(str(r["error"]))
+    if len(results) != len(the_plan.pieces):
+        raise RuntimeError(f"{len(results)} of {len(the_plan.pieces)} pieces came back")
+    return [pickle.loads(r["state"]) for r in results]
+
+
+class PieceWorker:
+    """Base of the engine's workers: ``process(piece)`` for each piece of a batch; a user error becomes the piece's
+    ``error`` (one line), anything else fails the task (Ray retries it, then the run fails)."""
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.shards: list[Shard] = job["shards"]
+
+    def process(self, shard: Shard, piece: Piece):
+        raise NotImplementedError
+
+    def __call__(self, items: dict) -> dict:
+        out: dict[str, list] = {"file": [], "start": [], "error": [], "state": []}
+        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
+            piece = Piece(int(file), int(start), int(stop))
+            try:
+                state, error = pickle.dumps(self.process(self.shards[piece.file], piece)), None
+            except USER_ERRORS as e:
+                state, error = b"", str(e)
+            out["file"].append(piece.file)
+            out["start"].append(piece.start)
+            out["error"].append(error)
+            out["state"].append(state)
+        return out
