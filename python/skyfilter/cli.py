@@ -245,7 +245,8 @@ def contaminate(
 @click.option("--rows-per-band", type=click.IntRange(1), help="LSH rows per band (with --bands).")
 @run_options
 def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts, near, threshold, num_perm, shingle,
-          bands, rows_per_band, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet) -> None:  # fmt: skip
+          bands, rows_per_band, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet, engine,
+          ray_address) -> None:  # fmt: skip
     """Remove exact and near-duplicate pairs, and pairs whose preference conflicts with another.
 
     Every input row ends in --out (kept) or --dropped (with reason conflict, exact_duplicate or
@@ -255,9 +256,17 @@ def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts,
         options = DedupOptions(key=key, score_column=score_column, lowercase=lowercase, conflicts=conflicts,
                                near=near, threshold=threshold, num_perm=num_perm, shingle=shingle, bands=bands,
                                rows_per_band=rows_per_band)  # fmt: skip
-        result = run_dedup(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
-                           split=split, layout=layout, allow_empty=allow_empty, threads=threads, batch_rows=batch_rows,
-                           progress=False if quiet else None)  # fmt: skip
+        _ray_only_files(engine, split)
+        if engine == "ray":
+            from skyfilter.ray.dedup import run as run_on_ray
+
+            result = run_on_ray(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                                layout=layout, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,
+                                progress=not quiet)  # fmt: skip
+        else:
+            result = run_dedup(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                               split=split, layout=layout, allow_empty=allow_empty, threads=threads,
+                               batch_rows=batch_rows, progress=False if quiet else None)  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
@@ -355,7 +364,7 @@ def _bound(flag: str, what: str):
 )
 @run_options
 def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet, hold_gib,
-           **rules) -> None:  # fmt: skip
+           engine, ray_address, **rules) -> None:  # fmt: skip
     """Keep rows by score: thresholds, margin, length ratio, reward-model agreement, top fraction per group.
 
     A row is dropped for the first rule it fails, in this order: missing_score, chosen_score, rejected_score,
@@ -372,10 +381,18 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
     """
     try:
         options = SelectOptions(**rules)
-        result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
-                            split=split, layout=layout, allow_empty=allow_empty, threads=threads, batch_rows=batch_rows,
-                            progress=False if quiet else None,
-                            hold_bytes=None if hold_gib is None else int(hold_gib * 2**30))  # fmt: skip
+        _ray_only_files(engine, split)
+        if engine == "ray":
+            from skyfilter.ray.select import run as run_on_ray
+
+            result = run_on_ray(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                                layout=layout, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,
+                                progress=not quiet)  # fmt: skip
+        else:
+            result = run_select(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
+                                split=split, layout=layout, allow_empty=allow_empty, threads=threads,
+                                batch_rows=batch_rows, progress=False if quiet else None,
+                                hold_bytes=None if hold_gib is None else int(hold_gib * 2**30))  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     if not quiet:

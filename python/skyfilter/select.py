@@ -65,7 +65,7 @@ LENGTH_RATIO = REASONS.index("length_ratio")
 #: Columns added to the dropped rows.
 ADDED_COLUMNS = ("input_file", "input_row", "reason", "adjusted_score")
 
-_ALL = "(all)"
+ALL = "(all)"
 
 
 @dataclass(frozen=True)
@@ -297,13 +297,14 @@ class Decisions:
     group_names: list[str | None]
 
 
-def _needed_columns(sources: list[Source], options: SelectOptions, layout: str | None) -> list[str]:
-    schema = sources[0].schema
+def needed_columns(source, options: SelectOptions, layout: str | None) -> list[str]:
+    """The columns the rules read (``source``: anything with ``name`` and ``schema``)."""
+    schema = source.schema
     names = [*options.score_columns().values(), options.group_by, options.offset_by]
     columns = {_top_level(n, schema) for n in names if n is not None}
     if options.uses_lengths:
         try:
-            columns |= set(resolve_layout(schema, layout, sources[0].name).columns)
+            columns |= set(resolve_layout(schema, layout, source.name).columns)
         except SchemaError as e:
             raise InputError(str(e)) from None  # the message names the input
     return [c for c in schema.names if c in columns]
@@ -335,6 +336,56 @@ class _Survivors:
             self.held = None
 
 
+def row_decisions(
+    source: Source,
+    offset: int,
+    batch: pa.RecordBatch,
+    options: SelectOptions,
+    layout: str | None,
+    threads: int,
+    offset_ids: _core.GroupIds,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The row rules (1-5) on one batch whose first row is row ``offset`` of its source: the code of every row
+    (:data:`REASONS`) and its adjusted score (NaN without one). ``offset_ids`` remembers the offset_by values
+    seen so far (each is checked for an offset once)."""
+    bounds = {
+        "chosen_bounds": (options.min_chosen, options.max_chosen),
+        "rejected_bounds": (options.min_rejected, options.max_rejected),
+        "margin_bounds": (options.min_margin, options.max_margin),
+    }
+    kwargs = {k: score_values(source, batch, c) for k, c in options.score_columns().items()}
+    if options.offset_by is not None:
+        values = _field(source, batch, options.offset_by)
+        kwargs["offset"] = _offsets(source, values, offset, options, offset_ids, threads)
+    codes, scores = _core.row_reasons(batch.num_rows, **kwargs, **bounds, rm_agreement=options.rm_chosen is not None)
+    codes = codes.to_numpy(zero_copy_only=False, writable=True)
+    if options.uses_lengths:  # the last rule: read only for the rows that pass the others
+        codes[_length_ratio_fails(source, batch, layout, codes == KEPT, options, threads)] = LENGTH_RATIO
+    if options.missing == "error" and (codes == MISSING).any():
+        row = int(np.flatnonzero(codes == MISSING)[0])
+        column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
+        raise InputError(
+            f"{source.name}: row {source.input_rows(offset + row)}: column {column!r} is null or NaN "
+            "(drop such rows with --missing drop)"
+        )
+    return codes, scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan)
+
+
+def group_values(source: Source, batch: pa.RecordBatch, options: SelectOptions) -> pa.Array:
+    """The ``group_by`` value of every row, as strings (null kept)."""
+    return _strings(_field(source, batch, options.group_by))
+
+
+def unknown_groups(options: SelectOptions, names: list[str | None], rows: int) -> None:
+    """Fails when fractions are given for groups that never occur (not for an input without rows)."""
+    unknown = sorted(set(options.fractions) - set(names), key=str)
+    if unknown and rows:  # an empty input has no groups at all: empty outputs, not an error
+        raise InputError(
+            f"fractions are given for {unknown}, which never occur in column {options.group_by!r}; "
+            f"its values are {sorted(names, key=str)[:50]}"
+        )
+
+
 def _decide(
     sources: list[Source],
     options: SelectOptions,
@@ -348,49 +399,24 @@ def _decide(
     per batch, then the top fractions."""
     groups, offset_ids = _core.GroupIds(), _core.GroupIds()
     reasons, adjusted, group_ids = [], [], []
-    columns = None if survivors is not None else _needed_columns(sources, options, layout)
-    bounds = {
-        "chosen_bounds": (options.min_chosen, options.max_chosen),
-        "rejected_bounds": (options.min_rejected, options.max_rejected),
-        "margin_bounds": (options.min_margin, options.max_margin),
-    }
-    rm_agreement = options.rm_chosen is not None
+    columns = None if survivors is not None else needed_columns(sources[0], options, layout)
     reading = iter_batches(sources, batch_rows, "scoring", progress, columns, views=survivors is not None)
     for s, offset, batch in reading:
-        kwargs = {k: score_values(s, batch, c) for k, c in options.score_columns().items()}
-        if options.offset_by is not None:
-            values = _field(s, batch, options.offset_by)
-            kwargs["offset"] = _offsets(s, values, offset, options, offset_ids, threads)
-        codes, scores = _core.row_reasons(batch.num_rows, **kwargs, **bounds, rm_agreement=rm_agreement)
-        codes = codes.to_numpy(zero_copy_only=False, writable=True)
-        if options.uses_lengths:  # the last rule: read only for the rows that pass the others
-            codes[_length_ratio_fails(s, batch, layout, codes == KEPT, options, threads)] = LENGTH_RATIO
-        if options.missing == "error" and (codes == MISSING).any():
-            row = int(np.flatnonzero(codes == MISSING)[0])
-            column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
-            raise InputError(
-                f"{s.name}: row {s.input_rows(offset + row)}: column {column!r} is null or NaN "
-                "(drop such rows with --missing drop)"
-            )
+        codes, scores = row_decisions(s, offset, batch, options, layout, threads, offset_ids)
         reasons.append(codes)
         if survivors is not None:
             survivors.add(batch, codes == KEPT)
-        adjusted.append(scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan))
+        adjusted.append(scores)
         if options.group_by is not None:
-            group_ids.append(groups.encode(_strings(_field(s, batch, options.group_by)), threads=threads).to_numpy())
+            group_ids.append(groups.encode(group_values(s, batch, options), threads=threads).to_numpy())
         else:
             group_ids.append(np.zeros(batch.num_rows, dtype=np.uint32))
 
     reason = np.concatenate(reasons) if reasons else np.zeros(0, np.uint8)
     score = np.concatenate(adjusted) if adjusted else np.zeros(0)
     group = np.concatenate(group_ids) if group_ids else np.zeros(0, np.uint32)
-    names = groups.names() if options.group_by is not None else [_ALL]
-    unknown = sorted(set(options.fractions) - set(names), key=str)
-    if unknown and len(reason):  # an empty input has no groups at all: empty outputs, not an error
-        raise InputError(
-            f"fractions are given for {unknown}, which never occur in column {options.group_by!r}; "
-            f"its values are {sorted(names, key=str)[:50]}"
-        )
+    names = groups.names() if options.group_by is not None else [ALL]
+    unknown_groups(options, names, len(reason))
     if options.ranked and len(reason):
         fractions = [options.fraction(n) for n in names]
         reason = _core.top_fraction(
@@ -407,16 +433,16 @@ def _present(values: pa.Array, row: int) -> bool:
 # ------------------------------------------------------------------------------------------ outputs
 
 
-_DROPPED_FIELDS = (
+DROPPED_FIELDS = (
     pa.field("input_file", pa.string()),
     pa.field("input_row", pa.int64()),
     pa.field("reason", pa.string()),
     pa.field("adjusted_score", pa.float64()),
 )
-assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
+assert tuple(f.name for f in DROPPED_FIELDS) == ADDED_COLUMNS
 
 
-def _evidence(decisions: Decisions, name: str, input_rows: np.ndarray, at: int, drop: np.ndarray) -> list[pa.Array]:
+def evidence(decisions: Decisions, name: str, input_rows: np.ndarray, at: int, drop: np.ndarray) -> list[pa.Array]:
     """The added columns of the dropped rows ``drop`` of a batch whose first row is row ``at`` of the decisions;
     ``input_rows``: their rows in the input."""
     rows = at + drop
@@ -438,8 +464,17 @@ def _report(decisions: Decisions, sources: list[Source], options: SelectOptions)
     if options.ranked and kept.any():
         minima = pa.table({"g": group[kept], "s": decisions.adjusted[kept]}).group_by("g").aggregate([("s", "min")])
         lowest[minima["g"].to_numpy()] = minima["s_min"].to_numpy()
+    return report_of_counts(counts, lowest, decisions.group_names, [s.name for s in sources], options)
+
+
+def report_of_counts(
+    counts: np.ndarray, lowest: np.ndarray, names: list[str | None], inputs: list[str], options: SelectOptions
+) -> SelectReport:
+    """The report from the rows per group (in ``names`` order) and reason, and each group's lowest kept adjusted
+    score (inf: none)."""
+    n_reasons = len(REASONS)
     per_group = {}
-    for g, name in enumerate(decisions.group_names):
+    for g, name in enumerate(names):
         c = counts[g].tolist()
         entry = {
             "rows": sum(c),
@@ -453,9 +488,9 @@ def _report(decisions: Decisions, sources: list[Source], options: SelectOptions)
         per_group["(null)" if name is None else name] = entry
     return SelectReport(
         method={**asdict(options), "description": options.describe()},
-        inputs=[s.name for s in sources],
-        rows=len(reason),
-        kept=int(kept.sum()),
+        inputs=inputs,
+        rows=int(counts.sum()),
+        kept=int(counts[:, KEPT].sum()),
         dropped={r: int(counts[:, i].sum()) for i, r in enumerate(REASONS) if i != KEPT},
         per_group=per_group,
     )
@@ -497,7 +532,7 @@ def run_select(
     holds = options.uses_lengths and out is not None and dropped is None and hold > 0
     survivors = _Survivors(hold, schema) if holds else None
     decisions = _decide(sources, options, layout, worker_threads(threads), batch_rows, progress, survivors)
-    dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
+    dropped_schema = pa.schema([*schema, *DROPPED_FIELDS])
     with AtomicWriters({"out": out, "dropped": dropped, "bad_rows": bad_rows}) as writers:
         writers.set_schema("out", schema)
         writers.set_schema("dropped", dropped_schema)
@@ -517,8 +552,8 @@ def run_select(
                 writers.write("out", take_batch(batch, np.flatnonzero(keep), schema))
                 drop = np.flatnonzero(~keep)
                 if len(drop) and "dropped" in writers:
-                    evidence = _evidence(decisions, s.name, s.input_rows(offset + drop), at, drop)
-                    columns = [*take_batch(batch, drop, schema).columns, *evidence]
+                    added = evidence(decisions, s.name, s.input_rows(offset + drop), at, drop)
+                    columns = [*take_batch(batch, drop, schema).columns, *added]
                     writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
                 at += batch.num_rows
         result = _report(decisions, sources, options)
@@ -565,7 +600,7 @@ class Selection:
         """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
         drop = np.flatnonzero(~self.mask)
         dropped = take_rows(self.table, drop)
-        for f, column in zip(_DROPPED_FIELDS, _evidence(self.decisions, self.name, drop, 0, drop), strict=True):
+        for f, column in zip(DROPPED_FIELDS, evidence(self.decisions, self.name, drop, 0, drop), strict=True):
             dropped = dropped.append_column(f, column)
         return dropped
 

@@ -49,7 +49,10 @@ def ray_session(address: str | None = None, *, command: str = "the ray engine", 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Ray's own warnings (progress bars off, idle CPUs) are not the user's business on success; a failure surfaces
+    # as an exception.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         yield ray
     finally:

@@ -61,6 +61,7 @@ __all__ = [
     "check_ray_outputs",
     "run_pieces",
     "PieceWorker",
+    "map_pieces",
     "USER_ERRORS",
 ]
 
@@ -395,21 +396,13 @@ def cluster_cpus(ray) -> int:
 
 
 def run_pieces(ray, the_plan: Plan, worker: type, job: dict) -> list:
-    """Runs ``worker(job)`` (a callable class: one per actor, on a pool as large as the cluster's CPUs) on every
-    piece; returns what it made of each, in the pieces' order. ``worker(items)`` gets pieces as the columns
+    """Runs ``worker(job)`` (a callable class, see :func:`map_pieces`) on every piece; returns what it made of
+    each, in the pieces' order. ``worker(items)`` gets pieces as the columns
     ``file``, ``start``, ``stop`` and returns ``file``, ``start``, ``error`` (a user error's message, or None) and
     ``state`` (pickled). The first error in the pieces' order is raised, with the local engine's message."""
     if not the_plan.pieces:
         return []
-    dataset = ray.data.from_items(the_plan.items(), override_num_blocks=len(the_plan.pieces))
-    results = dataset.map_batches(
-        worker,
-        fn_constructor_args=(job,),
-        batch_size=1,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster_cpus(ray)),
-        num_cpus=1,
-    ).take_all()
+    results = map_pieces(ray, the_plan, worker, job).take_all()
     results.sort(key=lambda r: (int(r["file"]), int(r["start"])))
     for r in results:
         if r["error"] is not None:
@@ -417,6 +410,28 @@ def run_pieces(ray, the_plan: Plan, worker: type, job: dict) -> list:
     if len(results) != len(the_plan.pieces):
         raise RuntimeError(f"{len(results)} of {len(the_plan.pieces)} pieces came back")
     return [pickle.loads(r["state"]) for r in results]
+
+
+def map_pieces(ray, the_plan: Plan, worker: type, job: dict):
+    """The dataset of ``worker(job)(pieces)`` over every piece (one piece per call). ``worker`` is a callable class
+    made once per worker process and job (a benchmark index is built once per process, not once per piece); the
+    calls are Ray tasks, which Ray retries when a process dies."""
+    dataset = ray.data.from_items(the_plan.items(), override_num_blocks=len(the_plan.pieces))
+    shipped = [ray.put(job)]  # wrapped: the tasks get the reference and fetch the job once per process
+    return dataset.map_batches(_call_worker, fn_args=(worker, shipped), batch_size=1, batch_format="numpy", num_cpus=1)
+
+
+_WORKER: dict[tuple, object] = {}
+
+
+def _call_worker(items: dict, worker: type, shipped: list):
+    key = (worker, shipped[0].hex())
+    if key not in _WORKER:
+        import ray
+
+        _WORKER.clear()
+        _WORKER[key] = worker(ray.get(shipped[0]))
+    return _WORKER[key](items)
 
 
 class PieceWorker:

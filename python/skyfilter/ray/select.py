@@ -1,0 +1,265 @@
+"""``skyfilter select --engine ray``: the local engine's rules, piece by piece, with exact top fractions per group.
+
+The row rules (thresholds, margin, reward-model agreement, length ratio, missing scores) are row-local: each piece
+runs the local engine's code on its rows (:func:`skyfilter.select.row_decisions`). The top fraction ranks the rows
+of a group that pass them, over all inputs, so it needs a global step, done without gathering the rows:
+
+1. *ranking pass*: each piece sends, for every row that passes the row rules, its group, adjusted score and
+   position, and the first position of each group it holds;
+2. *cut per group*: Ray Data groups the entries by group (a hash shuffle); each group is ranked on one worker
+   with the local kernel (:func:`skyfilter._core.top_fraction`, rows in position order, so ties go to the earlier
+   row exactly as on one machine), which gives the group's *cut*: its number of ranked rows, how many it keeps,
+   and the last kept row (adjusted score, position);
+3. *writing pass*: each piece runs the row rules again and keeps a ranked row when it comes no later than its
+   group's cut in the ranking order (higher score first, then earlier position): exactly the rows the kernel
+   keeps. Kept and dropped rows go to the piece's shards; the counts per group and reason come back and make
+   the same report.
+
+Memory: a group's ranked rows (24 bytes each) on one worker at step 2; the driver holds a cut per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from skyfilter import _core
+from skyfilter.io import InputError, RowReading
+from skyfilter.ray.session import ray_session
+from skyfilter.ray.shards import (
+    USER_ERRORS,
+    Outputs,
+    Piece,
+    PieceWorker,
+    Shard,
+    check_ray_outputs,
+    map_pieces,
+    plan,
+    read_piece,
+    run_pieces,
+    write_shard,
+)
+from skyfilter.select import (
+    ADDED_COLUMNS,
+    ALL,
+    DROPPED_FIELDS,
+    KEPT,
+    REASONS,
+    TOP,
+    Decisions,
+    SelectOptions,
+    SelectReport,
+    evidence,
+    group_values,
+    needed_columns,
+    report_of_counts,
+    row_decisions,
+    unknown_groups,
+)
+
+__all__ = ["run"]
+
+# Group keys through the shuffle: a value, or null (a value cannot be told from null otherwise).
+_NULL = "n"
+
+
+def _key(value: str | None) -> str:
+    return _NULL if value is None else f"v{value}"
+
+
+def _name(key: str) -> str | None:
+    return None if key == _NULL else key[1:]
+
+
+def _rules(job: dict, shard: Shard, piece: Piece, columns: list[str] | None):
+    """The piece's rows, their codes under the row rules, adjusted scores and group keys."""
+    options: SelectOptions = job["options"]
+    source, batch = read_piece(shard, piece, job["reading"], columns)
+    codes, adjusted = row_decisions(
+        source, piece.start, batch, options, job["reading"].layout, 1, _core.GroupIds()
+    )  # fmt: skip
+    if options.group_by is not None:
+        keys = np.array([_key(v) for v in group_values(source, batch, options).to_pylist()], dtype=object)
+    else:
+        keys = np.full(batch.num_rows, _key(ALL), dtype=object)
+    return source, batch, codes, adjusted, keys
+
+
+class _Ranking:
+    """Ranking pass over pieces (a callable class for ``map_batches``): Arrow rows of three kinds, ``entry`` (a
+    row that passed the row rules), ``first`` (a group's first position in the piece) and ``error`` (the piece's
+    one-line error)."""
+
+    def __init__(self, job: dict):
+        self.job = job
+
+    def __call__(self, items: dict) -> pa.Table:
+        parts = []
+        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
+            piece = Piece(int(file), int(start), int(stop))
+            shard = self.job["shards"][piece.file]
+            try:
+                _, _, codes, adjusted, keys = _rules(self.job, shard, piece, self.job["columns"])
+            except USER_ERRORS as e:
+                parts.append(_rows("error", [""], [np.nan], [shard.start + piece.start], [str(e)]))
+                continue
+            positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
+            firsts, at = np.unique(keys, return_index=True) if len(keys) else (np.zeros(0, object), np.zeros(0, int))
+            parts.append(_rows("first", firsts, np.full(len(firsts), np.nan), positions[at], None))
+            if self.job["options"].ranked:
+                kept = codes == KEPT
+                parts.append(_rows("entry", keys[kept], adjusted[kept], positions[kept], None))
+        return pa.concat_tables(parts) if parts else _rows("first", [], [], [], None)
+
+
+def _rows(kind: str, keys, scores, positions, errors) -> pa.Table:
+    n = len(positions)
+    return pa.table(
+        {
+            "kind": pa.array([kind] * n, pa.string()),
+            "group": pa.array(list(keys), pa.string()),
+            "score": pa.array(np.asarray(scores, dtype=np.float64)),
+            "pos": pa.array(np.asarray(positions, dtype=np.int64)),
+            "error": pa.array(errors if errors is not None else [None] * n, pa.string()),
+        }
+    )
+
+
+def _cut(rows: pa.Table, fractions: dict[str, float]) -> pa.Table:
+    """One group's cut: its ranked rows, how many it keeps and the last kept row in the ranking order."""
+    order = np.argsort(rows.column("pos").to_numpy(), kind="stable")
+    scores, positions = rows.column("score").to_numpy()[order], rows.column("pos").to_numpy()[order]
+    key = rows.column("group")[0].as_py()
+    n = len(positions)
+    codes = _core.top_fraction(
+        pa.array(np.zeros(n, np.uint8)), pa.array(scores), pa.array(np.zeros(n, np.uint32)), [fractions[key]], threads=1
+    ).to_numpy()
+    kept = np.flatnonzero(codes == KEPT)
+    last = kept[np.lexsort((-positions[kept], scores[kept]))[0]] if len(kept) else -1
+    return pa.table(
+        {
+            "group": [key],
+            "rows": [n],
+            "kept": [len(kept)],
+            "cut_score": [float(scores[last]) if last >= 0 else None],
+            "cut_pos": [int(positions[last]) if last >= 0 else None],
+        }
+    )
+
+
+class _Selecting(PieceWorker):
+    """Writing pass: the row rules again, the cuts, the piece's kept and dropped shards; counts per group come back."""
+
+    def process(self, shard: Shard, piece: Piece):
+        job = self.job
+        options: SelectOptions = job["options"]
+        source, batch, codes, adjusted, keys = _rules(job, shard, piece, None)
+        positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
+        if options.ranked:
+            for i in np.flatnonzero(codes == KEPT):
+                rows, kept, score, pos = job["cuts"][keys[i]]
+                if kept == rows:
+                    continue
+                if kept == 0 or adjusted[i] < score or (adjusted[i] == score and positions[i] > pos):
+                    codes[i] = TOP
+        keep = codes == KEPT
+        if job["folders"]["out"] is not None:
+            write_shard(job["folders"]["out"], piece, batch.filter(pa.array(keep)))
+        drop = np.flatnonzero(~keep)
+        if len(drop) and job["folders"]["dropped"] is not None:
+            decisions = Decisions(codes, adjusted, np.zeros(len(codes), np.uint32), [])
+            added = evidence(decisions, source.name, source.input_rows(piece.start + drop), 0, drop)
+            columns = [*batch.filter(pa.array(~keep)).columns, *added]
+            write_shard(job["folders"]["dropped"], piece, pa.RecordBatch.from_arrays(columns, schema=job["dropped"]))
+        counts: dict[str, np.ndarray] = {}
+        lowest: dict[str, float] = {}
+        for key in np.unique(keys) if len(keys) else []:
+            mine = keys == key
+            counts[key] = np.bincount(codes[mine], minlength=len(REASONS))
+            kept_scores = adjusted[mine & keep]
+            lowest[key] = float(kept_scores.min()) if len(kept_scores) else np.inf
+        return counts, lowest
+
+
+def run(
+    inputs: Sequence[str],
+    options: SelectOptions,
+    *,
+    out: str | None = None,
+    dropped: str | None = None,
+    report: str | None = None,
+    bad_rows: str | None = None,
+    layout: str | None = None,
+    allow_empty: bool = False,
+    batch_rows: int = 65_536,
+    address: str | None = None,
+    progress: bool = False,
+) -> SelectReport:
+    """As :func:`skyfilter.select.run_select`, on Ray: ``out`` and ``dropped`` are folders of parquet shards (the
+    local engine's rows, in its order), ``report`` and ``bad_rows`` the same files; ``batch_rows`` rows per piece."""
+    check_ray_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report, "--bad-rows": bad_rows})
+    reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
+    with ray_session(address, command="skyfilter select", progress=progress) as ray:
+        the_plan = plan(ray, inputs, reading, ADDED_COLUMNS, batch_rows)
+        schema = the_plan.schema
+        dropped_schema = pa.schema([*schema, *DROPPED_FIELDS])
+        job = {
+            "shards": the_plan.shards,
+            "reading": reading,
+            "options": options,
+            "columns": needed_columns(the_plan.shards[0], options, layout),
+            "dropped": dropped_schema,
+        }
+        names, cuts = _rank(ray, the_plan, job)
+        job["cuts"] = cuts
+        with Outputs({"out": out, "dropped": dropped}, {"--report": report, "--bad-rows": bad_rows}) as outputs:
+            job["folders"] = {"out": outputs.folder("out"), "dropped": outputs.folder("dropped")}
+            counts = np.zeros((len(names), len(REASONS)), dtype=np.int64)
+            lowest = np.full(len(names), np.inf)
+            index = {_key(n): i for i, n in enumerate(names)}
+            for piece_counts, piece_lowest in run_pieces(ray, the_plan, _Selecting, job):
+                for key, c in piece_counts.items():
+                    counts[index[key]] += c
+                    lowest[index[key]] = min(lowest[index[key]], piece_lowest[key])
+            result = report_of_counts(counts, lowest, names, [s.name for s in the_plan.shards], options)
+            bad = the_plan.bad_rows.num_rows
+            result.rows, result.bad_rows = result.rows + bad, bad
+            result.outputs = {"out": out, "dropped": dropped, "bad_rows": bad_rows, "report": report}
+            outputs.commit(
+                {"out": schema, "dropped": dropped_schema},
+                {"out": result.kept, "dropped": result.rows - bad - result.kept},
+                the_plan.bad_rows,
+                result.to_json(),
+            )
+    return result
+
+
+def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]:
+    """The ranking pass and the cuts: the group names in order of first appearance, and each group's cut
+    ``(ranked rows, kept, last kept score, its position)``."""
+    options: SelectOptions = job["options"]
+    if not the_plan.pieces:
+        return [], {}
+    ranked = map_pieces(ray, the_plan, _Ranking, job).materialize()
+    errors = ranked.filter(expr="kind == 'error'").take_all()
+    if errors:
+        raise InputError(min(errors, key=lambda r: r["pos"])["error"])
+    firsts: dict[str, int] = {}
+    for r in ranked.filter(expr="kind == 'first'").take_all():
+        firsts[r["group"]] = min(firsts.get(r["group"], r["pos"]), r["pos"])
+    names = [_name(k) for k in sorted(firsts, key=firsts.get)]
+    unknown_groups(options, names, the_plan.rows)
+    if not options.ranked:
+        return names, {}
+    fractions = {_key(n): options.fraction(n) for n in names}
+    entries = ranked.filter(expr="kind == 'entry'")
+    cuts = {}
+    for r in (
+        entries.groupby("group").map_groups(_cut, fn_kwargs={"fractions": fractions}, batch_format="pyarrow").take_all()
+    ):
+        cuts[r["group"]] = (r["rows"], r["kept"], r["cut_score"], r["cut_pos"])
+    for name in names:  # a group whose rows all fail the row rules ranks nothing
+        cuts.setdefault(_key(name), (0, 0, None, None))
+    return names, cuts
