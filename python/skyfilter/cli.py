@@ -77,6 +77,11 @@ def engine_options(command):
     return command
 
 
+def _data_output(flag: str, what: str):
+    """A data output: a file, or with --engine ray a new folder of parquet shards."""
+    return click.option(flag, type=click.Path(), help=f"{what} (--engine ray: a new folder of parquet shards).")
+
+
 def _ray_only_files(engine: str, split: str | None) -> None:
     if engine == "ray" and split is not None:
         raise click.UsageError("--split reads a Hugging Face dataset; --engine ray reads files, folders and URIs")
@@ -127,8 +132,12 @@ def _ray_only_files(engine: str, split: str | None) -> None:
     metavar="K",
     help="Ignore benchmark n-grams found in more than K training rows (generic phrases). Off by default.",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the clean (unflagged) rows, unchanged, here.")
-@click.option("--flagged", type=click.Path(dir_okay=False), help="Write the flagged rows plus evidence here.")
+@click.option(
+    "--out", type=click.Path(), help="Write the clean (unflagged) rows, unchanged, here (--engine ray: a new folder)."
+)
+@click.option(
+    "--flagged", type=click.Path(), help="Write the flagged rows plus evidence here (--engine ray: a new folder)."
+)
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--prompt-column", help="Read prompts from this column (string or messages) instead of a layout.")
 @run_options
@@ -206,8 +215,12 @@ def contaminate(
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the kept rows (plus cluster_id) here.")
-@click.option("--dropped", type=click.Path(dir_okay=False), help="Write the dropped rows plus the reason here.")
+@click.option(
+    "--out", type=click.Path(), help="Write the kept rows (plus cluster_id) here (--engine ray: a new folder)."
+)
+@click.option(
+    "--dropped", type=click.Path(), help="Write the dropped rows plus the reason here (--engine ray: a new folder)."
+)
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option(
     "--key",
@@ -296,8 +309,10 @@ def _bound(flag: str, what: str):
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the kept rows, unchanged, here.")
-@click.option("--dropped", type=click.Path(dir_okay=False), help="Write the dropped rows plus the rule here.")
+@_data_output("--out", "Write the kept rows, unchanged, here")
+@click.option(
+    "--dropped", type=click.Path(), help="Write the dropped rows plus the rule here (--engine ray: a new folder)."
+)
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option(
     "--score",
