@@ -132,12 +132,8 @@ def _ray_only_files(engine: str, split: str | None) -> None:
     metavar="K",
     help="Ignore benchmark n-grams found in more than K training rows (generic phrases). Off by default.",
 )
-@click.option(
-    "--out", type=click.Path(), help="Write the clean (unflagged) rows, unchanged, here (--engine ray: a new folder)."
-)
-@click.option(
-    "--flagged", type=click.Path(), help="Write the flagged rows plus evidence here (--engine ray: a new folder)."
-)
+@_data_output("--out", "Write the clean (unflagged) rows, unchanged, here")
+@_data_output("--flagged", "Write the flagged rows plus evidence here")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--prompt-column", help="Read prompts from this column (string or messages) instead of a layout.")
 @run_options
@@ -215,12 +211,8 @@ def contaminate(
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option(
-    "--out", type=click.Path(), help="Write the kept rows (plus cluster_id) here (--engine ray: a new folder)."
-)
-@click.option(
-    "--dropped", type=click.Path(), help="Write the dropped rows plus the reason here (--engine ray: a new folder)."
-)
+@_data_output("--out", "Write the kept rows (plus cluster_id) here")
+@_data_output("--dropped", "Write the dropped rows plus the reason here")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option(
     "--key",
@@ -310,9 +302,7 @@ def _bound(flag: str, what: str):
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @_data_output("--out", "Write the kept rows, unchanged, here")
-@click.option(
-    "--dropped", type=click.Path(), help="Write the dropped rows plus the rule here (--engine ray: a new folder)."
-)
+@_data_output("--dropped", "Write the dropped rows plus the rule here")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option(
     "--score",
