@@ -188,7 +188,7 @@ def contaminate(
         benchmarks += [load_benchmark(f, bench_column, bench_subset_column) for f in bench_files]
         _ray_only_files(engine, split)
         if engine == "ray":
-            from skyfilter.ray.contaminate import run as run_on_ray
+            from skyfilter.ray import run_contaminate as run_on_ray
 
             result = run_on_ray(
                 list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
@@ -263,7 +263,7 @@ def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts,
                                rows_per_band=rows_per_band)  # fmt: skip
         _ray_only_files(engine, split)
         if engine == "ray":
-            from skyfilter.ray.dedup import run as run_on_ray
+            from skyfilter.ray import run_dedup as run_on_ray
 
             result = run_on_ray(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
                                 layout=layout, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,
@@ -388,7 +388,7 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
         options = SelectOptions(**rules)
         _ray_only_files(engine, split)
         if engine == "ray":
-            from skyfilter.ray.select import run as run_on_ray
+            from skyfilter.ray import run_select as run_on_ray
 
             result = run_on_ray(list(inputs), options, out=out, dropped=dropped, report=report, bad_rows=bad_rows,
                                 layout=layout, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,

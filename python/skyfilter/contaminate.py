@@ -179,7 +179,7 @@ def _as_table(data) -> pa.Table:
     raise TypeError(f"expected an Arrow table or stream (pyarrow, polars, ...), got {type(data).__name__}")
 
 
-def _benchmarks(bench) -> list[Benchmark]:
+def as_benchmarks(bench) -> list[Benchmark]:
     items = bench if isinstance(bench, list | tuple) else [bench]
     return [b if isinstance(b, Benchmark) else load_benchmark(b) for b in items]
 
@@ -206,32 +206,47 @@ def contaminate(
     ``matched_ngram`` (null elsewhere).
     """
     data = _as_table(table)
-    matcher = Matcher(_benchmarks(bench), preset, ngram, threshold, fields, threads)
+    matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads)
     pairs = to_pairs(data, source="table", layout=layout, prompt_column=prompt_column)
     result = matcher.match(pairs)
     if ignore_common is not None:
         matcher.ignore_common(document_frequency(result, matcher.index.n_groups), ignore_common)
         result = matcher.match(pairs)
+    return pa.table({"input_row": pa.array(np.arange(len(data)), type=pa.int64()), **row_results(matcher, result)})
+
+
+#: The per-row result columns of :func:`row_results`.
+RESULT_COLUMNS = (
+    "flagged",
+    "overlap",
+    "n_ngrams",
+    "n_matched",
+    "bench_name",
+    "bench_row",
+    "bench_subset",
+    "matched_ngram",
+)
+
+
+def row_results(matcher: Matcher, result: pa.RecordBatch) -> dict[str, pa.Array]:
+    """One value per matched row of each of :data:`RESULT_COLUMNS` (the evidence null for rows not flagged)."""
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(flagged)
     ev = matcher.evidence(result, rows, rows)
-    n = len(data)
+    n = len(flagged)
 
     def scatter(values: pa.Array) -> pa.Array:
         idx = np.full(n, -1, dtype=np.int64)
         idx[rows] = np.arange(len(rows))
         return values.take(pa.array(idx, mask=idx < 0))
 
-    return pa.table(
-        {
-            "input_row": pa.array(np.arange(n), type=pa.int64()),
-            "flagged": result.column("flagged"),
-            "overlap": result.column("overlap"),
-            "n_ngrams": result.column("n_ngrams").cast(pa.int64()),
-            "n_matched": result.column("n_matched").cast(pa.int64()),
-            **{k: scatter(ev[k]) for k in ("bench_name", "bench_row", "bench_subset", "matched_ngram")},
-        }
-    )
+    return {
+        "flagged": result.column("flagged"),
+        "overlap": result.column("overlap"),
+        "n_ngrams": result.column("n_ngrams").cast(pa.int64()),
+        "n_matched": result.column("n_matched").cast(pa.int64()),
+        **{k: scatter(ev[k]) for k in ("bench_name", "bench_row", "bench_subset", "matched_ngram")},
+    }
 
 
 def document_frequency(result: pa.RecordBatch, n_groups: int) -> np.ndarray:

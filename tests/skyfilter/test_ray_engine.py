@@ -22,12 +22,12 @@ import pytest
 from skyfilter.benchmarks import load_benchmark
 from skyfilter.contaminate import run as contaminate_local
 from skyfilter.io import InputError
+from skyfilter.ray import run_contaminate
+from skyfilter.ray import run_select as run_select_on_ray
 from skyfilter.select import SelectOptions, run_select
 
 from tests.skyfilter.cli_helpers import run_cli
 
-ray_contaminate = pytest.importorskip("skyfilter.ray.contaminate")
-ray_select = pytest.importorskip("skyfilter.ray.select")
 
 BENCH = "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl"
 
@@ -99,7 +99,7 @@ def test_contaminate_same_as_local(ray_cluster, shared_data, rmb, tmp_path, piec
         rmb, bench, out=str(tmp_path / "clean.parquet"), flagged=str(tmp_path / "flagged.parquet"),
         report=str(tmp_path / "local.json"), progress=False, **common,
     )  # fmt: skip
-    result = ray_contaminate.run(
+    result = run_contaminate(
         rmb, bench, out=str(tmp_path / "clean"), flagged=str(tmp_path / "flagged"),
         report=str(tmp_path / "ray.json"), batch_rows=piece_rows, **common,
     )  # fmt: skip
@@ -149,7 +149,7 @@ def test_select_same_as_local(ray_cluster, shared_data, uf, tmp_path, case, piec
         inputs, options, out=str(tmp_path / "kept.parquet"), dropped=str(tmp_path / "dropped.parquet"),
         report=str(tmp_path / "local.json"), progress=False,
     )  # fmt: skip
-    ray_select.run(
+    run_select_on_ray(
         inputs, options, out=str(tmp_path / "kept"), dropped=str(tmp_path / "dropped"),
         report=str(tmp_path / "ray.json"), batch_rows=piece_rows,
     )  # fmt: skip
@@ -209,7 +209,7 @@ def test_failed_run_leaves_no_output(ray_cluster, uf, tmp_path):
         run_select([str(path)], options, out=tmp_path / "kept.parquet", progress=False)
     out = tmp_path / "results" / "kept"
     with pytest.raises(InputError) as on_ray:
-        ray_select.run([str(path)], options, out=str(out), batch_rows=100)
+        run_select_on_ray([str(path)], options, out=str(out), batch_rows=100)
     assert str(on_ray.value) == str(local.value) and "row 999: column 's' is null" in str(local.value)
     assert not (tmp_path / "results").exists()
 
@@ -243,7 +243,7 @@ def test_killed_worker_is_retried(ray_cluster, shared_data, rmb, tmp_path):
 
     killer = threading.Thread(target=kill_one)
     killer.start()
-    ray_contaminate.run(rmb, bench, out=str(tmp_path / "clean"), batch_rows=50)
+    run_contaminate(rmb, bench, out=str(tmp_path / "clean"), batch_rows=50)
     killer.join()
     assert killed, "no worker process was seen running a piece"
     _same(tmp_path / "clean", tmp_path / "clean.parquet")

@@ -46,6 +46,7 @@ from skyfilter.io import (
     check_sources,
     open_source,
     output_format,
+    table_source,
 )
 from skyfilter.schema import SchemaError
 
@@ -55,6 +56,7 @@ __all__ = [
     "Piece",
     "expand_inputs",
     "plan",
+    "plan_dataset",
     "read_piece",
     "write_shard",
     "Outputs",
@@ -157,16 +159,23 @@ class _OpenFiles:
         self.size = size
         self.open: dict[tuple[str, RowReading], tuple[Source, contextlib.ExitStack]] = {}
 
-    def get(self, spec: str, reading: RowReading) -> Source:
-        key = (spec, reading)
+    def get(self, spec, reading: RowReading, name: str = "") -> Source:
+        """The source of a file spec, or of a block of a dataset (an object reference to an Arrow table, named
+        ``name``)."""
+        key = (spec if isinstance(spec, str) else spec.hex(), reading)
         if key not in self.open:
             while len(self.open) >= self.size:
                 _, stack = self.open.pop(next(iter(self.open)))
                 stack.close()
             stack = contextlib.ExitStack()
             try:
-                path = stack.enter_context(_local_copy(spec))
-                self.open[key] = (open_source(path, reading=reading), stack)
+                if isinstance(spec, str):
+                    source = open_source(stack.enter_context(_local_copy(spec)), reading=reading)
+                else:
+                    import ray
+
+                    source = table_source(name, ray.get(spec))
+                self.open[key] = (source, stack)
             except BaseException:
                 stack.close()
                 raise
@@ -178,12 +187,12 @@ _FILES = _OpenFiles()
 
 @dataclass(frozen=True)
 class Shard:
-    """One input file: ``index`` in the inputs, the ``spec`` it is read from, its ``name`` (the ``source`` and
-    ``input_file`` of its rows), readable ``rows``, ``rows_in`` (with the bad rows), the position of its first
-    row and its columns."""
+    """One input file: ``index`` in the inputs, the ``spec`` it is read from (a path or URI, or for a block of a
+    dataset an object reference to its table), its ``name`` (the ``source`` and ``input_file`` of its rows), readable
+    ``rows``, ``rows_in`` (with the bad rows), the position of its first row and its columns."""
 
     index: int
-    spec: str
+    spec: object
     name: str
     rows: int
     rows_in: int
@@ -279,10 +288,31 @@ def plan(
     return Plan(shards, pieces, bad_rows, reading)
 
 
+def plan_dataset(ray, dataset, name: str, piece_rows: int) -> Plan:
+    """A Ray dataset as shards: its blocks in the order ``to_arrow_refs`` gives them (the dataset's order), each
+    a shard named ``name``, cut into pieces like files."""
+    refs = dataset.to_arrow_refs()
+    describe = ray.remote(lambda table: (table.num_rows, table.schema.serialize().to_pybytes()))
+    found = ray.get([describe.remote(ref) for ref in refs])
+    shards, start = [], 0
+    for ref, (rows, schema) in zip(refs, found, strict=True):
+        if rows:
+            shards.append(Shard(len(shards), ref, name, rows, rows, start, pa.ipc.read_schema(pa.py_buffer(schema))))
+            start += rows
+    if not shards:
+        raise InputError(f"{name}: no rows")
+    for s in shards[1:]:
+        if s.schema != shards[0].schema:
+            raise InputError(f"{name}: its blocks have different columns ({s.schema} vs {shards[0].schema})")
+    step = max(1, piece_rows)
+    pieces = [Piece(s.index, a, min(a + step, s.rows)) for s in shards for a in range(0, s.rows, step)]
+    return Plan(shards, pieces, BAD_ROWS_SCHEMA.empty_table(), RowReading())
+
+
 def read_piece(shard: Shard, piece: Piece, reading: RowReading, columns: list[str] | None = None):
     """On a worker: the source (for its name and row numbers) and the piece's rows as one batch (all columns, or
     the named ones)."""
-    source = _FILES.get(shard.spec, reading)
+    source = _FILES.get(shard.spec, reading, shard.name)
     batches = list(source.batches_between(piece.start, piece.stop, max(1, piece.stop - piece.start), columns))
     schema = source.schema if columns is None else pa.schema([source.schema.field(c) for c in columns])
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks()

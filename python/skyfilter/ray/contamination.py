@@ -19,23 +19,37 @@ import pyarrow as pa
 from skyfilter.benchmarks import Benchmark
 from skyfilter.contaminate import (
     EVIDENCE_COLUMNS,
+    RESULT_COLUMNS,
     ContaminationReport,
     Matcher,
     Tally,
+    as_benchmarks,
     build_report,
     document_frequency,
     flagged_schema_of,
     read_pairs,
+    row_results,
     split_batch,
     text_columns,
     top_ngrams,
 )
-from skyfilter.io import RowReading
-from skyfilter.ray.session import ray_session
-from skyfilter.ray.shards import Outputs, Piece, PieceWorker, Shard, check_ray_outputs, plan, read_piece, run_pieces
+from skyfilter.io import InputError, RowReading
+from skyfilter.ray.session import import_ray, ray_session
+from skyfilter.ray.shards import (
+    Outputs,
+    Piece,
+    PieceWorker,
+    Shard,
+    check_ray_outputs,
+    cluster_cpus,
+    plan,
+    read_piece,
+    run_pieces,
+)
 from skyfilter.ray.shards import write_shard as _write_shard
+from skyfilter.schema import SchemaError, to_pairs
 
-__all__ = ["run"]
+__all__ = ["run", "contaminate"]
 
 
 class _Matching(PieceWorker):
@@ -136,3 +150,78 @@ def run(
                 result.to_json(),
             )
     return result
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+class _MatchRows:
+    """``map_batches`` callable over a user's dataset: the batch with :data:`RESULT_COLUMNS` added, or with
+    ``count`` the benchmark n-grams its rows hit (group, rows)."""
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1)
+        if job.get("ignore") is not None:
+            self.matcher.ignore = pa.array(job["ignore"])
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            pairs = to_pairs(
+                batch, source="dataset", layout=self.job["layout"], prompt_column=self.job["prompt_column"]
+            )
+        except SchemaError as e:
+            raise InputError(f"dataset: {e}") from None
+        result = self.matcher.match(pairs, "dataset")
+        if self.job.get("count"):
+            df = document_frequency(result, self.matcher.index.n_groups)
+            hit = np.flatnonzero(df)
+            return pa.table({"group": hit, "rows": df[hit]})
+        for name, values in row_results(self.matcher, result).items():
+            batch = batch.append_column(name, values)
+        return batch
+
+
+def contaminate(
+    dataset,
+    bench,
+    preset: str = "skywork",
+    *,
+    ngram: int | None = None,
+    threshold: float | None = None,
+    fields: str = "prompt",
+    ignore_common: int | None = None,
+    layout: str | None = None,
+    prompt_column: str | None = None,
+):
+    """A Ray dataset of pairs (any layout of :mod:`skyfilter.schema`) matched against ``bench`` (a
+    :class:`~skyfilter.benchmarks.Benchmark`, a benchmark name or file, or a list of them): the same rows with
+    :data:`~skyfilter.contaminate.RESULT_COLUMNS` added (``flagged``, ``overlap``, ``n_ngrams``, ``n_matched`` and the
+    evidence of flagged rows), lazily, as Ray datasets are; keep the clean rows with
+    ``.filter(expr="flagged == False")``. The decisions are :func:`skyfilter.contaminate.contaminate`'s.
+    ``ignore_common`` runs one pass over the dataset first to count the rows that hit each benchmark n-gram."""
+    benchmarks = as_benchmarks(bench)
+    clash = [c for c in RESULT_COLUMNS if c in dataset.schema().names]
+    if clash:
+        raise InputError(f"dataset: already has column(s) {clash}, which contaminate adds; rename them first")
+    job = {
+        "benchmarks": benchmarks, "preset": preset, "ngram": ngram, "threshold": threshold, "fields": fields,
+        "layout": layout, "prompt_column": prompt_column,
+    }  # fmt: skip
+    if ignore_common is not None:
+        ray = import_ray("skyfilter.ray.contaminate")
+        matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None)
+        df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        counts = dataset.map_batches(_MatchRows, fn_constructor_args=({**job, "count": True},), batch_format="pyarrow",
+                                     compute=_actors()).to_arrow_refs()  # fmt: skip
+        for table in ray.get(counts):
+            np.add.at(df, table.column("group").to_numpy(), table.column("rows").to_numpy())
+        matcher.ignore_common(df, ignore_common)
+        job["ignore"] = None if matcher.ignore is None else matcher.ignore.to_numpy(zero_copy_only=False)
+    return dataset.map_batches(_MatchRows, fn_constructor_args=(job,), batch_format="pyarrow", compute=_actors())
+
+
+def _actors():
+    """A pool of actors as large as the cluster's CPUs: each builds the benchmark index once."""
+    ray = import_ray("skyfilter.ray.contaminate")
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=cluster_cpus(ray))
