@@ -28,7 +28,6 @@ from skyfilter.select import SelectOptions, run_select
 
 from tests.skyfilter.cli_helpers import run_cli
 
-
 BENCH = "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl"
 
 
@@ -259,3 +258,34 @@ def test_without_ray_one_line(monkeypatch):
         EngineError, match=r"skyfilter select with --engine ray needs Ray Data: pip install 'ray\[data\]'"
     ):
         import_ray("skyfilter select")
+
+
+def test_datasets_in_and_out(ray_cluster, shared_data, uf):
+    """skyfilter.ray.contaminate and .select take a Ray dataset (here in three blocks) and return it with the
+    decision columns: the local functions' decisions, row for row."""
+    import ray
+    import skyfilter.ray as on_ray
+    from skyfilter.contaminate import RESULT_COLUMNS, contaminate
+    from skyfilter.select import REASONS, select_table
+
+    first = pajson.read_json(uf[0])
+    table = pa.concat_tables([first, pq.read_table(uf[1]).select(first.schema.names)]).combine_chunks()
+    blocks = [table.slice(0, 300), table.slice(300, 450), table.slice(750)]
+    bench = load_benchmark(str(shared_data / BENCH))
+
+    got = on_ray.contaminate(ray.data.from_arrow(blocks), bench, ignore_common=50).to_arrow_refs()
+    got = pa.concat_tables(ray.get(got))
+    want = contaminate(table, bench, ignore_common=50)
+    assert got.num_rows == table.num_rows
+    # A map does not keep the dataset's order: rows are compared in the order of their unique source_index.
+    order, want_order = (t.column("source_index").to_numpy().argsort() for t in (got, table))
+    for name in RESULT_COLUMNS:
+        assert got.column(name).take(order).equals(want.column(name).take(want_order)), name
+
+    options = SELECTIONS["margin-and-top-fraction"]
+    got = pa.concat_tables(ray.get(on_ray.select(ray.data.from_arrow(blocks), options, piece_rows=200).to_arrow_refs()))
+    selection = select_table(table, options)
+    order = got.column("source_index").to_numpy().argsort()
+    want_reasons = [REASONS[c] for c in selection.decisions.reason[want_order]]
+    assert got.column("reason").take(order).to_pylist() == want_reasons
+    assert "top_fraction" in want_reasons and "kept" in want_reasons

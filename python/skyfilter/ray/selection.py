@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from skyfilter import _core
 from skyfilter.io import InputError, RowReading
-from skyfilter.ray.session import ray_session
+from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     USER_ERRORS,
     Outputs,
@@ -37,6 +37,7 @@ from skyfilter.ray.shards import (
     check_ray_outputs,
     map_pieces,
     plan,
+    plan_dataset,
     read_piece,
     run_pieces,
     write_shard,
@@ -59,7 +60,7 @@ from skyfilter.select import (
     unknown_groups,
 )
 
-__all__ = ["run"]
+__all__ = ["run", "select"]
 
 # Group keys through the shuffle: a value, or null (a value cannot be told from null otherwise).
 _NULL = "n"
@@ -149,21 +150,26 @@ def _cut(rows: pa.Table, fractions: dict[str, float]) -> pa.Table:
     )
 
 
+def _decide(job: dict, shard: Shard, piece: Piece):
+    """The piece's rows and their final codes: the row rules, then each group's cut."""
+    source, batch, codes, adjusted, keys = _rules(job, shard, piece, None)
+    positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
+    if job["options"].ranked:
+        for i in np.flatnonzero(codes == KEPT):
+            rows, kept, score, pos = job["cuts"][keys[i]]
+            if kept == rows:
+                continue
+            if kept == 0 or adjusted[i] < score or (adjusted[i] == score and positions[i] > pos):
+                codes[i] = TOP
+    return source, batch, codes, adjusted, keys
+
+
 class _Selecting(PieceWorker):
-    """Writing pass: the row rules again, the cuts, the piece's kept and dropped shards; counts per group come back."""
+    """Writing pass: the piece's kept and dropped shards; counts per group come back."""
 
     def process(self, shard: Shard, piece: Piece):
         job = self.job
-        options: SelectOptions = job["options"]
-        source, batch, codes, adjusted, keys = _rules(job, shard, piece, None)
-        positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
-        if options.ranked:
-            for i in np.flatnonzero(codes == KEPT):
-                rows, kept, score, pos = job["cuts"][keys[i]]
-                if kept == rows:
-                    continue
-                if kept == 0 or adjusted[i] < score or (adjusted[i] == score and positions[i] > pos):
-                    codes[i] = TOP
+        source, batch, codes, adjusted, keys = _decide(job, shard, piece)
         keep = codes == KEPT
         if job["folders"]["out"] is not None:
             write_shard(job["folders"]["out"], piece, batch.filter(pa.array(keep)))
@@ -263,3 +269,46 @@ def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]
     for name in names:  # a group whose rows all fail the row rules ranks nothing
         cuts.setdefault(_key(name), (0, 0, None, None))
     return names, cuts
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+class _SelectRows:
+    """Over the pieces of a user's dataset: each piece's rows with ``reason`` and ``adjusted_score`` added."""
+
+    def __init__(self, job: dict):
+        self.job = job
+
+    def __call__(self, items: dict) -> pa.Table:
+        parts = []
+        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
+            piece = Piece(int(file), int(start), int(stop))
+            _, batch, codes, adjusted, _ = _decide(self.job, self.job["shards"][piece.file], piece)
+            reasons = pa.array(np.array(REASONS, dtype=object)[codes], pa.string())
+            scores = pa.array(adjusted, mask=np.isnan(adjusted), type=pa.float64())
+            parts.append(pa.Table.from_batches([batch]).append_column("reason", reasons).append_column(
+                "adjusted_score", scores))  # fmt: skip
+        return pa.concat_tables(parts)
+
+
+def select(dataset, options: SelectOptions, *, layout: str | None = None, piece_rows: int = 65_536):
+    """A Ray dataset of pairs selected by ``options`` (:class:`~skyfilter.select.SelectOptions`): the same rows with
+    ``reason`` (``kept`` or the rule that drops the row) and ``adjusted_score`` added; keep the selection with
+    ``.filter(expr="reason == 'kept'")``. The decisions are :func:`skyfilter.select.select_table`'s on the dataset's
+    rows in order (ties in a top fraction go to the earlier row): the dataset is materialized for its row order
+    (set ``DataContext.get_current().execution_options.preserve_order = True`` for an order that does not change
+    between runs), and the result comes back materialized too."""
+    ray = import_ray("skyfilter.ray.select")
+    clash = [c for c in ("reason", "adjusted_score") if c in dataset.schema().names]
+    if clash:
+        raise InputError(f"dataset: already has column(s) {clash}, which select adds; rename them first")
+    the_plan = plan_dataset(ray, dataset, "dataset", piece_rows)
+    job = {
+        "shards": the_plan.shards,
+        "reading": the_plan.reading,
+        "options": options,
+        "columns": needed_columns(the_plan.shards[0], options, layout),
+    }
+    job["names"], job["cuts"] = _rank(ray, the_plan, job)
+    return map_pieces(ray, the_plan, _SelectRows, job).materialize()
