@@ -439,7 +439,8 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
 )
 @click.option("--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS).")
 @click.option("--quiet", "-q", is_flag=True, help="No step lines.")
-def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threads, quiet) -> None:
+@engine_options
+def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threads, quiet, engine, ray_address) -> None:
     """Build a curated preference set from a recipe: convert, dedup, select, decontaminate.
 
     Sources come from the Hugging Face hub (datasets.load_dataset), or from local copies (--data-dir), or from
@@ -458,6 +459,7 @@ def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threa
         run_curate(
             load_recipe(recipe), out, sample=sample, data_dir=data_dir, bench=list(bench_files) or None,
             threads=threads, plots=not no_plots, bad_rows=bad_rows, log=(lambda _: None) if quiet else None,
+            engine=engine, ray_address=ray_address,
         )  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

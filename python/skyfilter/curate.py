@@ -25,6 +25,7 @@ Written to the output folder (which must not exist; everything appears at once, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -33,8 +34,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -289,12 +292,12 @@ class _Pool:
         )  # fmt: skip
 
 
-def _dedup(pool: _Pool, recipe: Recipe, threads: int) -> None:
+def _dedup(pool: _Pool, recipe: Recipe, threads: int, steps) -> None:
     step = recipe.dedup
     alive = np.flatnonzero(pool.alive)
     pairs = pool.rows(alive)
     options = DedupOptions(key=step.key, near=step.near, threshold=step.threshold, conflicts=step.conflicts)
-    decisions = dedup_pairs(pairs, options, threads, "pool")
+    decisions = steps.dedup_pairs(pairs, options, threads, "pool")
     gone = np.flatnonzero(decisions.reason != 0)
     other = alive[decisions.other[gone]]
     source_rows = pool.pairs.column("source_row").to_numpy()
@@ -310,15 +313,15 @@ def _rows_of(pool: _Pool, sources: tuple[str, ...]) -> np.ndarray:
     return np.flatnonzero(pool.alive & np.isin(pool.sources, list(sources)))
 
 
-def _select_magpie(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+def _select_magpie(pool: _Pool, recipe: Recipe, threads: int, steps) -> dict:
     rule = recipe.magpie
     rows = _rows_of(pool, rule.sources)
     options = SelectOptions(
         score="score", group_by="category", fractions=rule.fractions, default_fraction=rule.default_fraction,
         offset_by="generator" if rule.offsets else None, offsets=rule.offsets, missing="drop",
     )  # fmt: skip
-    selection = select_table(pool.rows(rows, ["score", "category", "generator"]), options, threads=threads,
-                             name="magpie")  # fmt: skip
+    selection = steps.select_table(pool.rows(rows, ["score", "category", "generator"]), options, threads=threads,
+                                   name="magpie")  # fmt: skip
     codes = selection.decisions.reason
     gone = codes != 0
     reasons = np.array(SELECT_REASONS, dtype=object)[codes[gone]]
@@ -351,7 +354,7 @@ def _rm_scores(path: str, pairs: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return values[:, 0], values[:, 1]
 
 
-def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int, steps) -> dict:
     rule = recipe.wildguardmix
     rows = _rows_of(pool, rule.sources)
     if rule.reading in ("adversarial", "both"):
@@ -363,7 +366,7 @@ def _select_wildguard(pool: _Pool, recipe: Recipe, threads: int) -> dict:
         chosen, rejected = _rm_scores(rule.scores, pool.rows(rows, ["source", "source_row"]))
         table = pa.table({"rm_chosen": chosen, "rm_rejected": rejected})
         options = SelectOptions(rm_chosen="rm_chosen", rm_rejected="rm_rejected")
-        selection = select_table(table, options, threads=threads, name="wildguardmix")
+        selection = steps.select_table(table, options, threads=threads, name="wildguardmix")
         codes = selection.decisions.reason
         pool.drop("select", rows[codes != 0], np.array(SELECT_REASONS, dtype=object)[codes[codes != 0]])
     return {"wildguardmix": {"reading": rule.reading, "scores": rule.scores}}
@@ -377,14 +380,14 @@ def _benchmarks(specs: list[str]) -> list[Benchmark]:
         raise CurateError(f"decontaminate: {e}") from None
 
 
-def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[Benchmark], threads: int) -> dict:
+def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[Benchmark], threads: int, steps) -> dict:
     step = recipe.decontaminate
     done = {"benchmarks": [f"{b.name} ({len(b.prompts):,} prompts)" for b in benches], "preset": step.preset}
     rows = np.flatnonzero(pool.alive) if step.sources is None else _rows_of(pool, step.sources)
     if not len(rows):
         return done
     prompts = pool.rows(rows, ["prompt"])
-    result = contaminate(prompts, benches, step.preset, prompt_column="prompt", threads=threads)
+    result = steps.contaminate(prompts, benches, step.preset, prompt_column="prompt", threads=threads)
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     names, bench_rows = result.column("bench_name").to_pylist(), result.column("bench_row").to_pylist()
     grams = result.column("matched_ngram").to_pylist()
@@ -455,12 +458,12 @@ def _convert(
     return converted, files
 
 
-def _select(pool: _Pool, recipe: Recipe, threads: int) -> dict:
+def _select(pool: _Pool, recipe: Recipe, threads: int, steps) -> dict:
     done = {}
     if recipe.magpie is not None:
-        done |= _select_magpie(pool, recipe, threads)
+        done |= _select_magpie(pool, recipe, threads, steps)
     if recipe.wildguardmix is not None:
-        done |= _select_wildguard(pool, recipe, threads)
+        done |= _select_wildguard(pool, recipe, threads, steps)
     return done
 
 
@@ -524,6 +527,19 @@ def _write(
     return kept
 
 
+@contextlib.contextmanager
+def _kernels(engine: str, address: str | None) -> Iterator:
+    """The functions the steps call: the local ones, or their ray engine twins connected for the block."""
+    if engine == "local":
+        yield SimpleNamespace(dedup_pairs=dedup_pairs, select_table=select_table, contaminate=contaminate)
+        return
+    from skyfilter.ray.curation import RaySteps
+    from skyfilter.ray.session import ray_session
+
+    with ray_session(address, command="skyfilter curate") as ray:
+        yield RaySteps(ray)
+
+
 def run_curate(
     recipe: Recipe,
     out: str | os.PathLike,
@@ -535,12 +551,16 @@ def run_curate(
     plots: bool = True,
     bad_rows: str | os.PathLike | None = None,
     log=None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Manifest:
     """Runs ``recipe`` into the new folder ``out``. ``sample``: the project's synthetic rows for every source (and
     the shipped demo benchmark for the hub benchmarks), offline. ``data_dir``: a folder with ``<source name>.parquet``
     (or .jsonl, .jsonl.gz, .json, .arrow) files, read instead of the hub. ``bench`` replaces the recipe's
     benchmarks (names or files). Rows of local files that cannot be read stop the run, or with ``bad_rows`` go to that
-    file (counted per source in the convert step). ``log`` gets one line per step (default: standard error)."""
+    file (counted per source in the convert step). ``log`` gets one line per step (default: standard error).
+    ``engine="ray"`` runs dedup, select and decontaminate on a Ray cluster (``ray_address``, see
+    :mod:`skyfilter.ray.curation`), with the same decisions."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     target = Path(out)
     data_dir = Path(data_dir) if data_dir is not None else None
@@ -558,7 +578,7 @@ def run_curate(
         benches = [demo_file("demo_bench.jsonl") if b in HUB_BENCHMARKS else b for b in benches]
     benchmarks = _benchmarks(benches) if recipe.decontaminate is not None else []
     manifest = Manifest(
-        tool={"name": "skyfilter", "version": _core.__version__},
+        tool={"name": "skyfilter", "version": _core.__version__, "engine": engine},
         recipe={
             "name": recipe.name,
             "path": recipe.path,
@@ -574,19 +594,20 @@ def run_curate(
     pool = _Pool(pa.concat_tables([converted[n].pairs for n in names]))
     steps = []
     if recipe.dedup is not None:
-        steps.append(("dedup", lambda: _dedup(pool, recipe, threads)))
+        steps.append(("dedup", lambda: _dedup(pool, recipe, threads, kernels)))
     if recipe.magpie is not None or recipe.wildguardmix is not None:
-        steps.append(("select", lambda: _select(pool, recipe, threads)))
+        steps.append(("select", lambda: _select(pool, recipe, threads, kernels)))
     if recipe.decontaminate is not None:
-        steps.append(("decontaminate", lambda: _decontaminate(pool, recipe, benchmarks, threads)))
-    for step, work in steps:
-        start, before = time.perf_counter(), pool.alive.copy()
-        extra = work() or {}
-        manifest.steps.append({
-            "step": step, "unit": "pairs", "rows_in": int(before.sum()), "rows_out": int(pool.alive.sum()),
-            "seconds": round(time.perf_counter() - start, 3), "sources": pool.counts(step, before, names), **extra,
-        })  # fmt: skip
-        say(f"{step:<13} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
+        steps.append(("decontaminate", lambda: _decontaminate(pool, recipe, benchmarks, threads, kernels)))
+    with _kernels(engine, ray_address) as kernels:
+        for step, work in steps:
+            start, before = time.perf_counter(), pool.alive.copy()
+            extra = work() or {}
+            manifest.steps.append({
+                "step": step, "unit": "pairs", "rows_in": int(before.sum()), "rows_out": int(pool.alive.sum()),
+                "seconds": round(time.perf_counter() - start, 3), "sources": pool.counts(step, before, names), **extra,
+            })  # fmt: skip
+            say(f"{step:<13} {int(before.sum()):,} pairs -> {int(pool.alive.sum()):,}")
     with AtomicWriters({"bad_rows": bad_rows}) as writers:  # renamed into place after the folder
         bad = write_bad_rows(writers, "bad_rows", files)
         if bad:

@@ -455,7 +455,7 @@ def evidence(decisions: Decisions, name: str, input_rows: np.ndarray, at: int, d
     ]
 
 
-def _report(decisions: Decisions, sources: list[Source], options: SelectOptions) -> SelectReport:
+def report_of_decisions(decisions: Decisions, sources: list[Source], options: SelectOptions) -> SelectReport:
     reason, group = decisions.reason, decisions.group.astype(np.int64)
     kept = reason == KEPT
     n_groups, n_reasons = len(decisions.group_names), len(REASONS)
@@ -556,7 +556,7 @@ def run_select(
                     columns = [*take_batch(batch, drop, schema).columns, *added]
                     writers.write("dropped", pa.RecordBatch.from_arrays(columns, schema=dropped_schema))
                 at += batch.num_rows
-        result = _report(decisions, sources, options)
+        result = report_of_decisions(decisions, sources, options)
         result.rows, result.bad_rows = result.rows + bad, bad
         result.outputs = {"out": out, "dropped": dropped, "bad_rows": bad_rows, "report": report}
         if report is not None:
@@ -616,4 +616,4 @@ def select_table(
     """Selection over an in-memory table (``name`` stands for it in messages and the report), in one batch."""
     source = table_source(name, table)
     decisions = _decide([source], options, layout, worker_threads(threads), max(table.num_rows, 1), False)
-    return Selection(table, decisions, _report(decisions, [source], options), name)
+    return Selection(table, decisions, report_of_decisions(decisions, [source], options), name)
