@@ -60,8 +60,8 @@ ENGINE_OPTIONS = (
         type=click.Choice(["local", "ray"]),
         default="local",
         show_default=True,
-        help="local: this machine. ray: a Ray cluster (Ray Data), the same decisions; INPUT may be folders, globs and "
-        "URIs (s3://, gs://, hdfs://), and each data output is a folder of parquet shards (part-00000.parquet, ...).",
+        help="local: this machine. ray: a Ray cluster (Ray Data) with the same decisions; inputs may then be folders, "
+        "globs and URIs (s3://, gs://, hdfs://). See docs/scale.md.",
     ),
     click.option(
         "--ray-address",

@@ -289,3 +289,23 @@ def test_datasets_in_and_out(ray_cluster, shared_data, uf):
     want_reasons = [REASONS[c] for c in selection.decisions.reason[want_order]]
     assert got.column("reason").take(order).to_pylist() == want_reasons
     assert "top_fraction" in want_reasons and "kept" in want_reasons
+
+
+def test_curate_sample_same_as_local(ray_cluster, tmp_path):
+    """`skyfilter curate --sample --engine ray`: the same curated set, dropped rows and per-step counts."""
+    outs = {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / engine
+        args = ["curate", "--recipe", "skywork-80k-v0.2", "--sample", "--no-plots", "-q", "--out", outs[engine]]
+        code, text = run_cli(*args, "--engine", engine)
+        assert code == 0, text
+    for name in ("data/train-00000-of-00001.parquet", "dropped.parquet"):
+        assert pq.read_table(outs["ray"] / name).equals(pq.read_table(outs["local"] / name)), name
+
+    def steps(engine: str) -> list[dict]:
+        manifest = json.loads((outs[engine] / "manifest.json").read_text())
+        assert manifest["tool"]["engine"] == engine
+        return [{k: v for k, v in step.items() if k != "seconds"} for step in manifest["steps"]]
+
+    assert steps("ray") == steps("local")
+    assert [s["step"] for s in steps("ray")] == ["convert", "dedup", "select", "decontaminate"]
