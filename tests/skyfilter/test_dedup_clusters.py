@@ -224,7 +224,7 @@ def test_bucket_and_component_inputs_are_checked():
         near.bucket_clusters(pa.array([7], pa.uint64()), pa.array([1], pa.uint32()))
     with pytest.raises(_core.SkyfilterError, match="one key per row"):
         near.bucket_clusters(pa.array([7, 8], pa.uint64()), pa.array([0], pa.uint32()))
-    with pytest.raises(_core.SkyfilterError, match="keys must be a non-null uint64 array"):
+    with pytest.raises(_core.SkyfilterError, match="keys must be a non-null UInt64 array, got Int64"):
         near.bucket_clusters(pa.array([7], pa.int64()), pa.array([0], pa.uint32()))
     with pytest.raises(_core.SkyfilterError, match="as many left ends"):
         _core.components(pa.array([1], pa.uint64()), pa.array([], pa.uint64()))
