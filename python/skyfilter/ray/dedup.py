@@ -128,12 +128,11 @@ def _hash_piece(shard: Shard, piece: Piece, job: dict) -> pa.Table:
     source, batch = read_piece(shard, piece, job["reading"])
     hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
     hashed = hash_batch(source, piece.start, batch, options, job["reading"].layout, hasher, 1)
-    prompt, chosen, rejected = hashed.keys
     start = shard.start + piece.start
     columns = [
         pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64)),
         *(pa.FixedSizeBinaryArray.from_buffers(_KEY, len(k), [None, pa.py_buffer(k.tobytes())]) for k in hashed.keys),
-        pa.array(_key_group(prompt, job["groups"])),
+        pa.array(_key_group(hashed.keys[0], job["groups"])),
     ]
     if hashed.scores is not None:
         columns.append(pa.array(hashed.scores, type=pa.float64()))
@@ -177,8 +176,7 @@ def _hash(ray, the_plan: Plan, job: dict):
 
 def _collect(dataset, schema: pa.Schema) -> pa.Table:
     """A dataset's rows on the driver, as one Arrow table (no rows: an empty table with ``schema``)."""
-    tables = [b for b in dataset.iter_batches(batch_format="pyarrow", batch_size=None) if b.num_rows]
-    return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+    return _concat(list(dataset.iter_batches(batch_format="pyarrow", batch_size=None)), schema)
 
 
 def _split(block: pa.Table, mapper, kwargs: dict, groups: int) -> list[pa.Table]:
@@ -187,8 +185,8 @@ def _split(block: pa.Table, mapper, kwargs: dict, groups: int) -> list[pa.Table]
     group = table["group"].to_numpy()
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(groups + 1))
-    table = table.take(pa.array(order))
-    parts = [table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    # Each part taken apart (not a slice of one table), so that each object holds its own rows only.
+    parts = [table.take(pa.array(order[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return parts if groups > 1 else parts[0]
 
 
@@ -209,6 +207,7 @@ def _shuffle(ray, blocks: list, mapper, reducer, groups: int, mapper_kwargs: dic
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The tables with rows as one table (none: an empty table with ``schema``)."""
     tables = [t for t in tables if t.num_rows]
     return pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
 

@@ -127,14 +127,18 @@ impl NearDedup {
     /// The LSH band keys of the rows with tokens among `signatures` (not added): `(keys, rows)`, a uint64 key and
     /// the uint32 row (index in `signatures`) for each band of each such row, the keys `clusters` buckets by.
     fn band_keys(&self, py: Python<'_>, signatures: PyArray) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        let values = signature_values(&signatures, self.inner.num_perm())?;
-        let inner = &self.inner;
-        let keys = guarded(|| py.detach(|| inner.signature_band_keys(values.values())).map_err(to_py))?;
-        let (keys, rows): (Vec<u64>, Vec<u32>) = keys.into_iter().unzip();
-        Ok((
-            to_pyarrow(py, Arc::new(UInt64Array::from(keys)))?,
-            to_pyarrow(py, Arc::new(UInt32Array::from(rows)))?,
-        ))
+        guarded(|| {
+            let values = signature_values(&signatures, self.inner.num_perm())?;
+            let inner = &self.inner;
+            let keys = py
+                .detach(|| inner.signature_band_keys(values.values()))
+                .map_err(to_py)?;
+            let (keys, rows): (Vec<u64>, Vec<u32>) = keys.into_iter().unzip();
+            Ok((
+                to_pyarrow(py, Arc::new(UInt64Array::from(keys)))?,
+                to_pyarrow(py, Arc::new(UInt32Array::from(rows)))?,
+            ))
+        })
     }
 
     /// The cluster of every row added, joining only candidates that share a bucket among the entries
@@ -142,29 +146,26 @@ impl NearDedup {
     /// uint32 row indices of the clusters' first rows. The union of the clusters over disjoint sets of buckets
     /// is `clusters()` over all of them.
     fn bucket_clusters(&self, py: Python<'_>, keys: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
-        let keys = non_null::<UInt64Type>(&keys, "keys", &DataType::UInt64)?;
-        let rows = non_null::<UInt32Type>(&rows, "rows", &DataType::UInt32)?;
-        if keys.len() != rows.len() {
-            return Err(SkyfilterError::new_err(format!(
-                "{} keys for {} rows: give one key per row",
-                keys.len(),
-                rows.len()
-            )));
-        }
-        let inner = &self.inner;
-        let clusters = guarded(|| {
-            py.detach(|| {
-                let entries: Vec<(u64, u32)> = keys
-                    .values()
-                    .iter()
-                    .copied()
-                    .zip(rows.values().iter().copied())
-                    .collect();
-                inner.bucket_clusters(&entries)
-            })
-            .map_err(to_py)
-        })?;
-        to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
+        guarded(|| {
+            let keys = non_null::<UInt64Type>(&keys, "keys", &DataType::UInt64)?;
+            let rows = non_null::<UInt32Type>(&rows, "rows", &DataType::UInt32)?;
+            if keys.len() != rows.len() {
+                return Err(SkyfilterError::new_err(format!(
+                    "{} keys for {} rows: give one key per row",
+                    keys.len(),
+                    rows.len()
+                )));
+            }
+            let inner = &self.inner;
+            let entries: Vec<(u64, u32)> = keys
+                .values()
+                .iter()
+                .copied()
+                .zip(rows.values().iter().copied())
+                .collect();
+            let clusters = py.detach(|| inner.bucket_clusters(&entries)).map_err(to_py)?;
+            to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
+        })
     }
 
     /// The cluster of every row added so far (the 0-based index of the cluster's first row), as uint32.
@@ -179,16 +180,17 @@ impl NearDedup {
 /// `(nodes, roots)`, each node once in ascending order and the smallest node of its component.
 #[pyfunction]
 pub fn components(py: Python<'_>, left: PyArray, right: PyArray) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    let left = non_null::<UInt64Type>(&left, "left", &DataType::UInt64)?;
-    let right = non_null::<UInt64Type>(&right, "right", &DataType::UInt64)?;
-    let (nodes, roots) = guarded(|| {
-        py.detach(|| dedup::components(left.values(), right.values()))
-            .map_err(to_py)
-    })?;
-    Ok((
-        to_pyarrow(py, Arc::new(UInt64Array::from(nodes)))?,
-        to_pyarrow(py, Arc::new(UInt64Array::from(roots)))?,
-    ))
+    guarded(|| {
+        let left = non_null::<UInt64Type>(&left, "left", &DataType::UInt64)?;
+        let right = non_null::<UInt64Type>(&right, "right", &DataType::UInt64)?;
+        let (nodes, roots) = py
+            .detach(|| dedup::components(left.values(), right.values()))
+            .map_err(to_py)?;
+        Ok((
+            to_pyarrow(py, Arc::new(UInt64Array::from(nodes)))?,
+            to_pyarrow(py, Arc::new(UInt64Array::from(roots)))?,
+        ))
+    })
 }
 
 /// The values of `fixed_size_list<uint32>[num_perm]` signatures without nulls, one signature after the other.
