@@ -124,6 +124,10 @@ def test_exact_duplicates_conflicts_scores_and_bad_rows_as_the_local_engine(shar
     ]
     report = assert_same_as_local(inputs, DedupOptions(score_column="score"), tmp_path, [120], bad_rows=True)
     assert report["conflicting_rows"] > 0 and report["bad_rows"] == 1
+    # Rows of b.jsonl after its bad row (input row 50) are named by their input rows, as duplicates too.
+    evidence = pq.read_table(tmp_path / "local" / "dropped.parquet").to_pydict()
+    named = zip(evidence["duplicate_of_file"], evidence["duplicate_of_row"], strict=True)
+    assert any(f == "b.jsonl" and r is not None and r > 50 for f, r in named)
     assert min(report["dropped"].values()) > 0
 
 
