@@ -71,6 +71,16 @@ class NearDedup:
         """Signatures from ``MinHasher.signatures``: ``fixed_size_list<uint32>[num_perm]`` without nulls."""
     def clusters(self) -> pa.UInt32Array:
         """Per row added, the index of its cluster's first row."""
+    def band_keys(self, signatures: Any) -> tuple[pa.UInt64Array, pa.UInt32Array]:
+        """The LSH band keys (uint64) and rows (uint32, index in ``signatures``) of the rows with tokens among
+        ``signatures`` (not added), one per band: the keys ``clusters`` buckets rows by."""
+    def bucket_clusters(self, keys: Any, rows: Any) -> pa.UInt32Array:
+        """Per row added, its cluster's first row, joining only candidates that share a bucket among the entries
+        (``keys[i]``, ``rows[i]``), each bucket given whole."""
+
+def components(left: Any, right: Any) -> tuple[pa.UInt64Array, pa.UInt64Array]:
+    """The connected components of the edges (``left[i]``, ``right[i]``) over uint64 nodes: the nodes, ascending,
+    and the smallest node of each one's component."""
 
 # ---- select -----------------------------------------------------------------------------------------
 

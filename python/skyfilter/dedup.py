@@ -51,6 +51,13 @@ __all__ = [
     "DedupReport",
     "lsh_params",
     "dedup_decisions",
+    "near_duplicates",
+    "ranking",
+    "build_report",
+    "evidence_columns",
+    "hash_batch",
+    "HashedBatch",
+    "output_schemas",
     "dedup_pairs",
     "run_dedup",
     "REASONS",
@@ -178,7 +185,7 @@ def dedup_decisions(
     reason = np.zeros(n, dtype=np.int8)
     other = np.full(n, -1, dtype=np.int64)
     if scores is not None:
-        scores = np.where(np.isnan(scores), -np.inf, scores)
+        scores = ranking(scores)
 
     # 1. Conflicts: one prompt and one unordered pair of responses, preferred both ways.
     c_hi, c_lo = _split_keys(chosen_keys)
@@ -214,11 +221,25 @@ def dedup_decisions(
     # 3. Near duplicates among the exact representatives.
     cluster_id = clusters.astype(np.int64) if clusters is not None else rows.copy()
     if clusters is not None:
-        rep = _representatives(cluster_id, alive, scores)
-        near = alive & (rep != rows)
+        near, rep = near_duplicates(cluster_id, alive, scores)
         reason[near] = NEAR
         other[near] = rep[near]
     return Decisions(reason, other, cluster_id, conflict)
+
+
+def near_duplicates(
+    clusters: np.ndarray, alive: np.ndarray, scores: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3 of :func:`dedup_decisions` over rows in input order: which rows still in (``alive``) are near
+    duplicates, and the row kept from each one's cluster (indices into these rows). ``scores`` as
+    :func:`ranking` makes them, or None."""
+    rep = _representatives(clusters, alive, scores)
+    return alive & (rep != np.arange(len(clusters))), rep
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """Scores as the representatives are chosen by: NaN (a null score) ranks below every number."""
+    return np.where(np.isnan(scores), -np.inf, scores)
 
 
 @dataclass
@@ -255,6 +276,51 @@ def _keys(
         row = input_rows[text_row(e.args[1], bounds)]
         raise InputError(f"{where}: row {row}: text is not valid UTF-8") from None
     return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
+
+
+@dataclass
+class HashedBatch:
+    """What the first pass takes from a batch: the keys of each row (prompt, chosen, rejected), its signature
+    (``fixed_size_list<uint32>``, with near-duplicate detection), its score (with a score column) and its
+    ``source``."""
+
+    keys: tuple[np.ndarray, np.ndarray, np.ndarray]
+    signatures: pa.FixedSizeListArray | None
+    scores: np.ndarray | None
+    sources: pa.ChunkedArray
+
+
+def hash_batch(
+    source: Source,
+    offset: int,
+    batch: pa.RecordBatch,
+    options: DedupOptions,
+    layout: str | None,
+    hasher: _core.MinHasher | None,
+    threads: int,
+) -> HashedBatch:
+    """The first pass over one batch of a source (its rows from ``offset``): keys, signatures (with a ``hasher``)
+    and scores; a batch that cannot be read as the layout, or invalid UTF-8, is an :class:`InputError`."""
+    try:
+        layout_columns = resolve_layout(batch.schema, layout, source.name).columns
+    except SchemaError as e:
+        raise InputError(str(e)) from None  # the message names the input
+    try:
+        pairs = to_pairs(batch, source=source.name, layout=layout)
+    except SchemaError as e:
+        raise InputError(f"{source.name}: {e}") from None
+    input_rows = source.input_rows(np.arange(offset, offset + batch.num_rows))
+    # Every text is checked (and keyed) here first, so the signatures below never meet invalid UTF-8.
+    prompt, chosen, rejected = (
+        _keys(pairs, column, options.lowercase, threads, f"{source.name}, column {input_column}", input_rows)
+        for column, input_column in zip(("prompt", "chosen", "rejected"), layout_columns, strict=True)
+    )
+    signatures = None
+    if hasher is not None:
+        texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
+        signatures = hasher.signatures(texts, bounds, threads=threads)
+    scores = _scores(source, batch, options.score_column) if options.score_column is not None else None
+    return HashedBatch((prompt, chosen, rejected), signatures, scores, pairs.column("source"))
 
 
 def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = None, where: str = "pairs") -> Decisions:
@@ -311,25 +377,14 @@ def run_dedup(
     scores: list[np.ndarray] = []
     source_names: list[pa.ChunkedArray] = []
     for s, offset, batch in iter_batches(sources, batch_rows, "hashing", progress):
-        try:
-            layout_columns = resolve_layout(batch.schema, layout, s.name).columns
-        except SchemaError as e:
-            raise InputError(str(e)) from None  # the message names the input
-        try:
-            pairs = to_pairs(batch, source=s.name, layout=layout)
-        except SchemaError as e:
-            raise InputError(f"{s.name}: {e}") from None
-        input_rows = s.input_rows(np.arange(offset, offset + batch.num_rows))
-        # Every text is checked (and keyed) here first, so the signatures below never meet invalid UTF-8.
-        for column, input_column in zip(keys, layout_columns, strict=True):
-            where = f"{s.name}, column {input_column}"
-            keys[column].append(_keys(pairs, column, options.lowercase, threads, where, input_rows))
-        if hasher is not None and near is not None:
-            texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
-            near.add(hasher.signatures(texts, bounds, threads=threads))
-        if options.score_column is not None:
-            scores.append(_scores(s, batch, options.score_column))
-        source_names.append(pairs.column("source"))
+        hashed = hash_batch(s, offset, batch, options, layout, hasher, threads)
+        for column, column_keys in zip(keys, hashed.keys, strict=True):
+            keys[column].append(column_keys)
+        if near is not None and hashed.signatures is not None:
+            near.add(hashed.signatures)
+        if hashed.scores is not None:
+            scores.append(hashed.scores)
+        source_names.append(hashed.sources)
 
     def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -344,8 +399,7 @@ def run_dedup(
     )
     starts = np.cumsum([0] + [s.num_rows for s in sources])
     schema = sources[0].schema
-    kept_schema = schema.append(pa.field("cluster_id", pa.int64()))
-    dropped_schema = pa.schema([*schema, *_DROPPED_FIELDS])
+    kept_schema, dropped_schema = output_schemas(schema)
     with AtomicWriters({"out": out, "dropped": dropped, "bad_rows": bad_rows}) as writers:
         writers.set_schema("out", kept_schema)
         writers.set_schema("dropped", dropped_schema)
@@ -384,6 +438,12 @@ _DROPPED_FIELDS = (
 assert tuple(f.name for f in _DROPPED_FIELDS) == ADDED_COLUMNS
 
 
+def output_schemas(schema: pa.Schema) -> tuple[pa.Schema, pa.Schema]:
+    """The columns of the kept rows (the input's and ``cluster_id``) and of the dropped rows (:data:`ADDED_COLUMNS`
+    added)."""
+    return schema.append(pa.field("cluster_id", pa.int64())), pa.schema([*schema, *_DROPPED_FIELDS])
+
+
 def _dropped_evidence(decisions: Decisions, rows: np.ndarray, sources: list[Source], starts: np.ndarray) -> list:
     """The added columns for the given global rows (all dropped)."""
     names = np.array([s.name for s in sources], dtype=object)
@@ -399,32 +459,72 @@ def _dropped_evidence(decisions: Decisions, rows: np.ndarray, sources: list[Sour
             out[mine] = source.input_rows(out[mine])
         return out
 
+    return evidence_columns(
+        names[own_file],
+        input_rows(own_file, rows),
+        decisions.reason[rows],
+        names[other_file],
+        input_rows(other_file, np.maximum(other, 0)),
+        other < 0,
+        decisions.cluster_id[rows],
+    )
+
+
+def evidence_columns(
+    files: np.ndarray,
+    input_rows: np.ndarray,
+    reason: np.ndarray,
+    other_files: np.ndarray,
+    other_rows: np.ndarray,
+    no_other: np.ndarray,
+    cluster_id: np.ndarray,
+) -> list[pa.Array]:
+    """The added columns of dropped rows (:data:`ADDED_COLUMNS`): their file names and input rows, reason codes,
+    the file and input row of the row each duplicates (null where ``no_other``) and their clusters."""
     return [
-        pa.array(names[own_file], type=pa.string()),
-        pa.array(input_rows(own_file, rows), type=pa.int64()),
-        pa.array(np.array(REASONS, dtype=object)[decisions.reason[rows]], type=pa.string()),
-        pa.array(names[other_file], mask=other < 0, type=pa.string()),
-        pa.array(input_rows(other_file, np.maximum(other, 0)), mask=other < 0, type=pa.int64()),
-        pa.array(decisions.cluster_id[rows], type=pa.int64()),
+        pa.array(files, type=pa.string()),
+        pa.array(input_rows, type=pa.int64()),
+        pa.array(np.array(REASONS, dtype=object)[reason], type=pa.string()),
+        pa.array(other_files, mask=no_other, type=pa.string()),
+        pa.array(other_rows, mask=no_other, type=pa.int64()),
+        pa.array(cluster_id, type=pa.int64()),
     ]
 
 
 def _report(
     decisions: Decisions, source_names: list, sources: list[Source], options: DedupOptions, lsh: tuple[int, int]
 ) -> DedupReport:
-    reason = decisions.reason
     per_source: dict[str, Counter] = {}
     names = pa.chunked_array([c for chunk in source_names for c in chunk.chunks], type=pa.string())
-    for name, code in zip(names.to_pylist(), reason.tolist(), strict=True):
+    for name, code in zip(names.to_pylist(), decisions.reason.tolist(), strict=True):
         per_source.setdefault(name, Counter())[REASONS[code]] += 1
-    sizes = np.bincount(decisions.cluster_id) if len(reason) else np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(decisions.cluster_id) if len(decisions.reason) else np.zeros(0, dtype=np.int64)
+    several = sizes[sizes > 1]
+    return build_report(per_source, int(decisions.conflict.sum()), several, [s.name for s in sources], options, lsh)
+
+
+def build_report(
+    per_source: dict[str, Counter],
+    conflicting_rows: int,
+    cluster_sizes: np.ndarray,
+    inputs: list[str],
+    options: DedupOptions,
+    lsh: tuple[int, int],
+) -> DedupReport:
+    """The report of a run from the rows of each ``source`` column value per reason (names of :data:`REASONS`),
+    the number of conflicting rows and the sizes of the clusters of several rows (bad rows not yet counted)."""
+    rows = sum(sum(c.values()) for c in per_source.values())
+    dropped = {r: sum(c[r] for c in per_source.values()) for r in REASONS if r != "kept"}
     return DedupReport(
         method={**asdict(options), "bands": lsh[0], "rows_per_band": lsh[1]},
-        inputs=[s.name for s in sources],
-        rows=len(reason),
-        kept=int((reason == KEPT).sum()),
-        dropped={r: int((reason == i).sum()) for i, r in enumerate(REASONS) if i != KEPT},
-        conflicting_rows=int(decisions.conflict.sum()),
+        inputs=inputs,
+        rows=rows,
+        kept=rows - sum(dropped.values()),
+        dropped=dropped,
+        conflicting_rows=conflicting_rows,
         per_source={k: {r: v[r] for r in REASONS} for k, v in sorted(per_source.items())},
-        clusters={"with_several_rows": int((sizes > 1).sum()), "largest": int(sizes.max()) if len(sizes) else 0},
+        clusters={
+            "with_several_rows": len(cluster_sizes),
+            "largest": int(cluster_sizes.max()) if len(cluster_sizes) else int(rows > 0),
+        },
     )

@@ -47,6 +47,7 @@ __all__ = [
     "resolve_layout",
     "expected_kinds",
     "to_pairs",
+    "pair_sources",
     "match_texts",
     "turn_texts",
     "text_row",
@@ -435,12 +436,19 @@ def to_pairs(
         prompt, chosen, rejected = _prompts_only(table.select([prompt_column]).rename_columns(["prompt"]))
     else:
         prompt, chosen, rejected = resolve_layout(table.schema, layout).convert(table)
-    if "source" in table.schema.names and _is_string(table.schema.field("source").type):
-        sources = pc.fill_null(_as_string(_column(table, "source"), "source"), source)
-    else:
-        sources = pa.repeat(pa.scalar(source), len(table))
+    sources = pair_sources(table, source)
     chosen_score, rejected_score = _scores(table)
     return pa.Table.from_arrays([prompt, chosen, rejected, sources, chosen_score, rejected_score], schema=PAIR_SCHEMA)
+
+
+def pair_sources(table: pa.Table | pa.RecordBatch, source: str = "unknown") -> pa.Array | pa.ChunkedArray:
+    """The ``source`` column of :func:`to_pairs`: the table's own string ``source`` column, ``source`` where it
+    is null or where the table has none."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if "source" in table.schema.names and _is_string(table.schema.field("source").type):
+        return pc.fill_null(_as_string(_column(table, "source"), "source"), source)
+    return pa.repeat(pa.scalar(source), len(table))
 
 
 def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.Array | None]:

@@ -154,3 +154,77 @@ def test_band_choice_works_without_numpy_2(monkeypatch):
     assert [lsh_params(t, n) for t, n in [(0.7, 128), (0.5, 64), (0.9, 256), (0.3, 16)]] == [
         (21, 6), (21, 3), (15, 17), (12, 1)
     ]  # fmt: skip
+
+
+SEED = 0x736B_7966_696C_7472  # skyfilter-core's hash seed (ngram::SEED)
+
+
+def reference_band_keys(signatures: list[list[int]], bands: int, rows_per_band: int) -> tuple[list[int], list[int]]:
+    """xxh3-64 of each band's values (little-endian u32) seeded by SEED + band, for the rows with tokens."""
+    xxhash = pytest.importorskip("xxhash", reason="the band keys' reference needs the xxhash package")
+    keys, rows = [], []
+    for row, sig in enumerate(signatures):
+        if all(v == EMPTY for v in sig):
+            continue
+        for b in range(bands):
+            data = np.array(sig[b * rows_per_band : (b + 1) * rows_per_band], dtype="<u4").tobytes()
+            keys.append(xxhash.xxh3_64_intdigest(data, seed=(SEED + b) % 2**64))
+            rows.append(row)
+    return keys, rows
+
+
+def reference_components(left: list[int], right: list[int]) -> tuple[list[int], list[int]]:
+    """The nodes of the edges (ascending) and the smallest node of each one's component, by relabelling."""
+    nodes = sorted(set(left) | set(right))
+    label = {n: n for n in nodes}
+    changed = True
+    while changed:
+        changed = False
+        for x, y in zip(left, right, strict=True):
+            low = min(label[x], label[y])
+            if label[x] != low or label[y] != low:
+                label[x] = label[y] = low
+                changed = True
+    return nodes, [label[n] for n in nodes]
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=lsh_cases(), parts=st.integers(1, 4))
+def test_clusters_of_buckets_split_over_machines_are_the_clusters(case, parts):
+    """The ray engine's way: band keys per row, the buckets split by key over machines, the components within
+    each part's buckets, then the components of the union of those: the one-machine clusters."""
+    rows, num_perm, bands, rows_per_band, threshold, _ = case
+    near = _core.NearDedup(num_perm, bands, rows_per_band, threshold)
+    keys, index = near.band_keys(as_signatures(rows, num_perm))
+    assert (keys.to_pylist(), index.to_pylist()) == reference_band_keys(rows, bands, rows_per_band)
+    near.add(as_signatures(rows, num_perm))
+    left, right = [], []
+    for part in range(parts):
+        mine = pa.array(np.asarray(keys) % parts == part)
+        roots = near.bucket_clusters(keys.filter(mine), index.filter(mine)).to_pylist()
+        left += range(len(rows))
+        right += roots
+    nodes, roots = _core.components(pa.array(left, pa.uint64()), pa.array(right, pa.uint64()))
+    assert nodes.to_pylist() == list(range(len(rows)))
+    assert roots.to_pylist() == reference_clusters(rows, bands, rows_per_band, threshold)
+
+
+@settings(max_examples=200, deadline=None)
+@given(edges=st.lists(st.tuples(st.integers(0, 2**64 - 1) | st.integers(0, 30), st.integers(0, 30)), max_size=60))
+def test_components_are_named_by_their_smallest_node(edges):
+    left, right = [x for x, _ in edges], [y for _, y in edges]
+    nodes, roots = _core.components(pa.array(left, pa.uint64()), pa.array(right, pa.uint64()))
+    assert (nodes.to_pylist(), roots.to_pylist()) == reference_components(left, right)
+
+
+def test_bucket_and_component_inputs_are_checked():
+    near = _core.NearDedup(4, 2, 2, 0.5)
+    near.add(as_signatures([[1, 2, 3, 4]], 4))
+    with pytest.raises(_core.SkyfilterError, match="not one of the 1 rows added"):
+        near.bucket_clusters(pa.array([7], pa.uint64()), pa.array([1], pa.uint32()))
+    with pytest.raises(_core.SkyfilterError, match="one key per row"):
+        near.bucket_clusters(pa.array([7, 8], pa.uint64()), pa.array([0], pa.uint32()))
+    with pytest.raises(_core.SkyfilterError, match="keys must be a non-null UInt64 array, got Int64"):
+        near.bucket_clusters(pa.array([7], pa.int64()), pa.array([0], pa.uint32()))
+    with pytest.raises(_core.SkyfilterError, match="as many left ends"):
+        _core.components(pa.array([1], pa.uint64()), pa.array([], pa.uint64()))

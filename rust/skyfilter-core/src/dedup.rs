@@ -280,14 +280,7 @@ impl NearDedup {
 
     /// Adds the next rows (their signatures, `num_perm` values each, in input order).
     pub fn add(&mut self, signatures: &[u32]) -> Result<(), Error> {
-        if !signatures.len().is_multiple_of(self.num_perm) {
-            return Err(Error::InvalidMinHash(format!(
-                "{} signature values are not whole signatures of {}",
-                signatures.len(),
-                self.num_perm
-            )));
-        }
-        let rows = self.rows + signatures.len() / self.num_perm;
+        let rows = self.rows + self.whole_signatures(signatures)?;
         if rows > u32::MAX as usize {
             return Err(Error::InvalidMinHash("more than 2^32 - 1 rows".into()));
         }
@@ -316,15 +309,85 @@ impl NearDedup {
     pub fn clusters(&self) -> Vec<u32> {
         let mut sets = UnionFind::new(self.rows);
         let nodes = self.join_identical(&mut sets);
-        let mut keys = self.band_keys(&nodes);
+        self.join_buckets(self.band_keys(&nodes), &mut sets);
+        (0..self.rows as u32).map(|r| sets.find(r)).collect()
+    }
+
+    /// The LSH band keys of the rows with tokens among `signatures` (`num_perm` values each, not added to this
+    /// index): (key, row) with `row` the 0-based index in `signatures`, the bands of each row in order. These are
+    /// the keys [`NearDedup::clusters`] puts rows in buckets by, so rows from several calls (several machines)
+    /// are candidates of each other exactly when they would be in one index.
+    pub fn signature_band_keys(&self, signatures: &[u32]) -> Result<Vec<(u64, u32)>, Error> {
+        let rows = self.whole_signatures(signatures)?;
+        let with_tokens = |r: &u32| {
+            let start = *r as usize * self.num_perm;
+            signatures[start..start + self.num_perm].iter().any(|&v| v != EMPTY)
+        };
+        let rows: Vec<u32> = (0..rows as u32).filter(with_tokens).collect();
+        Ok(band_keys(
+            signatures,
+            self.num_perm,
+            self.bands,
+            self.rows_per_band,
+            &rows,
+        ))
+    }
+
+    /// The cluster of every row added, joining only candidates that share a bucket among `entries` (band key,
+    /// row added), in any order and possibly repeated: the smallest row index of its connected component of the
+    /// verified pairs within those buckets, and of the rows with identical signatures (which share every
+    /// bucket). Each bucket must come whole (all the rows with its key), as the rows of one group of a shuffle
+    /// by band key do; rows without tokens are never joined. With every band key of every row, this is
+    /// [`NearDedup::clusters`]; the union of the components found over disjoint sets of buckets (on several
+    /// machines) is the components of all of them.
+    pub fn bucket_clusters(&self, entries: &[(u64, u32)]) -> Result<Vec<u32>, Error> {
+        if let Some(&(_, row)) = entries.iter().find(|&&(_, row)| row as usize >= self.rows) {
+            return Err(Error::InvalidMinHash(format!(
+                "row {row} of a bucket is not one of the {} rows added",
+                self.rows
+            )));
+        }
+        let mut sets = UnionFind::new(self.rows);
+        let mut is_node = vec![false; self.rows];
+        for row in self.join_identical(&mut sets) {
+            is_node[row as usize] = true;
+        }
+        // A row with the signature of an earlier one is in the same buckets; that row stands for it there.
+        let keys = entries
+            .iter()
+            .copied()
+            .filter(|&(_, row)| is_node[row as usize])
+            .collect();
+        self.join_buckets(keys, &mut sets);
+        Ok((0..self.rows as u32).map(|r| sets.find(r)).collect())
+    }
+
+    /// Joins the verified pairs of every bucket of two rows or more among `keys` (band key, row).
+    fn join_buckets(&self, mut keys: Vec<(u64, u32)>, sets: &mut UnionFind) {
         keys.sort_unstable();
+        keys.dedup(); // a row twice in a bucket: two of its bands hash alike
         let mut scratch = BucketScratch::default();
         for bucket in keys.chunk_by(|a, b| a.0 == b.0) {
             if bucket.len() > 1 {
-                self.join_bucket(bucket, &mut sets, &mut scratch);
+                self.join_bucket(bucket, sets, &mut scratch);
             }
         }
-        (0..self.rows as u32).map(|r| sets.find(r)).collect()
+    }
+
+    /// The number of whole signatures in `signatures`, or an error.
+    fn whole_signatures(&self, signatures: &[u32]) -> Result<usize, Error> {
+        if !signatures.len().is_multiple_of(self.num_perm) {
+            return Err(Error::InvalidMinHash(format!(
+                "{} signature values are not whole signatures of {}",
+                signatures.len(),
+                self.num_perm
+            )));
+        }
+        let rows = signatures.len() / self.num_perm;
+        if rows > u32::MAX as usize {
+            return Err(Error::InvalidMinHash("more than 2^32 - 1 rows".into()));
+        }
+        Ok(rows)
     }
 
     /// Joins the rows with tokens whose signatures are identical; returns the rows that stand for the others
@@ -358,17 +421,7 @@ impl NearDedup {
 
     /// (hash of one band of a row's signature, seeded by the band, row) for every band of the given rows.
     fn band_keys(&self, rows: &[u32]) -> Vec<(u64, u32)> {
-        let mut bytes = Vec::with_capacity(4 * self.rows_per_band);
-        let mut keys = Vec::with_capacity(rows.len() * self.bands);
-        for &row in rows {
-            let bands = self.signature(row).chunks_exact(self.rows_per_band).take(self.bands);
-            for (band, values) in bands.enumerate() {
-                bytes.clear();
-                bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-                keys.push((xxh3_64_with_seed(&bytes, SEED.wrapping_add(band as u64)), row));
-            }
-        }
-        keys
+        band_keys(&self.signatures, self.num_perm, self.bands, self.rows_per_band, rows)
     }
 
     /// Joins the verified pairs of one bucket (rows ascending), as described on [`NearDedup`].
@@ -426,6 +479,50 @@ impl NearDedup {
         }
         false
     }
+}
+
+/// (hash of one band of a row's signature, seeded by the band, row) for every band of the given rows of
+/// `signatures` (`num_perm` values each).
+fn band_keys(signatures: &[u32], num_perm: usize, bands: usize, rows_per_band: usize, rows: &[u32]) -> Vec<(u64, u32)> {
+    let mut bytes = Vec::with_capacity(4 * rows_per_band);
+    let mut keys = Vec::with_capacity(rows.len() * bands);
+    for &row in rows {
+        let start = row as usize * num_perm;
+        let values = signatures[start..start + num_perm]
+            .chunks_exact(rows_per_band)
+            .take(bands);
+        for (band, values) in values.enumerate() {
+            bytes.clear();
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            keys.push((xxh3_64_with_seed(&bytes, SEED.wrapping_add(band as u64)), row));
+        }
+    }
+    keys
+}
+
+/// The connected components of a graph given as edges `(left[i], right[i])` over any `u64` nodes: the nodes
+/// (ascending, each once) and the smallest node of each one's component. Memory: 24 bytes per edge end.
+pub fn components(left: &[u64], right: &[u64]) -> Result<(Vec<u64>, Vec<u64>), Error> {
+    if left.len() != right.len() {
+        return Err(Error::InvalidMinHash(format!(
+            "edges need as many left ends ({}) as right ends ({})",
+            left.len(),
+            right.len()
+        )));
+    }
+    let mut nodes = [left, right].concat();
+    nodes.sort_unstable();
+    nodes.dedup();
+    if nodes.len() > u32::MAX as usize {
+        return Err(Error::InvalidMinHash("more than 2^32 - 1 nodes".into()));
+    }
+    let index = |node: &u64| nodes.binary_search(node).unwrap_or_default() as u32;
+    let mut sets = UnionFind::new(nodes.len());
+    for (x, y) in left.iter().zip(right) {
+        sets.union(index(x), index(y));
+    }
+    let roots = (0..nodes.len() as u32).map(|i| nodes[sets.find(i) as usize]).collect();
+    Ok((nodes, roots))
 }
 
 /// End of a group's list of bucket positions.
@@ -562,6 +659,72 @@ mod tests {
             assert_eq!(value, expected);
         }
         assert_eq!(h.signature(&[shingle]), sig); // the AVX2 path, where the CPU has it
+    }
+
+    /// Signatures of 8 values for near and exact copies of a few texts, and rows without tokens.
+    fn copies() -> Vec<u32> {
+        let base = (0..80).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+        let other = (0..80).map(|i| format!("other{i}")).collect::<Vec<_>>().join(" ");
+        let edits: Vec<String> = (0..6).map(|i| base.replace(&format!("word{}", 10 * i), "x")).collect();
+        let mut texts: Vec<&str> = vec![&other, &base, "", &edits[0], &base, &edits[1], &other, ""];
+        texts.extend(edits[2..].iter().map(String::as_str));
+        let (texts, bounds) = rows(&texts);
+        MinHasher::new(32, 3, 5)
+            .unwrap()
+            .signatures(&texts, &bounds, 1)
+            .unwrap()
+    }
+
+    #[test]
+    fn buckets_from_band_keys_give_the_clusters() {
+        let sigs = copies();
+        let mut near = NearDedup::new(32, 8, 4, 0.6).unwrap();
+        near.add(&sigs).unwrap();
+        let keys = near.signature_band_keys(&sigs).unwrap();
+        // Rows 2 and 7 have no tokens: no keys; the others have one per band, in order.
+        assert_eq!(keys.len(), 8 * (near.len() - 2));
+        assert!(keys.iter().all(|&(_, row)| row != 2 && row != 7));
+        assert_eq!(
+            keys,
+            near.band_keys(&keys.iter().step_by(8).map(|k| k.1).collect::<Vec<_>>())
+        );
+        assert_eq!(near.bucket_clusters(&keys).unwrap(), near.clusters());
+        // Any split of the buckets: the components of the union of the parts are the clusters.
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for part in 0..3u64 {
+            let some: Vec<_> = keys.iter().copied().filter(|k| k.0 % 3 == part).collect();
+            for (row, root) in near.bucket_clusters(&some).unwrap().into_iter().enumerate() {
+                left.push(row as u64);
+                right.push(u64::from(root));
+            }
+        }
+        let (nodes, roots) = components(&left, &right).unwrap();
+        assert_eq!(nodes, (0..near.len() as u64).collect::<Vec<_>>());
+        assert_eq!(roots, near.clusters().into_iter().map(u64::from).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn only_the_given_buckets_join_rows() {
+        let (a, b) = ([1, 2, 3, 4], [1, 2, 3, 5]);
+        let mut near = NearDedup::new(4, 2, 2, 0.5).unwrap();
+        near.add(&[a, b, a, [EMPTY; 4]].concat()).unwrap();
+        assert_eq!(near.bucket_clusters(&[]).unwrap(), vec![0, 1, 0, 3]); // identical rows only
+        assert_eq!(
+            near.bucket_clusters(&[(7, 1), (7, 0), (7, 1)]).unwrap(),
+            vec![0, 0, 0, 3]
+        );
+        assert_eq!(near.bucket_clusters(&[(7, 3), (7, 1)]).unwrap(), vec![0, 1, 0, 3]);
+        assert!(near.bucket_clusters(&[(7, 4)]).is_err());
+        assert!(near.signature_band_keys(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn components_are_named_by_their_smallest_node() {
+        let (nodes, roots) = components(&[9, 4, 30, 9], &[7, 30, 5, 9]).unwrap();
+        assert_eq!(nodes, vec![4, 5, 7, 9, 30]);
+        assert_eq!(roots, vec![4, 4, 7, 7, 4]);
+        assert_eq!(components(&[], &[]).unwrap(), (vec![], vec![]));
+        assert!(components(&[1], &[]).is_err());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
-use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, UInt32Array};
+use arrow_array::types::{ArrowPrimitiveType, UInt32Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, PrimitiveArray, UInt32Array, UInt64Array,
+};
 use arrow_schema::{DataType, Field};
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
@@ -117,24 +119,53 @@ impl NearDedup {
 
     /// Adds the next rows' signatures (from `MinHasher.signatures`: `fixed_size_list<uint32>[num_perm]`, no nulls).
     fn add(&mut self, py: Python<'_>, signatures: PyArray) -> PyResult<()> {
-        let num_perm = self.inner.num_perm();
-        let list = match signatures.array().data_type() {
-            DataType::FixedSizeList(f, width) if f.data_type() == &DataType::UInt32 && *width as usize == num_perm => {
-                signatures.array().as_fixed_size_list()
-            }
-            other => {
-                return Err(SkyfilterError::new_err(format!(
-                    "signatures must be fixed_size_list<uint32>[{num_perm}] (num_perm), got {other}"
-                )))
-            }
-        };
-        let (start, len) = (list.offset() * num_perm, list.len() * num_perm);
-        let values = list.values().as_primitive::<UInt32Type>().slice(start, len);
-        if list.null_count() > 0 || values.null_count() > 0 {
-            return Err(SkyfilterError::new_err("signatures must not contain nulls"));
-        }
+        let values = signature_values(&signatures, self.inner.num_perm())?;
         let inner = &mut self.inner;
         guarded(|| py.detach(|| inner.add(values.values())).map_err(to_py))
+    }
+
+    /// The LSH band keys of the rows with tokens among `signatures` (not added): `(keys, rows)`, a uint64 key and
+    /// the uint32 row (index in `signatures`) for each band of each such row, the keys `clusters` buckets by.
+    fn band_keys(&self, py: Python<'_>, signatures: PyArray) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        guarded(|| {
+            let values = signature_values(&signatures, self.inner.num_perm())?;
+            let inner = &self.inner;
+            let keys = py
+                .detach(|| inner.signature_band_keys(values.values()))
+                .map_err(to_py)?;
+            let (keys, rows): (Vec<u64>, Vec<u32>) = keys.into_iter().unzip();
+            Ok((
+                to_pyarrow(py, Arc::new(UInt64Array::from(keys)))?,
+                to_pyarrow(py, Arc::new(UInt32Array::from(rows)))?,
+            ))
+        })
+    }
+
+    /// The cluster of every row added, joining only candidates that share a bucket among the entries
+    /// (`keys[i]`, `rows[i]`) (uint64 band keys from `band_keys`, uint32 rows added): each bucket whole, as
+    /// uint32 row indices of the clusters' first rows. The union of the clusters over disjoint sets of buckets
+    /// is `clusters()` over all of them.
+    fn bucket_clusters(&self, py: Python<'_>, keys: PyArray, rows: PyArray) -> PyResult<Py<PyAny>> {
+        guarded(|| {
+            let keys = non_null::<UInt64Type>(&keys, "keys", &DataType::UInt64)?;
+            let rows = non_null::<UInt32Type>(&rows, "rows", &DataType::UInt32)?;
+            if keys.len() != rows.len() {
+                return Err(SkyfilterError::new_err(format!(
+                    "{} keys for {} rows: give one key per row",
+                    keys.len(),
+                    rows.len()
+                )));
+            }
+            let inner = &self.inner;
+            let entries: Vec<(u64, u32)> = keys
+                .values()
+                .iter()
+                .copied()
+                .zip(rows.values().iter().copied())
+                .collect();
+            let clusters = py.detach(|| inner.bucket_clusters(&entries)).map_err(to_py)?;
+            to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
+        })
     }
 
     /// The cluster of every row added so far (the 0-based index of the cluster's first row), as uint32.
@@ -143,4 +174,54 @@ impl NearDedup {
         let clusters = guarded(|| Ok(py.detach(|| inner.clusters())))?;
         to_pyarrow(py, Arc::new(UInt32Array::from(clusters)))
     }
+}
+
+/// The connected components of the graph with the edges (`left[i]`, `right[i]`) (non-null uint64 nodes):
+/// `(nodes, roots)`, each node once in ascending order and the smallest node of its component.
+#[pyfunction]
+pub fn components(py: Python<'_>, left: PyArray, right: PyArray) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    guarded(|| {
+        let left = non_null::<UInt64Type>(&left, "left", &DataType::UInt64)?;
+        let right = non_null::<UInt64Type>(&right, "right", &DataType::UInt64)?;
+        let (nodes, roots) = py
+            .detach(|| dedup::components(left.values(), right.values()))
+            .map_err(to_py)?;
+        Ok((
+            to_pyarrow(py, Arc::new(UInt64Array::from(nodes)))?,
+            to_pyarrow(py, Arc::new(UInt64Array::from(roots)))?,
+        ))
+    })
+}
+
+/// The values of `fixed_size_list<uint32>[num_perm]` signatures without nulls, one signature after the other.
+fn signature_values(signatures: &PyArray, num_perm: usize) -> PyResult<PrimitiveArray<UInt32Type>> {
+    let list = match signatures.array().data_type() {
+        DataType::FixedSizeList(f, width) if f.data_type() == &DataType::UInt32 && *width as usize == num_perm => {
+            signatures.array().as_fixed_size_list()
+        }
+        other => {
+            return Err(SkyfilterError::new_err(format!(
+                "signatures must be fixed_size_list<uint32>[{num_perm}] (num_perm), got {other}"
+            )))
+        }
+    };
+    let (start, len) = (list.offset() * num_perm, list.len() * num_perm);
+    let values = list.values().as_primitive::<UInt32Type>().slice(start, len);
+    if list.null_count() > 0 || values.null_count() > 0 {
+        return Err(SkyfilterError::new_err("signatures must not contain nulls"));
+    }
+    Ok(values)
+}
+
+/// `array` as a primitive array of type `expected` without nulls, or an error naming it.
+fn non_null<T: ArrowPrimitiveType>(array: &PyArray, name: &str, expected: &DataType) -> PyResult<PrimitiveArray<T>> {
+    let a = array.array();
+    if a.data_type() != expected || a.null_count() > 0 {
+        return Err(SkyfilterError::new_err(format!(
+            "{name} must be a non-null {expected} array, got {}{}",
+            a.data_type(),
+            if a.null_count() > 0 { " with nulls" } else { "" }
+        )));
+    }
+    Ok(a.as_primitive::<T>().clone())
 }

@@ -23,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::row_keys, m)?)?;
     m.add_class::<dedup::MinHasher>()?;
     m.add_class::<dedup::NearDedup>()?;
+    m.add_function(wrap_pyfunction!(dedup::components, m)?)?;
     m.add("SELECT_REASONS", skyfilter_core::select::REASONS.to_vec())?;
     m.add_function(wrap_pyfunction!(select::row_reasons, m)?)?;
     m.add_function(wrap_pyfunction!(select::top_fraction, m)?)?;
