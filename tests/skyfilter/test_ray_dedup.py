@@ -1,4 +1,4 @@
-"""``dedup --engine ray`` (:func:`skyfilter.ray.dedup.run`) on a two-node cluster writes the local engine's rows,
+"""``dedup --engine ray`` (:func:`skyfilter.ray.run_dedup`) on a two-node cluster writes the local engine's rows,
 in its order, with its added columns, and its report, whatever the number of pieces: on real data with natural
 near duplicates (RMB) and with exact duplicates, conflicts, scores and bad rows (UltraFeedback)."""
 
@@ -53,7 +53,7 @@ def write_parquet(path: Path, lines: list[str]) -> Path:
 
 def assert_same_as_local(inputs: list[Path], options: DedupOptions, tmp: Path, batch_rows: list[int], **kw) -> dict:
     """Runs both engines; the outputs and the reports (but their ``outputs``) are equal; returns the report."""
-    from skyfilter.ray.dedup import run
+    from skyfilter.ray import run_dedup as run
 
     local = tmp / "local"
     local.mkdir()
@@ -132,7 +132,7 @@ def test_exact_duplicates_conflicts_scores_and_bad_rows_as_the_local_engine(shar
 
 
 def test_invalid_utf8_in_a_later_piece_fails_with_the_local_message(tmp_path):
-    from skyfilter.ray.dedup import run
+    from skyfilter.ray import run_dedup as run
 
     texts = [f"t{i}" for i in range(10)]
     good = pa.table({"prompt": texts, "chosen": texts, "rejected": texts})

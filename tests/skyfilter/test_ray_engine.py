@@ -309,3 +309,25 @@ def test_curate_sample_same_as_local(ray_cluster, tmp_path):
 
     assert steps("ray") == steps("local")
     assert [s["step"] for s in steps("ray")] == ["convert", "dedup", "select", "decontaminate"]
+
+
+def test_dedup_on_a_dataset(ray_cluster, shared_data):
+    """skyfilter.ray.dedup on a Ray dataset in blocks: the decisions of skyfilter.dedup.dedup_pairs, row for row."""
+    import ray
+    import skyfilter.ray as on_ray
+    from skyfilter.dedup import REASONS, DedupOptions, dedup_pairs
+    from skyfilter.schema import to_pairs
+
+    lines = _lines(shared_data / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz")[:1500]
+    table = pajson.read_json(io.BytesIO(b"\n".join(lines + lines[:200]) + b"\n"))  # 200 exact copies at the end
+    table = table.append_column("row", pa.array(range(table.num_rows)))
+    blocks = [table.slice(0, 700), table.slice(700, 500), table.slice(1200)]
+    options = DedupOptions()
+    got = pa.concat_tables(ray.get(on_ray.dedup(ray.data.from_arrow(blocks), options, piece_rows=400).to_arrow_refs()))
+    got = got.take(pa.array(got.column("row").to_numpy().argsort()))
+    want = dedup_pairs(to_pairs(table, source="t"), options)
+    assert got.column("reason").to_pylist() == [REASONS[r] for r in want.reason]
+    assert got.column("duplicate_of").fill_null(-1).to_pylist() == want.other.tolist()
+    assert got.column("cluster_id").to_pylist() == want.cluster_id.tolist()
+    assert got.column("conflict").to_pylist() == want.conflict.tolist()
+    assert {"exact_duplicate", "near_duplicate"} <= set(got.column("reason").to_pylist())

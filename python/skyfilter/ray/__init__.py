@@ -12,7 +12,9 @@ cluster (:func:`skyfilter.ray.session.ray_session`), or uses the one the program
 
 from skyfilter.ray.contamination import contaminate
 from skyfilter.ray.contamination import run as run_contaminate
+from skyfilter.ray.deduplication import dedup
+from skyfilter.ray.deduplication import run as run_dedup
 from skyfilter.ray.selection import run as run_select
 from skyfilter.ray.selection import select
 
-__all__ = ["run_contaminate", "run_select", "contaminate", "select"]
+__all__ = ["run_contaminate", "run_dedup", "run_select", "contaminate", "dedup", "select"]

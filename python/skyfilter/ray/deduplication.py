@@ -70,7 +70,7 @@ from skyfilter.dedup import (
     ranking,
 )
 from skyfilter.io import InputError, RowReading, take_batch
-from skyfilter.ray.session import ray_session
+from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     USER_ERRORS,
     Outputs,
@@ -80,14 +80,16 @@ from skyfilter.ray.shards import (
     Shard,
     check_ray_outputs,
     cluster_cpus,
+    map_pieces,
     plan,
+    plan_dataset,
     read_piece,
     run_pieces,
 )
 from skyfilter.ray.shards import write_shard as _write_shard
 from skyfilter.schema import pair_sources
 
-__all__ = ["run"]
+__all__ = ["run", "dedup"]
 
 #: About how many rows one group of a shuffle holds (prompt groups and buckets are never cut).
 GROUP_ROWS = 500_000
@@ -444,6 +446,22 @@ def _piece_decisions(ray, the_plan: Plan, final: dict[str, np.ndarray]) -> dict:
 # ----------------------------------------------------------------------------------------------- run
 
 
+def _stages(ray, the_plan: Plan, options: DedupOptions) -> tuple[dict, pa.Table, np.ndarray, dict[str, np.ndarray]]:
+    """Stages 1 to 4: the job of the writing pass, the rows stage 2 decided, the clusters of the rows in clusters
+    of several rows, and the decisions that are not the default (:func:`_final`)."""
+    groups = max(cluster_cpus(ray), math.ceil(the_plan.rows / GROUP_ROWS))
+    job = {"shards": the_plan.shards, "reading": the_plan.reading, "options": options, "groups": groups}
+    none = np.zeros(0, dtype=np.int64)
+    decided, nodes, roots, scores = _DECIDED.empty_table(), none, none, None
+    if the_plan.pieces:
+        blocks = _hash(ray, the_plan, {**job, "schema": _hashed_schema(options)}).to_arrow_refs()
+        decided = _decisions(ray, blocks, job)
+        if options.near:
+            nodes, roots, scores = _clusters(ray, blocks, job)
+        del blocks
+    return job, decided, roots, _final(decided, nodes, roots, scores)
+
+
 def run(
     inputs: Sequence[str],
     options: DedupOptions,
@@ -466,17 +484,7 @@ def run(
     lsh = options.lsh()
     with ray_session(address, command="skyfilter dedup", progress=progress) as ray:
         the_plan = plan(ray, inputs, reading, ADDED_COLUMNS, batch_rows)
-        groups = max(cluster_cpus(ray), math.ceil(the_plan.rows / GROUP_ROWS))
-        job = {"shards": the_plan.shards, "reading": reading, "options": options, "groups": groups}
-        none = np.zeros(0, dtype=np.int64)
-        decided, nodes, roots, scores = _DECIDED.empty_table(), none, none, None
-        if the_plan.pieces:
-            blocks = _hash(ray, the_plan, {**job, "schema": _hashed_schema(options)}).to_arrow_refs()
-            decided = _decisions(ray, blocks, job)
-            if options.near:
-                nodes, roots, scores = _clusters(ray, blocks, job)
-            del blocks
-        final = _final(decided, nodes, roots, scores)
+        job, decided, roots, final = _stages(ray, the_plan, options)
         kept_schema, dropped_schema = output_schemas(the_plan.schema)
         with Outputs({"out": out, "dropped": dropped}, {"--report": report, "--bad-rows": bad_rows}) as outputs:
             job.update(
@@ -503,3 +511,67 @@ def run(
                 result.to_json(),
             )
     return result
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+#: The columns :func:`dedup` adds.
+DATASET_COLUMNS = ("reason", "duplicate_of", "cluster_id", "conflict")
+
+
+class _Annotating:
+    """Over the pieces of a user's dataset: each piece's rows with :data:`DATASET_COLUMNS` added."""
+
+    def __init__(self, job: dict):
+        self.job = job
+
+    def __call__(self, items: dict) -> pa.Table:
+        import ray
+
+        parts = []
+        conflicts = ray.get(self.job["conflicts"][0])
+        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
+            piece = Piece(int(file), int(start), int(stop))
+            shard = self.job["shards"][piece.file]
+            _, batch = read_piece(shard, piece, self.job["reading"])
+            mine: dict[str, np.ndarray] = ray.get(self.job["decisions"][piece.key])
+            first = shard.start + piece.start
+            positions = np.arange(first, first + batch.num_rows, dtype=np.int64)
+            reason = np.full(batch.num_rows, KEPT, dtype=np.int8)
+            other = np.full(batch.num_rows, -1, dtype=np.int64)
+            cluster = positions.copy()
+            at = mine["pos"] - first
+            reason[at], other[at], cluster[at] = mine["reason"], mine["other"], mine["cluster"]
+            conflict = np.isin(positions, conflicts)
+            columns = {
+                "reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
+                "duplicate_of": pa.array(other, mask=other < 0, type=pa.int64()),
+                "cluster_id": pa.array(cluster),
+                "conflict": pa.array(conflict),
+            }
+            table = pa.Table.from_batches([batch])
+            for name, values in columns.items():
+                table = table.append_column(name, values)
+            parts.append(table)
+        return pa.concat_tables(parts)
+
+
+def dedup(dataset, options: DedupOptions, *, layout: str | None = None, piece_rows: int = 65_536):
+    """A Ray dataset of pairs deduplicated by ``options`` (:class:`~skyfilter.dedup.DedupOptions`): the same rows
+    with ``reason`` (``kept``, ``conflict``, ``exact_duplicate`` or ``near_duplicate``), ``duplicate_of`` (the
+    position of the kept row it duplicates, or of the first row preferring the other way), ``cluster_id`` (the
+    position of the first row of its near-duplicate cluster) and ``conflict`` added; keep the deduplicated rows with
+    ``.filter(expr="reason == 'kept'")``. Positions count the dataset's rows in order from 0, and the decisions are
+    :func:`skyfilter.dedup.dedup_pairs`'s: the dataset is materialized for its row order (set
+    ``DataContext.get_current().execution_options.preserve_order = True`` for an order that does not change between
+    runs), and the result comes back materialized too."""
+    ray = import_ray("skyfilter.ray.dedup")
+    clash = [c for c in DATASET_COLUMNS if c in dataset.schema().names]
+    if clash:
+        raise InputError(f"dataset: already has column(s) {clash}, which dedup adds; rename them first")
+    the_plan = plan_dataset(ray, dataset, "dataset", piece_rows)
+    the_plan.reading = RowReading(layout)
+    job, decided, _, final = _stages(ray, the_plan, options)
+    conflicts = decided["pos"].filter(decided["conflict"]).to_numpy()
+    job.update(decisions=_piece_decisions(ray, the_plan, final), conflicts=[ray.put(conflicts)])
+    return map_pieces(ray, the_plan, _Annotating, job).materialize()
