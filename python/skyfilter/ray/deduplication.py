@@ -85,6 +85,7 @@ from skyfilter.ray.shards import (
     plan_dataset,
     read_piece,
     run_pieces,
+    shuffle,
 )
 from skyfilter.ray.shards import write_shard as _write_shard
 from skyfilter.schema import pair_sources
@@ -181,33 +182,6 @@ def _collect(dataset, schema: pa.Schema) -> pa.Table:
     return _concat(list(dataset.iter_batches(batch_format="pyarrow", batch_size=None)), schema)
 
 
-def _split(block: pa.Table, mapper, kwargs: dict, groups: int) -> list[pa.Table]:
-    """The map side of a shuffle, in a task: ``mapper(block, **kwargs)`` cut by its ``group`` column."""
-    table = mapper(block, **kwargs)
-    group = table["group"].to_numpy()
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(groups + 1))
-    # Each part taken apart (not a slice of one table), so that each object holds its own rows only.
-    parts = [table.take(pa.array(order[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    return parts if groups > 1 else parts[0]
-
-
-def _merge(reducer, kwargs: dict, *parts: pa.Table) -> pa.Table:
-    """The reduce side of a shuffle, in a task: ``reducer`` over every row of one group."""
-    return reducer(pa.concat_tables(parts), **kwargs)
-
-
-def _shuffle(ray, blocks: list, mapper, reducer, groups: int, mapper_kwargs: dict, reducer_kwargs: dict) -> list:
-    """A hash shuffle with Ray tasks: each block is mapped and cut into ``groups`` parts by the ``group`` column
-    the mapper adds, each group's parts are reduced together; the reduced tables, on the driver. (Ray Data's
-    ``groupby().map_groups()`` sorts the whole dataset first, which costs seconds a stage on a small cluster.)"""
-    split = ray.remote(_split).options(num_returns=groups, num_cpus=1)
-    merge = ray.remote(_merge).options(num_cpus=1)
-    parts = [split.remote(block, mapper, mapper_kwargs, groups) for block in blocks]
-    parts = [p if groups > 1 else [p] for p in parts]
-    return ray.get([merge.remote(reducer, reducer_kwargs, *(p[g] for p in parts)) for g in range(groups)])
-
-
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     """The tables with rows as one table (none: an empty table with ``schema``)."""
     tables = [t for t in tables if t.num_rows]
@@ -251,7 +225,7 @@ def _prompt_groups(block: pa.Table, options: DedupOptions) -> pa.Table:
 def _decisions(ray, blocks: list, job: dict) -> pa.Table:
     """Stage 2: the rows that are not simply kept after conflicts and exact duplicates, by position."""
     options = job["options"]
-    decided = _shuffle(ray, blocks, _prompt_groups, _decide, job["groups"], {"options": options}, {"options": options})
+    decided = shuffle(ray, blocks, _prompt_groups, _decide, job["groups"], {"options": options}, {"options": options})
     return _concat(decided, _DECIDED).sort_by("pos")
 
 
@@ -330,7 +304,7 @@ def _clusters(ray, blocks: list, job: dict) -> tuple[np.ndarray, np.ndarray, np.
     and their scores (with a score column)."""
     options: DedupOptions = job["options"]
     groups = job["groups"]
-    shared = _shuffle(ray, blocks, _band_entries, _shared_keys, groups, {"job": job}, {})
+    shared = shuffle(ray, blocks, _band_entries, _shared_keys, groups, {"job": job}, {})
     shared = np.unique(np.concatenate([t["key"].to_numpy() for t in shared]))
     none = np.zeros(0, dtype=np.int64)
     if not len(shared):
@@ -338,7 +312,7 @@ def _clusters(ray, blocks: list, job: dict) -> tuple[np.ndarray, np.ndarray, np.
     # Nested in a list, so that each task gets the reference and reads the keys from the object store itself.
     job = {**job, "shared": [ray.put(shared)]}
     clustered = _concat(
-        _shuffle(ray, blocks, _candidates, _bucket_clusters, groups, {"job": job}, {"options": options}), _CLUSTERED
+        shuffle(ray, blocks, _candidates, _bucket_clusters, groups, {"job": job}, {"options": options}), _CLUSTERED
     )
     pos, root = clustered["pos"].to_numpy(), clustered["root"].to_numpy()
     edge = pos != root

@@ -20,10 +20,12 @@ Memory: a group's ranked rows (24 bytes each) on one worker at step 2; the drive
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.io import InputError, RowReading
@@ -35,11 +37,13 @@ from skyfilter.ray.shards import (
     PieceWorker,
     Shard,
     check_ray_outputs,
+    cluster_cpus,
     map_pieces,
     plan,
     plan_dataset,
     read_piece,
     run_pieces,
+    shuffle,
     write_shard,
 )
 from skyfilter.select import (
@@ -120,7 +124,7 @@ def _rows(kind: str, keys, scores, positions, errors) -> pa.Table:
     return pa.table(
         {
             "kind": pa.array([kind] * n, pa.string()),
-            "group": pa.array(list(keys), pa.string()),
+            "key": pa.array(list(keys), pa.string()),
             "score": pa.array(np.asarray(scores, dtype=np.float64)),
             "pos": pa.array(np.asarray(positions, dtype=np.int64)),
             "error": pa.array(errors if errors is not None else [None] * n, pa.string()),
@@ -128,20 +132,38 @@ def _rows(kind: str, keys, scores, positions, errors) -> pa.Table:
     )
 
 
-def _cut(rows: pa.Table, fractions: dict[str, float]) -> pa.Table:
+def _entries(block: pa.Table, groups: int) -> pa.Table:
+    """The map side of the shuffle: a block's ranked rows, each with the shuffle group of its group key (a CRC-32 of
+    the key: the same in every process)."""
+    entries = block.filter(pc.equal(block["kind"], "entry")).select(["key", "score", "pos"])
+    encoded = entries["key"].combine_chunks().dictionary_encode() if entries.num_rows else None
+    if encoded is None:
+        return entries.append_column("group", pa.array([], pa.int64()))
+    parts = np.array([zlib.crc32(k.encode()) % groups for k in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return entries.append_column("group", pa.array(parts[encoded.indices.to_numpy()]))
+
+
+def _cuts(rows: pa.Table, fractions: dict[str, float]) -> pa.Table:
+    """The reduce side: the cut of every group key among the rows (whole groups)."""
+    tables = [
+        _cut(rows.filter(pc.equal(rows["key"], key)), key, fractions[key]) for key in pc.unique(rows["key"]).to_pylist()
+    ]
+    return pa.concat_tables(tables) if tables else _cut(rows, "", 1.0).slice(0, 0)
+
+
+def _cut(rows: pa.Table, key: str, fraction: float) -> pa.Table:
     """One group's cut: its ranked rows, how many it keeps and the last kept row in the ranking order."""
     order = np.argsort(rows.column("pos").to_numpy(), kind="stable")
     scores, positions = rows.column("score").to_numpy()[order], rows.column("pos").to_numpy()[order]
-    key = rows.column("group")[0].as_py()
     n = len(positions)
     codes = _core.top_fraction(
-        pa.array(np.zeros(n, np.uint8)), pa.array(scores), pa.array(np.zeros(n, np.uint32)), [fractions[key]], threads=1
+        pa.array(np.zeros(n, np.uint8)), pa.array(scores), pa.array(np.zeros(n, np.uint32)), [fraction], threads=1
     ).to_numpy()
     kept = np.flatnonzero(codes == KEPT)
     last = kept[np.lexsort((-positions[kept], scores[kept]))[0]] if len(kept) else -1
     return pa.table(
         {
-            "group": [key],
+            "key": pa.array([key], pa.string()),
             "rows": [n],
             "kept": [len(kept)],
             "cut_score": [float(scores[last]) if last >= 0 else None],
@@ -249,23 +271,25 @@ def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]
     if not the_plan.pieces:
         return [], {}
     ranked = map_pieces(ray, the_plan, _Ranking, job).materialize()
-    errors = ranked.filter(expr="kind == 'error'").take_all()
+    notes = ranked.filter(expr="kind != 'entry'").take_all()
+    errors = [r for r in notes if r["kind"] == "error"]
     if errors:
         raise InputError(min(errors, key=lambda r: r["pos"])["error"])
     firsts: dict[str, int] = {}
-    for r in ranked.filter(expr="kind == 'first'").take_all():
-        firsts[r["group"]] = min(firsts.get(r["group"], r["pos"]), r["pos"])
+    for r in notes:
+        firsts[r["key"]] = min(firsts.get(r["key"], r["pos"]), r["pos"])
     names = [_name(k) for k in sorted(firsts, key=firsts.get)]
     unknown_groups(options, names, the_plan.rows)
     if not options.ranked:
         return names, {}
     fractions = {_key(n): options.fraction(n) for n in names}
-    entries = ranked.filter(expr="kind == 'entry'")
+    groups = cluster_cpus(ray)
     cuts = {}
-    for r in (
-        entries.groupby("group").map_groups(_cut, fn_kwargs={"fractions": fractions}, batch_format="pyarrow").take_all()
+    for part in shuffle(
+        ray, ranked.to_arrow_refs(), _entries, _cuts, groups, {"groups": groups}, {"fractions": fractions}
     ):
-        cuts[r["group"]] = (r["rows"], r["kept"], r["cut_score"], r["cut_pos"])
+        for r in part.to_pylist():
+            cuts[r["key"]] = (r["rows"], r["kept"], r["cut_score"], r["cut_pos"])
     for name in names:  # a group whose rows all fail the row rules ranks nothing
         cuts.setdefault(_key(name), (0, 0, None, None))
     return names, cuts

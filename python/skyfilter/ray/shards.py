@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from skyshared import outputs as _outputs
@@ -64,6 +65,7 @@ __all__ = [
     "run_pieces",
     "PieceWorker",
     "map_pieces",
+    "shuffle",
     "USER_ERRORS",
 ]
 
@@ -488,3 +490,30 @@ class PieceWorker:
             out["error"].append(error)
             out["state"].append(state)
         return out
+
+
+def _split(block: pa.Table, mapper, kwargs: dict, groups: int) -> list[pa.Table]:
+    """The map side of a shuffle, in a task: ``mapper(block, **kwargs)`` cut by its ``group`` column."""
+    table = mapper(block, **kwargs)
+    group = table["group"].to_numpy()
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(groups + 1))
+    # Each part taken apart (not a slice of one table), so that each object holds its own rows only.
+    parts = [table.take(pa.array(order[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return parts if groups > 1 else parts[0]
+
+
+def _merge(reducer, kwargs: dict, *parts: pa.Table) -> pa.Table:
+    """The reduce side of a shuffle, in a task: ``reducer`` over every row of one group."""
+    return reducer(pa.concat_tables(parts), **kwargs)
+
+
+def shuffle(ray, blocks: list, mapper, reducer, groups: int, mapper_kwargs: dict, reducer_kwargs: dict) -> list:
+    """A hash shuffle with Ray tasks: each block is mapped and cut into ``groups`` parts by the ``group`` column
+    the mapper adds, each group's parts are reduced together; the reduced tables, on the driver. (Ray Data's
+    ``groupby().map_groups()`` sorts the whole dataset first, which costs seconds a stage on a small cluster.)"""
+    split = ray.remote(_split).options(num_returns=groups, num_cpus=1)
+    merge = ray.remote(_merge).options(num_cpus=1)
+    parts = [split.remote(block, mapper, mapper_kwargs, groups) for block in blocks]
+    parts = [p if groups > 1 else [p] for p in parts]
+    return ray.get([merge.remote(reducer, reducer_kwargs, *(p[g] for p in parts)) for g in range(groups)])
