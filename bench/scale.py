@@ -8,7 +8,8 @@ its prompt extended by a short variant marker (a near duplicate), as bench/dedup
 Measures, in one run on this machine, each command as a user runs it (`skyfilter CMD SHARDS... --out ...`, in its
 own process): the local engine with --threads W, and --engine ray on a Ray instance of W CPUs started once before
 the runs (`ray start --head --num-cpus W`; its start-up time is reported apart); wall seconds, the ratio ray /
-local, the driver's peak RSS, and the peak of the summed RSS of the Ray worker processes (sampled every 0.2 s).
+local, the driver's peak RSS, and the peak of the summed PSS of the Ray processes (sampled every 0.2 s; PSS counts
+the object store's shared memory once).
 Both engines' outputs are compared (the same rows in the same order), so a figure never comes from a wrong answer.
 
 Run: python bench/scale.py [--rows 1000000] [--shards 16] [--workers W] [--commands contaminate,select,dedup]
@@ -83,7 +84,8 @@ def make_shards(folder: Path, rows: int, shards: int) -> list[str]:
 
 
 class RaySampler:
-    """The peak of the summed RSS of the Ray processes (workers, raylet, object store) while it runs."""
+    """The peak of the summed PSS of the Ray processes (workers, raylet, GCS) while it runs: the proportional set
+    size, which counts the object store's shared pages once in all (RSS would count them once per process)."""
 
     def __init__(self) -> None:
         import psutil
@@ -94,10 +96,13 @@ class RaySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             total = 0
-            for p in self.psutil.process_iter(["cmdline", "memory_info"]):
+            for p in self.psutil.process_iter(["cmdline"]):
                 line = " ".join(p.info["cmdline"] or [])
-                if p.info["memory_info"] and ("ray::" in line or "raylet" in line or "gcs_server" in line):
-                    total += p.info["memory_info"].rss
+                if "ray::" in line or "raylet" in line or "gcs_server" in line:
+                    try:
+                        total += p.memory_full_info().pss
+                    except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+                        continue
             self.peak = max(self.peak, total)
             time.sleep(0.2)
 
@@ -163,7 +168,7 @@ def main() -> None:
         startup = start_ray(args.workers)
         print(f"ray start --head --num-cpus={args.workers}: {startup:.1f} s (once, not in the figures below)\n")
         print(f"{'command':<12} {'local s':>8} {'ray s':>8} {'ray/local':>9} {'local peak':>11} "
-              f"{'ray driver':>11} {'ray workers':>12}")  # fmt: skip
+              f"{'ray driver':>11} {'ray processes':>14}")  # fmt: skip
         for name in names:
             local_out, ray_out = work / f"{name}-local.parquet", work / f"{name}-ray"
             local_s, local_rss = run_measured(command(name, shards, local_out, args.workers))
@@ -172,7 +177,7 @@ def main() -> None:
             same = read_output(local_out).equals(read_output(ray_out))
             print(
                 f"{name:<12} {local_s:>8.1f} {ray_s:>8.1f} {ray_s / local_s:>8.2f}x {local_rss / 2**30:>9.2f} G "
-                f"{ray_rss / 2**30:>9.2f} G {sampler.peak / 2**30:>10.2f} G{'' if same else '  OUTPUTS DIFFER'}"
+                f"{ray_rss / 2**30:>9.2f} G {sampler.peak / 2**30:>12.2f} G{'' if same else '  OUTPUTS DIFFER'}"
             )
             if not same:
                 raise SystemExit(f"{name}: the ray engine's output differs from the local engine's")

@@ -81,6 +81,7 @@ from skyfilter.ray.shards import (
     check_ray_outputs,
     cluster_cpus,
     map_pieces,
+    pieces_of,
     plan,
     plan_dataset,
     read_piece,
@@ -504,8 +505,7 @@ class _Annotating:
 
         parts = []
         conflicts = ray.get(self.job["conflicts"][0])
-        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
-            piece = Piece(int(file), int(start), int(stop))
+        for piece in pieces_of(items):
             shard = self.job["shards"][piece.file]
             _, batch = read_piece(shard, piece, self.job["reading"])
             mine: dict[str, np.ndarray] = ray.get(self.job["decisions"][piece.key])

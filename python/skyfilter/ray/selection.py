@@ -39,6 +39,7 @@ from skyfilter.ray.shards import (
     check_ray_outputs,
     cluster_cpus,
     map_pieces,
+    pieces_of,
     plan,
     plan_dataset,
     read_piece,
@@ -102,8 +103,7 @@ class _Ranking:
 
     def __call__(self, items: dict) -> pa.Table:
         parts = []
-        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
-            piece = Piece(int(file), int(start), int(stop))
+        for piece in pieces_of(items):
             shard = self.job["shards"][piece.file]
             try:
                 _, _, codes, adjusted, keys = _rules(self.job, shard, piece, self.job["columns"])
@@ -306,8 +306,7 @@ class _SelectRows:
 
     def __call__(self, items: dict) -> pa.Table:
         parts = []
-        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
-            piece = Piece(int(file), int(start), int(stop))
+        for piece in pieces_of(items):
             _, batch, codes, adjusted, _ = _decide(self.job, self.job["shards"][piece.file], piece)
             reasons = pa.array(np.array(REASONS, dtype=object)[codes], pa.string())
             scores = pa.array(adjusted, mask=np.isnan(adjusted), type=pa.float64())

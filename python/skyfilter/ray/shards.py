@@ -65,6 +65,7 @@ __all__ = [
     "run_pieces",
     "PieceWorker",
     "map_pieces",
+    "pieces_of",
     "shuffle",
     "USER_ERRORS",
 ]
@@ -259,6 +260,14 @@ def _inspect(row: dict, reading: RowReading) -> dict:
     return out
 
 
+def _footer_only(spec: str) -> bool:
+    """A local file whose rows and columns its footer or header gives (parquet, Arrow IPC)."""
+    name = spec.removeprefix("file://").lower()
+    return (not _is_uri(spec) or spec.startswith("file://")) and name.endswith(
+        (".parquet", ".arrow", ".feather", ".ipc")
+    )
+
+
 def plan(
     ray,
     specs: Sequence[str],
@@ -272,8 +281,15 @@ def plan(
     if not files:
         raise InputError("no input given")
     items = [{"index": i, "spec": s} for i, s in enumerate(files)]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    found = sorted(dataset.map(_inspect, fn_kwargs={"reading": reading}).take_all(), key=lambda r: r["index"])
+    # Parquet and Arrow files are opened here (their footers say it all); files that must be parsed to be
+    # counted (JSON, CSV) or copied first (remote ones) are opened on the cluster, one task each.
+    here = [item for item in items if _footer_only(item["spec"])]
+    there = [item for item in items if not _footer_only(item["spec"])]
+    found = [_inspect(item, reading) for item in here]
+    if there:
+        dataset = ray.data.from_items(there, override_num_blocks=len(there))
+        found += dataset.map(_inspect, fn_kwargs={"reading": reading}).take_all()
+    found.sort(key=lambda r: r["index"])
     for r in found:
         if r["error"] is not None:
             raise InputError(r["error"])
@@ -444,6 +460,12 @@ def run_pieces(ray, the_plan: Plan, worker: type, job: dict) -> list:
     return [pickle.loads(r["state"]) for r in results]
 
 
+def pieces_of(items: dict) -> Iterator[Piece]:
+    """The pieces a ``map_batches`` call over :meth:`Plan.items` gets (columns ``file``, ``start``, ``stop``)."""
+    for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
+        yield Piece(int(file), int(start), int(stop))
+
+
 def map_pieces(ray, the_plan: Plan, worker: type, job: dict):
     """The dataset of ``worker(job)(pieces)`` over every piece (one piece per call). ``worker`` is a callable class
     made once per worker process and job (a benchmark index is built once per process, not once per piece); the
@@ -479,8 +501,7 @@ class PieceWorker:
 
     def __call__(self, items: dict) -> dict:
         out: dict[str, list] = {"file": [], "start": [], "error": [], "state": []}
-        for file, start, stop in zip(items["file"], items["start"], items["stop"], strict=True):
-            piece = Piece(int(file), int(start), int(stop))
+        for piece in pieces_of(items):
             try:
                 state, error = pickle.dumps(self.process(self.shards[piece.file], piece)), None
             except USER_ERRORS as e:
