@@ -8,8 +8,8 @@ its prompt extended by a short variant marker (a near duplicate), as bench/dedup
 Measures, in one run on this machine, each command as a user runs it (`skyfilter CMD SHARDS... --out ...`, in its
 own process): the local engine with --threads W, and --engine ray on a Ray instance of W CPUs started once before
 the runs (`ray start --head --num-cpus W`; its start-up time is reported apart); wall seconds, the ratio ray /
-local, the driver's peak RSS, and the peak of the summed PSS of the Ray processes (sampled every 0.2 s; PSS counts
-the object store's shared memory once).
+local, the driver's peak RSS, and the peak memory of the Ray processes (their private resident memory plus the shared
+object store once, sampled every 0.2 s).
 Both engines' outputs are compared (the same rows in the same order), so a figure never comes from a wrong answer.
 
 Run: python bench/scale.py [--rows 1000000] [--shards 16] [--workers W] [--commands contaminate,select,dedup]
@@ -84,8 +84,9 @@ def make_shards(folder: Path, rows: int, shards: int) -> list[str]:
 
 
 class RaySampler:
-    """The peak of the summed PSS of the Ray processes (workers, raylet, GCS) while it runs: the proportional set
-    size, which counts the object store's shared pages once in all (RSS would count them once per process)."""
+    """The peak memory of the Ray processes (workers, raylet, GCS) while it runs: the sum of their private resident
+    memory (RSS less shared pages, from /proc/PID/statm: cheap to read every 0.2 s) plus the largest shared part
+    once (the object store's shared memory, which every worker maps)."""
 
     def __init__(self) -> None:
         import psutil
@@ -95,15 +96,14 @@ class RaySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            for p in self.psutil.process_iter(["cmdline"]):
+            private, shared = 0, 0
+            for p in self.psutil.process_iter(["cmdline", "memory_info"]):
                 line = " ".join(p.info["cmdline"] or [])
-                if "ray::" in line or "raylet" in line or "gcs_server" in line:
-                    try:
-                        total += p.memory_full_info().pss
-                    except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
-                        continue
-            self.peak = max(self.peak, total)
+                memory = p.info["memory_info"]
+                if memory is not None and ("ray::" in line or "raylet" in line or "gcs_server" in line):
+                    private += memory.rss - memory.shared
+                    shared = max(shared, memory.shared)
+            self.peak = max(self.peak, private + shared)
             time.sleep(0.2)
 
     def __enter__(self) -> RaySampler:

@@ -260,22 +260,24 @@ def _shared_keys(table: pa.Table) -> pa.Table:
 
 
 def _candidates(table: pa.Table, job: dict) -> pa.Table:
-    """(band key, position, shuffle group, signature, score) for every band of every row in a shared bucket."""
+    """(band key, position, shuffle group, signature, score) for every band of every row in a shared bucket. A row's
+    signature and score travel once per shuffle group, on its first entry there (null on the others): a row's
+    entries of one group come from one block, in order, so they stay first in the group (:func:`_bucket_clusters`
+    reads the first)."""
     import ray
 
     shared: np.ndarray = ray.get(job["shared"][0])
     keys, rows = _index(job["options"]).band_keys(table["signature"].combine_chunks())
     keys, rows = keys.to_numpy(), rows.to_numpy()
     hit = shared[np.minimum(np.searchsorted(shared, keys), len(shared) - 1)] == keys
-    keys, taken = keys[hit], pa.array(rows[hit])
-    out = {
-        "key": keys,
-        "pos": table["pos"].take(taken),
-        "group": (keys % np.uint64(job["groups"])).astype(np.int64),
-        "signature": table["signature"].take(taken),
-    }
+    keys, rows = keys[hit], rows[hit].astype(np.int64)
+    group = (keys % np.uint64(job["groups"])).astype(np.int64)
+    first = np.zeros(len(rows), dtype=bool)
+    first[np.unique(rows * job["groups"] + group, return_index=True)[1]] = True
+    taken, once = pa.array(rows), pa.array(rows, mask=~first)
+    out = {"key": keys, "pos": table["pos"].take(taken), "group": group, "signature": table["signature"].take(once)}
     if job["options"].score_column is not None:
-        out["score"] = table["score"].take(taken)
+        out["score"] = table["score"].take(once)
     return pa.table(out)
 
 
