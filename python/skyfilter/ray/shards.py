@@ -5,9 +5,10 @@ Inputs: files, folders (their data files, sorted by path) and globs, local or an
 (:func:`skyfilter.io.open_source`), on a worker, so a bad row gets the same message or the same bad-rows entry as
 on one machine. A row's identity is its *position*: the inputs in the order given (a folder's or a glob's files
 sorted by path), then the readable rows of each file in order, counted from 0 over all inputs, as the local
-engine counts rows for ``cluster_id``. :func:`plan` reads every file once on the cluster (rows, columns, bad rows)
-and cuts the inputs into *pieces* of at most ``piece_rows`` rows; a piece knows its file and its first position,
-so its rows carry their identity through every shuffle, whatever the number of workers or blocks.
+engine counts rows for ``cluster_id``. :func:`plan` opens every file once (rows, columns, bad rows; JSON and CSV
+files on the cluster) and cuts the inputs into *pieces* of at most ``piece_rows`` rows; a piece knows its file and
+its first position, so its rows carry their identity through every shuffle, whatever the number of workers or
+blocks.
 
 Outputs: a data output is a folder of parquet shards ``part-00000.parquet``, ... in the order of the rows' positions.
 Workers write one shard per piece under a name made of the piece's identity (a retried task writes the same file
@@ -275,8 +276,9 @@ def plan(
     added_columns: tuple[str, ...],
     piece_rows: int,
 ) -> Plan:
-    """Opens every input on the cluster (one task per file), makes the local engine's checks with its messages
-    (:func:`skyfilter.io.check_sources`) and cuts the inputs into pieces."""
+    """Opens every input (parquet and Arrow files here, from their footers; the others on the cluster, one task per
+    file), makes the local engine's checks with its messages (:func:`skyfilter.io.check_sources`) and cuts the
+    inputs into pieces."""
     files = expand_inputs(specs)
     if not files:
         raise InputError("no input given")
