@@ -331,3 +331,12 @@ def test_dedup_on_a_dataset(ray_cluster, shared_data):
     assert got.column("cluster_id").to_pylist() == want.cluster_id.tolist()
     assert got.column("conflict").to_pylist() == want.conflict.tolist()
     assert {"exact_duplicate", "near_duplicate"} <= set(got.column("reason").to_pylist())
+
+
+def test_missing_input_fails_at_once(tmp_path):
+    """A missing input is the local engine's one line, before Ray starts (no cluster needed)."""
+    missing = tmp_path / "missing.parquet"
+    start = time.monotonic()
+    code, text = run_cli("select", missing, "--engine", "ray", "--out", tmp_path / "kept")
+    assert code == 1 and text.strip() == f"Error: {missing}: no such file"
+    assert time.monotonic() - start < 5 and not (tmp_path / "kept").exists()

@@ -42,6 +42,7 @@ from skyfilter.ray.shards import (
     Shard,
     check_ray_outputs,
     cluster_cpus,
+    expand_inputs,
     plan,
     read_piece,
     run_pieces,
@@ -110,6 +111,7 @@ def run(
         {"--out": out, "--flagged": flagged},
         {"--report": report, "--bad-rows": bad_rows},
     )
+    expand_inputs(inputs)  # a missing input fails now, before Ray starts
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None)
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     with ray_session(address, command="skyfilter contaminate", progress=progress) as ray:

@@ -80,6 +80,7 @@ from skyfilter.ray.shards import (
     Shard,
     check_ray_outputs,
     cluster_cpus,
+    expand_inputs,
     map_pieces,
     pieces_of,
     plan,
@@ -457,6 +458,7 @@ def run(
     same rows, in the same order, with the same added columns, as the local engine's files), ``report`` and
     ``bad_rows`` the same files; ``batch_rows`` rows per piece."""
     check_ray_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report, "--bad-rows": bad_rows})
+    expand_inputs(inputs)  # a missing input fails now, before Ray starts
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     lsh = options.lsh()
     with ray_session(address, command="skyfilter dedup", progress=progress) as ray:

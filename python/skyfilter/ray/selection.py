@@ -38,6 +38,7 @@ from skyfilter.ray.shards import (
     Shard,
     check_ray_outputs,
     cluster_cpus,
+    expand_inputs,
     map_pieces,
     pieces_of,
     plan,
@@ -228,6 +229,7 @@ def run(
     """As :func:`skyfilter.select.run_select`, on Ray: ``out`` and ``dropped`` are folders of parquet shards (the
     local engine's rows, in its order), ``report`` and ``bad_rows`` the same files; ``batch_rows`` rows per piece."""
     check_ray_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report, "--bad-rows": bad_rows})
+    expand_inputs(inputs)  # a missing input fails now, before Ray starts
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     with ray_session(address, command="skyfilter select", progress=progress) as ray:
         the_plan = plan(ray, inputs, reading, ADDED_COLUMNS, batch_rows)

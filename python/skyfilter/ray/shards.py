@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from skyshared import outputs as _outputs
+from skyshared.hub import hub_id
 from skyshared.jsonrows import BAD_ROWS_SCHEMA, bad_rows_table
 
 from skyfilter import _core
@@ -132,8 +133,10 @@ def expand_inputs(specs: Sequence[str]) -> list[str]:
             if not found:
                 raise InputError(f"{spec}: no data files (parquet, jsonl, json, arrow, csv) in this folder")
             files += found
+        elif not os.path.exists(spec) and not hub_id(spec):
+            raise InputError(f"{spec}: no such file")
         else:
-            files.append(spec)  # open_source says what is wrong with it, if anything
+            files.append(spec)  # open_source says what else is wrong with it, if anything
     return files
 
 
