@@ -261,24 +261,30 @@ def _shared_keys(table: pa.Table) -> pa.Table:
 
 
 def _candidates(table: pa.Table, job: dict) -> pa.Table:
-    """(band key, position, shuffle group, signature, score) for every band of every row in a shared bucket. A row's
-    signature and score travel once per shuffle group, on its first entry there (null on the others): a row's
-    entries of one group come from one block, in order, so they stay first in the group (:func:`_bucket_clusters`
-    reads the first)."""
+    """One row per row and shuffle group of its shared buckets: position, shuffle group, the band keys of the row
+    that fall in that group (a list), signature and score. A signature travels once per row and group, not once
+    per band (a null entry of a fixed-size list still takes its room)."""
     import ray
 
     shared: np.ndarray = ray.get(job["shared"][0])
     keys, rows = _index(job["options"]).band_keys(table["signature"].combine_chunks())
-    keys, rows = keys.to_numpy(), rows.to_numpy()
+    keys, rows = keys.to_numpy(), rows.to_numpy().astype(np.int64)
     hit = shared[np.minimum(np.searchsorted(shared, keys), len(shared) - 1)] == keys
-    keys, rows = keys[hit], rows[hit].astype(np.int64)
+    keys, rows = keys[hit], rows[hit]
     group = (keys % np.uint64(job["groups"])).astype(np.int64)
-    first = np.zeros(len(rows), dtype=bool)
-    first[np.unique(rows * job["groups"] + group, return_index=True)[1]] = True
-    taken, once = pa.array(rows), pa.array(rows, mask=~first)
-    out = {"key": keys, "pos": table["pos"].take(taken), "group": group, "signature": table["signature"].take(once)}
+    order = np.lexsort((group, rows))
+    keys, rows, group = keys[order], rows[order], group[order]
+    starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (group[1:] != group[:-1])]) if len(rows) else rows
+    offsets = pa.array(np.r_[starts, len(rows)].astype(np.int32))
+    taken = pa.array(rows[starts])
+    out = {
+        "pos": table["pos"].take(taken),
+        "group": group[starts],
+        "keys": pa.ListArray.from_arrays(offsets, pa.array(keys, pa.uint64())),
+        "signature": table["signature"].take(taken),
+    }
     if job["options"].score_column is not None:
-        out["score"] = table["score"].take(once)
+        out["score"] = table["score"].take(taken)
     return pa.table(out)
 
 
@@ -287,17 +293,20 @@ _CLUSTERED = pa.schema([pa.field("pos", pa.int64()), pa.field("root", pa.int64()
 
 def _bucket_clusters(table: pa.Table, options: DedupOptions) -> pa.Table:
     """Stage 3, on a worker: the components of the verified pairs within a group of whole buckets; each row of a
-    component of several rows with the component's first position (and its score, for stage 4)."""
+    component of several rows with the component's first position (and its score, for stage 4). A row is once in
+    the group (:func:`_candidates`)."""
     if not table.num_rows:
         return _CLUSTERED.empty_table()
-    pos, first, rows = np.unique(table["pos"].to_numpy(), return_index=True, return_inverse=True)
+    table = table.sort_by("pos")
+    pos = table["pos"].to_numpy()
+    keys = table["keys"].combine_chunks()
     near = _index(options)
-    near.add(table["signature"].combine_chunks().take(pa.array(first)))
-    roots = near.bucket_clusters(table["key"].combine_chunks(), pa.array(rows.ravel(), type=pa.uint32()))
-    roots = roots.to_numpy().astype(np.int64)
+    near.add(table["signature"].combine_chunks())
+    rows = np.repeat(np.arange(len(pos), dtype=np.uint32), pc.list_value_length(keys).to_numpy())
+    roots = near.bucket_clusters(keys.flatten(), pa.array(rows, type=pa.uint32())).to_numpy().astype(np.int64)
     several = np.flatnonzero(np.bincount(roots, minlength=len(pos))[roots] > 1)
     if options.score_column is not None:
-        score = table["score"].combine_chunks().take(pa.array(first[several]))
+        score = table["score"].combine_chunks().take(pa.array(several))
     else:
         score = pa.nulls(len(several), pa.float64())
     return pa.Table.from_arrays([pa.array(pos[several]), pa.array(pos[roots[several]]), score], schema=_CLUSTERED)
