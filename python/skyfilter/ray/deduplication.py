@@ -14,8 +14,9 @@ Every decision is made by the local engine's code on a set of rows that decides 
    rows that are not simply kept come back to the driver.
 3. **Near-duplicate clusters**: the connected components of the verified candidate pairs, candidates being the
    rows that share an LSH band key (``_core.NearDedup.band_keys``: the keys the local index buckets by). The band
-   keys alone (16 bytes a row and band) are shuffled first, to find the buckets of two rows or more; then only
-   the entries of those buckets, with their signatures, are shuffled by band key, and
+   keys alone (16 bytes a row and band) are shuffled first, to find the buckets of two rows or more; then the rows
+   of those buckets are shuffled by band key, one entry per row and shuffle group (its band keys there as a list,
+   its signature once), and
    ``NearDedup.bucket_clusters`` finds the components within each group of whole buckets with the local index's
    bucket logic (identical signatures joined first, one group per component, so ``k`` near copies cost ``O(k)``
    verifications). Every verified pair lies within one bucket, so the union of these components is the
