@@ -340,3 +340,17 @@ def test_missing_input_fails_at_once(tmp_path):
     code, text = run_cli("select", missing, "--engine", "ray", "--out", tmp_path / "kept")
     assert code == 1 and text.strip() == f"Error: {missing}: no such file"
     assert time.monotonic() - start < 5 and not (tmp_path / "kept").exists()
+
+
+def test_a_group_that_keeps_nothing(ray_cluster):
+    """A fraction of 0 for one group (no last kept row) next to groups that keep some, over several pieces."""
+    import ray
+    import skyfilter.ray as on_ray
+    from skyfilter.select import REASONS, select_table
+
+    table = pa.table({"s": [1.0, 2.0, 2.0, 0.5, 3.0, 1.0, -0.0, 0.0], "g": list("aabbbaab"), "row": list(range(8))})
+    options = SelectOptions(score="s", group_by="g", fractions={"a": 0.0}, default_fraction=0.5)
+    got = on_ray.select(ray.data.from_arrow([table.slice(0, 3), table.slice(3)]), options, piece_rows=2)
+    got = pa.concat_tables(ray.get(got.to_arrow_refs())).sort_by("row")
+    want = [REASONS[c] for c in select_table(table, options).decisions.reason]
+    assert got.column("reason").to_pylist() == want and want.count("kept") == 2

@@ -53,14 +53,21 @@ from skyfilter.schema import SchemaError, to_pairs
 __all__ = ["run", "contaminate"]
 
 
+def _matcher(job: dict) -> Matcher:
+    """On a worker: the job's benchmark index (one thread: the cluster's CPUs are the parallelism), ignoring the
+    common n-grams the driver found."""
+    matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1)
+    if job.get("ignore") is not None:
+        matcher.ignore = pa.array(job["ignore"])
+    return matcher
+
+
 class _Matching(PieceWorker):
     """Matches pieces: counts n-gram hits only (``job["count"]``), or writes the clean and flagged shards."""
 
     def __init__(self, job: dict):
         super().__init__(job)
-        self.matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1)
-        if job.get("ignore") is not None:
-            self.matcher.ignore = pa.array(job["ignore"])
+        self.matcher = _matcher(job)
 
     def process(self, shard: Shard, piece: Piece):
         job, matcher = self.job, self.matcher
@@ -163,9 +170,7 @@ class _MatchRows:
 
     def __init__(self, job: dict):
         self.job = job
-        self.matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1)
-        if job.get("ignore") is not None:
-            self.matcher.ignore = pa.array(job["ignore"])
+        self.matcher = _matcher(job)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         try:

@@ -146,10 +146,21 @@ def _entries(block: pa.Table, groups: int) -> pa.Table:
 
 def _cuts(rows: pa.Table, fractions: dict[str, float]) -> pa.Table:
     """The reduce side: the cut of every group key among the rows (whole groups)."""
-    tables = [
-        _cut(rows.filter(pc.equal(rows["key"], key)), key, fractions[key]) for key in pc.unique(rows["key"]).to_pylist()
+    keys = pc.unique(rows["key"]).to_pylist()
+    tables = [_cut(rows.filter(pc.equal(rows["key"], key)), key, fractions[key]) for key in keys]
+    return pa.concat_tables(tables) if tables else _CUT.empty_table()
+
+
+#: A group's cut; the last kept row's score and position are null when the group keeps none of its rows.
+_CUT = pa.schema(
+    [
+        ("key", pa.string()),
+        ("rows", pa.int64()),
+        ("kept", pa.int64()),
+        ("cut_score", pa.float64()),
+        ("cut_pos", pa.int64()),
     ]
-    return pa.concat_tables(tables) if tables else _cut(rows, "", 1.0).slice(0, 0)
+)
 
 
 def _cut(rows: pa.Table, key: str, fraction: float) -> pa.Table:
@@ -162,14 +173,15 @@ def _cut(rows: pa.Table, key: str, fraction: float) -> pa.Table:
     ).to_numpy()
     kept = np.flatnonzero(codes == KEPT)
     last = kept[np.lexsort((-positions[kept], scores[kept]))[0]] if len(kept) else -1
-    return pa.table(
+    return pa.Table.from_pydict(
         {
-            "key": pa.array([key], pa.string()),
+            "key": [key],
             "rows": [n],
             "kept": [len(kept)],
             "cut_score": [float(scores[last]) if last >= 0 else None],
             "cut_pos": [int(positions[last]) if last >= 0 else None],
-        }
+        },
+        schema=_CUT,
     )
 
 
@@ -178,13 +190,25 @@ def _decide(job: dict, shard: Shard, piece: Piece):
     source, batch, codes, adjusted, keys = _rules(job, shard, piece, None)
     positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
     if job["options"].ranked:
-        for i in np.flatnonzero(codes == KEPT):
-            rows, kept, score, pos = job["cuts"][keys[i]]
-            if kept == rows:
+        names, group = _groups(keys)
+        ranked = np.flatnonzero(codes == KEPT)
+        for g, key in enumerate(names):
+            rows = ranked[group[ranked] == g]
+            n, kept, score, pos = job["cuts"][key]
+            if kept == n or not len(rows):
                 continue
-            if kept == 0 or adjusted[i] < score or (adjusted[i] == score and positions[i] > pos):
-                codes[i] = TOP
+            if kept:  # the rows after the group's last kept row in the ranking order
+                rows = rows[(adjusted[rows] < score) | ((adjusted[rows] == score) & (positions[rows] > pos))]
+            codes[rows] = TOP
     return source, batch, codes, adjusted, keys
+
+
+def _groups(keys: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The distinct group keys of a piece and each row's index into them."""
+    if not len(keys):
+        return [], np.zeros(0, dtype=np.int64)
+    names, group = np.unique(keys, return_inverse=True)
+    return names.tolist(), group.ravel()
 
 
 class _Selecting(PieceWorker):
@@ -204,8 +228,9 @@ class _Selecting(PieceWorker):
             write_shard(job["folders"]["dropped"], piece, pa.RecordBatch.from_arrays(columns, schema=job["dropped"]))
         counts: dict[str, np.ndarray] = {}
         lowest: dict[str, float] = {}
-        for key in np.unique(keys) if len(keys) else []:
-            mine = keys == key
+        names, group = _groups(keys)
+        for g, key in enumerate(names):
+            mine = group == g
             counts[key] = np.bincount(codes[mine], minlength=len(REASONS))
             kept_scores = adjusted[mine & keep]
             lowest[key] = float(kept_scores.min()) if len(kept_scores) else np.inf

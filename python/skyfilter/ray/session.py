@@ -49,9 +49,6 @@ def ray_session(address: str | None = None, *, command: str = "the ray engine", 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = False
-    # Group-bys by sorting with tasks: no pool of aggregator actors to start for each shuffle (seconds on a small
-    # cluster), and Ray retries a task whose process died.
-    context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     # Ray's own warnings (progress bars off, idle CPUs) are not the user's business on success; a failure surfaces
     # as an exception.
     for name in ("ray", "ray.data"):

@@ -349,7 +349,8 @@ def read_piece(shard: Shard, piece: Piece, reading: RowReading, columns: list[st
 def check_ray_outputs(
     inputs: Sequence[str], folders: Mapping[str, str | None], files: Mapping[str, str | None]
 ) -> None:
-    """Before any work: each data output is a new folder that holds no input and no other output; file outputs
+    """Before any work: each data output is a new folder that holds no input and no other output (another folder
+    on the same path included); file outputs
     (report, bad rows) as :func:`skyshared.outputs.check_outputs` wants them."""
     local = [s for s in inputs if not _is_uri(str(s))]
     given = {flag: path for flag, path in {**folders, **files}.items() if path is not None}
@@ -357,13 +358,6 @@ def check_ray_outputs(
         if path is not None:
             others = {f: p for f, p in given.items() if f != flag}
             _outputs.check_folder(flag, path, local, new=True, outputs=others)
-    seen: dict[str, str] = {}
-    for flag, path in folders.items():
-        if path is not None:
-            real = os.path.realpath(path)
-            if real in seen:
-                raise OutputError(f"{path}: {seen[real]} and {flag} are the same folder; give each output its own")
-            seen[real] = flag
     if files.get("--bad-rows") is not None:
         try:
             output_format(files["--bad-rows"])
