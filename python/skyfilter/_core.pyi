@@ -138,7 +138,8 @@ class GroupIds:
 
 class ParquetBatches:
     """The record batches of a parquet file (all top-level columns, or the named ones), row groups decoded in
-    parallel; with ``views``, top-level string columns come back as string_view columns over the pages."""
+    parallel; with ``views``, top-level string columns come back as string_view columns over the pages;
+    ``row_groups=(first, stop)`` reads only those row groups."""
 
     def __init__(
         self,
@@ -148,6 +149,7 @@ class ParquetBatches:
         batch_rows: int = 65_536,
         threads: int = 0,
         views: bool = False,
+        row_groups: tuple[int, int] | None = None,
     ) -> None: ...
     def __iter__(self) -> ParquetBatches: ...
     def __next__(self) -> pa.RecordBatch: ...

@@ -92,7 +92,7 @@ class Source:
     #: The input row of each row of :meth:`batches` where bad rows were left out (None: the same numbers).
     row_numbers: np.ndarray | None = field(default=None, repr=False)
     #: Reads rows [start, stop) without the rows before them (parquet: only the row groups that hold them).
-    _between: Callable[[int, int, int, list[str] | None], Iterator[pa.RecordBatch]] | None = field(
+    _between: Callable[[int, int, int, list[str] | None, bool], Iterator[pa.RecordBatch]] | None = field(
         default=None, repr=False
     )
 
@@ -118,15 +118,21 @@ class Source:
         yield from self._batches(batch_rows, columns, views)
 
     def batches_between(
-        self, start: int, stop: int, batch_rows: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None
+        self,
+        start: int,
+        stop: int,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        columns: list[str] | None = None,
+        *,
+        views: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """The rows at positions [start, stop) of :meth:`batches`, in batches of at most ``batch_rows``: one piece
         of the input, for an engine that reads a file in pieces on several machines."""
         if self._between is not None:
-            yield from self._between(start, stop, batch_rows, columns)
+            yield from self._between(start, stop, batch_rows, columns, views)
             return
         at = 0
-        for batch in self.batches(batch_rows, columns):
+        for batch in self.batches(batch_rows, columns, views=views):
             low, high = max(start - at, 0), min(stop - at, batch.num_rows)
             if high > low:
                 yield batch.slice(low, high - low)
@@ -217,7 +223,9 @@ def _parquet_source(path: Path) -> Source:
         raise InputError(f"{path}: not a readable parquet file ({e})") from None
     file_schema = meta.schema_arrow
 
-    def batches(rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
+    def decode(
+        rows: int, columns: list[str] | None, views: bool, groups: tuple[int, int] | None = None
+    ) -> Iterator[pa.RecordBatch]:
         # Decoded in Rust, a row group per core at a time (about 1.6x pyarrow's reader on long texts), then
         # given exactly the schema pyarrow reads, so that every reader of the project sees the same types
         # (string columns decoded as views stay views). The decoder returns the columns in file order; they
@@ -227,7 +235,9 @@ def _parquet_source(path: Path) -> Source:
             schema = pa.schema([f.with_type(pa.string_view()) if f.type == pa.string() else f for f in schema])
         threads = worker_threads(None)
         try:
-            for batch in _core.ParquetBatches(str(path), columns, batch_rows=rows, threads=threads, views=views):
+            for batch in _core.ParquetBatches(
+                str(path), columns, batch_rows=rows, threads=threads, views=views, row_groups=groups
+            ):
                 batch = _conform(batch, schema)
                 yield batch if columns is None or batch.schema.names == columns else batch.select(columns)
         except _core.SkyfilterError as e:
@@ -235,25 +245,25 @@ def _parquet_source(path: Path) -> Source:
                 raise InputError(_locate_invalid_utf8(path, columns) or f"{path}: text is not valid UTF-8") from None
             raise InputError(f"{path}: not a readable parquet file ({e})") from None
 
-    def between(start: int, stop: int, rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-        # pyarrow reads the row groups that hold the rows (it gives the file's schema as is), checked as UTF-8 as
-        # the Rust decoder checks it.
-        with pq.ParquetFile(path) as f:
-            groups, first, at = [], 0, 0
-            for g in range(f.metadata.num_row_groups):
-                n = f.metadata.row_group(g).num_rows
-                if at + n > start and at < stop:
-                    first = at if not groups else first
-                    groups.append(g)
-                at += n
-            if not groups:
-                return
-            table = f.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
-        try:
-            table.validate(full=True)
-        except pa.ArrowInvalid:
-            raise InputError(_locate_invalid_utf8(path, columns) or f"{path}: text is not valid UTF-8") from None
-        yield from table.to_batches(max_chunksize=rows)
+    def batches(rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
+        yield from decode(rows, columns, views)
+
+    def between(start: int, stop: int, rows: int, columns: list[str] | None, views: bool) -> Iterator[pa.RecordBatch]:
+        # Only the row groups that hold the rows are decoded.
+        groups, at = [], 0
+        for g in range(meta.metadata.num_row_groups):
+            n = meta.metadata.row_group(g).num_rows
+            if at + n > start and at < stop:
+                groups.append((g, at))
+            at += n
+        if not groups:
+            return
+        at = groups[0][1]
+        for batch in decode(rows, columns, views, (groups[0][0], groups[-1][0] + 1)):
+            low, high = max(start - at, 0), min(stop - at, batch.num_rows)
+            if high > low:
+                yield batch.slice(low, high - low)
+            at += batch.num_rows
 
     return Source(path.name, file_schema, meta.metadata.num_rows, batches, _between=between)
 

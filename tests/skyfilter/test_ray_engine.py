@@ -222,7 +222,7 @@ def test_existing_output_folder_is_refused(ray_cluster, uf, tmp_path):
 def _worker_pids() -> set[int]:
     """Ray worker processes running the engine's piece tasks."""
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return {int(line.split()[0]) for line in ps.splitlines() if "ray::" in line and "MapBatches" in line}
+    return {int(line.split()[0]) for line in ps.splitlines() if "ray::skyfilter.Matching" in line}
 
 
 def test_killed_worker_is_retried(ray_cluster, shared_data, rmb, tmp_path):

@@ -3,10 +3,10 @@ over a Ray cluster and the same rows, columns and report whatever the number of 
 
 Every decision is made by the local engine's code on a set of rows that decides it whole, ordered by position:
 
-1. **Hashing** (Ray Data, one task per piece, Arrow rows kept in the object store for the later stages): per row
-   its position, its three keys, its score and its MinHash signature, by :func:`skyfilter.dedup.hash_batch`, so
-   a batch that cannot be read as the layout, or invalid UTF-8, fails with the local message (a failing piece
-   gives one error row; the first failing piece in input order wins).
+1. **Hashing** (one Ray task per piece, :func:`skyfilter.ray.shards.piece_tasks`; Arrow rows kept in the object
+   store for the later stages): per row its position, its three keys, its score and its MinHash signature, by
+   :func:`skyfilter.dedup.hash_batch`, so a batch that cannot be read as the layout, or invalid UTF-8, fails with
+   the local message (a failing piece returns its error apart; the first failing piece in input order wins).
 2. **Conflicts and exact duplicates**: a conflict group (one prompt, one pair of responses) and an exact group
    (equal keys) are subsets of one prompt group, so the rows are shuffled by a hash of the prompt key into
    groups of whole prompt groups, and :func:`skyfilter.dedup.dedup_decisions` decides each group (sorted by
@@ -24,7 +24,7 @@ Every decision is made by the local engine's code on a set of rows that decides 
    ``_core.components``, and a cluster is named by its smallest position, as on one machine.
 4. **Representatives**: among the rows of a cluster still in after step 2, the local rule
    (:func:`skyfilter.dedup.near_duplicates`: best score, then first position; NaN ranks lowest).
-5. **Writing** (one actor task per piece, :func:`skyfilter.ray.shards.run_pieces`): each piece gets through the
+5. **Writing** (one task per piece, :func:`skyfilter.ray.shards.run_pieces`): each piece gets through the
    object store the decisions of its rows that are not the default (dropped, or in a cluster named by another
    row), writes its kept and dropped rows with the local evidence columns
    (:func:`skyfilter.dedup.evidence_columns`; the file and input row of the row a dropped row duplicates come
@@ -82,7 +82,8 @@ from skyfilter.ray.shards import (
     check_ray_outputs,
     cluster_cpus,
     expand_inputs,
-    map_pieces,
+    gather,
+    piece_tasks,
     pieces_of,
     plan,
     plan_dataset,
@@ -102,8 +103,7 @@ _KEY = pa.binary(16)
 
 
 def _hashed_schema(options: DedupOptions) -> pa.Schema:
-    """The rows of the hashing pass: position, keys, the shuffle group of the prompt key, score, signature and
-    ``error`` (the message of a piece that failed, on a row of its own with position ``-1 - piece``)."""
+    """The rows of the hashing pass: position, keys, the shuffle group of the prompt key, score and signature."""
     fields = [
         pa.field("pos", pa.int64()),
         pa.field("prompt_key", _KEY),
@@ -115,7 +115,7 @@ def _hashed_schema(options: DedupOptions) -> pa.Schema:
         fields.append(pa.field("score", pa.float64()))
     if options.near:
         fields.append(pa.field("signature", pa.list_(pa.field("item", pa.uint32(), False), options.num_perm)))
-    return pa.schema([*fields, pa.field("error", pa.string())])
+    return pa.schema(fields)
 
 
 def _as_keys(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -144,45 +144,33 @@ def _hash_piece(shard: Shard, piece: Piece, job: dict) -> pa.Table:
         columns.append(pa.array(hashed.scores, type=pa.float64()))
     if hashed.signatures is not None:
         columns.append(hashed.signatures)
-    columns.append(pa.nulls(batch.num_rows, pa.string()))
     return pa.Table.from_arrays(columns, schema=job["schema"])
 
 
-def _hashing(items: dict, job: dict) -> pa.Table:
-    """Stage 1, on a worker: the hashed rows of the given pieces, or for a piece that fails its error row."""
-    tables = []
-    for index, file, start, stop in zip(items["piece"], items["file"], items["start"], items["stop"], strict=True):
-        piece = Piece(int(file), int(start), int(stop))
-        try:
-            tables.append(_hash_piece(job["shards"][piece.file], piece, job))
-        except USER_ERRORS as e:
-            error = {name: [None] for name in job["schema"].names}
-            error.update(pos=[-1 - int(index)], error=[str(e)])
-            tables.append(pa.Table.from_pydict(error, schema=job["schema"]))
-    return pa.concat_tables(tables)
+class _Hashing:
+    """Stage 1, on a worker: the hashed rows of a piece, and its error (an empty table, or one row ``error``)."""
+
+    def __init__(self, job: dict):
+        self.job = job
+
+    def __call__(self, items: dict) -> tuple[pa.Table, pa.Table]:
+        tables, errors = [], []
+        for piece in pieces_of(items):
+            try:
+                tables.append(_hash_piece(self.job["shards"][piece.file], piece, self.job))
+            except USER_ERRORS as e:
+                errors.append(str(e))
+        return _concat(tables, self.job["schema"]), pa.table({"error": pa.array(errors, pa.string())})
 
 
-def _errors(table: pa.Table) -> pa.Table:
-    return table.filter(pc.is_valid(table["error"])).select(["pos", "error"])
-
-
-def _hash(ray, the_plan: Plan, job: dict):
-    """Stage 1: the hashed rows of every piece, materialized; the first error in the pieces' order is raised."""
-    items = [{"piece": i, **item} for i, item in enumerate(the_plan.items())]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items))
-    hashed = dataset.map_batches(
-        _hashing, fn_kwargs={"job": job}, batch_size=1, batch_format="numpy", num_cpus=1
-    ).materialize()
-    errors = _collect(hashed.map_batches(_errors, batch_format="pyarrow", batch_size=None), pa.schema([]))
-    if errors.num_rows:
-        first = pc.index(errors["pos"], pc.max(errors["pos"])).as_py()  # position -1 - piece: the first piece
-        raise InputError(errors["error"][first].as_py())
-    return hashed
-
-
-def _collect(dataset, schema: pa.Schema) -> pa.Table:
-    """A dataset's rows on the driver, as one Arrow table (no rows: an empty table with ``schema``)."""
-    return _concat(list(dataset.iter_batches(batch_format="pyarrow", batch_size=None)), schema)
+def _hash(ray, the_plan: Plan, job: dict) -> list:
+    """Stage 1: the references of the hashed rows of every piece; the first error in the pieces' order is
+    raised."""
+    refs = piece_tasks(ray, the_plan, _Hashing, job, returns=2)
+    errors = pa.concat_tables(gather(ray, [errors for _, errors in refs], "hashing"))["error"]
+    if len(errors):
+        raise InputError(errors[0].as_py())
+    return [hashed for hashed, _ in refs]
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -442,7 +430,7 @@ def _stages(ray, the_plan: Plan, options: DedupOptions) -> tuple[dict, pa.Table,
     none = np.zeros(0, dtype=np.int64)
     decided, nodes, roots, scores = _DECIDED.empty_table(), none, none, None
     if the_plan.pieces:
-        blocks = _hash(ray, the_plan, {**job, "schema": _hashed_schema(options)}).to_arrow_refs()
+        blocks = _hash(ray, the_plan, {**job, "schema": _hashed_schema(options)})
         decided = _decisions(ray, blocks, job)
         if options.near:
             nodes, roots, scores = _clusters(ray, blocks, job)
@@ -483,7 +471,7 @@ def run(
                 decisions=_piece_decisions(ray, the_plan, final),
             )
             per_source: dict[str, Counter] = {}
-            for counts in run_pieces(ray, the_plan, _Writing, job):
+            for counts in run_pieces(ray, the_plan, _Writing, job, "writing"):
                 for name, code, n in counts:
                     per_source.setdefault(name, Counter())[REASONS[code]] += n
             sizes = np.unique(roots, return_counts=True)[1]
@@ -562,4 +550,4 @@ def dedup(dataset, options: DedupOptions, *, layout: str | None = None, piece_ro
     job, decided, _, final = _stages(ray, the_plan, options)
     conflicts = decided["pos"].filter(decided["conflict"]).to_numpy()
     job.update(decisions=_piece_decisions(ray, the_plan, final), conflicts=[ray.put(conflicts)])
-    return map_pieces(ray, the_plan, _Annotating, job).materialize()
+    return ray.data.from_arrow_refs(piece_tasks(ray, the_plan, _Annotating, job))

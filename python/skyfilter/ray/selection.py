@@ -6,7 +6,7 @@ of a group that pass them, over all inputs, so it needs a global step, done with
 
 1. *ranking pass*: each piece sends, for every row that passes the row rules, its group, adjusted score and
    position, and the first position of each group it holds;
-2. *cut per group*: Ray Data groups the entries by group (a hash shuffle); each group is ranked on one worker
+2. *cut per group*: the entries are grouped by group (a hash shuffle of Ray tasks); each group is ranked on one worker
    with the local kernel (:func:`skyfilter._core.top_fraction`, rows in position order, so ties go to the earlier
    row exactly as on one machine), which gives the group's *cut*: its number of ranked rows, how many it keeps,
    and the last kept row (adjusted score, position);
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skyfilter import _core
-from skyfilter.io import InputError, RowReading
+from skyfilter.io import InputError, RowReading, take_batch
 from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     USER_ERRORS,
@@ -39,7 +39,8 @@ from skyfilter.ray.shards import (
     check_ray_outputs,
     cluster_cpus,
     expand_inputs,
-    map_pieces,
+    gather,
+    piece_tasks,
     pieces_of,
     plan,
     plan_dataset,
@@ -80,66 +81,63 @@ def _name(key: str) -> str | None:
     return None if key == _NULL else key[1:]
 
 
-def _rules(job: dict, shard: Shard, piece: Piece, columns: list[str] | None):
-    """The piece's rows, their codes under the row rules, adjusted scores and group keys."""
+def _rules(job: dict, shard: Shard, piece: Piece, columns: list[str] | None, *, views: bool = False):
+    """The piece's rows, their codes under the row rules, adjusted scores, and groups: the distinct group keys and
+    each row's index into them."""
     options: SelectOptions = job["options"]
-    source, batch = read_piece(shard, piece, job["reading"], columns)
+    source, batch = read_piece(shard, piece, job["reading"], columns, views=views)
     codes, adjusted = row_decisions(
         source, piece.start, batch, options, job["reading"].layout, 1, _core.GroupIds()
     )  # fmt: skip
-    if options.group_by is not None:
-        keys = np.array([_key(v) for v in group_values(source, batch, options).to_pylist()], dtype=object)
-    else:
-        keys = np.full(batch.num_rows, _key(ALL), dtype=object)
-    return source, batch, codes, adjusted, keys
+    if options.group_by is None:
+        return source, batch, codes, adjusted, ([_key(ALL)], np.zeros(batch.num_rows, dtype=np.int64))
+    encoded = pc.dictionary_encode(group_values(source, batch, options), null_encoding="encode")
+    names = [_key(v) for v in encoded.dictionary.to_pylist()]
+    return source, batch, codes, adjusted, (names, encoded.indices.to_numpy().astype(np.int64))
+
+
+#: What the ranking pass tells the driver: the first position of each group in a piece, or the piece's error.
+_NOTES = pa.schema([("key", pa.string()), ("pos", pa.int64()), ("error", pa.string())])
+#: A row that passed the row rules, for the ranking: its group key, adjusted score and position.
+_ENTRIES = pa.schema([("key", pa.string()), ("score", pa.float64()), ("pos", pa.int64())])
 
 
 class _Ranking:
-    """Ranking pass over pieces (a callable class for ``map_batches``): Arrow rows of three kinds, ``entry`` (a
-    row that passed the row rules), ``first`` (a group's first position in the piece) and ``error`` (the piece's
-    one-line error)."""
+    """Ranking pass over pieces: the notes (:data:`_NOTES`) and the entries (:data:`_ENTRIES`) of the pieces."""
 
     def __init__(self, job: dict):
         self.job = job
 
-    def __call__(self, items: dict) -> pa.Table:
-        parts = []
+    def __call__(self, items: dict) -> tuple[pa.Table, pa.Table]:
+        notes, entries = [], []
         for piece in pieces_of(items):
             shard = self.job["shards"][piece.file]
             try:
-                _, _, codes, adjusted, keys = _rules(self.job, shard, piece, self.job["columns"])
+                _, _, codes, adjusted, (names, group) = _rules(self.job, shard, piece, self.job["columns"])
             except USER_ERRORS as e:
-                parts.append(_rows("error", [""], [np.nan], [shard.start + piece.start], [str(e)]))
+                notes.append(pa.table({"key": [None], "pos": [shard.start + piece.start], "error": [str(e)]}, _NOTES))
                 continue
             positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
-            firsts, at = np.unique(keys, return_index=True) if len(keys) else (np.zeros(0, object), np.zeros(0, int))
-            parts.append(_rows("first", firsts, np.full(len(firsts), np.nan), positions[at], None))
+            present, at = np.unique(group, return_index=True)
+            firsts = pa.array([names[g] for g in present], pa.string())
+            notes.append(pa.table([firsts, positions[at], pa.nulls(len(firsts), pa.string())], schema=_NOTES))
             if self.job["options"].ranked:
                 kept = codes == KEPT
-                parts.append(_rows("entry", keys[kept], adjusted[kept], positions[kept], None))
-        return pa.concat_tables(parts) if parts else _rows("first", [], [], [], None)
+                keys = pa.array(names, pa.string()).take(pa.array(group[kept]))
+                entries.append(pa.table([keys, adjusted[kept], positions[kept]], schema=_ENTRIES))
+        return _concat(notes, _NOTES), _concat(entries, _ENTRIES)
 
 
-def _rows(kind: str, keys, scores, positions, errors) -> pa.Table:
-    n = len(positions)
-    return pa.table(
-        {
-            "kind": pa.array([kind] * n, pa.string()),
-            "key": pa.array(list(keys), pa.string()),
-            "score": pa.array(np.asarray(scores, dtype=np.float64)),
-            "pos": pa.array(np.asarray(positions, dtype=np.int64)),
-            "error": pa.array(errors if errors is not None else [None] * n, pa.string()),
-        }
-    )
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def _entries(block: pa.Table, groups: int) -> pa.Table:
-    """The map side of the shuffle: a block's ranked rows, each with the shuffle group of its group key (a CRC-32 of
-    the key: the same in every process)."""
-    entries = block.filter(pc.equal(block["kind"], "entry")).select(["key", "score", "pos"])
-    encoded = entries["key"].combine_chunks().dictionary_encode() if entries.num_rows else None
-    if encoded is None:
+def _entries(entries: pa.Table, groups: int) -> pa.Table:
+    """The map side of the shuffle: the entries of a piece, each with the shuffle group of its group key (a CRC-32
+    of the key: the same in every process)."""
+    if not entries.num_rows:
         return entries.append_column("group", pa.array([], pa.int64()))
+    encoded = entries["key"].combine_chunks().dictionary_encode()
     parts = np.array([zlib.crc32(k.encode()) % groups for k in encoded.dictionary.to_pylist()], dtype=np.int64)
     return entries.append_column("group", pa.array(parts[encoded.indices.to_numpy()]))
 
@@ -185,12 +183,11 @@ def _cut(rows: pa.Table, key: str, fraction: float) -> pa.Table:
     )
 
 
-def _decide(job: dict, shard: Shard, piece: Piece):
-    """The piece's rows and their final codes: the row rules, then each group's cut."""
-    source, batch, codes, adjusted, keys = _rules(job, shard, piece, None)
+def _decide(job: dict, shard: Shard, piece: Piece, *, views: bool = False):
+    """The piece's rows (all columns) and their final codes: the row rules, then each group's cut."""
+    source, batch, codes, adjusted, (names, group) = _rules(job, shard, piece, None, views=views)
     positions = shard.start + np.arange(piece.start, piece.stop, dtype=np.int64)
     if job["options"].ranked:
-        names, group = _groups(keys)
         ranked = np.flatnonzero(codes == KEPT)
         for g, key in enumerate(names):
             rows = ranked[group[ranked] == g]
@@ -200,35 +197,28 @@ def _decide(job: dict, shard: Shard, piece: Piece):
             if kept:  # the rows after the group's last kept row in the ranking order
                 rows = rows[(adjusted[rows] < score) | ((adjusted[rows] == score) & (positions[rows] > pos))]
             codes[rows] = TOP
-    return source, batch, codes, adjusted, keys
-
-
-def _groups(keys: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """The distinct group keys of a piece and each row's index into them."""
-    if not len(keys):
-        return [], np.zeros(0, dtype=np.int64)
-    names, group = np.unique(keys, return_inverse=True)
-    return names.tolist(), group.ravel()
+    return source, batch, codes, adjusted, (names, group)
 
 
 class _Selecting(PieceWorker):
-    """Writing pass: the piece's kept and dropped shards; counts per group come back."""
+    """Writing pass: the piece's kept and dropped shards; counts per group come back. The piece is read with
+    string views, so the text of a row is copied only into the output it goes to (as the local engine writes)."""
 
     def process(self, shard: Shard, piece: Piece):
         job = self.job
-        source, batch, codes, adjusted, keys = _decide(job, shard, piece)
+        source, batch, codes, adjusted, (names, group) = _decide(job, shard, piece, views=True)
+        schema = job["schema"]
         keep = codes == KEPT
         if job["folders"]["out"] is not None:
-            write_shard(job["folders"]["out"], piece, batch.filter(pa.array(keep)))
+            write_shard(job["folders"]["out"], piece, take_batch(batch, np.flatnonzero(keep), schema))
         drop = np.flatnonzero(~keep)
         if len(drop) and job["folders"]["dropped"] is not None:
             decisions = Decisions(codes, adjusted, np.zeros(len(codes), np.uint32), [])
             added = evidence(decisions, source.name, source.input_rows(piece.start + drop), 0, drop)
-            columns = [*batch.filter(pa.array(~keep)).columns, *added]
+            columns = [*take_batch(batch, drop, schema).columns, *added]
             write_shard(job["folders"]["dropped"], piece, pa.RecordBatch.from_arrays(columns, schema=job["dropped"]))
         counts: dict[str, np.ndarray] = {}
         lowest: dict[str, float] = {}
-        names, group = _groups(keys)
         for g, key in enumerate(names):
             mine = group == g
             counts[key] = np.bincount(codes[mine], minlength=len(REASONS))
@@ -265,6 +255,7 @@ def run(
             "reading": reading,
             "options": options,
             "columns": needed_columns(the_plan.shards[0], options, layout),
+            "schema": schema,
             "dropped": dropped_schema,
         }
         names, cuts = _rank(ray, the_plan, job)
@@ -274,7 +265,7 @@ def run(
             counts = np.zeros((len(names), len(REASONS)), dtype=np.int64)
             lowest = np.full(len(names), np.inf)
             index = {_key(n): i for i, n in enumerate(names)}
-            for piece_counts, piece_lowest in run_pieces(ray, the_plan, _Selecting, job):
+            for piece_counts, piece_lowest in run_pieces(ray, the_plan, _Selecting, job, "writing"):
                 for key, c in piece_counts.items():
                     counts[index[key]] += c
                     lowest[index[key]] = min(lowest[index[key]], piece_lowest[key])
@@ -297,14 +288,14 @@ def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]
     options: SelectOptions = job["options"]
     if not the_plan.pieces:
         return [], {}
-    ranked = map_pieces(ray, the_plan, _Ranking, job).materialize()
-    notes = ranked.filter(expr="kind != 'entry'").take_all()
-    errors = [r for r in notes if r["kind"] == "error"]
-    if errors:
-        raise InputError(min(errors, key=lambda r: r["pos"])["error"])
+    ranked = piece_tasks(ray, the_plan, _Ranking, job, returns=2)
+    notes = pa.concat_tables(gather(ray, [notes for notes, _ in ranked], "ranking"))  # in the pieces' order
+    errors = notes.filter(pc.is_valid(notes["error"]))["error"]
+    if len(errors):
+        raise InputError(errors[0].as_py())
     firsts: dict[str, int] = {}
-    for r in notes:
-        firsts[r["key"]] = min(firsts.get(r["key"], r["pos"]), r["pos"])
+    for key, pos in zip(notes["key"].to_pylist(), notes["pos"].to_pylist(), strict=True):
+        firsts[key] = min(firsts.get(key, pos), pos)
     names = [_name(k) for k in sorted(firsts, key=firsts.get)]
     unknown_groups(options, names, the_plan.rows)
     if not options.ranked:
@@ -313,7 +304,7 @@ def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]
     groups = cluster_cpus(ray)
     cuts = {}
     for part in shuffle(
-        ray, ranked.to_arrow_refs(), _entries, _cuts, groups, {"groups": groups}, {"fractions": fractions}
+        ray, [entries for _, entries in ranked], _entries, _cuts, groups, {"groups": groups}, {"fractions": fractions}
     ):
         for r in part.to_pylist():
             cuts[r["key"]] = (r["rows"], r["kept"], r["cut_score"], r["cut_pos"])
@@ -361,4 +352,4 @@ def select(dataset, options: SelectOptions, *, layout: str | None = None, piece_
         "columns": needed_columns(the_plan.shards[0], options, layout),
     }
     job["names"], job["cuts"] = _rank(ray, the_plan, job)
-    return map_pieces(ray, the_plan, _SelectRows, job).materialize()
+    return ray.data.from_arrow_refs(piece_tasks(ray, the_plan, _SelectRows, job))

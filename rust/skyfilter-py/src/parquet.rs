@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_arrow::PyRecordBatch;
 use skyfilter_core::parquet::ParquetRows;
@@ -15,12 +16,15 @@ use crate::error::{guarded, panic_error, to_py};
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
 /// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores),
-/// the next few while Python works on the batches of the last. With `views`, top-level utf8 columns come back as string_view columns over the decompressed pages (no copy
-/// of the text; `string_rows` copies the rows a writer keeps).
+/// the next few while Python works on the batches of the last. With `views`, top-level utf8 columns come back as
+/// string_view columns over the decompressed pages (no copy of the text; `string_rows` copies the rows a writer
+/// keeps). `row_groups = (first, stop)` reads only row groups `first..stop` (a piece of the file).
 #[pyclass(module = "skyfilter._core")]
 pub struct ParquetBatches {
     rows: Arc<ParquetRows>,
     next_group: usize,
+    /// One past the last row group to read.
+    stop_group: usize,
     /// The next window of row groups, decoding on a background thread while Python works on `ready`.
     pending: Option<JoinHandle<Result<Vec<RecordBatch>, Error>>>,
     ready: VecDeque<RecordBatch>,
@@ -29,7 +33,7 @@ pub struct ParquetBatches {
 impl ParquetBatches {
     /// Starts decoding the next window of row groups, if any is left.
     fn prefetch(&mut self) {
-        let total = self.rows.num_row_groups();
+        let total = self.stop_group;
         if self.pending.is_some() || self.next_group >= total {
             return;
         }
@@ -43,7 +47,7 @@ impl ParquetBatches {
 #[pymethods]
 impl ParquetBatches {
     #[new]
-    #[pyo3(signature = (path, columns = None, *, batch_rows = 65_536, threads = 0, views = false))]
+    #[pyo3(signature = (path, columns = None, *, batch_rows = 65_536, threads = 0, views = false, row_groups = None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
@@ -51,14 +55,23 @@ impl ParquetBatches {
         batch_rows: usize,
         threads: usize,
         views: bool,
+        row_groups: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         guarded(|| {
             let rows = py
                 .detach(|| ParquetRows::open(&path, columns.as_deref(), batch_rows, threads, views))
                 .map_err(to_py)?;
+            let total = rows.num_row_groups();
+            let (first, stop) = row_groups.unwrap_or((0, total));
+            if first > stop || stop > total {
+                return Err(PyValueError::new_err(format!(
+                    "row_groups ({first}, {stop}) out of range: the file has {total} row groups"
+                )));
+            }
             Ok(Self {
                 rows: Arc::new(rows),
-                next_group: 0,
+                next_group: first,
+                stop_group: stop,
                 pending: None,
                 ready: VecDeque::new(),
             })
