@@ -136,7 +136,7 @@ def run(
         ignored = None
         if ignore_common is not None:
             df = np.zeros(matcher.index.n_groups, dtype=np.int64)
-            for hit, counts in run_pieces(ray, the_plan, _Matching, {**job, "count": True}):
+            for hit, counts in run_pieces(ray, the_plan, _Matching, {**job, "count": True}, "counting"):
                 df[hit] += counts
             common = matcher.ignore_common(df, ignore_common)
             ignored = top_ngrams(matcher, df, common, limit=len(common))
@@ -144,7 +144,7 @@ def run(
         tally = Tally(matcher)
         with Outputs({"clean": out, "flagged": flagged}, {"--report": report, "--bad-rows": bad_rows}) as outputs:
             job["folders"] = {"clean": outputs.folder("clean"), "flagged": outputs.folder("flagged")}
-            for state in run_pieces(ray, the_plan, _Matching, job):
+            for state in run_pieces(ray, the_plan, _Matching, job, "matching"):
                 tally.merge(state)
             bad = the_plan.bad_rows.num_rows
             names = [s.name for s in the_plan.shards]

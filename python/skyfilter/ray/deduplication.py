@@ -167,7 +167,7 @@ def _hash(ray, the_plan: Plan, job: dict) -> list:
     """Stage 1: the references of the hashed rows of every piece; the first error in the pieces' order is
     raised."""
     refs = piece_tasks(ray, the_plan, _Hashing, job, returns=2)
-    errors = pa.concat_tables(gather(ray, [errors for _, errors in refs], "hashing"))["error"]
+    errors = pa.concat_tables(gather(ray, [errors for _, errors in refs], the_plan, "hashing"))["error"]
     if len(errors):
         raise InputError(errors[0].as_py())
     return [hashed for hashed, _ in refs]

@@ -289,7 +289,7 @@ def _rank(ray, the_plan, job: dict) -> tuple[list[str | None], dict[str, tuple]]
     if not the_plan.pieces:
         return [], {}
     ranked = piece_tasks(ray, the_plan, _Ranking, job, returns=2)
-    notes = pa.concat_tables(gather(ray, [notes for notes, _ in ranked], "ranking"))  # in the pieces' order
+    notes = pa.concat_tables(gather(ray, [notes for notes, _ in ranked], the_plan, "ranking"))  # in the pieces' order
     errors = notes.filter(pc.is_valid(notes["error"]))["error"]
     if len(errors):
         raise InputError(errors[0].as_py())

@@ -451,10 +451,10 @@ def cluster_cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def run_pieces(ray, the_plan: Plan, worker: type, job: dict, desc: str = "pieces") -> list:
+def run_pieces(ray, the_plan: Plan, worker: type, job: dict, desc: str) -> list:
     """Runs ``worker(job)`` (a :class:`PieceWorker`) on every piece; returns what it made of each, in the pieces'
     order. The first error in the pieces' order is raised, with the local engine's message."""
-    results = gather(ray, piece_tasks(ray, the_plan, worker, job), desc)
+    results = gather(ray, piece_tasks(ray, the_plan, worker, job), the_plan, desc)
     for r in results:
         if r["error"][0] is not None:
             raise InputError(str(r["error"][0]))
@@ -483,16 +483,18 @@ def piece_tasks(ray, the_plan: Plan, worker: type, job: dict, *, returns: int = 
     return [task.remote(item, worker, shipped) for item in items]
 
 
-def gather(ray, refs: list, desc: str) -> list:
-    """The values of ``refs``, with a progress bar over them when the session shows progress."""
+def gather(ray, refs: list, the_plan: Plan, desc: str) -> list:
+    """The values of ``refs`` (one per piece of the plan), with a progress bar over the pieces' rows when the
+    session shows progress."""
     if refs and ray.data.DataContext.get_current().enable_progress_bars:
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(refs), desc=desc, unit="pieces") as bar:
+        rows = {ref: p.stop - p.start for ref, p in zip(refs, the_plan.pieces, strict=True)}
+        with tqdm(total=the_plan.rows, desc=desc, unit="rows", unit_scale=True) as bar:
             pending = list(refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                bar.update(len(done))
+                bar.update(sum(rows[ref] for ref in done))
     return ray.get(refs)
 
 
