@@ -129,3 +129,33 @@ def test_parquet_outputs_are_written_in_whole_row_groups(tmp_path):
     assert written["n"].to_pylist() == list(range(150_000))
     assert written["prompt"].to_pylist() == [f"prompt {i % 2000} " + "long text " * 200 for i in range(150_000)]
     assert written["answer"].to_pylist() == [f"answer {i}" for i in range(150_000)]
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_rows_between_read_only_their_row_groups(tmp_path, views):
+    # A piece of a file (what the ray engine reads): any range, across row-group boundaries, all columns or some,
+    # with views or without: the rows of the whole file at those positions, with the same types as batches().
+    table = sample(1000)
+    path = tmp_path / "groups.parquet"
+    pq.write_table(table, path, row_group_size=128)
+    source = open_source(str(path))
+    for columns in (None, ["n", "prompt", "chosen"]):
+        whole = pa.Table.from_batches(list(source.batches(10_000, columns, views=views)))
+        for start, stop in [(0, 1000), (0, 128), (100, 300), (128, 256), (255, 257), (999, 1000), (500, 500)]:
+            got = list(source.batches_between(start, stop, 50, columns, views=views))
+            assert all(b.num_rows <= 50 for b in got)
+            assert sum(b.num_rows for b in got) == stop - start
+            if got:
+                assert all(b.schema.equals(whole.schema) for b in got)
+                assert pa.Table.from_batches(got).to_pylist() == whole.slice(start, stop - start).to_pylist()
+
+
+def test_row_groups_out_of_range_is_an_error(tmp_path):
+    from skyfilter import _core
+
+    pq.write_table(sample(300), tmp_path / "g.parquet", row_group_size=100)
+    for bad in [(2, 4), (2, 1)]:
+        with pytest.raises(ValueError, match=r"row_groups .* out of range: the file has 3 row groups"):
+            _core.ParquetBatches(str(tmp_path / "g.parquet"), row_groups=bad)
+    got = list(_core.ParquetBatches(str(tmp_path / "g.parquet"), ["n"], row_groups=(1, 3)))
+    assert [v for b in got for v in b.column(0).to_pylist()] == list(range(100, 300))

@@ -238,10 +238,6 @@ class Plan:
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
 
-    def items(self) -> list[dict]:
-        """The pieces as the rows of a Ray dataset (one piece per block)."""
-        return [{"file": p.file, "start": p.start, "stop": p.stop} for p in self.pieces]
-
 
 def _inspect(row: dict, reading: RowReading) -> dict:
     """Opens one input on a worker: its rows, columns and bad rows, or the message of why it cannot be read."""
@@ -447,7 +443,7 @@ class Outputs:
 
 
 def cluster_cpus(ray) -> int:
-    """The CPUs of the cluster (at least 1): the most actors a stage runs at once."""
+    """The CPUs of the cluster (at least 1): the most tasks a stage runs at once."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
