@@ -533,8 +533,9 @@ def _kernels(engine: str, address: str | None) -> Iterator:
     if engine == "local":
         yield SimpleNamespace(dedup_pairs=dedup_pairs, select_table=select_table, contaminate=contaminate)
         return
+    from skyshared.ray_session import ray_session
+
     from skyfilter.ray.curation import RaySteps
-    from skyfilter.ray.session import ray_session
 
     with ray_session(address, command="skyfilter curate") as ray:
         yield RaySteps(ray)

@@ -251,7 +251,7 @@ def test_killed_worker_is_retried(ray_cluster, shared_data, rmb, tmp_path):
 def test_without_ray_one_line(monkeypatch):
     import sys
 
-    from skyfilter.ray.session import EngineError, import_ray
+    from skyshared.ray_session import EngineError, import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(

@@ -7,7 +7,7 @@ engine's decisions; and the same steps on a Ray dataset in a user's own pipeline
   with the decision columns added).
 
 Needs Ray Data (``pip install 'ray[data]'``); importing this package does not import Ray: a run connects to the
-cluster (:func:`skyfilter.ray.session.ray_session`), or uses the one the program is connected to.
+cluster (:func:`skyshared.ray_session.ray_session`), or uses the one the program is connected to.
 """
 
 from skyfilter.ray.contamination import contaminate

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+from skyshared.ray_session import import_ray, ray_session
 
 from skyfilter.benchmarks import Benchmark
 from skyfilter.contaminate import (
@@ -34,7 +35,6 @@ from skyfilter.contaminate import (
     top_ngrams,
 )
 from skyfilter.io import InputError, RowReading
-from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     Outputs,
     Piece,

@@ -53,6 +53,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from skyshared.ray_session import import_ray, ray_session
 
 from skyfilter import _core
 from skyfilter.dedup import (
@@ -71,7 +72,6 @@ from skyfilter.dedup import (
     ranking,
 )
 from skyfilter.io import InputError, RowReading, take_batch
-from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     USER_ERRORS,
     Outputs,

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from skyshared.ray_session import import_ray, ray_session
 
 from skyfilter import _core
 from skyfilter.io import InputError, RowReading, take_batch
-from skyfilter.ray.session import import_ray, ray_session
 from skyfilter.ray.shards import (
     USER_ERRORS,
     Outputs,

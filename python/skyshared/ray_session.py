@@ -1,5 +1,6 @@
-"""Connecting to Ray for one command: the cluster at ``--ray-address`` (or ``RAY_ADDRESS``), else a local Ray
-instance started for the run and stopped after it; a program that already called ``ray.init`` keeps its own."""
+"""Connecting to Ray for one command (skyfilter's ray engine, ``skyrm score --engine ray``): the cluster at
+``--ray-address`` (or ``RAY_ADDRESS``), else a local Ray instance started for the run and stopped after it; a
+program that already called ``ray.init`` keeps its own."""
 
 from __future__ import annotations
 
