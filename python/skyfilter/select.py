@@ -526,7 +526,8 @@ def run_select(
     rows in = kept + dropped + bad rows."""
     check_outputs(inputs, {"--out": out, "--dropped": dropped, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
-    sources = open_sources(inputs, split, ADDED_COLUMNS, reading)
+    # the added columns go to the dropped rows only: an input may have them when those are not written
+    sources = open_sources(inputs, split, ADDED_COLUMNS if dropped is not None else (), reading)
     hold = default_hold_bytes() if hold_bytes is None else hold_bytes
     schema = sources[0].schema
     holds = options.uses_lengths and out is not None and dropped is None and hold > 0

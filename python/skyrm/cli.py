@@ -25,7 +25,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop training after this many steps")
     p.add_argument("--held-out", type=float, default=0.1, help="share of the curated pairs kept for held-out accuracy")
     p.add_argument("--out", help="a new folder for everything (default: runs/pipeline-<time>)")
+
+    s = commands.add_parser("score", help="a reward model's scores for every pair (or response) of a file",
+                            description=_doc("skyrm.score"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("input", help="pairs (parquet, jsonl, a dataset folder or a hub dataset id)")
+    s.add_argument("--model", required=True, help="tiny, smollm2, a model folder (a skyrm training output's model/) "
+                   "or a hub id")  # fmt: skip
+    s.add_argument("--out", required=True, help="the scores, a .parquet file")
+    s.add_argument("--responses", help="a list column: score each response of a row (the Magpie layout)")
+    s.add_argument("--prompt-column", help="the prompt of --responses (default: instruction, else prompt)")
+    s.add_argument("--keep-input", action="store_true", help="copy the input's columns into the output")
+    s.add_argument("--batch-tokens", type=int, default=16_384, help="tokens per batch, padding included")
+    s.add_argument("--max-length", type=int, help="keep the last N tokens of a longer sequence (default: the "
+                   "model's max_position_embeddings)")  # fmt: skip
+    s.add_argument("--shard-rows", type=int, default=4096, help="rows per shard: the unit of resuming")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (torchrun for several GPUs) or ray (a pool of actors, one GPU each)")
+    s.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _doc(module: str) -> str:
+    import importlib
+
+    return importlib.import_module(module).__doc__ or ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     from skyrm.requires import MissingDependency, require
 
     try:
-        require("skyrm pipeline", "torch", "transformers")
+        require(f"skyrm {args.command}", "torch", "transformers")
     except MissingDependency as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.command == "score":
+        return _score(args)
     from skyrm.eval.runner import BenchmarkError
     from skyrm.pipeline import PipelineError, run_pipeline
 
@@ -47,6 +73,22 @@ def main(argv: list[str] | None = None) -> int:
                      train_overrides=overrides, bench=args.bench, bench_file=args.bench_file,
                      held_out=args.held_out)  # fmt: skip
     except (PipelineError, BenchmarkError, ValueError, OSError, MissingDependency) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _score(args) -> int:
+    from skyrm.requires import MissingDependency, ModelLoadError
+    from skyrm.score import ScoreError, ScoreOptions, score_pool
+
+    try:
+        options = ScoreOptions(responses=args.responses, prompt_column=args.prompt_column,
+                               token_budget=args.batch_tokens, max_length=args.max_length,
+                               shard_rows=args.shard_rows, keep_input=args.keep_input)  # fmt: skip
+        score_pool(args.input, args.model, args.out, options, engine=args.engine, ray_address=args.ray_address,
+                   progress=not args.quiet)  # fmt: skip
+    except (ScoreError, ModelLoadError, MissingDependency, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

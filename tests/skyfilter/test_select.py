@@ -556,3 +556,15 @@ def test_kept_as_views_shares_the_input_text(magpie_100k):
     views_in = select_table(pl.from_arrow(magpie_100k).to_arrow(compat_level=pl.CompatLevel.newest()), options)
     assert views_in.kept().cast(copied.schema).equals(copied)
     assert views_in.dropped().num_rows == magpie_100k.num_rows - copied.num_rows
+
+
+def test_an_input_with_the_added_columns_is_refused_only_when_dropped_rows_are_written(tmp_path):
+    # skyrm score's output has `input_row`; select adds it to the dropped rows only
+    path = tmp_path / "scores.parquet"
+    table = pa.table({"input_row": [0, 1, 2], "rm_chosen": [1.0, 0.0, 2.0], "rm_rejected": [0.5, 1.0, 1.0]})
+    pq.write_table(table, path)
+    options = SelectOptions(rm_chosen="rm_chosen", rm_rejected="rm_rejected")
+    run_select([str(path)], options, out=str(tmp_path / "kept.parquet"), progress=False)
+    assert pq.read_table(tmp_path / "kept.parquet")["input_row"].to_pylist() == [0, 2]
+    with pytest.raises(InputError, match=r"already has column\(s\) \['input_row'\], which the output adds"):
+        run_select([str(path)], options, out=str(tmp_path / "k2.parquet"), dropped=str(tmp_path / "d.parquet"))

@@ -247,7 +247,7 @@ def run(
     expand_inputs(inputs)  # a missing input fails now, before Ray starts
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     with ray_session(address, command="skyfilter select", progress=progress) as ray:
-        the_plan = plan(ray, inputs, reading, ADDED_COLUMNS, batch_rows)
+        the_plan = plan(ray, inputs, reading, ADDED_COLUMNS if dropped is not None else (), batch_rows)
         schema = the_plan.schema
         dropped_schema = pa.schema([*schema, *DROPPED_FIELDS])
         job = {

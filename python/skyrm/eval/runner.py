@@ -200,7 +200,10 @@ class Encoder:
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
 
     def __call__(self, prompt, response: str) -> list[int]:
-        messages = self.messages(prompt, response)
+        return self.conversation(self.messages(prompt, response))
+
+    def conversation(self, messages: list[dict]) -> list[int]:
+        """The ids of a whole conversation (its last message the answer scored)."""
         if self.bos == "official":
             ids = self.tokenizer(self.tokenizer.apply_chat_template(messages, tokenize=False))["input_ids"]
         else:
@@ -342,8 +345,8 @@ def comparison_markdown(model_name: str, table: dict) -> str:
 
 
 def load_model(name: str):
-    """A one-label reward model and its tokenizer for scoring: a folder, a hub id or ``smollm2``; bf16 on the GPU
-    (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning. The pad token is the one
+    """A one-label reward model and its tokenizer for scoring: a folder, a hub id, ``smollm2`` or ``tiny``; bf16 on
+    the GPU (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning. The pad token is the one
     :mod:`skyrm.padding` chooses (never one that ends a sequence), in the tokenizer and the model's config."""
     import os
     import sys
@@ -355,6 +358,8 @@ def load_model(name: str):
     from skyrm.padding import pad_model
     from skyrm.requires import pretrained
 
+    if name == TINY:
+        return _tiny_model()
     kwargs = {}
     if name == SMOLLM2:
         name, gguf_file = packaged_smollm2()
@@ -369,6 +374,26 @@ def load_model(name: str):
     pad_model(model, tokenizer)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     return model.to(device), tokenizer
+
+
+#: ``--model tiny``: the built-in random-init model (seed 0), for tests and demos.
+TINY = "tiny"
+
+
+def _tiny_model():
+    """The built-in tiny reward model with the random init of seed 0, on the CPU in fp32, and its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from skyrm.model import tiny_config, tiny_tokenizer
+    from skyrm.padding import pad_model
+
+    tokenizer = tiny_tokenizer()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(tiny_config(), dtype=torch.float32)
+    pad_model(model, tokenizer)
+    return model, tokenizer
 
 
 def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",

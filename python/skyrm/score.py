@@ -1,0 +1,436 @@
+"""``skyrm score``: a reward model's scores for every pair (or every response) of a pool, for the recipe's stages
+that read reward-model scores (WildGuardMix stage 2, Magpie-style ranking) and for ``skyfilter select``.
+
+What is scored: each pair's chosen and rejected conversation (any layout :func:`skyrm.data.conversations` reads:
+whole conversations, or a prompt with string or message-list answers), or with ``responses=COLUMN`` each response
+of a row's list (the Magpie layout: ``instruction`` and five ``responses``), the prompt from ``prompt_column``.
+Each conversation is encoded as :class:`skyrm.eval.runner.Encoder` encodes it (the chat template, exactly one
+BOS, the end kept when over ``max_length``) and scored as ``skyrm.eval`` scores (:func:`score_sequences`:
+length-sorted batches under a token budget, the reward read at the last token), so the same row gets the same
+reward in both.
+
+Output (parquet): ``source`` and ``source_row`` when the input has them (skyfilter's curated pools do), always
+``input_row`` (the 0-based row of the input), then ``rm_chosen``, ``rm_rejected`` and ``rm_margin`` (chosen minus
+rejected), or ``rm_scores`` (a list per row) for responses; with ``keep_input`` the input's own columns come first.
+A row without a scorable conversation (a missing answer) gets null scores, counted in the summary. The parquet
+metadata names the model (``skyrm.model``) and a SHA-256 of its weights as loaded (``skyrm.model_sha256``).
+
+Resuming: the rows are scored in shards of ``shard_rows`` rows, each written whole into a work folder beside the
+output (``.NAME.partial/``) with the run's settings (input, model hash, options); a run that finds that folder
+with the same settings scores only the shards that are missing, and the output appears (all at once) when every
+shard is there; then the work folder goes. Processes: under ``torchrun`` each process scores every ``world``-th
+shard on its own GPU and rank 0 writes the output; with ``engine="ray"`` a Ray Data pool of actors (one GPU
+each where there are GPUs) scores the shards, each actor loading the model once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from skyshared.outputs import OutputError, Staged, check_outputs
+
+from skyrm.data import PAIR_KINDS, Rows, conversations, read_rows
+
+__all__ = ["ScoreOptions", "ScoreError", "score_pool", "weights_sha256", "SCORE_COLUMNS", "work_folder"]
+
+#: The score columns of a pair's row.
+SCORE_COLUMNS = ("rm_chosen", "rm_rejected", "rm_margin")
+#: The score column of a multi-response row.
+RESPONSES_COLUMN = "rm_scores"
+IDENTITY_COLUMNS = ("source", "source_row")
+
+
+class ScoreError(ValueError):
+    """A scoring run that cannot start or go on; one line naming the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How the rows are scored: ``responses`` (a list column: score each response; None: pairs), the prompt
+    column for responses (default ``instruction``, else ``prompt``), the token budget of a batch (padding
+    included), the longest sequence (None: the model's ``max_position_embeddings``), rows per shard (the unit of
+    resuming), and whether the input's columns are copied into the output."""
+
+    responses: str | None = None
+    prompt_column: str | None = None
+    token_budget: int = 16_384
+    max_length: int | None = None
+    shard_rows: int = 4_096
+    keep_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.token_budget < 1 or self.shard_rows < 1 or (self.max_length is not None and self.max_length < 2):
+            raise ScoreError("token_budget and shard_rows must be at least 1, max_length at least 2")
+
+
+def work_folder(out: str | os.PathLike) -> Path:
+    """Where the shards of a run writing ``out`` wait: ``.NAME.partial`` beside it."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def weights_sha256(model) -> str:
+    """A SHA-256 of the model's weights as loaded (names, dtypes, shapes and bytes, in name order): two files that
+    load to the same weights have the same hash."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- rows
+
+
+def _messages(prompt, response) -> list[dict] | None:
+    if response is None or (isinstance(response, str) and not response):
+        return None
+    head = [] if prompt is None else [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    head = [{"role": m["role"], "content": m["content"]} for m in head]
+    tail = [{"role": "assistant", "content": response}] if isinstance(response, str) else response
+    return head + [{"role": m["role"], "content": m["content"]} for m in tail]
+
+
+def _conversations(table: pa.Table, options: ScoreOptions) -> list[list[list[dict] | None]]:
+    """Per row, the conversations to score (None: nothing to score there)."""
+    if options.responses is None:
+        chosen, rejected = conversations(table)
+
+        def scorable(c: list[dict]) -> list[dict] | None:
+            return c if c and c[-1]["role"] == "assistant" and c[-1]["content"] else None
+
+        return [[scorable(c), scorable(r)] for c, r in zip(chosen, rejected, strict=True)]
+    names = table.schema.names
+    if options.responses not in names:
+        raise ScoreError(f"no column {options.responses!r} (--responses); the columns are {names}")
+    prompt = options.prompt_column or next((c for c in ("instruction", "prompt") if c in names), None)
+    if prompt is None or prompt not in names:
+        raise ScoreError(f"no prompt column {prompt!r} for --responses (give --prompt-column); the columns are {names}")
+    rows = []
+    for p, responses in zip(table.column(prompt).to_pylist(), table.column(options.responses).to_pylist(),
+                            strict=True):  # fmt: skip
+        rows.append([_messages(p, r) for r in responses or []])
+    return rows
+
+
+def _kinds(options: ScoreOptions) -> dict[str, tuple[str, ...]]:
+    if options.responses is None:
+        return PAIR_KINDS
+    prompt = options.prompt_column or "instruction"
+    return {prompt: ("string", "message list"), options.responses: ("list",)}
+
+
+def _read(spec: str, options: ScoreOptions) -> Rows:
+    try:
+        rows = read_rows(spec, kinds=_kinds(options))
+    except ValueError as e:
+        raise ScoreError(str(e)) from None
+    clash = [c for c in (*SCORE_COLUMNS, RESPONSES_COLUMN, "input_row") if c in rows.table.schema.names]
+    if options.keep_input and clash:
+        raise ScoreError(f"{spec}: already has column(s) {clash}, which skyrm score writes; rename them first")
+    return rows
+
+
+def _input_rows(rows: Rows) -> np.ndarray:
+    return np.arange(rows.table.num_rows, dtype=np.int64) if rows.rows is None else np.asarray(rows.rows, np.int64)
+
+
+# ----------------------------------------------------------------------------------------------- shards
+
+
+class _Scorer:
+    """A loaded model scoring shards of rows into tables (one per shard)."""
+
+    def __init__(self, model_name: str, options: ScoreOptions, loaded=None):
+        from skyrm.eval.runner import Encoder, load_model
+        from skyrm.padding import pad_model
+
+        self.model, self.tokenizer = loaded or load_model(model_name)
+        limit = options.max_length or getattr(self.model.config, "max_position_embeddings", None)
+        self.encode = Encoder(self.tokenizer, "single", limit)
+        self.pad_id = pad_model(self.model, self.tokenizer)
+        self.options = options
+        self.device = next(self.model.parameters()).device
+        self.digest = weights_sha256(self.model)
+
+    def __call__(self, rows: Rows, start: int, stop: int, progress=None) -> pa.Table:
+        from skyrm.eval.runner import score_sequences
+
+        table = rows.table.slice(start, stop - start)
+        items = _conversations(table, self.options)
+        sequences, where = [], []
+        for r, convs in enumerate(items):
+            for k, messages in enumerate(convs):
+                if messages is not None:
+                    sequences.append(self.encode.conversation(messages))
+                    where.append((r, k))
+        budget = max([self.options.token_budget, *(len(s) for s in sequences)])
+        scores = score_sequences(self.model, sequences, budget, self.pad_id, self.device, progress=False)
+        values: list[list[float | None]] = [[None] * len(convs) for convs in items]
+        for (r, k), v in zip(where, scores, strict=True):
+            values[r][k] = float(v)
+        if progress is not None:
+            progress(stop - start)
+        return _shard_table(rows, table, start, values, self.options)
+
+
+def _shard_table(rows: Rows, table: pa.Table, start: int, values: list, options: ScoreOptions) -> pa.Table:
+    columns: dict[str, pa.Array] = {}
+    if options.keep_input:
+        columns |= {name: table.column(name) for name in table.schema.names}
+    else:
+        columns |= {c: table.column(c) for c in IDENTITY_COLUMNS if c in table.schema.names}
+    columns["input_row"] = pa.array(_input_rows(rows)[start : start + table.num_rows])
+    if options.responses is not None:
+        columns[RESPONSES_COLUMN] = pa.array(values, pa.list_(pa.float64()))
+    else:
+        chosen = np.array([v[0] if v[0] is not None else np.nan for v in values], dtype=np.float64)
+        rejected = np.array([v[1] if v[1] is not None else np.nan for v in values], dtype=np.float64)
+        columns["rm_chosen"] = pa.array(chosen, mask=np.isnan(chosen))
+        columns["rm_rejected"] = pa.array(rejected, mask=np.isnan(rejected))
+        margin = chosen - rejected
+        columns["rm_margin"] = pa.array(margin, mask=np.isnan(margin))
+    return pa.table(columns)
+
+
+def _write_shard(folder: Path, index: int, table: pa.Table, digest: str) -> None:
+    """A shard, written whole (a temporary name, then renamed), with the hash of the weights that scored it."""
+    target = folder / f"shard-{index:06d}.parquet"
+    tmp = folder / f".{target.name}.tmp-{os.getpid()}"
+    pq.write_table(table.replace_schema_metadata({_DIGEST: digest}), tmp)
+    os.replace(tmp, target)
+
+
+_DIGEST = "skyrm.model_sha256"
+
+
+def _done(folder: Path) -> set[int]:
+    return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.parquet")}
+
+
+def _settings(spec: str, model_name: str, options: ScoreOptions, n_rows: int) -> dict:
+    """What a resumed run must share with the run that wrote the shards (the weights are checked at the end: each
+    shard names the hash of the weights that scored it)."""
+    path = Path(spec)
+    stat = path.stat() if path.is_file() else None
+    fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} if stat else None
+    return {"input": str(path.resolve()) if path.exists() else spec, "input_file": fingerprint, "rows": n_rows,
+            "model": model_name, "options": asdict(options)}  # fmt: skip
+
+
+def _open_work(folder: Path, settings: dict, log) -> set[int]:
+    """The shards already scored by an earlier run with the same settings (a new folder otherwise)."""
+    meta = folder / "settings.json"
+    if folder.exists():
+        try:
+            earlier = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if earlier != settings:
+            raise ScoreError(
+                f"{folder}: the shards of an earlier run with other settings (input, model or options); delete that "
+                "folder to start over, or run with the same settings to resume"
+            )
+        done = _done(folder)
+        log(f"resuming: {len(done):,} shards of an earlier run found in {folder}")
+        return done
+    folder.mkdir()
+    meta.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    return set()
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def score_pool(
+    spec: str,
+    model_name: str,
+    out: str | os.PathLike,
+    options: ScoreOptions = ScoreOptions(),
+    *,
+    engine: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    log=None,
+) -> dict:
+    """Scores every row of ``spec`` with ``model_name`` into the parquet file ``out`` (see the module docstring);
+    returns the run's summary (rows, scored conversations, unscored ones, pairs the model ranks correctly)."""
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        raise ScoreError(f"{out}: --out must be a .parquet file")
+    try:
+        check_outputs({"--out": out}, [spec])
+    except OutputError as e:
+        raise ScoreError(str(e)) from None
+    if engine not in ("local", "ray"):
+        raise ScoreError(f"engine must be local or ray, got {engine!r}")
+    rows = _read(spec, options)
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and engine == "local"
+    runtime = None
+    if distributed:
+        from skyrm.distributed import start
+
+        runtime = start()
+    try:
+        scorer = _Scorer(model_name, options) if engine == "local" else None
+        folder = work_folder(out)
+        settings = _settings(spec, model_name, options, rows.table.num_rows)
+        shards = [(i, a, min(a + options.shard_rows, rows.table.num_rows))
+                  for i, a in enumerate(range(0, rows.table.num_rows, options.shard_rows))]  # fmt: skip
+        main = runtime is None or runtime.main
+        done = _open_work(folder, settings, say) if main else set()
+        if runtime is not None:
+            done = _broadcast(done)
+        todo = [s for s in shards if s[0] not in done]
+        if engine == "ray":
+            _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress)
+        else:
+            mine = todo if runtime is None else todo[runtime.rank :: runtime.world]
+            _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in todo), progress and main)
+        if runtime is not None:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if not main:
+            return {}
+        return _finish(rows, folder, out, len(shards), model_name, options, say)
+    finally:
+        if runtime is not None:
+            from skyrm.distributed import stop
+
+            stop(runtime)
+
+
+def _broadcast(done: set[int]) -> set[int]:
+    import torch.distributed as dist
+
+    shared = [sorted(done)]
+    dist.broadcast_object_list(shared, src=0)
+    return set(shared[0])
+
+
+def _score_here(scorer: _Scorer, rows: Rows, folder: Path, shards: list, total: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc="scoring", unit="rows", unit_scale=True, disable=not progress) as bar:
+        for index, start, stop in shards:
+            _write_shard(folder, index, scorer(rows, start, stop, bar.update), scorer.digest)
+
+
+def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str, options: ScoreOptions,
+            say) -> dict:  # fmt: skip
+    """Every shard there, all scored by the same weights: the output, written whole with the model in its metadata;
+    the work folder goes."""
+    found = _done(folder)
+    if found != set(range(n_shards)):
+        raise ScoreError(f"{folder}: {n_shards - len(found & set(range(n_shards)))} shards are missing after scoring")
+    shards = [pq.read_table(folder / f"shard-{i:06d}.parquet") for i in range(n_shards)]
+    digests = {t.schema.metadata[_DIGEST.encode()].decode() for t in shards}
+    if len(digests) != 1:
+        raise ScoreError(
+            f"{folder}: its shards were scored by different weights of {model_name} (the model changed between an "
+            "interrupted run and this one); delete that folder and score again"
+        )
+    digest = digests.pop()
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in shards])
+    if table.num_rows != rows.table.num_rows:
+        raise ScoreError(f"{folder}: {table.num_rows:,} rows scored where the input has {rows.table.num_rows:,}")
+    metadata = {"skyrm.model": model_name, _DIGEST: digest, "skyrm.input": str(rows.name),
+                "skyrm.options": json.dumps(asdict(options))}  # fmt: skip
+    table = table.replace_schema_metadata(metadata)
+    with Staged() as staged:
+        pq.write_table(table, staged.path(out))
+    shutil.rmtree(folder, ignore_errors=True)
+    summary = _summary(table, options)
+    summary |= {"out": str(out), "model": model_name, "model_sha256": digest}
+    say(_describe(summary))
+    return summary
+
+
+def _summary(table: pa.Table, options: ScoreOptions) -> dict:
+    if options.responses is not None:
+        lists = table.column(RESPONSES_COLUMN).to_pylist()
+        scored = sum(v is not None for row in lists for v in row)
+        unscored = sum(v is None for row in lists for v in row)
+        return {"rows": table.num_rows, "scored": scored, "unscored": unscored}
+    margin = table.column("rm_margin").to_numpy(zero_copy_only=False)
+    known = margin[~np.isnan(margin)]
+    return {"rows": table.num_rows, "scored_pairs": int(len(known)), "unscored_pairs": int(len(margin) - len(known)),
+            "ranked_correctly": int((known > 0).sum()),
+            "accuracy": float((known > 0).mean()) if len(known) else math.nan}  # fmt: skip
+
+
+def _describe(summary: dict) -> str:
+    if "scored_pairs" in summary:
+        line = (f"scored {summary['scored_pairs']:,} of {summary['rows']:,} pairs; the model ranks "
+                f"{summary['ranked_correctly']:,} of them correctly ({summary['accuracy']:.3f})")  # fmt: skip
+        if summary["unscored_pairs"]:
+            line += f"; {summary['unscored_pairs']:,} pairs without a scorable answer have null scores"
+    else:
+        line = f"scored {summary['scored']:,} responses of {summary['rows']:,} rows"
+        if summary["unscored"]:
+            line += f"; {summary['unscored']:,} empty responses have null scores"
+    return f"{line}; wrote {summary['out']}"
+
+
+# ----------------------------------------------------------------------------------------------- ray
+
+
+class _ShardActor:
+    """A Ray Data actor: loads the model once, then scores the shards it is given and writes them."""
+
+    def __init__(self, model_name: str, options: ScoreOptions, folder: str, rows_ref):
+        import ray
+
+        self.scorer = _Scorer(model_name, options)
+        self.rows: Rows = ray.get(rows_ref[0])
+        self.folder = Path(folder)
+
+    def __call__(self, batch: dict) -> dict:
+        for index, start, stop in zip(batch["index"], batch["start"], batch["stop"], strict=True):
+            _write_shard(self.folder, int(index), self.scorer(self.rows, int(start), int(stop)), self.scorer.digest)
+        return {"index": batch["index"], "rows": batch["stop"] - batch["start"]}
+
+
+def _score_on_ray(rows: Rows, model_name: str, options: ScoreOptions, folder: Path, shards: list,
+                  address: str | None, progress: bool) -> None:  # fmt: skip
+    """The shards on a pool of Ray Data actors (the batch-inference pattern): one GPU per actor where the cluster
+    has GPUs, else one CPU; as many actors as there are GPUs (or CPUs), at most one per shard."""
+    from skyshared.ray_session import ray_session
+    from tqdm.auto import tqdm
+
+    if not shards:
+        return
+    with ray_session(address, command="skyrm score", progress=False) as ray:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actors = max(1, min(len(shards), gpus or cpus))
+        items = [{"index": i, "start": a, "stop": b} for i, a, b in shards]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        scored = dataset.map_batches(
+            _ShardActor,
+            fn_constructor_args=(model_name, options, str(folder), [ray.put(rows)]),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else 1,
+        )
+        total = sum(b - a for _, a, b in shards)
+        with tqdm(total=total, desc="scoring", unit="rows", unit_scale=True, disable=not progress) as bar:
+            for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+                bar.update(int(np.sum(batch["rows"])))

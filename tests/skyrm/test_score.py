@@ -1,0 +1,184 @@
+"""``skyrm score``: the same rewards as ``skyrm.eval``, an output ``skyfilter select`` and the recipe's WildGuardMix
+stage read as it is, per-response scores, a killed run resumed, and the same scores from two processes under
+torchrun and from a Ray actor pool."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+torch = pytest.importorskip("torch")
+from tests.skyrm.test_trainer import write_task  # noqa: E402
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+SCORE = [sys.executable, "-m", "skyrm.cli", "score"]
+
+
+def scores_of(path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def test_scores_equal_eval_rewards_and_name_the_model(tmp_path):
+    from skyrm.eval.runner import evaluate, load_benchmark, load_model
+    from skyrm.eval.sample import sample_benchmark
+    from skyrm.score import score_pool, weights_sha256
+
+    bench = tmp_path / "bench.parquet"
+    pq.write_table(sample_benchmark(), bench)
+    summary = score_pool(str(bench), "tiny", tmp_path / "scores.parquet", progress=False, log=lambda _: None)
+    model, tokenizer = load_model("tiny")
+    records = evaluate(model, tokenizer, load_benchmark(bench_file=str(bench)), progress=False)
+    got = scores_of(tmp_path / "scores.parquet")
+    assert got.column_names == ["input_row", "rm_chosen", "rm_rejected", "rm_margin"]
+    assert got["input_row"].to_pylist() == list(range(len(records)))
+    assert got["rm_chosen"].to_pylist() == pytest.approx([r["chosen"] for r in records], abs=1e-5)
+    assert got["rm_rejected"].to_pylist() == pytest.approx([r["rejected"] for r in records], abs=1e-5)
+    margins = [r["chosen"] - r["rejected"] for r in records]
+    assert got["rm_margin"].to_pylist() == pytest.approx(margins, abs=1e-5)
+    meta = got.schema.metadata
+    assert meta[b"skyrm.model"] == b"tiny" and meta[b"skyrm.model_sha256"].decode() == weights_sha256(model)
+    assert summary["scored_pairs"] == len(records) and summary["ranked_correctly"] == sum(m > 0 for m in margins)
+    assert not (tmp_path / ".scores.parquet.partial").exists()
+
+
+def mixed_task(path, n: int, seed: int) -> None:
+    """:func:`write_task`'s pairs with every third one the wrong way round: any model ranks some of them wrong."""
+    write_task(path, n, seed)
+    rows = pq.read_table(path).to_pylist()
+    for row in rows[::3]:
+        row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def test_select_reads_the_scores_as_they_are(tmp_path):
+    mixed_task(tmp_path / "pairs.parquet", 40, 0)
+    for extra, name in [([], "scores.parquet"), (["--keep-input"], "with_input.parquet")]:
+        command = [*SCORE, str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(tmp_path / name), "-q"]
+        done = subprocess.run([*command, *extra], env=ENV, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    scores = scores_of(tmp_path / "scores.parquet")
+    agree = [r for r, m in zip(scores["input_row"].to_pylist(), scores["rm_margin"].to_pylist(), strict=True) if m > 0]
+    assert 0 < len(agree) < 40  # a random model agrees with some pairs, not all
+    for name in ("scores.parquet", "with_input.parquet"):
+        kept = tmp_path / f"kept-{name}"
+        done = subprocess.run(["skyfilter", "select", str(tmp_path / name), "--rm-chosen", "rm_chosen",
+                               "--rm-rejected", "rm_rejected", "--out", str(kept), "-q"], capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert pq.read_table(kept)["input_row"].to_pylist() == agree
+    with_input = pq.read_table(tmp_path / "kept-with_input.parquet")
+    pairs = pq.read_table(tmp_path / "pairs.parquet").take(agree)
+    assert with_input.select(pairs.column_names).equals(pairs)
+
+
+def test_the_recipe_reads_the_scores_for_wildguardmix(tmp_path):
+    """Stage 1 of the curation in the pairs layout, scored, and stage 2 (reading "both") with those scores: the
+    WildGuardMix pairs the model ranks wrong are dropped as rm_agreement, the others kept."""
+    from skyfilter import load_recipe, run_curate
+    from skyrm.score import score_pool
+
+    recipe = load_recipe("skywork-80k-v0.2")
+    run_curate(dataclasses.replace(recipe, output="pairs"), tmp_path / "stage1", sample=True, plots=False,
+               log=lambda _: None)  # fmt: skip
+    scores = tmp_path / "scores.parquet"
+    score_pool(str(tmp_path / "stage1"), "tiny", scores, progress=False, log=lambda _: None)
+    table = scores_of(scores)
+    assert {"source", "source_row"} <= set(table.column_names)
+    guard = [m for s, m in zip(table["source"].to_pylist(), table["rm_margin"].to_pylist(), strict=True)
+             if s == "WildGuardMix"]  # fmt: skip
+    wrong = sum(m <= 0 for m in guard)
+    assert guard and 0 < wrong < len(guard)
+    rule = dataclasses.replace(recipe.wildguardmix, reading="both", scores=str(scores))
+    manifest = run_curate(dataclasses.replace(recipe, wildguardmix=rule), tmp_path / "stage2", sample=True,
+                          plots=False, log=lambda _: None)  # fmt: skip
+    select = next(s for s in manifest.steps if s["step"] == "select")
+    assert select["sources"]["WildGuardMix"]["dropped"].get("rm_agreement") == wrong
+    assert select["sources"]["WildGuardMix"]["out"] == len(guard) - wrong
+
+
+def test_each_response_of_a_row(tmp_path):
+    from skyrm.eval.runner import Encoder, load_model, score_sequences
+    from skyrm.padding import pad_model
+    from skyrm.score import ScoreOptions, score_pool
+
+    rows = [{"instruction": f"Question {i}?", "responses": [f"Answer {i}.", f"A longer answer {i}, kindly.", ""]}
+            for i in range(5)]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "magpie.parquet")
+    score_pool(str(tmp_path / "magpie.parquet"), "tiny", tmp_path / "s.parquet", ScoreOptions(responses="responses"),
+               progress=False, log=lambda _: None)  # fmt: skip
+    got = scores_of(tmp_path / "s.parquet")["rm_scores"].to_pylist()
+    model, tokenizer = load_model("tiny")
+    encode = Encoder(tokenizer)
+    sequences = [encode(r["instruction"], answer) for r in rows for answer in r["responses"][:2]]
+    want = score_sequences(model, sequences, 4096, pad_model(model, tokenizer), "cpu", progress=False)
+    assert [v[:2] for v in got] == [pytest.approx(want[2 * i : 2 * i + 2], abs=1e-5) for i in range(5)]
+    assert all(v[2] is None for v in got)  # an empty response has no score
+
+
+def test_a_killed_run_resumes_from_its_shards(tmp_path):
+    write_task(tmp_path / "pairs.parquet", 400, 1)
+    data = str(tmp_path / "pairs.parquet")
+    whole = [*SCORE, data, "--model", "tiny", "--shard-rows", "20", "-q"]
+    done = subprocess.run([*whole, "--out", str(tmp_path / "whole.parquet")], env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    out = tmp_path / "killed.parquet"
+    work = tmp_path / ".killed.parquet.partial"
+    process = subprocess.Popen([*whole, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(work.glob("shard-*.parquet"))) < 3:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its third shard"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    kept = len(list(work.glob("shard-*.parquet")))
+
+    other = subprocess.run([*SCORE, data, "--model", "tiny", "--shard-rows", "40", "-q", "--out", str(out)],
+                           env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert other.returncode == 1 and "other settings" in other.stderr and not out.exists()
+
+    resumed = subprocess.run([*whole, "--out", str(out)], env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {kept} shards" in resumed.stderr
+    assert scores_of(out).equals(scores_of(tmp_path / "whole.parquet"))
+    assert not work.exists()
+
+
+def test_two_processes_under_torchrun_score_what_one_does(tmp_path):
+    write_task(tmp_path / "pairs.parquet", 90, 2)
+    data = str(tmp_path / "pairs.parquet")
+    args = [data, "--model", "tiny", "--shard-rows", "16", "-q"]
+    one = subprocess.run([*SCORE, *args, "--out", str(tmp_path / "one.parquet")], env=ENV, capture_output=True,
+                         text=True)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "skyrm.cli", "score", *args, "--out", str(tmp_path / "two.parquet")], env=ENV,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert scores_of(tmp_path / "two.parquet").equals(scores_of(tmp_path / "one.parquet"))
+
+
+def test_a_ray_actor_pool_scores_what_one_process_does(tmp_path):
+    pytest.importorskip("ray.data")
+    from skyrm.score import ScoreOptions, score_pool
+
+    write_task(tmp_path / "pairs.parquet", 60, 3)
+    data = str(tmp_path / "pairs.parquet")
+    options = ScoreOptions(shard_rows=16)
+    score_pool(data, "tiny", tmp_path / "local.parquet", options, progress=False, log=lambda _: None)
+    summary = score_pool(data, "tiny", tmp_path / "ray.parquet", options, engine="ray", progress=False,
+                         log=lambda _: None)  # fmt: skip
+    assert scores_of(tmp_path / "ray.parquet").equals(scores_of(tmp_path / "local.parquet"))
+    assert summary["rows"] == 60
+    assert json.loads(scores_of(tmp_path / "ray.parquet").schema.metadata[b"skyrm.options"])["shard_rows"] == 16
