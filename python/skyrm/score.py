@@ -166,10 +166,10 @@ class _Scorer:
         self.device = next(self.model.parameters()).device
         self.digest = weights_sha256(self.model)
 
-    def __call__(self, rows: Rows, start: int, stop: int, progress=None) -> pa.Table:
+    def __call__(self, table: pa.Table, input_rows: np.ndarray) -> pa.Table:
+        """The scores of a shard: its rows and their rows in the input."""
         from skyrm.eval.runner import score_sequences
 
-        table = rows.table.slice(start, stop - start)
         items = _conversations(table, self.options)
         sequences, where = [], []
         for r, convs in enumerate(items):
@@ -182,18 +182,16 @@ class _Scorer:
         values: list[list[float | None]] = [[None] * len(convs) for convs in items]
         for (r, k), v in zip(where, scores, strict=True):
             values[r][k] = float(v)
-        if progress is not None:
-            progress(stop - start)
-        return _shard_table(rows, table, start, values, self.options)
+        return _shard_table(table, input_rows, values, self.options)
 
 
-def _shard_table(rows: Rows, table: pa.Table, start: int, values: list, options: ScoreOptions) -> pa.Table:
+def _shard_table(table: pa.Table, input_rows: np.ndarray, values: list, options: ScoreOptions) -> pa.Table:
     columns: dict[str, pa.Array] = {}
     if options.keep_input:
         columns |= {name: table.column(name) for name in table.schema.names}
     else:
         columns |= {c: table.column(c) for c in IDENTITY_COLUMNS if c in table.schema.names}
-    columns["input_row"] = pa.array(_input_rows(rows)[start : start + table.num_rows])
+    columns["input_row"] = pa.array(np.asarray(input_rows, dtype=np.int64))
     if options.responses is not None:
         columns[RESPONSES_COLUMN] = pa.array(values, pa.list_(pa.float64()))
     else:
@@ -286,16 +284,14 @@ def score_pool(
 
         runtime = start()
     try:
-        scorer = _Scorer(model_name, options) if engine == "local" else None
         folder = work_folder(out)
         settings = _settings(spec, model_name, options, rows.table.num_rows)
         shards = [(i, a, min(a + options.shard_rows, rows.table.num_rows))
                   for i, a in enumerate(range(0, rows.table.num_rows, options.shard_rows))]  # fmt: skip
         main = runtime is None or runtime.main
-        done = _open_work(folder, settings, say) if main else set()
-        if runtime is not None:
-            done = _broadcast(done)
+        done = _shared_work(folder, settings, say, runtime)  # before the model loads: a mismatch fails at once
         todo = [s for s in shards if s[0] not in done]
+        scorer = _Scorer(model_name, options) if engine == "local" else None
         if engine == "ray":
             _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress)
         else:
@@ -315,20 +311,33 @@ def score_pool(
             stop(runtime)
 
 
-def _broadcast(done: set[int]) -> set[int]:
+def _shared_work(folder: Path, settings: dict, say, runtime) -> set[int]:
+    """:func:`_open_work` on rank 0, its answer (the shards done, or its error) given to every process."""
+    if runtime is None:
+        return _open_work(folder, settings, say)
     import torch.distributed as dist
 
-    shared = [sorted(done)]
-    dist.broadcast_object_list(shared, src=0)
-    return set(shared[0])
+    answer: list = [None]
+    if runtime.main:
+        try:
+            answer = [sorted(_open_work(folder, settings, say))]
+        except ScoreError as e:
+            answer = [str(e)]
+    dist.broadcast_object_list(answer, src=0)
+    if isinstance(answer[0], str):
+        raise ScoreError(answer[0])
+    return set(answer[0])
 
 
 def _score_here(scorer: _Scorer, rows: Rows, folder: Path, shards: list, total: int, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    numbers = _input_rows(rows)
     with tqdm(total=total, desc="scoring", unit="rows", unit_scale=True, disable=not progress) as bar:
         for index, start, stop in shards:
-            _write_shard(folder, index, scorer(rows, start, stop, bar.update), scorer.digest)
+            table = scorer(rows.table.slice(start, stop - start), numbers[start:stop])
+            _write_shard(folder, index, table, scorer.digest)
+            bar.update(stop - start)
 
 
 def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str, options: ScoreOptions,
@@ -390,20 +399,24 @@ def _describe(summary: dict) -> str:
 # ----------------------------------------------------------------------------------------------- ray
 
 
+#: The columns a shard's rows carry through Ray Data: its number and the rows' numbers in the input.
+_SHARD, _ROW = "__skyrm_shard", "__skyrm_input_row"
+
+
 class _ShardActor:
-    """A Ray Data actor: loads the model once, then scores the shards it is given and writes them."""
+    """A Ray Data actor: loads the model once, then scores each shard it is given (a block of the input's rows with
+    their shard and input row numbers) and writes it."""
 
-    def __init__(self, model_name: str, options: ScoreOptions, folder: str, rows_ref):
-        import ray
-
+    def __init__(self, model_name: str, options: ScoreOptions, folder: str):
         self.scorer = _Scorer(model_name, options)
-        self.rows: Rows = ray.get(rows_ref[0])
         self.folder = Path(folder)
 
-    def __call__(self, batch: dict) -> dict:
-        for index, start, stop in zip(batch["index"], batch["start"], batch["stop"], strict=True):
-            _write_shard(self.folder, int(index), self.scorer(self.rows, int(start), int(stop)), self.scorer.digest)
-        return {"index": batch["index"], "rows": batch["stop"] - batch["start"]}
+    def __call__(self, block: pa.Table) -> dict:
+        index = block[_SHARD][0].as_py()
+        rows = block[_ROW].to_numpy()
+        table = self.scorer(block.drop_columns([_SHARD, _ROW]), rows)
+        _write_shard(self.folder, index, table, self.scorer.digest)
+        return {"index": [index], "rows": [block.num_rows]}
 
 
 def _score_on_ray(rows: Rows, model_name: str, options: ScoreOptions, folder: Path, shards: list,
@@ -419,13 +432,18 @@ def _score_on_ray(rows: Rows, model_name: str, options: ScoreOptions, folder: Pa
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actors = max(1, min(len(shards), gpus or cpus))
-        items = [{"index": i, "start": a, "stop": b} for i, a, b in shards]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items))
-        scored = dataset.map_batches(
+        numbers = _input_rows(rows)
+        blocks = [
+            rows.table.slice(a, b - a)
+            .append_column(_SHARD, pa.array(np.full(b - a, i, dtype=np.int64)))
+            .append_column(_ROW, pa.array(numbers[a:b]))
+            for i, a, b in shards
+        ]
+        scored = ray.data.from_arrow(blocks).map_batches(
             _ShardActor,
-            fn_constructor_args=(model_name, options, str(folder), [ray.put(rows)]),
-            batch_size=1,
-            batch_format="numpy",
+            fn_constructor_args=(model_name, options, str(folder)),
+            batch_size=None,  # a block (a shard) per call
+            batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=1 if gpus else 0,
             num_cpus=0 if gpus else 1,

@@ -33,7 +33,8 @@ def ray_session(address: str | None = None, *, command: str = "the ray engine", 
     ray = import_ray(command)
     started = False
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        # "local": a new instance, never a cluster some other program started on this machine
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
             ray.init(
                 address=address,
@@ -44,7 +45,7 @@ def ray_session(address: str | None = None, *, command: str = "the ray engine", 
             )
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            where = address or "a new local instance"
+            where = "a new local instance" if address == "local" else address
             raise EngineError(f"{command}: cannot connect to Ray at {where} ({first})") from None
         started = True
     context = ray.data.DataContext.get_current()

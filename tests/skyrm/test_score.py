@@ -84,17 +84,19 @@ def test_the_recipe_reads_the_scores_for_wildguardmix(tmp_path):
     """Stage 1 of the curation in the pairs layout, scored, and stage 2 (reading "both") with those scores: the
     WildGuardMix pairs the model ranks wrong are dropped as rm_agreement, the others kept."""
     from skyfilter import load_recipe, run_curate
-    from skyrm.score import score_pool
+    from skyrm.score import ScoreOptions, score_pool
 
     recipe = load_recipe("skywork-80k-v0.2")
     run_curate(dataclasses.replace(recipe, output="pairs"), tmp_path / "stage1", sample=True, plots=False,
                log=lambda _: None)  # fmt: skip
+    stage1 = pq.read_table(tmp_path / "stage1" / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(stage1.filter(pa.compute.equal(stage1["source"], "WildGuardMix")), tmp_path / "guard.parquet")
     scores = tmp_path / "scores.parquet"
-    score_pool(str(tmp_path / "stage1"), "tiny", scores, progress=False, log=lambda _: None)
+    score_pool(str(tmp_path / "guard.parquet"), "tiny", scores, ScoreOptions(max_length=256), progress=False,
+               log=lambda _: None)  # fmt: skip
     table = scores_of(scores)
     assert {"source", "source_row"} <= set(table.column_names)
-    guard = [m for s, m in zip(table["source"].to_pylist(), table["rm_margin"].to_pylist(), strict=True)
-             if s == "WildGuardMix"]  # fmt: skip
+    guard = table["rm_margin"].to_pylist()
     wrong = sum(m <= 0 for m in guard)
     assert guard and 0 < wrong < len(guard)
     rule = dataclasses.replace(recipe.wildguardmix, reading="both", scores=str(scores))
@@ -125,9 +127,9 @@ def test_each_response_of_a_row(tmp_path):
 
 
 def test_a_killed_run_resumes_from_its_shards(tmp_path):
-    write_task(tmp_path / "pairs.parquet", 400, 1)
+    write_task(tmp_path / "pairs.parquet", 240, 1)
     data = str(tmp_path / "pairs.parquet")
-    whole = [*SCORE, data, "--model", "tiny", "--shard-rows", "20", "-q"]
+    whole = [*SCORE, data, "--model", "tiny", "--shard-rows", "10", "-q"]
     done = subprocess.run([*whole, "--out", str(tmp_path / "whole.parquet")], env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -144,7 +146,7 @@ def test_a_killed_run_resumes_from_its_shards(tmp_path):
     assert not out.exists()
     kept = len(list(work.glob("shard-*.parquet")))
 
-    other = subprocess.run([*SCORE, data, "--model", "tiny", "--shard-rows", "40", "-q", "--out", str(out)],
+    other = subprocess.run([*SCORE, data, "--model", "tiny", "--shard-rows", "20", "-q", "--out", str(out)],
                            env=ENV, capture_output=True, text=True)  # fmt: skip
     assert other.returncode == 1 and "other settings" in other.stderr and not out.exists()
 
