@@ -25,9 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop training after this many steps")
     p.add_argument("--held-out", type=float, default=0.1, help="share of the curated pairs kept for held-out accuracy")
     p.add_argument("--out", help="a new folder for everything (default: runs/pipeline-<time>)")
+    p.add_argument("--two-stage", action="store_true", help="WildGuardMix's second stage first: a reward model "
+                   "trained on the other sources scores its pairs, and those it ranks wrong are dropped")  # fmt: skip
 
-    s = commands.add_parser("score", help="a reward model's scores for every pair (or response) of a file",
-                            description=_doc("skyrm.score"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = commands.add_parser(
+        "score",
+        help="a reward model's scores for every pair (or response) of a file",
+        description=_doc("skyrm.score"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("input", help="pairs (parquet, jsonl, a dataset folder or a hub dataset id)")
     s.add_argument("--model", required=True, help="tiny, smollm2, a model folder (a skyrm training output's model/) "
                    "or a hub id")  # fmt: skip
@@ -39,8 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-length", type=int, help="keep the last N tokens of a longer sequence (default: the "
                    "model's max_position_embeddings)")  # fmt: skip
     s.add_argument("--shard-rows", type=int, default=4096, help="rows per shard: the unit of resuming")
-    s.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (torchrun for several GPUs) or ray (a pool of actors, one GPU each)")
+    s.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (torchrun for several GPUs) or ray (a pool of actors, one GPU each)",
+    )
     s.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a local instance)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_pipeline(out, sample=args.sample, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
                      train_overrides=overrides, bench=args.bench, bench_file=args.bench_file,
-                     held_out=args.held_out)  # fmt: skip
+                     held_out=args.held_out, two_stage=args.two_stage)  # fmt: skip
     except (PipelineError, BenchmarkError, ValueError, OSError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

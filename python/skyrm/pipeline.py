@@ -5,15 +5,24 @@ Folders under ``out``: ``curated/`` (skyfilter's output: data, dropped rows, man
 (``train.parquet`` and ``test.parquet``, a seeded split of the curated pairs), ``train/`` (the trainer's output
 with ``model/``), ``eval/`` (``results.json`` and ``results.examples.jsonl``), and ``summary.json``. ``out`` must
 be a new folder in a writable place (checked before any work); a run that fails removes it.
+
+``two_stage`` (``--two-stage``) runs the paper's two WildGuardMix stages: ``stage1/`` holds the first curation (its
+WildGuardMix pairs the adversarial ones), the pairs and the reward model trained on every source but WildGuardMix,
+and that model's scores of the WildGuardMix pairs (``scores.parquet``, written by ``skyrm score``); the final
+curation then keeps the WildGuardMix pairs that model ranks correctly (the recipe's ``reading = "both"``), and
+``manifest.json`` records both curations, the scoring model (path, weights hash, held-out accuracy) and its scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from skyshared.outputs import OutputError, check_folder
 
 __all__ = ["run_pipeline", "PipelineError"]
@@ -56,9 +65,11 @@ def run_pipeline(
     bench_file: str | None = None,
     held_out: float = 0.1,
     seed: int = 0,
+    two_stage: bool = False,
     log=print,
 ) -> dict:
-    """Curates, trains and evaluates into the new folder ``out``; returns (and writes) the summary."""
+    """Curates, trains and evaluates into the new folder ``out``; returns (and writes) the summary. ``two_stage``:
+    the paper's WildGuardMix stage 2 first (see :func:`_first_stage`)."""
     from skyrm.eval.runner import load_benchmark
 
     out = Path(out)
@@ -68,43 +79,122 @@ def run_pipeline(
         raise PipelineError(str(e)) from None
     bench = bench or ("sample" if sample else "rewardbench")
     benchmark = load_benchmark(bench, bench_file)  # fails early, before any work, when it cannot be read
+    the_recipe = _recipe(recipe, two_stage)
     out.mkdir(parents=True)
     try:
-        return _run(out, benchmark, sample, recipe, data_dir, model, train_overrides, held_out, seed, log)
+        job = _Job(out, sample, data_dir, model, train_overrides or {}, held_out, seed, log)
+        return _run(job, the_recipe, benchmark, two_stage)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the folder is this run's own: a failed run leaves nothing
         raise
 
 
-def _run(out: Path, benchmark, sample: bool, recipe: str, data_dir: str | None, model: str,
-         train_overrides: dict | None, held_out: float, seed: int, log) -> dict:  # fmt: skip
-    from skyfilter import CurateError, RecipeError, load_recipe, run_curate
+def _recipe(name: str, two_stage: bool):
+    from skyfilter import RecipeError, load_recipe
 
-    from skyrm.config import load_config
-    from skyrm.eval.runner import evaluate, load_model, table_of, write_results
-    from skyrm.trainer import train
-
-    log("== 1/3 curate ==")
     try:
-        manifest = run_curate(load_recipe(recipe), out / "curated", sample=sample, data_dir=data_dir, plots=False,
-                              log=log)  # fmt: skip
+        recipe = load_recipe(name)
+    except RecipeError as e:
+        raise PipelineError(f"curate: {e}") from None
+    if two_stage and recipe.wildguardmix is None:
+        raise PipelineError(f"--two-stage: the recipe {recipe.name} has no [select.wildguardmix] rule to score")
+    return recipe
+
+
+@dataclass
+class _Job:
+    out: Path
+    sample: bool
+    data_dir: str | None
+    model: str
+    train_overrides: dict
+    held_out: float
+    seed: int
+    log: object
+
+
+def _curate(job: _Job, recipe, folder: Path):
+    from skyfilter import CurateError, RecipeError, run_curate
+
+    try:
+        return run_curate(recipe, folder, sample=job.sample, data_dir=job.data_dir, plots=False, log=job.log)
     except (CurateError, RecipeError) as e:
         raise PipelineError(f"curate: {e}") from None
-    curated = out / "curated" / "data" / "train-00000-of-00001.parquet"
-    n_train, n_test = _split(curated, out / "pairs", held_out, seed)
-    log(f"split the {n_train + n_test:,} curated pairs: {n_train:,} to train on, {n_test:,} held out")
 
-    log("== 2/3 train ==")
-    overrides = {"model": model, "data": str(out / "pairs" / "train.parquet"),
-                 "output_dir": str(out / "train"), "seed": seed, "truncation": "truncate",
-                 **(train_overrides or {})}  # fmt: skip
+
+def _train(job: _Job, pairs: Path, folder: Path) -> tuple[dict, object, dict]:
+    """``pairs`` split into ``folder/pairs`` (train and held-out), a model trained on them into ``folder/train``:
+    the trainer's summary, its config and the metrics of the first and last steps."""
+    from skyrm.config import load_config
+    from skyrm.trainer import train
+
+    n_train, n_test = _split(pairs, folder / "pairs", job.held_out, job.seed)
+    job.log(f"split the {n_train + n_test:,} curated pairs: {n_train:,} to train on, {n_test:,} held out")
+    overrides = {"model": job.model, "data": str(folder / "pairs" / "train.parquet"),
+                 "output_dir": str(folder / "train"), "seed": job.seed, "truncation": "truncate",
+                 **job.train_overrides}  # fmt: skip
     if n_test:
-        overrides["eval_data"] = str(out / "pairs" / "test.parquet")
-    if model == "tiny":  # byte-level tokens: room for the samples' answers
+        overrides["eval_data"] = str(folder / "pairs" / "test.parquet")
+    if job.model == "tiny":  # byte-level tokens: room for the samples' answers
         overrides = {"max_length": 1024, "micro_batch_tokens": 8192} | overrides
-    config = load_config(preset="tiny" if model == "tiny" else None, overrides=overrides)
-    trained = train(config, log=log)
-    metrics = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    config = load_config(preset="tiny" if job.model == "tiny" else None, overrides=overrides)
+    trained = train(config, log=job.log)
+    metrics = [json.loads(line) for line in (folder / "train" / "metrics.jsonl").read_text().splitlines()]
+    return trained, config, {"first": metrics[0], "last": metrics[-1]}
+
+
+def _first_stage(job: _Job, recipe) -> tuple[object, dict]:
+    """WildGuardMix stage 2 of the paper: the recipe curated with its stage-1 WildGuardMix rule (the pairs layout,
+    which keeps each pair's source row), a reward model trained on every source but WildGuardMix, and its scores of
+    the WildGuardMix pairs (``skyrm score``). Returns the recipe for the final curation (WildGuardMix read "both":
+    the adversarial pairs that model ranks correctly) and what the stage did."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from skyrm.score import ScoreOptions, score_pool
+
+    rule = recipe.wildguardmix
+    stage = job.out / "stage1"
+    first_rule = dataclasses.replace(rule, reading="adversarial", scores=None)
+    job.log("== stage 1: curate (WildGuardMix: its adversarial pairs) ==")
+    manifest = _curate(job, dataclasses.replace(recipe, output="pairs", wildguardmix=first_rule), stage / "curated")
+    pool = pq.read_table(stage / "curated" / "data" / "train-00000-of-00001.parquet")
+    guard = pc.is_in(pool["source"], pa.array(rule.sources))
+    others, scored = stage / "others.parquet", stage / "wildguardmix.parquet"
+    pq.write_table(pool.filter(pc.invert(guard)), others)
+    pq.write_table(pool.filter(guard), scored)
+    job.log(f"== stage 1: train on the {len(pool) - pc.sum(guard).as_py():,} pairs of the other sources ==")
+    trained, config, _ = _train(job, others, stage)
+    model = stage / "train" / "model"
+    job.log(f"== stage 1: score the {pc.sum(guard).as_py():,} {', '.join(rule.sources)} pairs ==")
+    scores = stage / "scores.parquet"
+    summary = score_pool(str(scored), str(model), scores, ScoreOptions(max_length=config.max_length), log=job.log)
+    done = {
+        "curate": manifest.steps,
+        "scoring_model": {"path": str(model), "sha256": summary["model_sha256"], "trained_pairs": trained["pairs"],
+                          "held_out_accuracy": trained.get("eval", {}).get("accuracy"),
+                          "held_out_pairs": trained.get("eval", {}).get("pairs")},
+        "scores": {"path": str(scores), "pairs": summary["scored_pairs"],
+                   "ranked_correctly": summary["ranked_correctly"], "accuracy": summary["accuracy"]},
+    }  # fmt: skip
+    return dataclasses.replace(recipe, wildguardmix=dataclasses.replace(rule, reading="both", scores=str(scores))), done
+
+
+def _run(job: _Job, recipe, benchmark, two_stage: bool) -> dict:
+    from skyrm.eval.runner import evaluate, load_model, table_of, write_results
+
+    out, log = job.out, job.log
+    first = None
+    if two_stage:
+        recipe, first = _first_stage(job, recipe)
+    log(
+        "== 1/3 curate =="
+        if not two_stage
+        else "== stage 2: curate (WildGuardMix: the pairs that model ranks right) =="
+    )
+    manifest = _curate(job, recipe, out / "curated")
+    log("== 2/3 train ==")
+    trained, config, metrics = _train(job, out / "curated" / "data" / "train-00000-of-00001.parquet", out)
 
     log("== 3/3 evaluate ==")
     folder = out / "train" / "model"
@@ -115,27 +205,58 @@ def _run(out: Path, benchmark, sample: bool, recipe: str, data_dir: str | None, 
 
     summary = {
         # convert counts input rows (a HelpSteer2 pair is two of them); what it hands on is its pairs
-        "curate": [{"step": s["step"], "in": s["rows_in"], "out": s.get("pairs", s["rows_out"])}
-                   for s in manifest.steps],
-        "train": {"steps": trained["steps"], "pairs": trained["pairs"], "first_loss": metrics[0]["loss"],
-                  "last_loss": metrics[-1]["loss"], "last_accuracy": metrics[-1]["accuracy"],
+        "curate": _steps(manifest.steps),
+        "train": {"steps": trained["steps"], "pairs": trained["pairs"], "first_loss": metrics["first"]["loss"],
+                  "last_loss": metrics["last"]["loss"], "last_accuracy": metrics["last"]["accuracy"],
                   "held_out_accuracy": trained.get("eval", {}).get("accuracy"),
                   "held_out_pairs": trained.get("eval", {}).get("pairs"),
                   "held_out_read": trained.get("eval", {}).get("pairs_read")},
         "eval": {"benchmark": benchmark.name, "sections": table["sections"]},
         "outputs": {"curated": str(out / "curated"), "model": str(folder), "results": str(out / "eval")},
     }  # fmt: skip
-    if sample:
+    if first is not None:
+        summary["stage1"] = {"curate": _steps(first["curate"]), "scoring_model": first["scoring_model"],
+                             "scores": first["scores"]}  # fmt: skip
+        _write_manifest(out, first, manifest)
+    if job.sample:
         summary["note"] = SAMPLE_NOTE
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log("\n" + format_summary(summary, table))
     return summary
 
 
+def _steps(steps: list[dict]) -> list[dict]:
+    return [{"step": s["step"], "in": s["rows_in"], "out": s.get("pairs", s["rows_out"])} for s in steps]
+
+
+def _write_manifest(out: Path, first: dict, final) -> None:
+    """``manifest.json`` of a two-stage run: stage 1's curation (every row of every source, and why each dropped
+    row went), the scoring model (path, weights hash, held-out accuracy) and its scores, and the final curation
+    (stage 2: the same steps, with the WildGuardMix pairs the model ranks wrong dropped as ``rm_agreement``)."""
+    manifest = {"stages": [
+        {"stage": 1, "curate": first["curate"], "manifest": str(out / "stage1" / "curated" / "manifest.json")},
+        {"stage": "scoring", "model": first["scoring_model"], "scores": first["scores"]},
+        {"stage": 2, "curate": final.steps, "manifest": str(out / "curated" / "manifest.json")},
+    ]}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def format_summary(summary: dict, table: dict) -> str:
     from skyrm.eval.runner import format_table
 
-    lines = ["== summary ==", "curation (rows in -> pairs out; convert reads input rows):"]
+    lines = ["== summary =="]
+    if "stage1" in summary:
+        first, model, scores = (
+            summary["stage1"]["curate"],
+            summary["stage1"]["scoring_model"],
+            summary["stage1"]["scores"],
+        )
+        accuracy = model["held_out_accuracy"]
+        lines += [f"stage 1: curated {first[-1]['out']:,} pairs; a reward model trained on {model['trained_pairs']:,} "
+                  f"pairs of the other sources (held-out accuracy "
+                  f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}) ranks {scores['ranked_correctly']:,} of the "
+                  f"{scores['pairs']:,} WildGuardMix pairs correctly: those are kept"]  # fmt: skip
+    lines.append("curation (rows in -> pairs out; convert reads input rows):")
     lines += [f"  {s['step']:<14}{s['in']:>9,} -> {s['out']:,}" for s in summary["curate"]]
     t = summary["train"]
     held = (f", held-out accuracy {t['held_out_accuracy']:.3f} on {t['held_out_pairs']:,} of {t['held_out_read']:,} "

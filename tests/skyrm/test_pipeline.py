@@ -34,3 +34,35 @@ def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
     # a second run into the same folder is refused before any work
     assert main(["pipeline", "--sample", "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_two_stage_pipeline_accounts_for_every_row(tmp_path, capsys):
+    """--two-stage: a first model trained on every source but WildGuardMix scores its pairs; the final curation
+    drops exactly those it ranks wrong, and the manifest accounts for every row of both curations."""
+    import pyarrow.parquet as pq
+    from skyrm.cli import main
+
+    out = tmp_path / "run"
+    assert main(["pipeline", "--sample", "--two-stage", "--max-steps", "2", "--out", str(out)]) == 0
+    assert "stage 1: curated" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    first, scoring, final = manifest["stages"]
+    for stage in (first, final):
+        for step in stage["curate"]:
+            for source in step["sources"].values():
+                assert source["in"] == source["out"] + sum(source["dropped"].values()), (step["step"], source)
+    scores = pq.read_table(out / "stage1" / "scores.parquet")
+    assert set(scores["source"].to_pylist()) == {"WildGuardMix"}
+    wrong = sum(m <= 0 for m in scores["rm_margin"].to_pylist())
+    assert (
+        scoring["scores"]["pairs"] == scores.num_rows
+        and scoring["scores"]["ranked_correctly"] == scores.num_rows - wrong
+    )
+    assert scoring["model"]["path"] == str(out / "stage1" / "train" / "model") and len(scoring["model"]["sha256"]) == 64
+    select = {s["step"]: s for s in final["curate"]}["select"]["sources"]["WildGuardMix"]
+    assert select["dropped"].get("rm_agreement", 0) == wrong
+    assert select["out"] == scores.num_rows - wrong
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stage1"]["scores"]["ranked_correctly"] == scores.num_rows - wrong
+    train = pq.read_table(out / "stage1" / "pairs" / "train.parquet")
+    assert "WildGuardMix" not in set(train["source"].to_pylist())  # the first model never saw WildGuardMix
