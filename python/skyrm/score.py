@@ -113,17 +113,16 @@ def _conversations(table: pa.Table, options: ScoreOptions) -> list[list[list[dic
             return c if c and c[-1]["role"] == "assistant" and c[-1]["content"] else None
 
         return [[scorable(c), scorable(r)] for c, r in zip(chosen, rejected, strict=True)]
-    names = table.schema.names
-    if options.responses not in names:
-        raise ScoreError(f"no column {options.responses!r} (--responses); the columns are {names}")
-    prompt = options.prompt_column or next((c for c in ("instruction", "prompt") if c in names), None)
-    if prompt is None or prompt not in names:
-        raise ScoreError(f"no prompt column {prompt!r} for --responses (give --prompt-column); the columns are {names}")
+    prompt = _prompt_column(table.schema.names, options)
     rows = []
     for p, responses in zip(table.column(prompt).to_pylist(), table.column(options.responses).to_pylist(),
                             strict=True):  # fmt: skip
         rows.append([_messages(p, r) for r in responses or []])
     return rows
+
+
+def _prompt_column(names: list[str], options: ScoreOptions) -> str | None:
+    return options.prompt_column or next((c for c in ("instruction", "prompt") if c in names), None)
 
 
 def _kinds(options: ScoreOptions) -> dict[str, tuple[str, ...]]:
@@ -138,7 +137,22 @@ def _read(spec: str, options: ScoreOptions) -> Rows:
         rows = read_rows(spec, kinds=_kinds(options))
     except ValueError as e:
         raise ScoreError(str(e)) from None
-    clash = [c for c in (*SCORE_COLUMNS, RESPONSES_COLUMN, "input_row") if c in rows.table.schema.names]
+    names = rows.table.schema.names
+    if options.responses is None and not {"chosen", "rejected"} <= set(names):
+        raise ScoreError(f"{spec}: pairs need `chosen` and `rejected` columns (or give --responses COLUMN); the "
+                         f"columns are {names}")  # fmt: skip
+    if options.responses is not None:
+        if options.responses not in names:
+            raise ScoreError(f"{spec}: no column {options.responses!r} (--responses); the columns are {names}")
+        prompt = _prompt_column(names, options)
+        if prompt is None or prompt not in names:
+            raise ScoreError(f"{spec}: no prompt column {prompt!r} for --responses (give --prompt-column); the "
+                             f"columns are {names}")  # fmt: skip
+        kind = rows.table.schema.field(options.responses).type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_string(kind.value_type):
+            raise ScoreError(f"{spec}: column {options.responses!r} (--responses) must hold lists of response texts, "
+                             f"not {kind}")  # fmt: skip
+    clash = [c for c in (*SCORE_COLUMNS, RESPONSES_COLUMN, "input_row") if c in names]
     if options.keep_input and clash:
         raise ScoreError(f"{spec}: already has column(s) {clash}, which skyrm score writes; rename them first")
     return rows
@@ -246,7 +260,9 @@ def _open_work(folder: Path, settings: dict, log) -> set[int]:
         log(f"resuming: {len(done):,} shards of an earlier run found in {folder}")
         return done
     folder.mkdir()
-    meta.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    tmp = folder / f".settings.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, meta)
     return set()
 
 

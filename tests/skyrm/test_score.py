@@ -184,3 +184,23 @@ def test_a_ray_actor_pool_scores_what_one_process_does(tmp_path):
     assert scores_of(tmp_path / "ray.parquet").equals(scores_of(tmp_path / "local.parquet"))
     assert summary["rows"] == 60
     assert json.loads(scores_of(tmp_path / "ray.parquet").schema.metadata[b"skyrm.options"])["shard_rows"] == 16
+
+
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
+    from skyrm.cli import main
+
+    pq.write_table(pa.table({"prompt": ["a"], "answer": ["b"]}), tmp_path / "odd.parquet")
+    cases = [
+        ([str(tmp_path / "odd.parquet")], "pairs need `chosen` and `rejected` columns"),
+        ([str(tmp_path / "missing.parquet")], "missing.parquet: no such file"),
+        ([str(tmp_path / "odd.parquet"), "--responses", "answers"], "no column 'answers' (--responses)"),
+        ([str(tmp_path / "odd.parquet"), "--responses", "answer"], "must hold lists of response texts, not string"),
+    ]
+    for args, message in cases:
+        start = time.monotonic()
+        assert main(["score", *args, "--model", "tiny", "--out", str(tmp_path / "s.parquet")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert time.monotonic() - start < 10 and not (tmp_path / "s.parquet").exists()
+    assert main(["score", str(tmp_path / "odd.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.csv")]) == 1
+    assert "--out must be a .parquet file" in capsys.readouterr().err
