@@ -77,14 +77,15 @@ def score_head(model: nn.Module) -> nn.Module:
 def rewards(
     model: nn.Module,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None = None,
     ends: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One reward per sequence. Padded rows: the reward at each row's last attended token. Packed rows: pass
     ``position_ids`` restarting at 0 per sequence, an ``attention_mask`` that keeps attention inside each sequence
     (a (batch, 1, length, length) block mask, or the attention implementation's own varlen path), and ``ends``,
-    the (rows, columns) of each sequence's last token (:func:`packed_ends`)."""
+    the (rows, columns) of each sequence's last token (:func:`packed_ends`). Right-padded rows may also go without
+    a mask (``None``) with their ``ends`` given: under causal attention no real token sees a later pad."""
     sharded = getattr(model, SHARDED_ENTRY, None)
     if sharded is not None:
         return sharded(input_ids, attention_mask, position_ids, ends)

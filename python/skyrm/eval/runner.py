@@ -222,14 +222,17 @@ def score_sequences(model, sequences: list[list[int]], token_budget: int, pad_id
     from tqdm.auto import tqdm
 
     from skyrm.batching import scoring_batches
-    from skyrm.model import rewards
+    from skyrm.model import last_token_index, rewards
 
     out = [math.nan] * len(sequences)
     model.eval()
-    with torch.no_grad(), tqdm(total=len(sequences), desc="scoring", unit="seq", disable=not progress) as bar:
+    with torch.inference_mode(), tqdm(total=len(sequences), desc="scoring", unit="seq", disable=not progress) as bar:
         for indices, batch in scoring_batches(sequences, token_budget, pad_id, by_length):
             batch = batch.to(device)
-            values = rewards(model, batch.input_ids, batch.attention_mask).float().cpu().tolist()
+            # Right padding under causal attention: no real token attends to a later pad, so the batch needs no mask
+            # (the attention kernel's causal path; the same rewards); the mask only says where each row ends.
+            ends = (torch.arange(len(indices), device=device), last_token_index(batch.attention_mask))
+            values = rewards(model, batch.input_ids, None, ends=ends).float().cpu().tolist()
             for i, v in zip(indices, values, strict=True):
                 out[i] = v
             bar.update(len(indices))
