@@ -53,6 +53,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a local instance)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    v = commands.add_parser("serve", help="a reward model behind HTTP (OpenRLHF's /get_reward, /score, /compare)",
+                            description=_doc("skyrm.serve"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--model", required=True, help="tiny, smollm2, a model folder (a skyrm training output's model/) "
+                   "or a hub id")  # fmt: skip
+    v.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
+    v.add_argument("--port", type=int, default=8000, help="the port to listen on")
+    v.add_argument("--batch-tokens", type=int, default=16_384, help="tokens per batch, padding included")
+    v.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request may wait for others to "
+                   "share its batch")  # fmt: skip
+    v.add_argument("--max-queue", type=int, default=4096, help="sequences waiting or being scored; a request "
+                   "beyond it is answered 503")  # fmt: skip
+    v.add_argument("--max-items", type=int, default=512, help="items, pairs or queries in one request (more: 413)")
+    v.add_argument("--max-request-mb", type=float, default=16, help="the largest request body (more: 413)")
+    v.add_argument("--max-length", type=int, help="keep the last N tokens of a longer sequence (default: the "
+                   "model's max_position_embeddings)")  # fmt: skip
+    v.add_argument("--bos", choices=("single", "official"), default="single",
+                   help="single: exactly one BOS (as trained); official: as RewardBench's runner does")  # fmt: skip
+    v.add_argument("--log-level", default="warning", help="uvicorn's log level")
     return parser
 
 
@@ -73,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "score":
         return _score(args)
+    if args.command == "serve":
+        return _serve(args)
     from skyrm.eval.runner import BenchmarkError
     from skyrm.pipeline import PipelineError, run_pipeline
 
@@ -99,6 +120,27 @@ def _score(args) -> int:
         score_pool(args.input, args.model, args.out, options, engine=args.engine, ray_address=args.ray_address,
                    progress=not args.quiet)  # fmt: skip
     except (ScoreError, ModelLoadError, MissingDependency, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(args) -> int:
+    from skyrm.requires import MissingDependency, ModelLoadError, require
+
+    try:
+        require("skyrm serve", "fastapi", "uvicorn")
+    except MissingDependency as e:
+        print(f"error: {e} (or, from a clone of this repository: pip install '.[serve]')", file=sys.stderr)
+        return 2
+    from skyrm.eval.runner import BenchmarkError
+    from skyrm.serve import serve
+
+    try:
+        serve(args.model, host=args.host, port=args.port, batch_tokens=args.batch_tokens, max_length=args.max_length,
+              bos=args.bos, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_items=args.max_items,
+              max_bytes=int(args.max_request_mb * 2**20), log_level=args.log_level)  # fmt: skip
+    except (ModelLoadError, BenchmarkError, MissingDependency, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

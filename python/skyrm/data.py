@@ -230,17 +230,27 @@ def drop_warning(encoded: EncodedPairs, source: str) -> str | None:
     return f"warning: {source}: {lost:,} of {encoded.total:,} pairs dropped ({lost / encoded.total:.0%}): {reasons}"
 
 
-def chat_encoder(tokenizer):
-    """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
+def text_encoder(tokenizer):
+    """Text already in the chat template's format (e.g. a policy's prompt and answer, as OpenRLHF sends them) ->
+    token ids, with exactly one BOS where the tokenizer uses one: the BOS the text writes, else one added."""
     bos_id = tokenizer.bos_token_id
     uses_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
 
-    def encode(messages: list[dict]) -> list[int]:
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    def encode(text: str) -> list[int]:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if uses_bos and ids[:1] != [bos_id]:
             ids = [bos_id, *ids]
         return ids
+
+    return encode
+
+
+def chat_encoder(tokenizer):
+    """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
+    encode_text = text_encoder(tokenizer)
+
+    def encode(messages: list[dict]) -> list[int]:
+        return encode_text(tokenizer.apply_chat_template(messages, tokenize=False))
 
     return encode
 

@@ -1,0 +1,41 @@
+"""``skyrm serve``: a reward model behind HTTP, with dynamic batching.
+
+  POST /get_reward  OpenRLHF's remote reward model: {"query": [...]} -> {"rewards": [...], "scores": [...]}
+                    (point OpenRLHF's --remote_rm_url at http://HOST:PORT/get_reward)
+  POST /score       {"items": [{"messages": [...]} or {"prompt": ..., "response": ...}]} -> {"scores": [...]}
+  POST /compare     {"pairs": [{"prompt": ..., "response_a": ..., "response_b": ...}]} -> scores, margins, preferred
+  GET  /health, GET /metrics (requests, batch sizes, latency percentiles), GET /docs (the API)
+
+Concurrent requests are coalesced into length-sorted batches under --batch-tokens, waiting at most --max-wait-ms
+for company, and scored on one worker thread, so the server keeps answering while the model runs. The scores are
+those of skyrm.eval and skyrm score for the same text (the chat template, exactly one BOS, the end kept over
+--max-length). Limits: --max-queue (503 beyond it), --max-items and --max-request-mb (413). It listens on
+127.0.0.1 unless --host says otherwise. Code: skyrm/serve/ (protocol, batcher, scorer, metrics, app).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["serve"]
+
+
+def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, batch_tokens: int = 16_384,
+          max_length: int | None = None, bos: str = "single", max_wait: float = 0.005, max_queue: int = 4096,
+          max_items: int = 512, max_bytes: int = 16 * 2**20, log_level: str = "warning") -> None:  # fmt: skip
+    """Loads ``model`` (:func:`skyrm.eval.runner.load_model`: a folder, a hub id or ``smollm2``) and serves it on
+    ``host``:``port`` until interrupted."""
+    import uvicorn
+
+    from skyrm.eval.runner import load_model
+    from skyrm.serve.app import ServeSettings, build_app
+    from skyrm.serve.scorer import Scorer
+
+    loaded, tokenizer = load_model(model)
+    scorer = Scorer(loaded, tokenizer, batch_tokens=batch_tokens, max_length=max_length, bos=bos)
+    settings = ServeSettings(model=model, max_wait=max_wait, max_queue=max_queue, max_items=max_items,
+                             max_bytes=max_bytes)  # fmt: skip
+    app = build_app(scorer, settings)
+    print(f"skyrm serve: {model} on http://{host}:{port} (POST /get_reward, /score, /compare; GET /health, "
+          f"/metrics; the API at /docs)", file=sys.stderr, flush=True)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
