@@ -54,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a local instance)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    raw = argparse.RawDescriptionHelpFormatter
     v = commands.add_parser("serve", help="a reward model behind HTTP (OpenRLHF's /get_reward, /score, /compare)",
-                            description=_doc("skyrm.serve"), formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=_doc("skyrm.serve"), formatter_class=raw)  # fmt: skip
     v.add_argument("--model", required=True, help="tiny, smollm2, a model folder (a skyrm training output's model/) "
                    "or a hub id")  # fmt: skip
     v.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")

@@ -88,18 +88,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from skyrm.config import load_config
-    from skyrm.trainer import build_model
-
-    model, tokenizer = build_model(load_config(preset="tiny"))
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
     from skyrm.eval.__main__ import main
 

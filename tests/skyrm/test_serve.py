@@ -33,23 +33,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from skyrm.config import load_config
-    from skyrm.trainer import build_model
-
-    model, tokenizer = build_model(load_config(preset="tiny"))
-    folder = tmp_path_factory.mktemp("serve-rm")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
+def server(tiny_model_dir, tmp_path_factory):
     """The base URL of a server over the tiny model, small limits so that overload is cheap to reach."""
     port = _free_port()
     log = (tmp_path_factory.mktemp("serve-log") / "server.log").open("w+")
-    command = [sys.executable, "-m", "skyrm.cli", "serve", "--model", str(model_dir), "--port", str(port),
+    command = [sys.executable, "-m", "skyrm.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
                "--max-queue", str(MAX_QUEUE), "--max-items", str(MAX_ITEMS), "--max-request-mb", str(MAX_MB),
                "--max-wait-ms", "20"]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
@@ -79,11 +67,11 @@ def server(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def offline(model_dir):
+def offline(tiny_model_dir):
     """Offline scoring of the same model: ``offline.items(prompts_and_responses)``, ``offline.ids(sequences)``."""
     from skyrm.eval.runner import Encoder, load_model, score_sequences
 
-    model, tokenizer = load_model(str(model_dir))
+    model, tokenizer = load_model(str(tiny_model_dir))
 
     class Offline:
         encode = Encoder(tokenizer, max_length=model.config.max_position_embeddings)
