@@ -25,8 +25,10 @@ sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -38,15 +40,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "prefs" / "ultrafeedback_binarized_1200" / "train_clean.jsonl"
 
 
-def baseline_server(model_name: str, port: int) -> None:
-    """One forward per request, in the handler (OpenRLHF's serve_rm), over the project's scorer."""
+def baseline_server(model_name: str, port: int, threads: int | None) -> None:
+    """One forward per request, in the handler (OpenRLHF's serve_rm), over the project's scorer; the model's CPU
+    threads as skyrm serve sets them."""
+    import torch
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from skyrm.eval.runner import load_model
+    from skyrm.serve import cpu_threads
     from skyrm.serve.scorer import Scorer
 
     model, tokenizer = load_model(model_name)
+    torch.set_num_threads(threads or cpu_threads())
     scorer = Scorer(model, tokenizer)
     app = FastAPI()
 
@@ -103,48 +109,70 @@ def start(command: list[str], port: int) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    process.kill()  # nothing when it has exited
+    process.wait()
+
+
+async def post(port: int, path: str, body: dict, connection: list) -> dict:
+    """``body`` posted on the client's kept-alive connection (opened on first use): a minimal HTTP/1.1 client, so
+    that the load costs the shared cores little (httpx spent about as much CPU per request as the server)."""
+    if not connection:
+        connection += await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = connection
+    data = json.dumps(body).encode()
+    writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d"
+                 b"\r\n\r\n%s" % (path.encode(), len(data), data))  # fmt: skip
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    payload = await reader.readexactly(length)
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{path}: {head.splitlines()[0].decode()} {payload.decode()[:500]}")
+    return json.loads(payload)
+
+
+def batches(port: int) -> tuple[int, int, float]:
+    """(forwards, sequences, seconds in the model) so far, from /metrics; zeros for the baseline, which has none."""
+    import httpx
+
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=60)
+    if answer.status_code != 200:
+        return 0, 0, 0.0
+    counts = answer.json()["batches"]
+    return counts["count"], counts["sequences"], counts["forward_seconds"]
 
 
 async def load(port: int, work: list[tuple[str, str]], clients: int, requests: int) -> dict:
     """Every client sends its requests one after the other; the latencies, the rewards by query, the wall time."""
-    import httpx
-
     latencies: list[float] = []
     rewards: dict[int, float] = {}
+    connections: list[list] = [[] for _ in range(clients)]
 
-    async def client(session, c: int) -> None:
+    async def client(c: int) -> None:
         for r in range(requests):
             i = (c * requests + r) % len(work)
             prompt, query = work[i]
             start = time.perf_counter()
-            answer = await session.post("/get_reward", json={"query": [query], "prompts": [prompt], "labels": [None]})
+            answer = await post(port, "/get_reward", {"query": [query], "prompts": [prompt], "labels": [None]},
+                                connections[c])  # fmt: skip
             latencies.append(time.perf_counter() - start)
-            answer.raise_for_status()
-            rewards[i] = answer.json()["rewards"][0]
+            rewards[i] = answer["rewards"][0]
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600, limits=limits) as session:
-
-        async def batches() -> tuple[int, int]:  # (forwards, sequences) so far; the baseline has no /metrics
-            answer = await session.get("/metrics")
-            counts = answer.json()["batches"] if answer.status_code == 200 else {"count": 0, "sequences": 0}
-            return counts["count"], counts["sequences"]
-
-        await asyncio.gather(*(client(session, c) for c in range(min(clients, 4))))  # warm-up, not measured
-        latencies.clear()
-        before = await batches()
-        start = time.perf_counter()
-        await asyncio.gather(*(client(session, c) for c in range(clients)))
-        seconds = time.perf_counter() - start
-        after = await batches()
-    forwards, sequences = after[0] - before[0], after[1] - before[1]
+    await asyncio.gather(*(client(c) for c in range(min(clients, 4))))  # warm-up, not measured
+    latencies.clear()
+    before = await asyncio.to_thread(batches, port)
+    start = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    seconds = time.perf_counter() - start
+    after = await asyncio.to_thread(batches, port)
+    for connection in connections:
+        if connection:
+            connection[1].close()
+    forwards, sequences, busy = (a - b for a, b in zip(after, before, strict=True))
     per_forward = sequences / forwards if forwards else 1.0
-    return {"latencies": latencies, "rewards": rewards, "seconds": seconds, "per_forward": per_forward}
+    return {"latencies": latencies, "rewards": rewards, "seconds": seconds, "per_forward": per_forward,
+            "busy": busy / seconds if forwards else None}  # fmt: skip
 
 
 def main() -> None:
@@ -154,12 +182,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="per client")
     parser.add_argument("--max-chars", type=int, default=600, help="characters of each prompt and answer")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="skyrm serve's --max-wait-ms")
+    parser.add_argument("--batch-tokens", type=int, default=16_384, help="skyrm serve's --batch-tokens")
+    parser.add_argument("--threads", type=int, help="the model's CPU threads in both servers (default: skyrm "
+                        "serve's, every core but one)")  # fmt: skip
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from skyrm.serve.metrics import percentiles
 
     if args.baseline_server:
-        return baseline_server(args.model, args.baseline_server)
+        return baseline_server(args.model, args.baseline_server, args.threads)
 
     if not DATA.exists():
         sys.exit(f"needs the real data at {DATA}")
@@ -169,9 +200,10 @@ def main() -> None:
         port = _free_port()
         if name == "skyrm serve":
             command = [sys.executable, "-m", "skyrm.cli", "serve", "--model", args.model, "--port", str(port),
-                       "--max-wait-ms", str(args.max_wait_ms)]  # fmt: skip
+                       "--max-wait-ms", str(args.max_wait_ms), "--batch-tokens", str(args.batch_tokens)]  # fmt: skip
         else:
             command = [sys.executable, __file__, "--model", args.model, "--baseline-server", str(port)]
+        command += ["--threads", str(args.threads)] if args.threads else []
         process = start(command, port)
         try:
             runs[name] = asyncio.run(load(port, work, args.clients, args.requests))
@@ -181,11 +213,12 @@ def main() -> None:
     total = args.clients * args.requests
     print(f"{args.model}: {args.clients} clients x {args.requests} requests of one query ({total} requests), "
           f"queries of up to {args.max_chars} characters a side, CPU, fp32")  # fmt: skip
-    print(f"{'server':<26}{'requests/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'seq/forward':>13}")
+    print(f"{'server':<26}{'requests/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'seq/forward':>13}{'model busy':>12}")
     for name, run in runs.items():
         run |= percentiles(run["latencies"], (50, 99))
+        busy = "" if run["busy"] is None else f"{run['busy']:.0%}"
         print(f"{name:<26}{total / run['seconds']:11.1f}{1000 * run['p50']:9.0f}{1000 * run['p99']:9.0f}"
-              f"{run['per_forward']:13.1f}")  # fmt: skip
+              f"{run['per_forward']:13.1f}{busy:>12}")  # fmt: skip
     base, ours = runs["one forward per request"], runs["skyrm serve"]
     common = set(base["rewards"]) & set(ours["rewards"])
     worst = max(abs(base["rewards"][i] - ours["rewards"][i]) for i in common)

@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                    "model's max_position_embeddings)")  # fmt: skip
     v.add_argument("--bos", choices=("single", "official"), default="single",
                    help="single: exactly one BOS (as trained); official: as RewardBench's runner does")  # fmt: skip
+    v.add_argument("--threads", type=int, help="the model's threads on the CPU (default: every core but one, "
+                   "which is left to answering requests)")  # fmt: skip
     v.add_argument("--log-level", default="warning", help="uvicorn's log level")
     return parser
 
@@ -140,7 +142,7 @@ def _serve(args) -> int:
     try:
         serve(args.model, host=args.host, port=args.port, batch_tokens=args.batch_tokens, max_length=args.max_length,
               bos=args.bos, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_items=args.max_items,
-              max_bytes=int(args.max_request_mb * 2**20), log_level=args.log_level)  # fmt: skip
+              max_bytes=int(args.max_request_mb * 2**20), threads=args.threads, log_level=args.log_level)  # fmt: skip
     except (ModelLoadError, BenchmarkError, MissingDependency, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -363,17 +363,20 @@ def load_model(name: str):
 
     if name == TINY:
         return _tiny_model()
-    kwargs = {}
+    kwargs, head = {}, {}
     if name == SMOLLM2:
         name, gguf_file = packaged_smollm2()
         kwargs["gguf_file"] = gguf_file
+        head["num_labels"] = 1  # a language model: a new one-label score head (from seed 0, below)
     cuda = torch.cuda.is_available()
     if not cuda:
         print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
               "real ones", file=sys.stderr)  # fmt: skip
     dtype = torch.bfloat16 if cuda else torch.float32
     tokenizer = pretrained(AutoTokenizer.from_pretrained, name, **kwargs)
-    model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # weights the checkpoint lacks (a new head) are the same in every process
+        model = pretrained(AutoModelForSequenceClassification.from_pretrained, name, dtype=dtype, **kwargs, **head)
     pad_model(model, tokenizer)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     return model.to(device), tokenizer
