@@ -18,7 +18,7 @@ def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
     assert main(["pipeline", "--sample", "--max-steps", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "== summary ==" in printed and "curation (rows in -> pairs out" in printed
-    assert "note: the shipped sample's answers are random sentences" in printed  # its accuracies are not a model's
+    assert "note: the shipped sample is synthetic: its rejected answers are degraded on purpose" in printed
     manifest = json.loads((out / "curated" / "manifest.json").read_text())
     for step in manifest["steps"]:  # every row accounted for
         for source in step["sources"].values():
