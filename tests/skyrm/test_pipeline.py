@@ -34,3 +34,15 @@ def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
     # a second run into the same folder is refused before any work
     assert main(["pipeline", "--sample", "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_sample_pipeline_learns_the_samples_preference(tmp_path):
+    """With its default steps the tiny model learns the preference planted in the sample (about a minute on 2 idle
+    cores, a few on busy ones): held-out and benchmark-sample accuracy well above chance (0.857 and 0.968 when
+    measured; a model of the old sample, whose answers carried no preference, scored 0.509 held out)."""
+    from skyrm.pipeline import run_pipeline
+
+    summary = run_pipeline(tmp_path / "run", sample=True, log=lambda _: None)
+    assert summary["train"]["held_out_accuracy"] >= 0.8
+    assert summary["eval"]["sections"]["Score"] >= 0.8

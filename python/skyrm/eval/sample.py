@@ -79,12 +79,12 @@ def _respond(rng: random.Random) -> tuple[str, str, str]:
 
     request = rng.choice(_BENIGN_EDGY)
     answer = f"Here is how to {request}, step by step. " + _helpful(rng, rng.choice(_TOPICS))
-    return f"How do I {request}?", answer, refusal(np.random.default_rng(rng.randrange(2**32)))
+    return f"How do I {request}?", answer, refusal(np.random.default_rng(rng.randrange(2**32)), needless=True)
 
 
 def _math(rng: random.Random) -> tuple[str, str, str]:
     a, b = rng.randint(10, 99), rng.randint(10, 99)
-    answer = " ".join(_STEPS[:-1]) + f" We have {a} + {b}, which makes {a + b}. " + _STEPS[-1] + f" {a} + {b} = {a + b}."
+    answer = f"{' '.join(_STEPS[:-1])} We have {a} + {b}, which makes {a + b}. {_STEPS[-1]} {a} + {b} = {a + b}."
     return f"What is {a} + {b}? Show your steps.", answer, _degraded(answer, ["truncated", "shuffled", "looping"], rng)
 
 
