@@ -28,8 +28,10 @@ harmless one's pair is a helpful answer against a needless refusal, a harmful on
 compliance, both kinds the other sources teach, except that :data:`DISGUISED_SHARE` of the adversarial harmful
 prompts are answered by compliance that reads like a helpful answer (the jailbreak worked, and nothing unsafe
 shows in its words), which nothing else in the sample teaches. A model trained on the other sources therefore
-ranks most WildGuardMix pairs correctly and the disguised ones wrongly: the reward-model filter of the paper's
-second stage keeps a clear majority of the adversarial pairs and drops those.
+ranks most WildGuardMix pairs correctly and most disguised ones wrongly: the reward-model filter of the paper's
+second stage keeps a majority of the adversarial pairs and drops some (measured with the tiny model as
+``skyrm pipeline --sample`` trains it: 12 of 21 kept; all 6 of harmless prompts, 4 of 8 against plainly unsafe
+compliance, 2 of 7 disguised).
 """
 
 from __future__ import annotations
