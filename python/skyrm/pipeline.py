@@ -29,9 +29,16 @@ __all__ = ["run_pipeline", "PipelineError"]
 
 
 #: Said with every ``--sample`` summary, so that its accuracies are not read as a model's quality.
-SAMPLE_NOTE = ("the shipped sample's answers are random sentences from a word bank, with no preference in them to "
-               "learn, and the benchmark sample is synthetic: accuracies near chance are expected. This run shows the "
-               "pipeline working end to end, not a good reward model.")  # fmt: skip
+SAMPLE_NOTE = ("the shipped sample is synthetic: its rejected answers are degraded on purpose (cut off mid-sentence, "
+               "word salad, stuck in a loop, needless refusals, unsafe compliance with harmful requests) and the "
+               "benchmark sample's the same ways, so high accuracy shows that the pipeline learns, not that this is a "
+               "good reward model.")  # fmt: skip
+
+#: The tiny model's training on ``--sample`` (under any given overrides): the answers' last 512 bytes are where
+#: the sample's degradations show, and two epochs over them cost less than one at 1,024 bytes did (40 s end to end
+#: against 88 s on 2 cores; at one epoch at 1e-3 a first version of this sample
+#: reached 0.61 held out).
+SAMPLE_TRAINING = {"max_length": 512, "epochs": 2.0, "lr": 2e-3}
 
 
 class PipelineError(ValueError):
@@ -136,7 +143,9 @@ def _train(job: _Job, pairs: Path, folder: Path) -> tuple[dict, object, dict]:
     if n_test:
         overrides["eval_data"] = str(folder / "pairs" / "test.parquet")
     if job.model == "tiny":  # byte-level tokens: room for the samples' answers
-        overrides = {"max_length": 1024, "micro_batch_tokens": 8192} | overrides
+        overrides = (
+            {"max_length": 1024, "micro_batch_tokens": 8192} | (SAMPLE_TRAINING if job.sample else {}) | overrides
+        )
     config = load_config(preset="tiny" if job.model == "tiny" else None, overrides=overrides)
     trained = train(config, log=job.log)
     metrics = [json.loads(line) for line in (folder / "train" / "metrics.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ def test_the_sample_pipeline_end_to_end(tmp_path, capsys):
     assert main(["pipeline", "--sample", "--max-steps", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "== summary ==" in printed and "curation (rows in -> pairs out" in printed
-    assert "note: the shipped sample's answers are random sentences" in printed  # its accuracies are not a model's
+    assert "note: the shipped sample is synthetic: its rejected answers are degraded on purpose" in printed
     manifest = json.loads((out / "curated" / "manifest.json").read_text())
     for step in manifest["steps"]:  # every row accounted for
         for source in step["sources"].values():
@@ -66,3 +66,15 @@ def test_the_two_stage_pipeline_accounts_for_every_row(tmp_path, capsys):
     assert summary["stage1"]["scores"]["ranked_correctly"] == scores.num_rows - wrong
     train = pq.read_table(out / "stage1" / "pairs" / "train.parquet")
     assert "WildGuardMix" not in set(train["source"].to_pylist())  # the first model never saw WildGuardMix
+
+
+@pytest.mark.slow
+def test_the_sample_pipeline_learns_the_samples_preference(tmp_path):
+    """With its default steps the tiny model learns the preference planted in the sample (about a minute on 2 idle
+    cores, a few on busy ones): held-out and benchmark-sample accuracy well above chance (0.857 and 0.968 when
+    measured; a model of the old sample, whose answers carried no preference, scored 0.509 held out)."""
+    from skyrm.pipeline import run_pipeline
+
+    summary = run_pipeline(tmp_path / "run", sample=True, log=lambda _: None)
+    assert summary["train"]["held_out_accuracy"] >= 0.8
+    assert summary["eval"]["sections"]["Score"] >= 0.8
