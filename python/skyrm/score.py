@@ -312,7 +312,7 @@ def score_pool(
             _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress)
         else:
             mine = todo if runtime is None else todo[runtime.rank :: runtime.world]
-            _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in todo), progress and main)
+            _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in mine), progress and main)
         if runtime is not None:
             import torch.distributed as dist
 
