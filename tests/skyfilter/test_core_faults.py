@@ -69,6 +69,7 @@ def _worker_threads() -> list[str]:
 def test_one_pool_per_thread_count_is_built_once():
     texts = pa.array([f"row {i} some words" for i in range(10_000)])
     _core.row_keys(texts, threads=3)
+    _core.MinHasher(16).signatures(texts, threads=3)  # each kernel once: the pools it uses exist from now on
     workers = _worker_threads()
     assert len(workers) >= 3
     for _ in range(3):
