@@ -97,56 +97,56 @@ def main(argv: list[str] | None = None) -> int:
         return _score(args)
     if args.command == "serve":
         return _serve(args)
-    from skyrm.eval.runner import BenchmarkError
-    from skyrm.pipeline import PipelineError, run_pipeline
+    from skyrm.pipeline import run_pipeline
 
     out = args.out or time.strftime("runs/pipeline-%Y%m%d-%H%M%S")
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    return _reported(lambda: run_pipeline(
+        out, sample=args.sample, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
+        train_overrides=overrides, bench=args.bench, bench_file=args.bench_file, held_out=args.held_out,
+        two_stage=args.two_stage))  # fmt: skip
+
+
+def _reported(call) -> int:
+    """0 when ``call()`` succeeds, else 1 with its one-line error: every error a user causes (a bad file, model,
+    benchmark or option: the commands' errors derive from ValueError or OSError) or a missing package."""
+    from skyrm.requires import MissingDependency
+
     try:
-        run_pipeline(out, sample=args.sample, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
-                     train_overrides=overrides, bench=args.bench, bench_file=args.bench_file,
-                     held_out=args.held_out, two_stage=args.two_stage)  # fmt: skip
-    except (PipelineError, BenchmarkError, ValueError, OSError, MissingDependency) as e:
+        call()
+    except (ValueError, OSError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
 def _score(args) -> int:
-    from skyrm.requires import MissingDependency, ModelLoadError
-    from skyrm.score import ScoreError, ScoreOptions, score_pool
+    from skyrm.score import ScoreOptions, score_pool
 
-    try:
+    def run() -> None:
         options = ScoreOptions(responses=args.responses, prompt_column=args.prompt_column,
                                token_budget=args.batch_tokens, max_length=args.max_length,
                                shard_rows=args.shard_rows, keep_input=args.keep_input)  # fmt: skip
         score_pool(args.input, args.model, args.out, options, engine=args.engine, ray_address=args.ray_address,
                    progress=not args.quiet)  # fmt: skip
-    except (ScoreError, ModelLoadError, MissingDependency, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return _reported(run)
 
 
 def _serve(args) -> int:
-    from skyrm.requires import MissingDependency, ModelLoadError, require
+    from skyrm.requires import MissingDependency, require
 
     try:
         require("skyrm serve", "fastapi", "uvicorn")
     except MissingDependency as e:
         print(f"error: {e} (or, from a clone of this repository: pip install '.[serve]')", file=sys.stderr)
         return 2
-    from skyrm.eval.runner import BenchmarkError
     from skyrm.serve import serve
 
-    try:
-        serve(args.model, host=args.host, port=args.port, batch_tokens=args.batch_tokens, max_length=args.max_length,
-              bos=args.bos, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_items=args.max_items,
-              max_bytes=int(args.max_request_mb * 2**20), threads=args.threads, log_level=args.log_level)  # fmt: skip
-    except (ModelLoadError, BenchmarkError, MissingDependency, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return _reported(lambda: serve(
+        args.model, host=args.host, port=args.port, batch_tokens=args.batch_tokens, max_length=args.max_length,
+        bos=args.bos, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_items=args.max_items,
+        max_bytes=int(args.max_request_mb * 2**20), threads=args.threads, log_level=args.log_level))  # fmt: skip
 
 
 if __name__ == "__main__":
