@@ -145,7 +145,7 @@ def _train_config(args, work: Path, model: str, out: str, packing: bool | None, 
         "output_dir": str(work / out), "max_length": args.max_length, "truncation": "drop", "packing": packing,
         "micro_batch_tokens": args.micro_batch_tokens, "batch_pairs": args.batch_pairs, "epochs": 100.0,
         "max_steps": args.steps, "lr": 1e-5, "schedule": "constant", "warmup_ratio": 0.0, "grad_clip": 1.0,
-        "dtype": "fp32" if args.reduced else "bf16", "seed": SEED, "tensorboard": False,
+        "dtype": "fp32" if args.reduced else "bf16", "seed": SEED, "report_to": "none",
         "checkpoint_every": 10**9, "activation_checkpointing": big, **extra,
     })  # fmt: skip
 

@@ -74,7 +74,7 @@ def run_skyrm(args, work: Path, packing: bool) -> dict:
         "max_length": args.max_length, "truncation": "drop", "packing": packing,
         "micro_batch_tokens": args.micro_batch_tokens, "batch_pairs": args.batch_pairs, "epochs": 1000.0,
         "max_steps": args.steps, "lr": args.lr, "schedule": "constant", "warmup_ratio": 0.0, "adam_beta2": 0.999,
-        "weight_decay": 0.0, "grad_clip": 1.0, "dtype": "fp32", "seed": SEED, "tensorboard": False,
+        "weight_decay": 0.0, "grad_clip": 1.0, "dtype": "fp32", "seed": SEED, "report_to": "none",
         "checkpoint_every": 10**9,
     })  # fmt: skip
     train(config, log=lambda _: None)

@@ -23,6 +23,7 @@ __all__ = ["TrainConfig", "PRESETS", "load_config", "parse_args", "build_parser"
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
+TRACKERS = ("tensorboard", "wandb")
 GRAD_SYNC = ("micro-batch", "step")
 
 
@@ -45,6 +46,10 @@ class TrainConfig:
     max_length: int = 2048
     truncation: str = "drop"  # or "truncate"
     packing: bool | None = None  # None: packed rows with a varlen attention (flash_attention_2/3), else padded
+    chat_template: str | None = None  # a Jinja file or a built-in name (skyrm.templates); None: the tokenizer's
+    margin_column: str | None = None  # None: TRL's `margin` column when the data has one
+    tokenize_cache: bool = True  # keep the token ids on disk (skyrm.token_cache) for the next run and every rank
+    cache_dir: str | None = None  # None: $SKYRM_CACHE, else ~/.cache/skyrm
     # the loss (skyrm.losses; the defaults are LossConfig's)
     loss: str = LossConfig.name
     margin: float | None = LossConfig.margin
@@ -79,7 +84,11 @@ class TrainConfig:
     resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
     overwrite: bool = False  # replace the run in output_dir (cleared first); without it or resume, one is refused
     log_every: int = 1
-    tensorboard: bool = True  # also write TensorBoard events (when the tensorboard package is installed)
+    report_to: str = "tensorboard"  # trackers besides metrics.jsonl: tensorboard, wandb (comma-separated), or none
+    # evaluation during training
+    eval_every: int | None = None  # evaluate every this many steps (and at the end) on eval_data and eval_bench
+    eval_bench: str | None = None  # benchmarks scored at each evaluation: files (RewardBench or pairwise) or sample
+    save_best: str | None = None  # keep the model of the best evaluation by this metric in OUTPUT_DIR/best-model
     peak_tflops: float | None = None  # one device's peak, for MFU; None: known GPUs' bf16 peak, no MFU on CPUs
 
     def __post_init__(self) -> None:
@@ -104,10 +113,27 @@ class TrainConfig:
         need(not (self.resume and self.overwrite), "overwrite",
              "--resume continues the run in --output-dir and --overwrite replaces it: give one of them")  # fmt: skip
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
+        unknown = sorted(set(self.trackers()) - set(TRACKERS))
+        need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
+             f"must be a comma-separated list of {', '.join(TRACKERS)}, or none; got {self.report_to!r}")  # fmt: skip
+        need(self.eval_every is None or self.eval_every >= 1, "eval_every", f"must be positive, got {self.eval_every}")
+        need(self.eval_every is None or bool(self.eval_data or self.eval_bench), "eval_every",
+             "needs something to evaluate on: --eval-data or --eval-bench")  # fmt: skip
+        need(self.save_best is None or self.eval_every is not None, "save_best",
+             "evaluates at every --eval-every steps: give --eval-every too")  # fmt: skip
         try:
             self.loss_config()
         except ValueError as e:
             raise ConfigError(f"loss: {e}") from None
+
+    def trackers(self) -> list[str]:
+        """The trackers of ``report_to`` ([] for none)."""
+        names = [n.strip() for n in self.report_to.split(",") if n.strip()]
+        return [] if names == ["none"] else names
+
+    def benches(self) -> list[str]:
+        """The benchmarks of ``eval_bench``."""
+        return [b.strip() for b in (self.eval_bench or "").split(",") if b.strip()]
 
     def loss_config(self) -> LossConfig:
         return LossConfig(self.loss, self.margin, self.temperature, self.gamma, self.t, self.center)
@@ -138,6 +164,12 @@ FIELD_HELP: dict[str, str] = {
     "truncation": "drop: drop pairs with a side over --max-length; truncate: keep the BOS and the last tokens "
     "(the prompt's end, the answer's end and the final token the reward is read at)",
     "packing": "packed rows (default: with a varlen or flex attention) or padded rows (--no-packing)",
+    "chat_template": "the chat template to render the pairs with instead of the tokenizer's: a Jinja file or a "
+    "built-in name (chatml, llama-3, gemma, zephyr); exported with the model",
+    "margin_column": "the column of per-pair margins for bt, hinge and margin-mse (default: margin, when present)",
+    "tokenize_cache": "keep the token ids on disk, keyed by the tokenizer, template, settings and data: the next run "
+    "and every torchrun process read them instead of tokenizing again",
+    "cache_dir": "the folder of the tokenisation cache (default: $SKYRM_CACHE, else ~/.cache/skyrm)",
     "loss": "the pairwise loss (see docs/commands.md)",
     "margin": "the margin of bt, hinge and margin-mse (refused for other losses; a margin column in the data "
     "gives each pair its own; default: 0 for bt, 1 for hinge and margin-mse)",
@@ -168,7 +200,14 @@ FIELD_HELP: dict[str, str] = {
     "checkpoint_every": "save a checkpoint every this many steps (and at the end)",
     "resume": "continue from the newest complete checkpoint under OUTPUT_DIR/checkpoints (the same run only)",
     "log_every": "print a progress line every this many steps when stderr is not a terminal",
-    "tensorboard": "also write TensorBoard events under OUTPUT_DIR/tensorboard",
+    "report_to": "where the metrics go besides metrics.jsonl: tensorboard (OUTPUT_DIR/tensorboard), wandb "
+    "(Weights & Biases; WANDB_PROJECT, WANDB_MODE=offline, ... apply), both comma-separated, or none",
+    "eval_every": "evaluate every this many steps and at the end, on --eval-data and --eval-bench (metrics.jsonl "
+    "records eval/... and bench/NAME/... at those steps)",
+    "eval_bench": "benchmarks to score at each evaluation, comma-separated: RewardBench-layout files (prompt, chosen, "
+    "rejected, subset), pairwise files (prompt, response_a, response_b, label), or sample",
+    "save_best": "keep the model of the best evaluation by this metric in OUTPUT_DIR/best-model (e.g. eval/accuracy, "
+    "bench/NAME/score; a metric ending in loss is best lowest)",
     "peak_tflops": "one device's peak TFLOP/s for MFU (default: known GPUs' bf16 peak; none on CPUs)",
 }
 

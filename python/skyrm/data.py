@@ -18,7 +18,12 @@ where the reward is read, stay; pairs whose two sides are then the same tokens a
 (``identical_after_truncation``). Every dropped pair is counted, and :func:`drop_warning` says when a run loses
 more than a tenth of its pairs, why, and which flag changes it.
 
-An optional numeric ``margin`` column (TRL's name) gives each pair its own margin for the margin-aware losses.
+An optional numeric ``margin`` column (TRL's name; ``--margin-column`` names another) gives each pair its own margin
+for the margin-aware losses.
+
+Pairs are rendered a chunk at a time and each chunk is tokenized in one call to the fast tokenizer's Rust backend,
+which spreads it over every core; the token ids are kept flat (:class:`TokenLists`). :mod:`skyrm.token_cache`
+keeps the result on disk for the next run and for every torchrun process.
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ import gzip
 import hashlib
 import json
 import math
-import struct
-from array import array
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +46,9 @@ from skyshared.outputs import Staged
 
 from skyrm.requires import first_line, require
 
-__all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "Rows", "read_rows", "read_pairs", "write_bad_rows",
-           "check_bad_rows_path", "conversations", "encode_pairs", "truncate", "drop_warning"]  # fmt: skip
+__all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "TokenLists", "Rows", "read_rows", "read_pairs",
+           "write_bad_rows", "check_bad_rows_path", "conversations", "encode_pairs", "token_ids", "truncate",
+           "drop_warning"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
 #: The column of per-pair margins (TRL's name).
@@ -188,15 +193,52 @@ def conversations(table: pa.Table) -> tuple[list[list[dict]], list[list[dict]]]:
     return chosen, rejected
 
 
+class TokenLists(Sequence):
+    """Token-id sequences stored flat (one int32 array of values, one int64 array of offsets), as an Arrow
+    ``large_list<int32>`` column stores them: a million pairs take 4 bytes a token instead of a Python int's 28, and
+    load from the tokenisation cache without parsing. ``lists[i]`` is sequence ``i`` as a list of ints."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values, self.offsets = values, offsets
+
+    @classmethod
+    def from_lists(cls, lists: list[list[int]]) -> TokenLists:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(ids) for ids in lists], out=offsets[1:])
+        values = np.fromiter((t for ids in lists for t in ids), dtype=np.int32, count=int(offsets[-1]))
+        return cls(values, offsets)
+
+    @classmethod
+    def from_arrow(cls, array: pa.Array) -> TokenLists:
+        """From a ``large_list<int32>`` array (no copy where it holds one chunk without an offset)."""
+        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        offsets = array.offsets.to_numpy()
+        return cls(array.values.to_numpy(), offsets - offsets[0])
+
+    def to_arrow(self) -> pa.Array:
+        return pa.LargeListArray.from_arrays(pa.array(self.offsets), pa.array(self.values))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.values[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
 @dataclass
 class EncodedPairs:
     """Token ids of the kept pairs, which input rows they are, and how many pairs were dropped, per reason."""
 
-    chosen: list[list[int]] = field(default_factory=list)
-    rejected: list[list[int]] = field(default_factory=list)
+    chosen: TokenLists
+    rejected: TokenLists
     rows: list[int] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
-    margins: list[float] | None = None  # the kept pairs' own margins, when the data has a ``margin`` column
+    margins: list[float] | None = None  # the kept pairs' own margins, when the data has a margin column
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -210,10 +252,11 @@ class EncodedPairs:
         """A hash of what training reads (every kept pair's token ids and margin, in order), to tell one data set
         from another at resume; it does not depend on where the pairs came from."""
         h = hashlib.blake2b(digest_size=16)
-        for i, (c, r) in enumerate(zip(self.chosen, self.rejected, strict=True)):
-            h.update(array("q", [len(c), len(r), *c, *r]).tobytes())
-            if self.margins is not None:
-                h.update(struct.pack("<d", self.margins[i]))
+        for lists in (self.chosen, self.rejected):
+            h.update(np.ascontiguousarray(lists.lengths(), dtype="<i8").tobytes())
+            h.update(np.ascontiguousarray(lists.values, dtype="<i4").tobytes())
+        if self.margins is not None:
+            h.update(np.asarray(self.margins, dtype="<f8").tobytes())
         return h.hexdigest()
 
 
@@ -230,29 +273,29 @@ def drop_warning(encoded: EncodedPairs, source: str) -> str | None:
     return f"warning: {source}: {lost:,} of {encoded.total:,} pairs dropped ({lost / encoded.total:.0%}): {reasons}"
 
 
-def text_encoder(tokenizer):
-    """Text already in the chat template's format (e.g. a policy's prompt and answer, as OpenRLHF sends them) ->
-    token ids, with exactly one BOS where the tokenizer uses one: the BOS the text writes, else one added."""
+def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Texts already in the chat template's format (e.g. a policy's prompt and answer, as OpenRLHF sends them) ->
+    token ids, with exactly one BOS where the tokenizer uses one: the BOS the text writes, else one added. A fast
+    tokenizer encodes the batch in its Rust backend, on every core (``TOKENIZERS_PARALLELISM`` unset or true)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        ids = [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    else:
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     bos_id = tokenizer.bos_token_id
-    uses_bos = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+    if bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]:
+        ids = [x if x[:1] == [bos_id] else [bos_id, *x] for x in ids]
+    return ids
 
-    def encode(text: str) -> list[int]:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if uses_bos and ids[:1] != [bos_id]:
-            ids = [bos_id, *ids]
-        return ids
 
-    return encode
+def text_encoder(tokenizer):
+    """:func:`token_ids` of one text."""
+    return lambda text: token_ids(tokenizer, [text])[0]
 
 
 def chat_encoder(tokenizer):
     """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
-    encode_text = text_encoder(tokenizer)
-
-    def encode(messages: list[dict]) -> list[int]:
-        return encode_text(tokenizer.apply_chat_template(messages, tokenize=False))
-
-    return encode
+    return lambda messages: token_ids(tokenizer, [tokenizer.apply_chat_template(messages, tokenize=False)])[0]
 
 
 def truncate(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
@@ -266,45 +309,72 @@ def truncate(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
     return ids[len(ids) - max_length :]
 
 
-def _margins(table: pa.Table) -> list[float] | None:
-    """The ``margin`` column as floats (None without one); a missing or non-numeric value is an error naming its row."""
-    if MARGIN_COLUMN not in table.schema.names:
+def _margins(table: pa.Table, column: str | None) -> list[float] | None:
+    """The margin column as floats: ``column``, else TRL's ``margin`` when there is one (None without); a missing
+    or non-numeric value is an error naming its row."""
+    if column is not None and column not in table.schema.names:
+        raise ValueError(f"--margin-column {column}: no such column; the columns are {table.schema.names}")
+    column = column or MARGIN_COLUMN
+    if column not in table.schema.names:
         return None
-    values = table.column(MARGIN_COLUMN).to_pylist()
+    values = table.column(column).to_pylist()
     for row, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"row {row}, column {MARGIN_COLUMN}: expected a finite number, found {value!r}")
+            raise ValueError(f"row {row}, column {column}: expected a finite number, found {value!r}")
     return [float(v) for v in values]
 
 
-def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = "drop") -> EncodedPairs:
+#: Pairs rendered and tokenized together (one batch for the tokenizer's Rust backend).
+ENCODE_CHUNK = 8192
+
+
+def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = "drop",
+                 margin_column: str | None = None, progress: bool = False) -> EncodedPairs:  # fmt: skip
+    """Every pair of ``table`` as token ids (module docstring: the template, one BOS, truncation, the drops),
+    tokenized a chunk of pairs at a time on every core; ``progress`` shows a bar (on a terminal)."""
+    from tqdm.auto import tqdm
+
     if truncation not in TRUNCATION:
         raise ValueError(f"truncation must be one of {', '.join(TRUNCATION)}, got {truncation!r}")
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("the tokenizer has no chat template; set one (tokenizer.chat_template) first")
-    encode = chat_encoder(tokenizer)
-    margins = _margins(table)
-    out = EncodedPairs(margins=None if margins is None else [])
-    for row, (c, r) in enumerate(zip(*conversations(table), strict=True)):
-        if len(c) < 2 or len(r) < 2 or c[-1]["role"] != "assistant":
-            out.dropped["no_answer"] += 1
-            continue
-        chosen, rejected = encode(c), encode(r)
-        truncated = max(len(chosen), len(rejected)) > max_length
-        if truncated and truncation == "drop":
-            out.dropped["too_long"] += 1
-            continue
-        if truncated:
-            chosen = truncate(chosen, max_length, tokenizer.bos_token_id)
-            rejected = truncate(rejected, max_length, tokenizer.bos_token_id)
-        if chosen == rejected:
-            out.dropped["identical_after_truncation" if truncated else "identical"] += 1
-            continue
-        out.chosen.append(chosen)
-        out.rejected.append(rejected)
-        out.rows.append(row)
-        if margins is not None:
-            out.margins.append(margins[row])
-    return out
+        raise ValueError("the tokenizer has no chat template: give one with --chat-template FILE|NAME (or set "
+                         "tokenizer.chat_template)")  # fmt: skip
+    margins = _margins(table, margin_column)
+    chosen_all, rejected_all = conversations(table)
+    chosen_ids: list[list[int]] = []
+    rejected_ids: list[list[int]] = []
+    rows: list[int] = []
+    dropped: Counter = Counter()
+    with tqdm(total=table.num_rows, desc="tokenizing", unit="pair", disable=not progress or None) as bar:
+        for start in range(0, table.num_rows, ENCODE_CHUNK):
+            chunk = []
+            for row in range(start, min(start + ENCODE_CHUNK, table.num_rows)):
+                c, r = chosen_all[row], rejected_all[row]
+                if len(c) < 2 or len(r) < 2 or c[-1]["role"] != "assistant":
+                    dropped["no_answer"] += 1
+                else:
+                    chunk.append(row)
+            texts = [tokenizer.apply_chat_template(side[row], tokenize=False)
+                     for row in chunk for side in (chosen_all, rejected_all)]  # fmt: skip
+            ids = token_ids(tokenizer, texts)
+            for i, row in enumerate(chunk):
+                chosen, rejected = ids[2 * i], ids[2 * i + 1]
+                truncated = max(len(chosen), len(rejected)) > max_length
+                if truncated and truncation == "drop":
+                    dropped["too_long"] += 1
+                    continue
+                if truncated:
+                    chosen = truncate(chosen, max_length, tokenizer.bos_token_id)
+                    rejected = truncate(rejected, max_length, tokenizer.bos_token_id)
+                if chosen == rejected:
+                    dropped["identical_after_truncation" if truncated else "identical"] += 1
+                    continue
+                chosen_ids.append(chosen)
+                rejected_ids.append(rejected)
+                rows.append(row)
+            bar.update(min(ENCODE_CHUNK, table.num_rows - start))
+    kept_margins = None if margins is None else [margins[row] for row in rows]
+    return EncodedPairs(TokenLists.from_lists(chosen_ids), TokenLists.from_lists(rejected_ids), rows, dropped,
+                        kept_margins)  # fmt: skip

@@ -23,7 +23,7 @@ from skyrm.data import check_bad_rows_path
 __all__ = ["RUN_FILES", "check", "clear", "discard_failed"]
 
 #: What a training run writes into its folder.
-RUN_FILES = ("metrics.jsonl", "model", "summary.json", "checkpoints", "tensorboard")
+RUN_FILES = ("metrics.jsonl", "model", "summary.json", "checkpoints", "tensorboard", "wandb", "best-model")
 
 
 def _inputs(config: TrainConfig) -> list[str | None]:

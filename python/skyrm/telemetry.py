@@ -1,5 +1,5 @@
-"""What a run reports: model FLOPs and MFU, the per-step records in ``metrics.jsonl`` and TensorBoard, and the
-progress shown while it runs (a bar on a terminal, plain lines otherwise).
+"""What a run reports: model FLOPs and MFU, and the progress shown while it runs (a bar on a terminal, plain lines
+otherwise). Where the records go (``metrics.jsonl``, TensorBoard, W&B): :mod:`skyrm.tracking`.
 
 Model FLOPs of a training token (forward and backward, recomputation under activation checkpointing not
 counted, as MFU is defined): ``6 x N`` for the N non-embedding parameters, plus causal attention,
@@ -9,15 +9,12 @@ half the square for the causal mask).
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-__all__ = ["FlopCounter", "peak_flops", "MetricsLog", "Progress"]
+__all__ = ["FlopCounter", "peak_flops", "Progress"]
 
 #: Dense bf16 peak (tensor cores, no sparsity) of common training GPUs, in FLOP/s, by a substring of the device
 #: name; the first match wins, so the PCIe and NVL H100s come before the SXM one.
@@ -48,47 +45,6 @@ def peak_flops(device: torch.device, tflops: float | None) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
-
-
-def _step(line: str) -> float:
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-
-
-class MetricsLog:
-    """``metrics.jsonl`` (one record per step; on resume the records after the checkpoint are cut) and, when
-    the tensorboard package is there, TensorBoard event files under ``tensorboard/``."""
-
-    def __init__(self, folder: Path, resume_step: int, tensorboard: bool, log) -> None:
-        path = folder / "metrics.jsonl"
-        kept = []
-        if resume_step and path.exists():  # a line cut short by the kill is dropped too
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _step(line) <= resume_step]
-        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self.file.writelines(line + "\n" for line in kept)
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log("tensorboard is not installed (pip install tensorboard); metrics go to metrics.jsonl only")
-            else:
-                self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step + 1)
-
-    def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.writer.add_scalar(f"train/{key}", value, record["step"])
-
-    def close(self) -> None:
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
 
 
 def _clock(seconds: float) -> str:

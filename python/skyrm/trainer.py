@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 from skyshared.outputs import Staged
 
-from skyrm import checkpoint, run_folder
+from skyrm import checkpoint, run_folder, token_cache
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
+from skyrm.evaluation import Best, bench_metrics, held_out_metrics, load_benches
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
     FLEX_ATTENTION,
@@ -37,9 +38,11 @@ from skyrm.model import (
 )
 from skyrm.padding import choose_pad, fit_config, fit_embeddings
 from skyrm.requires import pretrained
-from skyrm.telemetry import FlopCounter, MetricsLog, Progress, peak_flops
+from skyrm.telemetry import FlopCounter, Progress, peak_flops
+from skyrm.templates import chat_template
+from skyrm.tracking import MetricsLog, check_trackers
 
-__all__ = ["build_model", "learning_rate", "train", "evaluate"]
+__all__ = ["build_model", "learning_rate", "train"]
 
 #: Attention implementations that keep packed sequences apart from their position ids (no block mask needed).
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
@@ -144,39 +147,6 @@ def _pair_rewards(model, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]
     return pairs[:, 0], pairs[:, 1]
 
 
-def evaluate(model, encoded: EncodedPairs, config: TrainConfig, pad_id: int, runtime: Runtime) -> dict:
-    """Pairwise accuracy (ties wrong), mean margin, and the mean and std of all rewards, over all ranks."""
-    import torch.distributed as dist
-
-    model.eval()
-    mine = share(list(range(len(encoded))), runtime)
-    # a rank without pairs still runs a forward (FSDP needs every rank), whose result it discards
-    batches = micro_batches(encoded.chosen, encoded.rejected, mine or [0], config.micro_batch_tokens, pad_id,
-                            packing=False, by_length=True)  # fmt: skip
-    chosen_all, rejected_all = [], []
-    with torch.no_grad():
-        for batch, real in same_count(batches, runtime):
-            chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
-            if real and mine:
-                chosen_all.append(chosen.cpu())
-                rejected_all.append(rejected.cpu())
-    model.train()
-    local = (torch.cat(chosen_all), torch.cat(rejected_all)) if chosen_all else (torch.zeros(0), torch.zeros(0))
-    gathered = [None] * runtime.world
-    dist.all_gather_object(gathered, local)
-    chosen = torch.cat([g[0] for g in gathered])
-    rejected = torch.cat([g[1] for g in gathered])
-    both = torch.cat([chosen, rejected])
-    metrics = pair_metrics(chosen, rejected)
-    return {
-        "pairs": len(chosen),
-        "accuracy": metrics["correct"].item() / len(chosen),
-        "margin": metrics["margin"].item() / len(chosen),
-        "reward_mean": both.mean().item(),
-        "reward_std": both.std().item(),
-    }
-
-
 def _export(model, tokenizer, folder: Path, runtime: Runtime, extra: dict) -> None:
     """The trained model in Hugging Face format (fp32 safetensors, config with num_labels=1 and ``extra``, the
     tokenizer with its chat template), written by rank 0 from the gathered weights."""
@@ -194,18 +164,78 @@ def _export(model, tokenizer, folder: Path, runtime: Runtime, extra: dict) -> No
     tokenizer.save_pretrained(folder)
 
 
-def _encode(rows: Rows, tokenizer, config: TrainConfig, log) -> EncodedPairs:
-    """The pairs read (``rows``) as token ids, with a warning line when more than a tenth of them were dropped."""
+def _encode(rows: Rows, tokenizer, config: TrainConfig, runtime: Runtime, log, margins: bool = True) -> EncodedPairs:
+    """The pairs read (``rows``) as token ids, with a warning line when more than a tenth of them were dropped.
+    Rank 0 tokenizes (or reads the tokenisation cache, :mod:`skyrm.token_cache`) and stores the result there; the
+    other ranks read it (a rank whose cache folder lacks it, on another node's disk, tokenizes too). An error in
+    the data is raised on every rank. ``margins``: read the margin column (the training pairs)."""
     spec = rows.name
-    try:
-        encoded = encode_pairs(rows.table, tokenizer, config.max_length, config.truncation)
-    except ValueError as e:
-        message = str(e)
-        raise ValueError(message if message.startswith(spec) else f"{spec}: {message}") from None
+    folder = token_cache.cache_folder(config.cache_dir) if config.tokenize_cache else None
+    settings = (config.max_length, config.truncation, config.margin_column if margins else None)
+    encoded, key, error = None, None, None
+    if runtime.main:
+        try:
+            key = token_cache.cache_key(rows.table, tokenizer, *settings) if folder is not None else None
+            encoded = token_cache.load(folder, key) if folder is not None else None
+            if encoded is not None:
+                log(f"data: {spec}: token ids read from the tokenisation cache ({folder / key}.arrow)")
+            else:
+                encoded = _tokenize(rows, tokenizer, *settings, log)
+                if folder is not None:
+                    _store(folder, key, encoded, log)
+        except ValueError as e:
+            error = str(e)
+    if runtime.world > 1:
+        shared = [key, error]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        key, error = shared
+        if error is None and not runtime.main:
+            cached = token_cache.load(folder, key) if folder is not None else None
+            encoded = cached or _tokenize(rows, tokenizer, *settings, log)
+    if error is not None:
+        raise ValueError(error)
     warning = drop_warning(encoded, spec)
     if warning:
         log(warning)
     return encoded
+
+
+def _tokenize(rows: Rows, tokenizer, max_length: int, truncation: str, margin_column: str | None,
+              log) -> EncodedPairs:  # fmt: skip
+    start = time.perf_counter()
+    try:
+        encoded = encode_pairs(rows.table, tokenizer, max_length, truncation, margin_column, progress=True)
+    except ValueError as e:
+        message = str(e)
+        raise ValueError(message if message.startswith(rows.name) else f"{rows.name}: {message}") from None
+    seconds = time.perf_counter() - start
+    log(f"data: {rows.name}: tokenized {encoded.total:,} pairs in {seconds:.1f} s ({encoded.total / seconds:,.0f}/s)")
+    return encoded
+
+
+def _store(folder: Path, key: str, encoded: EncodedPairs, log) -> None:
+    """Keeps the token ids in the cache; a cache that cannot be written costs the next run the tokenizing only."""
+    try:
+        token_cache.save(folder, key, encoded)
+    except OSError as e:
+        log(f"warning: the tokenisation cache {folder} cannot be written ({e}); the next run tokenizes again")
+
+
+#: The longest rendering of a pair shown at the start of a run.
+SHOWN_CHARACTERS = 2000
+
+
+def _show_first_pair(data: EncodedPairs, tokenizer, log) -> None:
+    """The first pair as the model reads it (template and special tokens included), for a check by eye."""
+    if not len(data):
+        return
+    log(f"the first pair as the model reads it (row {data.rows[0]}; --chat-template changes the format):")
+    for side, ids in (("chosen", data.chosen[0]), ("rejected", data.rejected[0])):
+        text = tokenizer.decode(ids)
+        if len(text) > SHOWN_CHARACTERS:
+            text = f"...({len(text) - SHOWN_CHARACTERS:,} characters before)..." + text[-SHOWN_CHARACTERS:]
+        log(f"--- {side} ({len(ids):,} tokens) ---\n{text}")
+    log("---")
 
 
 def _margins(config: TrainConfig, data: EncodedPairs, log) -> list[float] | None:
@@ -213,7 +243,8 @@ def _margins(config: TrainConfig, data: EncodedPairs, log) -> list[float] | None
     if data.margins is None:
         return None
     if not config.loss_config().uses_margin:
-        log(f"warning: {config.data}: the margin column is not used: --loss {config.loss} ignores margins")
+        column = config.margin_column or "margin"
+        log(f"warning: {config.data}: the {column} column is not used: --loss {config.loss} ignores margins")
         return None
     if config.margin is not None:
         raise ValueError(f"{config.data}: the data has a margin column and --margin {config.margin} is given too; "
@@ -230,6 +261,33 @@ def run_identity(config: TrainConfig, data: EncodedPairs, steps: int) -> dict:
                   "weight_decay", "adam_beta1", "adam_beta2", "grad_clip", "dtype", "seed")  # fmt: skip
     settings = {name: getattr(config, name) for name in trajectory}
     return {**settings, "pairs": len(data), "data_hash": data.digest(), "steps": steps}
+
+
+#: Where ``--save-best`` keeps the model of the best evaluation.
+BEST = "best-model"
+
+
+def _evaluations(model, tokenizer, held_out: EncodedPairs | None, benches: dict, config: TrainConfig,
+                 runtime: Runtime) -> dict:  # fmt: skip
+    """The metrics of one evaluation during training (:mod:`skyrm.evaluation`)."""
+    found = {}
+    if held_out is not None and len(held_out):
+        metrics = held_out_metrics(model, held_out, config.micro_batch_tokens, tokenizer.pad_token_id, runtime)
+        found |= {f"eval/{k}": v for k, v in metrics.items() if k != "pairs"}
+    for name, bench in benches.items():
+        found |= bench_metrics(model, tokenizer, name, bench, config.max_length, config.micro_batch_tokens, runtime)
+    return found
+
+
+def _export_best(model, tokenizer, out: Path, best: Best, runtime: Runtime, log) -> None:
+    """The model of the best evaluation so far, in ``OUTPUT_DIR/best-model`` (replaced whole) with ``best.json``."""
+    with Staged() as staged:
+        folder = staged.path(out / BEST) if runtime.main else out / BEST
+        _export(model, tokenizer, folder, runtime, {})
+        if runtime.main:
+            (folder / Best.FILE).write_text(best.record())
+            shutil.rmtree(out / BEST, ignore_errors=True)
+    log(f"best {best.metric} so far ({best.value:.4f} at step {best.step}): the model is in {out / BEST}")
 
 
 def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
@@ -275,19 +333,26 @@ def train(config: TrainConfig, log=print) -> dict:
 def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> dict:
     out = Path(config.output_dir)
     _check_device(config, runtime, log)
-    # the pairs first: a wrong path fails before the model is built
+    # what is read and checked before the model is built: a wrong path or name fails at once
+    template = chat_template(config.chat_template) if config.chat_template else None
+    check_trackers(config.trackers())
     keep_bad = config.bad_rows is not None
     reads = [read_rows(config.data, config.split, PAIR_KINDS, keep_bad)]
     if config.eval_data:
         reads.append(read_rows(config.eval_data, config.eval_split, PAIR_KINDS, keep_bad))
+    benches = load_benches(config.benches())
+    best = Best(config.save_best, bool(config.eval_data), list(benches), out / BEST) if config.save_best else None
     model, tokenizer = build_model(config, runtime)
+    if template is not None:
+        tokenizer.chat_template = template  # and exported with the model
     loss_config = config.loss_config()
-    data = _encode(reads[0], tokenizer, config, log)
+    data = _encode(reads[0], tokenizer, config, runtime, log)
     log(f"data: {len(data):,} of {data.total:,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} "
         f"process(es) on {runtime.device.type}")  # fmt: skip
+    _show_first_pair(data, tokenizer, log)
     if reads[0].bad:
         log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
-    held_out = _encode(reads[1], tokenizer, config, log) if config.eval_data else None
+    held_out = _encode(reads[1], tokenizer, config, runtime, log, margins=False) if config.eval_data else None
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
             f"(dropped: {dict(held_out.dropped)}): no held-out accuracy")  # fmt: skip
@@ -315,6 +380,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             raise ValueError(f"--resume: no complete checkpoint under {checkpoints}")
         first = checkpoint.load(found, model, optimizer, run, runtime)
         log(f"resumed from {found} (step {first} of {len(plan)})")
+        if best is not None:
+            best.restore()
     flops = FlopCounter(model)
     peak = peak_flops(runtime.device, config.peak_tflops)
     # Packed rows cost nothing extra with a varlen kernel, or with flex attention's BlockMask (blocks outside every
@@ -325,7 +392,12 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     packing = (varlen or flex) if config.packing is None else config.packing
     pad_id = tokenizer.pad_token_id
     model.train()
-    metrics = MetricsLog(out, first, config.tensorboard and runtime.main, log) if runtime.main else None
+    manifest = {"data": config.data, "rows": reads[0].table.num_rows + len(reads[0].bad), "pairs": len(data),
+                "dropped": dict(data.dropped), "bad_rows": len(reads[0].bad), "data_hash": run["data_hash"],
+                "eval_data": config.eval_data, "eval_pairs": len(held_out) if held_out is not None else None,
+                "eval_bench": list(benches)}  # fmt: skip
+    info = {"config": asdict(config), "data": manifest}
+    metrics = MetricsLog(out, first, config.trackers(), log, info) if runtime.main else None
     progress = Progress(len(plan), first, log, config.log_every, enabled=runtime.main)
     try:
         for step in range(first, len(plan)):
@@ -368,6 +440,12 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
                                                    else grad_norm), "tokens": int(tokens),
                       "tokens_per_s": tokens / seconds,
                       "mfu": step_flops / seconds / (peak * runtime.world) if peak else None}  # fmt: skip
+            if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == len(plan)):
+                record |= _evaluations(model, tokenizer, held_out, benches, config, runtime)
+                log("evaluation at step " + f"{step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                                                                       if "/" in k))  # fmt: skip
+                if best is not None and best.improved(record):
+                    _export_best(model, tokenizer, out, best, runtime, log)
             if metrics is not None:
                 metrics.write(record)
             progress.update(record)
@@ -378,12 +456,13 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         if metrics is not None:
             metrics.close()
     # rows in = pairs + dropped + bad_rows
-    summary = {"steps": len(plan), "rows": reads[0].table.num_rows + len(reads[0].bad), "pairs": len(data),
-               "dropped": dict(data.dropped), "bad_rows": len(reads[0].bad), "world": runtime.world,
-               "config": asdict(config)}  # fmt: skip
+    summary = {"steps": len(plan), "rows": manifest["rows"], "pairs": len(data), "dropped": dict(data.dropped),
+               "bad_rows": len(reads[0].bad), "world": runtime.world, "config": asdict(config)}  # fmt: skip
+    if best is not None:
+        summary["best"] = {"metric": best.metric, "value": best.value, "step": best.step, "model": str(out / BEST)}
     extra = {}
     if held_out is not None and len(held_out):
-        summary["eval"] = evaluate(model, held_out, config, pad_id, runtime)
+        summary["eval"] = held_out_metrics(model, held_out, config.micro_batch_tokens, pad_id, runtime)
         summary["eval"]["pairs_read"] = held_out.total
         log(
             f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} of "

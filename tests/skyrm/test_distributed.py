@@ -17,7 +17,23 @@ torch = pytest.importorskip("torch")
 safetensors = pytest.importorskip("safetensors.torch")
 from tests.skyrm.test_trainer import metrics, write_task  # noqa: E402
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+#: A sitecustomize that notes the rank of every process that tokenizes the data (in SKYRM_TEST_TOKENIZED).
+COUNT_TOKENIZING = """
+import os
+import skyrm.trainer as trainer
+
+_tokenize = trainer._tokenize
+
+
+def counted(*args, **kwargs):
+    with open(os.environ["SKYRM_TEST_TOKENIZED"], "a") as f:
+        f.write(os.environ.get("RANK", "0") + "\\n")
+    return _tokenize(*args, **kwargs)
+
+
+trainer._tokenize = counted
+"""
 
 
 def flags(data: Path, out: Path, **extra) -> list[str]:
@@ -26,8 +42,8 @@ def flags(data: Path, out: Path, **extra) -> list[str]:
     return [part for k, v in settings.items() for part in (f"--{k}", str(v)) if part]  # "" marks a bare flag
 
 
-def run(command: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+def run(command: list[str], **env) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, env=os.environ | ENV | env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -41,9 +57,17 @@ def test_two_processes_train_what_one_does(tmp_path, grad_sync):
     write_task(tmp_path / "train.parquet", 128, 0)
     # packed rows (block mask) under FSDP too; small micro-batches, so that a step has several
     steps = {"max-steps": 6, "checkpoint-every": 3, "packing": "", "micro-batch-tokens": 256, "grad-sync": grad_sync}
-    run([sys.executable, "-m", "skyrm.train", *flags(tmp_path / "train.parquet", tmp_path / "one", **steps)])
+    run([sys.executable, "-m", "skyrm.train", *flags(tmp_path / "train.parquet", tmp_path / "one", **steps,
+                                                     **{"no-tokenize-cache": ""})])  # fmt: skip
+    # the data is tokenized once, by rank 0; rank 1 reads the token ids from the cache
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(COUNT_TOKENIZING)
+    counted = tmp_path / "tokenized.txt"
+    hook = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), *sys.path]), "SKYRM_TEST_TOKENIZED": str(counted)}
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "skyrm.train",
-         *flags(tmp_path / "train.parquet", tmp_path / "two", **steps)])  # fmt: skip
+         *flags(tmp_path / "train.parquet", tmp_path / "two", **steps, **{"cache-dir": tmp_path / "cache"})],
+        **hook)  # fmt: skip
+    assert counted.read_text().split() == ["0"] and len(list((tmp_path / "cache").glob("tokenized/*.arrow"))) == 1
     one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert [r["step"] for r in two] == list(range(1, 7))
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
@@ -72,7 +96,7 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     run([sys.executable, "-m", "skyrm.train", *flags(data, tmp_path / "whole", **steps)])
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "skyrm.train", *flags(data, out, **steps)], env=ENV,
+    process = subprocess.Popen([sys.executable, "-m", "skyrm.train", *flags(data, out, **steps)], env=os.environ | ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 300
     while not (out / "checkpoints" / "step-00000005" / "trainer.json").exists():
@@ -88,7 +112,7 @@ def test_a_killed_run_resumes_exactly(tmp_path):
 
     with pytest.raises(subprocess.CalledProcessError):  # a changed run is refused
         subprocess.run([sys.executable, "-m", "skyrm.train", *flags(data, out, **{**steps, "max-steps": 100}),
-                        "--resume"], env=ENV, check=True, capture_output=True)  # fmt: skip
+                        "--resume"], env=os.environ | ENV, check=True, capture_output=True)  # fmt: skip
     run([sys.executable, "-m", "skyrm.train", *flags(data, out, **steps), "--resume"])
     assert metrics(out) == [
         {**r, "tokens_per_s": m["tokens_per_s"]} for r, m in zip(metrics(tmp_path / "whole"), metrics(out), strict=True)

@@ -111,7 +111,7 @@ def exported(request, tmp_path_factory):
     config = load_config(preset="tiny", overrides={
         "model": str(folder / "base"), "data": str(folder / "train.parquet"),
         "eval_data": str(folder / "held_out.parquet"), "output_dir": str(folder / "run"), "max_steps": 3,
-        "batch_pairs": 4, "micro_batch_tokens": 1024, "max_length": 256, "lr": 3e-3, "tensorboard": False,
+        "batch_pairs": 4, "micro_batch_tokens": 1024, "max_length": 256, "lr": 3e-3, "report_to": "none",
     })  # fmt: skip
     summary = train(config, log=lambda _: None)
     out = folder / "run" / "model"
@@ -136,7 +136,7 @@ def test_the_pad_is_never_a_token_that_ends_a_sequence(exported):
     assert tokenizer.pad_token == KINDS[kind][7]
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert model.get_input_embeddings().weight.shape[0] > tokenizer.pad_token_id
-    ends = {s[-1] for s in held_out.chosen + held_out.rejected}
+    ends = {s[-1] for s in [*held_out.chosen, *held_out.rejected]}
     assert tokenizer.pad_token_id not in ends and tokenizer.pad_token_id != tokenizer.eos_token_id
     if kind == "no-pad":  # a token was added, and the embeddings grew by its row
         base = transformers.AutoTokenizer.from_pretrained(folder / "base")

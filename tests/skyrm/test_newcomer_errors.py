@@ -87,7 +87,7 @@ def test_no_gpu_warns_and_refuses_what_needs_one(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     base = {"data": str(data), "max_steps": 1, "batch_pairs": 4, "micro_batch_tokens": 256, "max_length": 64,
-            "tensorboard": False}  # fmt: skip
+            "report_to": "none"}  # fmt: skip
     lines = []
     train(load_config(preset="tiny", overrides=base | {"output_dir": str(tmp_path / "run")}), log=lines.append)
     assert any(line.startswith("warning: no CUDA GPU found, so this trains on the CPU") for line in lines)

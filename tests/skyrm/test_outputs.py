@@ -158,7 +158,7 @@ def test_missing_local_paths_are_no_such_file_at_once(bench, tmp_path, capsys):
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--preset", "tiny", "--data", str(data), "--output-dir", str(out), "--batch-pairs", "8", "--max-steps",
-            "1", "--max-length", "128", "--micro-batch-tokens", "512", "--truncation", "truncate", "--no-tensorboard",
+            "1", "--max-length", "128", "--micro-batch-tokens", "512", "--truncation", "truncate", "--report-to", "none",
             *extra]  # fmt: skip
 
 

@@ -35,7 +35,7 @@ def test_same_token_ids_as_trl(setup):
     ours = encode_pairs(table, tokenizer, 1_000_000)
     theirs = trainer.train_dataset
     assert len(ours) == len(theirs) == 12
-    assert ours.chosen == theirs["chosen_ids"] and ours.rejected == theirs["rejected_ids"]
+    assert list(ours.chosen) == theirs["chosen_ids"] and list(ours.rejected) == theirs["rejected_ids"]
 
 
 def test_same_loss_and_accuracy_as_trl(setup):

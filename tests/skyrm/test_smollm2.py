@@ -28,7 +28,7 @@ def test_smollm2_learns_from_real_pairs(tmp_path, shared_data):
     config = load_config(overrides={
         "model": "smollm2", "data": str(tmp_path / "pairs.jsonl"), "output_dir": str(tmp_path / "run"),
         "batch_pairs": 4, "epochs": 4.0, "max_length": 256, "micro_batch_tokens": 2048, "lr": 3e-5,
-        "warmup_ratio": 0.0, "schedule": "constant", "dtype": "fp32", "tensorboard": False,
+        "warmup_ratio": 0.0, "schedule": "constant", "dtype": "fp32", "report_to": "none",
     })  # fmt: skip
     summary = train(config, log=lambda _: None)
     assert summary["pairs"] == 4 and summary["steps"] == 4

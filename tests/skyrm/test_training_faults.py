@@ -29,7 +29,7 @@ from tests.skyrm.test_trainer import metrics, write_task  # noqa: E402
 
 def tiny(tmp_path, name: str = "run", **overrides):
     values = {"data": str(tmp_path / "train.parquet"), "output_dir": str(tmp_path / name), "batch_pairs": 8,
-              "micro_batch_tokens": 512, "max_length": 128, "tensorboard": False} | overrides  # fmt: skip
+              "micro_batch_tokens": 512, "max_length": 128, "report_to": "none"} | overrides  # fmt: skip
     return load_config(preset="tiny", overrides=values)
 
 
@@ -137,7 +137,7 @@ def test_resume_refuses_changed_data_or_settings_naming_what_changed(tmp_path, c
     train(tiny(tmp_path, max_steps=2, checkpoint_every=1), log=lambda _: None)
     capsys.readouterr()
     base = ["--preset", "tiny", "--output-dir", str(tmp_path / "run"), "--batch-pairs", "8", "--max-length", "128",
-            "--micro-batch-tokens", "512", "--max-steps", "2", "--no-tensorboard", "--resume"]  # fmt: skip
+            "--micro-batch-tokens", "512", "--max-steps", "2", "--report-to", "none", "--resume"]  # fmt: skip
     assert main([*base, "--data", str(tmp_path / "train.parquet"), "--lr", "0.5"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "lr: 0.001 then, 0.5 now" in err, err
