@@ -4,11 +4,12 @@ polars query. ``import skyfilter.polars`` registers it (polars itself: ``pip ins
 Expressions, on a column of texts (utf8, large_utf8 or string_view) or of messages (``list<struct<role,
 content>>``, read as a prompt is read with ``--prompt-column``):
 
-* ``.skyfilter.contaminated(matcher)``: bool, the row is flagged by ``matcher`` (a
+* ``.skyfilter.contamination(matcher)``: a struct of the row's result against ``matcher`` (a
   :class:`skyfilter.contaminate.Matcher`, built once outside the query), as ``skyfilter contaminate
-  --prompt-column COL`` flags it;
-* ``.skyfilter.matched_ngram(matcher)``: the first benchmark n-gram the row shares (null when not flagged), the
-  ``matched_ngram`` of the flagged output;
+  --prompt-column COL`` decides it: ``flagged``, ``overlap``, ``n_ngrams``, ``n_matched`` and the evidence of the
+  flagged output (``bench_name``, ``bench_row``, ``bench_subset``, ``matched_ngram``); one match for them all;
+* ``.skyfilter.contaminated(matcher)`` (bool) and ``.skyfilter.matched_ngram(matcher)`` (the first benchmark n-gram
+  a flagged row shares): two fields of it (each its own match: take the struct for both);
 * ``.skyfilter.row_key(lowercase=False)``: the 16-byte key ``skyfilter dedup`` compares rows by (whitespace trimmed
   and collapsed), as binary;
 * ``.skyfilter.minhash(num_perm=128, shingle=5, seed=0)``: the MinHash signature of the near-duplicate check, as
@@ -33,7 +34,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from skyfilter import _core
-from skyfilter.contaminate import Matcher, row_results
+from skyfilter.contaminate import RESULT_SCHEMA, Matcher, row_results
 from skyfilter.dedup import DedupOptions, dedup_rows
 from skyfilter.io import worker_threads
 from skyfilter.schema import SchemaError, match_texts, pair_table, turn_texts
@@ -45,6 +46,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("skyfilter.polars needs polars: pip install 'skyfilter[polars]'") from e
 
 __all__ = ["SkyfilterExpr", "SkyfilterFrame", "SkyfilterLazyFrame"]
+
+#: The polars type of :meth:`SkyfilterExpr.contamination`.
+_RESULT_DTYPE = pl.Struct({f.name: pl.from_arrow(pa.nulls(0, f.type)).dtype for f in list(RESULT_SCHEMA)[1:]})
 
 
 def arrow_chunks(series: pl.Series) -> list[pa.Array]:
@@ -105,19 +109,26 @@ class SkyfilterExpr:
     def __init__(self, expr: pl.Expr):
         self._expr = expr
 
-    def contaminated(self, matcher: Matcher) -> pl.Expr:
-        """Whether ``matcher`` flags the row (bool)."""
+    def contamination(self, matcher: Matcher) -> pl.Expr:
+        """``matcher``'s result for the row as a struct of :data:`skyfilter.contaminate.RESULT_COLUMNS`: ``flagged``,
+        ``overlap``, ``n_ngrams``, ``n_matched`` and, for a flagged row, ``bench_name``, ``bench_row``,
+        ``bench_subset`` and ``matched_ngram`` (null elsewhere): the columns of the flagged output, from one match."""
         matcher = _matcher(matcher)
-        return _per_chunk(self._expr, lambda c, name: _match(matcher, c, name).column("flagged"), pl.Boolean())
+
+        def results(chunk: pa.Array, name: str) -> pa.Array:
+            columns = row_results(matcher, _match(matcher, chunk, name))
+            return pa.StructArray.from_arrays(list(columns.values()), fields=list(RESULT_SCHEMA)[1:])
+
+        return _per_chunk(self._expr, results, _RESULT_DTYPE)
+
+    def contaminated(self, matcher: Matcher) -> pl.Expr:
+        """Whether ``matcher`` flags the row (bool): ``contamination(matcher).struct.field("flagged")``."""
+        return self.contamination(matcher).struct.field("flagged")
 
     def matched_ngram(self, matcher: Matcher) -> pl.Expr:
-        """The first benchmark n-gram a flagged row shares, normalised, tokens joined by spaces; null elsewhere."""
-        matcher = _matcher(matcher)
-
-        def ngram(chunk: pa.Array, name: str) -> pa.Array:
-            return row_results(matcher, _match(matcher, chunk, name))["matched_ngram"]
-
-        return _per_chunk(self._expr, ngram, pl.String())
+        """The first benchmark n-gram a flagged row shares, normalised, tokens joined by spaces; null elsewhere:
+        ``contamination(matcher).struct.field("matched_ngram")``."""
+        return self.contamination(matcher).struct.field("matched_ngram")
 
     def row_key(self, *, lowercase: bool = False, threads: int | None = None) -> pl.Expr:
         """The row's 16-byte dedup key (binary): equal keys, equal texts after trimming and collapsing whitespace

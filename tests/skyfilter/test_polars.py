@@ -61,6 +61,7 @@ def test_contamination_expressions_equal_the_cli(rmb, matcher, shared_data, tmp_
         .with_columns(
             flagged=prompt.skyfilter.contaminated(matcher),
             ngram=prompt.skyfilter.matched_ngram(matcher),
+            result=prompt.skyfilter.contamination(matcher),
             flagged_text=first_turn.skyfilter.contaminated(matcher),
         )
         .filter(pl.col("flagged"))
@@ -68,6 +69,8 @@ def test_contamination_expressions_equal_the_cli(rmb, matcher, shared_data, tmp_
     ours = query.collect(engine="streaming")
     assert ours["input_row"].to_list() == cli["input_row"].to_pylist()
     assert ours["ngram"].to_list() == cli["matched_ngram"].to_pylist()
+    evidence = ["bench_name", "bench_row", "bench_subset", "matched_ngram", "overlap", "n_matched"]
+    assert ours["result"].struct.unnest().select(evidence).equals(pl.from_arrow(cli.select(evidence)))
     assert ours["flagged_text"].all()
     assert query.collect().equals(ours)  # the in-memory engine agrees
 
