@@ -22,8 +22,10 @@ decision columns added.
 The expressions are ``map_batches(..., is_elementwise=True)`` over each batch polars hands them, so they run in the
 streaming engine (``collect(engine="streaming")``) batch by batch. Each chunk of a batch goes to the Rust kernel as
 the Arrow array over polars' own buffers (``pa.chunked_array(series)``: strings as string_view, which the kernels
-read as they are), and the kernel's Arrow result comes back through ``pl.from_arrow``, which keeps its buffers: no
-text is copied either way (only ``row_key``'s 16-byte keys are converted, polars having no fixed-size binary type).
+read as they are), and the kernel's Arrow result comes back through ``pl.from_arrow``, which keeps the buffers of
+flags, numbers and signatures: a text column is not copied either way. Converted are ``row_key``'s 16-byte keys
+(polars has no fixed-size binary type), the evidence strings of flagged rows, and a messages column's turns (taken
+out as the canonical pair table does).
 Dedup and select decide every row against all others, so they see the whole frame at once.
 """
 
