@@ -3,6 +3,9 @@ polars frames, ``datasets.Dataset``), with the same values, and without copying 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import datasets
 import polars as pl
 import pyarrow as pa
@@ -143,3 +146,9 @@ def test_a_benchmark_from_any_kind(shared_data):
     for data in (pl.from_arrow(table), datasets.Dataset(table), stream(table)):
         got = skyfilter.benchmark_from_table(data, "b", subset_column="subset_family")
         assert got.prompts.to_pylist() == want.prompts.to_pylist() and got.subsets.equals(want.subsets)
+
+
+def test_skyfilter_does_not_import_polars_or_datasets():
+    """polars and datasets stay optional: the adapter looks for them only among the modules already imported."""
+    code = "import sys, skyfilter; assert not {'polars', 'datasets'} & set(sys.modules), sys.modules.keys()"
+    subprocess.run([sys.executable, "-c", code], check=True)
