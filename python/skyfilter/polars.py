@@ -53,7 +53,7 @@ __all__ = ["SkyfilterExpr", "SkyfilterFrame", "SkyfilterLazyFrame"]
 _RESULT_DTYPE = pl.Struct({f.name: pl.from_arrow(pa.nulls(0, f.type)).dtype for f in list(RESULT_SCHEMA)[1:]})
 
 
-def arrow_chunks(series: pl.Series) -> list[pa.Array]:
+def _arrow_chunks(series: pl.Series) -> list[pa.Array]:
     """The chunks of ``series`` as Arrow arrays over polars' buffers (strings as string_view: nothing copied)."""
     chunks = pa.chunked_array(series).chunks
     return chunks or [series.to_arrow(compat_level=pl.CompatLevel.newest())]
@@ -92,7 +92,7 @@ def _per_chunk(expr: pl.Expr, kernel: Callable[[pa.Array, str], pa.Array], dtype
     """``expr`` mapped batch by batch, each Arrow chunk through ``kernel(chunk, column name)``."""
 
     def run(series: pl.Series) -> pl.Series:
-        results = [kernel(chunk, series.name) for chunk in arrow_chunks(series)]
+        results = [kernel(chunk, series.name) for chunk in _arrow_chunks(series)]
         return pl.from_arrow(pa.chunked_array(results)).alias(series.name)
 
     return expr.map_batches(run, return_dtype=dtype, is_elementwise=True)
