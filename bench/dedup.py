@@ -31,8 +31,10 @@ from __future__ import annotations
 import sys
 
 # bench/select.py is named like the standard library's `select`, and Python puts this folder first on the path:
-# move it last, so that the standard library wins and the sibling modules are still found.
-sys.path.append(sys.path.pop(0))
+# move it last, so that the standard library wins and the sibling modules are still found. Only when this script is
+# run: imported by a sibling that already did it, the first entry is someone else's (PYTHONPATH, say).
+if __name__ == "__main__":
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import os

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from skyshared.hub import hub_access, install_hint
 
+from skyfilter.frames import as_arrow
 from skyfilter.io import InputError, read_table
-from skyfilter.schema import SchemaError, match_texts, to_pairs
+from skyfilter.schema import SchemaError, match_texts, pair_table
 
 __all__ = ["Benchmark", "BenchmarkError", "HUB_BENCHMARKS", "load_benchmark", "benchmark_from_table"]
 
@@ -73,13 +74,15 @@ def _first_of_string_lists(col: pa.Array) -> pa.Array:
 
 
 def benchmark_from_table(
-    table: pa.Table,
+    table,
     name: str,
     prompt_column: str = "prompt",
     subset_column: str | None = "subset",
     origin: str = "",
 ) -> Benchmark:
-    """A benchmark from any table with a prompt column; the subset column is used when present."""
+    """A benchmark from any table with a prompt column (any kind :func:`skyfilter.frames.as_arrow` takes); the
+    subset column is used when present."""
+    table, _ = as_arrow(table)
     where = origin or name
     if prompt_column not in table.schema.names:
         raise BenchmarkError(f"{where}: no prompt column {prompt_column!r}; columns are {table.schema.names}")
@@ -88,7 +91,7 @@ def benchmark_from_table(
         prompts = _first_of_string_lists(col)
     else:
         try:
-            prompts, _ = match_texts(to_pairs(table, prompt_column=prompt_column), "prompt")
+            prompts, _ = match_texts(pair_table(table, prompt_column=prompt_column), "prompt")
         except SchemaError as e:
             raise BenchmarkError(f"{where}: {e}") from None
     if not pa.types.is_string(prompts.type) and not pa.types.is_large_string(prompts.type):

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark, load_benchmark
+from skyfilter.frames import as_arrow, per_batch
 from skyfilter.io import (
     AtomicWriters,
     InputError,
@@ -41,9 +42,18 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import FIELDS, SchemaError, match_texts, resolve_layout, text_row, to_pairs
+from skyfilter.schema import FIELDS, SchemaError, match_texts, pair_table, resolve_layout, text_row
 
-__all__ = ["Preset", "PRESETS", "Matcher", "contaminate", "run", "ContaminationReport", "EVIDENCE_COLUMNS"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "Matcher",
+    "contaminate",
+    "run",
+    "ContaminationReport",
+    "EVIDENCE_COLUMNS",
+    "RESULT_SCHEMA",
+]
 
 #: Columns added to flagged rows, after ``input_file``, in this order.
 EVIDENCE_FIELDS = (
@@ -127,6 +137,13 @@ class Matcher:
         input for the error of an invalid text.
         """
         texts, bounds = match_texts(pairs, self.fields)
+        return self.match_rows(texts, bounds, where, input_rows)
+
+    def match_rows(
+        self, texts: pa.Array, bounds: pa.Array | None, where: str = "input", input_rows: np.ndarray | None = None
+    ) -> pa.RecordBatch:
+        """:meth:`match` of texts as :func:`skyfilter.schema.match_texts` gives them (a string array of any Arrow
+        string type: one text a row, or with ``bounds`` row ``r``'s texts ``texts[bounds[r]:bounds[r + 1]]``)."""
         try:
             return self.index.match_rows(
                 texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads
@@ -167,18 +184,6 @@ class Matcher:
         }
 
 
-def _as_table(data) -> pa.Table:
-    if isinstance(data, pa.Table):
-        return data
-    if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
-    if isinstance(data, pa.RecordBatchReader):
-        return data.read_all()
-    if hasattr(data, "__arrow_c_stream__"):  # polars, pandas via pyarrow, arro3, nanoarrow, duckdb ...
-        return pa.RecordBatchReader.from_stream(data).read_all()
-    raise TypeError(f"expected an Arrow table or stream (pyarrow, polars, ...), got {type(data).__name__}")
-
-
 def as_benchmarks(bench) -> list[Benchmark]:
     items = bench if isinstance(bench, list | tuple) else [bench]
     return [b if isinstance(b, Benchmark) else load_benchmark(b) for b in items]
@@ -196,36 +201,50 @@ def contaminate(
     layout: str | None = None,
     prompt_column: str | None = None,
     threads: int | None = None,
-) -> pa.Table:
+):
     """Matches every row of ``table`` against ``bench``; one result row per input row.
 
-    ``table``: a pyarrow Table / RecordBatch / RecordBatchReader, a polars DataFrame or anything with
-    ``__arrow_c_stream__``, in any layout of :mod:`skyfilter.schema`. ``bench``: a :class:`Benchmark`, a
-    benchmark name or file, or a list of them. Result columns: ``input_row``, ``flagged``, ``overlap``,
-    ``n_ngrams``, ``n_matched`` and, for flagged rows, ``bench_name``, ``bench_row``, ``bench_subset``,
-    ``matched_ngram`` (null elsewhere).
+    ``table``: pairs in any layout of :mod:`skyfilter.schema`, as any kind :func:`skyfilter.frames.as_arrow` takes
+    (a pyarrow Table / RecordBatch / RecordBatchReader, a polars DataFrame / LazyFrame, a ``datasets.Dataset``, ...);
+    the result is of the same kind. A ``RecordBatchReader`` is matched batch by batch as the result is read (with
+    ``ignore_common``, which counts n-gram hits over all rows first, it is read whole). ``bench``: a
+    :class:`Benchmark`, a benchmark name or file, or a list of them. Result columns (:data:`RESULT_SCHEMA`):
+    ``input_row``, ``flagged``, ``overlap``, ``n_ngrams``, ``n_matched`` and, for flagged rows, ``bench_name``,
+    ``bench_row``, ``bench_subset``, ``matched_ngram`` (null elsewhere).
     """
-    data = _as_table(table)
+    data, restore = as_arrow(table, stream=ignore_common is None)
     matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads)
-    pairs = to_pairs(data, source="table", layout=layout, prompt_column=prompt_column)
-    result = matcher.match(pairs)
+
+    def results(batch: pa.Table | pa.RecordBatch, offset: int) -> pa.Table:
+        pairs = pair_table(batch, source="table", layout=layout, prompt_column=prompt_column)
+        result = matcher.match(pairs, "table", np.arange(offset, offset + batch.num_rows))
+        input_row = pa.array(np.arange(offset, offset + batch.num_rows), type=pa.int64())
+        return pa.table({"input_row": input_row, **row_results(matcher, result)}, schema=RESULT_SCHEMA)
+
+    if isinstance(data, pa.RecordBatchReader):
+        return restore(per_batch(data, results, RESULT_SCHEMA))
     if ignore_common is not None:
+        result = matcher.match(pair_table(data, source="table", layout=layout, prompt_column=prompt_column))
         matcher.ignore_common(document_frequency(result, matcher.index.n_groups), ignore_common)
-        result = matcher.match(pairs)
-    return pa.table({"input_row": pa.array(np.arange(len(data)), type=pa.int64()), **row_results(matcher, result)})
+    return restore(results(data, 0))
 
 
-#: The per-row result columns of :func:`row_results`.
-RESULT_COLUMNS = (
-    "flagged",
-    "overlap",
-    "n_ngrams",
-    "n_matched",
-    "bench_name",
-    "bench_row",
-    "bench_subset",
-    "matched_ngram",
+#: The columns of :func:`contaminate`'s result: ``input_row`` and :data:`RESULT_COLUMNS`.
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("input_row", pa.int64()),
+        pa.field("flagged", pa.bool_()),
+        pa.field("overlap", pa.float64()),
+        pa.field("n_ngrams", pa.int64()),
+        pa.field("n_matched", pa.int64()),
+        pa.field("bench_name", pa.string()),
+        pa.field("bench_row", pa.int64()),
+        pa.field("bench_subset", pa.string()),
+        pa.field("matched_ngram", pa.string()),
+    ]
 )
+#: The per-row result columns of :func:`row_results`.
+RESULT_COLUMNS = tuple(RESULT_SCHEMA.names[1:])
 
 
 def row_results(matcher: Matcher, result: pa.RecordBatch) -> dict[str, pa.Array]:
@@ -396,7 +415,7 @@ def text_columns(source: Source, fields: str, layout: str | None, prompt_column:
 
 def read_pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt_column: str | None) -> pa.Table:
     try:
-        return to_pairs(batch, source=source.name, layout=layout, prompt_column=prompt_column)
+        return pair_table(batch, source=source.name, layout=layout, prompt_column=prompt_column)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from skyfilter import _core
+from skyfilter.frames import as_arrow
 from skyfilter.io import (
     AtomicWriters,
     InputError,
@@ -39,11 +40,12 @@ from skyfilter.io import (
     check_outputs,
     iter_batches,
     open_sources,
+    table_source,
     take_batch,
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import SchemaError, resolve_layout, text_row, to_pairs, turn_texts
+from skyfilter.schema import SchemaError, pair_table, resolve_layout, text_row, turn_texts
 from skyfilter.select import score_values
 
 __all__ = [
@@ -59,6 +61,10 @@ __all__ = [
     "HashedBatch",
     "output_schemas",
     "dedup_pairs",
+    "decide_batches",
+    "dedup_rows",
+    "DECISION_COLUMNS",
+    "decision_columns",
     "run_dedup",
     "REASONS",
     "ADDED_COLUMNS",
@@ -306,7 +312,7 @@ def hash_batch(
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
     try:
-        pairs = to_pairs(batch, source=source.name, layout=layout)
+        pairs = pair_table(batch, source=source.name, layout=layout)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
     input_rows = source.input_rows(np.arange(offset, offset + batch.num_rows))
@@ -346,6 +352,74 @@ def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = No
     return dedup_decisions(*keys, scores, clusters, options)
 
 
+def decide_batches(
+    batches: Iterable[tuple[Source, int, pa.RecordBatch]], options: DedupOptions, layout: str | None, threads: int
+) -> tuple[Decisions, list[pa.ChunkedArray]]:
+    """The first pass over batches (``(source, offset, batch)`` as :func:`skyfilter.io.iter_batches` gives them):
+    the decision of every row, and the ``source`` column of each batch."""
+    hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
+    near = _core.NearDedup(options.num_perm, *options.lsh(), options.threshold) if options.near else None
+    keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
+    scores: list[np.ndarray] = []
+    source_names: list[pa.ChunkedArray] = []
+    for s, offset, batch in batches:
+        hashed = hash_batch(s, offset, batch, options, layout, hasher, threads)
+        for column, column_keys in zip(keys, hashed.keys, strict=True):
+            keys[column].append(column_keys)
+        if near is not None and hashed.signatures is not None:
+            near.add(hashed.signatures)
+        if hashed.scores is not None:
+            scores.append(hashed.scores)
+        source_names.append(hashed.sources)
+
+    def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    decisions = dedup_decisions(
+        joined(keys["prompt"], "V16"),
+        joined(keys["chosen"], "V16"),
+        joined(keys["rejected"], "V16"),
+        joined(scores, np.float64) if options.score_column is not None else None,
+        near.clusters().to_numpy() if near is not None else None,
+        options,
+    )
+    return decisions, source_names
+
+
+#: The columns :func:`dedup_rows` adds to the rows (and :func:`skyfilter.ray.dedup` to a dataset's).
+DECISION_COLUMNS = ("reason", "duplicate_of", "cluster_id", "conflict")
+
+
+def decision_columns(decisions: Decisions) -> dict[str, pa.Array]:
+    """:data:`DECISION_COLUMNS` for the rows of ``decisions``: the reason's name, the position of the kept row a
+    dropped row duplicates (or of the first row preferring the other way; null if none), the cluster and
+    whether the row is in a conflict."""
+    return {
+        "reason": pa.array(np.array(REASONS, dtype=object)[decisions.reason], pa.string()),
+        "duplicate_of": pa.array(decisions.other, mask=decisions.other < 0, type=pa.int64()),
+        "cluster_id": pa.array(decisions.cluster_id, type=pa.int64()),
+        "conflict": pa.array(decisions.conflict, type=pa.bool_()),
+    }
+
+
+def dedup_rows(data, options: DedupOptions | None = None, *, layout: str | None = None, threads: int | None = None):
+    """The rows of ``data`` (pairs in any layout of :mod:`skyfilter.schema`, as any kind
+    :func:`skyfilter.frames.as_arrow` takes; the result is of the same kind) with :data:`DECISION_COLUMNS` added,
+    decided as ``skyfilter dedup`` decides (``options``: :class:`DedupOptions`, its defaults if None); keep the
+    deduplicated rows where ``reason`` is ``kept``. Positions count the rows from 0. Every row must be seen before
+    any is decided: a ``RecordBatchReader`` is read whole (its result is a reader over the annotated rows)."""
+    options = options or DedupOptions()
+    table, restore = as_arrow(data)
+    clash = [c for c in DECISION_COLUMNS if c in table.schema.names]
+    if clash:
+        raise InputError(f"table: already has column(s) {clash}, which dedup adds; rename them first")
+    batches = iter_batches([table_source("table", table)], 65_536, "hashing", False)
+    decisions, _ = decide_batches(batches, options, layout, worker_threads(threads))
+    for name, values in decision_columns(decisions).items():
+        table = table.append_column(name, values)
+    return restore(table)
+
+
 def run_dedup(
     inputs: Sequence[str],
     options: DedupOptions,
@@ -368,35 +442,9 @@ def run_dedup(
     check_outputs(inputs, {"--out": out, "--dropped": dropped, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, ADDED_COLUMNS, reading)
-    threads = worker_threads(threads)
     bands, rows_per_band = options.lsh()
-    hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
-    near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold) if options.near else None
-
-    keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
-    scores: list[np.ndarray] = []
-    source_names: list[pa.ChunkedArray] = []
-    for s, offset, batch in iter_batches(sources, batch_rows, "hashing", progress):
-        hashed = hash_batch(s, offset, batch, options, layout, hasher, threads)
-        for column, column_keys in zip(keys, hashed.keys, strict=True):
-            keys[column].append(column_keys)
-        if near is not None and hashed.signatures is not None:
-            near.add(hashed.signatures)
-        if hashed.scores is not None:
-            scores.append(hashed.scores)
-        source_names.append(hashed.sources)
-
-    def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-
-    decisions = dedup_decisions(
-        joined(keys["prompt"], "V16"),
-        joined(keys["chosen"], "V16"),
-        joined(keys["rejected"], "V16"),
-        joined(scores, np.float64) if options.score_column is not None else None,
-        near.clusters().to_numpy() if near is not None else None,
-        options,
-    )
+    batches = iter_batches(sources, batch_rows, "hashing", progress)
+    decisions, source_names = decide_batches(batches, options, layout, worker_threads(threads))
     starts = np.cumsum([0] + [s.num_rows for s in sources])
     schema = sources[0].schema
     kept_schema, dropped_schema = output_schemas(schema)

@@ -36,6 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skyfilter.frames import as_arrow, per_batch
+
 __all__ = [
     "MESSAGE",
     "MESSAGES",
@@ -47,6 +49,7 @@ __all__ = [
     "resolve_layout",
     "expected_kinds",
     "to_pairs",
+    "pair_table",
     "pair_sources",
     "match_texts",
     "turn_texts",
@@ -416,18 +419,27 @@ def _scores(table: pa.Table) -> tuple[pa.Array, pa.Array]:
     return pa.nulls(n, pa.float64()), pa.nulls(n, pa.float64())
 
 
-def to_pairs(
+def to_pairs(data, source: str = "unknown", layout: str | None = None, prompt_column: str | None = None):
+    """Converts rows of any known layout into the canonical pair table (:data:`PAIR_SCHEMA`).
+
+    ``data``: any kind :func:`skyfilter.frames.as_arrow` takes; the pairs are of the same kind (a
+    ``RecordBatchReader`` is converted batch by batch as the result is read). ``layout`` forces a layout by name;
+    ``prompt_column`` reads the prompt from that column (string or messages) and leaves chosen / rejected empty.
+    ``source`` fills the ``source`` column where the table has none.
+    """
+    table, restore = as_arrow(data, stream=True)
+    if isinstance(table, pa.RecordBatchReader):
+        return restore(per_batch(table, lambda batch, _: pair_table(batch, source, layout, prompt_column), PAIR_SCHEMA))
+    return restore(pair_table(table, source, layout, prompt_column))
+
+
+def pair_table(
     table: pa.Table | pa.RecordBatch,
     source: str = "unknown",
     layout: str | None = None,
     prompt_column: str | None = None,
 ) -> pa.Table:
-    """Converts a table of any known layout into the canonical pair table (:data:`PAIR_SCHEMA`).
-
-    ``layout`` forces a layout by name; ``prompt_column`` reads the prompt from that column (string or
-    messages) and leaves chosen / rejected empty. ``source`` fills the ``source`` column where the
-    table has none.
-    """
+    """:func:`to_pairs` of a pyarrow table or batch, as a table: what the steps call on each batch they read."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     if prompt_column is not None:

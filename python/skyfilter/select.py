@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skyfilter import _core
+from skyfilter.frames import Restore, as_arrow, as_is
 from skyfilter.io import (
     AtomicWriters,
     InputError,
@@ -53,9 +54,20 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import SchemaError, resolve_layout, to_pairs, turn_texts
+from skyfilter.schema import SchemaError, pair_table, resolve_layout, turn_texts
 
-__all__ = ["SelectOptions", "SelectReport", "Selection", "REASONS", "ADDED_COLUMNS", "select_table", "run_select"]
+__all__ = [
+    "SelectOptions",
+    "SelectReport",
+    "Selection",
+    "REASONS",
+    "ADDED_COLUMNS",
+    "SELECTION_COLUMNS",
+    "select_table",
+    "select_rows",
+    "selection_columns",
+    "run_select",
+]
 
 #: Row codes of the Rust kernel, in order of precedence; ``kept`` is code 0.
 REASONS: tuple[str, ...] = tuple(_core.SELECT_REASONS)
@@ -270,7 +282,7 @@ def _length_ratio_fails(
         raise InputError(str(e)) from None  # the message names the input
     try:
         # Plain string answers are their own single turn: read them where they are.
-        pairs = None if found.name == "plain" else to_pairs(batch, source=source.name, layout=layout)
+        pairs = None if found.name == "plain" else pair_table(batch, source=source.name, layout=layout)
     except SchemaError as e:
         raise InputError(f"{source.name}: {e}") from None
     answers = {}
@@ -575,12 +587,14 @@ def default_hold_bytes() -> int:
 
 @dataclass
 class Selection:
-    """The decision for every row of an in-memory table; ``kept()`` and ``dropped()`` build the tables."""
+    """The decision for every row of an in-memory table; ``kept()`` and ``dropped()`` build the tables, of the kind
+    :func:`select_table` was given."""
 
     table: pa.Table
     decisions: Decisions
     report: SelectReport
     name: str = "table"
+    restore: Restore = field(default=as_is, repr=False)
 
     @property
     def mask(self) -> np.ndarray:
@@ -592,29 +606,59 @@ class Selection:
         """The rule that dropped each row, or ``kept``, as a dictionary array."""
         return pa.DictionaryArray.from_arrays(pa.array(self.decisions.reason.astype(np.int8)), pa.array(REASONS))
 
-    def kept(self, *, views: bool = False) -> pa.Table:
+    def kept(self, *, views: bool = False):
         """The kept rows, unchanged; ``views=True`` returns string columns as string_view columns that share
         the input's text instead of copying it (see :func:`skyfilter.io.take_rows`)."""
-        return take_rows(self.table, np.flatnonzero(self.mask), views=views)
+        return self.restore(take_rows(self.table, np.flatnonzero(self.mask), views=views))
 
-    def dropped(self) -> pa.Table:
+    def dropped(self):
         """The dropped rows plus :data:`ADDED_COLUMNS` (``input_file`` is the selection's name)."""
         drop = np.flatnonzero(~self.mask)
         dropped = take_rows(self.table, drop)
         for f, column in zip(DROPPED_FIELDS, evidence(self.decisions, self.name, drop, 0, drop), strict=True):
             dropped = dropped.append_column(f, column)
-        return dropped
+        return self.restore(dropped)
 
 
 def select_table(
-    table: pa.Table,
+    table,
     options: SelectOptions,
     *,
     layout: str | None = None,
     threads: int | None = None,
     name: str = "table",
 ) -> Selection:
-    """Selection over an in-memory table (``name`` stands for it in messages and the report), in one batch."""
+    """Selection over an in-memory table (``name`` stands for it in messages and the report), in one batch.
+    ``table``: any kind :func:`skyfilter.frames.as_arrow` takes (a ``RecordBatchReader`` is read whole); the
+    selection's ``kept()`` and ``dropped()`` are of that kind."""
+    table, restore = as_arrow(table)
     source = table_source(name, table)
     decisions = _decide([source], options, layout, worker_threads(threads), max(table.num_rows, 1), False)
-    return Selection(table, decisions, report_of_decisions(decisions, [source], options), name)
+    return Selection(table, decisions, report_of_decisions(decisions, [source], options), name, restore)
+
+
+#: The columns :func:`select_rows` adds to the rows (and :func:`skyfilter.ray.select` to a dataset's).
+SELECTION_COLUMNS = ("reason", "adjusted_score")
+
+
+def selection_columns(reason: np.ndarray, adjusted: np.ndarray) -> dict[str, pa.Array]:
+    """:data:`SELECTION_COLUMNS` for rows with these reason codes and adjusted scores (NaN: null)."""
+    return {
+        "reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
+        "adjusted_score": pa.array(adjusted, mask=np.isnan(adjusted), type=pa.float64()),
+    }
+
+
+def select_rows(data, options: SelectOptions, *, layout: str | None = None, threads: int | None = None):
+    """The rows of ``data`` (any kind :func:`skyfilter.frames.as_arrow` takes; the result is of the same kind) with
+    :data:`SELECTION_COLUMNS` added: ``reason`` (``kept`` or the rule that drops the row) and ``adjusted_score``,
+    decided as :func:`select_table` decides; keep the selection where ``reason`` is ``kept``. The top fraction ranks
+    all rows together: a ``RecordBatchReader`` is read whole (its result is a reader over the annotated rows)."""
+    table, restore = as_arrow(data)
+    clash = [c for c in SELECTION_COLUMNS if c in table.schema.names]
+    if clash:
+        raise InputError(f"table: already has column(s) {clash}, which select adds; rename them first")
+    selection = select_table(table, options, layout=layout, threads=threads)
+    for column, values in selection_columns(selection.decisions.reason, selection.decisions.adjusted).items():
+        table = table.append_column(column, values)
+    return restore(table)

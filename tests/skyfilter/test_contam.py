@@ -132,9 +132,10 @@ def test_contaminate_api_returns_one_row_per_input_row_with_evidence():
     assert (row["bench_name"], row["bench_row"], row["bench_subset"]) == ("toy", 0, "chat")
     assert row["matched_ngram"] == "write short poem about the ocean at"
     assert out.column("bench_name").to_pylist()[1:] == [None, None]
-    # polars and Arrow streams give the same answer
-    assert skyfilter.contaminate(pl.from_arrow(table), BENCH).equals(out)
-    assert skyfilter.contaminate(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), BENCH).equals(out)
+    # polars and Arrow streams give the same answer, as what they were
+    assert skyfilter.contaminate(pl.from_arrow(table), BENCH).equals(pl.from_arrow(out))
+    stream = skyfilter.contaminate(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), BENCH)
+    assert isinstance(stream, pa.RecordBatchReader) and stream.read_all().equals(out)
 
 
 def test_ignore_common_drops_generic_ngrams_only():

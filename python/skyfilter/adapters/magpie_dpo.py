@@ -41,7 +41,7 @@ from skyfilter.adapters._base import (
     require,
     strings,
 )
-from skyfilter.schema import SchemaError, to_pairs
+from skyfilter.schema import SchemaError, pair_table
 
 COLUMNS = ("task_category", "rewards_armorm", "chosen", "rejected")
 #: What rows from before the pairs were built have instead of ``chosen`` / ``rejected``.
@@ -96,7 +96,7 @@ def _pairs_from_responses(table: pa.Table, source: str) -> tuple[pa.Table, np.nd
         chosen.append([{"role": "user", "content": question}, {"role": "assistant", "content": answers[best]}])
         rejected.append([{"role": "user", "content": question}, {"role": "assistant", "content": answers[worst]}])
         unusable.append(False)
-    pairs = to_pairs(pa.table({"chosen": messages(chosen), "rejected": messages(rejected)}), source, "messages")
+    pairs = pair_table(pa.table({"chosen": messages(chosen), "rejected": messages(rejected)}), source, "messages")
     return pairs, np.array(unusable, dtype=bool)
 
 
@@ -108,7 +108,7 @@ def convert(table: pa.Table, source: str, generator: str | None = None) -> Conve
     unusable = np.zeros(table.num_rows, dtype=bool)
     try:
         if paired:
-            pairs = to_pairs(table.select(["chosen", "rejected"]), source=source, layout="messages")
+            pairs = pair_table(table.select(["chosen", "rejected"]), source=source, layout="messages")
         else:
             pairs, unusable = _pairs_from_responses(table, source)
     except SchemaError as e:

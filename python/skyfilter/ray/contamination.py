@@ -48,7 +48,7 @@ from skyfilter.ray.shards import (
     run_pieces,
 )
 from skyfilter.ray.shards import write_shard as _write_shard
-from skyfilter.schema import SchemaError, to_pairs
+from skyfilter.schema import SchemaError, pair_table
 
 __all__ = ["run", "contaminate"]
 
@@ -174,7 +174,7 @@ class _MatchRows:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         try:
-            pairs = to_pairs(
+            pairs = pair_table(
                 batch, source="dataset", layout=self.job["layout"], prompt_column=self.job["prompt_column"]
             )
         except SchemaError as e:

@@ -58,12 +58,15 @@ from skyshared.ray_session import import_ray, ray_session
 from skyfilter import _core
 from skyfilter.dedup import (
     ADDED_COLUMNS,
+    DECISION_COLUMNS,
     KEPT,
     NEAR,
     REASONS,
+    Decisions,
     DedupOptions,
     DedupReport,
     build_report,
+    decision_columns,
     dedup_decisions,
     evidence_columns,
     hash_batch,
@@ -492,12 +495,10 @@ def run(
 
 # ------------------------------------------------------------------------------------------ datasets
 
-#: The columns :func:`dedup` adds.
-DATASET_COLUMNS = ("reason", "duplicate_of", "cluster_id", "conflict")
-
 
 class _Annotating:
-    """Over the pieces of a user's dataset: each piece's rows with :data:`DATASET_COLUMNS` added."""
+    """Over the pieces of a user's dataset: each piece's rows with :data:`skyfilter.dedup.DECISION_COLUMNS`
+    added."""
 
     def __init__(self, job: dict):
         self.job = job
@@ -518,13 +519,7 @@ class _Annotating:
             cluster = positions.copy()
             at = mine["pos"] - first
             reason[at], other[at], cluster[at] = mine["reason"], mine["other"], mine["cluster"]
-            conflict = np.isin(positions, conflicts)
-            columns = {
-                "reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
-                "duplicate_of": pa.array(other, mask=other < 0, type=pa.int64()),
-                "cluster_id": pa.array(cluster),
-                "conflict": pa.array(conflict),
-            }
+            columns = decision_columns(Decisions(reason, other, cluster, np.isin(positions, conflicts)))
             table = pa.Table.from_batches([batch])
             for name, values in columns.items():
                 table = table.append_column(name, values)
@@ -542,7 +537,7 @@ def dedup(dataset, options: DedupOptions, *, layout: str | None = None, piece_ro
     ``DataContext.get_current().execution_options.preserve_order = True`` for an order that does not change between
     runs), and the result comes back materialized too."""
     ray = import_ray("skyfilter.ray.dedup")
-    clash = [c for c in DATASET_COLUMNS if c in dataset.schema().names]
+    clash = [c for c in DECISION_COLUMNS if c in dataset.schema().names]
     if clash:
         raise InputError(f"dataset: already has column(s) {clash}, which dedup adds; rename them first")
     the_plan = plan_dataset(ray, dataset, "dataset", piece_rows)

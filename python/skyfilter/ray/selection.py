@@ -55,6 +55,7 @@ from skyfilter.select import (
     DROPPED_FIELDS,
     KEPT,
     REASONS,
+    SELECTION_COLUMNS,
     TOP,
     Decisions,
     SelectOptions,
@@ -64,6 +65,7 @@ from skyfilter.select import (
     needed_columns,
     report_of_counts,
     row_decisions,
+    selection_columns,
     unknown_groups,
 )
 
@@ -326,10 +328,10 @@ class _SelectRows:
         parts = []
         for piece in pieces_of(items):
             _, batch, codes, adjusted, _ = _decide(self.job, self.job["shards"][piece.file], piece)
-            reasons = pa.array(np.array(REASONS, dtype=object)[codes], pa.string())
-            scores = pa.array(adjusted, mask=np.isnan(adjusted), type=pa.float64())
-            parts.append(pa.Table.from_batches([batch]).append_column("reason", reasons).append_column(
-                "adjusted_score", scores))  # fmt: skip
+            table = pa.Table.from_batches([batch])
+            for column, values in selection_columns(codes, adjusted).items():
+                table = table.append_column(column, values)
+            parts.append(table)
         return pa.concat_tables(parts)
 
 
@@ -341,7 +343,7 @@ def select(dataset, options: SelectOptions, *, layout: str | None = None, piece_
     (set ``DataContext.get_current().execution_options.preserve_order = True`` for an order that does not change
     between runs), and the result comes back materialized too."""
     ray = import_ray("skyfilter.ray.select")
-    clash = [c for c in ("reason", "adjusted_score") if c in dataset.schema().names]
+    clash = [c for c in SELECTION_COLUMNS if c in dataset.schema().names]
     if clash:
         raise InputError(f"dataset: already has column(s) {clash}, which select adds; rename them first")
     the_plan = plan_dataset(ray, dataset, "dataset", piece_rows)
