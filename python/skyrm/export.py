@@ -63,7 +63,7 @@ def export_model(
     trained.to(export_dtype(config))
     if config.lora_r and not config.merge_lora:  # peft's folder: adapter_config.json names the base model
         trained.peft_config[ADAPTER].base_model_name_or_path = config.model
-        trained.save_pretrained(folder)
+        trained.save_pretrained(folder, save_embedding_layers=False)  # frozen: the base model's (pad row included)
     else:
         for key, value in extra.items():
             setattr(trained.config, key, value)
