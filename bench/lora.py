@@ -64,9 +64,8 @@ def main() -> None:
     try:
         lines = (DATA / "train_clean.jsonl").read_text(encoding="utf-8").splitlines()[: args.pairs]
         (work / "pairs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        results = {"full": run(args, work, "full", []),
-                   f"lora r={args.lora_r}": run(args, work, "lora", ["--lora-r", str(args.lora_r), "--lora-alpha",
-                                                                      str(2 * args.lora_r), "--merge-lora"])}  # fmt: skip
+        lora = ["--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--merge-lora"]
+        results = {"full": run(args, work, "full", []), f"lora r={args.lora_r}": run(args, work, "lora", lora)}
         print(f"--model {args.model}, {args.pairs} real pairs, {args.steps} steps of {args.batch_pairs} pairs, "
               f"--max-length {args.max_length}, fp32\n")  # fmt: skip
         print(f"{'run':<12} {'tokens/s':>9} {'peak RSS':>11} {'wall s':>7} {'export':>9}  losses")

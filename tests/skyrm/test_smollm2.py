@@ -42,7 +42,6 @@ def test_lora_and_full_runs_of_smollm2_export_what_skyrm_scores(tmp_path, shared
     plain transformers with the rewards skyrm measured (the held-out statistics of the model before its export)."""
     import torch
     import transformers
-
     from skyrm.batching import micro_batches
     from skyrm.data import encode_pairs, read_pairs
 
