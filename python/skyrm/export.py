@@ -24,16 +24,16 @@ import torch
 
 from skyrm.config import TrainConfig
 from skyrm.distributed import Runtime, full_state_dict
-from skyrm.lora import ADAPTER
+from skyrm.lora import ADAPTER, peft_model
 from skyrm.model import attention_implementation, score_head
 
 __all__ = ["export_model", "export_dtype", "check_push", "push"]
 
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def export_dtype(config: TrainConfig) -> torch.dtype:
-    return DTYPES[config.export_dtype or config.dtype]
+    return TORCH_DTYPES[config.export_dtype or config.dtype]
 
 
 def export_model(
@@ -50,8 +50,6 @@ def export_model(
     with torch.device("meta"):
         plain = Auto.from_config(model.config, dtype=torch.float32)
     if config.lora_r:
-        from skyrm.lora import peft_model
-
         trained = peft_model(plain, weights, config)
         if config.merge_lora:
             trained = trained.merge_and_unload()
