@@ -10,11 +10,14 @@ Presets: ``tiny`` (the built-in random-init model on the CPU, for tests and demo
 from __future__ import annotations
 
 import argparse
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from skyshared.hub import hub_id
 
 from skyrm.data import TRUNCATION
 from skyrm.losses import LOSSES, LossConfig
@@ -25,6 +28,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
 TRACKERS = ("tensorboard", "wandb")
 GRAD_SYNC = ("micro-batch", "step")
+#: The sizes ``save_pretrained`` reads as ``max_shard_size``.
+SHARD_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -79,6 +84,17 @@ class TrainConfig:
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile each decoder layer's forward (fused element-wise work; compiles at start)
     seed: int = 0
+    # LoRA
+    lora_r: int = 0  # 0: full fine-tuning; else LoRA adapters of this rank (peft), the score head fully trained
+    lora_alpha: float = 16.0  # the adapters' scale is lora_alpha / lora_r
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"  # comma-separated module names, or every linear layer but the head
+    # export
+    export_dtype: str | None = None  # None: --dtype's, whatever the device trained in
+    max_shard_size: str = "5GB"  # safetensors files of at most this size (save_pretrained's max_shard_size)
+    merge_lora: bool = False  # a LoRA run exports a plain model with the adapters merged, not the adapters
+    normalize_rewards: bool = False  # fold the training rewards' 1 / std into the score head (see skyrm.export)
+    push_to_hub: str | None = None  # upload the exported model to this hub repository (owner/name)
     # checkpoints and logs
     checkpoint_every: int = 500
     resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
@@ -112,6 +128,18 @@ class TrainConfig:
         need(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
         need(not (self.resume and self.overwrite), "overwrite",
              "--resume continues the run in --output-dir and --overwrite replaces it: give one of them")  # fmt: skip
+        need(self.lora_r >= 0, "lora_r", f"must be 0 (full fine-tuning) or a positive rank, got {self.lora_r}")
+        need(self.lora_alpha > 0, "lora_alpha", f"must be positive, got {self.lora_alpha}")
+        need(0 <= self.lora_dropout < 1, "lora_dropout", f"must be within [0, 1), got {self.lora_dropout}")
+        need(bool(self.lora_target_modules.strip(" ,")), "lora_target_modules",
+             "name the modules (q_proj,v_proj) or give all-linear")  # fmt: skip
+        need(self.lora_r > 0 or not self.merge_lora, "merge_lora", "merges LoRA adapters: give --lora-r too")
+        need(self.export_dtype in (None, *DTYPES), "export_dtype",
+             f"must be one of {', '.join(DTYPES)}, got {self.export_dtype!r}")  # fmt: skip
+        need(bool(SHARD_SIZE.match(self.max_shard_size)), "max_shard_size",
+             f"must be a size such as 5GB, 500MB or 2GiB, got {self.max_shard_size!r}")  # fmt: skip
+        need(self.push_to_hub is None or hub_id(self.push_to_hub), "push_to_hub",
+             f"must be a hub repository owner/name, got {self.push_to_hub!r}")  # fmt: skip
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
@@ -197,6 +225,20 @@ FIELD_HELP: dict[str, str] = {
     "activation_checkpointing": "recompute activations in the backward pass to save memory",
     "compile": "torch.compile each decoder layer's forward",
     "seed": "seed of the data order and the tiny model's initialisation",
+    "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
+    "fully trained (0: full fine-tuning)",
+    "lora_alpha": "the LoRA scale is --lora-alpha / --lora-r",
+    "lora_dropout": "dropout on the LoRA adapters' inputs",
+    "lora_target_modules": "the modules that get adapters: comma-separated names (q_proj,v_proj) or all-linear "
+    "(every linear layer but the score head)",
+    "export_dtype": "the dtype of the exported weights (default: --dtype's, on any device: the CPU trains in fp32 "
+    "and still exports bf16 unless --dtype fp32 or --export-dtype fp32)",
+    "max_shard_size": "the largest safetensors file of the export (larger models are sharded, with an index)",
+    "merge_lora": "export a LoRA run as a plain model with the adapters merged (else the adapters and the score head, "
+    "in peft's format, to load over the base model)",
+    "normalize_rewards": "divide the exported score head by the std of the training rewards (measured after "
+    "training); the mean is recorded in the config (see docs/commands.md)",
+    "push_to_hub": "upload the exported model to this hub repository (owner/name; created if missing, private)",
     "checkpoint_every": "save a checkpoint every this many steps (and at the end)",
     "resume": "continue from the newest complete checkpoint under OUTPUT_DIR/checkpoints (the same run only)",
     "log_every": "print a progress line every this many steps when stderr is not a terminal",
@@ -214,6 +256,7 @@ FIELD_HELP: dict[str, str] = {
 #: The allowed values of fields that have a fixed set.
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "truncation": TRUNCATION, "loss": LOSSES, "schedule": SCHEDULES, "dtype": DTYPES, "grad_sync": GRAD_SYNC,
+    "export_dtype": DTYPES,
 }  # fmt: skip
 
 

@@ -24,8 +24,10 @@ from skyrm import checkpoint, run_folder, token_cache
 from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
-from skyrm.distributed import Runtime, all_sum, full_state_dict, layers, same_count, shard_model, share, start, stop
+from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
 from skyrm.evaluation import Best, bench_metrics, held_out_metrics, load_benches
+from skyrm.export import check_push, export_model, push
+from skyrm.lora import add_adapters
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
     FLEX_ATTENTION,
@@ -86,7 +88,7 @@ def _weights(config: TrainConfig, model_config, pad_id: int):
         name, kwargs = _source(config)
         model = pretrained(Auto.from_pretrained, name, config=model_config, dtype=torch.float32, **kwargs)
     fit_embeddings(model, pad_id)
-    return model
+    return add_adapters(model, config) if config.lora_r else model
 
 
 def build_model(config: TrainConfig, runtime: Runtime | None = None):
@@ -110,6 +112,8 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
     fit_config(model_config, pad_id)  # on every rank: the config of the model with the pad
     with torch.device("meta"):
         model = Auto.from_config(model_config, dtype=torch.float32)
+    if config.lora_r:
+        model = add_adapters(model, config)
     if config.activation_checkpointing:  # transformers 5.2x renamed gradient_checkpointing_enable
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -145,23 +149,6 @@ def _pair_rewards(model, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]
     values = rewards(model, batch.input_ids, batch.attention_mask, batch.position_ids, batch.ends).float()
     pairs = values.view(-1, 2)
     return pairs[:, 0], pairs[:, 1]
-
-
-def _export(model, tokenizer, folder: Path, runtime: Runtime, extra: dict) -> None:
-    """The trained model in Hugging Face format (fp32 safetensors, config with num_labels=1 and ``extra``, the
-    tokenizer with its chat template), written by rank 0 from the gathered weights."""
-    weights = full_state_dict(model)
-    if not runtime.main:
-        return
-    from transformers import AutoModelForSequenceClassification as Auto
-
-    with torch.device("meta"):
-        plain = Auto.from_config(model.config, dtype=torch.float32)
-    plain.load_state_dict(weights, assign=True)
-    for key, value in extra.items():
-        setattr(plain.config, key, value)
-    plain.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def _encode(rows: Rows, tokenizer, config: TrainConfig, runtime: Runtime, log, margins: bool = True) -> EncodedPairs:
@@ -258,7 +245,8 @@ def run_identity(config: TrainConfig, data: EncodedPairs, steps: int) -> dict:
     # the step plan is a function of the pair count, batch_pairs, seed and steps (the epochs only set the steps)
     trajectory = ("model", "gguf_file", "max_length", "truncation", "loss", "margin", "temperature", "gamma", "t",
                   "center", "batch_pairs", "lr", "min_lr_ratio", "warmup_ratio", "schedule",
-                  "weight_decay", "adam_beta1", "adam_beta2", "grad_clip", "dtype", "seed")  # fmt: skip
+                  "weight_decay", "adam_beta1", "adam_beta2", "grad_clip", "dtype", "seed", "lora_r", "lora_alpha",
+                  "lora_dropout", "lora_target_modules")  # fmt: skip
     settings = {name: getattr(config, name) for name in trajectory}
     return {**settings, "pairs": len(data), "data_hash": data.digest(), "steps": steps}
 
@@ -279,11 +267,15 @@ def _evaluations(model, tokenizer, held_out: EncodedPairs | None, benches: dict,
     return found
 
 
-def _export_best(model, tokenizer, out: Path, best: Best, runtime: Runtime, log) -> None:
-    """The model of the best evaluation so far, in ``OUTPUT_DIR/best-model`` (replaced whole) with ``best.json``."""
+def _export_best(model, tokenizer, out: Path, best: Best, record: dict, config: TrainConfig, runtime: Runtime,
+                 log) -> None:  # fmt: skip
+    """The model of the best evaluation so far, in ``OUTPUT_DIR/best-model`` (replaced whole) with ``best.json``,
+    exported as the final model is (its rewards not normalised: that needs the training pairs scored again), with
+    that evaluation's held-out reward statistics."""
+    extra = {k: record[f"eval/{k}"] for k in ("reward_mean", "reward_std") if f"eval/{k}" in record}
     with Staged() as staged:
         folder = staged.path(out / BEST) if runtime.main else out / BEST
-        _export(model, tokenizer, folder, runtime, {})
+        export_model(model, tokenizer, folder, runtime, config, extra, None)
         if runtime.main:
             (folder / Best.FILE).write_text(best.record())
             shutil.rmtree(out / BEST, ignore_errors=True)
@@ -334,6 +326,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     out = Path(config.output_dir)
     _check_device(config, runtime, log)
     # what is read and checked before the model is built: a wrong path or name fails at once
+    check_push(config)
     template = chat_template(config.chat_template) if config.chat_template else None
     check_trackers(config.trackers())
     keep_bad = config.bad_rows is not None
@@ -364,7 +357,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         f"plan: {len(plan):,} steps of {config.batch_pairs} pairs, {epochs:.2f} epochs"
         + (f" (--max-steps {config.max_steps}; --epochs {config.epochs:g} not used)" if config.max_steps else "")
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all, or the LoRA adapters and the score head
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
                                   weight_decay=config.weight_decay)  # fmt: skip
     run = run_identity(config, data, len(plan))
     checkpoints = out / "checkpoints"
@@ -445,7 +439,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
                 log("evaluation at step " + f"{step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
                                                                        if "/" in k))  # fmt: skip
                 if best is not None and best.improved(record):
-                    _export_best(model, tokenizer, out, best, runtime, log)
+                    _export_best(model, tokenizer, out, best, record, config, runtime, log)
             if metrics is not None:
                 metrics.write(record)
             progress.update(record)
@@ -470,11 +464,19 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         )
         # users of the exported model can normalise its rewards with the statistics of the held-out split
         extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
+    train_rewards = None
+    if config.normalize_rewards:  # the final model's rewards on the training pairs (OpenRLHF's normalize_reward)
+        measured = held_out_metrics(model, data, config.micro_batch_tokens, pad_id, runtime)
+        train_rewards = {"mean": measured["reward_mean"], "std": measured["reward_std"], "pairs": measured["pairs"]}
+        summary["train_rewards"] = train_rewards
     with Staged() as staged:  # the model, the summary and the bad rows appear together, each whole
-        _export(model, tokenizer, staged.path(out / "model") if runtime.main else out / "model", runtime, extra)
+        folder = staged.path(out / "model") if runtime.main else out / "model"
+        export_model(model, tokenizer, folder, runtime, config, extra, train_rewards)
         if runtime.main:
             staged.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
             if config.bad_rows is not None:
                 write_bad_rows(staged, config.bad_rows, [(r.name, r.bad) for r in reads])
             shutil.rmtree(out / "model", ignore_errors=True)  # a resumed run's earlier export
+    if runtime.main and config.push_to_hub:
+        log(f"uploaded {out / 'model'} to {push(out / 'model', config.push_to_hub)}")
     return summary

@@ -17,6 +17,7 @@ right-padded batch padded by the tokenizer, and one row at a time): equal, in fp
 
 from __future__ import annotations
 
+import json
 import random
 
 import pyarrow as pa
@@ -197,3 +198,13 @@ def test_the_policy_never_keeps_a_pad_that_can_end_a_sequence(kind, declared, eo
     assert tokenizer.pad_token == expected and pad_id == tokenizer.pad_token_id
     assert len(tokenizer) == size + (expected == ADDED_PAD)
     assert choose_pad(tokenizer, config_eos) == pad_id and len(tokenizer) == size + (expected == ADDED_PAD)
+
+
+def test_the_config_names_the_attention_the_model_needs(exported):
+    """Gemma-2 needs eager attention (SDPA drops its logit soft-capping): the exported config says so, and a plain
+    load uses it; Llama needs nothing and gets transformers' default."""
+    kind, folder, _, model, _, _ = exported
+    saved = json.loads((folder / "run" / "model" / "config.json").read_text())
+    needed = "eager" if KINDS[kind][6] == "gemma2" else None
+    assert saved.get("attn_implementation") == needed
+    assert model.config._attn_implementation == (needed or "sdpa")

@@ -158,8 +158,8 @@ def test_missing_local_paths_are_no_such_file_at_once(bench, tmp_path, capsys):
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--preset", "tiny", "--data", str(data), "--output-dir", str(out), "--batch-pairs", "8", "--max-steps",
-            "1", "--max-length", "128", "--micro-batch-tokens", "512", "--truncation", "truncate", "--report-to", "none",
-            *extra]  # fmt: skip
+            "1", "--max-length", "128", "--micro-batch-tokens", "512", "--truncation", "truncate", "--report-to",
+            "none", *extra]  # fmt: skip
 
 
 def test_train_refuses_a_folder_that_holds_a_run_and_overwrite_clears_it(tmp_path, capsys):
