@@ -9,7 +9,8 @@ Parts (each in its own process, so that peak memory is per run):
 
 1. training throughput of random-init Llama reward models shaped like Llama-3.2-1B and Llama-3.2-3B (vocabulary
    128,256), bf16 compute with fp32 master weights under FSDP2 on one GPU, max length 4,096: packed rows under
-   flex attention with a BlockMask (for the first model also with compiled layers, ``--compile``; on a CPU, which
+   flex attention with a BlockMask (for the first model also with compiled layers, ``--compile``, and with Liger's
+   fused kernels, ``--liger-kernels``, when the liger_kernel package is there; on a CPU, which
    has no flex backward, under a dense block mask instead) and padded rows: tokens/s, MFU (6 x non-embedding
    parameters + causal attention per token, against the card's bf16 peak), peak memory. The first step (warm-up,
    allocation, compilation) is left out of the rates.
@@ -162,11 +163,12 @@ def _peak_memory() -> float:
 
 def run_skyrm(args, work: Path, model: str, mode: str) -> dict:
     """``mode``: packed (a dense block mask under sdpa), flex (packed, flex attention's BlockMask), flexc (flex with
-    compiled layers, ``--compile``) or padded."""
+    compiled layers, ``--compile``), flexl (flex with Liger's kernels, ``--liger-kernels``) or padded."""
     from skyrm.trainer import train
 
     out = f"skyrm-{model}-{mode}"
-    extra = {"attn_implementation": "flex_attention", "compile": mode == "flexc"} if mode.startswith("flex") else {}
+    extra = ({"attn_implementation": "flex_attention", "compile": mode == "flexc", "liger_kernels": mode == "flexl"}
+             if mode.startswith("flex") else {})  # fmt: skip
     train(_train_config(args, work, model, out, mode != "padded", **extra), log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     timed = records[1:] or records  # the first step allocates and compiles kernels
@@ -365,7 +367,7 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
              f"{'run':<22} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'vs TRL':>7}  first / last loss"]  # fmt: skip
     for model in args.models:
         trl_run = results.get(f"trl-{model}", {})
-        for side in (*(f"skyrm-{model}-{m}" for m in ("flex", "flexc", "packed", "padded")), f"trl-{model}"):
+        for side in (*(f"skyrm-{model}-{m}" for m in ("flex", "flexc", "flexl", "packed", "padded")), f"trl-{model}"):
             r = results.get(side)
             if r is None:
                 continue
@@ -463,9 +465,16 @@ def main() -> int:
         # packed rows: flex attention on a GPU (compiled layers too, first model); a dense block mask only where
         # flex cannot train (CPUs): on an H200 it ran at a fifth of flex's tokens/s (docs/benchmarks.md)
         cuda = torch.cuda.is_available()
+        try:  # Liger's fused kernels (RMSNorm, SwiGLU, RoPE) on the first model, when the package is there
+            import liger_kernel  # noqa: F401
+
+            liger = ["flexl"]
+        except ImportError:
+            liger = []
+            print("Liger left out: the liger_kernel package is not installed", flush=True)
         plan = []
         for i, model in enumerate(args.models):
-            packed = (["flex", "flexc"] if i == 0 else ["flex"]) if cuda else (["packed"] if i == 0 else [])
+            packed = (["flex", "flexc", *liger] if i == 0 else ["flex"]) if cuda else (["packed"] if i == 0 else [])
             plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
                      *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
             if i == 0:  # numerics and evaluation on the first model only

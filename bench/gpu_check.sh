@@ -18,7 +18,7 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d bench/wheels \
         "trl==$("$PY" -c 'import trl; print(trl.__version__)')" datasets accelerate dill multiprocess xxhash \
         pandas python-dateutil pytz tzdata six psutil fsspec aiohttp aiohappyeyeballs aiosignal attrs frozenlist \
-        multidict propcache yarl idna requests urllib3 certifi charset-normalizer jinja2 markupsafe
+        multidict propcache yarl idna requests urllib3 certifi charset-normalizer jinja2 markupsafe liger-kernel
     # fallbacks for an older pyarrow (< 24) or huggingface_hub on the GPU machine: pip picks what fits
     "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --platform any -d bench/wheels \
         "datasets>=4.7,<5" "fsspec==2026.2.0"
@@ -31,6 +31,10 @@ fi
 if [[ " $* " != *" --no-trl "* ]] && ! "$PY" -c "import trl" 2>/dev/null && [ -d bench/wheels ]; then
     "$PY" -m pip install --quiet --no-index --find-links bench/wheels trl \
         || echo "the carried wheels did not install: TRL is left out" >&2
+fi
+if ! "$PY" -c "import liger_kernel" 2>/dev/null && [ -d bench/wheels ]; then  # Triton comes with the GPU's torch
+    "$PY" -m pip install --quiet --no-index --no-deps --find-links bench/wheels liger-kernel \
+        || echo "the carried liger-kernel wheel did not install: Liger is left out" >&2
 fi
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true

@@ -37,7 +37,8 @@ def run(args, work: Path, name: str, extra: list[str]) -> dict:
     command = [sys.executable, "-m", "skyrm.train", "--model", args.model, "--data", str(work / "pairs.jsonl"),
                "--output-dir", str(out), "--max-steps", str(args.steps), "--batch-pairs", str(args.batch_pairs),
                "--max-length", str(args.max_length), "--micro-batch-tokens", str(args.micro_batch_tokens),
-               "--truncation", "truncate", "--lr", "1e-4", "--dtype", "fp32", "--report-to", "none", *extra]  # fmt: skip
+               "--truncation", "truncate", "--lr", "1e-4", "--dtype", "fp32", "--report-to", "none",
+               *extra]  # fmt: skip
     wall, rss = run_measured(command)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = records[1:] or records

@@ -83,6 +83,7 @@ class TrainConfig:
     attn_implementation: str | None = None  # None: the model's default (eager for Gemma-2)
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile each decoder layer's forward (fused element-wise work; compiles at start)
+    liger_kernels: bool = False  # Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE) on CUDA GPUs
     seed: int = 0
     # LoRA
     lora_r: int = 0  # 0: full fine-tuning; else LoRA adapters of this rank (peft), the score head fully trained
@@ -224,6 +225,8 @@ FIELD_HELP: dict[str, str] = {
     "default: the model's own, eager for Gemma-2)",
     "activation_checkpointing": "recompute activations in the backward pass to save memory",
     "compile": "torch.compile each decoder layer's forward",
+    "liger_kernels": "Liger's fused Triton kernels for RMSNorm, SwiGLU and RoPE (the liger-kernel package; CUDA GPUs "
+    "only): less memory traffic between the matmuls, the same rewards",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

@@ -27,6 +27,7 @@ from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pair
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
 from skyrm.evaluation import Best, bench_metrics, held_out_metrics, load_benches
 from skyrm.export import check_push, export_model, push
+from skyrm.kernels import apply_liger, check_liger
 from skyrm.lora import add_adapters
 from skyrm.losses import pair_losses, pair_metrics
 from skyrm.model import (
@@ -112,6 +113,8 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
     fit_config(model_config, pad_id)  # on every rank: the config of the model with the pad
     with torch.device("meta"):
         model = Auto.from_config(model_config, dtype=torch.float32)
+    if config.liger_kernels:  # before the adapters: Liger's MLP still calls the (LoRA-wrapped) projections
+        apply_liger(model)
     if config.lora_r:
         model = add_adapters(model, config)
     if config.activation_checkpointing:  # transformers 5.2x renamed gradient_checkpointing_enable
@@ -294,6 +297,8 @@ def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
 
 def _check_device(config: TrainConfig, runtime: Runtime, log) -> None:
     """Without a GPU: a clear error for what needs one, else a warning that the CPU trains in fp32."""
+    if config.liger_kernels:
+        check_liger(runtime.device.type)
     if runtime.device.type == "cuda":
         return
     if config.attn_implementation in (*VARLEN_ATTENTION, FLEX_ATTENTION):  # PyTorch has no flex backward on CPUs

@@ -235,3 +235,12 @@ def test_tokenisation_is_cached(task, monkeypatch):
     log.clear()
     run(task, "off", log, cache_dir=str(cache), tokenize_cache=False)
     assert any("tokenized 64 pairs" in line for line in log) and len(list(cache.glob("tokenized/*.arrow"))) == 2
+
+
+def test_liger_kernels_need_a_gpu(task):
+    # Liger's kernels are Triton kernels: on the CPU the flag is refused before any work (the GPU check measures them)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: bench/gpu_check.py measures --liger-kernels")
+    with pytest.raises(ValueError, match=r"^--liger-kernels: Liger's kernels are Triton kernels for CUDA GPUs"):
+        run(task, "liger", liger_kernels=True)
+    assert not (task / "liger").exists()
