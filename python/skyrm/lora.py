@@ -33,10 +33,11 @@ def lora_config(config: TrainConfig):
 def add_adapters(model, config: TrainConfig):
     """``model`` with LoRA adapters in place (on the meta device too: they are filled when the model is sharded)
     and only the adapters and the score head trainable. A target module the model lacks is one line."""
+    settings = lora_config(config)  # first: a missing peft is said with its pip command
     from peft import inject_adapter_in_model
 
     try:
-        return inject_adapter_in_model(lora_config(config), model, adapter_name=ADAPTER)
+        return inject_adapter_in_model(settings, model, adapter_name=ADAPTER)
     except ValueError as e:
         text = str(e).strip().splitlines()[0]
         raise ValueError(f"--lora-target-modules {config.lora_target_modules}: {text}") from None

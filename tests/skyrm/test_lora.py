@@ -101,6 +101,14 @@ def test_the_merged_model_scores_as_the_adapter_model(runs):
     torch.testing.assert_close(scores(with_adapters, tokenizer, folder / "test.parquet"), held_out, rtol=0, atol=1e-5)
 
 
+def test_lora_without_peft_names_the_pip_command(monkeypatch):
+    from skyrm.requires import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # an import of peft fails
+    with pytest.raises(MissingDependency, match=r"^--lora-r needs the `peft` package, .*: pip install peft$"):
+        build_model(load_config(preset="tiny", overrides=LORA))
+
+
 def test_lora_settings_are_checked():
     with pytest.raises(ConfigError, match="merge_lora: merges LoRA adapters"):
         load_config(preset="tiny", overrides={"merge_lora": True})
