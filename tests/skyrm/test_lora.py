@@ -154,3 +154,13 @@ def test_a_lora_run_resumes_exactly(tmp_path):
     b = safetensors.load_file(cut / "model" / "model.safetensors")
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert [r["loss"] for r in metrics(cut)] == [r["loss"] for r in metrics(tmp_path / "whole")]
+
+
+def test_lora_losses_do_not_depend_on_activation_checkpointing(tmp_path):
+    write_task(tmp_path / "train.parquet", 32, 5)
+    write_task(tmp_path / "test.parquet", 4, 6)
+    for name, checkpointing in (("plain", False), ("checkpointed", True)):
+        train(lora_run(tmp_path, name, max_steps=3, activation_checkpointing=checkpointing), log=lambda _: None)
+    plain, checkpointed = metrics(tmp_path / "plain"), metrics(tmp_path / "checkpointed")
+    assert [r["loss"] for r in checkpointed] == pytest.approx([r["loss"] for r in plain], rel=1e-5)
+    assert plain[-1]["loss"] != plain[0]["loss"]
