@@ -112,7 +112,7 @@ def prepare(args, work: Path) -> dict:
         raise SystemExit(f"only {len(kept)} pairs fit in {args.max_length} tokens: too few for the runs")
     pq.write_table(kept.slice(0, len(kept) - held), work / "pairs.parquet")
     pq.write_table(kept.slice(len(kept) - held), work / "held_out.parquet")
-    lengths = sorted(len(s) for s in encoded.chosen + encoded.rejected)
+    lengths = sorted([*encoded.chosen.lengths().tolist(), *encoded.rejected.lengths().tolist()])
     return {"data": f"UltraFeedback ({UF_NAME})" if real else "synthetic, UltraFeedback's length spread",
             "pairs": len(kept), "dropped": dict(encoded.dropped),
             "lengths": [lengths[0], lengths[len(lengths) // 2], lengths[-1]], "models": {}}  # fmt: skip
@@ -291,9 +291,11 @@ def run_tiny(args, work: Path, where: str) -> dict:
     from skyrm.trainer import train
 
     out = f"tiny-{where}"
+    # fp32 weights exported: what is compared below is the readout, not bf16's rounding of the weights
     config = _train_config(args, work, "tiny", out, None, eval_data=str(work / "held_out.parquet"), max_length=1024,
                            micro_batch_tokens=8192, lr=1e-3, dtype="fp32" if where == "cpu" else "bf16",
-                           batch_pairs=8, max_steps=args.tiny_steps, activation_checkpointing=False)  # fmt: skip
+                           batch_pairs=8, max_steps=args.tiny_steps, activation_checkpointing=False,
+                           export_dtype="fp32")  # fmt: skip
     summary = train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     result = {"losses": [r["loss"] for r in records], "eval": summary.get("eval")}
