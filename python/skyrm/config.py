@@ -194,7 +194,7 @@ FIELD_HELP: dict[str, str] = {
     "(the prompt's end, the answer's end and the final token the reward is read at)",
     "packing": "packed rows (default: with a varlen or flex attention) or padded rows (--no-packing)",
     "chat_template": "the chat template to render the pairs with instead of the tokenizer's: a Jinja file or a "
-    "built-in name (chatml, llama-3, gemma, zephyr); exported with the model",
+    "built-in name (chatml, llama-3, zephyr); exported with the model",
     "margin_column": "the column of per-pair margins for bt, hinge and margin-mse (default: margin, when present)",
     "tokenize_cache": "keep the token ids on disk, keyed by the tokenizer, template, settings and data: the next run "
     "and every torchrun process read them instead of tokenizing again",

@@ -26,7 +26,7 @@ from skyrm.eval.runner import SAMPLE, Benchmark, Encoder, load_benchmark, per_ex
 from skyrm.losses import pair_metrics
 from skyrm.model import last_token_index, rewards
 
-__all__ = ["score_all", "held_out_metrics", "load_benches", "bench_metrics", "Best"]
+__all__ = ["score_all", "pairwise_metrics", "load_benches", "bench_metrics", "Best"]
 
 
 def score_all(model, sequences: list[list[int]], token_budget: int, pad_id: int, runtime: Runtime) -> list[float]:
@@ -54,8 +54,9 @@ def score_all(model, sequences: list[list[int]], token_budget: int, pad_id: int,
     return out
 
 
-def held_out_metrics(model, encoded: EncodedPairs, token_budget: int, pad_id: int, runtime: Runtime) -> dict:
-    """Pairwise accuracy (ties wrong), mean margin, and the mean and std of all rewards."""
+def pairwise_metrics(model, encoded: EncodedPairs, token_budget: int, pad_id: int, runtime: Runtime) -> dict:
+    """Pairwise accuracy (ties wrong), mean margin, and the mean and std of all rewards of ``encoded``'s pairs (the
+    held-out pairs; the training pairs for ``--normalize-rewards``)."""
     sequences = [s for i in range(len(encoded)) for s in (encoded.chosen[i], encoded.rejected[i])]
     values = torch.tensor(score_all(model, sequences, token_budget, pad_id, runtime))
     chosen, rejected = values[0::2], values[1::2]

@@ -25,7 +25,7 @@ from skyrm.batching import MicroBatch, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
-from skyrm.evaluation import Best, bench_metrics, held_out_metrics, load_benches
+from skyrm.evaluation import Best, bench_metrics, load_benches, pairwise_metrics
 from skyrm.export import check_push, export_model, push
 from skyrm.kernels import apply_liger, check_liger
 from skyrm.lora import add_adapters
@@ -263,7 +263,7 @@ def _evaluations(model, tokenizer, held_out: EncodedPairs | None, benches: dict,
     """The metrics of one evaluation during training (:mod:`skyrm.evaluation`)."""
     found = {}
     if held_out is not None and len(held_out):
-        metrics = held_out_metrics(model, held_out, config.micro_batch_tokens, tokenizer.pad_token_id, runtime)
+        metrics = pairwise_metrics(model, held_out, config.micro_batch_tokens, tokenizer.pad_token_id, runtime)
         found |= {f"eval/{k}": v for k, v in metrics.items() if k != "pairs"}
     for name, bench in benches.items():
         found |= bench_metrics(model, tokenizer, name, bench, config.max_length, config.micro_batch_tokens, runtime)
@@ -398,6 +398,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     info = {"config": asdict(config), "data": manifest}
     metrics = MetricsLog(out, first, config.trackers(), log, info) if runtime.main else None
     progress = Progress(len(plan), first, log, config.log_every, enabled=runtime.main)
+    record: dict = {}  # the last step's
     try:
         for step in range(first, len(plan)):
             start_time = time.perf_counter()
@@ -441,8 +442,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
                       "mfu": step_flops / seconds / (peak * runtime.world) if peak else None}  # fmt: skip
             if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == len(plan)):
                 record |= _evaluations(model, tokenizer, held_out, benches, config, runtime)
-                log("evaluation at step " + f"{step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()
-                                                                       if "/" in k))  # fmt: skip
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "/" in k)
+                log(f"evaluation at step {step + 1}: {shown}")
                 if best is not None and best.improved(record):
                     _export_best(model, tokenizer, out, best, record, config, runtime, log)
             if metrics is not None:
@@ -461,7 +462,10 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         summary["best"] = {"metric": best.metric, "value": best.value, "step": best.step, "model": str(out / BEST)}
     extra = {}
     if held_out is not None and len(held_out):
-        summary["eval"] = held_out_metrics(model, held_out, config.micro_batch_tokens, pad_id, runtime)
+        if "eval/accuracy" in record:  # evaluated at the last step already
+            summary["eval"] = {"pairs": len(held_out)} | {k[5:]: v for k, v in record.items() if k.startswith("eval/")}
+        else:
+            summary["eval"] = pairwise_metrics(model, held_out, config.micro_batch_tokens, pad_id, runtime)
         summary["eval"]["pairs_read"] = held_out.total
         log(
             f"held-out accuracy {summary['eval']['accuracy']:.3f} on {summary['eval']['pairs']:,} of "
@@ -471,7 +475,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         extra = {"reward_mean": summary["eval"]["reward_mean"], "reward_std": summary["eval"]["reward_std"]}
     train_rewards = None
     if config.normalize_rewards:  # the final model's rewards on the training pairs (OpenRLHF's normalize_reward)
-        measured = held_out_metrics(model, data, config.micro_batch_tokens, pad_id, runtime)
+        measured = pairwise_metrics(model, data, config.micro_batch_tokens, pad_id, runtime)
         train_rewards = {"mean": measured["reward_mean"], "std": measured["reward_std"], "pairs": measured["pairs"]}
         summary["train_rewards"] = train_rewards
     with Staged() as staged:  # the model, the summary and the bad rows appear together, each whole
