@@ -225,6 +225,9 @@ class TokenLists(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sequence {i} of {len(self)}")
+        i %= len(self)
         return self.values[self.offsets[i] : self.offsets[i + 1]].tolist()
 
     def lengths(self) -> np.ndarray:

@@ -75,3 +75,21 @@ def test_read_pairs_from_a_curated_folder(tmp_path):
     assert read_pairs(str(tmp_path)).equals(pairs)
     with pytest.raises(ValueError, match="a folder without data/test"):
         read_pairs(str(tmp_path), split="test")
+
+
+def test_token_lists_are_flat_and_behave_as_lists():
+    from skyrm.data import TokenLists
+
+    lists = [[5, 6, 7], [], [8], [9, 10]]
+    flat = TokenLists.from_lists(lists)
+    assert flat.values.dtype == "int32" and flat.offsets.tolist() == [0, 3, 3, 4, 6]
+    assert (
+        list(flat) == lists
+        and flat[-1] == [9, 10]
+        and flat[1:3] == [[], [8]]
+        and flat.lengths().tolist() == [3, 0, 1, 2]
+    )
+    again = TokenLists.from_arrow(pa.chunked_array([flat.to_arrow().slice(1)]))  # an offset: rebased
+    assert list(again) == lists[1:]
+    with pytest.raises(IndexError):
+        flat[4]
