@@ -5,7 +5,7 @@
 //! each training row, its distinct n-grams and the groups they match. A hash only proposes a
 //! candidate: the tokens are compared before a match counts, so a collision can never flag a row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::ngram::{ngram_hashes, MAX_N};
@@ -106,6 +106,9 @@ struct Scratch {
     hashes: Vec<u64>,
     row_hashes: Vec<u64>,
     distinct: Vec<u64>,
+    /// The groups the row has matched so far: one lookup a match, however many (a row that copies a whole
+    /// benchmark text matches thousands, and a scan of the list made it quadratic).
+    seen: HashSet<u32>,
 }
 
 /// Number of distinct values in `hashes`, with an open-addressing set in `table` (reused scratch).
@@ -327,6 +330,7 @@ impl BenchIndex {
     fn match_row(&self, texts: &[Option<&str>], ignore: &[bool], s: &mut Scratch) -> RowMatch {
         let mut result = RowMatch::default();
         s.row_hashes.clear();
+        s.seen.clear();
         for text in texts.iter().flatten() {
             self.tokenizer.tokenize_into(text, &mut s.tokens);
             ngram_hashes(&s.tokens, self.n, &mut s.token_hashes, &mut s.hashes);
@@ -339,7 +343,7 @@ impl BenchIndex {
                 let Some(g) = self.find(h, |k| tokens.get(i + k)) else {
                     continue;
                 };
-                if ignore.get(g as usize).copied().unwrap_or(false) || result.matched.contains(&g) {
+                if ignore.get(g as usize).copied().unwrap_or(false) || !s.seen.insert(g) {
                     continue;
                 }
                 result.matched.push(g);
