@@ -277,29 +277,39 @@ def drop_warning(encoded: EncodedPairs, source: str) -> str | None:
     return f"warning: {source}: {lost:,} of {encoded.total:,} pairs dropped ({lost / encoded.total:.0%}): {reasons}"
 
 
-def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+def leading_bos(tokenizer) -> int | None:
+    """The BOS id when the tokenizer puts one in front of what it encodes (Llama's do), else None."""
+    bos_id = tokenizer.bos_token_id
+    uses = bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+    return bos_id if uses else None
+
+
+def token_ids(tokenizer, texts: list[str], bos: int | None | bool = True) -> list[list[int]]:
     """Texts already in the chat template's format (e.g. a policy's prompt and answer, as OpenRLHF sends them) ->
     token ids, with exactly one BOS where the tokenizer uses one: the BOS the text writes, else one added. A fast
-    tokenizer encodes the batch in its Rust backend, on every core (``TOKENIZERS_PARALLELISM`` unset or true)."""
+    tokenizer encodes the batch in its Rust backend, on every core (``TOKENIZERS_PARALLELISM`` unset or true).
+    ``bos``: :func:`leading_bos` of the tokenizer when the caller has it (True: find it out here)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "encode_batch_fast"):
         ids = [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
     else:
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    bos_id = tokenizer.bos_token_id
-    if bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]:
+    bos_id = leading_bos(tokenizer) if bos is True else bos
+    if bos_id is not None:
         ids = [x if x[:1] == [bos_id] else [bos_id, *x] for x in ids]
     return ids
 
 
 def text_encoder(tokenizer):
-    """:func:`token_ids` of one text."""
-    return lambda text: token_ids(tokenizer, [text])[0]
+    """:func:`token_ids` of one text (the tokenizer's BOS rule found out once)."""
+    bos = leading_bos(tokenizer)
+    return lambda text: token_ids(tokenizer, [text], bos)[0]
 
 
 def chat_encoder(tokenizer):
     """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
-    return lambda messages: token_ids(tokenizer, [tokenizer.apply_chat_template(messages, tokenize=False)])[0]
+    encode = text_encoder(tokenizer)
+    return lambda messages: encode(tokenizer.apply_chat_template(messages, tokenize=False))
 
 
 def truncate(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
