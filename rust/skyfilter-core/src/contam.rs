@@ -7,9 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 
 use crate::ngram::{ngram_hashes, MAX_N};
-use crate::rows::{check_bounds, map_rows};
+use crate::rows::{check_bounds, map_rows, ByteRows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
 
@@ -231,7 +232,7 @@ impl BenchIndex {
         }
         for (i, &h) in scratch.hashes.iter().enumerate() {
             let first_token = (first + i) as u32;
-            let group = if let Some(g) = self.find(h, |k| self.bench_token(first_token as usize + k)) {
+            let group = if let Some(g) = self.find(h, |k, token| self.bench_token(first_token as usize + k) == token) {
                 g
             } else {
                 let g = self.groups.len() as u32;
@@ -253,13 +254,14 @@ impl BenchIndex {
         &self.arena[s as usize..e as usize]
     }
 
-    /// The group whose tokens equal `token(0..n)` among those with hash `h`.
-    fn find<'a>(&self, h: u64, token: impl Fn(usize) -> &'a str) -> Option<u32> {
+    /// The group among those with hash `h` whose tokens `0..n` are those of the n-gram: `is(k, token)` says
+    /// whether the n-gram's `k`-th token is `token`.
+    fn find(&self, h: u64, is: impl Fn(usize, &str) -> bool) -> Option<u32> {
         let mut g = *self.heads.get(&h)?;
         while g != NONE {
             let group = self.groups[g as usize];
             let first = group.first_token as usize;
-            if (0..self.n).all(|k| self.bench_token(first + k) == token(k)) {
+            if (0..self.n).all(|k| is(k, self.bench_token(first + k))) {
                 return Some(g);
             }
             g = group.next;
@@ -305,12 +307,13 @@ impl BenchIndex {
         Some(&self.postings[g.postings.0 as usize..g.postings.1 as usize])
     }
 
-    /// Matches training rows. Row `r` consists of `texts[bounds[r]..bounds[r + 1]]`; `None` texts are
+    /// Matches training rows. Row `r` consists of `texts[bounds[r]..bounds[r + 1]]`; null texts are
     /// skipped. Groups with `ignore[g] == true` never match (`ignore` may be empty). Results are the
-    /// same for any number of `threads` (0 = rayon's default).
-    pub fn match_rows(
+    /// same for any number of `threads` (0 = rayon's default). The texts are checked to be UTF-8 as they
+    /// are matched, by the workers: the first that is not is the error.
+    pub fn match_rows<R: ByteRows + ?Sized>(
         &self,
-        texts: &[Option<&str>],
+        texts: &R,
         bounds: &[usize],
         ignore: &[bool],
         threads: usize,
@@ -323,15 +326,25 @@ impl BenchIndex {
             });
         }
         map_rows(bounds.len() - 1, threads, |scratch: &mut Scratch, r| {
-            self.match_row(&texts[bounds[r]..bounds[r + 1]], ignore, scratch)
-        })
+            self.match_row(texts, bounds[r]..bounds[r + 1], ignore, scratch)
+        })?
+        .into_iter()
+        .collect()
     }
 
-    fn match_row(&self, texts: &[Option<&str>], ignore: &[bool], s: &mut Scratch) -> RowMatch {
+    fn match_row<R: ByteRows + ?Sized>(
+        &self,
+        texts: &R,
+        range: Range<usize>,
+        ignore: &[bool],
+        s: &mut Scratch,
+    ) -> Result<RowMatch, Error> {
         let mut result = RowMatch::default();
         s.row_hashes.clear();
         s.seen.clear();
-        for text in texts.iter().flatten() {
+        for t in range {
+            let Some(bytes) = texts.row(t) else { continue };
+            let text = std::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8 { text: t })?;
             self.tokenizer.tokenize_into(text, &mut s.tokens);
             ngram_hashes(&s.tokens, self.n, &mut s.token_hashes, &mut s.hashes);
             s.row_hashes.extend_from_slice(&s.hashes);
@@ -340,7 +353,7 @@ impl BenchIndex {
                     continue;
                 }
                 let tokens = &s.tokens;
-                let Some(g) = self.find(h, |k| tokens.get(i + k)) else {
+                let Some(g) = self.find(h, |k, token| tokens.get(i + k) == token) else {
                     continue;
                 };
                 if ignore.get(g as usize).copied().unwrap_or(false) || !s.seen.insert(g) {
@@ -350,7 +363,7 @@ impl BenchIndex {
             }
         }
         result.n_ngrams = count_distinct(&s.row_hashes, &mut s.distinct) as u32;
-        result
+        Ok(result)
     }
 }
 
@@ -366,7 +379,7 @@ mod tests {
     fn match_texts(index: &BenchIndex, rows: &[&str], threads: usize) -> Vec<RowMatch> {
         let texts: Vec<Option<&str>> = rows.iter().map(|t| Some(*t)).collect();
         let bounds: Vec<usize> = (0..=rows.len()).collect();
-        index.match_rows(&texts, &bounds, &[], threads).unwrap()
+        index.match_rows(&texts[..], &bounds, &[], threads).unwrap()
     }
 
     #[test]
@@ -413,7 +426,7 @@ mod tests {
     fn rows_with_several_texts_count_distinct_ngrams() {
         let idx = index(2, &[&["aa bb"]]);
         let texts = [Some("aa bb cc"), None, Some("aa bb"), Some("zz")];
-        let m = idx.match_rows(&texts, &[0, 3, 3, 4], &[], 1).unwrap();
+        let m = idx.match_rows(&texts[..], &[0, 3, 3, 4], &[], 1).unwrap();
         assert_eq!(
             m[0],
             RowMatch {
@@ -438,10 +451,10 @@ mod tests {
     fn ignored_groups_never_match() {
         let idx = index(2, &[&["aa bb cc"]]);
         let texts = [Some("aa bb cc")];
-        let m = idx.match_rows(&texts, &[0, 1], &[true, false], 1).unwrap();
+        let m = idx.match_rows(&texts[..], &[0, 1], &[true, false], 1).unwrap();
         assert_eq!(m[0].matched, vec![1]);
         assert!(matches!(
-            idx.match_rows(&texts, &[0, 1], &[true], 1),
+            idx.match_rows(&texts[..], &[0, 1], &[true], 1),
             Err(Error::InvalidIgnoreMask { .. })
         ));
     }
@@ -455,15 +468,24 @@ mod tests {
         idx.heads.insert(7, 1);
         idx.groups[1].next = 0;
         idx.groups[0].next = NONE;
-        let tokens = |text: &str| {
+        let find = |text: &str| {
             let mut t = Tokens::default();
             Tokenizer::Words.tokenize_into(text, &mut t);
-            t
+            idx.find(7, |k, token| t.get(k) == token)
         };
-        let (ab, cd, ac) = (tokens("aa bb"), tokens("cc dd"), tokens("aa cc"));
-        assert_eq!(idx.find(7, |k| ab.get(k)), Some(0));
-        assert_eq!(idx.find(7, |k| cd.get(k)), Some(1));
-        assert_eq!(idx.find(7, |k| ac.get(k)), None);
+        assert_eq!(find("aa bb"), Some(0));
+        assert_eq!(find("CC dd"), Some(1));
+        assert_eq!(find("aa cc"), None);
+    }
+
+    #[test]
+    fn a_text_that_is_not_utf8_is_named() {
+        let idx = index(2, &[&["aa bb"]]);
+        let texts: [Option<&[u8]>; 3] = [Some(b"aa bb"), None, Some(b"aa \xff bb")];
+        assert_eq!(
+            idx.match_rows(&texts[..], &[0, 1, 3], &[], 2),
+            Err(Error::InvalidUtf8 { text: 2 })
+        );
     }
 
     #[test]
@@ -474,11 +496,11 @@ mod tests {
         ));
         let idx = index(2, &[&["aa bb"]]);
         assert!(matches!(
-            idx.match_rows(&[Some("aa")], &[0, 2], &[], 1),
+            idx.match_rows(&[Some("aa")][..], &[0, 2], &[], 1),
             Err(Error::InvalidRowBounds)
         ));
         assert!(matches!(
-            idx.match_rows(&[Some("aa")], &[], &[], 1),
+            idx.match_rows(&[Some("aa")][..], &[], &[], 1),
             Err(Error::InvalidRowBounds)
         ));
     }

@@ -54,6 +54,8 @@ pub enum Error {
     TextTooLarge(usize),
     /// Character classes that do not describe Unicode code points.
     InvalidCharClasses(String),
+    /// A text that is not valid UTF-8: its 0-based index among the texts passed in.
+    InvalidUtf8 { text: usize },
 }
 
 impl fmt::Display for Error {
@@ -74,6 +76,7 @@ impl fmt::Display for Error {
             }
             Error::Io { path, message, .. } => write!(f, "{}: {message}", path.display()),
             Error::TextTooLarge(bytes) => write!(f, "{bytes} bytes of text, more than one utf8 array holds"),
+            Error::InvalidUtf8 { text } => write!(f, "text {text} is not valid UTF-8"),
         }
     }
 }

@@ -47,7 +47,7 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, token_hashes: &mut Vec<u64>, out:
     if tokens.len() < n {
         return;
     }
-    token_hashes.extend(tokens.iter().map(token_hash));
+    token_hashes.extend(tokens.bytes().map(|token| xxh3_64_with_seed(token, SEED)));
     // Roll the polynomial: drop the oldest token's term, shift, add the newest token.
     let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^(n-1)
     let mut acc = token_hashes[..n]

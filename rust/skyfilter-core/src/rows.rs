@@ -27,6 +27,16 @@ impl ByteRows for [Option<&[u8]>] {
     }
 }
 
+impl ByteRows for [Option<&str>] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn row(&self, r: usize) -> Option<&[u8]> {
+        self[r].map(str::as_bytes)
+    }
+}
+
 /// Row `r` owns `texts[bounds[r]..bounds[r + 1]]`: the bounds must be non-decreasing offsets into the texts.
 pub(crate) fn check_bounds(texts: usize, bounds: &[usize]) -> Result<(), Error> {
     if bounds.is_empty() || bounds.windows(2).any(|w| w[0] > w[1]) || bounds[bounds.len() - 1] > texts {

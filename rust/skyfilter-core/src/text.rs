@@ -91,6 +91,13 @@ impl Tokens {
         &self.buf[start as usize..end as usize]
     }
 
+    /// The bytes of every token, in order (no character-boundary checks: the spans are the tokenizer's).
+    pub fn bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .map(|&(start, end)| &self.buf.as_bytes()[start as usize..end as usize])
+    }
+
     /// All tokens in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i))
@@ -269,7 +276,9 @@ fn words(text: &str, out: &mut Tokens) {
     // becomes "i" + U+0307), and tokens are cut from the lower-cased text. Lower-casing is per character
     // except for capital sigma, whose final form depends on its neighbours (see `words_with_sigma`).
     let mut runs = WordRuns::default();
-    if text.contains('\u{3a3}') {
+    if text.is_ascii() {
+        runs.feed_ascii(text, out);
+    } else if text.contains('\u{3a3}') {
         words_with_sigma(text, classes(), &mut runs, out);
     } else {
         // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
@@ -350,36 +359,32 @@ impl WordRuns {
         self.word(is_word, at, out);
     }
 
-    /// ASCII text, lower-cased byte-wise here.
+    /// ASCII text, lower-cased byte-wise here. Its runs of word bytes are found 64 bytes at a time, as bit masks:
+    /// a branch per run instead of one per byte.
     fn feed_ascii(&mut self, text: &str, out: &mut Tokens) {
         let base = out.buf.len();
         out.buf.push_str(text);
-        out.buf[base..].make_ascii_lowercase();
-        // Alternate two tight scans, to the end of a run and to the start of the next, instead of a
-        // branch per byte.
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if let Some((start, chars)) = &mut self.run {
-                let len = bytes[i..]
-                    .iter()
-                    .position(|&b| !is_ascii_word_byte(b))
-                    .unwrap_or(bytes.len() - i);
-                *chars += len;
-                i += len;
-                if i < bytes.len() {
-                    push_span(&mut out.spans, *start, base + i, *chars);
-                    self.run = None;
-                }
-            } else {
-                i += bytes[i..]
-                    .iter()
-                    .position(|&b| is_ascii_word_byte(b))
-                    .unwrap_or(bytes.len() - i);
-                if i < bytes.len() {
-                    self.run = Some((base + i, 0));
+        lower_ascii(&mut out.buf[base..]);
+        // A run open at `start` counts `chars` characters up to `base` if it began before this text, none else.
+        let chars_at = |start: usize, chars: usize, at: usize| chars + at - start.max(base);
+        let mut before = u64::from(self.run.is_some()); // whether the byte before the block is a word byte
+        for (b, block) in text.as_bytes().chunks(64).enumerate() {
+            let words = word_mask(block);
+            // Where runs start or end: a byte that is a word byte and the one before not, or the other way round.
+            let mut changes = (words ^ (words << 1 | before)) & (u64::MAX >> (64 - block.len()));
+            before = words >> (block.len() - 1) & 1;
+            while changes != 0 {
+                let at = base + 64 * b + changes.trailing_zeros() as usize;
+                changes &= changes - 1;
+                match self.run.take() {
+                    Some((start, chars)) => push_span(&mut out.spans, start, at, chars_at(start, chars, at)),
+                    None => self.run = Some((at, 0)),
                 }
             }
+        }
+        // A run still open goes on into what follows: its characters so far.
+        if let Some((start, chars)) = self.run {
+            self.run = Some((start, chars_at(start, chars, out.buf.len())));
         }
     }
 
@@ -388,6 +393,96 @@ impl WordRuns {
             push_span(&mut out.spans, start, out.buf.len(), chars);
         }
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const TOPS: u64 = 0x8080_8080_8080_8080;
+
+/// Bit `i` set where `block[i]` (at most 64 ASCII bytes) is a word byte.
+fn word_mask(block: &[u8]) -> u64 {
+    let mut padded = [0u8; 64];
+    let full: &[u8; 64] = if let Ok(full) = block.try_into() {
+        full
+    } else {
+        padded[..block.len()].copy_from_slice(block);
+        &padded
+    };
+    word_mask_64(full)
+}
+
+/// [`word_mask`] of 64 bytes, sixteen at a time with SSE2 (which every x86-64 processor has).
+#[cfg(target_arch = "x86_64")]
+fn word_mask_64(block: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+    block.chunks_exact(16).enumerate().fold(0, |mask, (q, sixteen)| {
+        // SAFETY: SSE2 is part of x86-64; the load reads the sixteen bytes of `sixteen`, unaligned.
+        let bits = unsafe {
+            #[allow(clippy::cast_ptr_alignment)] // an unaligned load
+            let x = _mm_loadu_si128(sixteen.as_ptr().cast::<__m128i>());
+            let within = |v, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8((lo - 1) as i8)),
+                    _mm_cmplt_epi8(v, _mm_set1_epi8((hi + 1) as i8)),
+                )
+            };
+            let letter = within(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
+            let digit = within(x, b'0', b'9');
+            let underscore = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'_' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), underscore)) as u16
+        };
+        mask | u64::from(bits) << (16 * q)
+    })
+}
+
+/// [`word_mask`] of 64 bytes, eight at a time in a 64-bit word.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn word_mask_words(block: &[u8; 64]) -> u64 {
+    block.chunks_exact(8).enumerate().fold(0, |mask, (w, eight)| {
+        let x = u64::from_le_bytes(eight.try_into().unwrap_or_default());
+        mask | u64::from(gather_tops(word_bytes(x))) << (8 * w)
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn word_mask_64(block: &[u8; 64]) -> u64 {
+    word_mask_words(block)
+}
+
+/// `text` (ASCII) lower-cased in place, eight bytes at a time.
+fn lower_ascii(text: &mut str) {
+    // SAFETY: ASCII letters are changed into ASCII letters only: the text stays the same valid UTF-8.
+    let bytes = unsafe { text.as_bytes_mut() };
+    let mut words = bytes.chunks_exact_mut(8);
+    for eight in &mut words {
+        let x = u64::from_le_bytes((&*eight).try_into().unwrap_or_default());
+        let upper = in_range(x, b'A', b'Z');
+        eight.copy_from_slice(&(x | upper >> 2).to_le_bytes());
+    }
+    words.into_remainder().make_ascii_lowercase();
+}
+
+/// Each byte's top bit set where the byte (ASCII) is within `lo..=hi`: no carry leaves a byte.
+fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
+    (x + (0x80 - u64::from(lo)) * ONES) & !(x + (0x7f - u64::from(hi)) * ONES) & TOPS
+}
+
+/// Each byte's top bit set where the byte (ASCII) is a word byte: a letter, a digit or `_`.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn word_bytes(x: u64) -> u64 {
+    let letter = in_range(x | (0x20 * ONES), b'a', b'z');
+    let digit = in_range(x, b'0', b'9');
+    let not_underscore = x ^ (u64::from(b'_') * ONES);
+    let underscore = !(((not_underscore & (0x7f * ONES)) + 0x7f * ONES) | not_underscore) & TOPS;
+    letter | digit | underscore
+}
+
+/// The top bits of the eight bytes as the bits of one byte (bit `i` from byte `i`).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn gather_tops(tops: u64) -> u8 {
+    ((tops >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
 fn push_span(spans: &mut Vec<(u32, u32)>, start: usize, end: usize, chars: usize) {
@@ -437,6 +532,53 @@ mod tests {
         );
         // Final sigma as str.lower() does it.
         assert_eq!(Tokenizer::Words.tokenize("ΟΔΟΣ ΟΔΟΣ"), ["οδος", "οδος"]);
+    }
+
+    #[test]
+    fn word_bytes_are_found_eight_at_a_time() {
+        for b in 0..128u8 {
+            let block = [b, b'a', b' ', b, b'_', b'Z', b'9', b];
+            let mask = word_mask(&block);
+            for (i, &c) in block.iter().enumerate() {
+                assert_eq!(mask >> i & 1 == 1, is_ascii_word_byte(c), "{c}");
+            }
+            let all: [u8; 64] = std::array::from_fn(|i| (b as usize + 37 * i) as u8 & 0x7f);
+            let expected = all
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &c)| m | u64::from(is_ascii_word_byte(c)) << i);
+            assert_eq!(word_mask_64(&all), expected);
+            assert_eq!(word_mask_words(&all), expected);
+        }
+        let text: Vec<u8> = (0..64u8).map(|i| if i % 3 == 0 { b' ' } else { b'x' }).collect();
+        for len in [1usize, 7, 8, 9, 63, 64] {
+            let expected = text[..len]
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &c)| m | u64::from(c == b'x') << i);
+            assert_eq!(word_mask(&text[..len]), expected, "{len}");
+        }
+    }
+
+    #[test]
+    fn runs_cross_blocks_and_other_characters() {
+        // Runs that end on a block's last byte, go on across blocks, or on into other characters.
+        let long = "x".repeat(130);
+        for text in [
+            format!("{} ab", "y".repeat(63)),
+            format!("{} ab", "y".repeat(64)),
+            format!("{long}\u{e9}Z {long}"),
+            format!("a\u{e9}{}\u{e9}b c\u{e9}", "q".repeat(62)),
+            format!("{}\u{e9}", " ".repeat(63)),
+        ] {
+            let expected: Vec<String> = text
+                .to_lowercase()
+                .split(|c: char| !is_word_char(c))
+                .filter(|t| t.chars().count() >= 2)
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(Tokenizer::Words.tokenize(&text), expected, "{text:?}");
+        }
     }
 
     #[test]

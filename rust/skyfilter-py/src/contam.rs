@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::{PyArray, PyRecordBatch};
 use skyfilter_core::contam::{BenchIndex, RowMatch};
 use skyfilter_core::text::Tokenizer;
+use skyfilter_core::ByteRows;
 
 use crate::arrays::to_pyarrow;
 use crate::error::{guarded, to_py, SkyfilterError};
@@ -118,8 +119,7 @@ impl BenchmarkIndex {
                 )));
             }
             let holder = Texts::new(texts.array(), "texts")?;
-            let strs = holder.strs()?;
-            let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+            let bounds = row_bounds(bounds.as_ref(), holder.len())?;
             let ignore: Vec<bool> = match &ignore {
                 None => Vec::new(),
                 Some(mask) => match mask.array().as_boolean_opt() {
@@ -128,7 +128,7 @@ impl BenchmarkIndex {
                 },
             };
             let matches = py
-                .detach(|| self.inner.match_rows(&strs, &bounds, &ignore, threads))
+                .detach(|| self.inner.match_rows(&holder, &bounds, &ignore, threads))
                 .map_err(to_py)?;
             to_pyarrow_batch(py, match_columns(&matches, threshold))
         })

@@ -32,6 +32,7 @@ create_exception!(
 pub fn to_py(err: skyfilter_core::Error) -> PyErr {
     match err {
         skyfilter_core::Error::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
+        skyfilter_core::Error::InvalidUtf8 { text } => invalid_text(text),
         skyfilter_core::Error::Io {
             path,
             kind,
