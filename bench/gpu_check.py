@@ -22,6 +22,12 @@ Parts (each in its own process, so that peak memory is per run):
    Hugging Face's own forward reads them (the last token that is not the pad, as the official RewardBench runner,
    TRL and vLLM do) against the ones measured in training (mean, std and accuracy).
 4. evaluation throughput (pairs/s) of the 1B model on the synthetic RewardBench-layout sample.
+5. issue 21's parts, run only when ``--only`` names them (bench/gpu_tuning.py): ``profile-M``, a torch.profiler
+   trace of the compiled flex run summed by kind of work, and that run with one setting changed at a time
+   (``--variants``); ``memory-M``, the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it;
+   ``skyrm-M-MODE``, one run of any mode (:func:`mode_settings`), e.g. ``skyrm-3b-flexc+ac0``. Every run's peak is
+   set against its plan, and its per-GPU speed on 8 GPUs estimated. ``--budget-s`` starts no part that its
+   planning figure says would not end in time.
 
 Data: real UltraFeedback pairs from ../shared/data or the copy carried in bench/wheels/ (byte-level tokens, pairs
 over the max length dropped: lengths as they come), else synthetic pairs whose prompt and answer lengths follow the
@@ -29,6 +35,7 @@ same spread (quantiles measured on that file). ``--reduced`` runs everything wit
 CPU in fp32: the test suite does that (tests/skyrm/test_gpu_check.py).
 
 Run: python bench/gpu_check.py [--reduced] [--models 1b,3b] [--steps 6] [--batch-pairs 32] [--out FILE.json]
+                              [--only PART,...] [--variants mbt32768,nrs,b256,liger] [--budget-s 540]
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import gpu_memory
+import gpu_profile
+import gpu_tuning
+
 ROOT = Path(__file__).resolve().parents[1]
 UF_NAME = "ultrafeedback_binarized_1200/train_clean.jsonl"
 #: the real pairs: beside the checkout, or the copy carried to the GPU machine in bench/wheels/ (gpu_check.sh)
@@ -58,6 +69,9 @@ SHAPES = {
     "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
            "num_key_value_heads": 8, "vocab_size": 128_256, "rope_theta": 500_000.0},
     "3b": {"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28, "num_attention_heads": 24,
+           "num_key_value_heads": 8, "vocab_size": 128_256, "rope_theta": 500_000.0},
+    # Llama-3.1-8B's shape (its long-context RoPE scaling left out: the same work at 4,096 tokens)
+    "8b": {"hidden_size": 4096, "intermediate_size": 14_336, "num_hidden_layers": 32, "num_attention_heads": 32,
            "num_key_value_heads": 8, "vocab_size": 128_256, "rope_theta": 500_000.0},
     "reduced": {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 2, "vocab_size": 512},
@@ -83,9 +97,10 @@ def synthetic_pairs(n: int, seed: int) -> list[dict]:
         q, u = LENGTH_QUANTILES[kind], rng.random() * 20
         i = min(int(u), 19)
         chars = int(q[i] + (q[i + 1] - q[i]) * (u - i))
-        words = []
-        while sum(len(w) + 1 for w in words) < chars:
+        words, length = [], 0
+        while length < chars:
             words.append(rng.choice(_WORDS))
+            length += len(words[-1]) + 1
         return " ".join(words)[: max(1, chars)]
 
     return [{"prompt": text("prompt"), "chosen": text("chosen"), "rejected": text("rejected")} for _ in range(n)]
@@ -119,7 +134,8 @@ def prepare(args, work: Path) -> dict:
 
 
 def save_model(args, work: Path, name: str) -> int:
-    """A random-init Llama reward model of the named shape with the byte-level tokenizer; its parameter count."""
+    """A random-init Llama reward model of the named shape with the byte-level tokenizer; its parameter count.
+    Initialised on the GPU when there is one (the 8B model's 7.5B random numbers take a minute on a CPU)."""
     import torch
     from skyrm.model import tiny_config, tiny_tokenizer
     from transformers import LlamaForSequenceClassification
@@ -128,16 +144,22 @@ def save_model(args, work: Path, name: str) -> int:
     torch.manual_seed(SEED)
     config = tiny_config(pad_token_id=tokenizer.pad_token_id, max_position_embeddings=args.max_length + 8,
                          **SHAPES[name])  # fmt: skip
-    model = LlamaForSequenceClassification(config).to(torch.float32 if args.reduced else torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForSequenceClassification(config).to(torch.float32 if args.reduced else torch.bfloat16)
     model.save_pretrained(work / f"model-{name}")
     tokenizer.save_pretrained(work / f"model-{name}")
-    return sum(p.numel() for p in model.parameters())
+    count = sum(p.numel() for p in model.parameters())
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the runs, in their own processes, get the whole GPU
+    return count
 
 
 # ------------------------------------------------------------------------------------------- one run per process
 
 
 def _train_config(args, work: Path, model: str, out: str, packing: bool | None, **extra):
+    """The run's config; no checkpoints (a 1B model's are 15 GB, the 8B model's more than the GPU machine's disk)."""
     from skyrm.config import load_config
 
     big = SHAPES.get(model, {}).get("hidden_size", 0) >= 3072  # activation checkpointing for the 3B model
@@ -147,7 +169,7 @@ def _train_config(args, work: Path, model: str, out: str, packing: bool | None, 
         "micro_batch_tokens": args.micro_batch_tokens, "batch_pairs": args.batch_pairs, "epochs": 100.0,
         "max_steps": args.steps, "lr": 1e-5, "schedule": "constant", "warmup_ratio": 0.0, "grad_clip": 1.0,
         "dtype": "fp32" if args.reduced else "bf16", "seed": SEED, "report_to": "none",
-        "checkpoint_every": 10**9, "activation_checkpointing": big, **extra,
+        "checkpoint_every": 0, "activation_checkpointing": big, **extra,
     })  # fmt: skip
 
 
@@ -161,21 +183,81 @@ def _peak_memory() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
 
 
-def run_skyrm(args, work: Path, model: str, mode: str) -> dict:
-    """``mode``: packed (a dense block mask under sdpa), flex (packed, flex attention's BlockMask), flexc (flex with
-    compiled layers, ``--compile``), flexl (flex with Liger's kernels, ``--liger-kernels``) or padded."""
+#: the packed or padded layouts of a run's ``mode`` (``BASE[+OPTION...]``), as training settings
+BASES = {"packed": {}, "padded": {"packing": False}, "flex": {"attn_implementation": "flex_attention"},
+         "flexc": {"attn_implementation": "flex_attention", "compile": True},
+         "flexl": {"attn_implementation": "flex_attention", "liger_kernels": True},
+         "flexcl": {"attn_implementation": "flex_attention", "compile": True, "liger_kernels": True}}  # fmt: skip
+OPTIONS = {"nrs": {"reshard_after_forward": False}, "fused": {"fused_optimizer": True},
+           "ac0": {"activation_checkpointing": False}, "ac1": {"activation_checkpointing": True}}  # fmt: skip
+
+
+def mode_settings(mode: str) -> dict:
+    """The settings of a run's ``mode``: a base, packed (a dense block mask under sdpa), padded, flex (packed
+    under flex attention's BlockMask), flexc (flex with compiled layers, ``--compile``), flexl (flex with Liger's
+    kernels, ``--liger-kernels``) or flexcl (both), then options joined by ``+``: nrs
+    (``--no-reshard-after-forward``), fused (``--fused-optimizer``), ac0 / ac1 (activation checkpointing off / on),
+    mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``). E.g. ``flexc+nrs+mbt32768``."""
+    base, *options = mode.split("+")
+    if base not in BASES:
+        raise ValueError(f"{mode}: the base must be one of {', '.join(BASES)}")
+    settings = {"packing": True, **BASES[base]}
+    for option in options:
+        if option in OPTIONS:
+            settings |= OPTIONS[option]
+        elif option.startswith("mbt") and option[3:].isdigit():
+            settings["micro_batch_tokens"] = int(option[3:])
+        elif option.startswith("b") and option[1:].isdigit():
+            settings["flex_block_size"] = int(option[1:])
+        else:
+            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, mbtN, bN)")
+    return settings
+
+
+def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
+    """One training run of ``model`` in ``mode`` (:func:`mode_settings`; ``extra``: more settings): tokens/s and MFU
+    of the steps after the first (which allocates and compiles) and before a trace's, the peak memory, the losses.
+    The run's folder is removed after (its export: 15 GB for the 8B model)."""
     from skyrm.trainer import train
 
     out = f"skyrm-{model}-{mode}"
-    extra = ({"attn_implementation": "flex_attention", "compile": mode == "flexc", "liger_kernels": mode == "flexl"}
-             if mode.startswith("flex") else {})  # fmt: skip
-    train(_train_config(args, work, model, out, mode != "padded", **extra), log=lambda _: None)
+    config = _train_config(args, work, model, out, **(mode_settings(mode) | extra))
+    train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
-    timed = records[1:] or records  # the first step allocates and compiles kernels
+    traced = config.profile_steps + 1 if config.profile_steps else 0  # the traced steps and the profiler's warm-up
+    timed = records[1 : len(records) - traced] or records
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
     mfu = [r["mfu"] for r in timed if r["mfu"] is not None]
-    return {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "mfu": sum(mfu) / len(mfu) if mfu else None,
-            "peak_gib": _peak_memory(), "losses": [r["loss"] for r in records]}  # fmt: skip
+    result = {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "mfu": sum(mfu) / len(mfu) if mfu else None,
+              "peak_gib": _peak_memory(), "losses": [r["loss"] for r in records], "timed_steps": len(timed),
+              "micro_batch_tokens": config.micro_batch_tokens,
+              "activation_checkpointing": config.activation_checkpointing,
+              "fused_optimizer": config.fused_optimizer, "reshard_after_forward": config.reshard_after_forward,
+              "packing": packing_fill(config, len(records)) if config.packing else None}  # fmt: skip
+    if config.profile_steps:
+        result["profile"] = gpu_profile.summarise(gpu_profile.load(work / out / "profile" / "trace-rank0.json.gz"))
+        shutil.copy(work / out / "profile" / "trace-rank0.json.gz", work / f"{out}-trace.json.gz")
+    shutil.rmtree(work / out, ignore_errors=True)
+    return result
+
+
+def packing_fill(config, steps: int) -> dict:
+    """How full the packed rows of a run's steps were: micro-batches a step and real tokens over row tokens (the
+    padding at the end of each row is computed and thrown away)."""
+    from skyrm.batching import micro_batches, step_plan
+    from skyrm.data import encode_pairs, read_pairs
+    from skyrm.model import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    data = encode_pairs(read_pairs(config.data), tokenizer, config.max_length, "drop")
+    plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)[:steps]
+    counts = [len(micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
+                                block_mask=False, by_length=True)) for step in plan]  # fmt: skip
+    tokens = sum(len(data.chosen[p]) + len(data.rejected[p]) for step in plan for p in step)
+    return {
+        "micro_batches_per_step": sum(counts) / len(counts),
+        "fill": tokens / (sum(counts) * config.micro_batch_tokens),
+    }
 
 
 def run_trl(args, work: Path, model: str) -> dict:
@@ -243,7 +325,7 @@ def run_numerics(args, work: Path) -> dict:
     data = encode_pairs(read_pairs(str(work / "held_out.parquet")), tokenizer, args.max_length, "drop")
     pairs = list(range(min(16, len(data))))
     layouts = {"padded": {"packing": False}, "eager": {"packing": False}, "packed": {"packing": True},
-               "flex": {"packing": True, "block_mask": False, "flex": True}}  # fmt: skip
+               "flex": {"packing": True, "block_mask": False, "flex": 128}}  # fmt: skip
 
     def score(mode: str) -> torch.Tensor:
         model.set_attn_implementation({"flex": "flex_attention", "eager": "eager"}.get(mode, "sdpa"))
@@ -329,25 +411,60 @@ def run_eval(args, work: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------- driver
 
 
-def _side(args, work: Path, side: str, env: dict | None = None) -> dict:
-    """Runs one part in a fresh process; its result, or its error's last lines."""
+def _side(args, work: Path, side: str, env: dict | None = None, timeout: float | None = None,
+          deadline: float | None = None) -> dict:  # fmt: skip
+    """Runs one part in a fresh process (killed after ``timeout`` seconds; ``deadline``: the wall-clock time by which
+    a part of several runs starts no more); its result, or its error's last lines with what it had written."""
     switches = ("reduced", "synthetic", "no_trl")
+    kept = ("side", "work", "out", "only", "budget_s", "deadline", *switches)  # passed otherwise, or not at all
     passed = [f"--{k.replace('_', '-')}={','.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()
-              if k not in ("side", "work", "out", "only", *switches)]  # fmt: skip
+              if k not in kept and v is not None]  # fmt: skip
     flags = [f"--{k.replace('_', '-')}" for k in switches if getattr(args, k)]
     command = [sys.executable, __file__, *passed, *flags, "--side", side, "--work", str(work)]
+    command += [f"--deadline={deadline}"] if deadline else []
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                              timeout=timeout)  # fmt: skip
+        error = None if done.returncode == 0 else (done.stderr or done.stdout).strip()[-2000:]
+    except subprocess.TimeoutExpired:
+        error = f"cut at the time budget, after {timeout:.0f} s"
     result_file = work / f"{side}.json"
-    if done.returncode != 0 or not result_file.exists():
-        return {"error": (done.stderr or done.stdout).strip()[-2000:], "seconds": time.perf_counter() - start}
-    return {**json.loads(result_file.read_text()), "seconds": time.perf_counter() - start}
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if error is not None or not result:
+        result["error"] = error or "no result written"
+    return {**result, "seconds": time.perf_counter() - start}
+
+
+def _check_part(args, side: str) -> None:
+    """Refuses a part ``--only`` names that the check does not have (before any work)."""
+    kind, model = side.split("-")[0], model_of(args, side)
+    known = side in ("numerics", "eval", "tiny-gpu", "tiny-cpu") or (model in SHAPES and kind != "skyrm")
+    try:
+        known |= kind == "skyrm" and model in SHAPES and bool(mode_settings(side.split("-", 2)[2]))
+    except (ValueError, IndexError) as e:
+        raise SystemExit(f"--only {side}: {e}") from None
+    if not known:
+        raise SystemExit(f"--only {side}: no such part (models: {', '.join(SHAPES)}; see --help)")
+
+
+def model_of(args, side: str) -> str | None:
+    """The model a part trains or scores."""
+    if side in ("numerics", "eval"):
+        return args.models[0]
+    return side.split("-")[1] if side.split("-")[0] in ("skyrm", "trl", "profile", "memory") else None
 
 
 def run_side(args, work: Path) -> None:
     side = args.side
-    if side.startswith("skyrm-"):
-        _, model, mode = side.split("-")
+    kind = side.split("-")[0]
+    if kind == "profile":
+        save = (work / f"{side}.json").write_text
+        result = gpu_tuning.run_profile(args, run_skyrm, work, model_of(args, side), lambda r: save(json.dumps(r)))
+    elif kind == "memory":
+        result = gpu_tuning.run_memory(args, run_skyrm, work, model_of(args, side))
+    elif side.startswith("skyrm-"):
+        _, model, mode = side.split("-", 2)
         result = run_skyrm(args, work, model, mode)
     elif side.startswith("trl-"):
         result = run_trl(args, work, side.removeprefix("trl-"))
@@ -415,6 +532,39 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
     return lines
 
 
+def _plan(args, cuda: bool) -> list[str]:
+    """The parts to run, in order: the check's, or those ``--only`` names (refused before any work if unknown)."""
+    try:
+        import trl  # noqa: F401
+
+        trl_models = [] if args.no_trl else args.trl_models
+    except ImportError as e:
+        trl_models = []
+        print(f"TRL left out: {e}", flush=True)
+    # the most telling parts first, the slowest (3B) last: a run cut short still reports what it finished
+    # packed rows: flex attention on a GPU (compiled layers too, first model); a dense block mask only where
+    # flex cannot train (CPUs): on an H200 it ran at a fifth of flex's tokens/s (docs/benchmarks.md)
+    try:  # Liger's fused kernels (RMSNorm, SwiGLU, RoPE) on the first model, when the package is there
+        import liger_kernel  # noqa: F401
+
+        liger = ["flexl"]
+    except ImportError:
+        liger = []
+        print("Liger left out: the liger_kernel package is not installed", flush=True)
+    plan = []
+    for i, model in enumerate(args.models):
+        packed = (["flex", "flexc", *liger] if i == 0 else ["flex"]) if cuda else (["packed"] if i == 0 else [])
+        plan += [*(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
+                 *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
+        if i == 0:  # numerics and evaluation on the first model only
+            plan += ["numerics", "tiny-gpu", "tiny-cpu", "eval"]
+    if args.only:  # the check's parts named, in its order, then others (issue 21's) in the order named
+        plan = [side for side in plan if side in args.only] + [side for side in args.only if side not in plan]
+        for side in plan:
+            _check_part(args, side)
+    return plan
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reduced", action="store_true", help="tiny shapes, few steps, fp32: the CPU test")
@@ -428,21 +578,39 @@ def main() -> int:
     parser.add_argument("--micro-batch-tokens", type=int, default=None, help="skyrm tokens per forward (16384)")
     parser.add_argument("--trl-models", default=None, help="the models TRL runs too (default: the first)")
     parser.add_argument("--no-trl", action="store_true", help="leave TRL out")
-    parser.add_argument("--only", help="comma-separated parts to run, e.g. numerics,skyrm-3b-flex (default all)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated parts to run, e.g. numerics,skyrm-3b-flex (default all); "
+        "also issue 21's parts (bench/gpu_tuning.py): profile-M, memory-M, skyrm-M-MODE",
+    )
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"what profile-M changes, comma-separated (default {','.join(gpu_tuning.VARIANTS)}; reduced: nrs,fused)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        help="start no part that would end past this many seconds "
+        "(bench/gpu_tuning.py's planning figures); cut the one running at it",
+    )
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     defaults = ({"models": "reduced", "steps": 3, "tiny_steps": 4, "batch_pairs": 4, "trl_micro_pairs": 2,
-                 "max_length": 512, "micro_batch_tokens": 2048} if args.reduced else
+                 "max_length": 512, "micro_batch_tokens": 2048, "variants": "nrs,fused"} if args.reduced else
                 {"models": "1b,3b", "steps": 6, "tiny_steps": 20, "batch_pairs": 32, "trl_micro_pairs": 4,
-                 "max_length": 4096, "micro_batch_tokens": 16_384})  # fmt: skip
+                 "max_length": 4096, "micro_batch_tokens": 16_384,
+                 "variants": ",".join(gpu_tuning.VARIANTS)})  # fmt: skip
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.models = args.models.split(",") if isinstance(args.models, str) else args.models
     args.trl_models = args.trl_models.split(",") if isinstance(args.trl_models, str) else [args.models[0]]
     args.only = args.only.split(",") if isinstance(args.only, str) else args.only
+    args.variants = args.variants.split(",") if isinstance(args.variants, str) else args.variants
     if args.side:
         run_side(args, Path(args.work))
         return 0
@@ -451,53 +619,43 @@ def main() -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (no GPU: the reduced check)"
     started = time.perf_counter()
+    plan = _plan(args, torch.cuda.is_available())
     work = Path(tempfile.mkdtemp(prefix="skyrm-gpu-check-"))
     try:
         info = prepare(args, work)
         print(f"data prepared in {time.perf_counter() - started:.0f} s", flush=True)
         results = {}
-        try:
-            import trl  # noqa: F401
-
-            trl_models = [] if args.no_trl else args.trl_models
-        except ImportError as e:
-            trl_models = []
-            print(f"TRL left out: {e}", flush=True)
-        # the most telling parts first, the slowest (3B) last: a run cut short still reports what it finished
-        # packed rows: flex attention on a GPU (compiled layers too, first model); a dense block mask only where
-        # flex cannot train (CPUs): on an H200 it ran at a fifth of flex's tokens/s (docs/benchmarks.md)
-        cuda = torch.cuda.is_available()
-        try:  # Liger's fused kernels (RMSNorm, SwiGLU, RoPE) on the first model, when the package is there
-            import liger_kernel  # noqa: F401
-
-            liger = ["flexl"]
-        except ImportError:
-            liger = []
-            print("Liger left out: the liger_kernel package is not installed", flush=True)
-        plan = []
-        for i, model in enumerate(args.models):
-            packed = (["flex", "flexc", *liger] if i == 0 else ["flex"]) if cuda else (["packed"] if i == 0 else [])
-            plan += [("model", model), *(f"skyrm-{model}-{mode}" for mode in [*packed, "padded"]),
-                     *([f"trl-{model}"] if model in trl_models else [])]  # fmt: skip
-            if i == 0:  # numerics and evaluation on the first model only
-                plan += ["numerics", "tiny-gpu", "tiny-cpu", "eval"]
-        if args.only:  # the parts named, and the models they use
-            wanted = set(args.only)
-            needs = {args.models[0]} if wanted & {"numerics", "eval"} else set()
-            needs |= {side.split("-")[1] for side in wanted if side.startswith(("skyrm-", "trl-"))}
-            plan = [side for side in plan if (side[1] in needs if isinstance(side, tuple) else side in wanted)]
-        for side in plan:
-            if isinstance(side, tuple):
-                info["models"][side[1]] = save_model(args, work, side[1])
-                print(f"model {side[1]}: {info['models'][side[1]]:,} parameters", flush=True)
-                continue
-            env = {"CUDA_VISIBLE_DEVICES": ""} if side == "tiny-cpu" else None
-            results[side] = _side(args, work, side, env)
-            print(f"{side}: {results[side].get('seconds', 0):.0f} s", flush=True)
-            lines = report(args, info, results, device)
+        capacity = (
+            torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else gpu_memory.H200_BYTES
+        )
+        skipped: dict[str, str] = {}
+        lines: list[str] = []
+        for index, side in enumerate(plan):
+            left = args.budget_s - (time.perf_counter() - started) if args.budget_s else None
+            need = gpu_tuning.estimate(side, len(args.variants))[0]
+            if left is not None and left < need:
+                skipped[side] = f"{left:.0f} s of the budget left, the part takes about {need} s"
+                print(f"{side}: skipped ({skipped[side]})", flush=True)
+            else:
+                model = model_of(args, side)
+                if model and model not in info["models"]:
+                    info["models"][model] = save_model(args, work, model)
+                    print(f"model {model}: {info['models'][model]:,} parameters", flush=True)
+                env = {"CUDA_VISIBLE_DEVICES": ""} if side == "tiny-cpu" else None
+                later = sum(gpu_tuning.estimate(s, len(args.variants))[1] for s in plan[index + 1 :])
+                deadline = time.time() + left - later if left is not None else None
+                results[side] = _side(args, work, side, env, timeout=left, deadline=deadline)
+                print(f"{side}: {results[side].get('seconds', 0):.0f} s", flush=True)
+                trace = gpu_tuning.copy_trace(work, args.out, side)
+                if trace:
+                    results[side]["trace_file"] = trace
+                for name in set(info["models"]) - {model_of(args, s) for s in plan[index + 1 :]}:
+                    shutil.rmtree(work / f"model-{name}", ignore_errors=True)  # the disk: 15 GB for the 8B model
+            lines = report(args, info, results, device) + gpu_tuning.report(args, plan, results, SHAPES, capacity)
+            lines += [f"{side}: not run ({reason})" for side, reason in skipped.items()]
             if args.out:  # after every part, so that a run cut short leaves its results
-                Path(args.out).write_text(json.dumps({"device": device, "info": info, "results": results,
-                                                      "table": lines}, indent=2) + "\n")  # fmt: skip
+                found = {"device": device, "info": info, "results": results, "skipped": skipped, "table": lines}
+                Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
         print("\n" + "\n".join(lines) + f"\n\ntotal {time.perf_counter() - started:.0f} s")
         failed = [side for side, r in results.items() if "error" in r]
         for side in failed:

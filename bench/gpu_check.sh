@@ -3,6 +3,8 @@
 #
 #   bash bench/gpu_check.sh [bench/gpu_check.py flags]     # prints the table; JSON in $OUT/gpu_check.json
 #   bash bench/gpu_check.sh --fetch-wheels                 # here, with PyPI: TRL's wheels into bench/wheels/
+#   bash bench/gpu_check.sh --no-trl --steps 5 --budget-s 540 --only profile-1b,skyrm-3b-flexc+ac0,memory-8b
+#                                                          # issue 21's runs (docs/benchmarks.md, GPU round 2)
 #
 # The GPU machine has torch, transformers and pyarrow but no network: TRL comes from the wheels carried in
 # bench/wheels/ (git-ignored; carry it with the run), with a copy of the UltraFeedback pairs the runs train on.

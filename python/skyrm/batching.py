@@ -10,7 +10,8 @@
   ``[chosen_0, rejected_0, chosen_1, ...]``. Padded micro-batches are right-padded rows; packed ones are a single
   row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
   sequences given (:func:`skyrm.model.packed_ends`) and a block-diagonal causal mask: dense (``block_mask``),
-  flex_attention's BlockMask built on the device (``flex``), or none for a varlen kernel that reads the positions.
+  flex_attention's BlockMask built on the device (``flex``, its block size), or none for a varlen kernel that
+  reads the positions.
 * :func:`scoring_batches`: single sequences as padded micro-batches, for scoring (``skyrm.eval``).
 
 Padded rows are laid out by one function, :func:`padded_rows` (right padding), and grouped under the token budget
@@ -39,7 +40,7 @@ class MicroBatch:
     pairs: int
     tokens: int  # real (non-padding) tokens
     square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
-    flex: bool = False  # a packed row for flex attention: its BlockMask is made on the device
+    flex: int = 0  # a packed row for flex attention: its BlockMask's block size (made on the device); 0: not one
     pair_ids: tuple[int, ...] = ()  # the pairs it holds, in the order of its rewards
 
     def to(self, device) -> MicroBatch:
@@ -50,7 +51,7 @@ class MicroBatch:
 
         ends = None if self.ends is None else (move(self.ends[0]), move(self.ends[1]))
         positions = move(self.position_ids)
-        mask = document_block_mask(positions) if self.flex else move(self.attention_mask)
+        mask = document_block_mask(positions, self.flex) if self.flex else move(self.attention_mask)
         return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens,
                           pair_ids=self.pair_ids)  # fmt: skip
 
@@ -89,7 +90,7 @@ def padded_rows(sequences: list[list[int]], pad_id: int, pairs: int = 0) -> Micr
 
 
 def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool,
-            flex: bool = False) -> MicroBatch:  # fmt: skip
+            flex: int = 0) -> MicroBatch:  # fmt: skip
     ids = torch.full((1, length), pad_id, dtype=torch.long)
     positions = torch.zeros((1, length), dtype=torch.long)
     valid = torch.zeros((1, length), dtype=torch.long)
@@ -102,7 +103,7 @@ def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, bl
     # without a block mask, the attention implementation keeps attention inside each sequence from the positions
     mask = block_causal_mask(positions, valid, torch.float32) if block_mask else None
     return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences),
-                      flex and not block_mask)  # fmt: skip
+                      0 if block_mask else flex)  # fmt: skip
 
 
 def _squares(sequences: list[list[int]]) -> int:
@@ -141,14 +142,15 @@ def micro_batches(
     packing: bool = True,
     block_mask: bool = True,
     by_length: bool = False,
-    flex: bool = False,
+    flex: int = 0,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
     Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
     ``by_length`` takes the pairs shortest first, so that padded micro-batches hold sequences of about one length
     (little padding, attention over short rows); a step's loss is a sum over its pairs, so the order does not
-    change it. ``flex`` (packed rows, no ``block_mask``) marks packed rows for flex attention, ``token_budget``
-    long. The rewards come out in the order the pairs were taken."""
+    change it. ``flex`` (packed rows, no ``block_mask``), a block size, marks packed rows for flex attention,
+    ``token_budget`` long, whose BlockMask has blocks of that size. The rewards come out in the order the pairs
+    were taken."""
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
     units = [[chosen[p], rejected[p]] for p in pairs]

@@ -84,6 +84,9 @@ class TrainConfig:
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile each decoder layer's forward (fused element-wise work; compiles at start)
     liger_kernels: bool = False  # Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE) on CUDA GPUs
+    reshard_after_forward: bool = True  # FSDP2 frees each layer's gathered weights after its forward
+    fused_optimizer: bool = False  # torch's fused AdamW kernel instead of its foreach kernels
+    flex_block_size: int = 128  # the block size of flex attention's BlockMask (packed rows)
     seed: int = 0
     # LoRA
     lora_r: int = 0  # 0: full fine-tuning; else LoRA adapters of this rank (peft), the score head fully trained
@@ -97,7 +100,7 @@ class TrainConfig:
     normalize_rewards: bool = False  # fold the training rewards' 1 / std into the score head (see skyrm.export)
     push_to_hub: str | None = None  # upload the exported model to this hub repository (owner/name)
     # checkpoints and logs
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # 0: no checkpoints (the exported model only)
     resume: bool = False  # continue from the newest complete checkpoint under output_dir/checkpoints
     overwrite: bool = False  # replace the run in output_dir (cleared first); without it or resume, one is refused
     log_every: int = 1
@@ -107,6 +110,7 @@ class TrainConfig:
     eval_bench: str | None = None  # benchmarks scored at each evaluation: files (RewardBench or pairwise) or sample
     save_best: str | None = None  # keep the model of the best evaluation by this metric in OUTPUT_DIR/best-model
     peak_tflops: float | None = None  # one device's peak, for MFU; None: known GPUs' bf16 peak, no MFU on CPUs
+    profile_steps: int = 0  # trace the run's last this many steps with torch.profiler (skyrm.profiling)
 
     def __post_init__(self) -> None:
         def need(condition: bool, field: str, message: str) -> None:
@@ -141,7 +145,11 @@ class TrainConfig:
              f"must be a size such as 5GB, 500MB or 2GiB, got {self.max_shard_size!r}")  # fmt: skip
         need(self.push_to_hub is None or hub_id(self.push_to_hub), "push_to_hub",
              f"must be a hub repository owner/name, got {self.push_to_hub!r}")  # fmt: skip
-        need(self.checkpoint_every >= 1, "checkpoint_every", f"must be positive, got {self.checkpoint_every}")
+        need(self.checkpoint_every >= 0, "checkpoint_every",
+             f"must be 0 (none) or positive, got {self.checkpoint_every}")  # fmt: skip
+        need(self.flex_block_size >= 16 and not self.flex_block_size & (self.flex_block_size - 1), "flex_block_size",
+             f"must be a power of two of at least 16, got {self.flex_block_size}")  # fmt: skip
+        need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
              f"must be a comma-separated list of {', '.join(TRACKERS)}, or none; got {self.report_to!r}")  # fmt: skip
@@ -227,6 +235,14 @@ FIELD_HELP: dict[str, str] = {
     "compile": "torch.compile each decoder layer's forward",
     "liger_kernels": "Liger's fused Triton kernels for RMSNorm, SwiGLU and RoPE (the liger-kernel package; CUDA GPUs "
     "only): less memory traffic between the matmuls, the same rewards",
+    "reshard_after_forward": "free each decoder layer's gathered (bf16) weights after its forward and gather them "
+    "again for the backward (FSDP2's default); --no-reshard-after-forward keeps them: one gather a layer less per "
+    "micro-batch for the memory of the unsharded weights",
+    "fused_optimizer": "AdamW's fused kernel (torch.optim.AdamW(fused=True)): a few kernels a step instead of many, "
+    "and no temporary copy of the second moments (the foreach default holds one, 4 bytes a trainable parameter, "
+    "during the step)",
+    "flex_block_size": "the block size of flex attention's BlockMask for packed rows: blocks that no sequence spans "
+    "are skipped, partly covered blocks are computed and masked",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",
@@ -242,7 +258,7 @@ FIELD_HELP: dict[str, str] = {
     "normalize_rewards": "divide the exported score head by the std of the training rewards (measured after "
     "training); the mean is recorded in the config (see docs/commands.md)",
     "push_to_hub": "upload the exported model to this hub repository (owner/name; created if missing, private)",
-    "checkpoint_every": "save a checkpoint every this many steps (and at the end)",
+    "checkpoint_every": "save a checkpoint every this many steps (and at the end); 0: none (the exported model only)",
     "resume": "continue from the newest complete checkpoint under OUTPUT_DIR/checkpoints (the same run only)",
     "log_every": "print a progress line every this many steps when stderr is not a terminal",
     "report_to": "where the metrics go besides metrics.jsonl: tensorboard (OUTPUT_DIR/tensorboard), wandb "
@@ -254,6 +270,8 @@ FIELD_HELP: dict[str, str] = {
     "save_best": "keep the model of the best evaluation by this metric in OUTPUT_DIR/best-model (e.g. eval/accuracy, "
     "bench/NAME/score; a metric ending in loss is best lowest)",
     "peak_tflops": "one device's peak TFLOP/s for MFU (default: known GPUs' bf16 peak; none on CPUs)",
+    "profile_steps": "trace the last this many steps with torch.profiler (after one step that warms it up): a Chrome "
+    "trace per process in OUTPUT_DIR/profile/ (Perfetto or chrome://tracing read it)",
 }
 
 #: The allowed values of fields that have a fixed set.

@@ -67,9 +67,11 @@ def layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return found
 
 
-def shard_model(model, weights: dict | None, buffers: dict | None, runtime: Runtime, bf16: bool) -> None:
+def shard_model(model, weights: dict | None, buffers: dict | None, runtime: Runtime, bf16: bool,
+                reshard_after_forward: bool = True) -> None:  # fmt: skip
     """Shards ``model`` (built on the meta device, identically on every rank) in place and loads the weights:
-    ``weights`` and ``buffers`` are the full model's state dict and buffers on rank 0, None elsewhere."""
+    ``weights`` and ``buffers`` are the full model's state dict and buffers on rank 0, None elsewhere.
+    ``reshard_after_forward`` False keeps each layer's gathered weights from its forward to its backward."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
@@ -78,8 +80,8 @@ def shard_model(model, weights: dict | None, buffers: dict | None, runtime: Runt
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
     kwargs = {"mp_policy": policy} if policy is not None else {}
     for layer in layers(model):
-        fully_shard(layer, **kwargs)
-    fully_shard(model, **kwargs)
+        fully_shard(layer, reshard_after_forward=reshard_after_forward, **kwargs)
+    fully_shard(model, reshard_after_forward=reshard_after_forward, **kwargs)
     setattr(model, SHARDED_ENTRY, functools.partial(reward_forward, model))
     register_fsdp_forward_method(model, SHARDED_ENTRY)
     model.to_empty(device=runtime.device)

@@ -116,10 +116,11 @@ def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=Non
     return score_head(model)(states[ends[0], ends[1]])[:, 0].clone()
 
 
-def document_block_mask(position_ids: torch.Tensor):
+def document_block_mask(position_ids: torch.Tensor, block_size: int = 128):
     """flex_attention's BlockMask for one packed row: each token sees the earlier tokens of its own sequence only
-    (sequences start where ``position_ids`` is 0; a padding token, at position 0, sees itself). Blocks that no
-    sequence spans are skipped, so a packed row costs the attention of its sequences, not of its whole length."""
+    (sequences start where ``position_ids`` is 0; a padding token, at position 0, sees itself). Blocks
+    (``block_size`` square) that no sequence spans are skipped, so a packed row costs the attention of its
+    sequences, not of its whole length."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     if position_ids.shape[0] != 1:
@@ -130,7 +131,8 @@ def document_block_mask(position_ids: torch.Tensor):
         return (sequence[query] == sequence[key]) & (query >= key)
 
     length = position_ids.shape[1]
-    return create_block_mask(inside, B=None, H=None, Q_LEN=length, KV_LEN=length, device=position_ids.device)
+    return create_block_mask(inside, B=None, H=None, Q_LEN=length, KV_LEN=length, device=position_ids.device,
+                             BLOCK_SIZE=block_size)  # fmt: skip
 
 
 #: The attention implementation whose packed rows take a :func:`document_block_mask`.

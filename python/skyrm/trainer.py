@@ -40,6 +40,7 @@ from skyrm.model import (
     tiny_tokenizer,
 )
 from skyrm.padding import choose_pad, fit_config, fit_embeddings
+from skyrm.profiling import StepTrace
 from skyrm.requires import pretrained
 from skyrm.telemetry import FlopCounter, Progress, peak_flops
 from skyrm.templates import chat_template
@@ -128,7 +129,7 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
     bf16 = runtime.device.type == "cuda" and config.dtype == "bf16"
     weights = full.state_dict() if full is not None else None
     buffers = dict(full.named_buffers()) if full is not None else None
-    shard_model(model, weights, buffers, runtime, bf16)
+    shard_model(model, weights, buffers, runtime, bf16, config.reshard_after_forward)
     return model, tokenizer
 
 
@@ -364,7 +365,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     )
     trainable = [p for p in model.parameters() if p.requires_grad]  # all, or the LoRA adapters and the score head
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
-                                  weight_decay=config.weight_decay)  # fmt: skip
+                                  weight_decay=config.weight_decay, fused=config.fused_optimizer or None)  # fmt: skip
     run = run_identity(config, data, len(plan))
     checkpoints = out / "checkpoints"
     first = 0
@@ -398,6 +399,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     info = {"config": asdict(config), "data": manifest}
     metrics = MetricsLog(out, first, config.trackers(), log, info) if runtime.main else None
     progress = Progress(len(plan), first, log, config.log_every, enabled=runtime.main)
+    trace = StepTrace(config.profile_steps, first, len(plan), out / "profile", runtime.rank)
     record: dict = {}  # the last step's
     try:
         for step in range(first, len(plan)):
@@ -408,7 +410,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             mine = share(plan[step], runtime)
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
                                     packing=packing, block_mask=not (varlen or flex), by_length=True,
-                                    flex=flex)  # fmt: skip
+                                    flex=config.flex_block_size if flex else 0)  # fmt: skip
             # loss, correct, margin: summed on the device, read once a step (a read per micro-batch would make the
             # host wait for the GPU before it queues the next micro-batch)
             measured_sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)
@@ -449,9 +451,11 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             if metrics is not None:
                 metrics.write(record)
             progress.update(record)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == len(plan):
+            if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == len(plan)):
                 checkpoint.save(checkpoints, step + 1, model, optimizer, run, runtime)
+            trace.step()
     finally:
+        trace.close()
         progress.close()
         if metrics is not None:
             metrics.close()

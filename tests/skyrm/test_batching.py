@@ -57,12 +57,16 @@ def test_packed_rewards_equal_padded_rewards(pairs):
         padded = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=False))
         packed = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=True))
         model.set_attn_implementation("flex_attention")  # packed rows with a BlockMask, made where they are moved
-        flex = [b.to("cpu") for b in micro_batches(chosen, rejected, order, 200, pad_id=0, block_mask=False, flex=True)]
-        assert all(type(b.attention_mask).__name__ == "BlockMask" for b in flex)
-        flexed = all_rewards(flex)
+        flexed = {}
+        for size in (128, 16):  # the BlockMask's block size (--flex-block-size) changes which blocks are skipped
+            flex = [b.to("cpu") for b in micro_batches(chosen, rejected, order, 200, pad_id=0, block_mask=False,
+                                                       flex=size)]  # fmt: skip
+            assert all((size, size) == b.attention_mask.BLOCK_SIZE for b in flex)
+            flexed[size] = all_rewards(flex)
     assert padded.shape == (48,)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
-    torch.testing.assert_close(flexed, padded, rtol=0, atol=1e-5)
+    for size, found in flexed.items():
+        torch.testing.assert_close(found, padded, rtol=0, atol=1e-5, msg=f"block size {size}")
 
 
 def test_a_bf16_model_gets_its_block_mask_in_bf16(pairs):

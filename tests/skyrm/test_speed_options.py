@@ -1,0 +1,65 @@
+"""The speed and memory settings the GPU check varies (bench/gpu_check.py, issue 21) on the tiny model on the CPU:
+they leave the losses as they are, and do what they say (weights kept gathered, no checkpoints, a trace)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+from skyrm.config import ConfigError, load_config  # noqa: E402
+from skyrm.distributed import layers, start, stop  # noqa: E402
+from skyrm.trainer import build_model, train  # noqa: E402
+
+from tests.skyrm.test_trainer import metrics, write_task  # noqa: E402
+
+
+def config(tmp_path, name: str, **overrides):
+    return load_config(preset="tiny", overrides={
+        "data": str(tmp_path / "train.parquet"), "output_dir": str(tmp_path / name), "max_steps": 4,
+        "batch_pairs": 8, "micro_batch_tokens": 256, "max_length": 128, "lr": 3e-3, "report_to": "none",
+    } | overrides)  # fmt: skip
+
+
+def test_the_speed_options_keep_the_losses(tmp_path):
+    write_task(tmp_path / "train.parquet", 64, 0)
+    runs = {"default": {}, "fused": {"fused_optimizer": True},
+            "kept": {"reshard_after_forward": False, "profile_steps": 2, "checkpoint_every": 0}}  # fmt: skip
+    losses = {}
+    for name, overrides in runs.items():
+        train(config(tmp_path, name, **overrides), log=lambda _: None)
+        losses[name] = [r["loss"] for r in metrics(tmp_path / name)]
+    assert losses["kept"] == losses["default"]
+    assert losses["fused"] == pytest.approx(losses["default"], rel=1e-5)  # another kernel, the same AdamW
+    assert (tmp_path / "default" / "checkpoints").is_dir() and not (tmp_path / "kept" / "checkpoints").exists()
+    assert (tmp_path / "kept" / "model").is_dir()
+    with gzip.open(tmp_path / "kept" / "profile" / "trace-rank0.json.gz") as f:
+        events = json.load(f)["traceEvents"]
+    names = {e.get("name", "") for e in events}
+    steps = sorted(n for n in names if n.startswith("ProfilerStep#"))
+    assert steps == ["ProfilerStep#2", "ProfilerStep#3"]  # the last two of four (the one before warms up)
+    assert "aten::mm" in names and any(n.startswith("Optimizer.step#AdamW") for n in names)
+
+
+def test_weights_stay_gathered_between_forward_and_backward(tmp_path):
+    """FSDP2 swaps a layer's sharded parameters (DTensors) for the gathered ones (plain tensors) around its forward;
+    --no-reshard-after-forward leaves the gathered ones there for the backward."""
+    runtime = start()
+    try:
+        for reshard in (True, False):
+            model, _ = build_model(config(tmp_path, "unused", reshard_after_forward=reshard), runtime)
+            model(input_ids=torch.tensor([[1, 40, 41, 42]]))
+            weight = layers(model)[0].mlp.up_proj.weight
+            assert (type(weight).__name__ == "DTensor") is reshard
+    finally:
+        stop(runtime)
+
+
+@pytest.mark.parametrize(("field", "value"), [("flex_block_size", 100), ("flex_block_size", 8),
+                                              ("checkpoint_every", -1), ("profile_steps", -1)])  # fmt: skip
+def test_speed_settings_are_checked(field, value):
+    with pytest.raises(ConfigError, match=f"^{field}: must be"):
+        load_config(overrides={field: value})
