@@ -5,11 +5,18 @@ Data: the RMB pairwise prompts (first user turn) from ../shared/data/prefs/rmb_p
 plus the rebuilt RewardBench llmbar rows (419), with the `skywork` preset (7-grams, any hit).
 
 Measures, in one run on this machine:
-  * the skyfilter kernel on the whole replicated set at 1 and 2 threads (rows/s, MB/s, MB/s per core);
-  * the public API skyfilter.contaminate() on the whole set (adapters and evidence included);
+  * the skyfilter kernel (`Matcher.index.match_rows`) on the whole replicated set at 1 and 2 threads (rows/s,
+    MB/s, MB/s per core);
+  * the public API skyfilter.contaminate() on the whole set (adapters and evidence included), at 1 and 2 threads;
   * scikit-learn CountVectorizer(ngram_range=(7, 13)) and a plain-Python set-of-7-grams matcher on slices;
-  * the `skyfilter contaminate` command streaming parquet files of 1/4 and all of the rows (end-to-end
-    rows/s and peak RSS, to show memory does not grow with the input).
+  * the `skyfilter contaminate` command streaming parquet files of 1/4, all and twice the rows with every core
+    (end-to-end rows/s and peak RSS, to show memory does not grow with the input), and all the rows with one
+    thread (SKYFILTER_THREADS=1);
+  * pathological rows at 1 thread: rows that copy a whole benchmark (every prompt of the llmbar file, about 40K
+    tokens, each row) and one 10 MB row (RMB prompts joined), against the ordinary rows, in MB/s: time linear in
+    the text holds them at the ordinary rows' rate.
+Ratios at the end: the API's and the CLI's rows/s against the kernel's (all cores), 1 -> 2 threads for each, and
+per core against the peers.
 
 Run: python bench/contaminate.py [--rows 1000000] [--repeats 3]
 """
@@ -81,6 +88,29 @@ def sklearn_matcher(bench: list[str], prompts: list[str]) -> list[bool]:
     return list(np.asarray(vectorizer.transform(prompts).sum(axis=1)).ravel() > 0)
 
 
+def pathological_lines(matcher: Matcher, benchmarks, prompts: pa.Array, record, repeats: int) -> list[str]:
+    """Rows that copy a benchmark (half of it, then all of it: about 5K and 11K n-grams a row, every one matched)
+    and one long row (1, 5 and 10 MB of RMB prompts joined), at 1 thread: time linear in the text keeps the MB/s
+    of the larger as the smaller's (a row of 1 MB still has its n-grams' tables in the caches: beyond, a row's
+    tables are read from memory, at a lower but constant rate)."""
+    llmbar = [p for p in benchmarks[1].prompts.to_pylist() if p]
+    joined = "\n".join(prompts[:40_000].to_pylist())
+    cases = {
+        "rows that copy half a benchmark": pa.array(["\n".join(llmbar[: len(llmbar) // 2])] * 50),
+        "rows that copy a benchmark whole": pa.array(["\n".join(llmbar)] * 50),
+        "one 1 MB row": pa.array([joined[:1_000_000]]),  # its n-grams' tables still in the caches
+        "one 5 MB row": pa.array([joined[:5_000_000]]),
+        "one 10 MB row": pa.array([joined[:10_000_000]]),
+    }
+    rates = {}
+    for what, texts in cases.items():
+        t = median_time(lambda x=texts: matcher.index.match_rows(x, threads=1), repeats)
+        record(f"kernel, 1 thread: {what}", texts, t, 1, f"{text_bytes(texts) / len(texts) / 1e6:.2f} MB a row")
+        rates[what] = text_bytes(texts) / t
+    names = list(cases)
+    return [f"{names[i + 1]} / {names[i]}: {rates[names[i + 1]] / rates[names[i]]:.2f}x the MB/s" for i in (0, 3)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -127,8 +157,12 @@ def main() -> None:
         return
     flags = matcher.index.match_rows(prompts, threads=2).column("flagged").to_numpy(zero_copy_only=False)
     table = pa.table({"prompt": prompts})
-    t = median_time(lambda: skyfilter.contaminate(table, benchmarks), args.repeats)
-    record("skyfilter.contaminate() API, all cores", prompts, t, os.cpu_count() or 1, "adapters + evidence")
+    api: dict[int, float] = {}
+    for threads in (1, 2):
+        t = median_time(lambda th=threads: skyfilter.contaminate(table, benchmarks, threads=th), args.repeats)
+        api[threads] = record(f"skyfilter.contaminate() API, {threads} thread(s)", prompts, t, threads,
+                              "adapters + evidence")  # fmt: skip
+    pathological = pathological_lines(matcher, benchmarks, prompts, record, args.repeats)
 
     py_prompts = prompts[: args.python_rows].to_pylist()
     start = time.perf_counter()
@@ -149,21 +183,29 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     bench_args = [a for path, subset in BENCH_FILES for a in ("--bench-file", str(path))]
     stream: list[tuple[int, float, int]] = []
+    cli: dict[int, float] = {}
     try:
-        for n in (len(prompts) // 4, len(prompts), 2 * len(prompts)):
+        for n, threads in ((len(prompts) // 4, 0), (len(prompts), 0), (len(prompts), 1), (2 * len(prompts), 0)):
             src = WORK / f"rmb_prompts_{n}.parquet"
             texts = pa.concat_arrays([prompts, prompts])[:n]
-            part = pa.table({"prompt": texts, "source": pa.repeat(pa.scalar("rmb"), n)})
-            pq.write_table(part, src, row_group_size=65_536)
+            if not src.exists():
+                part = pa.table({"prompt": texts, "source": pa.repeat(pa.scalar("rmb"), n)})
+                pq.write_table(part, src, row_group_size=65_536)
+            os.environ["SKYFILTER_THREADS"] = str(threads)
             seconds, rss = run_measured([
                 str(Path(sys.executable).parent / "skyfilter"),
                 "contaminate", str(src), *bench_args, "--out", str(WORK / "clean.parquet"),
                 "--flagged", str(WORK / "flagged.parquet"), "--report", str(WORK / "report.json"), "-q",
             ])  # fmt: skip
-            stream.append((n, seconds, rss))
-            record("skyfilter contaminate CLI, parquet -> parquet", texts, seconds, os.cpu_count() or 1,
-                   f"peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+            cores = threads or os.cpu_count() or 1
+            rate = record(f"skyfilter contaminate CLI, parquet -> parquet, {cores} thread(s)", texts, seconds, cores,
+                          f"peak RSS {rss / 2**20:,.0f} MiB")  # fmt: skip
+            if threads == 0:
+                stream.append((n, seconds, rss))
+            if n == len(prompts):
+                cli[cores] = rate
     finally:
+        os.environ.pop("SKYFILTER_THREADS", None)
         shutil.rmtree(WORK, ignore_errors=True)
 
     print()
@@ -175,7 +217,14 @@ def main() -> None:
     print(f"- flagged: {int(flags.sum()):,} of {len(flags):,} rows")
     for peer, rate in (("scikit-learn", sklearn_rate), ("plain Python", python_rate)):
         print(f"- skyfilter / {peer}: {sky[1] / rate:,.0f}x at 1 thread, {sky[2] / rate:,.0f}x at 2 threads")
-    print(f"- scaling 1 -> 2 threads: {sky[2] / sky[1]:.2f}x")
+    cores = os.cpu_count() or 1
+    print(f"- API / kernel rows/s: {api[2] / sky[2]:.0%} at 2 threads, {api[1] / sky[1]:.0%} at 1")
+    print(f"- CLI ({len(prompts):,} rows, parquet -> parquet) / kernel rows/s: {cli[cores] / sky[min(cores, 2)]:.0%} "
+          f"at {cores} threads, {cli[1] / sky[1]:.0%} at 1")  # fmt: skip
+    print(f"- scaling 1 -> 2 threads: kernel {sky[2] / sky[1]:.2f}x, API {api[2] / api[1]:.2f}x, "
+          f"CLI {cli[cores] / cli[1]:.2f}x")  # fmt: skip
+    for line in pathological:
+        print(f"- linear in the text, 1 thread: {line}")
     for n, _, rss in stream:
         print(f"- peak RSS streaming {n:,} rows from parquet: {rss / 2**20:,.0f} MiB")
 

@@ -101,7 +101,9 @@ def _is_message_list(t: pa.DataType, role: str = "role", content: str = "content
 
 def _column(table: pa.Table, name: str) -> pa.Array:
     col = table.column(name)
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: not copied
 
 
 def _as_string(arr: pa.Array, column: str) -> pa.Array:
@@ -153,9 +155,11 @@ def _messages(lists: pa.Array, column: str, role: str = "role", content: str = "
 
 def _single_turn(texts: pa.Array, role: str) -> pa.Array:
     """One message per row from a string column; a null string gives an empty list."""
-    valid = pc.is_valid(texts).to_numpy(zero_copy_only=False)
-    offsets = _offsets(valid.astype(np.int64))
-    contents = texts.filter(pa.array(valid))
+    if texts.null_count == 0:  # the texts as they are, not copied
+        offsets, contents = np.arange(len(texts) + 1, dtype=np.int64), texts
+    else:
+        valid = pc.is_valid(texts).to_numpy(zero_copy_only=False)
+        offsets, contents = _offsets(valid.astype(np.int64)), texts.filter(pa.array(valid))
     return _messages_from_flat(offsets, pa.repeat(pa.scalar(role), len(contents)), contents)
 
 
@@ -480,7 +484,10 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
         rows, first = np.unique(parents[is_user], return_index=True)
         take = np.full(len(pairs), -1, dtype=np.int64)
         take[rows] = np.flatnonzero(is_user)[first]
-        return flat.field("content").take(pa.array(take, mask=take < 0)), None
+        contents = flat.field("content")
+        if len(contents) == len(take) and (take == np.arange(len(take))).all():
+            return contents, None  # one message a row, each the user's: the texts as they are, not copied
+        return contents.take(pa.array(take, mask=take < 0)), None
     return turn_texts(pairs, ["prompt"] if fields == "conversation" else ["prompt", "chosen", "rejected"])
 
 
