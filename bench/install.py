@@ -6,7 +6,7 @@ as on a new machine (the Rust toolchain itself is the one installed). Parts (--p
 
   rust   the Rust build as pip runs it: `pip wheel . --no-deps` (maturin's build backend, downloaded into the
          empty cache, then cargo with the profile pip uses: [profile.release]); --build-args passes maturin
-         arguments, e.g. --build-args='--profile dist' for the release-wheel profile
+         arguments, e.g. --build-args='--profile NAME' for another profile of Cargo.toml
   deps   the dependencies of '.[train]' without the package: torch from PyPI (with its CUDA wheels), and, where
          PyTorch's CPU wheel index is reachable, torch from that index first, then the rest
   all    the whole `pip install '.[train]'` (and, where the CPU index is reachable, with CPU torch first)
@@ -222,7 +222,7 @@ def part_sizes(cpu_index: bool) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
-    parser.add_argument("--build-args", default="", help="maturin arguments for the rust part, e.g. '--profile dist'")
+    parser.add_argument("--build-args", default="", help="maturin arguments for the rust part, e.g. '--profile NAME'")
     parser.add_argument("--tmp", help="where the temporary folders go (default: the system's; `all` needs ~15 GB)")
     args = parser.parse_args()
     parts = args.parts.split(",")

@@ -5,7 +5,7 @@ sys of cargo and every rustc), then the kernels timed with each build's extensio
 that a change in the machine's load hits every variant alike; per variant the median over the rounds and the
 spread (lowest-highest).
 
-A variant is a profile of Cargo.toml (`release`: what `pip install .` builds; `dist`: the release wheels) or
+A variant is a profile of Cargo.toml (`release`: what `pip install .` and the wheels build) or
 `LTO/UNITS`, the release profile with its lto and codegen-units overridden (CARGO_PROFILE_RELEASE_LTO and
 CARGO_PROFILE_RELEASE_CODEGEN_UNITS): `fat/1`, `thin/16`, `false/16` (cargo's default: LTO within the crate only),
 `off/16` (none). `NAME=PATH` takes an extension built before (a lib_core.so) and builds nothing.
@@ -16,7 +16,7 @@ less; each timed three times in its process, the fastest kept (CPU seconds, the 
   keys     _core.row_keys of prompt, chosen and rejected on --dedup-rows pairs, as bench/dedup.py's exact keys
   near     _core.MinHasher(128, 5).signatures and the LSH clusters on the same pairs, as bench/dedup.py's near line
 
-Run: python bench/profiles.py [--variants dist release] [--rounds 5] [--rows 300000] [--dedup-rows 50000]
+Run: python bench/profiles.py [--variants release thin/16 false/16] [--rounds 5] [--rows 300000] [--dedup-rows 50000]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def time_kernels(rows: int, dedup_rows: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["dist", "release"])
+    parser.add_argument("--variants", nargs="+", default=["release", "thin/16", "false/16"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--dedup-rows", type=int, default=50_000)
