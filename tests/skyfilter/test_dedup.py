@@ -86,6 +86,41 @@ def test_exact_dedup_keeps_the_reference_rows(tmp_path_factory, rows, key, with_
         assert [str(v) for v in kept.column("score").to_pylist()] == [str(scores[i]) for i in expected]
 
 
+def reference_normal_form(text: str | None, lowercase: bool) -> str | None:
+    """Whitespace (``str.isspace``) trimmed and runs collapsed to one space; lower-cased character by character."""
+    if text is None:
+        return None
+    collapsed = " ".join(text.split())
+    return "".join(c.lower() for c in collapsed) if lowercase else collapsed
+
+
+# ASCII words and separators (all of str.isspace's ASCII ones), Unicode spaces, letters whose lower case is longer
+# or differs from str.lower's in context (capital sigma), and mixes inside one word.
+KEY_PIECES = ["ab", "AB", "Ab_9", "\u00c9t\u00c9", "\u0130", "\u03a3", "\u1e9e", "\u00e9", "x\u00c9y"]
+KEY_SPACES = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "\x85", "\u00a0", "\u2003", "\u3000", ""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(KEY_PIECES + KEY_SPACES), max_size=8).map("".join),
+            st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    lowercase=st.booleans(),
+)
+def test_row_keys_are_equal_exactly_when_the_normal_forms_are(texts, lowercase):
+    keys = _core.row_keys(pa.array(texts, pa.string()), lowercase=lowercase).to_pylist()
+    forms = [reference_normal_form(t, lowercase) for t in texts]
+    for i in range(len(texts)):
+        for j in range(i):
+            assert (keys[i] == keys[j]) == (forms[i] == forms[j]), (texts[i], texts[j])
+
+
 # --------------------------------------------------------------------------------------------- MinHash
 
 

@@ -13,11 +13,24 @@ use crate::text::{is_python_space, Tokenizer, Tokens};
 use crate::Error;
 
 /// Appends `text` with leading and trailing whitespace removed and inner whitespace runs collapsed to
-/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates.
+/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates. (A space
+/// separates this text from what `out` held before it when the text starts with whitespace.)
 pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
+    let bytes = text.as_bytes();
     let mut pending_space = false;
-    for c in text.chars() {
-        if is_python_space(c) {
+    let mut at = 0;
+    while at < bytes.len() {
+        // ASCII already in normal form (non-space bytes, single spaces between them) is copied in one piece (and
+        // lower-cased byte-wise); other characters go one at a time.
+        let (end, is_space) = if bytes[at].is_ascii() {
+            (normal_ascii_end(bytes, at), is_ascii_python_space(bytes[at]))
+        } else {
+            let c = text[at..].chars().next().unwrap_or_default();
+            (at + c.len_utf8(), is_python_space(c))
+        };
+        let piece = &text[at..end];
+        at = end;
+        if is_space {
             pending_space = true;
             continue;
         }
@@ -25,12 +38,41 @@ pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
             out.push(' ');
         }
         pending_space = false;
-        if lowercase {
-            out.extend(c.to_lowercase());
+        if !lowercase {
+            out.push_str(piece);
+        } else if piece.is_ascii() {
+            let start = out.len();
+            out.push_str(piece);
+            out[start..].make_ascii_lowercase();
         } else {
-            out.push(c);
+            piece.chars().for_each(|c| out.extend(c.to_lowercase()));
         }
     }
+}
+
+/// The end of the ASCII stretch in normal form from `at` (an ASCII byte): one byte if it is a space, else the
+/// non-space bytes and single spaces up to the first space that is not between two of them, or non-ASCII byte.
+fn normal_ascii_end(bytes: &[u8], at: usize) -> usize {
+    if is_ascii_python_space(bytes[at]) {
+        return at + 1;
+    }
+    let plain = |b: u8| b.is_ascii() && !is_ascii_python_space(b);
+    let mut end = at + 1;
+    while end < bytes.len() {
+        if plain(bytes[end]) {
+            end += 1;
+        } else if bytes[end] == b' ' && end + 1 < bytes.len() && plain(bytes[end + 1]) {
+            end += 2;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
+/// [`is_python_space`] for an ASCII byte: space, `\t\n\x0b\x0c\r` and `\x1c..=\x1f`.
+fn is_ascii_python_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r' | 0x1c..=0x1f)
 }
 
 /// A 128-bit key per row over its texts `texts[bounds[r]..bounds[r + 1]]`, each normalised. The texts are
@@ -674,6 +716,26 @@ mod tests {
         out.clear();
         normalize("ÉTÉ  x", true, &mut out);
         assert_eq!(out, "été x");
+    }
+
+    #[test]
+    fn ascii_spaces_are_the_python_ones() {
+        for b in 0..128u8 {
+            assert_eq!(is_ascii_python_space(b), is_python_space(char::from(b)), "{b}");
+        }
+    }
+
+    #[test]
+    fn normalization_mixes_ascii_runs_and_other_characters() {
+        let mut out = String::new();
+        normalize("\u{a0}Ab\u{2003}\u{c9}T\u{c9} \u{85}x\x1fY  ", true, &mut out);
+        assert_eq!(out, "ab \u{e9}t\u{e9} x y");
+        out.clear();
+        normalize("AB\u{130}cD", false, &mut out);
+        assert_eq!(out, "AB\u{130}cD");
+        out.clear();
+        normalize("AB\u{130}cD", true, &mut out);
+        assert_eq!(out, "abi\u{307}cd");
     }
 
     #[test]
