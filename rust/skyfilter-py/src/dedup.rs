@@ -5,8 +5,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, LargeListArray, PrimitiveArray, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, LargeListArray, PrimitiveArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
@@ -150,9 +149,7 @@ impl NearDedup {
             )));
         };
         Ok(Self {
-            inner: guarded(|| {
-                dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold, verify).map_err(to_py)
-            })?,
+            inner: guarded(|| dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold, verify).map_err(to_py))?,
         })
     }
 
