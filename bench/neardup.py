@@ -60,13 +60,13 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from measure import run_measured
 
@@ -175,20 +175,16 @@ def clusters_of(pairs, n: int) -> np.ndarray:
 
 def band_choice(threshold: float) -> tuple[int, int]:
     """skyfilter's LSH criterion (`lsh_params`) over the bands rensa allows: b dividing NUM_PERM, r = NUM_PERM / b."""
-    from skyfilter.dedup import lsh_params
-
-    best, best_error = None, math.inf
+    best, best_error = (1, NUM_PERM), math.inf
     for b in (b for b in range(1, NUM_PERM + 1) if NUM_PERM % b == 0):
-        r = NUM_PERM // b
-        # lsh_params restricted to one (b, r): its error is the objective; compare through the same function.
-        error = _lsh_error(threshold, b, r)
+        error = _lsh_error(threshold, b, NUM_PERM // b)
         if error < best_error:
-            best, best_error = (b, r), error
-    del lsh_params
+            best, best_error = (b, NUM_PERM // b), error
     return best
 
 
 def _lsh_error(threshold: float, b: int, r: int, false_positive_weight: float = 0.05) -> float:
+    """`lsh_params`' objective for one (b, r): the weighted areas of missed pairs and of spurious candidates."""
     s = np.linspace(0.0, 1.0, 1001)
     p = 1.0 - (1.0 - s**r) ** b
     below, above = s <= threshold, s >= threshold
@@ -200,26 +196,25 @@ def _lsh_error(threshold: float, b: int, r: int, false_positive_weight: float = 
     return false_positive_weight * fp + (1.0 - false_positive_weight) * fn
 
 
-def rensa_r(texts: list[str], threshold: float, bands: int) -> np.ndarray:
+def rensa_r(sets: list[list[str]], threshold: float, bands: int) -> np.ndarray:
+    """Clusters from rensa's R-MinHash of each row's shingles (rows without any never joined)."""
     from rensa import RMinHash, RMinHashLSH
 
-    minhashes = RMinHash.from_token_sets([shingles(t) for t in texts], num_perm=NUM_PERM, seed=42)
+    minhashes = RMinHash.from_token_sets(sets, num_perm=NUM_PERM, seed=42)
     lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=bands)
     lsh.insert_many(minhashes)
-    empty = RMinHash(num_perm=NUM_PERM, seed=42).digest()
     pairs = []
     for i, candidates in enumerate(lsh.query_all(minhashes)):
-        m = minhashes[i]
-        for j in candidates:
-            if j < i and m.jaccard(minhashes[j]) >= threshold and m.digest() != empty:
-                pairs.append((i, j))
-    return clusters_of(pairs, len(texts))
+        if sets[i]:
+            m = minhashes[i]
+            pairs += [(i, j) for j in candidates if j < i and sets[j] and m.jaccard(minhashes[j]) >= threshold]
+    return clusters_of(pairs, len(sets))
 
 
-def rensa_c(texts: list[str], threshold: float, bands: int) -> np.ndarray:
+def rensa_c(sets: list[list[str]], threshold: float, bands: int) -> np.ndarray:
+    """Clusters from rensa's C-MinHash digests, bucketed by band with numpy, verified by equal positions."""
     from rensa import CMinHash
 
-    sets = [shingles(t) for t in texts]
     digests = np.asarray(CMinHash.digests_from_token_sets(sets, num_perm=NUM_PERM, seed=42), dtype=np.uint32)
     rows = NUM_PERM // bands
     need = math.ceil(threshold * NUM_PERM - 1e-9)
@@ -238,7 +233,7 @@ def rensa_c(texts: list[str], threshold: float, bands: int) -> np.ndarray:
                     for y in range(x):
                         pairs.add((int(bucket[x]), int(bucket[y])))
     verified = [(i, j) for i, j in pairs if int((digests[i] == digests[j]).sum()) >= need]
-    return clusters_of(verified, len(texts))
+    return clusters_of(verified, len(sets))
 
 
 def datasketch_near(texts: list[str], threshold: float) -> np.ndarray:
@@ -261,18 +256,24 @@ def datasketch_near(texts: list[str], threshold: float) -> np.ndarray:
 
 def text_dedup_near(python: str, texts: list[str], threshold: float) -> tuple[float, np.ndarray]:
     """text-dedup's MinHash command (5-word n-grams, xxh3, all cores): wall seconds (process start-up included) and
-    the cluster of every row (its `__cluster__` column: the row it was joined to)."""
+    the cluster of every row, read from the union-find it dumps with --debug (not timed)."""
     WORK.mkdir(parents=True, exist_ok=True)
     src, out = WORK / "text_dedup_in.parquet", WORK / "text_dedup_out"
-    pq.write_table(pa.table({"id": pa.array(np.arange(len(texts))), "text": texts}), src)
+    pq.write_table(pa.table({"text": texts}), src)
     command = [python, "-m", "text_dedup.minhash", "--path", "parquet", "--data_files", str(src), "--split", "train",
                "--column", "text", "--num_perm", str(NUM_PERM), "--ngram", str(SHINGLE), "--threshold",
                str(threshold), "--hash_func", "xxh3", "--num_proc", str(os.cpu_count()), "--output", str(out),
                "--cache_dir", str(WORK / "text_dedup_cache"), "--debug"]  # fmt: skip
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     seconds, _ = run_measured(command)
-    kept = pa.concat_tables([ipc.open_stream(f).read_all() for f in sorted(out.glob("*.arrow"))])
-    return seconds, kept
+    roots = WORK / "text_dedup_roots.npy"
+    convert = (  # the pickle needs text_dedup's classes: read it in text-dedup's Python
+        "import pickle, sys, numpy as np; uf = pickle.load(open(sys.argv[1], 'rb')); n = int(sys.argv[3]); "
+        "roots = np.arange(n); [roots.__setitem__(i, uf.find(i)) for i in list(uf.parent) if i < n]; "
+        "np.save(sys.argv[2], roots)"
+    )
+    subprocess.run([python, "-c", convert, str(out / "uf.pkl"), str(roots), str(len(texts))], check=True)
+    return seconds, clusters_of(((i, int(r)) for i, r in enumerate(np.load(roots))), len(texts))
 
 
 def skyfilter_near(texts: list[str], threshold: float, verify: str, threads: int) -> np.ndarray:
@@ -281,22 +282,42 @@ def skyfilter_near(texts: list[str], threshold: float, verify: str, threads: int
 
     bands, rows_per_band = lsh_params(threshold, NUM_PERM)
     array = pa.array(texts, pa.string())
-    near = _core.NearDedup(NUM_PERM, bands, rows_per_band, threshold)
-    near.add(_core.MinHasher(NUM_PERM, SHINGLE).signatures(array, threads=threads))
+    near = _core.NearDedup(NUM_PERM, bands, rows_per_band, threshold, verify)
+    hasher = _core.MinHasher(NUM_PERM, SHINGLE)
+    if verify == "exact":
+        near.add(*hasher.signatures_and_shingles(array, threads=threads))
+    else:
+        near.add(hasher.signatures(array, threads=threads))
     return near.clusters().to_numpy().astype(np.int64)
 
 
-def cached_truth(texts: list[str], threshold: float) -> tuple[np.ndarray, int, float]:
-    """The truth, computed once per threshold and kept in bench/_data/neardup (it takes minutes): clusters, pairs of
-    distinct sets, seconds it took."""
+def skyfilter_peak_rss(texts: list[str], threshold: float, verify: str, threads: int) -> int:
+    """Peak RSS (bytes) of a process that reads the texts from a parquet file and runs :func:`skyfilter_near`."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    src = WORK / "texts.parquet"
+    if not src.exists():
+        pq.write_table(pa.table({"text": texts}), src)
+    command = [sys.executable, __file__, "--child", verify, "--threshold", str(threshold), "--threads", str(threads)]
+    return run_measured(command)[1]
+
+
+def cached_truth(texts: list[str], threshold: float) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The truth, computed once per threshold and kept in bench/_data/neardup (it takes minutes): clusters, the
+    first row of each distinct non-empty shingle set, pairs of distinct sets, seconds it took."""
     path = WORK / f"truth-{threshold}-{len(texts)}-{hash_texts(texts)}.npz"
     if not path.exists():
         start = time.perf_counter()
-        clusters, pairs = truth_clusters([frozenset(shingles(t)) for t in texts], threshold)
+        sets = [frozenset(shingles(t)) for t in texts]
+        clusters, pairs = truth_clusters(sets, threshold)
+        firsts: dict[frozenset[str], int] = {}
+        for row, s in enumerate(sets):
+            if s:
+                firsts.setdefault(s, row)
         WORK.mkdir(parents=True, exist_ok=True)
-        np.savez(path, clusters=clusters, pairs=pairs, seconds=time.perf_counter() - start)
+        np.savez(path, clusters=clusters, firsts=np.array(sorted(firsts.values())), pairs=pairs,
+                 seconds=time.perf_counter() - start)  # fmt: skip
     saved = np.load(path)
-    return saved["clusters"], int(saved["pairs"]), float(saved["seconds"])
+    return saved["clusters"], saved["firsts"], int(saved["pairs"]), float(saved["seconds"])
 
 
 def hash_texts(texts: list[str]) -> str:
@@ -313,29 +334,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--threads", type=int, default=1, help="skyfilter's and rensa's threads (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each fast tool; the median is quoted")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of skyfilter and rensa RMinHash; the median")
     parser.add_argument("--text-dedup-python", help="A Python with text-dedup installed; else skipped.")
-    parser.add_argument("--skip-datasketch", action="store_true", help="datasketch takes minutes")
+    parser.add_argument("--skip-slow", action="store_true", help="no datasketch, rensa CMinHash (minutes each)")
+    parser.add_argument("--child", choices=("estimate", "exact"), help=argparse.SUPPRESS)  # the memory probe
     args = parser.parse_args()
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # before rensa (and skyfilter's pool) start rayon
+    if args.child:
+        skyfilter_near(pq.read_table(WORK / "texts.parquet").column("text").to_pylist(), args.threshold, args.child,
+                       args.threads)  # fmt: skip
+        return
 
     texts = natural_texts()
     mb = sum(len(t.encode()) for t in texts) / 1e6
-    truth, true_pairs, truth_seconds = cached_truth(texts, args.threshold)
-    print(f"# {len(texts):,} rows, {mb:,.0f} MB of text; truth at {args.threshold}: {true_pairs:,} pairs of distinct "
-          f"shingle sets, {len(np.unique(truth)):,} clusters ({truth_seconds:,.0f} s, cached)")
-    print(f"# {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; --threads {args.threads}")
+    truth, firsts, true_pairs, truth_seconds = cached_truth(texts, args.threshold)
+    _, truly, _ = pair_counts(truth[firsts], truth[firsts])
+    print(
+        f"# {len(texts):,} rows, {mb:,.0f} MB of text, {len(firsts):,} distinct non-empty shingle sets; truth at "
+        f"{args.threshold}: {true_pairs:,} pairs of distinct sets, {truly:,} pairs of them in one component, "
+        f"{len(np.unique(truth)):,} clusters (computed in {truth_seconds:,.0f} s, cached)"
+    )
+    print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; --threads {args.threads}")
     bands, rows = band_choice(args.threshold)
     results = []
 
     def record(what: str, threads: int, seconds: list[float], clusters: np.ndarray) -> float:
-        together, truly, both = pair_counts(clusters, truth)
-        wall = statistics.median(seconds)
-        rate = len(texts) / wall
-        results.append((what, threads, rate, rate / threads, both / max(truly, 1), both / max(together, 1)))
-        print(f"{what:<60} {rate:>9,.0f} rows/s {rate / threads:>9,.0f} /core  recall {both / max(truly, 1):.4f}  "
-              f"precision {both / max(together, 1):.4f}  (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)",
-              flush=True)  # fmt: skip
+        """A line: rows/s of the median run, per core, and pairwise recall / precision over the distinct sets."""
+        together, truly, both = pair_counts(clusters[firsts], truth[firsts])
+        rate = len(texts) / statistics.median(seconds)
+        recall, precision = both / max(truly, 1), both / max(together, 1)
+        results.append((what, threads, rate, rate / threads, recall, precision))
+        print(f"{what:<58} {rate:>8,.0f} rows/s {rate / threads:>8,.0f} /core  recall {recall:.4f}  precision "
+              f"{precision:.4f}  (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)", flush=True)  # fmt: skip
         return rate / threads
 
     def runs(fn, repeat: int):
@@ -346,20 +376,39 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         return seconds, value
 
-    t = args.threshold
+    t, n = args.threshold, args.repeat
     sky = {}
-    for verify in ("estimate",):
-        seconds, clusters = runs(lambda: skyfilter_near(texts, t, verify, args.threads), args.repeat)
-        sky[verify] = record(f"skyfilter MinHasher + NearDedup, verify {verify}", args.threads, seconds, clusters)
-    seconds, clusters = runs(lambda: rensa_r(texts, t, bands), args.repeat)
+    for verify in ("estimate", "exact"):
+        seconds, clusters = runs(lambda v=verify: skyfilter_near(texts, t, v, args.threads), n)
+        sky[verify] = record(f"skyfilter verify {verify}", args.threads, seconds, clusters)
+    seconds, clusters = runs(lambda: rensa_r([shingles(x) for x in texts], t, bands), n)
     rensa = record(f"rensa RMinHash + RMinHashLSH ({bands} bands)", args.threads, seconds, clusters)
-    seconds, clusters = runs(lambda: rensa_c(texts, t, bands), args.repeat)
-    record(f"rensa CMinHash + numpy bands ({bands} bands)", args.threads, seconds, clusters)
-    if not args.skip_datasketch:
+    given = [shingles(x) for x in texts]
+    seconds, clusters = runs(lambda: rensa_r(given, t, bands), n)
+    rensa_given = record("  the same, shingles given (not timed)", args.threads, seconds, clusters)
+    if not args.skip_slow:
+        seconds, clusters = runs(lambda: rensa_c([shingles(x) for x in texts], t, bands), 1)
+        record(f"rensa CMinHash + numpy bands ({bands} bands)", args.threads, seconds, clusters)
         seconds, clusters = runs(lambda: datasketch_near(texts, t), 1)
         record("datasketch MinHash + MinHashLSH", 1, seconds, clusters)
+    if args.text_dedup_python:
+        seconds, clusters = text_dedup_near(args.text_dedup_python, texts, t)
+        record("text-dedup minhash (unverified), all cores", os.cpu_count(), [seconds], clusters)
+    peaks = {v: skyfilter_peak_rss(texts, t, v, args.threads) for v in ("estimate", "exact")}
+    shutil.rmtree(WORK / "text_dedup_out", ignore_errors=True)
+
+    print()
+    print("| what | threads | rows/s | rows/s per core | recall | precision |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for what, threads, rate, per_core, recall, precision in results:
+        print(f"| {what.strip()} | {threads} | {rate:,.0f} | {per_core:,.0f} | {recall:.4f} | {precision:.4f} |")
+    print()
     for verify, rate in sky.items():
-        print(f"- skyfilter ({verify}) / rensa RMinHash per core: {rate / rensa:.2f}x")
+        print(f"- skyfilter verify {verify} / rensa RMinHash per core: {rate / rensa:.2f}x end to end, "
+              f"{rate / rensa_given:.2f}x against rensa with its shingles given")  # fmt: skip
+    print(f"- verify exact takes {sky['estimate'] / sky['exact']:.2f}x the time of verify estimate")
+    print(f"- peak RSS of a process running skyfilter on the texts: estimate {peaks['estimate'] / 2**20:,.0f} MiB, "
+          f"exact {peaks['exact'] / 2**20:,.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":
