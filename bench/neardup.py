@@ -69,6 +69,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from measure import run_measured
+from skyfilter.dedup import DedupOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "prefs"
@@ -278,9 +279,8 @@ def text_dedup_near(python: str, texts: list[str], threshold: float) -> tuple[fl
 
 def skyfilter_near(texts: list[str], threshold: float, verify: str, threads: int) -> np.ndarray:
     from skyfilter import _core
-    from skyfilter.dedup import lsh_params
 
-    bands, rows_per_band = lsh_params(threshold, NUM_PERM)
+    bands, rows_per_band = DedupOptions(threshold=threshold, num_perm=NUM_PERM, verify=verify).lsh()
     array = pa.array(texts, pa.string())
     near = _core.NearDedup(NUM_PERM, bands, rows_per_band, threshold, verify)
     hasher = _core.MinHasher(NUM_PERM, SHINGLE)
@@ -380,7 +380,8 @@ def main() -> None:
     sky = {}
     for verify in ("estimate", "exact"):
         seconds, clusters = runs(lambda v=verify: skyfilter_near(texts, t, v, args.threads), n)
-        sky[verify] = record(f"skyfilter verify {verify}", args.threads, seconds, clusters)
+        lsh = DedupOptions(threshold=t, num_perm=NUM_PERM, verify=verify).lsh()
+        sky[verify] = record(f"skyfilter verify {verify} ({lsh[0]} bands x {lsh[1]})", args.threads, seconds, clusters)
     seconds, clusters = runs(lambda: rensa_r([shingles(x) for x in texts], t, bands), n)
     rensa = record(f"rensa RMinHash + RMinHashLSH ({bands} bands)", args.threads, seconds, clusters)
     given = [shingles(x) for x in texts]

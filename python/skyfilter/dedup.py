@@ -115,10 +115,11 @@ class DedupOptions:
             raise ValueError(f"bands ({b}) x rows per band ({r}) must be positive and at most num_perm {self.num_perm}")
 
     def lsh(self) -> tuple[int, int]:
-        """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`."""
+        """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`. Verifying exactly,
+        a spurious candidate costs one intersection and is never joined, so a miss weighs more (0.99 to 0.01)."""
         if self.bands is not None and self.rows_per_band is not None:
             return self.bands, self.rows_per_band
-        return lsh_params(self.threshold, self.num_perm)
+        return lsh_params(self.threshold, self.num_perm, 0.01 if self.verify == "exact" else 0.05)
 
     def hasher(self) -> _core.MinHasher:
         """The MinHash of the near-duplicate check."""

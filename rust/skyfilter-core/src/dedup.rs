@@ -157,17 +157,16 @@ impl MinHasher {
         bounds: &[usize],
         threads: usize,
     ) -> Result<(Vec<u32>, ShingleSets), Error> {
-        let rows = self.map_shingles(texts, bounds, threads, |shingles| {
+        let mut rows = self.map_shingles(texts, bounds, threads, |shingles| {
             let signature = self.signature(shingles);
-            let mut set = ShingleSets::default();
-            set.push_unsorted(shingles);
-            (signature, set)
+            shingles.sort_unstable(); // in parallel here; pushing them below finds them sorted
+            (signature, shingles.to_vec())
         })?;
         let mut signatures = Vec::with_capacity(rows.len() * self.num_perm());
         let mut sets = ShingleSets::default();
-        for (signature, set) in &rows {
+        for (signature, set) in &mut rows {
             signatures.extend_from_slice(signature);
-            sets.extend(set);
+            sets.push_unsorted(set);
         }
         Ok((signatures, sets))
     }
@@ -396,14 +395,15 @@ impl NearDedup {
 
     /// Adds the next rows (their signatures, `num_perm` values each, in input order, and verifying exactly their
     /// shingle sets, from [`MinHasher::signatures_and_shingles`]; none otherwise).
-    pub fn add(&mut self, signatures: &[u32], shingles: Option<&ShingleSets>) -> Result<(), Error> {
+    pub fn add(&mut self, signatures: &[u32], shingles: Option<ShingleSets>) -> Result<(), Error> {
         let added = self.whole_signatures(signatures)?;
         let rows = self.rows + added;
         if rows > u32::MAX as usize {
             return Err(Error::InvalidMinHash("more than 2^32 - 1 rows".into()));
         }
         match (self.verify, shingles) {
-            (Verify::Exact, Some(sets)) if sets.len() == added => self.shingles.extend(sets),
+            (Verify::Exact, Some(sets)) if sets.len() == added && self.shingles.is_empty() => self.shingles = sets,
+            (Verify::Exact, Some(sets)) if sets.len() == added => self.shingles.extend(&sets),
             (Verify::Exact, Some(sets)) => {
                 return Err(Error::InvalidMinHash(format!(
                     "{} shingle sets for {added} signatures",
@@ -828,15 +828,15 @@ mod tests {
         }
         let sigs = [1, 2, 3, 4].repeat(4);
         let mut exact = NearDedup::new(4, 1, 4, 0.7, Verify::Exact).unwrap();
-        exact.add(&sigs, Some(&sets)).unwrap();
+        exact.add(&sigs, Some(sets.clone())).unwrap();
         // J(0, 2) = 0.5, J(0, 3) = 0.8, J(2, 3) = 0.625: rows 0, 1 and 3 together, row 2 apart.
         assert_eq!(exact.clusters(), vec![0, 0, 2, 0]);
         assert!(exact.add(&sigs, None).is_err());
-        assert!(exact.add(&sigs[..4], Some(&sets)).is_err());
+        assert!(exact.add(&sigs[..4], Some(sets.clone())).is_err());
         let mut estimate = NearDedup::new(4, 1, 4, 0.7, Verify::Estimate).unwrap();
         estimate.add(&sigs, None).unwrap();
         assert_eq!(estimate.clusters(), vec![0, 0, 0, 0]);
-        assert!(estimate.add(&sigs, Some(&sets)).is_err());
+        assert!(estimate.add(&sigs, Some(sets)).is_err());
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl NearDedup {
         let values = signature_values(&signatures, self.inner.num_perm())?;
         let sets = shingle_sets.as_ref().map(shingle_set_values).transpose()?;
         let inner = &mut self.inner;
-        guarded(|| py.detach(|| inner.add(values.values(), sets.as_ref())).map_err(to_py))
+        guarded(|| py.detach(|| inner.add(values.values(), sets)).map_err(to_py))
     }
 
     /// The LSH band keys of the rows with tokens among `signatures` (not added): `(keys, rows)`, a uint64 key and
