@@ -95,12 +95,12 @@ pub fn jaccard_reaches(x: &[u64], y: &[u64], threshold: f64) -> bool {
 
 /// `|x ∩ y|` of two sorted, distinct sets, by one merge.
 fn intersection_size(x: &[u64], y: &[u64]) -> usize {
-    let (mut i, mut j, mut common) = (0, 0, 0);
-    while i < x.len() && j < y.len() {
-        let (a, b) = (x[i], y[j]);
-        common += usize::from(a == b);
-        i += usize::from(a <= b);
-        j += usize::from(b <= a);
+    let (mut in_x, mut in_y, mut common) = (0, 0, 0);
+    while in_x < x.len() && in_y < y.len() {
+        let (here, there) = (x[in_x], y[in_y]);
+        common += usize::from(here == there);
+        in_x += usize::from(here <= there);
+        in_y += usize::from(there <= here);
     }
     common
 }
