@@ -18,8 +18,10 @@ similarity of their shingle sets (as strings, no hashing) is >= --threshold (0.7
 (exact: a pair at that threshold must share a shingle among the rarest `|x| - ceil(t |x|) + 1` of each set);
 the true clusters are the connected components of those pairs.
 
-Quality, pairwise over clusters: a tool's clusters define the pairs of rows it puts together; precision = the
-share of those pairs that are together in the truth, recall = the share of the truth's pairs it puts together.
+Quality, pairwise over clusters, on the first row of each distinct non-empty shingle set (exact copies, which every
+tool finds and which would swamp the count, left out): a tool's clusters define the pairs of those rows it puts
+together; precision = the share of those pairs that are together in the truth, recall = the share of the truth's
+pairs it puts together.
 The peers verify their LSH candidates by their estimated Jaccard and cluster by connected components, as
 skyfilter's estimate does (datasketch and rensa leave both to their users, done here in Python); text-dedup
 joins every LSH candidate pair, unverified (its own method).
