@@ -10,7 +10,7 @@ from skyfilter import _core
 from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
 from skyfilter.curate import CurateError, run_curate
-from skyfilter.dedup import KEYS, DedupOptions, run_dedup
+from skyfilter.dedup import KEYS, VERIFY, DedupOptions, run_dedup
 from skyfilter.io import InputError, demo_file
 from skyfilter.recipe import RecipeError, load_recipe, shipped_recipes
 from skyfilter.report import format_dedup_summary, format_select_summary, format_summary
@@ -248,9 +248,17 @@ def contaminate(
 @click.option("--shingle", type=click.IntRange(1, 64), default=5, show_default=True, help="Words per shingle.")
 @click.option("--bands", type=click.IntRange(1), help="LSH bands (default: chosen for the threshold).")
 @click.option("--rows-per-band", type=click.IntRange(1), help="LSH rows per band (with --bands).")
+@click.option(
+    "--verify",
+    type=click.Choice(VERIFY),
+    default=DedupOptions.verify,
+    show_default=True,
+    help="Verify LSH candidates by the estimated Jaccard of their signatures, or by the exact Jaccard of their "
+    "shingle sets (8 bytes per distinct shingle of each row held until the clusters are found; local engine only).",
+)
 @run_options
 def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts, near, threshold, num_perm, shingle,
-          bands, rows_per_band, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet, engine,
+          bands, rows_per_band, verify, split, layout, threads, batch_rows, bad_rows, allow_empty, quiet, engine,
           ray_address) -> None:  # fmt: skip
     """Remove exact and near-duplicate pairs, and pairs whose preference conflicts with another.
 
@@ -260,7 +268,7 @@ def dedup(inputs, out, dropped, report, key, score_column, lowercase, conflicts,
     try:
         options = DedupOptions(key=key, score_column=score_column, lowercase=lowercase, conflicts=conflicts,
                                near=near, threshold=threshold, num_perm=num_perm, shingle=shingle, bands=bands,
-                               rows_per_band=rows_per_band)  # fmt: skip
+                               rows_per_band=rows_per_band, verify=verify)  # fmt: skip
         _ray_only_files(engine, split)
         if engine == "ray":
             from skyfilter.ray import run_dedup as run_on_ray

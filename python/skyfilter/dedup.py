@@ -9,9 +9,11 @@ Three checks, in this order of precedence (a row is dropped for the first that a
    optionally lower-cased). ``key="pair"`` (default) compares the prompt turns, the chosen turn(s) and the
    rejected turn(s); ``key="prompt"`` the prompt turns alone. Roles are not part of the key.
 3. **near_duplicate**: MinHash over word shingles (the ``words`` tokens: lowercase, ``\\w\\w+``), LSH banding,
-   candidates verified by estimated Jaccard similarity; a cluster is a connected component of the verified
-   pairs (so a row can be in the cluster of a row it is not similar to, through rows between them). Texts are
-   the same turns as the key; shingles never span two turns.
+   candidates verified by their Jaccard similarity, estimated from the signatures (``verify="estimate"``) or
+   exact (``verify="exact"``: the shingle sets, as 64-bit hashes, intersected; 8 bytes per distinct shingle of
+   each row held until the clusters are found); a cluster is a connected component of the verified pairs (so a
+   row can be in the cluster of a row it is not similar to, through rows between them). Texts are the same turns
+   as the key; shingles never span two turns.
 
 Which row of a group is kept is a policy: ``keep="first"`` (the first in input order) or the highest value of a
 score column (ties and null / NaN scores: the first row wins; null and NaN rank below every number).
@@ -58,6 +60,7 @@ __all__ = [
     "build_report",
     "evidence_columns",
     "hash_batch",
+    "sketch",
     "HashedBatch",
     "output_schemas",
     "dedup_pairs",
@@ -71,6 +74,7 @@ __all__ = [
 ]
 
 KEYS = ("pair", "prompt")
+VERIFY = ("estimate", "exact")
 REASONS = ("kept", "conflict", "exact_duplicate", "near_duplicate")
 KEPT, CONFLICT, EXACT, NEAR = range(4)
 
@@ -93,10 +97,13 @@ class DedupOptions:
     bands: int | None = None
     rows_per_band: int | None = None
     seed: int = 0
+    verify: str = "estimate"
 
     def __post_init__(self) -> None:
         if self.key not in KEYS:
             raise ValueError(f"key must be one of {', '.join(KEYS)}, got {self.key!r}")
+        if self.verify not in VERIFY:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY)}, got {self.verify!r}")
         if self.conflicts not in ("drop", "keep"):
             raise ValueError(f"conflicts must be 'drop' or 'keep', got {self.conflicts!r}")
         if not 0.0 < self.threshold <= 1.0:
@@ -108,10 +115,27 @@ class DedupOptions:
             raise ValueError(f"bands ({b}) x rows per band ({r}) must be positive and at most num_perm {self.num_perm}")
 
     def lsh(self) -> tuple[int, int]:
-        """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`."""
+        """(bands, rows per band): as given, or chosen for the threshold by :func:`lsh_params`. Verifying exactly,
+        a spurious candidate costs one intersection and is never joined, so a miss weighs more (0.99 to 0.01)."""
         if self.bands is not None and self.rows_per_band is not None:
             return self.bands, self.rows_per_band
-        return lsh_params(self.threshold, self.num_perm)
+        return lsh_params(self.threshold, self.num_perm, 0.01 if self.verify == "exact" else 0.05)
+
+    def hasher(self) -> _core.MinHasher:
+        """The MinHash of the near-duplicate check."""
+        return _core.MinHasher(self.num_perm, self.shingle, self.seed)
+
+    def index(self) -> _core.NearDedup:
+        """An empty near-duplicate index for these options."""
+        return _core.NearDedup(self.num_perm, *self.lsh(), self.threshold, self.verify)
+
+
+def sketch(hasher: _core.MinHasher, options: DedupOptions, texts: pa.Array, bounds: pa.Array, threads: int) -> tuple:
+    """What :meth:`_core.NearDedup.add` takes for these rows: (signatures,) or, verifying exactly, (signatures,
+    shingle sets)."""
+    if options.verify == "exact":
+        return hasher.signatures_and_shingles(texts, bounds, threads=threads)
+    return (hasher.signatures(texts, bounds, threads=threads),)
 
 
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.05) -> tuple[int, int]:
@@ -286,12 +310,12 @@ def _keys(
 
 @dataclass
 class HashedBatch:
-    """What the first pass takes from a batch: the keys of each row (prompt, chosen, rejected), its signature
-    (``fixed_size_list<uint32>``, with near-duplicate detection), its score (with a score column) and its
-    ``source``."""
+    """What the first pass takes from a batch: the keys of each row (prompt, chosen, rejected), with near-duplicate
+    detection its sketch (what :func:`sketch` gives: its signature, ``fixed_size_list<uint32>``, and verifying
+    exactly its shingle set), its score (with a score column) and its ``source``."""
 
     keys: tuple[np.ndarray, np.ndarray, np.ndarray]
-    signatures: pa.FixedSizeListArray | None
+    sketch: tuple | None
     scores: np.ndarray | None
     sources: pa.ChunkedArray
 
@@ -321,12 +345,12 @@ def hash_batch(
         _keys(pairs, column, options.lowercase, threads, f"{source.name}, column {input_column}", input_rows)
         for column, input_column in zip(("prompt", "chosen", "rejected"), layout_columns, strict=True)
     )
-    signatures = None
+    sketched = None
     if hasher is not None:
         texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
-        signatures = hasher.signatures(texts, bounds, threads=threads)
+        sketched = sketch(hasher, options, texts, bounds, threads)
     scores = _scores(source, batch, options.score_column) if options.score_column is not None else None
-    return HashedBatch((prompt, chosen, rejected), signatures, scores, pairs.column("source"))
+    return HashedBatch((prompt, chosen, rejected), sketched, scores, pairs.column("source"))
 
 
 def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = None, where: str = "pairs") -> Decisions:
@@ -339,12 +363,9 @@ def dedup_pairs(pairs: pa.Table, options: DedupOptions, threads: int | None = No
     ]
     clusters = None
     if options.near:
-        bands, rows_per_band = options.lsh()
-        near = _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold)
+        near = options.index()
         texts, bounds = turn_texts(pairs, ["prompt", "chosen", "rejected"] if options.key == "pair" else ["prompt"])
-        near.add(
-            _core.MinHasher(options.num_perm, options.shingle, options.seed).signatures(texts, bounds, threads=threads)
-        )
+        near.add(*sketch(options.hasher(), options, texts, bounds, threads))
         clusters = near.clusters().to_numpy()
     scores = None
     if options.score_column is not None:
@@ -357,8 +378,8 @@ def decide_batches(
 ) -> tuple[Decisions, list[pa.ChunkedArray]]:
     """The first pass over batches (``(source, offset, batch)`` as :func:`skyfilter.io.iter_batches` gives them):
     the decision of every row, and the ``source`` column of each batch."""
-    hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
-    near = _core.NearDedup(options.num_perm, *options.lsh(), options.threshold) if options.near else None
+    hasher = options.hasher() if options.near else None
+    near = options.index() if options.near else None
     keys: dict[str, list[np.ndarray]] = {"prompt": [], "chosen": [], "rejected": []}
     scores: list[np.ndarray] = []
     source_names: list[pa.ChunkedArray] = []
@@ -366,8 +387,8 @@ def decide_batches(
         hashed = hash_batch(s, offset, batch, options, layout, hasher, threads)
         for column, column_keys in zip(keys, hashed.keys, strict=True):
             keys[column].append(column_keys)
-        if near is not None and hashed.signatures is not None:
-            near.add(hashed.signatures)
+        if near is not None and hashed.sketch is not None:
+            near.add(*hashed.sketch)
         if hashed.scores is not None:
             scores.append(hashed.scores)
         source_names.append(hashed.sources)

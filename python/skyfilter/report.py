@@ -56,7 +56,8 @@ def format_dedup_summary(report: DedupReport) -> str:
     m = report.method
     if m["near"]:
         near = f"near duplicates at Jaccard >= {m['threshold']:g} ({m['num_perm']} permutations, "
-        near += f"{m['shingle']}-word shingles, {m['bands']} bands x {m['rows_per_band']} rows)"
+        near += f"{m['shingle']}-word shingles, {m['bands']} bands x {m['rows_per_band']} rows, "
+        near += f"{m['verify']} verification)"
     else:
         near = "no near-duplicate pass"
     keep = f"max {m['score_column']}" if m["score_column"] else "first"

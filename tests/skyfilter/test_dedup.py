@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from skyfilter import _core, read_table, to_pairs
 from skyfilter.dedup import DedupOptions, run_dedup
 
+from tests.skyfilter.cli_helpers import run_cli
 from tests.skyfilter.reference import tokens
 
 # ------------------------------------------------------------------------------------------ references
@@ -84,6 +85,41 @@ def test_exact_dedup_keeps_the_reference_rows(tmp_path_factory, rows, key, with_
     assert kept.select(texts).equals(source.select(texts).take(pa.array(expected, pa.int64())))
     if scores is not None:  # NaN != NaN, so compare the scores as text
         assert [str(v) for v in kept.column("score").to_pylist()] == [str(scores[i]) for i in expected]
+
+
+def reference_normal_form(text: str | None, lowercase: bool) -> str | None:
+    """Whitespace (``str.isspace``) trimmed and runs collapsed to one space; lower-cased character by character."""
+    if text is None:
+        return None
+    collapsed = " ".join(text.split())
+    return "".join(c.lower() for c in collapsed) if lowercase else collapsed
+
+
+# ASCII words and separators (all of str.isspace's ASCII ones), Unicode spaces, letters whose lower case is longer
+# or differs from str.lower's in context (capital sigma), and mixes inside one word.
+KEY_PIECES = ["ab", "AB", "Ab_9", "\u00c9t\u00c9", "\u0130", "\u03a3", "\u1e9e", "\u00e9", "x\u00c9y"]
+KEY_SPACES = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "\x85", "\u00a0", "\u2003", "\u3000", ""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(KEY_PIECES + KEY_SPACES), max_size=8).map("".join),
+            st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    lowercase=st.booleans(),
+)
+def test_row_keys_are_equal_exactly_when_the_normal_forms_are(texts, lowercase):
+    keys = _core.row_keys(pa.array(texts, pa.string()), lowercase=lowercase).to_pylist()
+    forms = [reference_normal_form(t, lowercase) for t in texts]
+    for i in range(len(texts)):
+        for j in range(i):
+            assert (keys[i] == keys[j]) == (forms[i] == forms[j]), (texts[i], texts[j])
 
 
 # --------------------------------------------------------------------------------------------- MinHash
@@ -301,3 +337,34 @@ def test_invalid_utf8_names_file_column_and_row(tmp_path):
     with pytest.raises(InputError, match=r"bad.parquet, column chosen: row 2: text is not valid UTF-8"):
         run_dedup([str(tmp_path / "bad.parquet")], DedupOptions(), out=str(tmp_path / "k.parquet"), batch_rows=2)
     assert not (tmp_path / "k.parquet").exists()
+
+
+def test_cli_verify_exact_joins_by_the_exact_jaccard(tmp_path):
+    """Prompts of 10 distinct words (shingles of one word): b shares 9 with a (J = 9/11), c shares 8 with both
+    (J = 8/12 < 0.7). With 8 one-value bands every pair is a candidate; verified exactly, b joins a and c stays.
+    (With these words the estimate passes c, 8 positions being too few to tell 0.67 from 0.7: it drops c too.)"""
+    words = [f"w1x{i}" for i in range(10)]
+    a, b, c = words, [*words[:9], "other"], [*words[:8], "more", "most"]
+    rows = [(" ".join(p), "fine answer", "bad answer") for p in (a, b, c)]
+    write_pairs(tmp_path / "in.parquet", rows)
+    args = ["--key", "prompt", "--shingle", "1", "--num-perm", "8", "--bands", "8", "--rows-per-band", "1"]
+    code, output = run_cli("dedup", tmp_path / "in.parquet", "--out", tmp_path / "kept.parquet", "--report",
+                           tmp_path / "report.json", *args, "--verify", "exact")  # fmt: skip
+    assert code == 0, output
+    assert "exact verification" in output
+    assert pq.read_table(tmp_path / "kept.parquet").column("prompt").to_pylist() == [rows[0][0], rows[2][0]]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["method"]["verify"] == "exact" and report["dropped"]["near_duplicate"] == 1
+    code, _ = run_cli("dedup", tmp_path / "in.parquet", "--out", tmp_path / "estimated.parquet", *args, "-q")
+    assert code == 0 and pq.read_table(tmp_path / "estimated.parquet").num_rows == 1
+    code, output = run_cli("dedup", tmp_path / "in.parquet", "--out", tmp_path / "x.parquet", "--verify", "exactly")
+    assert code == 2 and "'exactly' is not one of 'estimate', 'exact'" in output
+
+
+def test_verify_exact_is_refused_on_ray():
+    from skyfilter.ray.deduplication import run
+
+    with pytest.raises(ValueError, match="verify 'exact' runs on the local engine only"):
+        run(["in.parquet"], DedupOptions(verify="exact"))
+    with pytest.raises(ValueError, match="verify must be one of estimate, exact"):
+        DedupOptions(verify="exactly")

@@ -13,6 +13,7 @@ from skyfilter import _core
 from skyfilter.dedup import DedupOptions, lsh_params
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly
+from tests.skyfilter.reference import tokens
 
 EMPTY = 2**32 - 1  # the signature value of a row without tokens
 
@@ -228,3 +229,96 @@ def test_bucket_and_component_inputs_are_checked():
         near.bucket_clusters(pa.array([7], pa.int64()), pa.array([0], pa.uint32()))
     with pytest.raises(_core.SkyfilterError, match="as many left ends"):
         _core.components(pa.array([1], pa.uint64()), pa.array([], pa.uint64()))
+
+
+# ------------------------------------------------------------------------------- exact verification
+
+SHINGLE_WORDS = ["aa", "bb", "cc", "dd", "Ee", "éé", "x"]  # "x" is not a token (one character)
+
+
+def reference_shingles(texts: list[str | None], n: int) -> set[tuple[str, ...]]:
+    """A row's shingles: the `words` tokens of each text, n at a time (a text of 1 to n - 1 tokens is one
+    shingle); never across two texts."""
+    out: set[tuple[str, ...]] = set()
+    for text in texts:
+        t = tokens(text or "", "words")
+        if t:
+            out |= {tuple(t[i : i + n]) for i in range(max(len(t) - n + 1, 1))}
+    return out
+
+
+def reference_exact_clusters(sets: list[set], signatures: list[list[int]], bands: int, rows_per_band: int,
+                             threshold: float) -> list[int]:  # fmt: skip
+    """Brute force: candidates share a band of their signatures (rows with tokens); those whose exact Jaccard
+    ``|x & y| / |x | y|`` reaches the threshold are joined; a cluster is named by its first row."""
+    parent = list(range(len(sets)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for i in range(len(sets)):
+        for j in range(i):
+            if not (sets[i] and sets[j]):
+                continue
+            bands_i = [signatures[i][b * rows_per_band : (b + 1) * rows_per_band] for b in range(bands)]
+            bands_j = [signatures[j][b * rows_per_band : (b + 1) * rows_per_band] for b in range(bands)]
+            if not any(x == y for x, y in zip(bands_i, bands_j, strict=True)):
+                continue
+            if len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= threshold:
+                ri, rj = find(i), find(j)
+                parent[max(ri, rj)] = min(ri, rj)
+    return [find(i) for i in range(len(sets))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.lists(st.sampled_from(SHINGLE_WORDS), max_size=9).map(" ".join), min_size=0, max_size=2),
+        min_size=1,
+        max_size=30,
+    ),
+    shingle=st.integers(1, 3),
+    num_perm=st.sampled_from([2, 4, 8]),
+    bands=st.integers(1, 2),
+    threshold=st.one_of(st.sampled_from([0.0, 0.5, 0.7, 1.0]), st.floats(0.0, 1.0)),
+    parts=st.lists(st.integers(0, 30), max_size=2),
+)
+def test_exact_verification_is_the_brute_force_components(rows, shingle, num_perm, bands, threshold, parts):
+    """Rows of a few texts over a small vocabulary (many shared shingles; few permutations, so that LSH makes
+    candidates of pairs below the threshold): the shingle sets are the reference's (as many distinct hashes as
+    distinct shingles), and the clusters are the components of the candidates whose exact Jaccard reaches the
+    threshold, however the rows are added."""
+    rows_per_band = num_perm // bands
+    texts = pa.array([t for row in rows for t in row], pa.string())
+    bounds = pa.array(np.cumsum([0] + [len(row) for row in rows]), pa.int64())
+    signatures, sets = _core.MinHasher(num_perm, shingle, 1).signatures_and_shingles(texts, bounds)
+    assert signatures.equals(_core.MinHasher(num_perm, shingle, 1).signatures(texts, bounds))
+    expected_sets = [reference_shingles(row, shingle) for row in rows]
+    assert [len(s) for s in sets.to_pylist()] == [len(s) for s in expected_sets]
+    assert all(s == sorted(s) for s in sets.to_pylist())
+    near = _core.NearDedup(num_perm, bands, rows_per_band, threshold, "exact")
+    cuts = [0, *sorted(p for p in parts if p <= len(rows)), len(rows)]
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        near.add(signatures.slice(start, end - start), sets.slice(start, end - start))
+    sig_rows = np.asarray(signatures.flatten()).reshape(len(rows), num_perm).tolist()
+    expected = reference_exact_clusters(expected_sets, sig_rows, bands, rows_per_band, threshold)
+    assert near.clusters().to_pylist() == expected
+
+
+def test_exact_verification_needs_the_shingle_sets():
+    signatures, sets = _core.MinHasher(4, 1).signatures_and_shingles(pa.array(["aa bb", "aa cc"]))
+    with pytest.raises(_core.SkyfilterError, match="needs the rows' shingle sets"):
+        _core.NearDedup(4, 2, 2, 0.5, "exact").add(signatures)
+    with pytest.raises(_core.SkyfilterError, match="only for verifying exactly"):
+        _core.NearDedup(4, 2, 2, 0.5).add(signatures, sets)
+    with pytest.raises(_core.SkyfilterError, match="1 shingle sets for 2 signatures"):
+        _core.NearDedup(4, 2, 2, 0.5, "exact").add(signatures, sets.slice(0, 1))
+    unsorted = pa.array([[2, 1], [3]], pa.large_list(pa.uint64()))
+    with pytest.raises(_core.SkyfilterError, match="strictly ascending"):
+        _core.NearDedup(4, 2, 2, 0.5, "exact").add(signatures, unsorted)
+    with pytest.raises(_core.SkyfilterError, match="large_list<uint64>"):
+        _core.NearDedup(4, 2, 2, 0.5, "exact").add(signatures, pa.array([[1], [2]], pa.list_(pa.uint64())))
+    with pytest.raises(_core.SkyfilterError, match="verify must be 'estimate' or 'exact'"):
+        _core.NearDedup(4, 2, 2, 0.5, "exactly")

@@ -135,7 +135,7 @@ def _key_group(keys: np.ndarray, groups: int) -> np.ndarray:
 def _hash_piece(shard: Shard, piece: Piece, job: dict) -> pa.Table:
     options: DedupOptions = job["options"]
     source, batch = read_piece(shard, piece, job["reading"])
-    hasher = _core.MinHasher(options.num_perm, options.shingle, options.seed) if options.near else None
+    hasher = options.hasher() if options.near else None
     hashed = hash_batch(source, piece.start, batch, options, job["reading"].layout, hasher, 1)
     start = shard.start + piece.start
     columns = [
@@ -145,8 +145,8 @@ def _hash_piece(shard: Shard, piece: Piece, job: dict) -> pa.Table:
     ]
     if hashed.scores is not None:
         columns.append(pa.array(hashed.scores, type=pa.float64()))
-    if hashed.signatures is not None:
-        columns.append(hashed.signatures)
+    if hashed.sketch is not None:
+        columns.append(hashed.sketch[0])
     return pa.Table.from_arrays(columns, schema=job["schema"])
 
 
@@ -226,14 +226,9 @@ def _decisions(ray, blocks: list, job: dict) -> pa.Table:
 # ----------------------------------------------------------------------------------------------- stage 3
 
 
-def _index(options: DedupOptions) -> _core.NearDedup:
-    bands, rows_per_band = options.lsh()
-    return _core.NearDedup(options.num_perm, bands, rows_per_band, options.threshold)
-
-
 def _band_entries(table: pa.Table, job: dict) -> pa.Table:
     """(band key, position, shuffle group) for every band of every row with tokens."""
-    keys, rows = _index(job["options"]).band_keys(table["signature"].combine_chunks())
+    keys, rows = job["options"].index().band_keys(table["signature"].combine_chunks())
     keys = keys.to_numpy()
     group = (keys % np.uint64(job["groups"])).astype(np.int64)
     return pa.table({"key": keys, "pos": table["pos"].take(rows), "group": group})
@@ -259,7 +254,7 @@ def _candidates(table: pa.Table, job: dict) -> pa.Table:
     import ray
 
     shared: np.ndarray = ray.get(job["shared"][0])
-    keys, rows = _index(job["options"]).band_keys(table["signature"].combine_chunks())
+    keys, rows = job["options"].index().band_keys(table["signature"].combine_chunks())
     keys, rows = keys.to_numpy(), rows.to_numpy().astype(np.int64)
     hit = shared[np.minimum(np.searchsorted(shared, keys), len(shared) - 1)] == keys
     keys, rows = keys[hit], rows[hit]
@@ -292,7 +287,7 @@ def _bucket_clusters(table: pa.Table, options: DedupOptions) -> pa.Table:
     table = table.sort_by("pos")
     pos = table["pos"].to_numpy()
     keys = table["keys"].combine_chunks()
-    near = _index(options)
+    near = options.index()
     near.add(table["signature"].combine_chunks())
     rows = np.repeat(np.arange(len(pos), dtype=np.uint32), pc.list_value_length(keys).to_numpy())
     roots = near.bucket_clusters(keys.flatten(), pa.array(rows, type=pa.uint32())).to_numpy().astype(np.int64)
@@ -425,6 +420,15 @@ def _piece_decisions(ray, the_plan: Plan, final: dict[str, np.ndarray]) -> dict:
 # ----------------------------------------------------------------------------------------------- run
 
 
+def _estimated_only(options: DedupOptions) -> None:
+    """The Ray engine verifies near-duplicate candidates by their estimated Jaccard only."""
+    if options.near and options.verify != "estimate":
+        raise ValueError(
+            "verify 'exact' runs on the local engine only (every row's shingle set would travel with its candidates); "
+            "on Ray, use verify 'estimate'"
+        )
+
+
 def _stages(ray, the_plan: Plan, options: DedupOptions) -> tuple[dict, pa.Table, np.ndarray, dict[str, np.ndarray]]:
     """Stages 1 to 4: the job of the writing pass, the rows stage 2 decided, the clusters of the rows in clusters
     of several rows, and the decisions that are not the default (:func:`_final`)."""
@@ -458,6 +462,7 @@ def run(
     """As :func:`skyfilter.dedup.run_dedup`, on Ray: ``out`` and ``dropped`` are folders of parquet shards (the
     same rows, in the same order, with the same added columns, as the local engine's files), ``report`` and
     ``bad_rows`` the same files; ``batch_rows`` rows per piece."""
+    _estimated_only(options)
     check_ray_outputs(inputs, {"--out": out, "--dropped": dropped}, {"--report": report, "--bad-rows": bad_rows})
     expand_inputs(inputs)  # a missing input fails now, before Ray starts
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
@@ -536,6 +541,7 @@ def dedup(dataset, options: DedupOptions, *, layout: str | None = None, piece_ro
     :func:`skyfilter.dedup.dedup_pairs`'s: the dataset is materialized for its row order (set
     ``DataContext.get_current().execution_options.preserve_order = True`` for an order that does not change between
     runs), and the result comes back materialized too."""
+    _estimated_only(options)
     ray = import_ray("skyfilter.ray.dedup")
     clash = [c for c in DECISION_COLUMNS if c in dataset.schema().names]
     if clash:

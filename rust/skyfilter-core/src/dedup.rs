@@ -8,15 +8,29 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::ngram::{ngram_hashes, SEED};
 use crate::rows::{check_bounds, map_rows};
+use crate::shingle_sets::{jaccard_reaches, ShingleSets};
 use crate::text::{is_python_space, Tokenizer, Tokens};
 use crate::Error;
 
 /// Appends `text` with leading and trailing whitespace removed and inner whitespace runs collapsed to
-/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates.
+/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates. (A space
+/// separates this text from what `out` held before it when the text starts with whitespace.)
 pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
+    let bytes = text.as_bytes();
     let mut pending_space = false;
-    for c in text.chars() {
-        if is_python_space(c) {
+    let mut at = 0;
+    while at < bytes.len() {
+        // ASCII already in normal form (non-space bytes, single spaces between them) is copied in one piece (and
+        // lower-cased byte-wise); other characters go one at a time.
+        let (end, is_space) = if bytes[at].is_ascii() {
+            (normal_ascii_end(bytes, at), is_ascii_python_space(bytes[at]))
+        } else {
+            let c = text[at..].chars().next().unwrap_or_default();
+            (at + c.len_utf8(), is_python_space(c))
+        };
+        let piece = &text[at..end];
+        at = end;
+        if is_space {
             pending_space = true;
             continue;
         }
@@ -24,12 +38,41 @@ pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
             out.push(' ');
         }
         pending_space = false;
-        if lowercase {
-            out.extend(c.to_lowercase());
+        if !lowercase {
+            out.push_str(piece);
+        } else if piece.is_ascii() {
+            let start = out.len();
+            out.push_str(piece);
+            out[start..].make_ascii_lowercase();
         } else {
-            out.push(c);
+            piece.chars().for_each(|c| out.extend(c.to_lowercase()));
         }
     }
+}
+
+/// The end of the ASCII stretch in normal form from `at` (an ASCII byte): one byte if it is a space, else the
+/// non-space bytes and single spaces up to the first space that is not between two of them, or non-ASCII byte.
+fn normal_ascii_end(bytes: &[u8], at: usize) -> usize {
+    if is_ascii_python_space(bytes[at]) {
+        return at + 1;
+    }
+    let plain = |b: u8| b.is_ascii() && !is_ascii_python_space(b);
+    let mut end = at + 1;
+    while end < bytes.len() {
+        if plain(bytes[end]) {
+            end += 1;
+        } else if bytes[end] == b' ' && end + 1 < bytes.len() && plain(bytes[end + 1]) {
+            end += 2;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
+/// [`is_python_space`] for an ASCII byte: space, `\t\n\x0b\x0c\r` and `\x1c..=\x1f`.
+fn is_ascii_python_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r' | 0x1c..=0x1f)
 }
 
 /// A 128-bit key per row over its texts `texts[bounds[r]..bounds[r + 1]]`, each normalised. The texts are
@@ -100,8 +143,44 @@ impl MinHasher {
     /// after the other, `num_perm` values each. Tokens are the `words` preset's; a text with fewer tokens
     /// than the shingle size is one shingle; a row without tokens gets [`EMPTY`] everywhere.
     pub fn signatures(&self, texts: &[Option<&str>], bounds: &[usize], threads: usize) -> Result<Vec<u32>, Error> {
+        // Repeated shingles need no removal: a minimum is the same with or without them.
+        Ok(self
+            .map_shingles(texts, bounds, threads, |shingles| self.signature(shingles))?
+            .concat())
+    }
+
+    /// [`MinHasher::signatures`] and the rows' shingle sets (the same shingles' 64-bit hashes), for verifying
+    /// candidates by their exact Jaccard similarity.
+    pub fn signatures_and_shingles(
+        &self,
+        texts: &[Option<&str>],
+        bounds: &[usize],
+        threads: usize,
+    ) -> Result<(Vec<u32>, ShingleSets), Error> {
+        let mut rows = self.map_shingles(texts, bounds, threads, |shingles| {
+            let signature = self.signature(shingles);
+            shingles.sort_unstable(); // in parallel here; pushing them below finds them sorted
+            (signature, shingles.to_vec())
+        })?;
+        let mut signatures = Vec::with_capacity(rows.len() * self.num_perm());
+        let mut sets = ShingleSets::default();
+        for (signature, set) in &mut rows {
+            signatures.extend_from_slice(signature);
+            sets.push_unsorted(set);
+        }
+        Ok((signatures, sets))
+    }
+
+    /// `f(shingle hashes of the row)` for each row, in order (the hashes in text order, repeats included).
+    fn map_shingles<T: Send>(
+        &self,
+        texts: &[Option<&str>],
+        bounds: &[usize],
+        threads: usize,
+        f: impl Fn(&mut [u64]) -> T + Sync + Send,
+    ) -> Result<Vec<T>, Error> {
         check_bounds(texts.len(), bounds)?;
-        let rows = map_rows(bounds.len() - 1, threads, |s: &mut MinScratch, r| {
+        map_rows(bounds.len() - 1, threads, |s: &mut MinScratch, r| {
             s.shingles.clear();
             for text in texts[bounds[r]..bounds[r + 1]].iter().flatten() {
                 Tokenizer::Words.tokenize_into(text, &mut s.tokens);
@@ -112,10 +191,8 @@ impl MinHasher {
                 ngram_hashes(&s.tokens, n, &mut s.token_hashes, &mut s.hashes);
                 s.shingles.extend_from_slice(&s.hashes);
             }
-            // Repeated shingles need no removal: a minimum is the same with or without them.
-            self.signature(&s.shingles)
-        })?;
-        Ok(rows.concat())
+            f(&mut s.shingles)
+        })
     }
 
     fn signature(&self, shingles: &[u64]) -> Vec<u32> {
@@ -199,14 +276,34 @@ impl UnionFind {
     }
 }
 
+/// How a candidate pair is verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// By the estimated Jaccard similarity of the signatures ([`estimated_jaccard`]).
+    Estimate,
+    /// By the exact Jaccard similarity of the rows' shingle sets ([`jaccard_reaches`]).
+    Exact,
+}
+
+impl Verify {
+    /// `"estimate"` or `"exact"`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "estimate" => Some(Self::Estimate),
+            "exact" => Some(Self::Exact),
+            _ => None,
+        }
+    }
+}
+
 /// Near-duplicate clustering: MinHash signatures cut into LSH bands; rows sharing a band are candidates,
-/// a candidate pair is verified when its estimated Jaccard similarity reaches the threshold, and the clusters
-/// are exactly the connected components of the verified pairs.
+/// a candidate pair is verified when its Jaccard similarity (estimated, or exact from the shingle sets: see
+/// [`Verify`]) reaches the threshold, and the clusters are exactly the connected components of the verified pairs.
 ///
 /// How the components are found without verifying every candidate pair (see [`NearDedup::clusters`]):
-/// 1. rows with identical signatures are joined first (found by hashing the whole signature): they are
-///    candidates of each other with similarity 1, and they have the same candidates and similarities as each
-///    other, so one of them (the first) stands for all in the buckets;
+/// 1. rows with identical signatures (and, verifying exactly, identical shingle sets) are joined first (found by
+///    hashing the whole signature): they are candidates of each other with similarity 1, and they have the same
+///    candidates and similarities as each other, so one of them (the first) stands for all in the buckets;
 /// 2. in each bucket (one band's value), rows are taken in input order and the earlier rows of the bucket are
 ///    kept in groups, one per component. A row skips the groups of its own component, and is verified against
 ///    the members of every other group until one passes; it then joins that group's component (and may join
@@ -221,8 +318,8 @@ impl UnionFind {
 /// rare, as sharing a band means `rows_per_band` equal MinHash values.
 ///
 /// Rows are added in input order; the result depends only on the rows, not on how they were added. Memory:
-/// the signatures, then during [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each
-/// distinct signature.
+/// the signatures (and, verifying exactly, the shingle sets: 8 bytes per distinct shingle of each row), then
+/// during [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each distinct signature.
 #[derive(Debug)]
 pub struct NearDedup {
     bands: usize,
@@ -231,14 +328,24 @@ pub struct NearDedup {
     /// The fewest equal signature positions at which two rows are similar: the smallest `e` with
     /// `e / num_perm >= threshold`, the estimated Jaccard of [`estimated_jaccard`].
     min_equal: usize,
+    threshold: f64,
+    verify: Verify,
     signatures: Vec<u32>,
+    /// The rows' shingle sets, verifying exactly (empty otherwise).
+    shingles: ShingleSets,
     rows: usize,
 }
 
 impl NearDedup {
-    /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their estimated
-    /// Jaccard similarity reaches `threshold`.
-    pub fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> Result<Self, Error> {
+    /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their Jaccard similarity,
+    /// estimated or exact (`verify`), reaches `threshold`.
+    pub fn new(
+        num_perm: usize,
+        bands: usize,
+        rows_per_band: usize,
+        threshold: f64,
+        verify: Verify,
+    ) -> Result<Self, Error> {
         let used = bands.checked_mul(rows_per_band);
         if bands == 0 || rows_per_band == 0 || used.is_none_or(|used| used > num_perm) {
             return Err(Error::InvalidMinHash(format!(
@@ -258,7 +365,10 @@ impl NearDedup {
             rows_per_band,
             num_perm,
             min_equal,
+            threshold,
+            verify,
             signatures: Vec::new(),
+            shingles: ShingleSets::default(),
             rows: 0,
         })
     }
@@ -278,11 +388,39 @@ impl NearDedup {
         self.num_perm
     }
 
-    /// Adds the next rows (their signatures, `num_perm` values each, in input order).
-    pub fn add(&mut self, signatures: &[u32]) -> Result<(), Error> {
-        let rows = self.rows + self.whole_signatures(signatures)?;
+    /// How candidates are verified.
+    pub fn verify(&self) -> Verify {
+        self.verify
+    }
+
+    /// Adds the next rows (their signatures, `num_perm` values each, in input order, and verifying exactly their
+    /// shingle sets, from [`MinHasher::signatures_and_shingles`]; none otherwise).
+    pub fn add(&mut self, signatures: &[u32], shingles: Option<ShingleSets>) -> Result<(), Error> {
+        let added = self.whole_signatures(signatures)?;
+        let rows = self.rows + added;
         if rows > u32::MAX as usize {
             return Err(Error::InvalidMinHash("more than 2^32 - 1 rows".into()));
+        }
+        match (self.verify, shingles) {
+            (Verify::Exact, Some(sets)) if sets.len() == added && self.shingles.is_empty() => self.shingles = sets,
+            (Verify::Exact, Some(sets)) if sets.len() == added => self.shingles.extend(&sets),
+            (Verify::Exact, Some(sets)) => {
+                return Err(Error::InvalidMinHash(format!(
+                    "{} shingle sets for {added} signatures",
+                    sets.len()
+                )))
+            }
+            (Verify::Exact, None) => {
+                return Err(Error::InvalidMinHash(
+                    "verifying exactly needs the rows' shingle sets".into(),
+                ))
+            }
+            (Verify::Estimate, Some(_)) => {
+                return Err(Error::InvalidMinHash(
+                    "shingle sets are only for verifying exactly".into(),
+                ))
+            }
+            (Verify::Estimate, None) => {}
         }
         self.signatures.extend_from_slice(signatures);
         self.rows = rows;
@@ -294,15 +432,31 @@ impl NearDedup {
         &self.signatures[start..start + self.num_perm]
     }
 
-    /// Whether two rows with tokens are near duplicates (their estimated Jaccard reaches the threshold).
+    /// Whether two rows with tokens are near duplicates (their Jaccard, estimated or exact, reaches the threshold).
     fn similar(&self, x: u32, y: u32) -> bool {
-        let equal = self
-            .signature(x)
-            .iter()
-            .zip(self.signature(y))
-            .filter(|(a, b)| a == b)
-            .count();
-        equal >= self.min_equal
+        match self.verify {
+            Verify::Estimate => {
+                let equal = self
+                    .signature(x)
+                    .iter()
+                    .zip(self.signature(y))
+                    .filter(|(a, b)| a == b)
+                    .count();
+                equal >= self.min_equal
+            }
+            Verify::Exact => jaccard_reaches(
+                self.shingles.row(x as usize),
+                self.shingles.row(y as usize),
+                self.threshold,
+            ),
+        }
+    }
+
+    /// Whether one of two rows stands for the other everywhere: equal signatures (and, verifying exactly, equal
+    /// shingle sets).
+    fn same(&self, x: u32, y: u32) -> bool {
+        self.signature(x) == self.signature(y)
+            && (self.verify == Verify::Estimate || self.shingles.row(x as usize) == self.shingles.row(y as usize))
     }
 
     /// The cluster of every row added: the smallest row index of its connected component.
@@ -390,8 +544,8 @@ impl NearDedup {
         Ok(rows)
     }
 
-    /// Joins the rows with tokens whose signatures are identical; returns the rows that stand for the others
-    /// (each the first of its signature).
+    /// Joins the rows with tokens whose signatures (and, verifying exactly, shingle sets) are identical; returns
+    /// the rows that stand for the others (each the first of its kind).
     fn join_identical(&self, sets: &mut UnionFind) -> Vec<u32> {
         let mut bytes = Vec::with_capacity(4 * self.num_perm);
         let mut whole: Vec<(u64, u32)> = (0..self.rows as u32)
@@ -408,8 +562,9 @@ impl NearDedup {
             let first = run[0].1;
             nodes.push(first);
             for &(_, row) in &run[1..] {
-                // Equal hashes of different signatures (almost never) leave the row a node of its own.
-                if self.signature(row) == self.signature(first) {
+                // Equal hashes of different signatures (almost never), or equal signatures of different shingle
+                // sets, leave the row a node of its own.
+                if self.same(first, row) {
                     sets.union(first, row);
                 } else {
                     nodes.push(row);
@@ -564,6 +719,26 @@ mod tests {
     }
 
     #[test]
+    fn ascii_spaces_are_the_python_ones() {
+        for b in 0..128u8 {
+            assert_eq!(is_ascii_python_space(b), is_python_space(char::from(b)), "{b}");
+        }
+    }
+
+    #[test]
+    fn normalization_mixes_ascii_runs_and_other_characters() {
+        let mut out = String::new();
+        normalize("\u{a0}Ab\u{2003}\u{c9}T\u{c9} \u{85}x\x1fY  ", true, &mut out);
+        assert_eq!(out, "ab \u{e9}t\u{e9} x y");
+        out.clear();
+        normalize("AB\u{130}cD", false, &mut out);
+        assert_eq!(out, "AB\u{130}cD");
+        out.clear();
+        normalize("AB\u{130}cD", true, &mut out);
+        assert_eq!(out, "abi\u{307}cd");
+    }
+
+    #[test]
     fn keys_tell_rows_apart_exactly() {
         let texts = [
             Some("a b"),
@@ -605,16 +780,16 @@ mod tests {
         let (texts, bounds) = rows(&[&other, &base, "", &edited, &base]);
         let hasher = MinHasher::new(128, 5, 1).unwrap();
         let sigs = hasher.signatures(&texts, &bounds, 1).unwrap();
-        let mut near = NearDedup::new(128, 16, 8, 0.7).unwrap();
-        near.add(&sigs[..2 * 128]).unwrap();
-        near.add(&sigs[2 * 128..]).unwrap();
+        let mut near = NearDedup::new(128, 16, 8, 0.7, Verify::Estimate).unwrap();
+        near.add(&sigs[..2 * 128], None).unwrap();
+        near.add(&sigs[2 * 128..], None).unwrap();
         assert_eq!(near.clusters(), vec![0, 1, 2, 1, 1]);
     }
 
     /// Clusters of rows given as signatures of 4 values, one band of one value: every row is in one bucket.
     fn one_bucket(sigs: &[[u32; 4]], threshold: f64) -> Vec<u32> {
-        let mut near = NearDedup::new(4, 1, 1, threshold).unwrap();
-        near.add(&sigs.concat()).unwrap();
+        let mut near = NearDedup::new(4, 1, 1, threshold, Verify::Estimate).unwrap();
+        near.add(&sigs.concat(), None).unwrap();
         near.clusters()
     }
 
@@ -640,10 +815,51 @@ mod tests {
     }
 
     #[test]
+    fn exact_verification_reads_the_shingle_sets() {
+        // One signature for all, so every pair is a candidate; the sets tell them apart.
+        let mut sets = ShingleSets::default();
+        for row in [
+            &mut (0..10).collect::<Vec<u64>>(),
+            &mut (0..10).collect(),
+            &mut (0..5).collect(),
+            &mut (0..8).collect(),
+        ] {
+            sets.push_unsorted(row);
+        }
+        let sigs = [1, 2, 3, 4].repeat(4);
+        let mut exact = NearDedup::new(4, 1, 4, 0.7, Verify::Exact).unwrap();
+        exact.add(&sigs, Some(sets.clone())).unwrap();
+        // J(0, 2) = 0.5, J(0, 3) = 0.8, J(2, 3) = 0.625: rows 0, 1 and 3 together, row 2 apart.
+        assert_eq!(exact.clusters(), vec![0, 0, 2, 0]);
+        assert!(exact.add(&sigs, None).is_err());
+        assert!(exact.add(&sigs[..4], Some(sets.clone())).is_err());
+        let mut estimate = NearDedup::new(4, 1, 4, 0.7, Verify::Estimate).unwrap();
+        estimate.add(&sigs, None).unwrap();
+        assert_eq!(estimate.clusters(), vec![0, 0, 0, 0]);
+        assert!(estimate.add(&sigs, Some(sets)).is_err());
+    }
+
+    #[test]
+    fn shingle_sets_are_the_signatures_shingles() {
+        let hasher = MinHasher::new(16, 2, 3).unwrap();
+        let (texts, bounds) = rows(&["aa bb cc aa bb", "", "x", "dd ee"]);
+        let (sigs, sets) = hasher.signatures_and_shingles(&texts, &bounds, 1).unwrap();
+        assert_eq!(sigs, hasher.signatures(&texts, &bounds, 1).unwrap());
+        assert_eq!(sets.len(), 4);
+        assert_eq!(sets.row(0).len(), 3); // "aa bb" twice, "bb cc", "cc aa"
+        assert!(sets.row(1).is_empty() && sets.row(2).is_empty()); // no tokens ("x" is one character)
+        assert_eq!(sets.row(3).len(), 1);
+        assert_eq!(
+            (sigs.clone(), sets.clone()),
+            hasher.signatures_and_shingles(&texts, &bounds, 2).unwrap()
+        );
+    }
+
+    #[test]
     fn rows_without_tokens_stay_apart() {
-        let mut near = NearDedup::new(4, 2, 2, 0.0).unwrap();
-        near.add(&[EMPTY; 8]).unwrap();
-        near.add(&[1, 2, 3, 4, 1, 2, 3, 4]).unwrap();
+        let mut near = NearDedup::new(4, 2, 2, 0.0, Verify::Estimate).unwrap();
+        near.add(&[EMPTY; 8], None).unwrap();
+        near.add(&[1, 2, 3, 4, 1, 2, 3, 4], None).unwrap();
         assert_eq!(near.clusters(), vec![0, 1, 2, 2]);
     }
 
@@ -678,8 +894,8 @@ mod tests {
     #[test]
     fn buckets_from_band_keys_give_the_clusters() {
         let sigs = copies();
-        let mut near = NearDedup::new(32, 8, 4, 0.6).unwrap();
-        near.add(&sigs).unwrap();
+        let mut near = NearDedup::new(32, 8, 4, 0.6, Verify::Estimate).unwrap();
+        near.add(&sigs, None).unwrap();
         let keys = near.signature_band_keys(&sigs).unwrap();
         // Rows 2 and 7 have no tokens: no keys; the others have one per band, in order.
         assert_eq!(keys.len(), 8 * (near.len() - 2));
@@ -706,8 +922,8 @@ mod tests {
     #[test]
     fn only_the_given_buckets_join_rows() {
         let (a, b) = ([1, 2, 3, 4], [1, 2, 3, 5]);
-        let mut near = NearDedup::new(4, 2, 2, 0.5).unwrap();
-        near.add(&[a, b, a, [EMPTY; 4]].concat()).unwrap();
+        let mut near = NearDedup::new(4, 2, 2, 0.5, Verify::Estimate).unwrap();
+        near.add(&[a, b, a, [EMPTY; 4]].concat(), None).unwrap();
         assert_eq!(near.bucket_clusters(&[]).unwrap(), vec![0, 1, 0, 3]); // identical rows only
         assert_eq!(
             near.bucket_clusters(&[(7, 1), (7, 0), (7, 1)]).unwrap(),
@@ -731,12 +947,12 @@ mod tests {
     fn bad_parameters_are_errors() {
         assert!(MinHasher::new(0, 5, 1).is_err());
         assert!(MinHasher::new(128, 0, 1).is_err());
-        assert!(NearDedup::new(128, 16, 9, 0.7).is_err());
-        assert!(NearDedup::new(128, 16, 8, 1.5).is_err());
-        assert!(NearDedup::new(128, 1 << 32, 1 << 32, 0.7).is_err()); // the product overflows
-        assert!(NearDedup::new(128, usize::MAX, 2, 0.7).is_err());
-        assert!(NearDedup::new(128, 16, 8, f64::NAN).is_err());
-        let mut near = NearDedup::new(4, 2, 2, 0.5).unwrap();
-        assert!(near.add(&[1, 2, 3]).is_err());
+        assert!(NearDedup::new(128, 16, 9, 0.7, Verify::Estimate).is_err());
+        assert!(NearDedup::new(128, 16, 8, 1.5, Verify::Estimate).is_err());
+        assert!(NearDedup::new(128, 1 << 32, 1 << 32, 0.7, Verify::Estimate).is_err()); // the product overflows
+        assert!(NearDedup::new(128, usize::MAX, 2, 0.7, Verify::Estimate).is_err());
+        assert!(NearDedup::new(128, 16, 8, f64::NAN, Verify::Estimate).is_err());
+        let mut near = NearDedup::new(4, 2, 2, 0.5, Verify::Estimate).unwrap();
+        assert!(near.add(&[1, 2, 3], None).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod parquet;
 mod pool;
 mod rows;
 pub mod select;
+pub mod shingle_sets;
 pub mod text;
 pub mod views;
 

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, PrimitiveArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, LargeListArray, PrimitiveArray, UInt32Array, UInt64Array,
 };
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 use skyfilter_core::dedup;
+use skyfilter_core::shingle_sets::ShingleSets;
 
 use crate::arrays::to_pyarrow;
 use crate::error::{guarded, to_py, SkyfilterError};
@@ -84,6 +86,38 @@ impl MinHasher {
             py.detach(|| self.inner.signatures(&strs, &bounds, threads))
                 .map_err(to_py)
         })?;
+        self.signature_array(py, values)
+    }
+
+    /// `(signatures, shingle_sets)`: the signatures as `signatures` gives them, and each row's distinct 64-bit
+    /// shingle hashes in ascending order as a `large_list<uint64>` array, for `NearDedup(verify="exact")`.
+    #[pyo3(signature = (texts, bounds = None, *, threads = 0))]
+    fn signatures_and_shingles(
+        &self,
+        py: Python<'_>,
+        texts: PyArray,
+        bounds: Option<PyArray>,
+        threads: usize,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let holder = Texts::new(texts.array(), "texts")?;
+        let strs = holder.strs()?;
+        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+        let (values, sets) = guarded(|| {
+            py.detach(|| self.inner.signatures_and_shingles(&strs, &bounds, threads))
+                .map_err(to_py)
+        })?;
+        let (offsets, hashes) = sets.into_parts();
+        let offsets = OffsetBuffer::new(offsets.into_iter().map(|o| o as i64).collect::<Vec<_>>().into());
+        let field = Arc::new(Field::new("item", DataType::UInt64, false));
+        let sets = LargeListArray::try_new(field, offsets, Arc::new(UInt64Array::from(hashes)), None)
+            .map_err(|e| SkyfilterError::new_err(e.to_string()))?;
+        Ok((self.signature_array(py, values)?, to_pyarrow(py, Arc::new(sets))?))
+    }
+}
+
+impl MinHasher {
+    /// Signature values as a `fixed_size_list<uint32>[num_perm]` array.
+    fn signature_array(&self, py: Python<'_>, values: Vec<u32>) -> PyResult<Py<PyAny>> {
         let field = Arc::new(Field::new("item", DataType::UInt32, false));
         let list = FixedSizeListArray::try_new(
             field,
@@ -97,7 +131,8 @@ impl MinHasher {
 }
 
 /// Near-duplicate clusters over rows added in input order: the connected components of the LSH candidate pairs
-/// whose estimated Jaccard reaches the threshold; a cluster is named by its first row.
+/// whose Jaccard similarity reaches the threshold, estimated from the signatures (`verify="estimate"`) or exact
+/// from the rows' shingle sets (`verify="exact"`); a cluster is named by its first row.
 #[pyclass(module = "skyfilter._core")]
 pub struct NearDedup {
     inner: dedup::NearDedup,
@@ -106,10 +141,15 @@ pub struct NearDedup {
 #[pymethods]
 impl NearDedup {
     #[new]
-    #[pyo3(signature = (num_perm, bands, rows_per_band, threshold))]
-    fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64) -> PyResult<Self> {
+    #[pyo3(signature = (num_perm, bands, rows_per_band, threshold, verify = "estimate"))]
+    fn new(num_perm: usize, bands: usize, rows_per_band: usize, threshold: f64, verify: &str) -> PyResult<Self> {
+        let Some(verify) = dedup::Verify::from_name(verify) else {
+            return Err(SkyfilterError::new_err(format!(
+                "verify must be 'estimate' or 'exact', got {verify:?}"
+            )));
+        };
         Ok(Self {
-            inner: guarded(|| dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold).map_err(to_py))?,
+            inner: guarded(|| dedup::NearDedup::new(num_perm, bands, rows_per_band, threshold, verify).map_err(to_py))?,
         })
     }
 
@@ -117,11 +157,14 @@ impl NearDedup {
         self.inner.len()
     }
 
-    /// Adds the next rows' signatures (from `MinHasher.signatures`: `fixed_size_list<uint32>[num_perm]`, no nulls).
-    fn add(&mut self, py: Python<'_>, signatures: PyArray) -> PyResult<()> {
+    /// Adds the next rows' signatures (from `MinHasher.signatures`: `fixed_size_list<uint32>[num_perm]`, no nulls)
+    /// and, verifying exactly, their shingle sets (from `MinHasher.signatures_and_shingles`).
+    #[pyo3(signature = (signatures, shingle_sets = None))]
+    fn add(&mut self, py: Python<'_>, signatures: PyArray, shingle_sets: Option<PyArray>) -> PyResult<()> {
         let values = signature_values(&signatures, self.inner.num_perm())?;
+        let sets = shingle_sets.as_ref().map(shingle_set_values).transpose()?;
         let inner = &mut self.inner;
-        guarded(|| py.detach(|| inner.add(values.values())).map_err(to_py))
+        guarded(|| py.detach(|| inner.add(values.values(), sets)).map_err(to_py))
     }
 
     /// The LSH band keys of the rows with tokens among `signatures` (not added): `(keys, rows)`, a uint64 key and
@@ -211,6 +254,31 @@ fn signature_values(signatures: &PyArray, num_perm: usize) -> PyResult<Primitive
         return Err(SkyfilterError::new_err("signatures must not contain nulls"));
     }
     Ok(values)
+}
+
+/// Shingle sets given as a `large_list<uint64>` array without nulls (each row ascending, distinct), copied.
+fn shingle_set_values(sets: &PyArray) -> PyResult<ShingleSets> {
+    let DataType::LargeList(item) = sets.array().data_type() else {
+        return Err(SkyfilterError::new_err(format!(
+            "shingle sets must be large_list<uint64>, got {}",
+            sets.array().data_type()
+        )));
+    };
+    if item.data_type() != &DataType::UInt64 {
+        return Err(SkyfilterError::new_err(format!(
+            "shingle sets must be large_list<uint64>, got large_list<{}>",
+            item.data_type()
+        )));
+    }
+    let list = sets.array().as_list::<i64>();
+    let values = list.values().as_primitive::<UInt64Type>();
+    if list.null_count() > 0 || values.null_count() > 0 {
+        return Err(SkyfilterError::new_err("shingle sets must not contain nulls"));
+    }
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+    let rebased = offsets.iter().map(|&o| o as usize - start).collect();
+    ShingleSets::new(rebased, values.values()[start..end].to_vec()).map_err(to_py)
 }
 
 /// `array` as a primitive array of type `expected` without nulls, or an error naming it.
