@@ -23,9 +23,14 @@ struct Pools {
 
 static POOLS: OnceLock<Pools> = OnceLock::new();
 
-/// The pool of `threads` workers (0: rayon's default, all cores or `RAYON_NUM_THREADS`), or `None` when the
-/// work is to run on the calling thread: `threads == 1`, or a process forked after the pools were built.
+/// The pool of `threads` workers (0: rayon's default, all cores or `RAYON_NUM_THREADS`; more than the cores
+/// this process may use: as many as the cores), or `None` when the work is to run on the calling thread:
+/// `threads == 1`, or a process forked after the pools were built.
 pub(crate) fn pool(threads: usize) -> Result<Option<Arc<ThreadPool>>, Error> {
+    let threads = match std::thread::available_parallelism() {
+        Ok(cores) if threads > cores.get() => cores.get(),
+        _ => threads,
+    };
     if threads == 1 || is_forked() {
         return Ok(None);
     }
@@ -63,6 +68,12 @@ mod tests {
         let b = pool(2).unwrap().unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.current_num_threads(), 2);
-        assert_eq!(pool(3).unwrap().unwrap().current_num_threads(), 3);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let many = pool(cores + 5).unwrap();
+        assert_eq!(
+            many.map_or(1, |p| p.current_num_threads()),
+            cores,
+            "no more threads than cores"
+        );
     }
 }
