@@ -452,7 +452,7 @@ fn word_mask_64(block: &[u8; 64]) -> u64 {
 }
 
 /// `text` (ASCII) lower-cased in place, eight bytes at a time.
-fn lower_ascii(text: &mut str) {
+pub(crate) fn lower_ascii(text: &mut str) {
     // SAFETY: ASCII letters are changed into ASCII letters only: the text stays the same valid UTF-8.
     let bytes = unsafe { text.as_bytes_mut() };
     let mut words = bytes.chunks_exact_mut(8);
