@@ -38,6 +38,7 @@ from skyfilter.io import (
     Source,
     check_outputs,
     iter_batches,
+    kept_rows,
     open_sources,
     worker_threads,
     write_bad_rows,
@@ -507,16 +508,16 @@ def split_batch(
     result: pa.RecordBatch,
     input_rows: np.ndarray,
     flagged_schema: pa.Schema,
-) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
-    """Counts a matched batch and splits it: the clean rows unchanged, and the flagged rows plus evidence (None
-    when there are none)."""
+) -> tuple[pa.Table, pa.RecordBatch | None]:
+    """Counts a matched batch and splits it: the clean rows unchanged (slices of the batch where they can be),
+    and the flagged rows plus evidence (None when there are none)."""
     is_flagged = tally.add(pairs, result)
-    clean = batch.filter(pa.array(~is_flagged))
+    clean = kept_rows(batch, ~is_flagged)
     rows = np.flatnonzero(is_flagged)
     if not len(rows):
         return clean, None
     ev = matcher.evidence(result, rows, input_rows[rows])
-    kept = batch.filter(pa.array(is_flagged))
+    kept = batch.take(pa.array(rows))
     columns = list(kept.columns) + [pa.repeat(pa.scalar(source.name), len(rows))] + list(ev.values())
     return clean, pa.RecordBatch.from_arrays(columns, schema=flagged_schema)
 

@@ -418,6 +418,20 @@ def take_batch(batch: pa.RecordBatch, rows: np.ndarray, schema: pa.Schema) -> pa
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def kept_rows(batch: pa.RecordBatch, keep: np.ndarray) -> pa.Table:
+    """The rows of ``batch`` where ``keep`` is true, in order. Where they lie in long runs (a contamination run
+    keeps nearly every row) the result is slices of the batch: no text is copied, where a ``filter`` would copy
+    every kept text into new memory (0.16 s per million RMB prompts once that memory is warm, 2 s when it is
+    not). Where runs are short (32 rows or fewer on average) one copy taken by row number, which then writes
+    faster than the many short slices."""
+    edges = np.flatnonzero(np.diff(keep.astype(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    starts, stops = edges[::2], edges[1::2]
+    if len(starts) and (stops - starts).sum() <= 32 * len(starts):
+        return pa.Table.from_batches([batch.take(pa.array(np.flatnonzero(keep)))])
+    slices = [batch.slice(a, b - a) for a, b in zip(starts, stops, strict=True)]
+    return pa.Table.from_batches(slices, schema=batch.schema)
+
+
 def take_rows(table: pa.Table, rows: np.ndarray, *, views: bool = False) -> pa.Table:
     """The rows ``rows`` (ascending row numbers) of ``table``. Top-level string columns are copied, or with
     ``views=True`` come back as string_view columns that share the input's text buffers (16 bytes a row are
@@ -548,15 +562,15 @@ class _Writer:
         self._held: list[pa.RecordBatch] = []  # parquet rows not yet a whole row group
         self._held_rows = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, rows: pa.RecordBatch | pa.Table) -> None:
         if self._sink is None:
-            self._open(batch.schema)
-        self.rows += batch.num_rows
+            self._open(rows.schema)
+        self.rows += rows.num_rows
         if self.format != "parquet":
-            self._submit(batch)
+            self._submit(rows)
             return
-        self._held.append(batch)
-        self._held_rows += batch.num_rows
+        self._held.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
+        self._held_rows += rows.num_rows
         if self._held_rows >= PARQUET_ROW_GROUP_ROWS:
             self._flush(whole_groups_only=True)
 
@@ -632,9 +646,9 @@ class AtomicWriters:
     def set_schema(self, key: str, schema: pa.Schema) -> None:
         self._schemas[key] = schema
 
-    def write(self, key: str, batch: pa.RecordBatch) -> None:
+    def write(self, key: str, rows: pa.RecordBatch | pa.Table) -> None:
         if key in self._writers:
-            self._writers[key].write(batch)
+            self._writers[key].write(rows)
 
     def rows(self, key: str) -> int:
         return self._writers[key].rows if key in self._writers else 0

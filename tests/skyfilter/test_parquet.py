@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from skyfilter.io import PARQUET_ROW_GROUP_ROWS, AtomicWriters, InputError, open_source, take_batch
+from skyfilter.io import PARQUET_ROW_GROUP_ROWS, AtomicWriters, InputError, kept_rows, open_source, take_batch
 
 
 def sample(rows: int) -> pa.Table:
@@ -96,6 +96,20 @@ def test_views_read_the_same_rows_and_take_batch_gives_the_file_types(tmp_path):
                 assert taken.to_pylist() == [expected[at + r] for r in rows]
             at += batch.num_rows
         assert at == len(expected)
+
+
+@pytest.mark.parametrize("dropped", [0.0, 0.005, 0.2, 0.9, 1.0])
+def test_kept_rows_are_the_filtered_rows_as_slices_when_runs_are_long(dropped):
+    batch = sample(3_000).to_batches()[0].slice(17, 2_000)  # a batch with an offset
+    keep = np.random.default_rng(1).random(batch.num_rows) >= dropped
+    kept = kept_rows(batch, keep)
+    assert kept.schema.equals(batch.schema)
+    assert kept.to_pylist() == batch.filter(pa.array(keep)).to_pylist()
+    runs = np.count_nonzero(np.diff(keep.astype(np.int8), prepend=np.int8(0)) == 1)
+    if runs and keep.sum() > 32 * runs:  # long runs: slices sharing the batch's text, nothing copied
+        prompt = batch.column("prompt").buffers()[2]
+        assert kept.column("prompt").num_chunks == runs
+        assert all(c.buffers()[2].address == prompt.address for c in kept.column("prompt").chunks)
 
 
 def test_invalid_utf8_read_with_views_is_a_clear_error(tmp_path):
