@@ -9,6 +9,8 @@ transformers = pytest.importorskip("transformers")
 from skyrm.batching import micro_batches, step_plan  # noqa: E402
 from skyrm.model import rewards, tiny_config  # noqa: E402
 
+from tests.skyrm.batch_helpers import in_pair_order  # noqa: E402
+
 
 def test_step_plan_is_seeded_and_covers_each_epoch():
     plan = step_plan(103, 10, epochs=2.0, seed=3)
@@ -52,7 +54,8 @@ def test_packed_rewards_equal_padded_rewards(pairs):
     with torch.no_grad():
 
         def all_rewards(batches):
-            return torch.cat([rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends) for b in batches])
+            found = [rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends) for b in batches]
+            return in_pair_order(batches, found, order)
 
         padded = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=False))
         packed = all_rewards(micro_batches(chosen, rejected, order, 200, pad_id=0, packing=True))
@@ -112,3 +115,30 @@ def test_scoring_batches_are_the_training_layout_of_single_sequences(pairs, by_l
     assert indices == [0, 1, 2, 3] and torch.equal(train.input_ids, score.input_ids)
     with pytest.raises(ValueError, match="sequence 0 needs 50 tokens, over the micro-batch budget of 10"):
         scoring_batches([[1] * 50], 10, pad_id=0)
+
+
+def test_packed_rows_go_first_fit_decreasing():
+    # pairs of 60, 50, 40, 30 and 20 tokens under a budget of 100: in their order, a row each would be filled in
+    # turn (60 | 50 40 | 30 20: three rows); longest first, first fit: 60 40 | 50 30 20, two full rows
+    sizes = [(30, 30), (25, 25), (20, 20), (15, 15), (10, 10)]
+    chosen = [[7] * a for a, _ in sizes]
+    rejected = [[8] * b for _, b in sizes]
+    batches = micro_batches(chosen, rejected, [4, 3, 2, 1, 0], 100, pad_id=0, block_mask=False, flex=16)
+    assert [b.pair_ids for b in batches] == [(2, 0), (4, 3, 1)]  # each row's pairs in the order they were taken
+    assert [b.tokens for b in batches] == [100, 100]
+
+
+def test_packed_rows_on_real_steps_are_as_few_as_the_tokens_allow(shared_data):
+    from skyrm.data import encode_pairs, read_pairs
+    from skyrm.model import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    data = encode_pairs(read_pairs(str(shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl")),
+                        tokenizer, 4096, "drop")  # fmt: skip
+    rows = least = 0
+    for step in step_plan(len(data), 128, 1.0, seed=0):
+        tokens = sum(len(data.chosen[p]) + len(data.rejected[p]) for p in step)
+        least += -(-tokens // 16_384)
+        rows += len(micro_batches(data.chosen, data.rejected, step, 16_384, tokenizer.pad_token_id, block_mask=False,
+                                  flex=128))  # fmt: skip
+    assert rows <= 1.01 * least, f"{rows} packed rows where {least} hold the tokens"

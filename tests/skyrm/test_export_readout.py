@@ -34,6 +34,8 @@ from skyrm.model import rewards  # noqa: E402
 from skyrm.padding import ADDED_PAD, choose_pad  # noqa: E402
 from skyrm.trainer import train  # noqa: E402
 
+from tests.skyrm.batch_helpers import in_pair_order  # noqa: E402
+
 LLAMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                   "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")  # fmt: skip
 GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>"
@@ -152,11 +154,12 @@ def test_hugging_face_reads_the_rewards_skyrm_trained(exported):
     pairs = list(range(len(held_out)))
     for packing in (False, True):  # skyrm's training batcher, padded rows and packed rows
         ours = []
-        for batch in micro_batches(held_out.chosen, held_out.rejected, pairs, 1024, tokenizer.pad_token_id,
-                                   packing=packing):  # fmt: skip
+        batches = micro_batches(held_out.chosen, held_out.rejected, pairs, 1024, tokenizer.pad_token_id,
+                                packing=packing)  # fmt: skip
+        for batch in batches:
             with torch.no_grad():
                 ours.append(rewards(model, batch.input_ids, batch.attention_mask, batch.position_ids, batch.ends))
-        torch.testing.assert_close(torch.cat(ours), alone, rtol=0, atol=1e-5)
+        torch.testing.assert_close(in_pair_order(batches, ours, pairs), alone, rtol=0, atol=1e-5)
     # the held-out rewards measured in training (the model before export) are the ones Hugging Face reads
     assert alone.mean().item() == pytest.approx(summary["eval"]["reward_mean"], abs=1e-5)
     assert alone.std().item() == pytest.approx(summary["eval"]["reward_std"], abs=1e-5)
