@@ -316,7 +316,7 @@ def run_numerics(args, work: Path) -> dict:
     attention's BlockMask (the first model): in bf16, with the padded rows under eager attention too for bf16's own
     spread between two attention kernels, and in fp32 (the same weights), where all must agree to rounding."""
     import torch
-    from skyrm.batching import micro_batches
+    from skyrm.batching import in_pair_order, micro_batches
     from skyrm.data import encode_pairs, read_pairs
     from skyrm.model import rewards
 
@@ -330,11 +330,12 @@ def run_numerics(args, work: Path) -> dict:
     def score(mode: str) -> torch.Tensor:
         model.set_attn_implementation({"flex": "flex_attention", "eager": "eager"}.get(mode, "sdpa"))
         values = []
-        for batch in micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens,
-                                   tokenizer.pad_token_id, **layouts[mode]):  # fmt: skip
+        batches = micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens, tokenizer.pad_token_id,
+                                **layouts[mode])  # fmt: skip
+        for batch in batches:
             b = batch.to(device)
             values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
-        return torch.cat(values)
+        return in_pair_order(batches, values, pairs)
 
     def gaps() -> dict:
         with torch.no_grad():

@@ -26,7 +26,7 @@ import torch
 
 from skyrm.model import block_causal_mask, document_block_mask, packed_ends
 
-__all__ = ["MicroBatch", "step_plan", "micro_batches", "scoring_batches", "padded_rows"]
+__all__ = ["MicroBatch", "step_plan", "micro_batches", "in_pair_order", "scoring_batches", "padded_rows"]
 
 
 @dataclass
@@ -178,6 +178,13 @@ def micro_batches(
         batch.pair_ids = tuple(pairs[i] for i in group)
         batches.append(batch)
     return batches
+
+
+def in_pair_order(batches: list[MicroBatch], rewards: list[torch.Tensor], pairs: list[int]) -> torch.Tensor:
+    """The rewards of micro-batches (``rewards[i]``: ``[chosen, rejected, ...]`` of ``batches[i]``) as
+    ``[chosen, rejected, ...]`` of ``pairs``: packed micro-batches take the pairs longest first."""
+    by_pair = dict(zip((p for b in batches for p in b.pair_ids), torch.cat(rewards).view(-1, 2), strict=True))
+    return torch.cat([by_pair[p] for p in pairs])
 
 
 def scoring_batches(sequences: list[list[int]], token_budget: int, pad_id: int,

@@ -6,10 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from skyrm.batching import micro_batches, step_plan  # noqa: E402
+from skyrm.batching import in_pair_order, micro_batches, step_plan  # noqa: E402
 from skyrm.model import rewards, tiny_config  # noqa: E402
-
-from tests.skyrm.batch_helpers import in_pair_order  # noqa: E402
 
 
 def test_step_plan_is_seeded_and_covers_each_epoch():

@@ -26,15 +26,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from skyrm.batching import micro_batches  # noqa: E402
+from skyrm.batching import in_pair_order, micro_batches  # noqa: E402
 from skyrm.config import load_config  # noqa: E402
 from skyrm.data import encode_pairs, read_pairs  # noqa: E402
 from skyrm.eval.runner import Benchmark, evaluate, load_model  # noqa: E402
 from skyrm.model import rewards  # noqa: E402
 from skyrm.padding import ADDED_PAD, choose_pad  # noqa: E402
 from skyrm.trainer import train  # noqa: E402
-
-from tests.skyrm.batch_helpers import in_pair_order  # noqa: E402
 
 LLAMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
                   "{{ m['content'] | trim }}<|eot_id|>{% endfor %}")  # fmt: skip
