@@ -270,7 +270,7 @@ class _Planner(DefaultLoadPlanner):
         try:
             safe = torch.load(value, weights_only=True)
         except pickle.UnpicklingError as e:
-            self.refused = self.refused or f"{read_item.dest_index.fqn} ({str(e).strip().splitlines()[0]})"
+            self.refused = self.refused or f"{read_item.dest_index.fqn} ({_why(e)})"
             return
         plain = io.BytesIO()
         torch.save(safe, plain)
@@ -278,11 +278,18 @@ class _Planner(DefaultLoadPlanner):
         super().load_bytes(read_item, plain)
 
 
+def _why(error: Exception) -> str:
+    """The line of a ``torch.load(weights_only=True)`` refusal that names what was refused (its first line advises
+    loading the file unsafely)."""
+    lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return next((line for line in lines if "GLOBAL" in line), lines[0])
+
+
 def _load_rng(path: Path) -> dict:
     try:
         return torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{path}: not a random-number state ({str(e).strip().splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a random-number state ({_why(e)})") from None
 
 
 def load(folder: Path, info: dict, model, optimizer, run: dict, runtime: Runtime) -> tuple[int, dict]:
