@@ -145,8 +145,12 @@ def _marker(folder: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not a checkpoint marker (truncated or corrupted: {e})") from None
-    if not isinstance(info, dict) or SELF_CHECK not in info:
-        raise CheckpointError(f"{path}: no {SELF_CHECK} (corrupted, or written by a skyrm without checksums)")
+    if not isinstance(info, dict) or not {"step", "world", "run"} <= info.keys():
+        raise CheckpointError(f"{path}: not a checkpoint marker (corrupted)")
+    if SELF_CHECK not in info and "files" not in info:  # saved by a skyrm before the checksums
+        return info
+    if SELF_CHECK not in info:
+        raise CheckpointError(f"{path}: no {SELF_CHECK} (corrupted)")
     saved = info.pop(SELF_CHECK)
     if saved != _self_check(info):
         raise CheckpointError(f"{path}: its CRC-32 does not match its content (corrupted)")
@@ -166,7 +170,8 @@ def _file_error(path: Path, expected: dict) -> str | None:
 
 def verify(folder: Path, runtime: Runtime) -> dict:
     """The checkpoint's marker, once every file it lists has its recorded size and CRC-32 (the ranks share the
-    reading); else a :class:`CheckpointError` naming the first bad file."""
+    reading); else a :class:`CheckpointError` naming the first bad file. A checkpoint saved before the checksums
+    is taken as it is, with a warning."""
     info, error = None, None
     try:
         info = _marker(folder)
@@ -178,6 +183,11 @@ def verify(folder: Path, runtime: Runtime) -> dict:
         dist.all_gather_object(errors, error)
     if any(errors):
         raise CheckpointError(next(e for e in errors if e))
+    if "files" not in info:
+        if runtime.main:
+            print(f"warning: checkpoint {folder.name} has no checksums (saved by an earlier skyrm): resumed without "
+                  "checking its files", file=sys.stderr, flush=True)  # fmt: skip
+        return info
     names = sorted(info["files"])
     error = next((e for n in names[runtime.rank :: runtime.world] if (e := _file_error(folder / n, info["files"][n]))),
                  None)  # fmt: skip

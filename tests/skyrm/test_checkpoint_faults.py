@@ -275,6 +275,19 @@ def test_without_a_sound_checkpoint_resume_fails_in_one_line(finished, capsys):
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before  # nothing removed or added
 
 
+def test_a_checkpoint_saved_before_the_checksums_still_resumes(finished, capsys, one_thread):
+    out = copy_run(finished, "unchecked")
+    marker = out / "checkpoints" / "step-00000006" / checkpoint.MARKER
+    info = json.loads(marker.read_text())
+    marker.write_text(json.dumps({k: info[k] for k in ("step", "world", "run")}))  # the marker as it was written
+    capsys.readouterr()
+    assert main([*flags(finished, out), "--resume"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: checkpoint step-00000006 has no checksums (saved by an earlier skyrm): resumed "
+                        "without checking its files"]  # fmt: skip
+    same_run(out, finished / "whole")
+
+
 # nothing in a checkpoint runs code
 
 
