@@ -11,7 +11,8 @@ Faults (tests/skyrm/test_checkpoint_faults.py):
 * a run killed while saving leaves a folder without the marker: resume takes the previous checkpoint, and the next
   save at that step clears the folder first;
 * a truncated or corrupted file fails its size or CRC-32 when resumed from (one line naming the file), and resume
-  falls back to the previous complete checkpoint, saying so on stderr;
+  falls back to the previous complete checkpoint, saying so on stderr; the resumed run's next save removes the
+  checkpoints after its own step;
 * nothing in a checkpoint can run code: DCP's ``.metadata`` is unpickled with only its own classes allowed, the
   non-tensor values and the random-number states with ``torch.load(weights_only=True)``.
 """
@@ -123,12 +124,12 @@ def save(root: Path, step: int, model, optimizer, run: dict, runtime: Runtime, s
                 files[path.name] = _crc32(path)
         body = {"step": step, "world": runtime.world, "run": run, "state": state or {}, "files": files}
         _write_marker(folder, body)
-        finished = _complete(root)
-        for old in finished[:-keep]:
-            _remove(old)
-        for stale in root.glob("step-*"):  # incomplete ones before this one (a save cut short, never redone)
-            if stale < folder and not (stale / MARKER).exists():
+        # after this one: a resumed run passed over them (they failed their check); before it: saves cut short
+        for stale in root.glob("step-*"):
+            if stale > folder or not (stale / MARKER).exists():
                 _remove(stale)
+        for old in _complete(root)[:-keep]:
+            _remove(old)
     dist.barrier()
     return folder
 

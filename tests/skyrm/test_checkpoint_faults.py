@@ -39,6 +39,7 @@ import signal
 import sys
 
 import torch.distributed.checkpoint.filesystem as filesystem
+import transformers.models.llama.modeling_llama  # imported by each run otherwise: most of its time
 
 import skyrm.checkpoint as checkpoint
 from skyrm.train import main
@@ -259,6 +260,27 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumed(finished, fi
     )
     same_run(out, finished / "whole")  # steps 5 and 6 trained again, exactly
     checkpoint.verify(out / "checkpoints" / "step-00000006", SimpleNamespace(rank=0, world=1))  # saved again
+
+
+def test_a_save_removes_the_checkpoints_after_it_and_the_incomplete_ones(tmp_path):
+    """A run resumed from step 3 (the later ones failed their check) saves step 3 again: the later checkpoints and
+    the folder of a save cut short go, the last two complete ones stay."""
+    from skyrm.distributed import start, stop
+    from skyrm.trainer import build_model
+
+    runtime = start()
+    try:
+        model, _ = build_model(tiny(tmp_path), runtime)
+        optimizer = torch.optim.AdamW(model.parameters())
+        root = tmp_path / "checkpoints"
+        for step in (2, 3, 4, 6):
+            checkpoint.save(root, step, model, optimizer, {}, runtime, keep=5)
+        (root / "step-00000001").mkdir()  # a save cut short
+        (root / "step-00000005").mkdir()
+        checkpoint.save(root, 3, model, optimizer, {}, runtime)
+    finally:
+        stop(runtime)
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000002", "step-00000003"]
 
 
 def test_without_a_sound_checkpoint_resume_fails_in_one_line(finished, capsys):
