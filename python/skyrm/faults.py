@@ -36,8 +36,9 @@ def nonfinite_message(step: int, loss: float, grad_norm: float, rows: list[int],
             f"{_rows(sorted(rows))})")  # fmt: skip
 
 
-def oom_message(step: int, tokens: int, device: torch.device, config: TrainConfig) -> str:
-    """Out of memory at ``step`` (from 1) in a micro-batch of ``tokens`` tokens: the settings that lower it."""
+def oom_message(step: int | None, tokens: int, device: torch.device, config: TrainConfig) -> str:
+    """Out of memory at ``step`` (from 1) in a micro-batch of ``tokens`` tokens, or (``step`` None) outside the
+    training steps: the settings that lower it."""
     knobs = [f"lower --micro-batch-tokens (now {config.micro_batch_tokens:,}; at least 2 x --max-length "
              f"{config.max_length:,})"]  # fmt: skip
     if not config.activation_checkpointing:
@@ -48,7 +49,9 @@ def oom_message(step: int, tokens: int, device: torch.device, config: TrainConfi
         knobs.append("drop --no-reshard-after-forward")
     if not config.lora_r:
         knobs.append("or train LoRA adapters (--lora-r 16)")
-    return f"out of memory on {device} at step {step} (a micro-batch of {tokens:,} tokens): " + ", ".join(knobs)
+    where = (f"at step {step} (a micro-batch of {tokens:,} tokens)" if step is not None
+             else "outside the training steps (building the model, an evaluation or the export)")  # fmt: skip
+    return f"out of memory on {device} {where}: " + ", ".join(knobs)
 
 
 def check_finite(weights: dict) -> None:

@@ -339,9 +339,11 @@ def train(config: TrainConfig, log=print) -> dict:
     runtime = start()
     try:
         return _train(config, runtime, log if runtime.main else (lambda _: None), writing)
-    except BaseException:
+    except BaseException as e:
         if runtime.main and writing:  # before that, the folder holds only what was there: it stays as it was
             run_folder.discard_failed(config, existed)
+        if isinstance(e, torch.OutOfMemoryError):  # a step's says which step (StepError): this one came outside
+            raise StepError(oom_message(None, 0, runtime.device, config)) from None
         raise
     finally:
         stop(runtime)

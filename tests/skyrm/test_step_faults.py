@@ -121,6 +121,11 @@ def test_out_of_memory_names_the_knobs_and_their_values(tmp_path, monkeypatch, c
     assert "lower --micro-batch-tokens (now 512; at least 2 x --max-length 128)" in err
     assert "turn on --activation-checkpointing (now off)" in err
     assert not (tmp_path / "run").exists()  # failed before its first checkpoint: nothing left
+    monkeypatch.setattr(trainer, "build_model", no_memory)
+    assert main(args(tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: out of memory on cpu outside the training steps (building the model, an evaluation "
+                          "or the export): lower --micro-batch-tokens (now 512; ")  # fmt: skip
     saving = oom_message(3, 1000, torch.device("cuda", 0), tiny(tmp_path, activation_checkpointing=True,
                                                                   grad_sync="step", lora_r=8))  # fmt: skip
     assert "--activation-checkpointing" not in saving and "--grad-sync micro-batch (now step" in saving
