@@ -64,7 +64,7 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.recipe import Recipe, SourceSpec
+from skyfilter.recipe import Recipe, SourceSpec, in_data_dir
 from skyfilter.samples import SAMPLE_ROWS, sample_table
 from skyfilter.schema import MESSAGES
 from skyfilter.select import REASONS as SELECT_REASONS
@@ -153,7 +153,7 @@ def _local_file(spec: SourceSpec, data_dir: Path | None) -> Path | None:
     """The source's local file: ``DATA_DIR/<name>.<suffix>``, or ``dataset`` when it is a file; None for the hub.
     With a data folder, a source found in neither is an error, not a silent download."""
     candidates = [data_dir / f"{spec.name}{suffix}" for suffix in _LOCAL_SUFFIXES] if data_dir is not None else []
-    for candidate in [*candidates, Path(spec.dataset)]:
+    for candidate in [*candidates, data_dir / spec.dataset if data_dir is not None else Path(spec.dataset)]:
         if candidate.is_file():
             return candidate
     if data_dir is not None:
@@ -567,6 +567,8 @@ def run_curate(
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise CurateError(f"{data_dir}: no such folder")
+    if data_dir is not None:
+        recipe = in_data_dir(recipe, data_dir)
     local_inputs = [*(sorted(data_dir.iterdir()) if data_dir is not None else []), *(bench or [])]
     try:  # before any work: a new folder in a writable place, and --bad-rows neither in it nor on an input
         check_folder("--out", target, outputs={"--bad-rows": bad_rows})

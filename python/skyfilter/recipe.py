@@ -44,12 +44,19 @@ Layout (see the shipped files for a complete, commented example)::
     [output]
     format = "release"                # or "pairs" (prompt apart, scores, category, source_row, ...)
 
-Paths (``dataset``, ``scores``, benchmark files) are relative to the working directory.
+Paths (``dataset``, ``scores``, benchmark files) are relative to the working directory, or with ``--data-dir`` to
+that folder, which a relative path cannot climb out of (``..``): a recipe from elsewhere reads only the files given
+to it. An absolute path is read where it says (the recipe shows it), and so is a symbolic link in the folder (the
+folder's owner made it).
+
+A recipe is data: TOML, parsed and checked key by key, never run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -67,6 +74,7 @@ __all__ = [
     "load_recipe",
     "parse_recipe",
     "shipped_recipes",
+    "in_data_dir",
 ]
 
 READINGS = ("adversarial", "rm-agreement", "both")
@@ -376,6 +384,35 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
         r.done()
     top.done()
     return Recipe(name, description, tuple(sources), dedup, magpie, wildguard, decontaminate, output, where, text)
+
+
+def in_data_dir(recipe: Recipe, data_dir: Path) -> Recipe:
+    """``recipe`` with its relative ``scores`` and benchmark files read from ``data_dir`` (a source's ``dataset`` is
+    looked up there by :mod:`skyfilter.curate`; hub benchmark names stay names). A relative path that climbs out of
+    ``data_dir`` is a :class:`RecipeError` naming the key and its line."""
+    from skyfilter.benchmarks import HUB_BENCHMARKS
+
+    lines = _key_lines(recipe.text)
+
+    def inside(table: str, key: str, value: str) -> str:
+        if os.path.isabs(value):
+            return value
+        if os.path.normpath(value).split(os.sep)[0] == os.pardir:
+            raise _Reader(recipe.path or "recipe", lines, {}, table).fail(
+                key, f"{value!r} reaches outside --data-dir {data_dir}; put the file in that folder, or give its "
+                "absolute path"
+            )  # fmt: skip
+        return str(data_dir / value)
+
+    for i, spec in enumerate(recipe.sources):
+        inside(f"sources[{i}]", "dataset", spec.dataset)
+    wildguard, decontaminate = recipe.wildguardmix, recipe.decontaminate
+    if wildguard is not None and wildguard.scores is not None:
+        wildguard = dataclasses.replace(wildguard, scores=inside("select.wildguardmix", "scores", wildguard.scores))
+    if decontaminate is not None:
+        bench = tuple(b if b in HUB_BENCHMARKS else inside("decontaminate", "bench", b) for b in decontaminate.bench)
+        decontaminate = dataclasses.replace(decontaminate, bench=bench)
+    return dataclasses.replace(recipe, wildguardmix=wildguard, decontaminate=decontaminate)
 
 
 def shipped_recipes() -> list[str]:

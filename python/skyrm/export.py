@@ -24,6 +24,7 @@ import torch
 
 from skyrm.config import TrainConfig
 from skyrm.distributed import Runtime, full_state_dict
+from skyrm.faults import check_finite
 from skyrm.lora import ADAPTER, peft_model
 from skyrm.model import attention_implementation, score_head
 
@@ -45,10 +46,11 @@ def export_model(
     weights = full_state_dict(model)
     if not runtime.main:
         return
+    check_finite(weights)
     from transformers import AutoModelForSequenceClassification as Auto
 
     with torch.device("meta"):
-        plain = Auto.from_config(model.config, dtype=torch.float32)
+        plain = Auto.from_config(model.config, dtype=torch.float32, trust_remote_code=config.trust_remote_code)
     if config.lora_r:
         trained = peft_model(plain, weights, config)
         if config.merge_lora:

@@ -207,7 +207,7 @@ def _run(job: _Job, recipe, benchmark, two_stage: bool) -> dict:
 
     log("== 3/3 evaluate ==")
     folder = out / "train" / "model"
-    reward_model, tokenizer = load_model(str(folder))  # bf16 on a GPU, fp32 on the CPU
+    reward_model, tokenizer = load_model(str(folder), config.trust_remote_code)  # bf16 on a GPU, fp32 on the CPU
     records = evaluate(reward_model, tokenizer, benchmark, max_length=config.max_length)
     table = table_of(records, benchmark.kind)
     write_results(out / "eval" / "results.json", str(folder), table, benchmark.kind, records)

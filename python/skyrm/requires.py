@@ -10,7 +10,10 @@ import os
 
 from skyshared.hub import hub_access, install_hint, missing_path
 
-__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "first_line"]
+__all__ = ["MissingDependency", "ModelLoadError", "require", "pretrained", "first_line", "TRUST_HELP"]
+
+#: The help of every command's ``--trust-remote-code``.
+TRUST_HELP = "run the Python code the model ships (auto_map in its config): only for code you have read"
 
 
 class MissingDependency(ImportError):
@@ -40,7 +43,10 @@ def first_line(error: BaseException) -> str:
 def pretrained(load, name: str, what: str = "model", **kwargs):
     """``load(name, **kwargs)`` (a ``from_pretrained``), with a failure to find ``name`` (no network, no cache, a
     typo, a gated repository) turned into one message that names it and says how to use a local copy. A path-like
-    name with nothing at it is "no such folder" at once; offline, the hub is tried once, quietly."""
+    name with nothing at it is "no such folder" at once; offline, the hub is tried once, quietly. The model's own
+    code (a config's ``auto_map``) runs only with ``trust_remote_code=True``: without it, never a prompt (as
+    transformers asks on a terminal when it is not given), but one line naming ``--trust-remote-code``."""
+    kwargs.setdefault("trust_remote_code", False)
     if missing_path(name):
         raise ModelLoadError(f"{name}: no such folder (the {what} is read from a local folder, or a hub id owner/name)")
     local = os.path.exists(name)  # a folder: no hub, so no probe of it
@@ -48,6 +54,11 @@ def pretrained(load, name: str, what: str = "model", **kwargs):
         try:
             return load(name, **kwargs)
         except (OSError, ValueError) as e:  # ValueError: a name that is neither a folder nor a valid hub id
+            if "trust_remote_code" in str(e) and not kwargs["trust_remote_code"]:
+                raise ModelLoadError(
+                    f"{name}: the {what} ships its own Python code (auto_map in its config), which runs only with "
+                    "--trust-remote-code: read that code first, then pass the flag"
+                ) from None
             if local and isinstance(e, ValueError):
                 raise
             if local:

@@ -27,6 +27,7 @@ from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pair
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
 from skyrm.evaluation import Best, bench_metrics, load_benches, pairwise_metrics
 from skyrm.export import check_push, export_model, push
+from skyrm.faults import StepError, nonfinite_message, oom_message
 from skyrm.kernels import apply_liger, check_liger
 from skyrm.lora import add_adapters
 from skyrm.losses import pair_losses, pair_metrics
@@ -53,11 +54,13 @@ VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
 
 def _source(config: TrainConfig) -> tuple[str, dict]:
-    """Where the weights are: ``model`` and the keyword arguments of ``from_pretrained`` (the GGUF file)."""
+    """Where the weights are: ``model`` and the keyword arguments of ``from_pretrained`` (the GGUF file, and
+    whether the model's own code may run)."""
+    trust = {"trust_remote_code": config.trust_remote_code}
     if config.model == SMOLLM2:
         folder, gguf_file = packaged_smollm2()
-        return folder, {"gguf_file": gguf_file}
-    return config.model, ({"gguf_file": config.gguf_file} if config.gguf_file else {})
+        return folder, {"gguf_file": gguf_file, **trust}
+    return config.model, ({"gguf_file": config.gguf_file} if config.gguf_file else {}) | trust
 
 
 def _tokenizer(config: TrainConfig):
@@ -113,7 +116,7 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
     full = _weights(config, model_config, pad_id) if runtime.main else None
     fit_config(model_config, pad_id)  # on every rank: the config of the model with the pad
     with torch.device("meta"):
-        model = Auto.from_config(model_config, dtype=torch.float32)
+        model = Auto.from_config(model_config, dtype=torch.float32, trust_remote_code=config.trust_remote_code)
     if config.liger_kernels:  # before the adapters: Liger's MLP still calls the (LoRA-wrapped) projections
         apply_liger(model)
     if config.lora_r:
@@ -286,6 +289,22 @@ def _export_best(model, tokenizer, out: Path, best: Best, record: dict, config: 
     log(f"best {best.metric} so far ({best.value:.4f} at step {best.step}): the model is in {out / BEST}")
 
 
+def _input_row(rows: Rows, row: int) -> int:
+    """The row of the input file that the table's ``row`` was read from (bad rows set apart count too)."""
+    return int(rows.rows[row]) if rows.rows is not None else int(row)
+
+
+def _nonfinite_rows(finite: list, data: EncodedPairs, rows: Rows, runtime: Runtime) -> list[int]:
+    """The input rows of the step's pairs whose reward was not finite, gathered from every rank."""
+    mine = [_input_row(rows, data.rows[p]) for ids, ok in finite for p, good in zip(ids, ok.tolist(), strict=True)
+            if not good]  # fmt: skip
+    if runtime.world == 1:
+        return sorted(mine)
+    every: list = [None] * runtime.world
+    torch.distributed.all_gather_object(every, mine)
+    return sorted(r for part in every for r in part)
+
+
 def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
     if len(data) < config.batch_pairs:
         raise ValueError(
@@ -320,9 +339,11 @@ def train(config: TrainConfig, log=print) -> dict:
     runtime = start()
     try:
         return _train(config, runtime, log if runtime.main else (lambda _: None), writing)
-    except BaseException:
+    except BaseException as e:
         if runtime.main and writing:  # before that, the folder holds only what was there: it stays as it was
             run_folder.discard_failed(config, existed)
+        if isinstance(e, torch.OutOfMemoryError):  # a step's says which step (StepError): this one came outside
+            raise StepError(oom_message(None, 0, runtime.device, config)) from None
         raise
     finally:
         stop(runtime)
@@ -374,11 +395,11 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         writing.append(True)
         out.mkdir(parents=True, exist_ok=True)
     torch.distributed.barrier()  # every rank writes into the folder from here on
+    skipped: list[int] = []  # steps skipped for a non-finite loss or gradient (--skip-nonfinite)
     if config.resume:
-        found = checkpoint.latest(checkpoints)
-        if found is None:
-            raise ValueError(f"--resume: no complete checkpoint under {checkpoints}")
-        first = checkpoint.load(found, model, optimizer, run, runtime)
+        found, saved = checkpoint.resumable(checkpoints, runtime)
+        first, state = checkpoint.load(found, saved, model, optimizer, run, runtime)
+        skipped = state.get("skipped", [])
         log(f"resumed from {found} (step {first} of {len(plan)})")
         if best is not None:
             best.restore()
@@ -401,6 +422,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     progress = Progress(len(plan), first, log, config.log_every, enabled=runtime.main)
     trace = StepTrace(config.profile_steps, first, len(plan), out / "profile", runtime.rank)
     record: dict = {}  # the last step's
+    tokens = 0  # the micro-batch's, for the message when it runs out of memory
     try:
         for step in range(first, len(plan)):
             start_time = time.perf_counter()
@@ -414,11 +436,13 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             # loss, correct, margin: summed on the device, read once a step (a read per micro-batch would make the
             # host wait for the GPU before it queues the next micro-batch)
             measured_sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)
-            tokens = step_flops = 0
+            finite = []  # (pair ids, rewards finite?) per micro-batch, read only when the step's loss is not finite
+            step_tokens = step_flops = 0
             runs = same_count(batches, runtime)
             for i, (batch, real) in enumerate(runs):
                 if config.grad_sync == "step":  # reduce once, after the last micro-batch
                     model.set_requires_gradient_sync(i == len(runs) - 1)
+                tokens = batch.tokens
                 chosen, rejected = _pair_rewards(model, batch.to(runtime.device))
                 # why: a sum over pairs divided by the step's pair count is the same whatever the micro-batching;
                 # FSDP averages the gradients over the ranks, hence the factor world
@@ -428,20 +452,36 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
                 if real:
                     measured = pair_metrics(chosen.detach(), rejected.detach())
                     measured_sums += torch.stack([loss.detach(), measured["correct"], measured["margin"]])
-                    tokens += batch.tokens
+                    finite.append((batch.pair_ids, torch.isfinite(chosen.detach()) & torch.isfinite(rejected.detach())))
+                    step_tokens += batch.tokens
                     step_flops += flops(batch.tokens, batch.square_tokens)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            total_loss, correct, margin, step_tokens, step_flops = all_sum([*measured_sums.tolist(), step_tokens,
+                                                                            step_flops], runtime)  # fmt: skip
+            # checked before the optimiser step: a NaN applied to the weights would poison every later step
+            if math.isfinite(total_loss) and math.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                rows = [_input_row(reads[0], data.rows[p]) for p in plan[step]]
+                message = nonfinite_message(step + 1, total_loss, grad_norm, rows,
+                                            _nonfinite_rows(finite, data, reads[0], runtime))  # fmt: skip
+                if not config.skip_nonfinite:
+                    raise StepError(f"{message}: stopped before applying it (the checkpoints hold the steps before; "
+                                    "--skip-nonfinite skips such steps)")  # fmt: skip
+                skipped.append(step + 1)
+                log(f"warning: {message}: skipped (--skip-nonfinite; {len(skipped)} skipped so far)")
             optimizer.zero_grad(set_to_none=True)
-            total_loss, correct, margin, tokens, step_flops = all_sum([*measured_sums.tolist(), tokens, step_flops],
-                                                                      runtime)  # fmt: skip
             seconds = time.perf_counter() - start_time
             pairs = len(plan[step])
             record = {"step": step + 1, "loss": total_loss, "accuracy": correct / pairs, "margin": margin / pairs,
-                      "lr": lr, "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor")
-                                                   else grad_norm), "tokens": int(tokens),
-                      "tokens_per_s": tokens / seconds,
+                      "lr": lr, "grad_norm": grad_norm, "tokens": int(step_tokens),
+                      "tokens_per_s": step_tokens / seconds,
                       "mfu": step_flops / seconds / (peak * runtime.world) if peak else None}  # fmt: skip
+            if skipped and skipped[-1] == step + 1:  # NaN is not JSON: the values go, the step says it was skipped
+                record |= {"loss": None, "accuracy": None, "margin": None, "grad_norm": None, "skipped": True}
+            if config.skip_nonfinite:
+                record["skipped_steps"] = len(skipped)
             if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == len(plan)):
                 record |= _evaluations(model, tokenizer, held_out, benches, config, runtime)
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "/" in k)
@@ -450,10 +490,13 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
                     _export_best(model, tokenizer, out, best, record, config, runtime, log)
             if metrics is not None:
                 metrics.write(record)
-            progress.update(record)
+            if not record.get("skipped"):
+                progress.update(record)
             if config.checkpoint_every and ((step + 1) % config.checkpoint_every == 0 or step + 1 == len(plan)):
-                checkpoint.save(checkpoints, step + 1, model, optimizer, run, runtime)
+                checkpoint.save(checkpoints, step + 1, model, optimizer, run, runtime, {"skipped": skipped})
             trace.step()
+    except torch.OutOfMemoryError:
+        raise StepError(oom_message(step + 1, tokens, runtime.device, config)) from None
     finally:
         trace.close()
         progress.close()
@@ -462,6 +505,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     # rows in = pairs + dropped + bad_rows
     summary = {"steps": len(plan), "rows": manifest["rows"], "pairs": len(data), "dropped": dict(data.dropped),
                "bad_rows": len(reads[0].bad), "world": runtime.world, "config": asdict(config)}  # fmt: skip
+    if config.skip_nonfinite:
+        summary["skipped_steps"] = skipped
     if best is not None:
         summary["best"] = {"metric": best.metric, "value": best.value, "step": best.step, "model": str(out / BEST)}
     extra = {}

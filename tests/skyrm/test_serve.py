@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -240,7 +241,34 @@ def test_requests_over_the_limits_answer_413(server):
     big = {"query": ["x" * (MAX_MB * 2**20)]}
     answer = _post(server, "/get_reward", big)
     assert answer.status_code == 413 and "--max-request-mb" in answer.json()["error"]
+    pairs = {"pairs": [{"prompt": "p", "response_a": "a", "response_b": "b"}] * (MAX_ITEMS + 1)}
+    answer = _post(server, "/compare", pairs)
+    assert answer.status_code == 413 and answer.json()["error"].startswith("pairs: 65 in one request")
+
+    def chunks():  # no Content-Length: the size is counted as the body arrives
+        yield b'{"query": ["'
+        for _ in range(MAX_MB * 16 + 1):
+            yield b"x" * 2**16
+        yield b'"]}'
+
+    answer = httpx.post(f"{server}/get_reward", content=chunks(), headers={"Content-Type": "application/json"})
+    assert "content-length" not in answer.request.headers and answer.status_code == 413
+    assert "--max-request-mb" in answer.json()["error"]
     assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_the_server_listens_on_the_loopback_only(server):
+    """Without --host: bound to 127.0.0.1, so no other machine reaches it (Linux's table of listening sockets)."""
+    tcp = Path("/proc/net/tcp")
+    if not tcp.exists():
+        pytest.skip("no /proc/net/tcp here")
+    port = int(server.rsplit(":", 1)[1])
+    listening = [line.split()[1] for line in tcp.read_text().splitlines()[1:] if line.split()[3] == "0A"]
+    mine = [address.split(":")[0] for address in listening if int(address.split(":")[1], 16) == port]
+    assert mine == ["0100007F"]  # 127.0.0.1, little-endian hex
+    from skyrm.cli import _parser
+
+    assert _parser().parse_args(["serve", "--model", "m"]).host == "127.0.0.1"
 
 
 def test_health_and_metrics(server):

@@ -32,13 +32,14 @@ from skyrm.eval.runner import (
     results_files,
     table_of,
 )
-from skyrm.requires import MissingDependency, require
+from skyrm.requires import TRUST_HELP, MissingDependency, require
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skyrm.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", help="a sequence-classification reward model: a folder, a hub id, or smollm2")
+    parser.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     parser.add_argument(
         "--bench",
         default="rewardbench",
@@ -120,7 +121,7 @@ def _main(args, writes: bool) -> int:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])
             require("python -m skyrm.eval", "torch", "transformers")
-            model, tokenizer = load_model(args.model)
+            model, tokenizer = load_model(args.model, args.trust_remote_code)
             records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
                                max_length=args.max_length)  # fmt: skip
             kind, name, skipped, bad = bench.kind, args.model, bench.skipped, bench.bad_rows

@@ -347,10 +347,11 @@ def comparison_markdown(model_name: str, table: dict) -> str:
     return "\n".join(lines) + f"\n\nPublished rows: {published['source']}.\n"
 
 
-def load_model(name: str):
+def load_model(name: str, trust_remote_code: bool = False):
     """A one-label reward model and its tokenizer for scoring: a folder, a hub id, ``smollm2`` or ``tiny``; bf16 on
     the GPU (this process's LOCAL_RANK under torchrun), else fp32 on the CPU with a warning. The pad token is the one
-    :mod:`skyrm.padding` chooses (never one that ends a sequence), in the tokenizer and the model's config."""
+    :mod:`skyrm.padding` chooses (never one that ends a sequence), in the tokenizer and the model's config. A model
+    that ships its own code is refused unless ``trust_remote_code`` (:func:`skyrm.requires.pretrained`)."""
     import os
     import sys
 
@@ -363,7 +364,7 @@ def load_model(name: str):
 
     if name == TINY:
         return _tiny_model()
-    kwargs, head = {}, {}
+    kwargs, head = {"trust_remote_code": trust_remote_code}, {}
     if name == SMOLLM2:
         name, gguf_file = packaged_smollm2()
         kwargs["gguf_file"] = gguf_file

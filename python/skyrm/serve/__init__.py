@@ -29,20 +29,20 @@ def cpu_threads() -> int:
     return max(1, cores - 1)
 
 
-def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, batch_tokens: int = 16_384,
-          max_length: int | None = None, bos: str = "single", max_wait: float = 0.005, max_queue: int = 4096,
-          max_items: int = 512, max_bytes: int = 16 * 2**20, threads: int | None = None,
+def serve(model: str, *, trust_remote_code: bool = False, host: str = "127.0.0.1", port: int = 8000,
+          batch_tokens: int = 16_384, max_length: int | None = None, bos: str = "single", max_wait: float = 0.005,
+          max_queue: int = 4096, max_items: int = 512, max_bytes: int = 16 * 2**20, threads: int | None = None,
           log_level: str = "warning") -> None:  # fmt: skip
     """Loads ``model`` (:func:`skyrm.eval.runner.load_model`: a folder, a hub id, ``smollm2`` or ``tiny``) and
     serves it on ``host``:``port`` until interrupted. On the CPU the model gets ``threads`` threads (default:
-    :func:`cpu_threads`)."""
+    :func:`cpu_threads`). A model that ships its own code needs ``trust_remote_code``."""
     import uvicorn
 
     from skyrm.eval.runner import load_model
     from skyrm.serve.app import ServeSettings, build_app
     from skyrm.serve.scorer import Scorer
 
-    loaded, tokenizer = load_model(model)
+    loaded, tokenizer = load_model(model, trust_remote_code)
     if next(loaded.parameters()).device.type == "cpu":
         import torch
 
