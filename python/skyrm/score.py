@@ -28,7 +28,6 @@ the model once.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -41,7 +40,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from skyshared.outputs import OutputError, Staged, check_outputs, remove_stale, temporary_name, writing
+from skyshared.outputs import (
+    OutputError,
+    Staged,
+    check_outputs,
+    lock_folder,
+    remove_stale,
+    temporary_name,
+    writing,
+)
 
 from skyrm.data import PAIR_KINDS, Rows, conversations, read_rows
 
@@ -284,14 +291,11 @@ def _open_work(folder: Path, settings: dict, log, out: Path) -> tuple[set[int], 
 
 def _lock(folder: Path, out: Path) -> int:
     """An exclusive lock on the work folder, or a ScoreError when another run holds it."""
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return lock_folder(folder, wait=False)
     except BlockingIOError:
-        os.close(fd)
         raise ScoreError(f"{out}: another skyrm score run is writing it now (its work folder {folder} is locked); "
                          "wait for it to end, or give another --out") from None  # fmt: skip
-    return fd
 
 
 def _remove_work(folder: Path) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "temporary_name",
     "remove_stale",
     "writing",
+    "lock_folder",
 ]
 
 PathLike = str | os.PathLike
@@ -201,16 +202,32 @@ def writing(target: PathLike, flag: str | None = None) -> Iterator[None]:
         raise OutputError(f"{target}: {what}: {_reason(e)} (nothing was written)") from None
 
 
+def lock_folder(folder: PathLike, *, wait: bool = True) -> int:
+    """An exclusive lock on a folder (``flock``; the kernel releases it when the process dies, so a killed run never
+    leaves one): a descriptor to close to release it. ``wait=False``: BlockingIOError when another process holds it.
+    Where the file system has no such locks (some network file systems refuse them on a folder), the descriptor
+    holds none: runs there are not serialised."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            os.close(fd)
+            raise
+    return fd
+
+
 @contextlib.contextmanager
 def _locked(folders: Iterable[Path]) -> Iterator[None]:
-    """An exclusive lock on each folder (in one order, so two runs cannot wait on each other) for the block: two
-    runs renaming outputs into one folder take turns. A killed run's locks go with it."""
+    """A lock on each folder (in one order, so two runs cannot wait on each other) for the block: two runs renaming
+    outputs into one folder take turns."""
     held = []
     try:
         for folder in sorted({os.path.realpath(f) for f in folders}):
-            fd = os.open(folder, os.O_RDONLY)
-            held.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.append(lock_folder(folder))
         yield
     finally:
         for fd in held:

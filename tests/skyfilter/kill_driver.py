@@ -13,7 +13,8 @@ torch operation, so forking it is safe: the children start with no thread pools.
 * A point ``{"name", "target": "module:attr.path", "which": "first" | "middle" | "last"}``: the child replaces the
   function by one that SIGKILLs its own process at that call (the first, middle or last of the reference run's
   calls). A point ``{"name", "fraction"}``: the driver SIGKILLs the child at that fraction of the reference run's
-  duration (a run that ends first is run again and killed at half that time; at most three tries).
+  duration (a run that ends first, or is killed with all its outputs in place, is run again and killed at half that
+  time; at most three tries); the outputs in place after it must be a first part of the reference run's renames.
 * After each kill: how the child ended, which outputs exist (and their fingerprints), the inputs' digests and the
   entries of the output folders that are not outputs (temporary files); then a rerun (uninterrupted) with its exit
   code, its outputs' fingerprints and what is left beside them; then the outputs are removed for the next point.
@@ -237,15 +238,16 @@ def drive(spec: dict) -> dict:
             record = {"call": k, "calls": sum(t == point["target"] for t, _ in calls), "expected": sorted(renamed)}
         else:
             # a fraction of the uninterrupted run (not of a rerun: one that resumes does less); a run that ends
-            # before its kill is tried again, killed sooner
             after = point["fraction"] * reference["seconds"]
+            # before its kill, or killed after its outputs were all in place, is tried again, killed sooner
             tries = 1
             killed = _run(spec, log, kill_after=after)
-            while killed["ended"] != "SIGKILL" and tries < 3:
+            while (killed["ended"] != "SIGKILL" or all(os.path.exists(p) for p in outputs)) and tries < 3:
                 _clear(spec)
                 after, tries = after / 2, tries + 1
                 killed = _run(spec, log, kill_after=after)
-            record = {"after_seconds": round(after, 3), "tries": tries, "expected": None}
+            order = [dst for t, dst in calls if t == "os:replace" and dst in outputs]
+            record = {"after_seconds": round(after, 3), "tries": tries, "expected": None, "rename_order": order}
         record |= {"killed": {**killed, **_state(spec)}}
         rerun = _run(spec, logs / "rerun.log")
         record["rerun"] = {**rerun, **_state(spec)}

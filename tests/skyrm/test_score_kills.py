@@ -17,7 +17,7 @@ from tests.skyfilter.test_kills import _point, _timed, assert_kill, drive
 
 pytest.importorskip("torch")
 
-ROWS, SHARD = 160, 20  # eight shards
+ROWS, SHARD = 96, 12  # eight shards
 UF = "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
 POINTS = [
     _point("read-input", "skyrm.score:read_rows", "first"),
@@ -25,12 +25,11 @@ POINTS = [
     *[_point("score-shard", "skyrm.score:_Scorer.__call__", w) for w in ("first", "middle", "last")],
     _point("write-shard", "skyrm.score:_write_shard", "middle"),
     _point("work-folder", "os:rename", "first"),
-    _point("rename-shard", "os:replace", "first"),
     _point("write-output", "pyarrow.parquet:write_table", "last"),
     _point("rename-output", "os:replace", "last"),
     _point("remove-work-folder", "os:rename", "last"),
     _point("remove-work-files", "shutil:rmtree", "last"),
-    *_timed(0.3, 0.5, 0.7, 0.85),
+    *_timed(0.3, 0.6, 0.85),
 ]
 #: What a run imports on first use: imported once by the driver (no torch operation runs there before it forks).
 PRELOAD = ["torch", "transformers", "transformers.models.llama.modeling_llama", "skyrm.cli", "skyrm.score",
