@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from skyshared.hub import hub_access, install_hint, missing_path
-from skyshared.outputs import OutputError, Staged, check_folder
+from skyshared.outputs import OutputError, Staged, check_folder, writing
 
 from skyfilter import _core
 from skyfilter.adapters import ADAPTERS, CURATION_SCHEMA, AdapterError, Converted
@@ -505,7 +505,7 @@ def _write(
     from skyfilter.curate_report import write_report
 
     start = time.perf_counter()
-    with Staged() as staged:  # the folder is renamed into place at the end, or removed with what it made
+    with Staged() as staged, writing(target, "--out"):  # renamed into place at the end, or removed with what it made
         tmp = staged.path(target)
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "data").mkdir(parents=True)

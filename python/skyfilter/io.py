@@ -557,22 +557,24 @@ class _Writer:
         self.tmp = tmp
         self.rows = 0
         self._sink = None
+        self._file = None  # the temporary file, opened here: closed even when the writer's close fails
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyfilter-writer")
         self._pending: deque[Future] = deque()
         self._held: list[pa.RecordBatch] = []  # parquet rows not yet a whole row group
         self._held_rows = 0
 
     def write(self, rows: pa.RecordBatch | pa.Table) -> None:
-        if self._sink is None:
-            self._open(rows.schema)
-        self.rows += rows.num_rows
-        if self.format != "parquet":
-            self._submit(rows)
-            return
-        self._held.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
-        self._held_rows += rows.num_rows
-        if self._held_rows >= PARQUET_ROW_GROUP_ROWS:
-            self._flush(whole_groups_only=True)
+        with _outputs.writing(self.target):  # a full disk: one line naming the output
+            if self._sink is None:
+                self._open(rows.schema)
+            self.rows += rows.num_rows
+            if self.format != "parquet":
+                self._submit(rows)
+                return
+            self._held.extend(rows.to_batches() if isinstance(rows, pa.Table) else [rows])
+            self._held_rows += rows.num_rows
+            if self._held_rows >= PARQUET_ROW_GROUP_ROWS:
+                self._flush(whole_groups_only=True)
 
     def _flush(self, whole_groups_only: bool = False) -> None:
         """Writes the held rows: all, or only whole row groups (the rest stays held)."""
@@ -601,29 +603,34 @@ class _Writer:
 
     def _open(self, schema: pa.Schema) -> None:
         if self.format == "jsonl":
-            self._sink = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
-        elif self.format == "parquet":
-            self._sink = pq.ParquetWriter(self.tmp, schema, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES)
+            self._sink = self._file = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()/discard()
+            return
+        self._file = pa.OSFile(str(self.tmp), "wb")
+        if self.format == "parquet":
+            self._sink = pq.ParquetWriter(self._file, schema, dictionary_pagesize_limit=PARQUET_DICTIONARY_BYTES)
         else:
-            self._sink = ipc.new_file(str(self.tmp), schema)
+            self._sink = ipc.new_file(self._file, schema)
 
     def close(self, schema: pa.Schema) -> None:
-        self._flush()
-        while self._pending:
-            self._pending.popleft().result()
-        self._thread.shutdown()
-        if self._sink is None:
-            self._open(schema)  # no rows: still write a valid, empty file
-        self._sink.close()  # type: ignore[union-attr]
+        with _outputs.writing(self.target):
+            self._flush()
+            while self._pending:
+                self._pending.popleft().result()
+            self._thread.shutdown()
+            if self._sink is None:
+                self._open(schema)  # no rows: still write a valid, empty file
+            self._sink.close()  # type: ignore[union-attr]
+            self._file.close()  # type: ignore[union-attr]
 
     def discard(self) -> None:
         """Stops writing; the temporary file is removed with the others (:class:`skyshared.outputs.Staged`)."""
         for future in self._pending:
             future.cancel()
         self._thread.shutdown(wait=True)
-        if self._sink is not None:
-            with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
-                self._sink.close()
+        for handle in (self._sink, self._file):  # the file too: a full disk fails the writer's close, and an open
+            if handle is not None:  # descriptor would hold the removed file's space
+                with contextlib.suppress(Exception):  # already failing; the temporary file goes anyway
+                    handle.close()
 
 
 class AtomicWriters:

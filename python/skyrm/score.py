@@ -18,9 +18,12 @@ metadata names the model (``skyrm.model``) and a SHA-256 of its weights as loade
 Resuming: the rows are scored in shards of ``shard_rows`` rows, each written whole into a work folder beside the
 output (``.NAME.partial/``) with the run's settings (input, model hash, options); a run that finds that folder
 with the same settings scores only the shards that are missing, and the output appears (all at once) when every
-shard is there; then the work folder goes. Processes: under ``torchrun`` each process scores every ``world``-th
-shard on its own GPU and rank 0 writes the output; with ``engine="ray"`` a Ray Data pool of actors (one GPU
-each where there are GPUs) scores the shards, each actor loading the model once.
+shard is there; then the work folder goes. The folder appears whole with its settings and goes at once (renamed,
+then removed), so a run killed at any moment leaves one that a rerun resumes from, or a temporary one that it
+removes; the run that writes it holds its lock, and a second run on the same output stops at once. Processes: under
+``torchrun`` each process scores every ``world``-th shard on its own GPU and rank 0 writes the output; with
+``engine="ray"`` a Ray Data pool of actors (one GPU each where there are GPUs) scores the shards, each actor loading
+the model once.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from skyshared.outputs import OutputError, Staged, check_outputs
+from skyshared.outputs import (
+    OutputError,
+    Staged,
+    check_outputs,
+    lock_folder,
+    remove_stale,
+    temporary_name,
+    writing,
+)
 
 from skyrm.data import PAIR_KINDS, Rows, conversations, read_rows
 
@@ -221,7 +232,7 @@ def _shard_table(table: pa.Table, input_rows: np.ndarray, values: list, options:
 def _write_shard(folder: Path, index: int, table: pa.Table, digest: str) -> None:
     """A shard, written whole (a temporary name, then renamed), with the hash of the weights that scored it."""
     target = folder / f"shard-{index:06d}.parquet"
-    tmp = folder / f".{target.name}.tmp-{os.getpid()}"
+    tmp = temporary_name(target)
     pq.write_table(table.replace_schema_metadata({_DIGEST: digest}), tmp)
     os.replace(tmp, target)
 
@@ -243,27 +254,56 @@ def _settings(spec: str, model_name: str, options: ScoreOptions, n_rows: int) ->
             "model": model_name, "options": asdict(options)}  # fmt: skip
 
 
-def _open_work(folder: Path, settings: dict, log) -> set[int]:
-    """The shards already scored by an earlier run with the same settings (a new folder otherwise)."""
-    meta = folder / "settings.json"
-    if folder.exists():
+def _open_work(folder: Path, settings: dict, log, out: Path) -> tuple[set[int], int]:
+    """The shards already scored by an earlier run with the same settings (a new folder otherwise), and a descriptor
+    holding the folder's lock for this run (closed when the run ends, or with the process when it is killed).
+
+    A new folder appears whole, with its settings (made under a temporary name, locked, then renamed), so a run
+    killed at any moment leaves either no folder or one that a rerun resumes; a folder locked by another run is
+    that run's: this one stops at once."""
+    remove_stale(folder)
+    if not folder.exists():
+        tmp = temporary_name(folder)
+        tmp.mkdir(parents=True)  # --out's folder too, when it is new
+        lock = _lock(tmp, out)  # held before the folder is seen: no other run takes it meanwhile
+        (tmp / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         try:
-            earlier = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            earlier = None
-        if earlier != settings:
-            raise ScoreError(
-                f"{folder}: the shards of an earlier run with other settings (input, model or options); delete that "
-                "folder to start over, or run with the same settings to resume"
-            )
-        done = _done(folder)
-        log(f"resuming: {len(done):,} shards of an earlier run found in {folder}")
-        return done
-    folder.mkdir()
-    tmp = folder / f".settings.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, meta)
-    return set()
+            os.rename(tmp, folder)  # fails if another run's folder appeared meanwhile: that one is opened below
+            return set(), lock
+        except OSError:
+            os.close(lock)
+            shutil.rmtree(tmp, ignore_errors=True)
+    lock = _lock(folder, out)
+    try:
+        earlier = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if earlier != settings:
+        os.close(lock)
+        raise ScoreError(
+            f"{folder}: the shards of an earlier run with other settings (input, model or options); delete that "
+            "folder to start over, or run with the same settings to resume"
+        )
+    done = _done(folder)
+    log(f"resuming: {len(done):,} shards of an earlier run found in {folder}")
+    return done, lock
+
+
+def _lock(folder: Path, out: Path) -> int:
+    """An exclusive lock on the work folder, or a ScoreError when another run holds it."""
+    try:
+        return lock_folder(folder, wait=False)
+    except BlockingIOError:
+        raise ScoreError(f"{out}: another skyrm score run is writing it now (its work folder {folder} is locked); "
+                         "wait for it to end, or give another --out") from None  # fmt: skip
+
+
+def _remove_work(folder: Path) -> None:
+    """The work folder goes at once (renamed, then removed): a run killed meanwhile leaves a temporary folder, which
+    the next run removes, never a folder without its settings."""
+    gone = temporary_name(folder)
+    os.rename(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -299,20 +339,21 @@ def score_pool(
         from skyrm.distributed import start
 
         runtime = start()
+    lock = None  # the work folder's lock, held by the process that writes the output
     try:
         folder = work_folder(out)
         settings = _settings(spec, model_name, options, rows.table.num_rows)
         shards = [(i, a, min(a + options.shard_rows, rows.table.num_rows))
                   for i, a in enumerate(range(0, rows.table.num_rows, options.shard_rows))]  # fmt: skip
         main = runtime is None or runtime.main
-        done = _shared_work(folder, settings, say, runtime)  # before the model loads: a mismatch fails at once
+        done, lock = _shared_work(folder, settings, say, runtime, out)  # before the model loads: fails at once
         todo = [s for s in shards if s[0] not in done]
         scorer = _Scorer(model_name, options) if engine == "local" else None
         if engine == "ray":
             _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress)
         else:
             mine = todo if runtime is None else todo[runtime.rank :: runtime.world]
-            _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in mine), progress and main)
+            _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in mine), progress and main, out)
         if runtime is not None:
             import torch.distributed as dist
 
@@ -321,38 +362,45 @@ def score_pool(
             return {}
         return _finish(rows, folder, out, len(shards), model_name, options, say)
     finally:
+        if lock is not None:
+            os.close(lock)
         if runtime is not None:
             from skyrm.distributed import stop
 
             stop(runtime)
 
 
-def _shared_work(folder: Path, settings: dict, say, runtime) -> set[int]:
-    """:func:`_open_work` on rank 0, its answer (the shards done, or its error) given to every process."""
+def _shared_work(folder: Path, settings: dict, say, runtime, out: Path) -> tuple[set[int], int | None]:
+    """:func:`_open_work` on rank 0 (which holds the folder's lock), its answer (the shards done, or its error) given
+    to every process."""
     if runtime is None:
-        return _open_work(folder, settings, say)
+        return _open_work(folder, settings, say, out)
     import torch.distributed as dist
 
     answer: list = [None]
+    lock = None
     if runtime.main:
         try:
-            answer = [sorted(_open_work(folder, settings, say))]
+            done, lock = _open_work(folder, settings, say, out)
+            answer = [sorted(done)]
         except ScoreError as e:
             answer = [str(e)]
     dist.broadcast_object_list(answer, src=0)
     if isinstance(answer[0], str):
         raise ScoreError(answer[0])
-    return set(answer[0])
+    return set(answer[0]), lock
 
 
-def _score_here(scorer: _Scorer, rows: Rows, folder: Path, shards: list, total: int, progress: bool) -> None:
+def _score_here(scorer: _Scorer, rows: Rows, folder: Path, shards: list, total: int, progress: bool,
+                out: Path) -> None:  # fmt: skip
     from tqdm.auto import tqdm
 
     numbers = _input_rows(rows)
     with tqdm(total=total, desc="scoring", unit="rows", unit_scale=True, disable=not progress) as bar:
         for index, start, stop in shards:
             table = scorer(rows.table.slice(start, stop - start), numbers[start:stop])
-            _write_shard(folder, index, table, scorer.digest)
+            with writing(out, "--out"):  # a full disk: one line naming the output (the shards so far are kept)
+                _write_shard(folder, index, table, scorer.digest)
             bar.update(stop - start)
 
 
@@ -377,9 +425,9 @@ def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str,
     metadata = {"skyrm.model": model_name, _DIGEST: digest, "skyrm.input": str(rows.name),
                 "skyrm.options": json.dumps(asdict(options))}  # fmt: skip
     table = table.replace_schema_metadata(metadata)
-    with Staged() as staged:
+    with Staged() as staged, writing(out, "--out"):
         pq.write_table(table, staged.path(out))
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove_work(folder)
     summary = _summary(table, options)
     summary |= {"out": str(out), "model": model_name, "model_sha256": digest}
     say(_describe(summary))

@@ -11,22 +11,41 @@ one more entry). :func:`check_outputs` refuses, before any work and with one lin
 
 :func:`check_folder` does the same for a command whose output is a whole folder.
 
-:class:`Staged` writes each output under a temporary name beside its target (``.NAME.tmp-PID``) and renames them
-all into place only when the run has succeeded; on failure it removes the temporary files and the folders it
-made, so a failed run leaves nothing at any output path.
+:class:`Staged` writes each output under a temporary name beside its target (``.NAME.tmp-HOST-PID``) and renames
+them all into place only when the run has succeeded; on failure it removes the temporary files and the folders it
+made, so a failed run leaves nothing at any output path. A run killed outright (SIGKILL, power loss) cannot remove
+its temporary files: the next run that writes the same target removes them (:func:`remove_stale`: those of this
+host whose process is gone). Two runs that commit at once take turns (a lock on each output folder for the
+renames), so their sets of outputs are never mixed: the last to commit has all of its outputs in place. An error
+writing an output (a full disk, a file-size limit) is one line naming it (:func:`writing`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+import socket
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["OutputError", "check_outputs", "check_folder", "check_writable", "Staged", "temporary_name"]
+__all__ = [
+    "OutputError",
+    "check_outputs",
+    "check_folder",
+    "check_writable",
+    "Staged",
+    "temporary_name",
+    "remove_stale",
+    "writing",
+    "lock_folder",
+]
 
 PathLike = str | os.PathLike
+#: This machine's name, in temporary names: a run on another machine sharing the folder is never taken for dead.
+_HOST = socket.gethostname().replace(os.sep, "_")
 
 
 class OutputError(ValueError):
@@ -134,9 +153,85 @@ def check_folder(
 
 
 def temporary_name(target: PathLike) -> Path:
-    """The temporary name of an output while it is written: hidden, beside the target, per process."""
+    """The temporary name of an output while it is written: hidden, beside the target, per host and process."""
     target = Path(target)
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    return target.with_name(f".{target.name}.tmp-{_HOST}-{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(target: PathLike) -> list[Path]:
+    """Removes the temporary files (or folders) of ``target`` left by runs of this host that were killed: those
+    whose process is gone. Another host's, or a live run's, stay. Returns what was removed."""
+    target = Path(target)
+    prefix = f".{target.name}.tmp-{_HOST}-"
+    removed = []
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = tmp.name[len(prefix) :] if tmp.name.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _reason(error: OSError) -> str:
+    """An OS error's reason without the file names it may hold (the caller names the output)."""
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
+@contextlib.contextmanager
+def writing(target: PathLike, flag: str | None = None) -> Iterator[None]:
+    """Turns an error writing ``target`` (a full disk, a file-size limit, a vanished folder) into one line naming
+    the output: ``TARGET: FLAG cannot be written: REASON (nothing was written)``."""
+    try:
+        yield
+    except OSError as e:
+        what = f"{flag} cannot be written" if flag else "cannot be written"
+        raise OutputError(f"{target}: {what}: {_reason(e)} (nothing was written)") from None
+
+
+def lock_folder(folder: PathLike, *, wait: bool = True) -> int:
+    """An exclusive lock on a folder (``flock``; the kernel releases it when the process dies, so a killed run never
+    leaves one): a descriptor to close to release it. ``wait=False``: BlockingIOError when another process holds it.
+    Where the file system has no such locks (some network file systems refuse them on a folder), the descriptor
+    holds none: runs there are not serialised."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            os.close(fd)
+            raise
+    return fd
+
+
+@contextlib.contextmanager
+def _locked(folders: Iterable[Path]) -> Iterator[None]:
+    """A lock on each folder (in one order, so two runs cannot wait on each other) for the block: two runs renaming
+    outputs into one folder take turns."""
+    held = []
+    try:
+        for folder in sorted({os.path.realpath(f) for f in folders}):
+            held.append(lock_folder(folder))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)  # closing the last descriptor releases the lock
 
 
 class Staged:
@@ -161,18 +256,31 @@ class Staged:
         for made in reversed(missing):
             made.mkdir()
             self._made.append(made)
+        remove_stale(target)
         tmp = temporary_name(target)
         self._staged[target] = tmp
         return tmp
 
     def write_text(self, target: PathLike, text: str) -> None:
         """A small text output (a report, a results file)."""
-        self.path(target).write_text(text, encoding="utf-8")
+        tmp = self.path(target)
+        with writing(target):
+            tmp.write_text(text, encoding="utf-8")
 
     def commit(self) -> None:
-        for target, tmp in list(self._staged.items()):
-            os.replace(tmp, target)
-            del self._staged[target]
+        """Renames every output into place, in the order staged, holding the lock of their folders: a run that
+        commits at the same time renames all of its outputs before or after these, never between them."""
+        with _locked(t.parent for t in self._staged):
+            for target, tmp in list(self._staged.items()):
+                with writing(target):
+                    try:
+                        os.replace(tmp, target)
+                    except OSError as e:
+                        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # a folder: one only a new one may take
+                            raise OutputError(f"{target}: cannot be written: another run wrote it meanwhile (nothing "
+                                              "was written)") from None  # fmt: skip
+                        raise
+                del self._staged[target]
         self._made.clear()
 
     def discard(self) -> None:
