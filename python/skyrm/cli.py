@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a local instance)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
 
     raw = argparse.RawDescriptionHelpFormatter
     v = commands.add_parser("serve", help="a reward model behind HTTP (OpenRLHF's /get_reward, /score, /compare)",
@@ -134,7 +135,7 @@ def _score(args) -> int:
                                token_budget=args.batch_tokens, max_length=args.max_length,
                                shard_rows=args.shard_rows, keep_input=args.keep_input)  # fmt: skip
         score_pool(args.input, args.model, args.out, options, engine=args.engine, ray_address=args.ray_address,
-                   progress=not args.quiet)  # fmt: skip
+                   progress=not args.quiet, trust_remote_code=args.trust_remote_code)  # fmt: skip
 
     return _reported(run)
 

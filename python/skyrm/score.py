@@ -179,11 +179,11 @@ def _input_rows(rows: Rows) -> np.ndarray:
 class _Scorer:
     """A loaded model scoring shards of rows into tables (one per shard)."""
 
-    def __init__(self, model_name: str, options: ScoreOptions, loaded=None):
+    def __init__(self, model_name: str, options: ScoreOptions, loaded=None, trust_remote_code: bool = False):
         from skyrm.eval.runner import Encoder, load_model
         from skyrm.padding import pad_model
 
-        self.model, self.tokenizer = loaded or load_model(model_name)
+        self.model, self.tokenizer = loaded or load_model(model_name, trust_remote_code)
         limit = options.max_length or getattr(self.model.config, "max_position_embeddings", None)
         self.encode = Encoder(self.tokenizer, "single", limit)
         self.pad_id = pad_model(self.model, self.tokenizer)
@@ -319,9 +319,11 @@ def score_pool(
     ray_address: str | None = None,
     progress: bool = True,
     log=None,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Scores every row of ``spec`` with ``model_name`` into the parquet file ``out`` (see the module docstring);
-    returns the run's summary (rows, scored conversations, unscored ones, pairs the model ranks correctly)."""
+    returns the run's summary (rows, scored conversations, unscored ones, pairs the model ranks correctly). A model
+    that ships its own code is refused unless ``trust_remote_code`` (not a setting of the run: it changes no score)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     out = Path(out)
     if out.suffix.lower() != ".parquet":
@@ -348,9 +350,9 @@ def score_pool(
         main = runtime is None or runtime.main
         done, lock = _shared_work(folder, settings, say, runtime, out)  # before the model loads: fails at once
         todo = [s for s in shards if s[0] not in done]
-        scorer = _Scorer(model_name, options) if engine == "local" else None
+        scorer = _Scorer(model_name, options, trust_remote_code=trust_remote_code) if engine == "local" else None
         if engine == "ray":
-            _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress)
+            _score_on_ray(rows, model_name, options, folder, todo, ray_address, progress, trust_remote_code)
         else:
             mine = todo if runtime is None else todo[runtime.rank :: runtime.world]
             _score_here(scorer, rows, folder, mine, sum(b - a for _, a, b in mine), progress and main, out)
@@ -471,8 +473,8 @@ class _ShardActor:
     """A Ray Data actor: loads the model once, then scores each shard it is given (a block of the input's rows with
     their shard and input row numbers) and writes it."""
 
-    def __init__(self, model_name: str, options: ScoreOptions, folder: str):
-        self.scorer = _Scorer(model_name, options)
+    def __init__(self, model_name: str, options: ScoreOptions, folder: str, trust_remote_code: bool):
+        self.scorer = _Scorer(model_name, options, trust_remote_code=trust_remote_code)
         self.folder = Path(folder)
 
     def __call__(self, block: pa.Table) -> dict:
@@ -484,7 +486,7 @@ class _ShardActor:
 
 
 def _score_on_ray(rows: Rows, model_name: str, options: ScoreOptions, folder: Path, shards: list,
-                  address: str | None, progress: bool) -> None:  # fmt: skip
+                  address: str | None, progress: bool, trust_remote_code: bool = False) -> None:  # fmt: skip
     """The shards on a pool of Ray Data actors (the batch-inference pattern): one GPU per actor where the cluster
     has GPUs, else one CPU; as many actors as there are GPUs (or CPUs), at most one per shard."""
     from skyshared.ray_session import ray_session
@@ -505,7 +507,7 @@ def _score_on_ray(rows: Rows, model_name: str, options: ScoreOptions, folder: Pa
         ]
         scored = ray.data.from_arrow(blocks).map_batches(
             _ShardActor,
-            fn_constructor_args=(model_name, options, str(folder)),
+            fn_constructor_args=(model_name, options, str(folder), trust_remote_code),
             batch_size=None,  # a block (a shard) per call
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),

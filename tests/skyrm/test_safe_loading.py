@@ -106,3 +106,20 @@ def test_a_yaml_config_cannot_construct_python_objects(tmp_path, ran):
     with pytest.raises(ConfigError, match=f"^{path}: not valid YAML: could not determine a constructor"):
         load_config(path)
     assert not ran.exists()
+
+
+def test_scoring_refuses_a_model_with_code_unless_trusted(tiny_model_dir, tmp_path, ran, capsys, monkeypatch):
+    import transformers.dynamic_module_utils as modules
+    from skyrm.cli import main as skyrm
+
+    folder = with_code(tiny_model_dir, tmp_path / "custom")
+    write_task(tmp_path / "pairs.parquet", 8, 0)
+    command = ["score", str(tmp_path / "pairs.parquet"), "--model", str(folder), "--out", str(tmp_path / "s.parquet")]
+    assert skyrm(command) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {refusal(folder)}"
+    assert not ran.exists() and not (tmp_path / "s.parquet").exists()
+    monkeypatch.setattr(modules, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(Exception):  # noqa: B017, PT011 - custom.py defines no model: any error after it ran
+        skyrm([*command, "--trust-remote-code"])
+    assert ran.read_text() == "ran"
