@@ -58,10 +58,12 @@ settings.register_profile(
 )  # fmt: skip
 
 
-def fuzz(examples: int) -> settings:
-    """The settings of a fuzz test: ``examples`` cases in the CI profile, ``SKYFILTER_FUZZ_EXAMPLES`` in the long."""
+def fuzz(examples: int, long_share: float = 1.0) -> settings:
+    """The settings of a fuzz test: ``examples`` cases in the CI profile; in the long one ``SKYFILTER_FUZZ_EXAMPLES``
+    times ``long_share`` (less than 1 for a test whose case costs seconds, as rows of megabytes do)."""
     if LONG_EXAMPLES:
-        return settings(settings.get_profile("skyfilter-fuzz-long"))
+        long = settings.get_profile("skyfilter-fuzz-long")
+        return settings(long, max_examples=max(1, round(LONG_EXAMPLES * long_share)))
     return settings(settings.get_profile("skyfilter-fuzz-ci"), max_examples=examples)
 
 

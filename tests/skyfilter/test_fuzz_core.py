@@ -158,7 +158,9 @@ def test_benchmark_index(benches, name, n, data):
     ignore_kind = data.draw(st.sampled_from(["none", "mask", "mask", "short", "empty", "int"]))
     size = {"mask": len(groups), "short": len(groups) + 1, "empty": 0}.get(ignore_kind, 2)
     flags = data.draw(st.lists(st.one_of(st.booleans(), st.none()), min_size=size, max_size=size))
-    ignore = None if ignore_kind == "none" else pa.array(flags, pa.int8() if ignore_kind == "int" else pa.bool_())
+    ignore = {"none": None, "int": pa.array([None if f is None else int(f) for f in flags], pa.int8())}.get(
+        ignore_kind, pa.array(flags, pa.bool_())
+    )
     threads = data.draw(unsigned(0, 4))
     expected = first_refusal(
         argument_order(column, bounds),
@@ -453,7 +455,7 @@ def test_components(edges, how):
 # --------------------------------------------------------------------------------------- large rows
 
 
-@fuzz(4)
+@fuzz(4, long_share=0.02)
 @given(
     words=st.lists(
         st.one_of(st.sampled_from(["aa", "Bb", "ΣΑΣ", "x", "éé", "\U0001f600", "İi"]), text), min_size=1, max_size=6

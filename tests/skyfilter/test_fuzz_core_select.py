@@ -270,9 +270,11 @@ def test_string_views_and_rows(column, data):
 # ----------------------------------------------------------------------------------------- group ids
 
 
-@fuzz(100)
+@fuzz(100, long_share=0.5)
 @given(
-    batches=st.lists(st.tuples(columns(values(max_size=10)), st.sampled_from([1, 1, 1, 1, 450])), min_size=1, max_size=3),
+    batches=st.lists(
+        st.tuples(columns(values(max_size=10)), st.sampled_from([1, 1, 1, 1, 450])), min_size=1, max_size=3
+    ),
     threads=unsigned(0, 4),
 )
 def test_group_ids(batches, threads):
@@ -332,7 +334,12 @@ def parquet_tables(draw) -> pa.Table:
 NAMES = ["id", "text", "big", "messages", "score"]
 
 
-@fuzz(40)
+def nan_free(rows: list[dict]) -> list[dict]:
+    """Rows with NaN written as a string, so that equal rows compare equal."""
+    return [{k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows]
+
+
+@fuzz(40, long_share=0.2)
 @given(
     table=parquet_tables(),
     row_group_size=st.integers(1, 50),
@@ -373,10 +380,10 @@ def test_parquet_batches(tmp_path_factory, table, row_group_size, compression, d
     types = [pa.string_view() if views and t == pa.string() else t for t in reference.schema.types]
     for b in got:
         assert b.schema.names == wanted and b.schema.types == types
-    assert [row for b in got for row in b.to_pylist()] == reference.to_pylist()
+    assert nan_free([row for b in got for row in b.to_pylist()]) == nan_free(reference.to_pylist())
 
 
-@fuzz(30)
+@fuzz(30, long_share=0.25)
 @given(
     table=parquet_tables(),
     damage=st.sampled_from(["truncate", "flip", "flip", "garbage", "empty", "directory", "missing"]),
