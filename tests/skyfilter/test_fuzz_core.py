@@ -399,8 +399,8 @@ def test_near_dedup(num_perm, bands, rows_per_band, threshold, verify, data):
     # Whole buckets, any subset of them, entries repeated and shuffled.
     chosen = data.draw(st.sets(st.sampled_from(keys.to_pylist()))) if len(keys) else set()
     entries = [(k, r) for k, r in zip(keys.to_pylist(), index.to_pylist(), strict=True) if k in chosen]
-    entries = data.draw(st.permutations(entries + data.draw(st.lists(st.sampled_from(entries) if entries
-                                                                     else st.nothing(), max_size=3))))  # fmt: skip
+    repeated = data.draw(st.lists(st.sampled_from(entries), max_size=3)) if entries else []
+    entries = data.draw(st.permutations(entries + repeated))
     buckets = [{r for k, r in entries if k == key} for key in chosen]
     got = near.bucket_clusters(pa.array([k for k, _ in entries], pa.uint64()), pa.array([r for _, r in entries],
                                                                                         pa.uint32()))  # fmt: skip
