@@ -50,7 +50,8 @@ class BenchmarkIndex:
 # ---- dedup ------------------------------------------------------------------------------------------
 
 def row_keys(texts: Any, bounds: Any | None = None, *, lowercase: bool = False, threads: int = 0) -> Any:
-    """A 16-byte key per row (``fixed_size_binary(16)``) over its texts, whitespace trimmed and collapsed."""
+    """A 16-byte key per row (``fixed_size_binary(16)``) over its texts, whitespace trimmed and collapsed (and with
+    ``lowercase`` each character lower-cased as this interpreter's ``str.lower`` does)."""
 
 class MinHasher:
     """MinHash over word shingles, ``num_perm`` permutations from a fixed seed."""
@@ -60,15 +61,22 @@ class MinHasher:
     def num_perm(self) -> int: ...
     def signatures(self, texts: Any, bounds: Any | None = None, *, threads: int = 0) -> Any:
         """``fixed_size_list<uint32>[num_perm]``; rows without tokens are all 2^32 - 1."""
+    def signatures_and_shingles(self, texts: Any, bounds: Any | None = None, *, threads: int = 0) -> tuple[Any, Any]:
+        """``(signatures, shingle_sets)``: the signatures, and each row's distinct 64-bit shingle hashes ascending
+        (``large_list<uint64>``), for ``NearDedup(verify="exact")``."""
 
 class NearDedup:
     """Near-duplicate clusters over rows added in order: the connected components of the LSH candidate pairs whose
-    estimated Jaccard reaches the threshold."""
+    Jaccard, estimated from the signatures (``verify="estimate"``) or exact from the shingle sets (``"exact"``),
+    reaches the threshold. ``num_perm`` is 1..=1024, as ``MinHasher``'s."""
 
-    def __init__(self, num_perm: int, bands: int, rows_per_band: int, threshold: float) -> None: ...
+    def __init__(
+        self, num_perm: int, bands: int, rows_per_band: int, threshold: float, verify: str = "estimate"
+    ) -> None: ...
     def __len__(self) -> int: ...
-    def add(self, signatures: Any) -> None:
-        """Signatures from ``MinHasher.signatures``: ``fixed_size_list<uint32>[num_perm]`` without nulls."""
+    def add(self, signatures: Any, shingle_sets: Any | None = None) -> None:
+        """Signatures from ``MinHasher.signatures``: ``fixed_size_list<uint32>[num_perm]`` without nulls; verifying
+        exactly, also their shingle sets (``MinHasher.signatures_and_shingles``)."""
     def clusters(self) -> pa.UInt32Array:
         """Per row added, the index of its cluster's first row."""
     def band_keys(self, signatures: Any) -> tuple[pa.UInt64Array, pa.UInt32Array]:
@@ -118,7 +126,8 @@ def length_ratio_fails(
     max: float | None = None,
     threads: int = 0,
 ) -> pa.BooleanArray:
-    """Per row: the chosen / rejected character ratio falls outside ``(min, max)``; rows ``only`` leaves out: False."""
+    """Per row: the chosen / rejected character ratio falls outside ``(min, max)``; rows ``only`` leaves out: False.
+    Characters are the bytes that start a UTF-8 sequence, at least a quarter of the bytes (no validation)."""
 
 def string_views(array: Any, rows: Any) -> pa.StringViewArray:
     """Rows ``rows`` (uint64) of a string array as string_view values pointing into its buffers."""
@@ -133,7 +142,8 @@ class GroupIds:
     """Dense ids for the values of a string column across batches, in order of first appearance."""
 
     def __init__(self) -> None: ...
-    def encode(self, values: Any, *, threads: int = 0) -> pa.UInt32Array: ...
+    def encode(self, values: Any, *, threads: int = 0) -> pa.UInt32Array:
+        """The id of every value; a distinct value that is not UTF-8 raises ``InvalidTextError`` (no id given)."""
     def names(self) -> list[str | None]: ...
 
 class ParquetBatches:

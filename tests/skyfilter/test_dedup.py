@@ -17,7 +17,7 @@ from skyfilter import _core, read_table, to_pairs
 from skyfilter.dedup import DedupOptions, run_dedup
 
 from tests.skyfilter.cli_helpers import run_cli
-from tests.skyfilter.reference import tokens
+from tests.skyfilter.reference import reference_normal_form, tokens
 
 # ------------------------------------------------------------------------------------------ references
 
@@ -85,14 +85,6 @@ def test_exact_dedup_keeps_the_reference_rows(tmp_path_factory, rows, key, with_
     assert kept.select(texts).equals(source.select(texts).take(pa.array(expected, pa.int64())))
     if scores is not None:  # NaN != NaN, so compare the scores as text
         assert [str(v) for v in kept.column("score").to_pylist()] == [str(scores[i]) for i in expected]
-
-
-def reference_normal_form(text: str | None, lowercase: bool) -> str | None:
-    """Whitespace (``str.isspace``) trimmed and runs collapsed to one space; lower-cased character by character."""
-    if text is None:
-        return None
-    collapsed = " ".join(text.split())
-    return "".join(c.lower() for c in collapsed) if lowercase else collapsed
 
 
 # ASCII words and separators (all of str.isspace's ASCII ones), Unicode spaces, letters whose lower case is longer

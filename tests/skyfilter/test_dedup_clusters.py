@@ -13,34 +13,14 @@ from skyfilter import _core
 from skyfilter.dedup import DedupOptions, lsh_params
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly
-from tests.skyfilter.reference import tokens
-
-EMPTY = 2**32 - 1  # the signature value of a row without tokens
-
-
-def reference_clusters(signatures: list[list[int]], bands: int, rows_per_band: int, threshold: float) -> list[int]:
-    """Brute force: every pair of rows with tokens that shares a band is a candidate; candidates whose estimated
-    Jaccard (the share of equal positions) reaches the threshold are joined; a cluster is named by its first row."""
-    parent = list(range(len(signatures)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    def band(sig: list[int], b: int) -> list[int]:
-        return sig[b * rows_per_band : (b + 1) * rows_per_band]
-
-    has_tokens = [any(v != EMPTY for v in sig) for sig in signatures]
-    for i, x in enumerate(signatures):
-        for j in range(i):
-            y = signatures[j]
-            if not (has_tokens[i] and has_tokens[j]) or not any(band(x, b) == band(y, b) for b in range(bands)):
-                continue
-            if sum(a == b for a, b in zip(x, y, strict=True)) / len(x) >= threshold:
-                ri, rj = find(i), find(j)
-                parent[max(ri, rj)] = min(ri, rj)
-    return [find(i) for i in range(len(signatures))]
+from tests.skyfilter.reference import (
+    EMPTY,
+    reference_band_keys,
+    reference_clusters,
+    reference_components,
+    reference_exact_clusters,
+    reference_shingles,
+)
 
 
 def as_signatures(rows: list[list[int]], num_perm: int) -> pa.FixedSizeListArray:
@@ -157,38 +137,6 @@ def test_band_choice_works_without_numpy_2(monkeypatch):
     ]  # fmt: skip
 
 
-SEED = 0x736B_7966_696C_7472  # skyfilter-core's hash seed (ngram::SEED)
-
-
-def reference_band_keys(signatures: list[list[int]], bands: int, rows_per_band: int) -> tuple[list[int], list[int]]:
-    """xxh3-64 of each band's values (little-endian u32) seeded by SEED + band, for the rows with tokens."""
-    xxhash = pytest.importorskip("xxhash", reason="the band keys' reference needs the xxhash package")
-    keys, rows = [], []
-    for row, sig in enumerate(signatures):
-        if all(v == EMPTY for v in sig):
-            continue
-        for b in range(bands):
-            data = np.array(sig[b * rows_per_band : (b + 1) * rows_per_band], dtype="<u4").tobytes()
-            keys.append(xxhash.xxh3_64_intdigest(data, seed=(SEED + b) % 2**64))
-            rows.append(row)
-    return keys, rows
-
-
-def reference_components(left: list[int], right: list[int]) -> tuple[list[int], list[int]]:
-    """The nodes of the edges (ascending) and the smallest node of each one's component, by relabelling."""
-    nodes = sorted(set(left) | set(right))
-    label = {n: n for n in nodes}
-    changed = True
-    while changed:
-        changed = False
-        for x, y in zip(left, right, strict=True):
-            low = min(label[x], label[y])
-            if label[x] != low or label[y] != low:
-                label[x] = label[y] = low
-                changed = True
-    return nodes, [label[n] for n in nodes]
-
-
 @settings(max_examples=200, deadline=None)
 @given(case=lsh_cases(), parts=st.integers(1, 4))
 def test_clusters_of_buckets_split_over_machines_are_the_clusters(case, parts):
@@ -234,42 +182,6 @@ def test_bucket_and_component_inputs_are_checked():
 # ------------------------------------------------------------------------------- exact verification
 
 SHINGLE_WORDS = ["aa", "bb", "cc", "dd", "Ee", "éé", "x"]  # "x" is not a token (one character)
-
-
-def reference_shingles(texts: list[str | None], n: int) -> set[tuple[str, ...]]:
-    """A row's shingles: the `words` tokens of each text, n at a time (a text of 1 to n - 1 tokens is one
-    shingle); never across two texts."""
-    out: set[tuple[str, ...]] = set()
-    for text in texts:
-        t = tokens(text or "", "words")
-        if t:
-            out |= {tuple(t[i : i + n]) for i in range(max(len(t) - n + 1, 1))}
-    return out
-
-
-def reference_exact_clusters(sets: list[set], signatures: list[list[int]], bands: int, rows_per_band: int,
-                             threshold: float) -> list[int]:  # fmt: skip
-    """Brute force: candidates share a band of their signatures (rows with tokens); those whose exact Jaccard
-    ``|x & y| / |x | y|`` reaches the threshold are joined; a cluster is named by its first row."""
-    parent = list(range(len(sets)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    for i in range(len(sets)):
-        for j in range(i):
-            if not (sets[i] and sets[j]):
-                continue
-            bands_i = [signatures[i][b * rows_per_band : (b + 1) * rows_per_band] for b in range(bands)]
-            bands_j = [signatures[j][b * rows_per_band : (b + 1) * rows_per_band] for b in range(bands)]
-            if not any(x == y for x, y in zip(bands_i, bands_j, strict=True)):
-                continue
-            if len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= threshold:
-                ri, rj = find(i), find(j)
-                parent[max(ri, rj)] = min(ri, rj)
-    return [find(i) for i in range(len(sets))]
 
 
 @settings(max_examples=150, deadline=None)

@@ -9,11 +9,12 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 use crate::ngram::{ngram_hashes, SEED};
 use crate::rows::{check_bounds, map_rows};
 use crate::shingle_sets::{jaccard_reaches, ShingleSets};
-use crate::text::{is_python_space, lower_ascii, Tokenizer, Tokens};
+use crate::text::{is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens};
 use crate::Error;
 
 /// Appends `text` with leading and trailing whitespace removed and inner whitespace runs collapsed to
-/// one space (optionally lower-cased): the normal form under which two texts are exact duplicates. (A space
+/// one space (optionally lower-cased character by character, as [`push_lowercase`]: the installed character
+/// classes' forms): the normal form under which two texts are exact duplicates. (A space
 /// separates this text from what `out` held before it when the text starts with whitespace.)
 pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
     let bytes = text.as_bytes();
@@ -45,7 +46,7 @@ pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
             out.push_str(piece);
             lower_ascii(&mut out[start..]);
         } else {
-            piece.chars().for_each(|c| out.extend(c.to_lowercase()));
+            piece.chars().for_each(|c| push_lowercase(c, out));
         }
     }
 }
@@ -111,14 +112,23 @@ pub struct MinHasher {
 /// Signature value of a row that has no tokens: such rows never become candidates.
 pub const EMPTY: u32 = u32::MAX;
 
+/// The most permutations of a signature.
+pub const MAX_PERM: usize = 1024;
+
+fn check_num_perm(num_perm: usize) -> Result<(), Error> {
+    if (1..=MAX_PERM).contains(&num_perm) {
+        Ok(())
+    } else {
+        Err(Error::InvalidMinHash(format!(
+            "num_perm must be 1..={MAX_PERM}, got {num_perm}"
+        )))
+    }
+}
+
 impl MinHasher {
-    /// `num_perm` permutations (1..=1024) over shingles of `shingle` words (1..=64), from a fixed seed.
+    /// `num_perm` permutations (1..=[`MAX_PERM`]) over shingles of `shingle` words (1..=64), from a fixed seed.
     pub fn new(num_perm: usize, shingle: usize, seed: u64) -> Result<Self, Error> {
-        if !(1..=1024).contains(&num_perm) {
-            return Err(Error::InvalidMinHash(format!(
-                "num_perm must be 1..=1024, got {num_perm}"
-            )));
-        }
+        check_num_perm(num_perm)?;
         if !(1..=crate::ngram::MAX_N).contains(&shingle) {
             return Err(Error::InvalidMinHash(format!(
                 "shingle must be 1..=64 words, got {shingle}"
@@ -337,8 +347,8 @@ pub struct NearDedup {
 }
 
 impl NearDedup {
-    /// `bands * rows_per_band` must not exceed `num_perm`; pairs join a cluster when their Jaccard similarity,
-    /// estimated or exact (`verify`), reaches `threshold`.
+    /// `num_perm` as [`MinHasher::new`]'s, and `bands * rows_per_band` must not exceed it; pairs join a cluster
+    /// when their Jaccard similarity, estimated or exact (`verify`), reaches `threshold`.
     pub fn new(
         num_perm: usize,
         bands: usize,
@@ -346,6 +356,7 @@ impl NearDedup {
         threshold: f64,
         verify: Verify,
     ) -> Result<Self, Error> {
+        check_num_perm(num_perm)?;
         let used = bands.checked_mul(rows_per_band);
         if bands == 0 || rows_per_band == 0 || used.is_none_or(|used| used > num_perm) {
             return Err(Error::InvalidMinHash(format!(
@@ -951,6 +962,10 @@ mod tests {
         assert!(NearDedup::new(128, 1 << 32, 1 << 32, 0.7, Verify::Estimate).is_err()); // the product overflows
         assert!(NearDedup::new(128, usize::MAX, 2, 0.7, Verify::Estimate).is_err());
         assert!(NearDedup::new(128, 16, 8, f64::NAN, Verify::Estimate).is_err());
+        // Found by fuzzing: a num_perm no signature has is refused at once (it was a loop of num_perm steps).
+        assert!(NearDedup::new(1 << 40, 1, 1, 1.0, Verify::Estimate).is_err());
+        assert!(NearDedup::new(MAX_PERM + 1, 1, 1, 0.5, Verify::Estimate).is_err());
+        assert!(NearDedup::new(MAX_PERM, 1, MAX_PERM, 1.0, Verify::Estimate).is_ok());
         let mut near = NearDedup::new(4, 2, 2, 0.5, Verify::Estimate).unwrap();
         assert!(near.add(&[1, 2, 3], None).is_err());
     }

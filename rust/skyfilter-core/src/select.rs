@@ -317,9 +317,21 @@ pub struct GroupIds {
 impl GroupIds {
     /// The id of every value, new values getting the next ids in row order. Parts of the rows are numbered on
     /// `threads` workers, each part by its own values in order of first appearance, and merged in row order:
-    /// the result does not depend on `threads`.
+    /// the result does not depend on `threads`. Each distinct value is checked to be UTF-8 (the names are
+    /// text); the first row of one that is not is the error, and no id is given then.
     pub fn encode<R: ByteRows + ?Sized>(&mut self, values: &R, threads: usize) -> Result<Vec<u32>, Error> {
         let parts = map_chunks(values.len(), threads, |rows| local_ids(values, rows))?;
+        let mut first_row = 0;
+        for (distinct, ids) in &parts {
+            let bad = distinct
+                .iter()
+                .position(|v| v.is_some_and(|bytes| std::str::from_utf8(bytes).is_err()));
+            if let Some(bad) = bad {
+                let at = ids.iter().position(|&id| id as usize == bad).unwrap_or_default();
+                return Err(Error::InvalidUtf8 { text: first_row + at });
+            }
+            first_row += ids.len();
+        }
         let mut out = Vec::with_capacity(values.len());
         for (distinct, ids) in parts {
             let global: Vec<u32> = distinct.into_iter().map(|v| self.id(v)).collect();
@@ -449,8 +461,8 @@ impl<R: ByteRows + ?Sized> Answers<'_, R> {
         self.bounds.map_or(r..r + 1, |b| b[r]..b[r + 1])
     }
 
-    /// Row `r`'s characters, counted as the bytes that start a UTF-8 sequence: the number of Unicode scalar
-    /// values for valid UTF-8, and defined for any bytes, so that no validation pass is needed (null: 0).
+    /// Row `r`'s characters, by [`utf8_chars`] over each text: the number of Unicode scalar values for valid
+    /// UTF-8, and defined for any bytes, so that no validation pass is needed (null: 0).
     fn chars(&self, r: usize) -> u64 {
         self.texts(r).map(|t| self.texts.row(t).map_or(0, utf8_chars)).sum()
     }
@@ -505,8 +517,10 @@ pub fn length_ratio_fails<R: ByteRows + ?Sized>(
     })
 }
 
-/// Bytes of `text` that start a UTF-8 sequence (are not `0b10xx_xxxx`), counted 64 at a time into a byte-wide
-/// counter so that the loop vectorises.
+/// The characters of `text`: the bytes that start a UTF-8 sequence (are not `0b10xx_xxxx`), counted 64 at a time
+/// into a byte-wide counter so that the loop vectorises, and at least a quarter of the bytes (rounded up). For
+/// valid UTF-8 that is the number of Unicode scalar values (a character has at most 4 bytes); for other bytes
+/// (runs of continuation bytes) the floor keeps the count within the bounds [`length_ratio_fails`] settles rows by.
 fn utf8_chars(text: &[u8]) -> u64 {
     let mut chunks = text.chunks_exact(64);
     let mut continuation = 0u64;
@@ -518,7 +532,7 @@ fn utf8_chars(text: &[u8]) -> u64 {
         continuation += u64::from(n);
     }
     continuation += chunks.remainder().iter().filter(|&&b| (b as i8) < -0x40).count() as u64;
-    text.len() as u64 - continuation
+    (text.len() as u64 - continuation).max((text.len() as u64).div_ceil(4))
 }
 
 /// The mean of each row's values (row `r` = `values[bounds[r]..bounds[r + 1]]`); NaN for a row without values
@@ -671,6 +685,19 @@ mod tests {
     }
 
     #[test]
+    fn group_ids_of_bytes_that_are_not_utf8_are_an_error() {
+        // Found by fuzzing: two values that are not UTF-8 got two ids and one name (both lossily "\u{fffd}").
+        let mut ids = GroupIds::default();
+        let values: [Option<&[u8]>; 4] = [Some(b"a"), None, Some(b"\xff"), Some(b"\xfe")];
+        assert_eq!(ids.encode(&values[..], 1), Err(Error::InvalidUtf8 { text: 2 }));
+        assert!(ids.names().is_empty(), "no id is given when a value is refused");
+        let many: Vec<Option<&[u8]>> = (0..10_000)
+            .map(|r| Some(if r == 9_000 { b"\xff".as_slice() } else { b"ok" }))
+            .collect();
+        assert_eq!(ids.encode(many.as_slice(), 2), Err(Error::InvalidUtf8 { text: 9_000 }));
+    }
+
+    #[test]
     fn group_ids_do_not_depend_on_threads_or_parts() {
         // Runs, repeats and new values in later parts (over several 4096-row parts), against a plain loop; long
         // values that share their first and last 8 bytes.
@@ -738,6 +765,33 @@ mod tests {
         let long = "añ€😀x".repeat(40);
         assert_eq!(utf8_chars(long.as_bytes()), long.chars().count() as u64);
         assert!(length_ratio(3, 0).is_infinite());
+    }
+
+    #[test]
+    fn continuation_bytes_count_at_least_a_quarter() {
+        // Found by fuzzing: 8 continuation bytes counted as 0 characters, yet the rule settled the row by its
+        // byte counts (8 and 2, both within the bounds), so the counted ratio 0 was never checked.
+        assert_eq!(utf8_chars(&[0x80; 8]), 2);
+        assert_eq!(utf8_chars(b"\xff\x80\x80\x80\x80"), 2);
+        let chosen: [Option<&[u8]>; 1] = [Some(&[0x80; 8])];
+        let rejected: [Option<&[u8]>; 1] = [Some(b"a")];
+        let (c, r) = (
+            Answers {
+                texts: &chosen[..],
+                bounds: None,
+            },
+            Answers {
+                texts: &rejected[..],
+                bounds: None,
+            },
+        );
+        let within = |min, max| Bounds {
+            min: Some(min),
+            max: Some(max),
+        };
+        assert_eq!(length_ratio_fails(&c, &r, None, within(1.0, 10.0), 1).unwrap(), [false]);
+        assert_eq!(length_ratio_fails(&c, &r, None, within(3.0, 10.0), 1).unwrap(), [true]);
+        assert_eq!(length_ratio_fails(&c, &r, None, within(0.0, 1.5), 1).unwrap(), [true]);
     }
 
     /// The reference: both answers' characters counted, then the rule.

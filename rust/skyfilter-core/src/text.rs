@@ -250,6 +250,15 @@ fn category_is_word(c: char) -> bool {
         )
 }
 
+/// Appends the lower-case form of `c` out of context (a capital sigma is `σ`) under the installed
+/// [`CharClasses`]: what the reference interpreter's `c.lower()` gives, whatever its Unicode version.
+pub fn push_lowercase(c: char, out: &mut String) {
+    match classes().lower_override(c) {
+        Some(lower) => out.push_str(lower),
+        None => out.extend(c.to_lowercase()),
+    }
+}
+
 /// Python's `str.isspace()`: Unicode `White_Space` plus the four ASCII separators U+001C..U+001F.
 pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)

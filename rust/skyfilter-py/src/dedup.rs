@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, FixedSizeListArray, LargeListArray, PrimitiveArray, UInt32Array, UInt64Array,
+    Array, FixedSizeBinaryArray, FixedSizeListArray, LargeListArray, PrimitiveArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
@@ -20,7 +20,8 @@ use crate::texts::{row_bounds, Texts};
 use crate::unicode::use_python_unicode;
 
 /// A 16-byte key per row over its texts (row `r` = `texts[bounds[r]:bounds[r + 1]]`), each with whitespace
-/// trimmed and collapsed (and lower-cased if asked): equal keys mean equal normalised texts.
+/// trimmed and collapsed (and lower-cased if asked, each character as this interpreter's `str.lower` does):
+/// equal keys mean equal normalised texts.
 #[pyfunction]
 #[pyo3(signature = (texts, bounds = None, *, lowercase = false, threads = 0))]
 pub fn row_keys(
@@ -30,6 +31,9 @@ pub fn row_keys(
     lowercase: bool,
     threads: usize,
 ) -> PyResult<Py<PyAny>> {
+    if lowercase {
+        use_python_unicode(py)?;
+    }
     let holder = Texts::new(texts.array(), "texts")?;
     let strs = holder.strs()?;
     let bounds = row_bounds(bounds.as_ref(), strs.len())?;
@@ -37,14 +41,14 @@ pub fn row_keys(
         py.detach(|| dedup::row_keys(&strs, &bounds, lowercase, threads))
             .map_err(to_py)
     })?;
-    let array = FixedSizeBinaryArray::try_from_iter(keys.iter().map(|k| k.to_be_bytes()))
-        .map_err(|e| SkyfilterError::new_err(e.to_string()))?;
-    let array: ArrayRef = if keys.is_empty() {
-        Arc::new(FixedSizeBinaryArray::new_null(16, 0))
+    // An empty iterator gives no width to `try_from_iter` (an error): no rows is an empty array of the width.
+    let array = if keys.is_empty() {
+        FixedSizeBinaryArray::new_null(16, 0)
     } else {
-        Arc::new(array)
+        FixedSizeBinaryArray::try_from_iter(keys.iter().map(|k| k.to_be_bytes()))
+            .map_err(|e| SkyfilterError::new_err(e.to_string()))?
     };
-    to_pyarrow(py, array)
+    to_pyarrow(py, Arc::new(array))
 }
 
 /// MinHash over word shingles (the `words` tokens), `num_perm` permutations from a fixed seed.

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_arrow::PyRecordBatch;
 use skyfilter_core::parquet::ParquetRows;
 use skyfilter_core::Error;
 
-use crate::error::{guarded, panic_error, to_py};
+use crate::error::{guarded, panic_error, to_py, SkyfilterError};
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
 /// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores),
@@ -64,7 +63,7 @@ impl ParquetBatches {
             let total = rows.num_row_groups();
             let (first, stop) = row_groups.unwrap_or((0, total));
             if first > stop || stop > total {
-                return Err(PyValueError::new_err(format!(
+                return Err(SkyfilterError::new_err(format!(
                     "row_groups ({first}, {stop}) out of range: the file has {total} row groups"
                 )));
             }

@@ -145,8 +145,8 @@ pub fn top_fraction(
 
 /// For each row, whether the ratio of its chosen answer's characters to its rejected answer's falls outside
 /// `(min, max)` (bool array). An answer is text `r` of its texts, or with bounds the texts
-/// `bounds[r]:bounds[r + 1]` (its turns); characters are the bytes that start a UTF-8 sequence, so the texts
-/// need no validation. `only` (a boolean array, one per row) limits the rule to its true rows; the others are
+/// `bounds[r]:bounds[r + 1]` (its turns); characters are the bytes that start a UTF-8 sequence (but at least a
+/// quarter of the bytes, which valid UTF-8 always has), so the texts need no validation. `only` (a boolean array, one per row) limits the rule to its true rows; the others are
 /// false and not read.
 #[pyfunction]
 #[pyo3(signature = (
@@ -236,7 +236,7 @@ impl GroupIds {
         Self::default()
     }
 
-    /// The id of every value of a string array.
+    /// The id of every value of a string array (each distinct value checked to be UTF-8: InvalidTextError).
     #[pyo3(signature = (values, *, threads = 0))]
     fn encode(&mut self, py: Python<'_>, values: PyArray, threads: usize) -> PyResult<Py<PyAny>> {
         guarded(|| {
