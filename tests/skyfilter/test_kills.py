@@ -128,7 +128,8 @@ def drive(spec: dict, folder: Path, timeout: int = 240) -> dict:
     """Runs the kill driver on ``spec`` in a process of its own; its result."""
     spec_file, result_file = folder / "spec.json", folder / "result.json"
     spec_file.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT), *sys.path]),
+    # the interpreter's own path (the installed skyfilter, with its compiled _core), and the checkout for tests.*
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "tests.skyfilter.kill_driver", str(spec_file), str(result_file)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
@@ -347,7 +348,7 @@ def test_two_runs_writing_the_same_outputs_leave_one_runs_whole_set(command, rea
 
     want_a, want_b = alone(argv_a), alone(argv_b)
     assert want_a != want_b, "the two runs' outputs should differ"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), *sys.path]), "TQDM_DISABLE": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TQDM_DISABLE": "1"}
 
     def start(role: str, argv: list[str]) -> subprocess.Popen:
         command_line = [sys.executable, "-c", TWO_WRITERS, role, str(tmp_path), json.dumps(argv)]
