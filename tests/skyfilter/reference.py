@@ -340,7 +340,7 @@ def reference_top_fraction(reasons: list[int], scores: list[float], groups: list
     out = list(reasons)
     for g, fraction in enumerate(fractions):
         kept = [r for r in range(len(reasons)) if groups[r] == g and reasons[r] == 0]
-        kept.sort(key=lambda r: (-math.inf if math.isnan(scores[r]) else -scores[r], r))
+        kept.sort(key=lambda r: (math.inf if math.isnan(scores[r]) else -scores[r], r))
         for r in kept[quota(fraction, len(kept)) :]:
             out[r] = REASONS.index("top_fraction")
     return out
