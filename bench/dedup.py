@@ -156,7 +156,7 @@ def text_dedup_kept(python: str, texts: pa.Array, num_perm: int, threshold: floa
                "--hash_func", "xxh3", "--num_proc", str(os.cpu_count()), "--output", str(out),
                "--cache_dir", str(WORK / "text_dedup_cache")]  # fmt: skip
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    seconds, _ = run_measured(command)
+    seconds = run_measured(command).seconds
     kept = [ipc.open_stream(f).read_all().column("id") for f in sorted(out.glob("*.arrow"))]
     return seconds, np.sort(pa.chunked_array(kept).to_numpy())
 
@@ -212,7 +212,7 @@ def end_to_end_line(table: pa.Table, record) -> None:
         exe = Path(sys.executable).parent / "skyfilter"
         outputs = ["--out", str(WORK / "kept.parquet"), "--dropped", str(WORK / "dropped.parquet")]
         cmd = [str(exe), "dedup", str(src), *outputs, "--report", str(WORK / "report.json"), "-q"]
-        seconds, rss = run_measured(cmd)
+        seconds, rss, _ = run_measured(cmd)
         record("skyfilter dedup CLI (exact + near), parquet -> parquet", table.num_rows, float(seconds),
                f"peak RSS {int(rss) / 2**20:,.0f} MiB")  # fmt: skip
     finally:

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
-use crate::ngram::{ngram_hashes, MAX_N};
+use crate::ngram::{ngram_hashes, TokenHash, MAX_N};
 use crate::rows::{check_bounds, map_rows, ByteRows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
@@ -116,8 +116,12 @@ struct Scratch {
 /// 0 marks an empty slot, so a hash of 0 is counted as 1: a 2^-64 event that only shifts a count.
 fn count_distinct(hashes: &[u64], table: &mut Vec<u64>) -> usize {
     let size = (hashes.len() * 2).next_power_of_two().max(16);
-    table.clear();
-    table.resize(size, 0);
+    if table.len() == size {
+        table.fill(0);
+    } else {
+        table.clear();
+        table.resize(size, 0);
+    }
     let mask = size - 1;
     let mut distinct = 0;
     for &h in hashes {
@@ -136,6 +140,16 @@ fn count_distinct(hashes: &[u64], table: &mut Vec<u64>) -> usize {
         }
     }
     distinct
+}
+
+/// `bytes` as text when they are UTF-8: ASCII (most text) is checked by a faster test than the full validation.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 fn check_n(n: usize) -> Result<(), Error> {
@@ -217,7 +231,13 @@ impl BenchIndex {
         occurrences: &mut Vec<(u32, BenchRow)>,
     ) -> Result<(), Error> {
         self.tokenizer.tokenize_into(text, &mut scratch.tokens);
-        ngram_hashes(&scratch.tokens, self.n, &mut scratch.token_hashes, &mut scratch.hashes);
+        ngram_hashes(
+            &scratch.tokens,
+            self.n,
+            TokenHash::Local,
+            &mut scratch.token_hashes,
+            &mut scratch.hashes,
+        );
         if scratch.hashes.is_empty() {
             return Ok(());
         }
@@ -340,14 +360,19 @@ impl BenchIndex {
         s: &mut Scratch,
     ) -> Result<RowMatch, Error> {
         let mut result = RowMatch::default();
+        // A row of one text (most rows) counts its distinct n-grams in place; others gather theirs first.
+        let single = range.len() == 1;
+        s.hashes.clear();
         s.row_hashes.clear();
         s.seen.clear();
         for t in range {
             let Some(bytes) = texts.row(t) else { continue };
-            let text = std::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8 { text: t })?;
+            let text = utf8(bytes).ok_or(Error::InvalidUtf8 { text: t })?;
             self.tokenizer.tokenize_into(text, &mut s.tokens);
-            ngram_hashes(&s.tokens, self.n, &mut s.token_hashes, &mut s.hashes);
-            s.row_hashes.extend_from_slice(&s.hashes);
+            ngram_hashes(&s.tokens, self.n, TokenHash::Local, &mut s.token_hashes, &mut s.hashes);
+            if !single {
+                s.row_hashes.extend_from_slice(&s.hashes);
+            }
             for (i, &h) in s.hashes.iter().enumerate() {
                 if !self.maybe_contains(h) {
                     continue;
@@ -362,7 +387,8 @@ impl BenchIndex {
                 result.matched.push(g);
             }
         }
-        result.n_ngrams = count_distinct(&s.row_hashes, &mut s.distinct) as u32;
+        let hashes = if single { &s.hashes } else { &s.row_hashes };
+        result.n_ngrams = count_distinct(hashes, &mut s.distinct) as u32;
         Ok(result)
     }
 }

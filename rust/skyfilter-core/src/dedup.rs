@@ -6,7 +6,7 @@
 
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
-use crate::ngram::{ngram_hashes, SEED};
+use crate::ngram::{ngram_hashes, TokenHash, SEED};
 use crate::rows::{check_bounds, map_rows};
 use crate::shingle_sets::{jaccard_reaches, ShingleSets};
 use crate::text::{is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens};
@@ -198,7 +198,7 @@ impl MinHasher {
                 if n == 0 {
                     continue;
                 }
-                ngram_hashes(&s.tokens, n, &mut s.token_hashes, &mut s.hashes);
+                ngram_hashes(&s.tokens, n, TokenHash::Stable, &mut s.token_hashes, &mut s.hashes);
                 s.shingles.extend_from_slice(&s.hashes);
             }
             f(&mut s.shingles)

@@ -1,6 +1,9 @@
-//! Stable n-gram hashing, independent of threads, runs and machines.
+//! N-gram hashing.
 //!
-//! A token hashes to `xxh3_64(token bytes, SEED)`. An n-gram hashes to the polynomial
+//! A token hashes by one of two [`TokenHash`] functions: `Stable`, `xxh3_64(token bytes, SEED)`, the same in
+//! every process, machine and release, for hashes that are stored or compared between processes (MinHash
+//! signatures); or `Local`, cheaper and free to change between releases, for hashes that never leave the process
+//! (the contamination index and the rows matched against it). An n-gram hashes to the polynomial
 //! `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised by the murmur3 64-bit mixer; the
 //! polynomial rolls, so each further window costs two multiplications. Hashes only find candidates:
 //! every hit is confirmed by comparing tokens.
@@ -15,9 +18,84 @@ pub const SEED: u64 = 0x736b_7966_696c_7472;
 /// Largest supported n (a sanity bound: longer n-grams are no use for contamination).
 pub const MAX_N: usize = 64;
 
-/// Hash of one token.
+/// Which hash of its tokens an n-gram hash is built on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenHash {
+    /// [`token_hash`]: pinned by tests, for hashes that are stored or compared between processes.
+    Stable,
+    /// [`local_token_hash`]: about three times cheaper on the short tokens of text, and free to change between
+    /// releases, for hashes that never leave the process.
+    Local,
+}
+
+/// Stable hash of one token.
 pub fn token_hash(token: &str) -> u64 {
     xxh3_64_with_seed(token.as_bytes(), SEED)
+}
+
+/// Odd factors of [`local_token_hash`] whose top byte is `0xff`, a byte UTF-8 never holds: XORed with at most
+/// eight bytes of a token (zeros past its end) they never give 0, which would absorb the other factor.
+const LOCAL_LOW: u64 = 0xff51_afd7_ed55_8ccd;
+const LOCAL_HIGH: u64 = 0xffc4_ceb9_fe1a_85eb;
+
+/// The 128-bit product of `a` and `b`, its halves XORed: one multiplication mixes every bit of both.
+fn fold_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// The local hash of a token of at most 16 bytes, from its first eight bytes (`low`) and the next eight
+/// (`high`), each little-endian with zeros past the token's end.
+fn local_short(low: u64, high: u64, len: usize) -> u64 {
+    fold_multiply(low ^ LOCAL_LOW, high ^ LOCAL_HIGH ^ len as u64)
+}
+
+/// Bytes `at..at + 8` of `bytes` as a little-endian word (the caller keeps them in bounds).
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// A word of the low `len` bytes of a word's bytes (`len` at most 8): masks the bytes past a token's end.
+fn low_bytes(word: u64, len: usize) -> u64 {
+    word & ((1u128 << (8 * len)) - 1) as u64
+}
+
+/// Local hash of a token longer than 16 bytes: 16 bytes at a time, the last block zero-padded.
+#[cold]
+fn local_long(token: &[u8]) -> u64 {
+    token.chunks(16).fold(token.len() as u64, |h, block| {
+        let mut padded = [0u8; 16];
+        padded[..block.len()].copy_from_slice(block);
+        fold_multiply(word_at(&padded, 0) ^ LOCAL_LOW ^ h, word_at(&padded, 8) ^ LOCAL_HIGH)
+    })
+}
+
+/// Local hash of one token: one multiplication for the tokens of up to 16 bytes (most words), no branch on
+/// their length. [`ngram_hashes`] gives the same values reading the tokens in place.
+pub fn local_token_hash(token: &[u8]) -> u64 {
+    if token.len() > 16 {
+        return local_long(token);
+    }
+    let mut padded = [0u8; 16];
+    padded[..token.len()].copy_from_slice(token);
+    local_short(word_at(&padded, 0), word_at(&padded, 8), token.len())
+}
+
+/// Local hashes of every token of `tokens`, read in place: [`Tokens`] keeps 16 bytes after its text, so that
+/// the 16 bytes from a token's start are always there to read and mask.
+fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
+    let buf = tokens.padded();
+    out.extend(tokens.spans().iter().map(|&(start, end)| {
+        let (start, len) = (start as usize, (end - start) as usize);
+        if len > 16 {
+            return local_long(&buf[start..start + len]);
+        }
+        let low = low_bytes(word_at(buf, start), len.min(8));
+        let high = low_bytes(word_at(buf, start + 8), len.saturating_sub(8));
+        local_short(low, high, len)
+    }));
 }
 
 /// Odd multiplier of the rolling polynomial.
@@ -39,15 +117,18 @@ pub fn ngram_hash(window: &[u64]) -> u64 {
         .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t)))
 }
 
-/// Fills `out` with the hash of every n-gram of `tokens`, in text order (`tokens.len() - n + 1` of them,
-/// none when there are fewer than `n` tokens). `token_hashes` is scratch space.
-pub fn ngram_hashes(tokens: &Tokens, n: usize, token_hashes: &mut Vec<u64>, out: &mut Vec<u64>) {
+/// Fills `out` with the hash of every n-gram of `tokens` over the `hash` of its tokens, in text order
+/// (`tokens.len() - n + 1` of them, none when there are fewer than `n` tokens). `token_hashes` is scratch space.
+pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &mut Vec<u64>, out: &mut Vec<u64>) {
     out.clear();
     token_hashes.clear();
     if tokens.len() < n {
         return;
     }
-    token_hashes.extend(tokens.bytes().map(|token| xxh3_64_with_seed(token, SEED)));
+    match hash {
+        TokenHash::Stable => token_hashes.extend(tokens.bytes().map(|token| xxh3_64_with_seed(token, SEED))),
+        TokenHash::Local => local_token_hashes(tokens, token_hashes),
+    }
     // Roll the polynomial: drop the oldest token's term, shift, add the newest token.
     let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^(n-1)
     let mut acc = token_hashes[..n]
@@ -72,7 +153,7 @@ mod tests {
         let mut tokens = Tokens::default();
         Tokenizer::Words.tokenize_into(text, &mut tokens);
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        ngram_hashes(&tokens, n, &mut scratch, &mut out);
+        ngram_hashes(&tokens, n, TokenHash::Stable, &mut scratch, &mut out);
         out
     }
 
@@ -99,6 +180,36 @@ mod tests {
             .map(ngram_hash)
             .collect();
         assert_eq!(hashes("aa bb cc dd ee ff gg hh ii jj", 4), direct);
+    }
+
+    #[test]
+    fn local_hashes_in_place_equal_the_direct_ones() {
+        // Tokens of every length class, at the end of the text too (where the 16 bytes read run into the padding).
+        let text = "a bb ccccccc dddddddd eeeeeeeee ffffffffffffffff ggggggggggggggggg x\u{e9}\u{e9} zz";
+        let mut tokens = Tokens::default();
+        Tokenizer::Whitespace.tokenize_into(text, &mut tokens);
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        ngram_hashes(&tokens, 1, TokenHash::Local, &mut scratch, &mut out);
+        let direct: Vec<u64> = tokens.bytes().map(local_token_hash).map(|t| ngram_hash(&[t])).collect();
+        assert_eq!(out, direct);
+        let distinct: std::collections::HashSet<u64> = out.iter().copied().collect();
+        assert_eq!(distinct.len(), tokens.len());
+    }
+
+    #[test]
+    fn local_hashes_tell_lengths_and_trailing_bytes_apart() {
+        let tokens: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnopq",
+        ];
+        let hashes: std::collections::HashSet<u64> = tokens.iter().map(|t| local_token_hash(t)).collect();
+        assert_eq!(hashes.len(), tokens.len());
     }
 
     #[test]

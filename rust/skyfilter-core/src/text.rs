@@ -52,6 +52,7 @@ impl Tokenizer {
             Self::Words => words(text, out),
             Self::Whitespace => whitespace(text, out),
         }
+        out.pad();
     }
 
     /// Convenience: the tokens of `text` as owned strings.
@@ -65,14 +66,30 @@ impl Tokenizer {
 /// A normalised text and the byte spans of its tokens; reused between texts to avoid allocation.
 #[derive(Default, Debug)]
 pub struct Tokens {
+    /// The normalised text, then [`PADDING`] zero bytes.
     buf: String,
+    /// Length of the normalised text in `buf`.
+    len: usize,
     spans: Vec<(u32, u32)>,
 }
+
+/// Zero bytes kept after the normalised text: 16 bytes from any token's start can be read without a bounds branch.
+const PADDING: &str = "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
 impl Tokens {
     fn clear(&mut self) {
         self.buf.clear();
         self.spans.clear();
+    }
+
+    fn pad(&mut self) {
+        self.len = self.buf.len();
+        self.buf.push_str(PADDING);
+    }
+
+    /// The normalised text followed by 16 zero bytes.
+    pub(crate) fn padded(&self) -> &[u8] {
+        self.buf.as_bytes()
     }
 
     /// Number of tokens.
@@ -105,7 +122,7 @@ impl Tokens {
 
     /// The normalised text the tokens point into.
     pub fn normalized(&self) -> &str {
-        &self.buf
+        &self.buf[..self.len]
     }
 
     /// Byte spans of the tokens in [`Tokens::normalized`].
@@ -293,7 +310,7 @@ fn words(text: &str, out: &mut Tokens) {
         // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
         let mut rest = text;
         while !rest.is_empty() {
-            let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+            let ascii = ascii_prefix(rest.as_bytes());
             runs.feed_ascii(&rest[..ascii], out);
             let mut chars = rest[ascii..].chars();
             if let Some(c) = chars.next() {
@@ -303,6 +320,24 @@ fn words(text: &str, out: &mut Tokens) {
         }
     }
     runs.finish(out);
+}
+
+/// Length of the longest ASCII prefix of `bytes`, eight bytes at a time.
+fn ascii_prefix(bytes: &[u8]) -> usize {
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for eight in &mut words {
+        let tops = u64::from_le_bytes(eight.try_into().unwrap_or_default()) & TOPS;
+        if tops != 0 {
+            return at + tops.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at + words
+        .remainder()
+        .iter()
+        .position(|b| !b.is_ascii())
+        .unwrap_or(words.remainder().len())
 }
 
 /// A text with a capital sigma, lower-cased whole by `str::to_lowercase` (which gives the final form by the
@@ -374,9 +409,14 @@ impl WordRuns {
         let base = out.buf.len();
         out.buf.push_str(text);
         lower_ascii(&mut out.buf[base..]);
-        // A run open at `start` counts `chars` characters up to `base` if it began before this text, none else.
-        let chars_at = |start: usize, chars: usize, at: usize| chars + at - start.max(base);
-        let mut before = u64::from(self.run.is_some()); // whether the byte before the block is a word byte
+        // The run open now: its byte start, and its characters before `from` (those before this text, for a
+        // run that began before it; none for a run that begins here, at `from`). Kept in locals, not in `self`.
+        let (mut open, mut start, mut from, mut carried) = match self.run {
+            Some((start, chars)) => (true, start, base, chars),
+            None => (false, 0, 0, 0),
+        };
+        out.spans.reserve(text.len() / 2 + 1); // at most one run every two bytes
+        let mut before = u64::from(open); // whether the byte before the block is a word byte
         for (b, block) in text.as_bytes().chunks(64).enumerate() {
             let words = word_mask(block);
             // Where runs start or end: a byte that is a word byte and the one before not, or the other way round.
@@ -385,16 +425,16 @@ impl WordRuns {
             while changes != 0 {
                 let at = base + 64 * b + changes.trailing_zeros() as usize;
                 changes &= changes - 1;
-                match self.run.take() {
-                    Some((start, chars)) => push_span(&mut out.spans, start, at, chars_at(start, chars, at)),
-                    None => self.run = Some((at, 0)),
+                if open {
+                    push_span(&mut out.spans, start, at, carried + at - from);
+                } else {
+                    (start, from, carried) = (at, at, 0);
                 }
+                open = !open;
             }
         }
         // A run still open goes on into what follows: its characters so far.
-        if let Some((start, chars)) = self.run {
-            self.run = Some((start, chars_at(start, chars, out.buf.len())));
-        }
+        self.run = open.then(|| (start, carried + out.buf.len() - from));
     }
 
     fn finish(self, out: &mut Tokens) {
@@ -523,6 +563,22 @@ fn whitespace(text: &str, out: &mut Tokens) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_prefixes() {
+        for text in [
+            "",
+            "abc",
+            "abcdefgh",
+            "abcdefghé",
+            "é",
+            "abcdefg\u{2019}s and more",
+            "abcdefghijklmnopq\u{2019}",
+        ] {
+            let expected = text.bytes().position(|b| !b.is_ascii()).unwrap_or(text.len());
+            assert_eq!(ascii_prefix(text.as_bytes()), expected, "{text}");
+        }
+    }
 
     #[test]
     fn words_drops_one_char_tokens_and_lowercases() {
