@@ -4,18 +4,13 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use arrow_array::{Array, ArrayRef};
+use arrow_array::Array;
 use arrow_schema::DataType;
 use pyo3::prelude::*;
-use pyo3_arrow::PyArray;
 use skyfilter_core::views;
 
+use crate::arrow_ffi::{to_pyarrow, PyArray};
 use crate::error::{guarded, to_py, SkyfilterError};
-
-/// `array` as a pyarrow array (through the C data interface, no copy).
-pub fn to_pyarrow(py: Python<'_>, array: ArrayRef) -> PyResult<Py<PyAny>> {
-    Ok(PyArray::from_array_ref(array).to_pyarrow(py)?.unbind())
-}
 
 fn row_numbers(rows: &PyArray, len: usize) -> PyResult<Vec<usize>> {
     let rows = match rows.array().data_type() {

@@ -8,12 +8,11 @@ use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
-use pyo3_arrow::{PyArray, PyRecordBatch};
 use skyfilter_core::contam::{BenchIndex, RowMatch};
 use skyfilter_core::text::Tokenizer;
 use skyfilter_core::ByteRows;
 
-use crate::arrays::to_pyarrow;
+use crate::arrow_ffi::{batch_to_pyarrow, to_pyarrow, PyArray};
 use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
 use crate::unicode::use_python_unicode;
@@ -53,7 +52,7 @@ fn u32_groups(groups: &PyArray) -> PyResult<UInt32Array> {
 
 fn to_pyarrow_batch(py: Python<'_>, columns: Vec<(&str, ArrayRef)>) -> PyResult<Py<PyAny>> {
     let batch = RecordBatch::try_from_iter(columns).map_err(|e| SkyfilterError::new_err(e.to_string()))?;
-    Ok(PyRecordBatch::new(batch).into_pyarrow(py)?.unbind())
+    batch_to_pyarrow(py, batch)
 }
 
 #[pymethods]

@@ -10,11 +10,10 @@ use arrow_array::{
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
 use pyo3::prelude::*;
-use pyo3_arrow::PyArray;
 use skyfilter_core::dedup;
 use skyfilter_core::shingle_sets::ShingleSets;
 
-use crate::arrays::to_pyarrow;
+use crate::arrow_ffi::{to_pyarrow, PyArray};
 use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
 use crate::unicode::use_python_unicode;

@@ -58,14 +58,19 @@ pub fn guarded<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// The exception for a panic's payload (from [`guarded`], or a joined thread).
 pub fn panic_error(payload: &(dyn Any + Send)) -> PyErr {
-    let message = payload
+    SkyfilterError::new_err(format!(
+        "internal error in skyfilter._core (a bug; please report it): {}",
+        panic_message(payload)
+    ))
+}
+
+/// The message a panic's payload carries.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned());
-    SkyfilterError::new_err(format!(
-        "internal error in skyfilter._core (a bug; please report it): {message}"
-    ))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Replaces the panic report on stderr by nothing unless `RUST_BACKTRACE` is set: panics reach Python as

@@ -2,6 +2,7 @@
 //! each area converts types in its own module and calls the core with the GIL released.
 
 mod arrays;
+mod arrow_ffi;
 mod contam;
 mod dedup;
 mod error;

@@ -7,10 +7,10 @@ use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
 use pyo3::prelude::*;
-use pyo3_arrow::PyRecordBatch;
 use skyfilter_core::parquet::ParquetRows;
 use skyfilter_core::Error;
 
+use crate::arrow_ffi::batch_to_pyarrow;
 use crate::error::{guarded, panic_error, to_py, SkyfilterError};
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
@@ -97,7 +97,7 @@ impl ParquetBatches {
             }
             self.ready
                 .pop_front()
-                .map(|batch| Ok(PyRecordBatch::new(batch).into_pyarrow(py)?.unbind()))
+                .map(|batch| batch_to_pyarrow(py, batch))
                 .transpose()
         })
     }

@@ -8,10 +8,9 @@ use arrow_array::types::{Float64Type, UInt32Type, UInt8Type};
 use arrow_array::{Array, BooleanArray, Float64Array, UInt32Array, UInt8Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
-use pyo3_arrow::PyArray;
 use skyfilter_core::{select, ByteRows};
 
-use crate::arrays::to_pyarrow;
+use crate::arrow_ffi::{to_pyarrow, PyArray};
 use crate::error::{guarded, to_py, SkyfilterError};
 use crate::texts::{row_bounds, Texts};
 

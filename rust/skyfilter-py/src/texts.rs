@@ -5,9 +5,9 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, LargeBinaryArray};
 use arrow_schema::DataType;
 use pyo3::PyResult;
-use pyo3_arrow::PyArray;
 use skyfilter_core::ByteRows;
 
+use crate::arrow_ffi::PyArray;
 use crate::error::{invalid_text, SkyfilterError};
 
 /// The bytes of a string array, whatever its layout; the buffers are shared, not copied.
