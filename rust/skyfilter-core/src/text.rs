@@ -534,10 +534,11 @@ fn gather_tops(tops: u64) -> u8 {
     ((tops >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
+/// Adds the run `start..end` of `chars` characters as a token if it has two or more. Without a branch on the
+/// count: the span is written, then kept or not (one-letter words are common, and a branch on them mispredicts).
 fn push_span(spans: &mut Vec<(u32, u32)>, start: usize, end: usize, chars: usize) {
-    if chars >= 2 {
-        spans.push((start as u32, end as u32));
-    }
+    spans.push((start as u32, end as u32));
+    spans.truncate(spans.len() - usize::from(chars < 2));
 }
 
 fn whitespace(text: &str, out: &mut Tokens) {
