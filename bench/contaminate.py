@@ -11,7 +11,8 @@ Measures, in one run on this machine:
   * scikit-learn CountVectorizer(ngram_range=(7, 13)) and a plain-Python set-of-7-grams matcher on slices;
   * the `skyfilter contaminate` command streaming parquet files of 1,000 rows (its start-up), 1/4, all and twice
     the rows with every core (end-to-end rows/s, CPU time and peak RSS, to show memory does not grow with the
-    input), and all the rows on one core (SKYFILTER_THREADS=1, pinned to core 0);
+    input), and all the rows on one core (SKYFILTER_THREADS=1, pinned to core 0); each the median of --repeats
+    runs, the inputs written and flushed to disk before the first;
   * pathological rows at 1 thread: rows that copy half and all of a benchmark (the prompts of the llmbar file,
     about 40K tokens a row), and single rows of 1, 10 and 20 MB (RMB prompts joined), in MB/s: time linear in the
     text keeps the larger at the smaller's rate.
@@ -180,7 +181,7 @@ def main() -> None:
     sklearn_rate = record("scikit-learn CountVectorizer(7, 13), 1 thread", sk_slice, seconds, 1, "fit + transform")
     assert sk_flags == list(flags[: len(sk_flags)]), "scikit-learn disagrees with skyfilter"
 
-    # Streaming from parquet: the same command on 1/4, all and twice the rows; peak RSS should not grow. "1 thread"
+    # Streaming from parquet: the same command on 1/4, all and twice the rows; peak RSS should not grow. "1 core"
     # is the command pinned to one core (SKYFILTER_THREADS=1 alone still lets the writer's thread use the other).
     # A run on 1,000 rows gives the fixed start-up cost (interpreter, imports, benchmarks, index); the difference
     # between the 2x and 1x runs gives the rate at which the command streams rows once started.
@@ -190,26 +191,34 @@ def main() -> None:
     cli: dict[int, float] = {}
     seconds_at: dict[int, float] = {}
     cores = os.cpu_count() or 1
+    runs = ((1_000, 0), (len(prompts) // 4, 0), (len(prompts), 0), (len(prompts), 1), (2 * len(prompts), 0))
     try:
-        for n, threads in ((1_000, 0), (len(prompts) // 4, 0), (len(prompts), 0), (len(prompts), 1),
-                           (2 * len(prompts), 0)):  # fmt: skip
-            src = WORK / f"rmb_prompts_{n}.parquet"
-            texts = pa.concat_arrays([prompts, prompts])[:n]
-            if not src.exists():
-                part = pa.table({"prompt": texts, "source": pa.repeat(pa.scalar("rmb"), n)})
-                pq.write_table(part, src, row_group_size=65_536)
+        # Every input written first and flushed to disk, so that no run shares the machine with the writeback of
+        # the next one's file; each run then repeated (the median kept, as for the kernel and the API).
+        for n in sorted({n for n, _ in runs}):
+            part = pa.concat_arrays([prompts, prompts])[:n]
+            pq.write_table(pa.table({"prompt": part, "source": pa.repeat(pa.scalar("rmb"), n)}),
+                           WORK / f"rmb_prompts_{n}.parquet", row_group_size=65_536)  # fmt: skip
+        os.sync()
+        for n, threads in runs:
             os.environ["SKYFILTER_THREADS"] = str(threads)
-            run = run_measured([
+            command = [
                 str(Path(sys.executable).parent / "skyfilter"),
-                "contaminate", str(src), *bench_args, "--out", str(WORK / "clean.parquet"),
-                "--flagged", str(WORK / "flagged.parquet"), "--report", str(WORK / "report.json"), "-q",
-            ], cpus=[0] if threads == 1 else None)  # fmt: skip
+                "contaminate", str(WORK / f"rmb_prompts_{n}.parquet"), *bench_args,
+                "--out", str(WORK / "clean.parquet"), "--flagged", str(WORK / "flagged.parquet"),
+                "--report", str(WORK / "report.json"), "-q",
+            ]  # fmt: skip
+            measured = [run_measured(command, cpus=[0] if threads == 1 else None) for _ in range(args.repeats)]
+            seconds = statistics.median(r.seconds for r in measured)
+            rss = max(r.rss for r in measured)
+            cpu = statistics.median(r.cpu_seconds for r in measured)
             used = threads or cores
-            rate = record(f"skyfilter contaminate CLI, parquet -> parquet, {used} core(s)", texts, run.seconds, used,
-                          f"peak RSS {run.rss / 2**20:,.0f} MiB, {run.cpu_seconds:.1f} s CPU")  # fmt: skip
+            texts = pa.concat_arrays([prompts, prompts])[:n]
+            rate = record(f"skyfilter contaminate CLI, parquet -> parquet, {used} core(s)", texts, seconds, used,
+                          f"peak RSS {rss / 2**20:,.0f} MiB, {cpu:.1f} s CPU")  # fmt: skip
             if threads == 0:
-                stream.append((n, run.seconds, run.rss))
-                seconds_at[n] = run.seconds
+                stream.append((n, seconds, rss))
+                seconds_at[n] = seconds
             if n == len(prompts):
                 cli[used] = rate
     finally:
