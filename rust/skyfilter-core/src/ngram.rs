@@ -5,8 +5,8 @@
 //! signatures); or `Local`, cheaper and free to change between releases, for hashes that never leave the process
 //! (the contamination index and the rows matched against it). An n-gram hashes to the polynomial
 //! `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised (murmur3's 64-bit mixer for `Stable`, a
-//! folded multiplication for `Local`); the polynomial rolls, so each further window costs two multiplications. Hashes only find candidates:
-//! every hit is confirmed by comparing tokens.
+//! folded multiplication for `Local`); the polynomial rolls, so each further window costs two multiplications.
+//! Hashes only find candidates: every hit is confirmed by comparing tokens.
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -23,8 +23,8 @@ pub const MAX_N: usize = 64;
 pub enum TokenHash {
     /// [`token_hash`]: pinned by tests, for hashes that are stored or compared between processes.
     Stable,
-    /// [`local_token_hash`]: about three times cheaper on the short tokens of text, and free to change between
-    /// releases, for hashes that never leave the process.
+    /// [`local_token_hash`]: one multiplication and no branch on the length of a token of up to 16 bytes (most
+    /// words), free to change between releases: for hashes that never leave the process.
     Local,
 }
 
@@ -83,8 +83,8 @@ fn local_long(token: &[u8]) -> u64 {
     })
 }
 
-/// Local hash of one token: one multiplication for the tokens of up to 16 bytes (most words), no branch on
-/// their length. [`ngram_hashes`] gives the same values reading the tokens in place.
+/// Local hash of one token. [`ngram_hashes`] gives the same values reading the tokens in place, where a token of
+/// up to 16 bytes (most words) takes one multiplication and no branch on its length.
 pub fn local_token_hash(token: &[u8]) -> u64 {
     if token.len() > 16 {
         return local_long(token);
