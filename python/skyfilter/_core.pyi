@@ -41,8 +41,10 @@ class BenchmarkIndex:
         threshold: float = 0.0,
         ignore: Any | None = None,
         threads: int = 0,
+        counts: str = "all",
     ) -> pa.RecordBatch:
-        """Columns ``n_ngrams``, ``n_matched``, ``overlap``, ``flagged``, ``first_group``, ``matched_groups``."""
+        """Columns ``n_ngrams``, ``n_matched``, ``overlap``, ``flagged``, ``first_group``, ``matched_groups``;
+        ``counts="matched"``: ``n_ngrams`` counted for matched rows only (null for the others that have n-grams)."""
     def ngram_texts(self, groups: Any) -> pa.StringArray: ...
     def postings(self, groups: Any) -> pa.RecordBatch:
         """Columns ``group``, ``bench``, ``row``."""

@@ -27,11 +27,12 @@ text = st.lists(st.tuples(token, st.sampled_from(SEPARATORS)), max_size=25).map(
 maybe_text = st.one_of(st.none(), st.just(""), text)
 
 
-def run_rust(rows, bench, tokenizer, n, threshold, threads=1):
+def run_rust(rows, bench, tokenizer, n, threshold, threads=1, counts="all"):
     index = _core.BenchmarkIndex([pa.array(bench, pa.string())], tokenizer=tokenizer, n=n)
     flat = [t for texts in rows for t in texts]
     bounds = np.concatenate([[0], np.cumsum([len(texts) for texts in rows])]).astype(np.int64)
-    result = index.match_rows(pa.array(flat, pa.string()), pa.array(bounds), threshold=threshold, threads=threads)
+    texts, bounds = pa.array(flat, pa.string()), pa.array(bounds)
+    result = index.match_rows(texts, bounds, threshold=threshold, threads=threads, counts=counts)
     groups = result.column("matched_groups").to_pylist()
     return index, [
         {
@@ -63,7 +64,15 @@ def test_matcher_equals_reference(bench, rows, preset, small_n, use_small_n, dat
             if texts and data.draw(st.booleans()):
                 texts[0] = (texts[0] or "") + " " + data.draw(st.sampled_from(real))
     _, got = run_rust(rows, bench, p.tokenizer, n, p.threshold)
-    assert got == reference_match(rows, bench, p.tokenizer, n, p.threshold)
+    expected = reference_match(rows, bench, p.tokenizer, n, p.threshold)
+    assert got == expected
+    # Counting matched rows only: the same flags, matches and overlaps; the others' count left out (null) unless
+    # they have no n-gram at all.
+    _, matched_only = run_rust(rows, bench, p.tokenizer, n, p.threshold, counts="matched")
+    for row in expected:
+        if not row["matched"] and row["n_ngrams"]:
+            row["n_ngrams"] = None
+    assert matched_only == expected
 
 
 @settings(max_examples=50, deadline=None)
@@ -98,6 +107,8 @@ def test_bad_kernel_arguments_are_clear_errors():
         index.match_rows(pa.array([1, 2]))
     with pytest.raises(_core.SkyfilterError, match="threshold"):
         index.match_rows(pa.array(["aa"]), threshold=1.5)
+    with pytest.raises(_core.SkyfilterError, match="counts must be"):
+        index.match_rows(pa.array(["aa"]), counts="some")
     with pytest.raises(_core.SkyfilterError, match="row bounds"):
         index.match_rows(pa.array(["aa"]), pa.array([0, 5], pa.int64()))
     with pytest.raises(_core.SkyfilterError, match="n-gram size"):

@@ -8,7 +8,7 @@ Entry points fuzzed here, with what:
 * ``tokenize(text, tokenizer)``: texts from all 17 planes, case mappings that change length or depend on context,
   every kind of whitespace, lone surrogates (refused), tokenizer names known, unknown and of other types.
 * ``BenchmarkIndex(benchmarks, tokenizer=, n=)`` and its ``n``, ``tokenizer``, ``n_groups``, ``bench_rows``,
-  ``match_rows(texts, bounds, threshold=, ignore=, threads=)``, ``ngram_texts(groups)``, ``postings(groups)``:
+  ``match_rows(texts, bounds, threshold=, ignore=, threads=, counts=)``, ``ngram_texts(groups)``, ``postings(groups)``:
   zero to three benchmarks of any layout; n at 0, 1, 64, 65, 2^64; thresholds at the edges and NaN; ignore masks
   of every length, with nulls, of other types; group ids in and out of range, null.
 * ``row_keys(texts, bounds, lowercase=, threads=)``: keys equal to xxh3-128 of the length-prefixed normal forms.
@@ -162,17 +162,22 @@ def test_benchmark_index(benches, name, n, data):
         ignore_kind, pa.array(flags, pa.bool_())
     )
     threads = data.draw(unsigned(0, 4))
+    counts = data.draw(st.sampled_from(["all", "matched", "every"]))
     expected = first_refusal(
         argument_order(column, bounds),
         Refused("argument") if not isinstance(threshold, float) else None,
         as_unsigned(threads),
     )
     expected = expected or (None if 0.0 <= threshold <= 1.0 else Refused("data"))
+    expected = expected or (None if counts in ("all", "matched") else Refused("data"))
     expected = expected or first_refusal(column.refusal(), bounds_rows if isinstance(bounds_rows, Refused) else None)
     expected = expected or (Refused("data") if ignore_kind in ("int",) else None)
     expected = expected or (Refused("data") if ignore_kind == "short" else None)
     expected = expected or texts_refusal(column, bounds, bounds_rows, validate_all=False)
-    got = check(expected, index.match_rows, column.array, bounds, threshold=threshold, ignore=ignore, threads=threads)
+    got = check(
+        expected, index.match_rows, column.array, bounds, threshold=threshold, ignore=ignore, threads=threads,
+        counts=counts,
+    )  # fmt: skip
     if expected is not None:
         return
     mask = [bool(f) for f in flags] if ignore_kind == "mask" else []
@@ -182,7 +187,7 @@ def test_benchmark_index(benches, name, n, data):
         overlap = len(matched) / n_ngrams if n_ngrams else 0.0
         row = {k: v[r] for k, v in table.items()}
         assert row == {
-            "n_ngrams": n_ngrams,
+            "n_ngrams": None if counts == "matched" and n_ngrams and not matched else n_ngrams,
             "n_matched": len(matched),
             "overlap": overlap,
             "flagged": bool(matched) and overlap >= threshold,

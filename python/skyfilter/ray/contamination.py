@@ -76,7 +76,7 @@ class _Matching(PieceWorker):
         where = f"{source.name}, column {text_columns(source, job['fields'], layout, prompt_column)}"
         pairs = read_pairs(source, batch, layout, prompt_column)
         input_rows = source.input_rows(np.arange(piece.start, piece.stop))
-        result = matcher.match(pairs, where, input_rows)
+        result = matcher.match(pairs, where, input_rows, counts="matched")
         if job.get("count"):
             df = document_frequency(result, matcher.index.n_groups)
             hit = np.flatnonzero(df)

@@ -74,22 +74,32 @@ pub struct BenchIndex {
     bench_rows: Vec<u32>,
 }
 
+/// Which rows' distinct n-grams [`BenchIndex::match_rows`] counts. Counting is about a fifth of the matching on
+/// real prompts, and flags and evidence need the count of matched rows only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counts {
+    /// Every row's.
+    All,
+    /// Those of the rows that matched a group, and whether the others have any n-gram (`Some(0)` when they have
+    /// none, `None` when their count was not taken).
+    Matched,
+}
+
 /// What one training row matched.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RowMatch {
-    /// Distinct n-grams of the row (over all its texts).
-    pub n_ngrams: u32,
+    /// Distinct n-grams of the row (over all its texts); `None` when not counted ([`Counts::Matched`]).
+    pub n_ngrams: Option<u32>,
     /// Distinct matched groups, in order of first occurrence in the row's texts.
     pub matched: Vec<u32>,
 }
 
 impl RowMatch {
-    /// Fraction of the row's distinct n-grams found in the benchmarks (0 when it has none).
+    /// Fraction of the row's distinct n-grams found in the benchmarks (0 when it has none or matched none).
     pub fn overlap(&self) -> f64 {
-        if self.n_ngrams == 0 {
-            0.0
-        } else {
-            self.matched.len() as f64 / f64::from(self.n_ngrams)
+        match self.n_ngrams {
+            Some(n) if n > 0 => self.matched.len() as f64 / f64::from(n),
+            _ => 0.0,
         }
     }
 
@@ -328,14 +338,15 @@ impl BenchIndex {
     }
 
     /// Matches training rows. Row `r` consists of `texts[bounds[r]..bounds[r + 1]]`; null texts are
-    /// skipped. Groups with `ignore[g] == true` never match (`ignore` may be empty). Results are the
-    /// same for any number of `threads` (0 = rayon's default). The texts are checked to be UTF-8 as they
-    /// are matched, by the workers: the first that is not is the error.
+    /// skipped. Groups with `ignore[g] == true` never match (`ignore` may be empty); `counts` says whose distinct
+    /// n-grams are counted. Results are the same for any number of `threads` (0 = rayon's default). The texts are
+    /// checked to be UTF-8 as they are matched, by the workers: the first that is not is the error.
     pub fn match_rows<R: ByteRows + ?Sized>(
         &self,
         texts: &R,
         bounds: &[usize],
         ignore: &[bool],
+        counts: Counts,
         threads: usize,
     ) -> Result<Vec<RowMatch>, Error> {
         check_bounds(texts.len(), bounds)?;
@@ -346,7 +357,7 @@ impl BenchIndex {
             });
         }
         map_rows(bounds.len() - 1, threads, |scratch: &mut Scratch, r| {
-            self.match_row(texts, bounds[r]..bounds[r + 1], ignore, scratch)
+            self.match_row(texts, bounds[r]..bounds[r + 1], ignore, counts, scratch)
         })?
         .into_iter()
         .collect()
@@ -357,6 +368,7 @@ impl BenchIndex {
         texts: &R,
         range: Range<usize>,
         ignore: &[bool],
+        counts: Counts,
         s: &mut Scratch,
     ) -> Result<RowMatch, Error> {
         let mut result = RowMatch::default();
@@ -364,7 +376,9 @@ impl BenchIndex {
         let single = range.len() == 1;
         s.hashes.clear();
         s.row_hashes.clear();
-        s.seen.clear();
+        if !s.seen.is_empty() {
+            s.seen.clear(); // clearing walks the whole table, grown once by a row with many matches
+        }
         for t in range {
             let Some(bytes) = texts.row(t) else { continue };
             let text = utf8(bytes).ok_or(Error::InvalidUtf8 { text: t })?;
@@ -388,7 +402,10 @@ impl BenchIndex {
             }
         }
         let hashes = if single { &s.hashes } else { &s.row_hashes };
-        result.n_ngrams = count_distinct(hashes, &mut s.distinct) as u32;
+        result.n_ngrams = match counts {
+            Counts::Matched if result.matched.is_empty() => hashes.is_empty().then_some(0),
+            _ => Some(count_distinct(hashes, &mut s.distinct) as u32),
+        };
         Ok(result)
     }
 }
@@ -405,7 +422,9 @@ mod tests {
     fn match_texts(index: &BenchIndex, rows: &[&str], threads: usize) -> Vec<RowMatch> {
         let texts: Vec<Option<&str>> = rows.iter().map(|t| Some(*t)).collect();
         let bounds: Vec<usize> = (0..=rows.len()).collect();
-        index.match_rows(&texts[..], &bounds, &[], threads).unwrap()
+        index
+            .match_rows(&texts[..], &bounds, &[], Counts::All, threads)
+            .unwrap()
     }
 
     #[test]
@@ -418,7 +437,7 @@ mod tests {
             ],
         );
         let m = match_texts(&idx, &["I saw the quick brown fox today", "quick brown dog"], 1);
-        assert_eq!(m[0].n_ngrams, 4); // "I" is a one-character token
+        assert_eq!(m[0].n_ngrams, Some(4)); // "I" is a one-character token
         assert_eq!(m[0].matched.len(), 2);
         assert!(m[0].is_flagged(0.0));
         assert!(m[0].is_flagged(0.5));
@@ -433,7 +452,7 @@ mod tests {
         assert_eq!(
             m[1],
             RowMatch {
-                n_ngrams: 1,
+                n_ngrams: Some(1),
                 matched: vec![]
             }
         );
@@ -452,16 +471,38 @@ mod tests {
     fn rows_with_several_texts_count_distinct_ngrams() {
         let idx = index(2, &[&["aa bb"]]);
         let texts = [Some("aa bb cc"), None, Some("aa bb"), Some("zz")];
-        let m = idx.match_rows(&texts[..], &[0, 3, 3, 4], &[], 1).unwrap();
+        let m = idx.match_rows(&texts[..], &[0, 3, 3, 4], &[], Counts::All, 1).unwrap();
         assert_eq!(
             m[0],
             RowMatch {
-                n_ngrams: 2,
+                n_ngrams: Some(2),
                 matched: vec![0]
             }
         );
-        assert_eq!(m[1], RowMatch::default());
-        assert_eq!(m[2], RowMatch::default());
+        let zero = RowMatch {
+            n_ngrams: Some(0),
+            matched: vec![],
+        };
+        assert_eq!(m[1], zero);
+        assert_eq!(m[2], zero);
+    }
+
+    #[test]
+    fn only_matched_rows_are_counted_when_asked() {
+        let idx = index(2, &[&["aa bb"]]);
+        let texts = [Some("aa bb cc aa bb"), Some("cc dd ee"), Some("zz"), None];
+        let bounds = [0, 1, 2, 3, 4];
+        let all = idx.match_rows(&texts[..], &bounds, &[], Counts::All, 1).unwrap();
+        let matched = idx.match_rows(&texts[..], &bounds, &[], Counts::Matched, 1).unwrap();
+        let counts = |m: &[RowMatch]| m.iter().map(|r| r.n_ngrams).collect::<Vec<_>>();
+        assert_eq!(counts(&all), [Some(3), Some(2), Some(0), Some(0)]);
+        assert_eq!(counts(&matched), [Some(3), None, Some(0), Some(0)]);
+        for (a, m) in all.iter().zip(&matched) {
+            assert_eq!(
+                (&a.matched, a.overlap(), a.is_flagged(0.5)),
+                (&m.matched, m.overlap(), m.is_flagged(0.5))
+            );
+        }
     }
 
     #[test]
@@ -477,10 +518,12 @@ mod tests {
     fn ignored_groups_never_match() {
         let idx = index(2, &[&["aa bb cc"]]);
         let texts = [Some("aa bb cc")];
-        let m = idx.match_rows(&texts[..], &[0, 1], &[true, false], 1).unwrap();
+        let m = idx
+            .match_rows(&texts[..], &[0, 1], &[true, false], Counts::All, 1)
+            .unwrap();
         assert_eq!(m[0].matched, vec![1]);
         assert!(matches!(
-            idx.match_rows(&texts[..], &[0, 1], &[true], 1),
+            idx.match_rows(&texts[..], &[0, 1], &[true], Counts::All, 1),
             Err(Error::InvalidIgnoreMask { .. })
         ));
     }
@@ -509,7 +552,7 @@ mod tests {
         let idx = index(2, &[&["aa bb"]]);
         let texts: [Option<&[u8]>; 3] = [Some(b"aa bb"), None, Some(b"aa \xff bb")];
         assert_eq!(
-            idx.match_rows(&texts[..], &[0, 1, 3], &[], 2),
+            idx.match_rows(&texts[..], &[0, 1, 3], &[], Counts::All, 2),
             Err(Error::InvalidUtf8 { text: 2 })
         );
     }
@@ -522,11 +565,11 @@ mod tests {
         ));
         let idx = index(2, &[&["aa bb"]]);
         assert!(matches!(
-            idx.match_rows(&[Some("aa")][..], &[0, 2], &[], 1),
+            idx.match_rows(&[Some("aa")][..], &[0, 2], &[], Counts::All, 1),
             Err(Error::InvalidRowBounds)
         ));
         assert!(matches!(
-            idx.match_rows(&[Some("aa")][..], &[], &[], 1),
+            idx.match_rows(&[Some("aa")][..], &[], &[], Counts::All, 1),
             Err(Error::InvalidRowBounds)
         ));
     }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use skyfilter_core::contam::BenchIndex;
+use skyfilter_core::contam::{BenchIndex, Counts};
 use skyfilter_core::dedup::{self, MinHasher, NearDedup, Verify, EMPTY, MAX_PERM};
 use skyfilter_core::ngram::{local_token_hash, ngram_hash, ngram_hashes, token_hash, TokenHash, SEED};
 use skyfilter_core::select::{self, Answers, Bounds, GroupIds, RowRules, RowValues};
@@ -164,8 +164,10 @@ proptest! {
         whitespace in any::<bool>(),
         ignore_seed in any::<u64>(),
         threads in 0..3usize,
+        matched_only in any::<bool>(),
     ) {
         let tokenizer = if whitespace { Tokenizer::Whitespace } else { Tokenizer::Words };
+        let counts = if matched_only { Counts::Matched } else { Counts::All };
         let bench_refs: Vec<Vec<Option<&str>>> =
             benches.iter().map(|rows| rows.iter().map(Option::as_deref).collect()).collect();
         let built = BenchIndex::build(tokenizer, n, &bench_refs);
@@ -191,7 +193,7 @@ proptest! {
         let texts = as_rows(&rows);
         let mut bounds = b;
         bounds.sort_unstable();
-        let got = index.match_rows(&texts[..], &bounds, &ignore, threads);
+        let got = index.match_rows(&texts[..], &bounds, &ignore, counts, threads);
         if !bounds_ok(rows.len(), &bounds) {
             prop_assert_eq!(got, Err(Error::InvalidRowBounds));
             return Ok(());
@@ -203,7 +205,7 @@ proptest! {
             return Ok(());
         }
         let got = got.unwrap();
-        prop_assert_eq!(&got, &index.match_rows(&texts[..], &bounds, &ignore, 1).unwrap());
+        prop_assert_eq!(&got, &index.match_rows(&texts[..], &bounds, &ignore, counts, 1).unwrap());
         for (r, m) in got.iter().enumerate() {
             let (mut seen, mut matched) = (HashSet::new(), Vec::new());
             for text in texts[bounds[r]..bounds[r + 1]].iter().flatten() {
@@ -216,7 +218,8 @@ proptest! {
                     seen.insert(gram);
                 }
             }
-            prop_assert_eq!(m.n_ngrams as usize, seen.len());
+            let counted = counts == Counts::All || !matched.is_empty() || seen.is_empty();
+            prop_assert_eq!(m.n_ngrams, counted.then_some(seen.len() as u32));
             prop_assert_eq!(&m.matched, &matched);
         }
     }

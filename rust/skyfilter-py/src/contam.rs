@@ -8,7 +8,7 @@ use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array};
 use arrow_schema::DataType;
 use pyo3::prelude::*;
-use skyfilter_core::contam::{BenchIndex, RowMatch};
+use skyfilter_core::contam::{BenchIndex, Counts, RowMatch};
 use skyfilter_core::text::Tokenizer;
 use skyfilter_core::ByteRows;
 
@@ -100,8 +100,10 @@ impl BenchmarkIndex {
 
     /// Matches training rows. Row `r` is `texts[bounds[r]:bounds[r + 1]]` (`bounds`: int64 offsets,
     /// `None` = one text per row). Returns a pyarrow RecordBatch, one row per training row, with
-    /// `n_ngrams`, `n_matched`, `overlap`, `flagged`, `first_group` and `matched_groups`.
-    #[pyo3(signature = (texts, bounds = None, *, threshold = 0.0, ignore = None, threads = 0))]
+    /// `n_ngrams`, `n_matched`, `overlap`, `flagged`, `first_group` and `matched_groups`. `counts="matched"`
+    /// counts the distinct n-grams of matched rows only (`n_ngrams` is null for the others that have some).
+    #[pyo3(signature = (texts, bounds = None, *, threshold = 0.0, ignore = None, threads = 0, counts = "all"))]
+    #[allow(clippy::too_many_arguments)] // the Python signature's keywords
     fn match_rows(
         &self,
         py: Python<'_>,
@@ -110,6 +112,7 @@ impl BenchmarkIndex {
         threshold: f64,
         ignore: Option<PyArray>,
         threads: usize,
+        counts: &str,
     ) -> PyResult<Py<PyAny>> {
         guarded(|| {
             if !(0.0..=1.0).contains(&threshold) {
@@ -117,6 +120,15 @@ impl BenchmarkIndex {
                     "threshold must be within [0, 1], got {threshold}"
                 )));
             }
+            let counts = match counts {
+                "all" => Counts::All,
+                "matched" => Counts::Matched,
+                other => {
+                    return Err(SkyfilterError::new_err(format!(
+                        "counts must be \"all\" or \"matched\", got {other:?}"
+                    )))
+                }
+            };
             let holder = Texts::new(texts.array(), "texts")?;
             let bounds = row_bounds(bounds.as_ref(), holder.len())?;
             let ignore: Vec<bool> = match &ignore {
@@ -127,7 +139,7 @@ impl BenchmarkIndex {
                 },
             };
             let matches = py
-                .detach(|| self.inner.match_rows(&holder, &bounds, &ignore, threads))
+                .detach(|| self.inner.match_rows(&holder, &bounds, &ignore, counts, threads))
                 .map_err(to_py)?;
             to_pyarrow_batch(py, match_columns(&matches, threshold))
         })
