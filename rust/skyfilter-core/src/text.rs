@@ -144,6 +144,9 @@ pub fn is_word_char(c: char) -> bool {
 pub struct CharClasses {
     /// One bit per code point: a word character.
     word: Vec<u64>,
+    /// One bit per code point: lower-cases to something else than itself (most characters past ASCII do not:
+    /// punctuation, CJK), so the tokenizer looks no further for the others.
+    cased: Vec<u64>,
     /// One bit per code point: lower-cases to `lower[c]` rather than to `char::to_lowercase`.
     lowered: Vec<u64>,
     lower: HashMap<char, String>,
@@ -163,14 +166,18 @@ fn set_bit(bits: &mut [u64], cp: usize) {
 impl CharClasses {
     /// This crate's own tables.
     fn native() -> Self {
-        let mut word = vec![0u64; CODE_POINTS / 64];
+        let (mut word, mut cased) = (vec![0u64; CODE_POINTS / 64], vec![0u64; CODE_POINTS / 64]);
         for c in (0..CODE_POINTS as u32).filter_map(char::from_u32) {
             if category_is_word(c) {
                 set_bit(&mut word, c as usize);
             }
+            if !lowers_to_itself(c) {
+                set_bit(&mut cased, c as usize);
+            }
         }
         Self {
             word,
+            cased,
             lowered: vec![0u64; CODE_POINTS / 64],
             lower: HashMap::new(),
         }
@@ -199,24 +206,38 @@ impl CharClasses {
             given.insert(c, lower.as_str());
         }
         let (mut lowered, mut lower) = (vec![0u64; CODE_POINTS / 64], HashMap::new());
+        let mut cased = vec![0u64; CODE_POINTS / 64];
         for c in (0..CODE_POINTS as u32).filter_map(char::from_u32) {
-            let mut native = c.to_lowercase();
             let theirs = given.get(&c).copied();
             let same = match theirs {
-                Some(t) => native.by_ref().eq(t.chars()),
-                None => native.len() == 1 && native.next() == Some(c),
+                Some(t) => c.to_lowercase().eq(t.chars()),
+                None => lowers_to_itself(c),
             };
             if !same {
                 set_bit(&mut lowered, c as usize);
                 lower.insert(c, theirs.map_or_else(|| c.to_string(), str::to_owned));
             }
+            if theirs.is_some_and(|t| !t.chars().eq([c])) {
+                set_bit(&mut cased, c as usize);
+            }
         }
-        Ok(Self { word, lowered, lower })
+        Ok(Self {
+            word,
+            cased,
+            lowered,
+            lower,
+        })
     }
 
     #[inline]
     fn is_word(&self, c: char) -> bool {
         bit(&self.word, c)
+    }
+
+    /// Whether `c` lower-cases to something else than itself.
+    #[inline]
+    fn is_cased(&self, c: char) -> bool {
+        bit(&self.cased, c)
     }
 
     /// The lower-case form of `c` when it is not `char::to_lowercase`'s.
@@ -274,6 +295,12 @@ pub fn push_lowercase(c: char, out: &mut String) {
         Some(lower) => out.push_str(lower),
         None => out.extend(c.to_lowercase()),
     }
+}
+
+/// Whether `char::to_lowercase` gives `c` itself.
+fn lowers_to_itself(c: char) -> bool {
+    let mut lower = c.to_lowercase();
+    lower.len() == 1 && lower.next() == Some(c)
 }
 
 /// Python's `str.isspace()`: Unicode `White_Space` plus the four ASCII separators U+001C..U+001F.
@@ -384,6 +411,9 @@ impl WordRuns {
     /// One character, lower-cased here.
     #[inline]
     fn feed_lowered(&mut self, c: char, classes: &CharClasses, out: &mut Tokens) {
+        if !classes.is_cased(c) {
+            return self.feed(c, classes, out);
+        }
         match classes.lower_override(c) {
             Some(lower) => lower.chars().for_each(|l| self.feed(l, classes, out)),
             None => c.to_lowercase().for_each(|l| self.feed(l, classes, out)),
@@ -686,6 +716,13 @@ mod tests {
         assert_eq!(classes.lower_override('\u{a7cb}'), Some("\u{a7cb}"));
         assert_eq!(classes.lower_override('\u{130}'), None); // as char::to_lowercase
         assert_eq!(classes.lower_override('A'), None);
+        // Cased: what lower-cases to something else under these classes, whatever this crate's tables say.
+        assert!(classes.is_cased('A') && classes.is_cased('\u{c4}') && classes.is_cased('\u{130}'));
+        assert!(!classes.is_cased('a') && !classes.is_cased('\u{a7cb}') && !classes.is_cased('\u{2019}'));
+        assert!(!classes.is_cased('\u{c9}')); // not in their lower-case list: lower-cases to itself there
+        let native = CharClasses::native();
+        assert!(native.is_cased('\u{c9}') && native.is_cased('\u{a7cb}') && native.is_cased('\u{3a3}'));
+        assert!(!native.is_cased('\u{2019}') && !native.is_cased('\u{4e00}') && !native.is_cased('\u{e9}'));
         assert!(CharClasses::from_definitions(&[(5, 0x11_0001)], &[]).is_err());
     }
 
