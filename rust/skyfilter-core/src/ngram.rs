@@ -170,20 +170,22 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &m
 }
 
 /// Pushes `finish` of the polynomial of every window of `n` of `token_hashes` (at least `n` of them): the
-/// polynomial rolls, dropping the oldest token's term, shifting, adding the newest token.
+/// polynomial rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken
+/// apart from the shift so that one multiplication and one addition are all that each window waits on).
 fn roll(token_hashes: &[u64], n: usize, finish: impl Fn(u64) -> u64, out: &mut Vec<u64>) {
-    let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^(n-1)
+    let drop = (0..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^n
     let mut acc = token_hashes[..n]
         .iter()
         .fold(0u64, |a, &t| a.wrapping_mul(BASE).wrapping_add(t));
-    out.reserve(token_hashes.len() - n + 1);
-    out.push(finish(acc));
-    for i in n..token_hashes.len() {
+    let first = out.len();
+    out.resize(first + token_hashes.len() - n + 1, 0);
+    let (head, rest) = out[first..].split_at_mut(1);
+    head[0] = finish(acc);
+    for ((slot, &new), &old) in rest.iter_mut().zip(&token_hashes[n..]).zip(token_hashes) {
         acc = acc
-            .wrapping_sub(token_hashes[i - n].wrapping_mul(top))
             .wrapping_mul(BASE)
-            .wrapping_add(token_hashes[i]);
-        out.push(finish(acc));
+            .wrapping_add(new.wrapping_sub(old.wrapping_mul(drop)));
+        *slot = finish(acc);
     }
 }
 
