@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension module ``skyfilter._core``."""
 
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -41,7 +41,7 @@ class BenchmarkIndex:
         threshold: float = 0.0,
         ignore: Any | None = None,
         threads: int = 0,
-        counts: str = "all",
+        counts: Literal["all", "matched"] = "all",
     ) -> pa.RecordBatch:
         """Columns ``n_ngrams``, ``n_matched``, ``overlap``, ``flagged``, ``first_group``, ``matched_groups``;
         ``counts="matched"``: ``n_ngrams`` counted for matched rows only (null for the others that have n-grams)."""

@@ -26,9 +26,15 @@ _USER_ERRORS = (InputError, BenchmarkError, SchemaError, RecipeError, CurateErro
 @click.version_option(_core.__version__, prog_name="skyfilter")
 def main() -> None:
     """Curate preference data for reward models."""
+
+
+def entry():
+    """The ``skyfilter`` console script: :func:`main` in a process of its own."""
     # What is imported by now lives as long as the process: the collector need not walk it again at each full
-    # collection while a command streams its rows (a full collection walked every module object).
+    # collection while a command streams its rows (a full collection walked every module object). Not in main(),
+    # which also runs inside other programs (click's test runner), where a freeze would keep their garbage.
     gc.freeze()
+    return main()
 
 
 def run_options(command):
@@ -478,4 +484,4 @@ def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

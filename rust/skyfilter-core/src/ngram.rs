@@ -150,11 +150,12 @@ pub fn ngram_hash(window: &[u64]) -> u64 {
 }
 
 /// Fills `out` with the hash of every n-gram of `tokens` over the `hash` of its tokens, in text order
-/// (`tokens.len() - n + 1` of them, none when there are fewer than `n` tokens). `token_hashes` is scratch space.
+/// (`tokens.len() - n + 1` of them, none when there are fewer than `n` tokens, or when `n` is 0). `token_hashes` is
+/// scratch space.
 pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &mut Vec<u64>, out: &mut Vec<u64>) {
     out.clear();
     token_hashes.clear();
-    if tokens.len() < n {
+    if n == 0 || tokens.len() < n {
         return;
     }
     match hash {
@@ -263,6 +264,12 @@ mod tests {
     #[test]
     fn too_short_has_no_ngrams() {
         assert!(hashes("aa bb", 3).is_empty());
+        assert_eq!(hashes("aa bb cc", 3).len(), 1);
+    }
+
+    #[test]
+    fn no_ngrams_of_size_zero() {
+        assert!(hashes("aa bb cc", 0).is_empty());
         assert_eq!(hashes("aa bb cc", 3).len(), 1);
     }
 
