@@ -210,6 +210,7 @@ def contaminate(
     layout: str | None = None,
     prompt_column: str | None = None,
     threads: int | None = None,
+    counts: str = "all",
 ):
     """Matches every row of ``table`` against ``bench``; one result row per input row.
 
@@ -219,14 +220,16 @@ def contaminate(
     ``ignore_common``, which counts n-gram hits over all rows first, it is read whole). ``bench``: a
     :class:`Benchmark`, a benchmark name or file, or a list of them. Result columns (:data:`RESULT_SCHEMA`):
     ``input_row``, ``flagged``, ``overlap``, ``n_ngrams``, ``n_matched`` and, for flagged rows, ``bench_name``,
-    ``bench_row``, ``bench_subset``, ``matched_ngram`` (null elsewhere).
+    ``bench_row``, ``bench_subset``, ``matched_ngram`` (null elsewhere). ``counts="matched"`` counts the distinct
+    n-grams (``n_ngrams``) of the rows that matched only, null for the others that have some: the same flags,
+    overlaps and evidence, faster (counting is about a sixth of the matching on real prompts).
     """
     data, restore = as_arrow(table, stream=ignore_common is None)
     matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads)
 
     def results(batch: pa.Table | pa.RecordBatch, offset: int) -> pa.Table:
         pairs = pair_table(batch, source="table", layout=layout, prompt_column=prompt_column)
-        result = matcher.match(pairs, "table", np.arange(offset, offset + batch.num_rows))
+        result = matcher.match(pairs, "table", np.arange(offset, offset + batch.num_rows), counts)
         input_row = pa.array(np.arange(offset, offset + batch.num_rows), type=pa.int64())
         return pa.table({"input_row": input_row, **row_results(matcher, result)}, schema=RESULT_SCHEMA)
 

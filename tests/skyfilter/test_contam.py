@@ -149,6 +149,19 @@ def test_contaminate_api_returns_one_row_per_input_row_with_evidence():
     assert isinstance(stream, pa.RecordBatchReader) and stream.read_all().equals(out)
 
 
+def test_contaminate_api_can_count_matched_rows_only():
+    poem = "Could you write a short poem about the ocean at night please"
+    prompts = [poem, "one two three four five six seven", "No"]
+    table = pa.table({"prompt": prompts, "chosen": ["a", "b", "c"], "rejected": ["d", "e", "f"]})
+    every = skyfilter.contaminate(table, BENCH)
+    matched = skyfilter.contaminate(table, BENCH, counts="matched")
+    assert every.column("n_ngrams").to_pylist() == [5, 1, 0]
+    assert matched.column("n_ngrams").to_pylist() == [5, None, 0]  # not counted: no match; 0: no n-gram at all
+    assert matched.drop_columns(["n_ngrams"]).equals(every.drop_columns(["n_ngrams"]))
+    with pytest.raises(_core.SkyfilterError, match="counts must be"):
+        skyfilter.contaminate(table, BENCH, counts="some")
+
+
 def test_ignore_common_drops_generic_ngrams_only():
     generic = "what are the most effective ways to"
     bench = Benchmark("b", pa.array([f"{generic} sleep better at night without pills"]))
