@@ -74,8 +74,8 @@ pub struct BenchIndex {
     bench_rows: Vec<u32>,
 }
 
-/// Which rows' distinct n-grams [`BenchIndex::match_rows`] counts. Counting is about a fifth of the matching on
-/// real prompts, and flags and evidence need the count of matched rows only.
+/// Which rows' distinct n-grams [`BenchIndex::match_rows`] counts. Counting took 5-16% of the matching on real
+/// prompts (docs/benchmarks.md), and flags and evidence need the count of matched rows only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counts {
     /// Every row's.

@@ -170,7 +170,7 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &m
     }
 }
 
-/// Pushes `finish` of the polynomial of every window of `n` of `token_hashes` (at least `n` of them): the
+/// Appends `finish` of the polynomial of every window of `n` of `token_hashes` (at least `n` of them): the
 /// polynomial rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken
 /// apart from the shift so that one multiplication and one addition are all that each window waits on).
 fn roll(token_hashes: &[u64], n: usize, finish: impl Fn(u64) -> u64, out: &mut Vec<u64>) {
@@ -270,7 +270,6 @@ mod tests {
     #[test]
     fn no_ngrams_of_size_zero() {
         assert!(hashes("aa bb cc", 0).is_empty());
-        assert_eq!(hashes("aa bb cc", 3).len(), 1);
     }
 
     #[test]
