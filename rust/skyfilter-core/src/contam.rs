@@ -376,9 +376,7 @@ impl BenchIndex {
         let single = range.len() == 1;
         s.hashes.clear();
         s.row_hashes.clear();
-        if !s.seen.is_empty() {
-            s.seen.clear(); // clearing walks the whole table, grown once by a row with many matches
-        }
+        s.seen.clear();
         for t in range {
             let Some(bytes) = texts.row(t) else { continue };
             let text = utf8(bytes).ok_or(Error::InvalidUtf8 { text: t })?;
