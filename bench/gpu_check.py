@@ -53,6 +53,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import gpu_memory
 import gpu_profile
@@ -197,7 +198,8 @@ def mode_settings(mode: str) -> dict:
     under flex attention's BlockMask), flexc (flex with compiled layers, ``--compile``), flexl (flex with Liger's
     kernels, ``--liger-kernels``) or flexcl (both), then options joined by ``+``: nrs
     (``--no-reshard-after-forward``), fused (``--fused-optimizer``), ac0 / ac1 (activation checkpointing off / on),
-    mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``). E.g. ``flexc+nrs+mbt32768``."""
+    mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``), pmN (``--pad-to-multiple-of N``). E.g.
+    ``flexc+nrs+mbt32768``."""
     base, *options = mode.split("+")
     if base not in BASES:
         raise ValueError(f"{mode}: the base must be one of {', '.join(BASES)}")
@@ -209,20 +211,23 @@ def mode_settings(mode: str) -> dict:
             settings["micro_batch_tokens"] = int(option[3:])
         elif option.startswith("b") and option[1:].isdigit():
             settings["flex_block_size"] = int(option[1:])
+        elif option.startswith("pm") and option[2:].isdigit():
+            settings["pad_to_multiple_of"] = int(option[2:])
         else:
-            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, mbtN, bN)")
+            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, mbtN, bN, pmN)")
     return settings
 
 
 def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     """One training run of ``model`` in ``mode`` (:func:`mode_settings`; ``extra``: more settings): tokens/s and MFU
     of the steps after the first (which allocates and compiles) and before a trace's, the peak memory, the losses.
-    The run's folder is removed after (its export: 15 GB for the 8B model)."""
+    The model is not exported (:func:`_no_export`); the run's folder is removed after."""
     from skyrm.trainer import train
 
     out = f"skyrm-{model}-{mode}"
     config = _train_config(args, work, model, out, **(mode_settings(mode) | extra))
-    train(config, log=lambda _: None)
+    with mock.patch("skyrm.trainer.export_model", _no_export):
+        train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     traced = config.profile_steps + 1 if config.profile_steps else 0  # the traced steps and the profiler's warm-up
     timed = records[1 : len(records) - traced] or records
@@ -241,9 +246,16 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     return result
 
 
+def _no_export(model, tokenizer, folder: Path, *_) -> None:
+    """skyrm.export.export_model's stand-in in the measured runs: an empty model folder. They measure training; the
+    export (gathering and writing 15 GB for the 8B model, a minute of the device time) is checked by ``tiny-gpu``."""
+    folder.mkdir()
+
+
 def packing_fill(config, steps: int) -> dict:
     """How full the packed rows of a run's steps were: micro-batches a step and real tokens over row tokens (the
-    padding at the end of each row is computed and thrown away)."""
+    padding at the end of each row, to ``micro_batch_tokens`` or to a multiple of ``pad_to_multiple_of``, is
+    computed and thrown away)."""
     from skyrm.batching import micro_batches, step_plan
     from skyrm.data import encode_pairs, read_pairs
     from skyrm.model import tiny_tokenizer
@@ -251,12 +263,16 @@ def packing_fill(config, steps: int) -> dict:
     tokenizer = tiny_tokenizer()
     data = encode_pairs(read_pairs(config.data), tokenizer, config.max_length, "drop")
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)[:steps]
-    counts = [len(micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
-                                block_mask=False, by_length=True)) for step in plan]  # fmt: skip
-    tokens = sum(len(data.chosen[p]) + len(data.rejected[p]) for step in plan for p in step)
+    # the rows' lengths as training makes them, without a dense block mask's memory: every row micro_batch_tokens
+    # long under a dense mask, and under flex attention unless pad_to_multiple_of
+    multiple = config.pad_to_multiple_of if config.attn_implementation == "flex_attention" else 0
+    steps = [micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
+                           block_mask=False, by_length=True, flex=config.flex_block_size, row_multiple=multiple)
+             for step in plan]  # fmt: skip
+    tokens = sum(b.tokens for batches in steps for b in batches)
     return {
-        "micro_batches_per_step": sum(counts) / len(counts),
-        "fill": tokens / (sum(counts) * config.micro_batch_tokens),
+        "micro_batches_per_step": sum(len(batches) for batches in steps) / len(steps),
+        "fill": tokens / sum(b.input_ids.numel() for batches in steps for b in batches),
     }
 
 
@@ -643,6 +659,7 @@ def main() -> int:
                     info["models"][model] = save_model(args, work, model)
                     print(f"model {model}: {info['models'][model]:,} parameters", flush=True)
                 env = {"CUDA_VISIBLE_DEVICES": ""} if side == "tiny-cpu" else None
+                left = args.budget_s - (time.perf_counter() - started) if args.budget_s else None  # after the save
                 later = sum(gpu_tuning.estimate(s, len(args.variants))[1] for s in plan[index + 1 :])
                 deadline = time.time() + left - later if left is not None else None
                 results[side] = _side(args, work, side, env, timeout=left, deadline=deadline)

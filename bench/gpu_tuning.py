@@ -30,7 +30,7 @@ import gpu_profile
 
 #: the changes ``profile-M`` tries by default on a GPU, most telling first (the fused AdamW is left to the profile's
 #: optimizer share: at most that); on a CPU only what --variants names
-VARIANTS = ("mbt32768", "nrs", "b256", "liger")
+VARIANTS = ("pm128", "mbt32768", "nrs", "b256", "liger")
 #: planning figures, seconds on an H200, the model's save included (docs/benchmarks.md's runs 3 and 4: a part in a
 #: fresh process took about a minute more than its steps, less the checkpoints no longer written)
 SECONDS = {"profile": 105, "variant": 38, "skyrm": 105, "memory": 150}

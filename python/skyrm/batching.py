@@ -154,6 +154,7 @@ def micro_batches(
     block_mask: bool = True,
     by_length: bool = False,
     flex: int = 0,
+    row_multiple: int = 0,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
     Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
@@ -161,7 +162,8 @@ def micro_batches(
     (little padding, attention over short rows); packed micro-batches always take them longest first, first-fit
     (:func:`_groups`). A step's loss is a sum over its pairs, so neither order changes it. ``flex`` (packed rows,
     no ``block_mask``), a block size, marks packed rows for flex attention, ``token_budget`` long, whose
-    BlockMask has blocks of that size. Each micro-batch names its pairs in ``pair_ids``, in the order of its
+    BlockMask has blocks of that size; with ``row_multiple`` they are padded to a multiple of it instead (less
+    padding computed, lengths that vary). Each micro-batch names its pairs in ``pair_ids``, in the order of its
     rewards; padded micro-batches take the pairs in order."""
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
@@ -171,7 +173,11 @@ def micro_batches(
         sequences = [s for i in group for s in units[i]]
         if packing:
             # fixed shapes where a mask is built for them (flex attention compiles once per shape)
-            length = token_budget if block_mask or flex else sum(len(s) for s in sequences)
+            length = sum(len(s) for s in sequences)
+            if block_mask or (flex and not row_multiple):
+                length = token_budget
+            elif flex:
+                length = min(token_budget, -(-length // row_multiple) * row_multiple)
             batch = _packed(sequences, pad_id, len(group), length, block_mask, flex)
         else:
             batch = padded_rows(sequences, pad_id, len(group))

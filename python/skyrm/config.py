@@ -89,6 +89,7 @@ class TrainConfig:
     reshard_after_forward: bool = True  # FSDP2 frees each layer's gathered weights after its forward
     fused_optimizer: bool = False  # torch's fused AdamW kernel instead of its foreach kernels
     flex_block_size: int = 128  # the block size of flex attention's BlockMask (packed rows)
+    pad_to_multiple_of: int = 0  # packed rows under flex attention: 0 pads each to micro_batch_tokens
     seed: int = 0
     # LoRA
     lora_r: int = 0  # 0: full fine-tuning; else LoRA adapters of this rank (peft), the score head fully trained
@@ -151,6 +152,9 @@ class TrainConfig:
              f"must be 0 (none) or positive, got {self.checkpoint_every}")  # fmt: skip
         need(self.flex_block_size >= 16 and not self.flex_block_size & (self.flex_block_size - 1), "flex_block_size",
              f"must be a power of two of at least 16, got {self.flex_block_size}")  # fmt: skip
+        need(self.pad_to_multiple_of >= 0 and self.pad_to_multiple_of % self.flex_block_size == 0, "pad_to_multiple_of",
+             f"must be 0 (rows of --micro-batch-tokens) or a multiple of --flex-block-size ({self.flex_block_size}), "
+             f"got {self.pad_to_multiple_of}")  # fmt: skip
         need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
@@ -249,6 +253,9 @@ FIELD_HELP: dict[str, str] = {
     "during the step)",
     "flex_block_size": "the block size of flex attention's BlockMask for packed rows: blocks that no sequence spans "
     "are skipped, partly covered blocks are computed and masked",
+    "pad_to_multiple_of": "packed rows under flex attention: pad each row to a multiple of this many tokens (a "
+    "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
+    "less padding computed, for one more compilation under --compile (lengths that vary compile once, dynamic)",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

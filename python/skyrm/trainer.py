@@ -432,7 +432,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             mine = share(plan[step], runtime)
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
                                     packing=packing, block_mask=not (varlen or flex), by_length=True,
-                                    flex=config.flex_block_size if flex else 0)  # fmt: skip
+                                    flex=config.flex_block_size if flex else 0,
+                                    row_multiple=config.pad_to_multiple_of)  # fmt: skip
             # loss, correct, margin: summed on the device, read once a step (a read per micro-batch would make the
             # host wait for the GPU before it queues the next micro-batch)
             measured_sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)

@@ -64,6 +64,16 @@ def test_packed_rewards_equal_padded_rewards(pairs):
                                                        flex=size)]  # fmt: skip
             assert all((size, size) == b.attention_mask.BLOCK_SIZE for b in flex)
             flexed[size] = all_rewards(flex)
+        # rows padded to a multiple of 16 tokens (--pad-to-multiple-of) rather than to the budget: shorter rows.
+        # Compiled for each length: the CPU's flex kernel fails to build for a dynamic length (torch 2.15); CUDA's
+        # takes one (bench/gpu_check.py's pm128 runs)
+        trimmed = [b.to("cpu") for b in micro_batches(chosen, rejected, order, 200, pad_id=0, block_mask=False,
+                                                      flex=16, row_multiple=16)]  # fmt: skip
+        lengths = [b.input_ids.shape[1] for b in trimmed]
+        assert lengths == [min(200, -(-b.tokens // 16) * 16) for b in trimmed]  # never over the budget
+        assert min(lengths) < 200
+        with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+            flexed["16, rows of multiples of 16"] = all_rewards(trimmed)
     assert padded.shape == (48,)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
     for size, found in flexed.items():
@@ -140,3 +150,21 @@ def test_packed_rows_on_real_steps_are_as_few_as_the_tokens_allow(shared_data):
         rows += len(micro_batches(data.chosen, data.rejected, step, 16_384, tokenizer.pad_token_id, block_mask=False,
                                   flex=128))  # fmt: skip
     assert rows <= 1.01 * least, f"{rows} packed rows where {least} hold the tokens"
+
+
+def test_rows_padded_to_a_multiple_hold_almost_only_real_tokens(shared_data):
+    """--pad-to-multiple-of on real steps: the rows computed are real tokens but for under 1% (steps of 32 pairs in
+    rows of 16,384 tokens: 91.0% real when every row is 16,384 long, 99.6% padded to a multiple of 128)."""
+    from skyrm.data import encode_pairs, read_pairs
+    from skyrm.model import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    data = encode_pairs(read_pairs(str(shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl")),
+                        tokenizer, 4096, "drop")  # fmt: skip
+    fill = {}
+    for multiple in (0, 128):
+        batches = [b for step in step_plan(len(data), 32, 1.0, seed=0)
+                   for b in micro_batches(data.chosen, data.rejected, step, 16_384, tokenizer.pad_token_id,
+                                          block_mask=False, flex=128, row_multiple=multiple)]  # fmt: skip
+        fill[multiple] = sum(b.tokens for b in batches) / sum(b.input_ids.numel() for b in batches)
+    assert fill[0] < 0.95 and fill[128] > 0.99, fill

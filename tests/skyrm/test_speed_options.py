@@ -59,7 +59,8 @@ def test_weights_stay_gathered_between_forward_and_backward(tmp_path):
 
 
 @pytest.mark.parametrize(("field", "value"), [("flex_block_size", 100), ("flex_block_size", 8),
-                                              ("checkpoint_every", -1), ("profile_steps", -1)])  # fmt: skip
+                                              ("checkpoint_every", -1), ("profile_steps", -1),
+                                              ("pad_to_multiple_of", 100), ("pad_to_multiple_of", -128)])  # fmt: skip
 def test_speed_settings_are_checked(field, value):
     with pytest.raises(ConfigError, match=f"^{field}: must be"):
         load_config(overrides={field: value})
