@@ -223,9 +223,11 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     of the steps after the first (which allocates and compiles) and before a trace's, the peak memory, the losses.
     The model is not exported (:func:`_no_export`); the run's folder is removed after."""
     from skyrm.trainer import train
+    from torch._dynamo.utils import counters
 
     out = f"skyrm-{model}-{mode}"
     config = _train_config(args, work, model, out, **(mode_settings(mode) | extra))
+    graphs = counters["stats"]["unique_graphs"]
     with mock.patch("skyrm.trainer.export_model", _no_export):
         train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
@@ -238,7 +240,9 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
               "micro_batch_tokens": config.micro_batch_tokens,
               "activation_checkpointing": config.activation_checkpointing,
               "fused_optimizer": config.fused_optimizer, "reshard_after_forward": config.reshard_after_forward,
-              "packing": packing_fill(config, len(records)) if config.packing else None}  # fmt: skip
+              "packing": packing_fill(config, len(records)) if config.packing else None,
+              "step_tokens_per_s": [round(r["tokens_per_s"]) for r in records],
+              "graphs_compiled": counters["stats"]["unique_graphs"] - graphs}  # fmt: skip
     if config.profile_steps:
         result["profile"] = gpu_profile.summarise(gpu_profile.load(work / out / "profile" / "trace-rank0.json.gz"))
         shutil.copy(work / out / "profile" / "trace-rank0.json.gz", work / f"{out}-trace.json.gz")

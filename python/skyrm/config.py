@@ -29,6 +29,8 @@ DTYPES = ("bf16", "fp32")
 TRACKERS = ("tensorboard", "wandb")
 GRAD_SYNC = ("micro-batch", "step")
 #: The sizes ``save_pretrained`` reads as ``max_shard_size``.
+#: --compile with --pad-to-multiple-of: row lengths compiled at most (each a compilation of the decoder layer)
+MAX_ROW_LENGTHS = 8
 SHARD_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
@@ -155,6 +157,14 @@ class TrainConfig:
         need(self.pad_to_multiple_of >= 0 and self.pad_to_multiple_of % self.flex_block_size == 0, "pad_to_multiple_of",
              f"must be 0 (rows of --micro-batch-tokens) or a multiple of --flex-block-size ({self.flex_block_size}), "
              f"got {self.pad_to_multiple_of}")  # fmt: skip
+        if self.pad_to_multiple_of:
+            need(self.attn_implementation == "flex_attention", "pad_to_multiple_of",
+                 "pads packed rows under flex attention: give --attn-implementation flex_attention too")  # fmt: skip
+            lengths = -(-self.micro_batch_tokens // self.pad_to_multiple_of)
+            need(not self.compile or lengths <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
+                 f"{self.pad_to_multiple_of} makes rows of up to {lengths} lengths, and --compile compiles each "
+                 f"decoder layer once for each: give a multiple of at least "
+                 f"{self.micro_batch_tokens // MAX_ROW_LENGTHS} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
         need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
@@ -255,7 +265,8 @@ FIELD_HELP: dict[str, str] = {
     "are skipped, partly covered blocks are computed and masked",
     "pad_to_multiple_of": "packed rows under flex attention: pad each row to a multiple of this many tokens (a "
     "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
-    "less padding computed, for one more compilation under --compile (lengths that vary compile once, dynamic)",
+    "less padding computed; under --compile the layers compile once for each length (at most 8: micro_batch_tokens / "
+    "8 or more, e.g. 4096 for 16384-token micro-batches)",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

@@ -126,14 +126,26 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.compile:  # the forward only: FSDP's hooks stay outside the graph and the weights keep their names
-        for layer in layers(model):
-            layer.forward = torch.compile(layer.forward)
+    if config.compile:
+        _compile_layers(model, config)
     bf16 = runtime.device.type == "cuda" and config.dtype == "bf16"
     weights = full.state_dict() if full is not None else None
     buffers = dict(full.named_buffers()) if full is not None else None
     shard_model(model, weights, buffers, runtime, bf16, config.reshard_after_forward)
     return model, tokenizer
+
+
+def _compile_layers(model, config: TrainConfig) -> None:
+    """torch.compile each decoder layer's forward (the forward only: FSDP's hooks stay outside the graph and the
+    weights keep their names). Packed rows padded to a multiple of ``pad_to_multiple_of`` tokens come in a few
+    lengths: each compiled for its own (rows of many lengths, multiples of 128, ran at half the speed on an H200:
+    docs/benchmarks.md), within dynamo's recompile limit."""
+    padded = config.pad_to_multiple_of and config.packing is not False
+    lengths = -(-config.micro_batch_tokens // config.pad_to_multiple_of) if padded else 0
+    if lengths:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, lengths)
+    for layer in layers(model):
+        layer.forward = torch.compile(layer.forward, dynamic=False if lengths else None)
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
