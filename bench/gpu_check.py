@@ -35,7 +35,7 @@ same spread (quantiles measured on that file). ``--reduced`` runs everything wit
 CPU in fp32: the test suite does that (tests/skyrm/test_gpu_check.py).
 
 Run: python bench/gpu_check.py [--reduced] [--models 1b,3b] [--steps 6] [--batch-pairs 32] [--out FILE.json]
-                              [--only PART,...] [--variants mbt32768,nrs,b256,liger] [--budget-s 540]
+                              [--only PART,...] [--variants pm4096,nrs,b256,mbt32768,liger] [--budget-s 540]
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ gpu_check.SHAPES, 1b, 3b, 8b, or reduced on the CPU):
   up and two traced (``skyrm train --profile-steps 2``); the trace summed by kind of work (bench/gpu_profile.py) and
   its file copied beside ``--out``. Then, in the same process (a fresh one per run would pay a minute of start, load
   and compile each; the torch.compile caches are reset between runs), the control with one setting changed at a
-  time (``--variants``, ``none`` for none: mbtN, micro-batches of N tokens; nrs, no resharding after the forward;
-  fused, the fused AdamW; bN, flex attention's block size; liger, Liger's kernels with the compiled layers, last as
-  it patches Hugging Face's Llama classes for the process), then the changes that made it more than 1% faster
+  time (``--variants``, ``none`` for none: mbtN, micro-batches of N tokens; pmN, rows padded to a multiple of N
+  tokens; nrs, no resharding after the forward; fused, the fused AdamW; bN, flex attention's block size; liger,
+  Liger's kernels with the compiled layers, last as it patches Hugging Face's Llama classes for the process), then the changes that made it more than 1% faster
   together. Variants are not started past the part's deadline (what ``--budget-s`` leaves after the later parts);
 * ``memory-M``: the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it, flex attention,
   activation checkpointing and the fused AdamW, 16,384 tokens a micro-batch, 16 pairs a step, 3 steps;
@@ -30,10 +30,11 @@ import gpu_profile
 
 #: the changes ``profile-M`` tries by default on a GPU, most telling first (the fused AdamW is left to the profile's
 #: optimizer share: at most that); on a CPU only what --variants names
-VARIANTS = ("pm128", "mbt32768", "nrs", "b256", "liger")
-#: planning figures, seconds on an H200, the model's save included (docs/benchmarks.md's runs 3 and 4: a part in a
-#: fresh process took about a minute more than its steps, less the checkpoints no longer written)
-SECONDS = {"profile": 105, "variant": 38, "skyrm": 105, "memory": 150}
+VARIANTS = ("pm4096", "nrs", "b256", "mbt32768", "liger")
+#: planning figures, seconds on an H200, the model's save included (docs/benchmarks.md's runs 5 and 6, without the
+#: export: a 1B run in a fresh process 40-64 s, the 3B 53 s and the 8B 57 s, their saves 3, 6 and 15 s; the 1B
+#: control traced and five variants in one process 164 s)
+SECONDS = {"profile": 70, "variant": 25, "skyrm": 65, "memory": 80}
 
 
 def estimate(side: str, variants: int) -> tuple[int, int]:

@@ -74,3 +74,22 @@ def test_rows_padded_to_a_multiple_need_flex_and_few_lengths_under_compile():
         load_config(overrides={"pad_to_multiple_of": 128})
     with pytest.raises(ConfigError, match="up to 128 lengths.*a multiple of at least 2048"):
         load_config(overrides={**flex, "pad_to_multiple_of": 128, "compile": True})
+
+
+@pytest.mark.parametrize(("multiple", "dynamic", "limit"), [(2048, False, 8), (4096, False, 4), (0, None, 4)])
+def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, multiple, dynamic, limit):
+    """--compile with --pad-to-multiple-of: each row length its own graph (dynamic=False), within dynamo's limit;
+    rows of one length keep dynamo's default."""
+    from skyrm.model import tiny_config
+    from skyrm.trainer import _compile_layers
+    from transformers import LlamaForSequenceClassification
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda forward, **options: compiled.append(options) or forward)
+    model = LlamaForSequenceClassification(tiny_config())
+    settings = {"attn_implementation": "flex_attention", "compile": True, "micro_batch_tokens": 16_384,
+                "pad_to_multiple_of": multiple}  # fmt: skip
+    with torch._dynamo.config.patch(recompile_limit=4):
+        _compile_layers(model, load_config(overrides=settings))
+        assert torch._dynamo.config.recompile_limit == limit
+    assert compiled == [{"dynamic": dynamic}] * len(layers(model))
