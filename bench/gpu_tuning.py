@@ -9,7 +9,8 @@ gpu_check.SHAPES, 1b, 3b, 8b, or reduced on the CPU):
   time (``--variants``, ``none`` for none: mbtN, micro-batches of N tokens; pmN, rows padded to a multiple of N
   tokens; nrs, no resharding after the forward; fused, the fused AdamW; bN, flex attention's block size; liger,
   Liger's kernels with the compiled layers, last as it patches Hugging Face's Llama classes for the process), then
-  the changes that made it more than 1% faster together. Variants are not started past the part's deadline (what ``--budget-s`` leaves after the later parts);
+  the changes that made it more than 1% faster together. Variants are not started past the part's deadline (what
+  ``--budget-s`` leaves after the later parts);
 * ``memory-M``: the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it, flex attention,
   activation checkpointing and the fused AdamW, 16,384 tokens a micro-batch, 16 pairs a step, 3 steps;
 * any ``skyrm-M-MODE`` (gpu_check.mode_settings), e.g. ``skyrm-3b-flexc+ac0``: M compiled without activation
