@@ -29,7 +29,7 @@ DTYPES = ("bf16", "fp32")
 TRACKERS = ("tensorboard", "wandb")
 GRAD_SYNC = ("micro-batch", "step")
 #: The sizes ``save_pretrained`` reads as ``max_shard_size``.
-#: --compile with --pad-to-multiple-of: row lengths compiled at most (each a compilation of the decoder layer)
+#: --pad-to-multiple-of: row lengths at most (each compiles flex attention's kernel, and the layers under --compile)
 MAX_ROW_LENGTHS = 8
 SHARD_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
@@ -161,9 +161,9 @@ class TrainConfig:
             need(self.attn_implementation == "flex_attention", "pad_to_multiple_of",
                  "pads packed rows under flex attention: give --attn-implementation flex_attention too")  # fmt: skip
             lengths = -(-self.micro_batch_tokens // self.pad_to_multiple_of)
-            need(not self.compile or lengths <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
-                 f"{self.pad_to_multiple_of} makes rows of up to {lengths} lengths, and --compile compiles each "
-                 f"decoder layer once for each: give a multiple of at least "
+            need(lengths <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
+                 f"{self.pad_to_multiple_of} makes rows of up to {lengths} lengths, and flex attention's kernel (and "
+                 f"--compile's layers) compile once for each: give a multiple of at least "
                  f"{self.micro_batch_tokens // MAX_ROW_LENGTHS} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
         need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
@@ -265,8 +265,8 @@ FIELD_HELP: dict[str, str] = {
     "are skipped, partly covered blocks are computed and masked",
     "pad_to_multiple_of": "packed rows under flex attention: pad each row to a multiple of this many tokens (a "
     "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
-    "less padding computed; under --compile the layers compile once for each length (at most 8: micro_batch_tokens / "
-    "8 or more, e.g. 4096 for 16384-token micro-batches)",
+    "less padding computed; flex attention's kernel (and --compile's layers) compile once for each length: at most 8 "
+    "(N of micro_batch_tokens / 8 or more, e.g. 4096 for 16384-token micro-batches)",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

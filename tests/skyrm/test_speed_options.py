@@ -66,14 +66,15 @@ def test_speed_settings_are_checked(field, value):
         load_config(overrides={field: value})
 
 
-def test_rows_padded_to_a_multiple_need_flex_and_few_lengths_under_compile():
+def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
     flex = {"attn_implementation": "flex_attention", "micro_batch_tokens": 16_384}
-    assert load_config(overrides={**flex, "pad_to_multiple_of": 128}).pad_to_multiple_of == 128
+    assert load_config(overrides={**flex, "pad_to_multiple_of": 4096}).pad_to_multiple_of == 4096
     assert load_config(overrides={**flex, "pad_to_multiple_of": 2048, "compile": True}).compile
     with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows under flex attention"):
-        load_config(overrides={"pad_to_multiple_of": 128})
-    with pytest.raises(ConfigError, match="up to 128 lengths.*a multiple of at least 2048"):
-        load_config(overrides={**flex, "pad_to_multiple_of": 128, "compile": True})
+        load_config(overrides={"pad_to_multiple_of": 4096})
+    for compiled in (False, True):
+        with pytest.raises(ConfigError, match="up to 128 lengths.*a multiple of at least 2048"):
+            load_config(overrides={**flex, "pad_to_multiple_of": 128, "compile": compiled})
 
 
 @pytest.mark.parametrize(("multiple", "dynamic", "limit"), [(2048, False, 8), (4096, False, 4), (0, None, 4)])
