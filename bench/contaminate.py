@@ -204,7 +204,8 @@ def main() -> None:
     # The command as installed: pip writes the modules' byte-code at install, where a checkout run under
     # PYTHONDONTWRITEBYTECODE (as this machine's shells are) compiles them from source at every start (~0.07 s)
     for package in (skyfilter, skyshared):
-        compileall.compile_dir(Path(package.__file__).parent, quiet=1)
+        if not compileall.compile_dir(Path(package.__file__).parent, quiet=1):
+            raise SystemExit(f"{package.__name__}: its modules did not compile")
     try:
         # Every input written first and flushed to disk, so that no run shares the machine with the writeback of
         # the next one's file; each run then repeated (the median kept, as for the kernel and the API).

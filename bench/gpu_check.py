@@ -268,15 +268,14 @@ def packing_fill(config, steps: int) -> dict:
     data = encode_pairs(read_pairs(config.data), tokenizer, config.max_length, "drop")
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)[:steps]
     # the rows' lengths as training makes them, without a dense block mask's memory: every row micro_batch_tokens
-    # long under a dense mask, and under flex attention unless pad_to_multiple_of
-    multiple = config.pad_to_multiple_of if config.attn_implementation == "flex_attention" else 0
-    steps = [micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
-                           block_mask=False, by_length=True, flex=config.flex_block_size, row_multiple=multiple)
-             for step in plan]  # fmt: skip
-    tokens = sum(b.tokens for batches in steps for b in batches)
+    # long under a dense mask, and under flex attention unless pad_to_multiple_of (which only flex attention takes)
+    rows = [micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
+                          block_mask=False, by_length=True, flex=config.flex_block_size,
+                          row_multiple=config.pad_to_multiple_of) for step in plan]  # fmt: skip
+    tokens = sum(b.tokens for batches in rows for b in batches)
     return {
-        "micro_batches_per_step": sum(len(batches) for batches in steps) / len(steps),
-        "fill": tokens / sum(b.input_ids.numel() for batches in steps for b in batches),
+        "micro_batches_per_step": sum(len(batches) for batches in rows) / len(rows),
+        "fill": tokens / sum(b.input_ids.numel() for batches in rows for b in batches),
     }
 
 
@@ -663,7 +662,8 @@ def main() -> int:
                     info["models"][model] = save_model(args, work, model)
                     print(f"model {model}: {info['models'][model]:,} parameters", flush=True)
                 env = {"CUDA_VISIBLE_DEVICES": ""} if side == "tiny-cpu" else None
-                left = args.budget_s - (time.perf_counter() - started) if args.budget_s else None  # after the save
+                if left is not None:  # what the model's save left
+                    left = max(1.0, args.budget_s - (time.perf_counter() - started))
                 later = sum(gpu_tuning.estimate(s, len(args.variants))[1] for s in plan[index + 1 :])
                 deadline = time.time() + left - later if left is not None else None
                 results[side] = _side(args, work, side, env, timeout=left, deadline=deadline)

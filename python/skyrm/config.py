@@ -28,9 +28,9 @@ SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("bf16", "fp32")
 TRACKERS = ("tensorboard", "wandb")
 GRAD_SYNC = ("micro-batch", "step")
-#: The sizes ``save_pretrained`` reads as ``max_shard_size``.
 #: --pad-to-multiple-of: row lengths at most (each compiles flex attention's kernel, and the layers under --compile)
 MAX_ROW_LENGTHS = 8
+#: The sizes ``save_pretrained`` reads as ``max_shard_size``.
 SHARD_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
@@ -158,13 +158,17 @@ class TrainConfig:
              f"must be 0 (rows of --micro-batch-tokens) or a multiple of --flex-block-size ({self.flex_block_size}), "
              f"got {self.pad_to_multiple_of}")  # fmt: skip
         if self.pad_to_multiple_of:
-            need(self.attn_implementation == "flex_attention", "pad_to_multiple_of",
-                 "pads packed rows under flex attention: give --attn-implementation flex_attention too")  # fmt: skip
-            lengths = -(-self.micro_batch_tokens // self.pad_to_multiple_of)
-            need(lengths <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
-                 f"{self.pad_to_multiple_of} makes rows of up to {lengths} lengths, and flex attention's kernel (and "
-                 f"--compile's layers) compile once for each: give a multiple of at least "
-                 f"{self.micro_batch_tokens // MAX_ROW_LENGTHS} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
+            need(
+                self.attn_implementation == "flex_attention" and self.packing is not False,
+                "pad_to_multiple_of",
+                "pads packed rows under flex attention: give --attn-implementation flex_attention, and packing",
+            )
+            block = self.flex_block_size
+            least = -(-self.micro_batch_tokens // MAX_ROW_LENGTHS // block) * block
+            need(self.row_lengths() <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
+                 f"{self.pad_to_multiple_of} makes rows of up to {self.row_lengths()} lengths, and flex attention's "
+                 f"kernel (and --compile's layers) compile once for each: give a multiple of {block} of at least "
+                 f"{least} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
         need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
@@ -178,6 +182,11 @@ class TrainConfig:
             self.loss_config()
         except ValueError as e:
             raise ConfigError(f"loss: {e}") from None
+
+    def row_lengths(self) -> int:
+        """How many lengths packed rows come in under ``pad_to_multiple_of`` (0: without it, all of
+        ``micro_batch_tokens``)."""
+        return -(-self.micro_batch_tokens // self.pad_to_multiple_of) if self.pad_to_multiple_of else 0
 
     def trackers(self) -> list[str]:
         """The trackers of ``report_to`` ([] for none)."""
@@ -265,8 +274,9 @@ FIELD_HELP: dict[str, str] = {
     "are skipped, partly covered blocks are computed and masked",
     "pad_to_multiple_of": "packed rows under flex attention: pad each row to a multiple of this many tokens (a "
     "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
-    "less padding computed; flex attention's kernel (and --compile's layers) compile once for each length: at most 8 "
-    "(N of micro_batch_tokens / 8 or more, e.g. 4096 for 16384-token micro-batches)",
+    "less padding computed; flex attention's kernel (and --compile's layers, evaluation then uncompiled) compile "
+    f"once for each length: at most {MAX_ROW_LENGTHS} (N of micro_batch_tokens / {MAX_ROW_LENGTHS} or more, e.g. "
+    "4096 for 16384-token micro-batches)",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

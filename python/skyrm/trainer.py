@@ -138,14 +138,27 @@ def build_model(config: TrainConfig, runtime: Runtime | None = None):
 def _compile_layers(model, config: TrainConfig) -> None:
     """torch.compile each decoder layer's forward (the forward only: FSDP's hooks stay outside the graph and the
     weights keep their names). Packed rows padded to a multiple of ``pad_to_multiple_of`` tokens come in a few
-    lengths: each compiled for its own (rows of many lengths, multiples of 128, ran at half the speed on an H200:
-    docs/benchmarks.md), within dynamo's recompile limit."""
-    padded = config.pad_to_multiple_of and config.packing is not False
-    lengths = -(-config.micro_batch_tokens // config.pad_to_multiple_of) if padded else 0
-    if lengths:
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, lengths)
+    lengths: training compiles a graph for each (``dynamic=False``, as docs/benchmarks.md's run 6 measured it; dynamo's
+    dynamic shapes were not measured), with room under dynamo's recompile limit, which every layer shares, for a
+    second graph a length (a LoRA run's first layer gets inputs without gradients); evaluation's padded rows, of any
+    shape, run uncompiled rather than compile a graph each."""
+    lengths = config.row_lengths()
+    if not lengths:
+        for layer in layers(model):
+            layer.forward = torch.compile(layer.forward)
+        return
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * lengths + 2)
     for layer in layers(model):
-        layer.forward = torch.compile(layer.forward, dynamic=False if lengths else None)
+        layer.forward = _compiled_when_training(layer.forward)
+
+
+def _compiled_when_training(forward):
+    compiled = torch.compile(forward, dynamic=False)
+
+    def run(*args, **kwargs):
+        return (compiled if torch.is_grad_enabled() else forward)(*args, **kwargs)
+
+    return run
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:

@@ -72,25 +72,42 @@ def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
     assert load_config(overrides={**flex, "pad_to_multiple_of": 2048, "compile": True}).compile
     with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows under flex attention"):
         load_config(overrides={"pad_to_multiple_of": 4096})
+    with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows"):
+        load_config(overrides={**flex, "pad_to_multiple_of": 4096, "packing": False})
     for compiled in (False, True):
-        with pytest.raises(ConfigError, match="up to 128 lengths.*a multiple of at least 2048"):
+        with pytest.raises(ConfigError, match="up to 128 lengths.*a multiple of 128 of at least 2048"):
             load_config(overrides={**flex, "pad_to_multiple_of": 128, "compile": compiled})
+    with pytest.raises(ConfigError, match="a multiple of 128 of at least 1280"):  # 10,000 / 8 = 1,250: not a multiple
+        load_config(overrides={**flex, "micro_batch_tokens": 10_000, "pad_to_multiple_of": 1152})
 
 
-@pytest.mark.parametrize(("multiple", "dynamic", "limit"), [(2048, False, 8), (4096, False, 4), (0, None, 4)])
-def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, multiple, dynamic, limit):
-    """--compile with --pad-to-multiple-of: each row length its own graph (dynamic=False), within dynamo's limit;
-    rows of one length keep dynamo's default."""
+@pytest.mark.parametrize(("multiple", "options", "limit"), [(2048, {"dynamic": False}, 18),
+                                                       (4096, {"dynamic": False}, 10), (0, {}, 4)])  # fmt: skip
+def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, multiple, options, limit):
+    """--compile with --pad-to-multiple-of: each row length its own graph (dynamic=False) in training, with room under
+    dynamo's limit for two a length, and evaluation (no gradients) uncompiled; rows of one length keep dynamo's
+    default."""
     from skyrm.model import tiny_config
     from skyrm.trainer import _compile_layers
     from transformers import LlamaForSequenceClassification
 
-    compiled = []
-    monkeypatch.setattr(torch, "compile", lambda forward, **options: compiled.append(options) or forward)
+    compiled, ran = [], []
+
+    def fake_compile(forward, **given):
+        compiled.append(given)
+        return lambda *args, **kwargs: ran.append("compiled") or forward(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
     model = LlamaForSequenceClassification(tiny_config())
     settings = {"attn_implementation": "flex_attention", "compile": True, "micro_batch_tokens": 16_384,
                 "pad_to_multiple_of": multiple}  # fmt: skip
     with torch._dynamo.config.patch(recompile_limit=4):
         _compile_layers(model, load_config(overrides=settings))
         assert torch._dynamo.config.recompile_limit == limit
-    assert compiled == [{"dynamic": dynamic}] * len(layers(model))
+    assert compiled == [options] * len(layers(model))
+    ids = torch.tensor([[5, 6, 7]])
+    model(input_ids=ids)
+    assert len(ran) == len(layers(model))  # with gradients: every layer compiled
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert len(ran) == (1 if multiple else 2) * len(layers(model))  # evaluation: uncompiled where rows are padded
