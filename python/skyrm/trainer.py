@@ -153,6 +153,7 @@ def _compile_layers(model, config: TrainConfig) -> None:
 
 
 def _compiled_when_training(forward):
+    """``forward`` compiled for each shape where gradients are taken, as it is elsewhere."""
     compiled = torch.compile(forward, dynamic=False)
 
     def run(*args, **kwargs):

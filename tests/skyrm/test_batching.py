@@ -64,9 +64,9 @@ def test_packed_rewards_equal_padded_rewards(pairs):
                                                        flex=size)]  # fmt: skip
             assert all((size, size) == b.attention_mask.BLOCK_SIZE for b in flex)
             flexed[size] = all_rewards(flex)
-        # rows padded to a multiple of 16 tokens (--pad-to-multiple-of) rather than to the budget: shorter rows.
-        # Compiled for each length: the CPU's flex kernel fails to build for a dynamic length (torch 2.15); CUDA's
-        # takes one (bench/gpu_check.py's pm128 runs)
+        # rows padded to a multiple of 16 tokens (--pad-to-multiple-of) rather than to the budget: shorter rows,
+        # compiled for each length as training compiles them (the CPU's flex kernel also fails to build for a
+        # dynamic length, torch 2.15)
         trimmed = [b.to("cpu") for b in micro_batches(chosen, rejected, order, 200, pad_id=0, block_mask=False,
                                                       flex=16, row_multiple=16)]  # fmt: skip
         lengths = [b.input_ids.shape[1] for b in trimmed]
