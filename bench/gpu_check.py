@@ -49,6 +49,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -218,10 +219,15 @@ def mode_settings(mode: str) -> dict:
     return settings
 
 
+#: a timed step under this share of the steps' median tokens/s compiled something (6-9 s against 1.5 s on an H200)
+STEADY = 0.85
+
+
 def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     """One training run of ``model`` in ``mode`` (:func:`mode_settings`; ``extra``: more settings): tokens/s and MFU
-    of the steps after the first (which allocates and compiles) and before a trace's, the peak memory, the losses.
-    The model is not exported (:func:`_no_export`); the run's folder is removed after."""
+    of the steps after the first (which allocates and compiles) and before a trace's, and of those of them that
+    compiled nothing (``steady_``), the peak memory, the losses. The model is not exported (:func:`_no_export`); the
+    run's folder is removed after."""
     from skyrm.trainer import train
     from torch._dynamo.utils import counters
 
@@ -234,6 +240,9 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     traced = config.profile_steps + 1 if config.profile_steps else 0  # the traced steps and the profiler's warm-up
     timed = records[1 : len(records) - traced] or records
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
+    # the steps that compiled nothing: one that compiles a new row length runs at a fraction of the others' rate
+    typical = statistics.median(r["tokens_per_s"] for r in timed)
+    steady = [r for r in timed if r["tokens_per_s"] >= STEADY * typical]
     mfu = [r["mfu"] for r in timed if r["mfu"] is not None]
     result = {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "mfu": sum(mfu) / len(mfu) if mfu else None,
               "peak_gib": _peak_memory(), "losses": [r["loss"] for r in records], "timed_steps": len(timed),
@@ -242,6 +251,9 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
               "fused_optimizer": config.fused_optimizer, "reshard_after_forward": config.reshard_after_forward,
               "packing": packing_fill(config, len(records)) if config.packing else None,
               "step_tokens_per_s": [round(r["tokens_per_s"]) for r in records],
+              "steady_tokens_per_s": sum(r["tokens"] for r in steady) / sum(r["tokens"] / r["tokens_per_s"]
+                                                                            for r in steady),
+              "steady_steps": len(steady),
               "graphs_compiled": counters["stats"]["unique_graphs"] - graphs}  # fmt: skip
     if config.profile_steps:
         result["profile"] = gpu_profile.summarise(gpu_profile.load(work / out / "profile" / "trace-rank0.json.gz"))

@@ -120,13 +120,18 @@ def _row(name: str, r: dict, shape: dict, control: dict | None = None) -> str:
         reason = r.get("skipped") or (r.get("error") or "?").strip().splitlines()[-1]
         return f"{name:<34} {'skipped' if 'skipped' in r else 'failed'}: {reason}"
     mfu = f"{r['mfu']:6.1%}" if r.get("mfu") is not None else "     -"
-    ratio = f"{r['tokens_per_s'] / control['tokens_per_s']:6.3f}x" if control and "tokens_per_s" in control else ""
+    compared = control and "tokens_per_s" in control
+    ratio = f"{r['tokens_per_s'] / control['tokens_per_s']:6.3f}x" if compared else ""
     fill = f"{r['packing']['fill']:5.1%}" if r.get("packing") else "    -"
+    steady, steps = r.get("steady_tokens_per_s", r["tokens_per_s"]), r.get("steady_steps", r.get("timed_steps", 0))
+    steady_ratio = f"{steady / control.get('steady_tokens_per_s', control['tokens_per_s']):6.3f}x" if compared else ""
     return (f"{name:<34} {r['tokens_per_s']:10,.0f} {mfu} {r['peak_gib']:9.1f} {_planned(shape, r):8.1f} {fill:>6} "
-            f"{ratio:>7}")  # fmt: skip
+            f"{ratio:>7} {steady:10,.0f} {steps:>5} {steady_ratio:>7}")  # fmt: skip
 
 
-HEADER = f"{'run':<34} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'planned':>8} {'fill':>6} {'vs ctrl':>7}"
+#: steady: the tokens/s of the timed steps that compiled nothing (gpu_check.run_skyrm), and how many they were
+HEADER = (f"{'run':<34} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'planned':>8} {'fill':>6} {'vs ctrl':>7} "
+          f"{'steady':>10} {'steps':>5} {'vs ctrl':>7}")  # fmt: skip
 
 
 def report(args, plan: list[str], results: dict, shapes: dict, capacity: float) -> list[str]:
