@@ -161,7 +161,8 @@ class TrainConfig:
             need(
                 self.attn_implementation == "flex_attention" and self.packing is not False,
                 "pad_to_multiple_of",
-                "pads packed rows under flex attention: it needs --attn-implementation flex_attention, without --no-packing",
+                "pads packed rows under flex attention: it needs --attn-implementation flex_attention and no "
+                "--no-packing",
             )
             block = self.flex_block_size
             least = -(-self.micro_batch_tokens // MAX_ROW_LENGTHS // block) * block
