@@ -16,8 +16,9 @@ Parts (each in its own process, so that peak memory is per run):
    allocation, compilation) is left out of the rates.
 2. TRL's RewardTrainer with the same model, pairs, steps and batch (bf16, its padding to the longest sequence),
    when trl imports: tokens/s and the ratio.
-3. numerics: the rewards of packed rows (flex attention, a dense block mask) and padded rows (sdpa, eager) of the
-   same pairs, max difference, in bf16 and in fp32 with the same weights; the loss curve of
+3. numerics: the rewards of packed rows (flex attention, a dense block mask; on a GPU in bf16 also PyTorch's varlen
+   kernel, ``torch_varlen``) and padded rows (sdpa, eager) of the same pairs, max difference, in bf16 and in fp32
+   with the same weights; the loss curve of
    the tiny model trained in bf16 on the GPU against fp32 on the CPU; the exported model's held-out rewards as
    Hugging Face's own forward reads them (the last token that is not the pad, as the official RewardBench runner,
    TRL and vLLM do) against the ones measured in training (mean, std and accuracy).
@@ -191,7 +192,8 @@ BASES = {"packed": {}, "padded": {"packing": False}, "flex": {"attn_implementati
          "flexl": {"attn_implementation": "flex_attention", "liger_kernels": True},
          "flexcl": {"attn_implementation": "flex_attention", "compile": True, "liger_kernels": True}}  # fmt: skip
 OPTIONS = {"nrs": {"reshard_after_forward": False}, "fused": {"fused_optimizer": True},
-           "ac0": {"activation_checkpointing": False}, "ac1": {"activation_checkpointing": True}}  # fmt: skip
+           "ac0": {"activation_checkpointing": False}, "ac1": {"activation_checkpointing": True},
+           "va": {"attn_implementation": "torch_varlen"}}  # fmt: skip
 
 
 def mode_settings(mode: str) -> dict:
@@ -199,8 +201,9 @@ def mode_settings(mode: str) -> dict:
     under flex attention's BlockMask), flexc (flex with compiled layers, ``--compile``), flexl (flex with Liger's
     kernels, ``--liger-kernels``) or flexcl (both), then options joined by ``+``: nrs
     (``--no-reshard-after-forward``), fused (``--fused-optimizer``), ac0 / ac1 (activation checkpointing off / on),
-    mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``), pmN (``--pad-to-multiple-of N``). E.g.
-    ``flexc+nrs+mbt32768``."""
+    mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``), pmN (``--pad-to-multiple-of N``), va
+    (``--attn-implementation torch_varlen``: PyTorch's varlen kernel in place of flex attention, rows as long as
+    their sequences). E.g. ``flexc+nrs+mbt32768``, ``flexc+va``."""
     base, *options = mode.split("+")
     if base not in BASES:
         raise ValueError(f"{mode}: the base must be one of {', '.join(BASES)}")
@@ -215,7 +218,7 @@ def mode_settings(mode: str) -> dict:
         elif option.startswith("pm") and option[2:].isdigit():
             settings["pad_to_multiple_of"] = int(option[2:])
         else:
-            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, mbtN, bN, pmN)")
+            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, va, mbtN, bN, pmN)")
     return settings
 
 
@@ -343,13 +346,15 @@ def load_for_scoring(folder: Path):
 
 
 def run_numerics(args, work: Path) -> dict:
-    """The rewards of the same pairs in padded rows, in packed rows under a dense block mask and under flex
-    attention's BlockMask (the first model): in bf16, with the padded rows under eager attention too for bf16's own
-    spread between two attention kernels, and in fp32 (the same weights), where all must agree to rounding."""
+    """The rewards of the same pairs in padded rows, in packed rows under a dense block mask, under flex
+    attention's BlockMask and (bf16 on a GPU) under PyTorch's varlen kernel (the first model): in bf16, with the
+    padded rows under eager attention too for bf16's own spread between two attention kernels, and in fp32 (the
+    same weights), where all must agree to rounding."""
     import torch
     from skyrm.batching import in_pair_order, micro_batches
     from skyrm.data import encode_pairs, read_pairs
-    from skyrm.model import rewards
+    from skyrm.model import attention_implementation, rewards
+    from skyrm.varlen import TORCH_VARLEN
 
     name = args.models[0]
     model, tokenizer, device = load_for_scoring(work / f"model-{name}")
@@ -357,21 +362,27 @@ def run_numerics(args, work: Path) -> dict:
     pairs = list(range(min(16, len(data))))
     layouts = {"padded": {"packing": False}, "eager": {"packing": False}, "packed": {"packing": True},
                "flex": {"packing": True, "block_mask": False, "flex": 128}}  # fmt: skip
+    implementations = {"flex": "flex_attention", "eager": "eager"}
+    if device.type == "cuda":  # PyTorch's varlen kernel: packed rows as their sequences' lengths (bf16 only)
+        layouts["varlen"] = {"packing": True, "block_mask": False}
+        implementations["varlen"] = attention_implementation("llama", TORCH_VARLEN)  # registered with transformers
 
     def score(mode: str) -> torch.Tensor:
-        model.set_attn_implementation({"flex": "flex_attention", "eager": "eager"}.get(mode, "sdpa"))
+        model.set_attn_implementation(implementations.get(mode, "sdpa"))
         values = []
         batches = micro_batches(data.chosen, data.rejected, pairs, args.micro_batch_tokens, tokenizer.pad_token_id,
                                 **layouts[mode])  # fmt: skip
         for batch in batches:
             b = batch.to(device)
-            values.append(rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends).float().cpu())
+            scored = rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends, b.varlen)
+            values.append(scored.float().cpu())
         return in_pair_order(batches, values, pairs)
 
     def gaps() -> dict:
         with torch.no_grad():
-            out = {mode: score(mode) for mode in layouts}
-        gap = {mode: (out[mode] - out["padded"]).abs().max().item() for mode in layouts if mode != "padded"}
+            bf16 = next(model.parameters()).dtype == torch.bfloat16
+            out = {mode: score(mode) for mode in layouts if mode != "varlen" or bf16}
+        gap = {mode: (out[mode] - out["padded"]).abs().max().item() for mode in out if mode != "padded"}
         return {**gap, "reward_scale": out["padded"].abs().mean().item()}
 
     result = {"model": name, "pairs": len(pairs), "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
@@ -537,9 +548,10 @@ def report(args, info: dict, results: dict, device: str) -> list[str]:
     elif n:
         for dtype, gap in ((n["dtype"], n["max_difference"]), ("float32", n.get("fp32_max_difference"))):
             if gap:
+                varlen = f", under torch_varlen {gap['varlen']:.2e}" if "varlen" in gap else ""
                 lines.append(f"rewards vs padded rows ({n['model']}, {n['pairs']} pairs, {dtype}), max difference: "
                              f"packed under flex attention {gap['flex']:.2e}, under a dense block mask "
-                             f"{gap['packed']:.2e}; padded under eager attention {gap['eager']:.2e} "
+                             f"{gap['packed']:.2e}{varlen}; padded under eager attention {gap['eager']:.2e} "
                              f"(mean |reward| {gap['reward_scale']:.3f})")  # fmt: skip
     gpu, cpu = results.get("tiny-gpu", {}), results.get("tiny-cpu", {})
     if "losses" in gpu and "losses" in cpu:

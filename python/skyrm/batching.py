@@ -10,8 +10,8 @@
   ``[chosen_0, rejected_0, chosen_1, ...]``. Padded micro-batches are right-padded rows; packed ones are a single
   row holding several sequences back to back, ``position_ids`` restarting at 0 for each, with the ends of the
   sequences given (:func:`skyrm.model.packed_ends`) and a block-diagonal causal mask: dense (``block_mask``),
-  flex_attention's BlockMask built on the device (``flex``, its block size), or none for a varlen kernel that
-  reads the positions.
+  flex_attention's BlockMask built on the device (``flex``, its block size), or none for a varlen kernel, which
+  takes the cumulative lengths of the sequences instead (``cu_seqlens``, the longest in ``longest``).
 * :func:`scoring_batches`: single sequences as padded micro-batches, for scoring (``skyrm.eval``).
 
 Padded rows are laid out by one function, :func:`padded_rows` (right padding), and grouped under the token budget
@@ -20,6 +20,7 @@ by one function, for training and scoring alike.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,15 @@ class MicroBatch:
     square_tokens: int  # the sum of the squared sequence lengths (for the attention FLOPs)
     flex: int = 0  # a packed row for flex attention: its BlockMask's block size (made on the device); 0: not one
     pair_ids: tuple[int, ...] = ()  # the pairs it holds, in the order of its rewards
+    # a packed row for a varlen kernel: where each sequence starts, then the row's length (int32), and the longest
+    # sequence's length
+    cu_seqlens: torch.Tensor | None = None
+    longest: int = 0
+
+    @property
+    def varlen(self) -> tuple[torch.Tensor, int] | None:
+        """(``cu_seqlens``, ``longest``) of a packed row for a varlen kernel (:func:`skyrm.model.rewards`)."""
+        return None if self.cu_seqlens is None else (self.cu_seqlens, self.longest)
 
     def to(self, device) -> MicroBatch:
         cuda = torch.device(device).type == "cuda"
@@ -53,7 +63,7 @@ class MicroBatch:
         positions = move(self.position_ids)
         mask = document_block_mask(positions, self.flex) if self.flex else move(self.attention_mask)
         return MicroBatch(move(self.input_ids), mask, positions, ends, self.pairs, self.tokens, self.square_tokens,
-                          pair_ids=self.pair_ids)  # fmt: skip
+                          pair_ids=self.pair_ids, cu_seqlens=move(self.cu_seqlens), longest=self.longest)  # fmt: skip
 
 
 def step_plan(
@@ -100,10 +110,14 @@ def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, bl
         positions[0, at : at + len(s)] = torch.arange(len(s))
         valid[0, at : at + len(s)] = 1
         at += len(s)
-    # without a block mask, the attention implementation keeps attention inside each sequence from the positions
     mask = block_causal_mask(positions, valid, torch.float32) if block_mask else None
-    return MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences),
-                      0 if block_mask else flex)  # fmt: skip
+    batch = MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences),
+                       0 if block_mask else flex)  # fmt: skip
+    if not (block_mask or flex):  # a varlen kernel's row: its sequences alone, no padding
+        lengths = [len(s) for s in sequences]
+        batch.cu_seqlens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+        batch.longest = max(lengths)
+    return batch
 
 
 def _squares(sequences: list[list[int]]) -> int:
@@ -163,7 +177,8 @@ def micro_batches(
     (:func:`_groups`). A step's loss is a sum over its pairs, so neither order changes it. ``flex`` (packed rows,
     no ``block_mask``), a block size, marks packed rows for flex attention, ``token_budget`` long, whose
     BlockMask has blocks of that size; with ``row_multiple`` they are padded to a multiple of it instead (less
-    padding computed, lengths that vary). Each micro-batch names its pairs in ``pair_ids``, in the order of its
+    padding computed, lengths that vary). Packed rows with neither are for a varlen kernel: as long as their
+    sequences, with their ``cu_seqlens``. Each micro-batch names its pairs in ``pair_ids``, in the order of its
     rewards; padded micro-batches take the pairs in order."""
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))

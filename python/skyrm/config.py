@@ -170,6 +170,8 @@ class TrainConfig:
                  f"{self.pad_to_multiple_of} makes rows of up to {self.row_lengths()} lengths, and flex attention's "
                  f"kernel (and --compile's layers) compile once for each: give a multiple of {block} of at least "
                  f"{least} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
+        need(self.attn_implementation != "torch_varlen" or self.dtype == "bf16", "attn_implementation",
+             "torch_varlen computes in bf16: it needs --dtype bf16")  # fmt: skip
         need(self.profile_steps >= 0, "profile_steps", f"must be 0 (none) or positive, got {self.profile_steps}")
         unknown = sorted(set(self.trackers()) - set(TRACKERS))
         need(not unknown and (self.report_to.strip() == "none" or self.trackers()), "report_to",
@@ -259,8 +261,9 @@ FIELD_HELP: dict[str, str] = {
     "grad_sync": "micro-batch: reduce the gradients after every micro-batch (less memory); step: once a step "
     "(less communication)",
     "dtype": "compute dtype on GPUs (fp32 master weights; the CPU always trains in fp32)",
-    "attn_implementation": "the attention implementation (eager, sdpa, flex_attention, flash_attention_2; "
-    "default: the model's own, eager for Gemma-2)",
+    "attn_implementation": "the attention implementation (eager, sdpa, flex_attention, torch_varlen: PyTorch's own "
+    "FlashAttention varlen kernel for packed rows, torch >= 2.10, CUDA, bf16; flash_attention_2; default: the "
+    "model's own, eager for Gemma-2)",
     "activation_checkpointing": "recompute activations in the backward pass to save memory",
     "compile": "torch.compile each decoder layer's forward",
     "liger_kernels": "Liger's fused Triton kernels for RMSNorm, SwiGLU and RoPE (the liger-kernel package; CUDA GPUs "

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from skyrm.varlen import TORCH_VARLEN, register
+
 __all__ = [
     "tiny_tokenizer",
     "last_token_index",
@@ -80,16 +82,18 @@ def rewards(
     attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None = None,
     ends: tuple[torch.Tensor, torch.Tensor] | None = None,
+    varlen: tuple[torch.Tensor, int] | None = None,
 ) -> torch.Tensor:
     """One reward per sequence. Padded rows: the reward at each row's last attended token. Packed rows: pass
     ``position_ids`` restarting at 0 per sequence, an ``attention_mask`` that keeps attention inside each sequence
-    (a (batch, 1, length, length) block mask, or the attention implementation's own varlen path), and ``ends``,
-    the (rows, columns) of each sequence's last token (:func:`packed_ends`). Right-padded rows may also go without
-    a mask (``None``) with their ``ends`` given: under causal attention no real token sees a later pad."""
+    (a (batch, 1, length, length) block mask or flex attention's BlockMask), or none and ``varlen``, the
+    cumulative lengths of the sequences and the longest for a varlen kernel, and ``ends``, the (rows, columns) of
+    each sequence's last token (:func:`packed_ends`). Right-padded rows may also go without a mask (``None``) with
+    their ``ends`` given: under causal attention no real token sees a later pad."""
     sharded = getattr(model, SHARDED_ENTRY, None)
     if sharded is not None:
-        return sharded(input_ids, attention_mask, position_ids, ends)
-    return reward_forward(model, input_ids, attention_mask, position_ids, ends)
+        return sharded(input_ids, attention_mask, position_ids, ends, varlen)
+    return reward_forward(model, input_ids, attention_mask, position_ids, ends, varlen)
 
 
 #: The attribute under which a sharded model carries :func:`reward_forward`, registered with FSDP as a forward
@@ -97,7 +101,7 @@ def rewards(
 SHARDED_ENTRY = "skyrm_rewards"
 
 
-def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=None) -> torch.Tensor:
+def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=None, varlen=None) -> torch.Tensor:
     """:func:`rewards` itself: the decoder's last hidden states at the sequence ends, through the score head."""
     body = decoder(model)
     weights = body.get_input_embeddings().weight.dtype
@@ -107,7 +111,11 @@ def reward_forward(model, input_ids, attention_mask, position_ids=None, ends=Non
         # up to 1.5 off on an H100 (bench/gpu_check.py), while training, where FSDP casts its inputs, matched
         attention_mask = attention_mask.to(weights)
     # no KV cache: nothing is generated (a cache costs memory, and a guard per layer under --compile)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    # a varlen kernel's sequences, under the names transformers' FlashAttention path reads (torch_varlen too)
+    lengths = {} if varlen is None else {"cu_seq_lens_q": varlen[0], "cu_seq_lens_k": varlen[0],
+                                         "max_length_q": varlen[1], "max_length_k": varlen[1]}  # fmt: skip
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                  **lengths)  # fmt: skip
     states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
     if ends is None:
         rows = torch.arange(states.shape[0], device=states.device)
@@ -157,12 +165,14 @@ def block_causal_mask(position_ids: torch.Tensor, valid: torch.Tensor, dtype: to
 def attention_implementation(model_type: str, requested: str | None) -> str | None:
     """The attention implementation to use: ``requested``, except that Gemma-2 never runs under SDPA (its
     attention-logit soft-capping is not applied there) and gets eager attention unless flash attention is asked
-    for. None leaves the model's default."""
+    for. None leaves the model's default. :data:`~skyrm.varlen.TORCH_VARLEN` is registered with transformers here."""
     if model_type == "gemma2":
-        if requested == "sdpa":
-            raise ValueError("Gemma-2 needs eager or flash attention (SDPA drops its logit soft-capping); "
+        if requested in ("sdpa", TORCH_VARLEN):
+            raise ValueError(f"Gemma-2 needs eager or flash attention ({requested} drops its logit soft-capping); "
                              "use --attn-implementation eager or flash_attention_2")  # fmt: skip
         return requested or "eager"
+    if requested == TORCH_VARLEN:
+        register()
     return requested
 
 

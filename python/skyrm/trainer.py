@@ -46,11 +46,13 @@ from skyrm.requires import pretrained
 from skyrm.telemetry import FlopCounter, Progress, peak_flops
 from skyrm.templates import chat_template
 from skyrm.tracking import MetricsLog, check_trackers
+from skyrm.varlen import TORCH_VARLEN
 
 __all__ = ["build_model", "learning_rate", "train"]
 
 #: Attention implementations that keep packed sequences apart from their position ids (no block mask needed).
-VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+#: The attention implementations that take packed rows as the lengths of their sequences (``MicroBatch.varlen``).
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", TORCH_VARLEN)
 
 
 def _source(config: TrainConfig) -> tuple[str, dict]:
@@ -179,8 +181,8 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
 
 
 def _pair_rewards(model, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    values = rewards(model, batch.input_ids, batch.attention_mask, batch.position_ids, batch.ends).float()
-    pairs = values.view(-1, 2)
+    values = rewards(model, batch.input_ids, batch.attention_mask, batch.position_ids, batch.ends, batch.varlen)
+    pairs = values.float().view(-1, 2)
     return pairs[:, 0], pairs[:, 1]
 
 

@@ -1,0 +1,116 @@
+"""``--attn-implementation torch_varlen`` on the CPU: PyTorch's varlen kernel runs on CUDA GPUs only, so here a
+plain reference (causal SDPA over each sequence, key-value heads repeated) stands in for it, and what is checked
+is everything around the kernel: the sequences' cumulative lengths made by the batching, their way through the
+model, the layout of the heads and the readout. bench/gpu_check.py's numerics part compares the real kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("torch.nn.attention.varlen")
+from skyrm import varlen  # noqa: E402
+from skyrm.batching import in_pair_order, micro_batches  # noqa: E402
+from skyrm.config import TrainConfig  # noqa: E402
+from skyrm.model import attention_implementation, rewards, tiny_config  # noqa: E402
+
+
+def reference_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1),
+                     enable_gqa=False):  # fmt: skip
+    """What the varlen kernel computes, sequence by sequence: (tokens, heads, dim) in and out."""
+    assert torch.equal(cu_seq_q, cu_seq_k) and max_q == max_k and cu_seq_q.dtype == torch.int32
+    bounds = cu_seq_q.tolist()
+    assert bounds[0] == 0 and bounds[-1] == query.shape[0] and max_q == max(torch.tensor(bounds).diff().tolist())
+    assert window_size == (-1, 0) and enable_gqa == (key.shape[1] != query.shape[1])
+    repeat = query.shape[1] // key.shape[1]
+    out = torch.empty_like(query)
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        q, k, v = (t[start:end].transpose(0, 1).float() for t in (query, key, value))
+        k, v = k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        out[start:end] = attended.transpose(0, 1).to(query.dtype)
+    return out
+
+
+@pytest.fixture()
+def reference(monkeypatch):
+    attention_implementation("llama", varlen.TORCH_VARLEN)  # registers it
+    monkeypatch.setitem(varlen._KERNEL, "call", reference_kernel)
+    monkeypatch.setitem(varlen._KERNEL, "window", True)
+    monkeypatch.setitem(varlen._KERNEL, "scale", True)
+    monkeypatch.setitem(varlen._KERNEL, "gqa", True)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    generator = torch.Generator().manual_seed(3)
+    lengths = [(7, 12), (30, 5), (1, 2), (16, 16), (9, 21)]
+    chosen = [torch.randint(3, 260, (a,), generator=generator).tolist() for a, _ in lengths]
+    rejected = [torch.randint(3, 260, (b,), generator=generator).tolist() for _, b in lengths]
+    return chosen, rejected
+
+
+def test_packed_rows_carry_the_cumulative_lengths_of_their_sequences(pairs):
+    chosen, rejected = pairs
+    batches = micro_batches(chosen, rejected, list(range(5)), 64, 0, packing=True, block_mask=False)
+    assert len(batches) > 1
+    for batch in batches:
+        starts = (batch.position_ids[0] == 0).nonzero().flatten().tolist()
+        cu, longest = batch.varlen
+        assert cu.dtype == torch.int32 and cu.tolist() == [*starts, batch.input_ids.shape[1]]
+        assert longest == cu.diff().max() and batch.tokens == cu[-1]
+        moved = batch.to("cpu")
+        assert torch.equal(moved.cu_seqlens, cu) and moved.longest == longest
+    # the other layouts have none
+    for layout in ({"block_mask": True}, {"block_mask": False, "flex": 128}, {"packing": False}):
+        assert all(b.varlen is None for b in micro_batches(chosen, rejected, [0, 1], 64, 0, **layout))
+
+
+def test_packed_rows_under_torch_varlen_score_as_padded_rows_under_sdpa(reference, pairs):
+    """The same bf16 weights: packed rows through the varlen path, padded rows through it (one sequence a row,
+    no lengths given) and padded rows under SDPA give the same rewards, to bf16's rounding."""
+    chosen, rejected = pairs
+    torch.manual_seed(0)
+    config = tiny_config()
+    assert config.num_key_value_heads < config.num_attention_heads  # grouped-query attention's layout too
+    model = transformers.LlamaForSequenceClassification(config).to(torch.bfloat16).eval()
+    order = list(range(len(chosen)))
+
+    def score(implementation: str, **layout) -> torch.Tensor:
+        model.set_attn_implementation(implementation)
+        batches = micro_batches(chosen, rejected, order, 64, 0, **layout)
+        with torch.no_grad():
+            values = [rewards(model, b.input_ids, b.attention_mask, b.position_ids, b.ends, b.varlen).float()
+                      for b in batches]  # fmt: skip
+        return in_pair_order(batches, values, order)
+
+    padded = score("sdpa", packing=False)
+    packed = score(varlen.TORCH_VARLEN, packing=True, block_mask=False)
+    rows = score(varlen.TORCH_VARLEN, packing=False)
+    assert padded.abs().mean() > 0.05  # rewards that differ from zero
+    torch.testing.assert_close(packed, padded, rtol=0, atol=0.03)
+    torch.testing.assert_close(rows, padded, rtol=0, atol=0.03)
+
+
+def test_gradients_flow_through_the_varlen_path(reference, pairs):
+    chosen, rejected = pairs
+    torch.manual_seed(0)
+    model = transformers.LlamaForSequenceClassification(tiny_config()).to(torch.bfloat16)
+    model.set_attn_implementation(varlen.TORCH_VARLEN)
+    (batch,) = micro_batches(chosen, rejected, [0, 1], 256, 0, packing=True, block_mask=False)
+    rewards(model, batch.input_ids, None, batch.position_ids, batch.ends, batch.varlen).sum().backward()
+    grad = model.model.layers[0].self_attn.q_proj.weight.grad
+    assert grad is not None and grad.abs().sum() > 0 and torch.isfinite(grad).all()
+
+
+def test_what_torch_varlen_cannot_do_is_refused(reference):
+    with pytest.raises(ValueError, match="drops its logit soft-capping"):
+        attention_implementation("gemma2", varlen.TORCH_VARLEN)
+    with pytest.raises(ValueError, match="torch_varlen computes in bf16"):
+        TrainConfig(data="x.jsonl", output_dir="out", attn_implementation="torch_varlen", dtype="fp32").validate()
+    states = torch.zeros(1, 4, 8, 16)
+    with pytest.raises(ValueError, match="bf16 or fp16"):
+        varlen.varlen_attention_forward(None, states, states, states, None)
+    with pytest.raises(ValueError, match="sliding window"):
+        varlen.varlen_attention_forward(None, states, states, states, None, sliding_window=4)
