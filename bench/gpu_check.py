@@ -23,11 +23,11 @@ Parts (each in its own process, so that peak memory is per run):
    Hugging Face's own forward reads them (the last token that is not the pad, as the official RewardBench runner,
    TRL and vLLM do) against the ones measured in training (mean, std and accuracy).
 4. evaluation throughput (pairs/s) of the 1B model on the synthetic RewardBench-layout sample.
-5. issue 21's parts, run only when ``--only`` names them (bench/gpu_tuning.py): ``profile-M``, a torch.profiler
-   trace of the compiled flex run summed by kind of work, and that run with one setting changed at a time
-   (``--variants``); ``memory-M``, the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it;
-   ``skyrm-M-MODE``, one run of any mode (:func:`mode_settings`), e.g. ``skyrm-3b-flexc+ac0``. Every run's peak is
-   set against its plan, and its per-GPU speed on 8 GPUs estimated. ``--budget-s`` starts no part that its
+5. issue 21's parts, run only when ``--only`` names them (bench/gpu_tuning.py): ``profile-M``, a torch.profiler trace
+   of the compiled flex run (``profile-M-MODE``: of MODE's) summed by kind of work, and that run with one setting
+   changed at a time (``--variants``); ``memory-M``, the memory plan of M's shape (bench/gpu_memory.py) and a measured
+   run of it; ``skyrm-M-MODE``, one run of any mode (:func:`mode_settings`), e.g. ``skyrm-3b-flexc+ac0``. Every run's
+   peak is set against its plan, and its per-GPU speed on 8 GPUs estimated. ``--budget-s`` starts no part that its
    planning figure says would not end in time.
 
 Data: real UltraFeedback pairs from ../shared/data or the copy carried in bench/wheels/ (byte-level tokens, pairs
@@ -482,9 +482,13 @@ def _side(args, work: Path, side: str, env: dict | None = None, timeout: float |
 def _check_part(args, side: str) -> None:
     """Refuses a part ``--only`` names that the check does not have (before any work)."""
     kind, model = side.split("-")[0], model_of(args, side)
-    known = side in ("numerics", "eval", "tiny-gpu", "tiny-cpu") or (model in SHAPES and kind != "skyrm")
+    mode = side.split("-", 2)[2:]  # skyrm-M-MODE, profile-M[-MODE]
+    known = side in ("numerics", "eval", "tiny-gpu", "tiny-cpu") or (
+        model in SHAPES and kind not in ("skyrm", "profile")
+    )
     try:
-        known |= kind == "skyrm" and model in SHAPES and bool(mode_settings(side.split("-", 2)[2]))
+        known |= kind == "skyrm" and model in SHAPES and bool(mode_settings(mode[0]))
+        known |= kind == "profile" and model in SHAPES and (not mode or bool(mode_settings(mode[0])))
     except (ValueError, IndexError) as e:
         raise SystemExit(f"--only {side}: {e}") from None
     if not known:
@@ -503,7 +507,9 @@ def run_side(args, work: Path) -> None:
     kind = side.split("-")[0]
     if kind == "profile":
         save = (work / f"{side}.json").write_text
-        result = gpu_tuning.run_profile(args, run_skyrm, work, model_of(args, side), lambda r: save(json.dumps(r)))
+        base = side.split("-", 2)[2] if side.count("-") > 1 else None
+        result = gpu_tuning.run_profile(args, run_skyrm, work, model_of(args, side), lambda r: save(json.dumps(r)),
+                                        base)  # fmt: skip
     elif kind == "memory":
         result = gpu_tuning.run_memory(args, run_skyrm, work, model_of(args, side))
     elif side.startswith("skyrm-"):

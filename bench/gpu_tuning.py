@@ -2,14 +2,15 @@
 gpu_check.SHAPES, 1b, 3b, 8b, or reduced on the CPU):
 
 * ``profile-M``: the control, M packed under flex attention with compiled layers (the run of 40.1% MFU in
-  docs/benchmarks.md): ``--steps`` untraced steps (the first left out of the rates), then one that warms the profiler
-  up and two traced (``skyrm train --profile-steps 2``); the trace summed by kind of work (bench/gpu_profile.py) and
-  its file copied beside ``--out``. Then, in the same process (a fresh one per run would pay a minute of start, load
-  and compile each; the torch.compile caches are reset between runs), the control with one setting changed at a
-  time (``--variants``, ``none`` for none: mbtN, micro-batches of N tokens; pmN, rows padded to a multiple of N
-  tokens; nrs, no resharding after the forward; fused, the fused AdamW; bN, flex attention's block size; liger,
-  Liger's kernels with the compiled layers, last as it patches Hugging Face's Llama classes for the process), then
-  the changes that made it more than 1% faster together. Variants are not started past the part's deadline (what
+  docs/benchmarks.md), or ``profile-M-MODE``, any mode (gpu_check.mode_settings) as the control: ``--steps`` untraced
+  steps (the first left out of the rates), then one that warms the profiler up and two traced (``skyrm train
+  --profile-steps 2``); the trace summed by kind of work (bench/gpu_profile.py) and its file copied beside ``--out``.
+  Then, in the same process (a fresh one per run would pay a minute of start, load and compile each; the torch.compile
+  caches are reset between runs), the control with one setting changed at a time (``--variants``, ``none`` for none:
+  mbtN, micro-batches of N tokens; pmN, rows padded to a multiple of N tokens; nrs, no resharding after the forward;
+  va, PyTorch's varlen kernel in place of flex attention; fused, the fused AdamW; bN, flex attention's block size;
+  liger, Liger's kernels with the compiled layers, last as it patches Hugging Face's Llama classes for the process),
+  then the changes that made it more than 1% faster together. Variants are not started past the part's deadline (what
   ``--budget-s`` leaves after the later parts);
 * ``memory-M``: the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it, flex attention,
   activation checkpointing and the fused AdamW, 16,384 tokens a micro-batch, 16 pairs a step, 3 steps;
@@ -61,12 +62,13 @@ def _fresh() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def run_profile(args, run, work: Path, model: str, save) -> dict:
-    """``save(result)`` after every run, so that a part cut short keeps what it measured."""
+def run_profile(args, run, work: Path, model: str, save, base: str | None = None) -> dict:
+    """``base``: the control's mode (``profile-M-MODE``; by default flexc, on a CPU packed). ``save(result)`` after
+    every run, so that a part cut short keeps what it measured."""
     import torch
 
     cuda = torch.cuda.is_available()
-    base = "flexc" if cuda else "packed"  # the CPU has no flex backward
+    base = base or ("flexc" if cuda else "packed")  # the CPU has no flex backward
     result = {"base": base, **run(args, work, model, base, profile_steps=2, max_steps=args.steps + 3)}
     found: dict = {}
 
