@@ -17,11 +17,11 @@ Parts (each in its own process, so that peak memory is per run):
 2. TRL's RewardTrainer with the same model, pairs, steps and batch (bf16, its padding to the longest sequence),
    when trl imports: tokens/s and the ratio.
 3. numerics: the rewards of packed rows (flex attention, a dense block mask; on a GPU in bf16 also PyTorch's varlen
-   kernel, ``torch_varlen``) and padded rows (sdpa, eager) of the same pairs, max difference, in bf16 and in fp32
-   with the same weights; the loss curve of
-   the tiny model trained in bf16 on the GPU against fp32 on the CPU; the exported model's held-out rewards as
-   Hugging Face's own forward reads them (the last token that is not the pad, as the official RewardBench runner,
-   TRL and vLLM do) against the ones measured in training (mean, std and accuracy).
+   kernel, ``torch_varlen``) and padded rows (sdpa, eager) of the same pairs, max difference, in bf16 and in fp32 with
+   the same weights; the loss curve of the tiny model trained in bf16 on the GPU (under torch_varlen, compiled)
+   against fp32 on the CPU; the exported model's held-out rewards as Hugging Face's own forward reads them (the last
+   token that is not the pad, as the official RewardBench runner, TRL and vLLM do) against the ones measured in
+   training (mean, std and accuracy).
 4. evaluation throughput (pairs/s) of the 1B model on the synthetic RewardBench-layout sample.
 5. issue 21's parts, run only when ``--only`` names them (bench/gpu_tuning.py): ``profile-M``, a torch.profiler trace
    of the compiled flex run (``profile-M-MODE``: of MODE's) summed by kind of work, and that run with one setting
@@ -247,6 +247,9 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
     typical = statistics.median(r["tokens_per_s"] for r in timed)
     steady = [r for r in timed if r["tokens_per_s"] >= STEADY * typical]
     mfu = [r["mfu"] for r in timed if r["mfu"] is not None]
+    # over the steady steps' time: their FLOPs (mfu x peak x seconds) over their seconds
+    steady_mfu = (sum(r["mfu"] * r["tokens"] / r["tokens_per_s"] for r in steady)
+                  / sum(r["tokens"] / r["tokens_per_s"] for r in steady)) if mfu else None  # fmt: skip
     result = {"tokens_per_s": sum(r["tokens"] for r in timed) / seconds, "mfu": sum(mfu) / len(mfu) if mfu else None,
               "peak_gib": _peak_memory(), "losses": [r["loss"] for r in records], "timed_steps": len(timed),
               "micro_batch_tokens": config.micro_batch_tokens,
@@ -256,7 +259,7 @@ def run_skyrm(args, work: Path, model: str, mode: str, **extra) -> dict:
               "step_tokens_per_s": [round(r["tokens_per_s"]) for r in records],
               "steady_tokens_per_s": sum(r["tokens"] for r in steady) / sum(r["tokens"] / r["tokens_per_s"]
                                                                             for r in steady),
-              "steady_steps": len(steady),
+              "steady_steps": len(steady), "steady_mfu": steady_mfu,
               "graphs_compiled": counters["stats"]["unique_graphs"] - graphs}  # fmt: skip
     if config.profile_steps:
         result["profile"] = gpu_profile.summarise(gpu_profile.load(work / out / "profile" / "trace-rank0.json.gz"))
@@ -278,15 +281,18 @@ def packing_fill(config, steps: int) -> dict:
     from skyrm.batching import micro_batches, step_plan
     from skyrm.data import encode_pairs, read_pairs
     from skyrm.model import tiny_tokenizer
+    from skyrm.trainer import VARLEN_ATTENTION
 
     tokenizer = tiny_tokenizer()
     data = encode_pairs(read_pairs(config.data), tokenizer, config.max_length, "drop")
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)[:steps]
     # the rows' lengths as training makes them, without a dense block mask's memory: every row micro_batch_tokens
-    # long under a dense mask, and under flex attention unless pad_to_multiple_of (which only flex attention takes)
+    # long under a dense mask, and under flex attention unless pad_to_multiple_of (which only flex attention takes);
+    # a varlen kernel's as long as their sequences
+    flex = 0 if config.attn_implementation in VARLEN_ATTENTION else config.flex_block_size
     rows = [micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
-                          block_mask=False, by_length=True, flex=config.flex_block_size,
-                          row_multiple=config.pad_to_multiple_of) for step in plan]  # fmt: skip
+                          block_mask=False, by_length=True, flex=flex, row_multiple=config.pad_to_multiple_of)
+            for step in plan]  # fmt: skip
     tokens = sum(b.tokens for batches in rows for b in batches)
     return {
         "micro_batches_per_step": sum(len(batches) for batches in rows) / len(rows),
@@ -410,17 +416,23 @@ def hf_readout(model, sequences: list[list[int]], pad_id: int, device) -> list[f
 
 
 def run_tiny(args, work: Path, where: str) -> dict:
-    """The tiny model on the same pairs: bf16 on the GPU, or fp32 on the CPU (CUDA hidden by the caller)."""
+    """The tiny model on the same pairs: bf16 on the GPU (packed rows under PyTorch's varlen kernel, compiled
+    layers, where this torch has the kernel), or fp32 on the CPU (padded rows; CUDA hidden by the caller)."""
+    import importlib.util
+
     import torch
     from skyrm.data import encode_pairs, read_pairs
     from skyrm.trainer import train
 
     out = f"tiny-{where}"
+    fastest = {"attn_implementation": "torch_varlen", "compile": True}
+    varlen = torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    speed = fastest if where == "gpu" and varlen else {}
     # fp32 weights exported: what is compared below is the readout, not bf16's rounding of the weights
     config = _train_config(args, work, "tiny", out, None, eval_data=str(work / "held_out.parquet"), max_length=1024,
                            micro_batch_tokens=8192, lr=1e-3, dtype="fp32" if where == "cpu" else "bf16",
                            batch_pairs=8, max_steps=args.tiny_steps, activation_checkpointing=False,
-                           export_dtype="fp32")  # fmt: skip
+                           export_dtype="fp32", **speed)  # fmt: skip
     summary = train(config, log=lambda _: None)
     records = [json.loads(line) for line in (work / out / "metrics.jsonl").read_text().splitlines()]
     result = {"losses": [r["loss"] for r in records], "eval": summary.get("eval")}

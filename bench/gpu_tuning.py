@@ -127,13 +127,15 @@ def _row(name: str, r: dict, shape: dict, control: dict | None = None) -> str:
     fill = f"{r['packing']['fill']:5.1%}" if r.get("packing") else "    -"
     steady, steps = r.get("steady_tokens_per_s", r["tokens_per_s"]), r.get("steady_steps", r.get("timed_steps", 0))
     steady_ratio = f"{steady / control.get('steady_tokens_per_s', control['tokens_per_s']):6.3f}x" if compared else ""
+    steady_mfu = f"{r['steady_mfu']:6.1%}" if r.get("steady_mfu") is not None else "     -"
     return (f"{name:<34} {r['tokens_per_s']:10,.0f} {mfu} {r['peak_gib']:9.1f} {_planned(shape, r):8.1f} {fill:>6} "
-            f"{ratio:>7} {steady:10,.0f} {steps:>5} {steady_ratio:>7}")  # fmt: skip
+            f"{ratio:>7} {steady:10,.0f} {steady_mfu} {steps:>5} {steady_ratio:>7}")  # fmt: skip
 
 
-#: steady: the tokens/s of the timed steps that compiled nothing (gpu_check.run_skyrm), and how many they were
+#: steady: the tokens/s and MFU (over their time) of the timed steps that compiled nothing (gpu_check.run_skyrm), and
+#: how many they were
 HEADER = (f"{'run':<34} {'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'planned':>8} {'fill':>6} {'vs ctrl':>7} "
-          f"{'steady':>10} {'steps':>5} {'vs ctrl':>7}")  # fmt: skip
+          f"{'steady':>10} {'MFU':>6} {'steps':>5} {'vs ctrl':>7}")  # fmt: skip
 
 
 def report(args, plan: list[str], results: dict, shapes: dict, capacity: float) -> list[str]:

@@ -81,12 +81,14 @@ def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
         load_config(overrides={**flex, "micro_batch_tokens": 10_000, "pad_to_multiple_of": 1152})
 
 
-@pytest.mark.parametrize(("multiple", "options", "limit"), [(2048, {"dynamic": False}, 18),
-                                                       (4096, {"dynamic": False}, 10), (0, {}, 4)])  # fmt: skip
-def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, multiple, options, limit):
+@pytest.mark.parametrize(("attention", "multiple", "options", "limit"),
+                         [("flex_attention", 2048, {"dynamic": False}, 18),
+                          ("flex_attention", 4096, {"dynamic": False}, 10), ("flex_attention", 0, {"dynamic": None}, 4),
+                          ("torch_varlen", 0, {"dynamic": True}, 4)])  # fmt: skip
+def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, attention, multiple, options, limit):
     """--compile with --pad-to-multiple-of: each row length its own graph (dynamic=False) in training, with room under
     dynamo's limit for two a length, and evaluation (no gradients) uncompiled; rows of one length keep dynamo's
-    default."""
+    default; a varlen kernel's rows, of any length, take dynamic shapes from the start."""
     from skyrm.model import tiny_config
     from skyrm.trainer import _compile_layers
     from transformers import LlamaForSequenceClassification
@@ -99,8 +101,8 @@ def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, multiple
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     model = LlamaForSequenceClassification(tiny_config())
-    settings = {"attn_implementation": "flex_attention", "compile": True, "micro_batch_tokens": 16_384,
-                "pad_to_multiple_of": multiple}  # fmt: skip
+    settings = {"attn_implementation": attention, "compile": True, "micro_batch_tokens": 16_384,
+                "pad_to_multiple_of": multiple, "dtype": "bf16"}  # fmt: skip
     with torch._dynamo.config.patch(recompile_limit=4):
         _compile_layers(model, load_config(overrides=settings))
         assert torch._dynamo.config.recompile_limit == limit
