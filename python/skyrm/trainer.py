@@ -143,15 +143,14 @@ def _compile_layers(model, config: TrainConfig) -> None:
     lengths: training compiles a graph for each (``dynamic=False``, as docs/benchmarks.md's run 6 measured it; dynamo's
     dynamic shapes were not measured), with room under dynamo's recompile limit, which every layer shares, for a
     second graph a length (a LoRA run's first layer gets inputs without gradients); evaluation's padded rows, of any
-    shape, run uncompiled rather than compile a graph each. A varlen kernel's rows, of any length, compile once with
-    dynamic shapes."""
+    shape, run uncompiled rather than compile a graph each. A varlen kernel's rows, of any length, keep dynamo's
+    default: a graph more each time it finds an input varying or a row length crossing a size its code generator
+    chose by (in steps 2 and 6 of run 7 on an H200), then dynamic shapes. ``dynamic=True`` from the start, tried in
+    run 8, compiled as often and ran 5-6% slower in the other steps (on another machine; docs/benchmarks.md)."""
     lengths = config.row_lengths()
     if not lengths:
-        # a varlen kernel's rows are as long as their sequences: dynamic shapes from the first graph on (dynamo's
-        # default compiled again each time it found one more input varying: in two timed steps of eight on an H200)
-        dynamic = True if config.attn_implementation in VARLEN_ATTENTION else None
         for layer in layers(model):
-            layer.forward = torch.compile(layer.forward, dynamic=dynamic)
+            layer.forward = torch.compile(layer.forward)
         return
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * lengths + 2)
     for layer in layers(model):
