@@ -46,6 +46,7 @@ import sys
 sys.path.append(sys.path.pop(0))  # bench/select.py shadows the standard library's select module
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -193,7 +194,7 @@ BASES = {"packed": {}, "padded": {"packing": False}, "flex": {"attn_implementati
          "flexcl": {"attn_implementation": "flex_attention", "compile": True, "liger_kernels": True}}  # fmt: skip
 OPTIONS = {"nrs": {"reshard_after_forward": False}, "fused": {"fused_optimizer": True},
            "ac0": {"activation_checkpointing": False}, "ac1": {"activation_checkpointing": True},
-           "va": {"attn_implementation": "torch_varlen"}}  # fmt: skip
+           "va": {"attn_implementation": "torch_varlen"}, "liger": {"liger_kernels": True}}  # fmt: skip
 
 
 def mode_settings(mode: str) -> dict:
@@ -203,7 +204,7 @@ def mode_settings(mode: str) -> dict:
     (``--no-reshard-after-forward``), fused (``--fused-optimizer``), ac0 / ac1 (activation checkpointing off / on),
     mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``), pmN (``--pad-to-multiple-of N``), va
     (``--attn-implementation torch_varlen``: PyTorch's varlen kernel in place of flex attention, rows as long as
-    their sequences). E.g. ``flexc+nrs+mbt32768``, ``flexc+va``."""
+    their sequences), liger (``--liger-kernels``). E.g. ``flexc+nrs+mbt32768``, ``flexc+va``."""
     base, *options = mode.split("+")
     if base not in BASES:
         raise ValueError(f"{mode}: the base must be one of {', '.join(BASES)}")
@@ -218,7 +219,7 @@ def mode_settings(mode: str) -> dict:
         elif option.startswith("pm") and option[2:].isdigit():
             settings["pad_to_multiple_of"] = int(option[2:])
         else:
-            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, va, mbtN, bN, pmN)")
+            raise ValueError(f"{mode}: unknown option {option!r} (nrs, fused, ac0, ac1, va, liger, mbtN, bN, pmN)")
     return settings
 
 
@@ -369,7 +370,7 @@ def run_numerics(args, work: Path) -> dict:
     layouts = {"padded": {"packing": False}, "eager": {"packing": False}, "packed": {"packing": True},
                "flex": {"packing": True, "block_mask": False, "flex": 128}}  # fmt: skip
     implementations = {"flex": "flex_attention", "eager": "eager"}
-    if device.type == "cuda":  # PyTorch's varlen kernel: packed rows as their sequences' lengths (bf16 only)
+    if device.type == "cuda" and importlib.util.find_spec("torch.nn.attention.varlen"):  # torch >= 2.10; bf16 only
         layouts["varlen"] = {"packing": True, "block_mask": False}
         implementations["varlen"] = attention_implementation("llama", TORCH_VARLEN)  # registered with transformers
 
@@ -418,8 +419,6 @@ def hf_readout(model, sequences: list[list[int]], pad_id: int, device) -> list[f
 def run_tiny(args, work: Path, where: str) -> dict:
     """The tiny model on the same pairs: bf16 on the GPU (packed rows under PyTorch's varlen kernel, compiled
     layers, where this torch has the kernel), or fp32 on the CPU (padded rows; CUDA hidden by the caller)."""
-    import importlib.util
-
     import torch
     from skyrm.data import encode_pairs, read_pairs
     from skyrm.trainer import train

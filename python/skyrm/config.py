@@ -53,7 +53,7 @@ class TrainConfig:
     # sequences
     max_length: int = 2048
     truncation: str = "drop"  # or "truncate"
-    packing: bool | None = None  # None: packed rows with a varlen attention (flash_attention_2/3), else padded
+    packing: bool | None = None  # None: packed rows under a varlen or flex attention, else padded
     chat_template: str | None = None  # a Jinja file or a built-in name (skyrm.templates); None: the tokenizer's
     margin_column: str | None = None  # None: TRL's `margin` column when the data has one
     tokenize_cache: bool = True  # keep the token ids on disk (skyrm.token_cache) for the next run and every rank

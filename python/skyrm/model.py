@@ -89,7 +89,8 @@ def rewards(
     (a (batch, 1, length, length) block mask or flex attention's BlockMask), or none and ``varlen``, the
     cumulative lengths of the sequences and the longest for a varlen kernel, and ``ends``, the (rows, columns) of
     each sequence's last token (:func:`packed_ends`). Right-padded rows may also go without a mask (``None``) with
-    their ``ends`` given: under causal attention no real token sees a later pad."""
+    their ``ends`` given: under causal attention no real token sees a later pad (under ``torch_varlen`` padded rows
+    must be right-padded: it reads no mask)."""
     sharded = getattr(model, SHARDED_ENTRY, None)
     if sharded is not None:
         return sharded(input_ids, attention_mask, position_ids, ends, varlen)
@@ -168,7 +169,7 @@ def attention_implementation(model_type: str, requested: str | None) -> str | No
     for. None leaves the model's default. :data:`~skyrm.varlen.TORCH_VARLEN` is registered with transformers here."""
     if model_type == "gemma2":
         if requested in ("sdpa", TORCH_VARLEN):
-            raise ValueError(f"Gemma-2 needs eager or flash attention ({requested} drops its logit soft-capping); "
+            raise ValueError(f"Gemma-2 needs eager or flash attention ({requested} has no logit soft-capping); "
                              "use --attn-implementation eager or flash_attention_2")  # fmt: skip
         return requested or "eager"
     if requested == TORCH_VARLEN:

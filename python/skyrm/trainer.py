@@ -50,9 +50,11 @@ from skyrm.varlen import TORCH_VARLEN
 
 __all__ = ["build_model", "learning_rate", "train"]
 
-#: Attention implementations that keep packed sequences apart from their position ids (no block mask needed).
 #: The attention implementations that take packed rows as the lengths of their sequences (``MicroBatch.varlen``).
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", TORCH_VARLEN)
+#: --compile under a varlen kernel: dynamo's recompile limit at least this (its default, 8, is shared by every layer,
+#: past it the layers run uncompiled without a word)
+VARLEN_GRAPHS = 16
 
 
 def _source(config: TrainConfig) -> tuple[str, dict]:
@@ -145,10 +147,13 @@ def _compile_layers(model, config: TrainConfig) -> None:
     second graph a length (a LoRA run's first layer gets inputs without gradients); evaluation's padded rows, of any
     shape, run uncompiled rather than compile a graph each. A varlen kernel's rows, of any length, keep dynamo's
     default: a graph more each time it finds an input varying or a row length crossing a size its code generator
-    chose by (in steps 2 and 6 of run 7 on an H200), then dynamic shapes. ``dynamic=True`` from the start, tried in
-    run 8, compiled as often and ran 5-6% slower in the other steps (on another machine; docs/benchmarks.md)."""
+    chose by (in steps 2 and 6 of run 7 on an H200), then dynamic shapes, with room under the recompile limit.
+    ``dynamic=True`` from the start, tried in run 8, compiled in the same steps and ran 5-6% slower in the others (on
+    another machine; docs/benchmarks.md)."""
     lengths = config.row_lengths()
     if not lengths:
+        if config.attn_implementation in VARLEN_ATTENTION:  # 4-5 graphs in training on an H200, more for evaluation
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, VARLEN_GRAPHS)
         for layer in layers(model):
             layer.forward = torch.compile(layer.forward)
         return

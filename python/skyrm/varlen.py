@@ -6,8 +6,10 @@ A packed row is given as the cumulative lengths of its sequences (``cu_seq_lens_
 arguments transformers' FlashAttention path reads too, made on the host by :mod:`skyrm.batching`): each token
 attends causally to its own sequence only, and the kernel computes the attention of the sequences alone, with no
 mask and no padding between them. Without them every row is one sequence: right-padded rows come out exact (under
-causal attention no real token sees a later pad), which is how evaluation's padded rows run. Registered with
-transformers' ``AttentionInterface`` under :data:`TORCH_VARLEN` when asked for; no mask is built for it.
+causal attention no real token sees a later pad), which is how evaluation's padded rows run; left-padded rows, or
+packed rows given without their lengths, would not (no mask reaches this function: transformers builds none for it),
+and skyrm makes neither. Registered with transformers' ``AttentionInterface`` under :data:`TORCH_VARLEN` when asked
+for.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, scaling=
         starts = torch.arange(0, (batch + 1) * length, length, dtype=torch.int32, device=query.device)
         longest = length
     elif batch != 1:
-        raise ValueError(f"packed sequences come in one row, got {batch}")
+        raise ValueError(f"packed sequences come in one row, got {batch} rows")
     options = {"window_size": (-1, 0)} if _KERNEL["window"] else {"is_causal": True}
     if _KERNEL["scale"]:
         options["scale"] = scaling

@@ -16,30 +16,41 @@ from skyrm.config import TrainConfig  # noqa: E402
 from skyrm.model import attention_implementation, rewards, tiny_config  # noqa: E402
 
 
-def reference_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1),
-                     enable_gqa=False):  # fmt: skip
-    """What the varlen kernel computes, sequence by sequence: (tokens, heads, dim) in and out."""
+def reference_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, **options):
+    """What the varlen kernel computes, sequence by sequence: (tokens, heads, dim) in and out; ``options`` as the
+    kernel generation at hand takes them (``KERNELS``)."""
     assert torch.equal(cu_seq_q, cu_seq_k) and max_q == max_k and cu_seq_q.dtype == torch.int32
     bounds = cu_seq_q.tolist()
     assert bounds[0] == 0 and bounds[-1] == query.shape[0] and max_q == max(torch.tensor(bounds).diff().tolist())
-    assert window_size == (-1, 0) and enable_gqa == (key.shape[1] != query.shape[1])
+    assert options.get("window_size", (-1, 0)) == (-1, 0) and options.get("is_causal", True)  # causal, either way
+    assert options.get("enable_gqa", False) == (key.shape[1] != query.shape[1] and "gqa" in KERNEL)
     repeat = query.shape[1] // key.shape[1]
     out = torch.empty_like(query)
     for start, end in zip(bounds, bounds[1:], strict=False):
         q, k, v = (t[start:end].transpose(0, 1).float() for t in (query, key, value))
         k, v = k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)
-        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                    scale=options.get("scale"))  # fmt: skip
         out[start:end] = attended.transpose(0, 1).to(query.dtype)
     return out
 
 
-@pytest.fixture()
-def reference(monkeypatch):
+#: What each torch's kernel takes: 2.10 ``is_causal``; 2.11 a window and a scale; later ones ``enable_gqa`` too.
+KERNELS = {"2.10": {"window": False, "scale": False, "gqa": False},
+           "2.11": {"window": True, "scale": True, "gqa": False},
+           "2.15": {"window": True, "scale": True, "gqa": True}}  # fmt: skip
+KERNEL: set[str] = set()  # the options of the generation under test that are on
+
+
+@pytest.fixture(params=sorted(KERNELS))
+def reference(request, monkeypatch):
     attention_implementation("llama", varlen.TORCH_VARLEN)  # registers it
     monkeypatch.setitem(varlen._KERNEL, "call", reference_kernel)
-    monkeypatch.setitem(varlen._KERNEL, "window", True)
-    monkeypatch.setitem(varlen._KERNEL, "scale", True)
-    monkeypatch.setitem(varlen._KERNEL, "gqa", True)
+    for option, taken in KERNELS[request.param].items():
+        monkeypatch.setitem(varlen._KERNEL, option, taken)
+    KERNEL.clear()
+    KERNEL.update(option for option, taken in KERNELS[request.param].items() if taken)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +116,21 @@ def test_gradients_flow_through_the_varlen_path(reference, pairs):
 
 
 def test_what_torch_varlen_cannot_do_is_refused(reference):
-    with pytest.raises(ValueError, match="drops its logit soft-capping"):
+    with pytest.raises(ValueError, match="has no logit soft-capping"):
         attention_implementation("gemma2", varlen.TORCH_VARLEN)
     with pytest.raises(ValueError, match="torch_varlen computes in bf16"):
         TrainConfig(data="x.jsonl", output_dir="out", attn_implementation="torch_varlen", dtype="fp32").validate()
-    states = torch.zeros(1, 4, 8, 16)
+    half = torch.zeros(2, 4, 8, 16, dtype=torch.bfloat16)
+    forward = varlen.varlen_attention_forward
     with pytest.raises(ValueError, match="bf16 or fp16"):
-        varlen.varlen_attention_forward(None, states, states, states, None)
-    with pytest.raises(ValueError, match="sliding window"):
-        varlen.varlen_attention_forward(None, states, states, states, None, sliding_window=4)
+        forward(None, half.float(), half.float(), half.float(), None)
+    for unsupported in ({"sliding_window": 4}, {"softcap": 30.0}):
+        with pytest.raises(ValueError, match="no sliding window or logit soft-capping"):
+            forward(None, half, half, half, None, **unsupported)
+    with pytest.raises(ValueError, match="no attention dropout"):
+        forward(None, half, half, half, None, dropout=0.1)
+    with pytest.raises(ValueError, match="in one row, got 2 rows"):
+        forward(None, half, half, half, None, cu_seq_lens_q=torch.tensor([0, 16], dtype=torch.int32), max_length_q=8)
+    if reference == "2.10":  # no scale to give: only the default one is right
+        with pytest.raises(ValueError, match="has no scale"):
+            forward(None, half, half, half, None, scaling=0.5)
