@@ -52,8 +52,8 @@ __all__ = ["build_model", "learning_rate", "train"]
 
 #: The attention implementations that take packed rows as the lengths of their sequences (``MicroBatch.varlen``).
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", TORCH_VARLEN)
-#: --compile under a varlen kernel: dynamo's recompile limit at least this (its default, 8, is shared by every layer,
-#: past it the layers run uncompiled without a word)
+#: --compile under a varlen kernel: dynamo's recompile limit at least this (its default, 8, is shared by every layer;
+#: past it the layers run uncompiled, with one warning in the log)
 VARLEN_GRAPHS = 16
 
 
