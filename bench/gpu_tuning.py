@@ -8,10 +8,10 @@ gpu_check.SHAPES, 1b, 3b, 8b, or reduced on the CPU):
   Then, in the same process (a fresh one per run would pay a minute of start, load and compile each; the torch.compile
   caches are reset between runs), the control with one setting changed at a time (``--variants``, ``none`` for none:
   mbtN, micro-batches of N tokens; pmN, rows padded to a multiple of N tokens; nrs, no resharding after the forward;
-  va, PyTorch's varlen kernel in place of flex attention; fused, the fused AdamW; bN, flex attention's block size (pmN
-  and bN are skipped under a va control); liger, Liger's kernels added to the control, last as it patches Hugging
-  Face's Llama classes for the process), then the changes that made it more than 1% faster together. Variants are not
-  started past the part's deadline (what ``--budget-s`` leaves after the later parts);
+  va, PyTorch's varlen kernel in place of flex attention; fused, the fused AdamW; bN, flex attention's block size
+  (skipped under a va control); liger, Liger's kernels added to the control, last as it patches Hugging Face's Llama
+  classes for the process), then the changes that made it more than 1% faster together. Variants are not started past
+  the part's deadline (what ``--budget-s`` leaves after the later parts);
 * ``memory-M``: the memory plan of M's shape (bench/gpu_memory.py) and a measured run of it, flex attention,
   activation checkpointing and the fused AdamW, 16,384 tokens a micro-batch, 16 pairs a step, 3 steps;
 * any ``skyrm-M-MODE`` (gpu_check.mode_settings), e.g. ``skyrm-3b-flexc+ac0``: M compiled without activation
@@ -88,8 +88,8 @@ def run_profile(args, run, work: Path, model: str, save, base: str | None = None
     tried = [v for v in args.variants if v not in ("liger", "none")]
     varlen = "va" in base.split("+")
     for option in tried:
-        if varlen and re.fullmatch(r"(pm|b)\d+", option):  # flex attention's rows and blocks: not the varlen kernel's
-            found[f"{base}+{option}"] = {"skipped": "an option of flex attention's rows, not the varlen kernel's"}
+        if varlen and re.fullmatch(r"b\d+", option):  # flex attention's block size: not the varlen kernel's
+            found[f"{base}+{option}"] = {"skipped": "flex attention's block size, not the varlen kernel's"}
         else:
             one(f"{base}+{option}")
     control = result["tokens_per_s"]

@@ -99,8 +99,8 @@ def padded_rows(sequences: list[list[int]], pad_id: int, pairs: int = 0) -> Micr
     return MicroBatch(ids, mask, None, None, pairs, sum(len(s) for s in sequences), _squares(sequences))
 
 
-def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool,
-            flex: int = 0) -> MicroBatch:  # fmt: skip
+def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, block_mask: bool, flex: int = 0,
+            count: int = 0, longest: int = 0) -> MicroBatch:  # fmt: skip
     ids = torch.full((1, length), pad_id, dtype=torch.long)
     positions = torch.zeros((1, length), dtype=torch.long)
     valid = torch.zeros((1, length), dtype=torch.long)
@@ -113,10 +113,16 @@ def _packed(sequences: list[list[int]], pad_id: int, pairs: int, length: int, bl
     mask = block_causal_mask(positions, valid, torch.float32) if block_mask else None
     batch = MicroBatch(ids, mask, positions, packed_ends(positions, valid), pairs, at, _squares(sequences),
                        0 if block_mask else flex)  # fmt: skip
-    if not (block_mask or flex):  # a varlen kernel's row: its sequences alone, no padding
+    if not (block_mask or flex):  # a varlen kernel's row: its sequences, then its padding as sequences of its own
         lengths = [len(s) for s in sequences]
+        if count:  # a fixed number of sequences, each of at least a token (the kernel writes no other output)
+            pieces, tail = count - len(lengths), length - at
+            size, longer = divmod(tail, pieces)
+            lengths += [size + 1] * longer + [size] * (pieces - longer)
+        if longest and max(lengths) > longest:  # the kernel would leave the rest of a longer one unwritten
+            raise ValueError(f"a sequence of {max(lengths)} tokens, over the bound of {longest} given")
         batch.cu_seqlens = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
-        batch.longest = max(lengths)
+        batch.longest = longest or max(lengths)
     return batch
 
 
@@ -169,6 +175,7 @@ def micro_batches(
     by_length: bool = False,
     flex: int = 0,
     row_multiple: int = 0,
+    longest: int = 0,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
     Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
@@ -177,23 +184,32 @@ def micro_batches(
     (:func:`_groups`). A step's loss is a sum over its pairs, so neither order changes it. ``flex`` (packed rows,
     no ``block_mask``), a block size, marks packed rows for flex attention, ``token_budget`` long, whose
     BlockMask has blocks of that size; with ``row_multiple`` they are padded to a multiple of it instead (less
-    padding computed, lengths that vary). Packed rows with neither are for a varlen kernel: as long as their
-    sequences, with their ``cu_seqlens``. Each micro-batch names its pairs in ``pair_ids``, in the order of its
-    rewards; padded micro-batches take the pairs in order."""
+    padding computed, lengths that vary). Packed rows with neither are for a varlen kernel, with their
+    ``cu_seqlens``: as long as their sequences, or with ``row_multiple`` padded to a multiple of it in fixed shapes
+    (for compiled layers of one graph a length): ``2 * len(pairs) + 1`` sequences a row whatever it holds, the
+    padding cut into the sequences it lacks (so a row's budget keeps a token for each), and one bound on every
+    sequence's length in every row: ``longest`` (e.g. the max length; by default the longest sequence of
+    ``chosen`` and ``rejected``) or ``row_multiple`` plus that count, whichever is larger. Each micro-batch
+    names its pairs in ``pair_ids``, in the order of its rewards; padded micro-batches take the pairs in order."""
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
     units = [[chosen[p], rejected[p]] for p in pairs]
+    fixed = packing and not (block_mask or flex) and row_multiple  # a varlen kernel's rows in fixed shapes
+    count = 2 * len(pairs) + 1 if fixed else 0
+    if fixed:  # no padding piece is longer than the multiple and the count: the rows' length rounds up by less
+        longest = max(longest or max(map(len, [*chosen, *rejected])), row_multiple + count)
     batches = []
-    for group in _groups(units, token_budget, packing, lambda i: f"pair {pairs[i]}"):
+    for group in _groups(units, token_budget - count, packing, lambda i: f"pair {pairs[i]}"):
         sequences = [s for i in group for s in units[i]]
         if packing:
             # fixed shapes where a mask is built for them (flex attention compiles once per shape)
             length = sum(len(s) for s in sequences)
             if block_mask or (flex and not row_multiple):
                 length = token_budget
-            elif flex:
-                length = min(token_budget, -(-length // row_multiple) * row_multiple)
-            batch = _packed(sequences, pad_id, len(group), length, block_mask, flex)
+            elif row_multiple:
+                padded = length + count - len(sequences) if count else length  # varlen: a token a padding piece
+                length = min(token_budget, -(-padded // row_multiple) * row_multiple)
+            batch = _packed(sequences, pad_id, len(group), length, block_mask, flex, count, longest if fixed else 0)
         else:
             batch = padded_rows(sequences, pad_id, len(group))
         batch.pair_ids = tuple(pairs[i] for i in group)

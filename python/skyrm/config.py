@@ -159,10 +159,10 @@ class TrainConfig:
              f"got {self.pad_to_multiple_of}")  # fmt: skip
         if self.pad_to_multiple_of:
             need(
-                self.attn_implementation == "flex_attention" and self.packing is not False,
+                self.attn_implementation in ("flex_attention", "torch_varlen") and self.packing is not False,
                 "pad_to_multiple_of",
-                "pads packed rows under flex attention: it needs --attn-implementation flex_attention and no "
-                "--no-packing",
+                "pads packed rows under flex attention or torch_varlen: it needs --attn-implementation "
+                "flex_attention or torch_varlen, and no --no-packing",
             )
             block = self.flex_block_size
             least = -(-self.micro_batch_tokens // MAX_ROW_LENGTHS // block) * block
@@ -280,7 +280,8 @@ FIELD_HELP: dict[str, str] = {
     "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
     "less padding computed; flex attention's kernel (and --compile's layers, evaluation then uncompiled) compile "
     f"once for each length: at most {MAX_ROW_LENGTHS} (N of micro_batch_tokens / {MAX_ROW_LENGTHS} or more, e.g. "
-    "4096 for 16384-token micro-batches)",
+    "4096 for 16384-token micro-batches). Under torch_varlen (rows otherwise as long as their sequences, of dynamic "
+    "shapes under --compile) it pads them the same way into fixed shapes, for compiled layers of one graph a length",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

@@ -70,7 +70,7 @@ def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
     flex = {"attn_implementation": "flex_attention", "micro_batch_tokens": 16_384}
     assert load_config(overrides={**flex, "pad_to_multiple_of": 4096}).pad_to_multiple_of == 4096
     assert load_config(overrides={**flex, "pad_to_multiple_of": 2048, "compile": True}).compile
-    with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows under flex attention"):
+    with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows under flex attention or torch_varlen"):
         load_config(overrides={"pad_to_multiple_of": 4096})
     with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows"):
         load_config(overrides={**flex, "pad_to_multiple_of": 4096, "packing": False})
@@ -84,7 +84,7 @@ def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
 @pytest.mark.parametrize(("attention", "multiple", "options", "limit"),
                          [("flex_attention", 2048, {"dynamic": False}, 18),
                           ("flex_attention", 4096, {"dynamic": False}, 10), ("flex_attention", 0, {}, 4),
-                          ("torch_varlen", 0, {}, 16)])  # fmt: skip
+                          ("torch_varlen", 0, {}, 16), ("torch_varlen", 4096, {"dynamic": False}, 10)])  # fmt: skip
 def test_rows_padded_to_a_multiple_compile_once_per_length(monkeypatch, attention, multiple, options, limit):
     """--compile with --pad-to-multiple-of: each row length its own graph (dynamic=False) in training, with room under
     dynamo's limit for two a length, and evaluation (no gradients) uncompiled; rows of one length keep dynamo's

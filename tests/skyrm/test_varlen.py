@@ -21,7 +21,8 @@ def reference_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, **opti
     kernel generation at hand takes them (``KERNELS``)."""
     assert torch.equal(cu_seq_q, cu_seq_k) and max_q == max_k and cu_seq_q.dtype == torch.int32
     bounds = cu_seq_q.tolist()
-    assert bounds[0] == 0 and bounds[-1] == query.shape[0] and max_q == max(torch.tensor(bounds).diff().tolist())
+    lengths = torch.tensor(bounds).diff()
+    assert bounds[0] == 0 and bounds[-1] == query.shape[0] and max_q >= lengths.max() and lengths.min() >= 1
     assert options.get("window_size", (-1, 0)) == (-1, 0) and options.get("is_causal", True)  # causal, either way
     assert options.get("enable_gqa", False) == (key.shape[1] != query.shape[1] and "gqa" in KERNEL)
     repeat = query.shape[1] // key.shape[1]
@@ -78,9 +79,33 @@ def test_packed_rows_carry_the_cumulative_lengths_of_their_sequences(pairs):
         assert all(b.varlen is None for b in micro_batches(chosen, rejected, [0, 1], 64, 0, **layout))
 
 
-def test_packed_rows_under_torch_varlen_score_as_padded_rows_under_sdpa(reference, pairs):
-    """The same bf16 weights: packed rows through the varlen path, padded rows through it (one sequence a row,
-    no lengths given) and padded rows under SDPA give the same rewards, to bf16's rounding."""
+def test_varlen_rows_in_fixed_shapes(pairs):
+    """With a multiple: every row's length a multiple of it (or the budget), the same number of sequences in every
+    row (the padding cut into the sequences a row lacks, none empty), one bound on every length, and the real
+    sequences where they were."""
+    chosen, rejected = pairs
+    order = list(range(len(chosen)))
+    plain = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False)
+    fixed = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False, row_multiple=32, longest=40)
+    count = 2 * len(order) + 1
+    for batch in fixed:
+        cu, longest = batch.varlen
+        lengths = cu.diff()
+        assert batch.input_ids.shape[1] % 32 == 0 or batch.input_ids.shape[1] == 96
+        assert len(cu) == count + 1 and cu[-1] == batch.input_ids.shape[1] and lengths.min() >= 1
+        assert longest == max(40, 32 + count) and lengths.max() <= longest
+        real = 2 * batch.pairs
+        assert cu[real] == batch.tokens and (batch.position_ids[0, : batch.tokens] == 0).sum() == real
+    assert sorted(p for b in fixed for p in b.pair_ids) == order and len(fixed) >= len(plain)
+    with pytest.raises(ValueError, match="a sequence of 60 tokens, over the bound of 20 given"):
+        micro_batches([[1] * 60], [[2] * 5], [0], 128, 0, packing=True, block_mask=False, row_multiple=16, longest=20)
+
+
+@pytest.mark.parametrize("multiple", [0, 32])
+def test_packed_rows_under_torch_varlen_score_as_padded_rows_under_sdpa(reference, pairs, multiple):
+    """The same bf16 weights: packed rows through the varlen path (as long as their sequences, or in fixed shapes),
+    padded rows through it (one sequence a row, no lengths given) and padded rows under SDPA give the same rewards,
+    to bf16's rounding."""
     chosen, rejected = pairs
     torch.manual_seed(0)
     config = tiny_config()
@@ -97,7 +122,7 @@ def test_packed_rows_under_torch_varlen_score_as_padded_rows_under_sdpa(referenc
         return in_pair_order(batches, values, order)
 
     padded = score("sdpa", packing=False)
-    packed = score(varlen.TORCH_VARLEN, packing=True, block_mask=False)
+    packed = score(varlen.TORCH_VARLEN, packing=True, block_mask=False, row_multiple=multiple)
     rows = score(varlen.TORCH_VARLEN, packing=False)
     assert padded.abs().mean() > 0.05  # rewards that differ from zero
     torch.testing.assert_close(packed, padded, rtol=0, atol=0.03)
