@@ -204,7 +204,8 @@ def mode_settings(mode: str) -> dict:
     (``--no-reshard-after-forward``), fused (``--fused-optimizer``), ac0 / ac1 (activation checkpointing off / on),
     mbtN (``--micro-batch-tokens N``), bN (``--flex-block-size N``), pmN (``--pad-to-multiple-of N``), va
     (``--attn-implementation torch_varlen``: PyTorch's varlen kernel in place of flex attention, rows as long as
-    their sequences), liger (``--liger-kernels``). E.g. ``flexc+nrs+mbt32768``, ``flexc+va``."""
+    their sequences, or with pmN in fixed shapes), liger (``--liger-kernels``). E.g. ``flexc+nrs+mbt32768``,
+    ``flexc+va``."""
     base, *options = mode.split("+")
     if base not in BASES:
         raise ValueError(f"{mode}: the base must be one of {', '.join(BASES)}")
@@ -288,8 +289,8 @@ def packing_fill(config, steps: int) -> dict:
     data = encode_pairs(read_pairs(config.data), tokenizer, config.max_length, "drop")
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)[:steps]
     # the rows' lengths as training makes them, without a dense block mask's memory: every row micro_batch_tokens
-    # long under a dense mask, and under flex attention unless pad_to_multiple_of (which only flex attention takes);
-    # a varlen kernel's as long as their sequences
+    # long under a dense mask, and under flex attention unless pad_to_multiple_of; a varlen kernel's as long as their
+    # sequences unless pad_to_multiple_of (then in fixed shapes, their count of sequences as these pairs give it)
     flex = 0 if config.attn_implementation in VARLEN_ATTENTION else config.flex_block_size
     rows = [micro_batches(data.chosen, data.rejected, step, config.micro_batch_tokens, tokenizer.pad_token_id,
                           block_mask=False, by_length=True, flex=flex, row_multiple=config.pad_to_multiple_of)

@@ -27,7 +27,15 @@ import torch
 
 from skyrm.model import block_causal_mask, document_block_mask, packed_ends
 
-__all__ = ["MicroBatch", "step_plan", "micro_batches", "in_pair_order", "scoring_batches", "padded_rows"]
+__all__ = [
+    "MicroBatch",
+    "step_plan",
+    "micro_batches",
+    "fixed_varlen",
+    "in_pair_order",
+    "scoring_batches",
+    "padded_rows",
+]
 
 
 @dataclass
@@ -175,7 +183,7 @@ def micro_batches(
     by_length: bool = False,
     flex: int = 0,
     row_multiple: int = 0,
-    longest: int = 0,
+    shape: tuple[int, int] | None = None,
 ) -> list[MicroBatch]:
     """The given pairs as micro-batches of at most ``token_budget`` tokens (padding counted for padded rows).
     Packed rows are exactly ``token_budget`` long when ``block_mask`` (fixed shapes), else as long as needed.
@@ -186,18 +194,16 @@ def micro_batches(
     BlockMask has blocks of that size; with ``row_multiple`` they are padded to a multiple of it instead (less
     padding computed, lengths that vary). Packed rows with neither are for a varlen kernel, with their
     ``cu_seqlens``: as long as their sequences, or with ``row_multiple`` padded to a multiple of it in fixed shapes
-    (for compiled layers of one graph a length): ``2 * len(pairs) + 1`` sequences a row whatever it holds, the
-    padding cut into the sequences it lacks (so a row's budget keeps a token for each), and one bound on every
-    sequence's length in every row: ``longest`` (e.g. the max length; by default the longest sequence of
-    ``chosen`` and ``rejected``) or ``row_multiple`` plus that count, whichever is larger. Each micro-batch
-    names its pairs in ``pair_ids``, in the order of its rewards; padded micro-batches take the pairs in order."""
+    (for compiled layers of one graph a length): the same number of sequences in every row, the padding cut into
+    the sequences a row lacks, and one bound on their lengths, ``shape`` (:func:`fixed_varlen`, computed once for
+    a run; by default for these pairs). Each micro-batch names its pairs in ``pair_ids``, in the order of its
+    rewards; padded micro-batches take the pairs in order."""
     if by_length:
         pairs = sorted(pairs, key=lambda p: max(len(chosen[p]), len(rejected[p])))
     units = [[chosen[p], rejected[p]] for p in pairs]
-    fixed = packing and not (block_mask or flex) and row_multiple  # a varlen kernel's rows in fixed shapes
-    count = 2 * len(pairs) + 1 if fixed else 0
-    if fixed:  # no padding piece is longer than the multiple and the count: the rows' length rounds up by less
-        longest = max(longest or max(map(len, [*chosen, *rejected])), row_multiple + count)
+    count, longest = 0, 0
+    if packing and not (block_mask or flex) and row_multiple:  # a varlen kernel's rows in fixed shapes
+        count, longest = shape or fixed_varlen(chosen, rejected, len(pairs), token_budget, row_multiple)
     batches = []
     for group in _groups(units, token_budget - count, packing, lambda i: f"pair {pairs[i]}"):
         sequences = [s for i in group for s in units[i]]
@@ -209,12 +215,41 @@ def micro_batches(
             elif row_multiple:
                 padded = length + count - len(sequences) if count else length  # varlen: a token a padding piece
                 length = min(token_budget, -(-padded // row_multiple) * row_multiple)
-            batch = _packed(sequences, pad_id, len(group), length, block_mask, flex, count, longest if fixed else 0)
+            batch = _packed(sequences, pad_id, len(group), length, block_mask, flex, count, longest)
         else:
             batch = padded_rows(sequences, pad_id, len(group))
         batch.pair_ids = tuple(pairs[i] for i in group)
         batches.append(batch)
     return batches
+
+
+def fixed_varlen(chosen: list[list[int]], rejected: list[list[int]], pairs: int, token_budget: int,
+                 row_multiple: int, longest: int = 0) -> tuple[int, int]:  # fmt: skip
+    """The shape of a varlen kernel's rows in fixed shapes (:func:`micro_batches` with ``row_multiple``) for a run
+    whose micro-batches are made ``pairs`` pairs at a time: the sequences a row has, ``2k + 1`` where k is the most
+    pairs a row can hold (the shortest pairs of the data, at most ``pairs``: every row then has at least one
+    sequence of padding, and the kernel no more than it needs), and a bound on their lengths, ``longest`` (e.g. the
+    max length; by default the data's longest sequence) or ``row_multiple``, whichever is larger (no piece of
+    padding is longer than the multiple: a row's length rounds its tokens up by less). A row's budget keeps a
+    token for each sequence of padding, so the longest pair must fit in ``token_budget`` less that count."""
+    firsts, seconds = _lengths(chosen), _lengths(rejected)
+    sizes = sorted(a + b for a, b in zip(firsts, seconds, strict=True))
+    held = 0
+    for size in itertools.accumulate(sizes[:pairs]):
+        if size > token_budget:
+            break
+        held += 1
+    count = 2 * held + 1
+    if sizes[-1] > token_budget - count:
+        raise ValueError(f"rows of fixed shapes keep {count} of a micro-batch's tokens for the sequences of their "
+                         f"padding: the longest pair ({sizes[-1]} tokens) needs a micro-batch of at least "
+                         f"{sizes[-1] + count} tokens, not {token_budget}")  # fmt: skip
+    return count, max(longest or max(max(firsts), max(seconds)), row_multiple)
+
+
+def _lengths(sequences) -> list[int]:
+    """The lengths of token lists: skyrm.data's ``TokenLists`` know theirs; plain lists are measured."""
+    return sequences.lengths().tolist() if hasattr(sequences, "lengths") else [len(s) for s in sequences]
 
 
 def in_pair_order(batches: list[MicroBatch], rewards: list[torch.Tensor], pairs: list[int]) -> torch.Tensor:

@@ -91,7 +91,8 @@ class TrainConfig:
     reshard_after_forward: bool = True  # FSDP2 frees each layer's gathered weights after its forward
     fused_optimizer: bool = False  # torch's fused AdamW kernel instead of its foreach kernels
     flex_block_size: int = 128  # the block size of flex attention's BlockMask (packed rows)
-    pad_to_multiple_of: int = 0  # packed rows under flex attention: 0 pads each to micro_batch_tokens
+    pad_to_multiple_of: int = 0  # packed rows (flex attention, torch_varlen) padded to a multiple; 0: flex's to
+    # micro_batch_tokens, torch_varlen's not at all
     seed: int = 0
     # LoRA
     lora_r: int = 0  # 0: full fine-tuning; else LoRA adapters of this rank (peft), the score head fully trained
@@ -167,7 +168,7 @@ class TrainConfig:
             block = self.flex_block_size
             least = -(-self.micro_batch_tokens // MAX_ROW_LENGTHS // block) * block
             need(self.row_lengths() <= MAX_ROW_LENGTHS, "pad_to_multiple_of",
-                 f"{self.pad_to_multiple_of} makes rows of up to {self.row_lengths()} lengths, and flex attention's "
+                 f"{self.pad_to_multiple_of} makes rows of up to {self.row_lengths()} lengths, and the attention "
                  f"kernel (and --compile's layers) compile once for each: give a multiple of {block} of at least "
                  f"{least} (at most {MAX_ROW_LENGTHS} lengths)")  # fmt: skip
         need(self.attn_implementation != "torch_varlen" or self.dtype == "bf16", "attn_implementation",
@@ -276,12 +277,13 @@ FIELD_HELP: dict[str, str] = {
     "during the step)",
     "flex_block_size": "the block size of flex attention's BlockMask for packed rows: blocks that no sequence spans "
     "are skipped, partly covered blocks are computed and masked",
-    "pad_to_multiple_of": "packed rows under flex attention: pad each row to a multiple of this many tokens (a "
-    "multiple of --flex-block-size) instead of to --micro-batch-tokens (0, the default: one shape, compiled once): "
-    "less padding computed; flex attention's kernel (and --compile's layers, evaluation then uncompiled) compile "
-    f"once for each length: at most {MAX_ROW_LENGTHS} (N of micro_batch_tokens / {MAX_ROW_LENGTHS} or more, e.g. "
-    "4096 for 16384-token micro-batches). Under torch_varlen (rows otherwise as long as their sequences, of dynamic "
-    "shapes under --compile) it pads them the same way into fixed shapes, for compiled layers of one graph a length",
+    "pad_to_multiple_of": "packed rows under flex attention or torch_varlen: pad each row to a multiple of this many "
+    "tokens (a multiple of --flex-block-size). Flex attention's rows are otherwise --micro-batch-tokens long (0, the "
+    "default: one shape, compiled once): less padding computed. torch_varlen's are otherwise as long as their "
+    "sequences, of dynamic shapes under --compile: fixed shapes instead (the same count of sequences in every row, "
+    "the padding cut into sequences of its own). The kernel (and --compile's layers, evaluation then uncompiled) "
+    f"compile once for each length: at most {MAX_ROW_LENGTHS} (N of micro_batch_tokens / {MAX_ROW_LENGTHS} or more, "
+    "e.g. 4096 for 16384-token micro-batches)",
     "seed": "seed of the data order and the tiny model's initialisation",
     "lora_r": "train LoRA adapters of this rank (the peft package) instead of every weight; the score head is always "
     "fully trained (0: full fine-tuning)",

@@ -21,7 +21,7 @@ import torch
 from skyshared.outputs import Staged
 
 from skyrm import checkpoint, run_folder, token_cache
-from skyrm.batching import MicroBatch, micro_batches, step_plan
+from skyrm.batching import MicroBatch, fixed_varlen, micro_batches, step_plan
 from skyrm.config import TrainConfig
 from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
@@ -413,6 +413,10 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "
             f"(dropped: {dict(held_out.dropped)}): no held-out accuracy")  # fmt: skip
     _check(config, data, runtime)
+    # a varlen kernel's rows in fixed shapes: their shape for the whole run (refused here if the longest pair can't fit)
+    shape = (fixed_varlen(data.chosen, data.rejected, config.batch_pairs // runtime.world, config.micro_batch_tokens,
+                          config.pad_to_multiple_of, config.max_length)
+             if config.pad_to_multiple_of and config.attn_implementation in VARLEN_ATTENTION else None)  # fmt: skip
     margins = _margins(config, data, log)
     plan = step_plan(len(data), config.batch_pairs, config.epochs, config.seed, config.max_steps)
     epochs = len(plan) * config.batch_pairs / len(data)
@@ -469,7 +473,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             batches = micro_batches(data.chosen, data.rejected, mine, config.micro_batch_tokens, pad_id,
                                     packing=packing, block_mask=not (varlen or flex), by_length=True,
                                     flex=config.flex_block_size if flex else 0,
-                                    row_multiple=config.pad_to_multiple_of, longest=config.max_length)  # fmt: skip
+                                    row_multiple=config.pad_to_multiple_of, shape=shape)  # fmt: skip
             # loss, correct, margin: summed on the device, read once a step (a read per micro-batch would make the
             # host wait for the GPU before it queues the next micro-batch)
             measured_sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("torch.nn.attention.varlen")
 from skyrm import varlen  # noqa: E402
-from skyrm.batching import in_pair_order, micro_batches  # noqa: E402
+from skyrm.batching import fixed_varlen, in_pair_order, micro_batches  # noqa: E402
 from skyrm.config import TrainConfig  # noqa: E402
 from skyrm.model import attention_implementation, rewards, tiny_config  # noqa: E402
 
@@ -81,24 +81,32 @@ def test_packed_rows_carry_the_cumulative_lengths_of_their_sequences(pairs):
 
 def test_varlen_rows_in_fixed_shapes(pairs):
     """With a multiple: every row's length a multiple of it (or the budget), the same number of sequences in every
-    row (the padding cut into the sequences a row lacks, none empty), one bound on every length, and the real
-    sequences where they were."""
+    row (the most pairs a row can hold, twice, and one: the padding cut into the sequences a row lacks, none empty),
+    one bound on every length, and the real sequences where they were."""
     chosen, rejected = pairs
     order = list(range(len(chosen)))
+    count, longest = fixed_varlen(chosen, rejected, len(order), 96, 32, longest=20)
+    sizes = sorted(len(c) + len(r) for c, r in zip(chosen, rejected, strict=True))  # 3, 19, 32, 35, 30
+    assert count == 2 * 4 + 1 and longest == 32  # the four shortest pairs fit in 96 tokens; no piece over 32
     plain = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False)
-    fixed = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False, row_multiple=32, longest=40)
-    count = 2 * len(order) + 1
+    fixed = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False, row_multiple=32,
+                          shape=(count, longest))  # fmt: skip
+    default = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False, row_multiple=32)
+    assert [b.cu_seqlens.tolist() for b in default] == [b.cu_seqlens.tolist() for b in fixed]  # these pairs' own
     for batch in fixed:
-        cu, longest = batch.varlen
+        cu, bound = batch.varlen
         lengths = cu.diff()
         assert batch.input_ids.shape[1] % 32 == 0 or batch.input_ids.shape[1] == 96
         assert len(cu) == count + 1 and cu[-1] == batch.input_ids.shape[1] and lengths.min() >= 1
-        assert longest == max(40, 32 + count) and lengths.max() <= longest
+        assert bound == longest and lengths.max() <= bound
         real = 2 * batch.pairs
         assert cu[real] == batch.tokens and (batch.position_ids[0, : batch.tokens] == 0).sum() == real
-    assert sorted(p for b in fixed for p in b.pair_ids) == order and len(fixed) >= len(plain)
+    assert sorted(p for b in fixed for p in b.pair_ids) == order and len(fixed) >= len(plain) and sizes[-1] == 35
+    with pytest.raises(ValueError, match="the longest pair \\(35 tokens\\) needs a micro-batch of at least 40"):
+        fixed_varlen(chosen, rejected, len(order), 38, 32)  # two pairs a row at most: 5 sequences, 35 + 5 tokens
     with pytest.raises(ValueError, match="a sequence of 60 tokens, over the bound of 20 given"):
-        micro_batches([[1] * 60], [[2] * 5], [0], 128, 0, packing=True, block_mask=False, row_multiple=16, longest=20)
+        micro_batches([[1] * 60], [[2] * 5], [0], 128, 0, packing=True, block_mask=False, row_multiple=16,
+                      shape=(3, 20))  # fmt: skip
 
 
 @pytest.mark.parametrize("multiple", [0, 32])
