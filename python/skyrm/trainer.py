@@ -143,13 +143,13 @@ def _compile_layers(model, config: TrainConfig) -> None:
     """torch.compile each decoder layer's forward (the forward only: FSDP's hooks stay outside the graph and the
     weights keep their names). Packed rows padded to a multiple of ``pad_to_multiple_of`` tokens (flex attention's,
     or a varlen kernel's in fixed shapes) come in a few lengths: training compiles a graph for each
-    (``dynamic=False``, as docs/benchmarks.md's run 6 measured it; dynamo's dynamic shapes were not measured), with
-    room under dynamo's recompile limit, which every layer shares, for a second graph a length (a LoRA run's first
-    layer gets inputs without gradients); evaluation's padded rows, of any shape, run uncompiled rather than compile
-    a graph each. A varlen kernel's rows otherwise, of any length, keep dynamo's default: a graph more each time it
-    finds an input varying or a row length crossing a size its code generator chose by (in steps 2 and 6 of run 7 on
-    an H200), then dynamic shapes, with room under the recompile limit. ``dynamic=True`` from the start, tried in
-    run 8, compiled in the same steps and ran 5-6% slower in the others (on another machine; docs/benchmarks.md)."""
+    (``dynamic=False``, as docs/benchmarks.md's run 6 measured it for flex attention's rows), with room under
+    dynamo's recompile limit, which every layer shares, for a second graph a length (a LoRA run's first layer gets
+    inputs without gradients); evaluation's padded rows, of any shape, run uncompiled rather than compile a graph
+    each. A varlen kernel's rows otherwise, of any length, keep dynamo's default: a graph more each time it finds an
+    input varying or a row length crossing a size its code generator chose by (in steps 2 and 6 of run 7 on an
+    H200), then dynamic shapes, with room under the recompile limit. ``dynamic=True`` from the start, tried in run
+    8, compiled in the same steps and ran 5-6% slower in the others (on another machine; docs/benchmarks.md)."""
     lengths = config.row_lengths()
     if not lengths:
         if config.attn_implementation in VARLEN_ATTENTION:  # 4-5 graphs in training on an H200, more for evaluation

@@ -66,9 +66,11 @@ def test_speed_settings_are_checked(field, value):
         load_config(overrides={field: value})
 
 
-def test_rows_padded_to_a_multiple_need_flex_and_few_lengths():
+def test_rows_padded_to_a_multiple_need_flex_or_varlen_and_few_lengths():
     flex = {"attn_implementation": "flex_attention", "micro_batch_tokens": 16_384}
     assert load_config(overrides={**flex, "pad_to_multiple_of": 4096}).pad_to_multiple_of == 4096
+    varlen = {**flex, "attn_implementation": "torch_varlen", "dtype": "bf16"}
+    assert load_config(overrides={**varlen, "pad_to_multiple_of": 4096}).pad_to_multiple_of == 4096
     assert load_config(overrides={**flex, "pad_to_multiple_of": 2048, "compile": True}).compile
     with pytest.raises(ConfigError, match="^pad_to_multiple_of: pads packed rows under flex attention or torch_varlen"):
         load_config(overrides={"pad_to_multiple_of": 4096})

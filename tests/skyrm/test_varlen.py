@@ -86,7 +86,7 @@ def test_varlen_rows_in_fixed_shapes(pairs):
     chosen, rejected = pairs
     order = list(range(len(chosen)))
     count, longest = fixed_varlen(chosen, rejected, len(order), 96, 32, longest=20)
-    sizes = sorted(len(c) + len(r) for c, r in zip(chosen, rejected, strict=True))  # 3, 19, 32, 35, 30
+    sizes = sorted(len(c) + len(r) for c, r in zip(chosen, rejected, strict=True))  # 3, 19, 30, 32, 35
     assert count == 2 * 4 + 1 and longest == 32  # the four shortest pairs fit in 96 tokens; no piece over 32
     plain = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False)
     fixed = micro_batches(chosen, rejected, order, 96, 0, packing=True, block_mask=False, row_multiple=32,
