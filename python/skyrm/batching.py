@@ -240,11 +240,11 @@ def fixed_varlen(chosen: list[list[int]], rejected: list[list[int]], pairs: int,
             break
         held += 1
     count = 2 * held + 1
-    if sizes[-1] > token_budget - count:
+    if sizes and sizes[-1] > token_budget - count:
         raise ValueError(f"rows of fixed shapes keep {count} of a micro-batch's tokens for the sequences of their "
                          f"padding: the longest pair ({sizes[-1]} tokens) needs a micro-batch of at least "
                          f"{sizes[-1] + count} tokens, not {token_budget}")  # fmt: skip
-    return count, max(longest or max(max(firsts), max(seconds)), row_multiple)
+    return count, max(longest or max([*firsts, *seconds], default=0), row_multiple)
 
 
 def _lengths(sequences) -> list[int]:

@@ -104,6 +104,7 @@ def test_varlen_rows_in_fixed_shapes(pairs):
     assert sorted(p for b in fixed for p in b.pair_ids) == order and len(fixed) >= len(plain) and sizes[-1] == 35
     with pytest.raises(ValueError, match="the longest pair \\(35 tokens\\) needs a micro-batch of at least 40"):
         fixed_varlen(chosen, rejected, len(order), 38, 32)  # two pairs a row at most: 5 sequences, 35 + 5 tokens
+    assert fixed_varlen([], [], 32, 96, 32) == (1, 32)  # no pairs: nothing to hold
     with pytest.raises(ValueError, match="a sequence of 60 tokens, over the bound of 20 given"):
         micro_batches([[1] * 60], [[2] * 5], [0], 128, 0, packing=True, block_mask=False, row_multiple=16,
                       shape=(3, 20))  # fmt: skip
