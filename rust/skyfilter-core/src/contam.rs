@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 use crate::ngram::{ngram_hashes, TokenHash, MAX_N};
-use crate::rows::{check_bounds, map_rows, ByteRows};
+use crate::rows::{check_bounds, map_rows, utf8, ByteRows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
 
@@ -150,16 +150,6 @@ fn count_distinct(hashes: &[u64], table: &mut Vec<u64>) -> usize {
         }
     }
     distinct
-}
-
-/// `bytes` as text when they are UTF-8: ASCII (most text) is checked by a faster test than the full validation.
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        std::str::from_utf8(bytes).ok()
-    }
 }
 
 fn check_n(n: usize) -> Result<(), Error> {

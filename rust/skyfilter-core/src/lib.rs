@@ -19,7 +19,7 @@ pub mod shingle_sets;
 pub mod text;
 pub mod views;
 
-pub use rows::ByteRows;
+pub use rows::{utf8, ByteRows};
 
 use std::fmt;
 use std::io;

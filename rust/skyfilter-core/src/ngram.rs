@@ -1,11 +1,18 @@
 //! N-gram hashing.
 //!
-//! A token hashes by one of two [`TokenHash`] functions: `Stable`, `xxh3_64(token bytes, SEED)`, the same in
-//! every process, machine and release, for hashes that are stored or compared between processes (MinHash
-//! signatures); or `Local`, cheaper and free to change between releases, for hashes that never leave the process
-//! (the contamination index and the rows matched against it). An n-gram hashes to the polynomial
-//! `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised (murmur3's 64-bit mixer for `Stable`, a
-//! folded multiplication for `Local`); the polynomial rolls, so each further window costs two multiplications.
+//! A token hashes by one of two [`TokenHash`] functions, and its n-grams by a rolling function of the token hashes:
+//!
+//! * `Stable`: `xxh3_64(token bytes, SEED)`, the same in every process, machine and release, for hashes that are
+//!   stored or compared between processes (MinHash signatures). An n-gram hashes to the polynomial
+//!   `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised by murmur3's 64-bit mixer; the polynomial
+//!   rolls, so each further window costs two multiplications and the mixer.
+//! * `Local`: cheaper and free to change between releases, for hashes that never leave the process (the
+//!   contamination index and the rows matched against it). A token of up to 16 bytes hashes by one folded
+//!   multiplication, whose every bit depends on every byte; an n-gram to the XOR of its token hashes, each rotated
+//!   left by its distance from the window's end (`t[k].rotate_left(n-1-k)`, a cyclic polynomial, as buzhash). It
+//!   rolls by a rotation and two XORs, without a multiplication or a finaliser: the token hashes are already
+//!   mixed, and `n <= 64` keeps every position's rotation distinct.
+//!
 //! Hashes only find candidates: every hit is confirmed by comparing tokens.
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -121,26 +128,15 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Odd factor of the local n-gram hash's finaliser.
-const LOCAL_MIX: u64 = 0x9fb2_1c65_1e98_df25;
-
 impl TokenHash {
-    /// The n-gram hash from its polynomial: murmur3's finaliser for `Stable`; one folded multiplication for
-    /// `Local` (as good a spread of the bits for the tables the hashes index, at half the instructions).
-    fn finish(self, polynomial: u64) -> u64 {
-        match self {
-            Self::Stable => mix(polynomial),
-            Self::Local => fold_multiply(polynomial, LOCAL_MIX),
-        }
-    }
-
     /// Hash of the n-gram whose token hashes (of this kind) are `window`.
     pub fn ngram_hash(self, window: &[u64]) -> u64 {
-        self.finish(
-            window
+        match self {
+            Self::Stable => mix(window
                 .iter()
-                .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t)),
-        )
+                .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t))),
+            Self::Local => window.iter().fold(0u64, |acc, &t| acc.rotate_left(1) ^ t),
+        }
     }
 }
 
@@ -161,33 +157,54 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &m
     match hash {
         TokenHash::Stable => {
             token_hashes.extend(tokens.bytes().map(|token| xxh3_64_with_seed(token, SEED)));
-            roll(token_hashes, n, mix, out);
+            roll_polynomial(token_hashes, n, out);
         }
         TokenHash::Local => {
             local_token_hashes(tokens, token_hashes);
-            roll(token_hashes, n, |p| TokenHash::Local.finish(p), out);
+            roll_cyclic(token_hashes, n, out);
         }
     }
 }
 
-/// Appends `finish` of the polynomial of every window of `n` of `token_hashes` (at least `n` of them): the
-/// polynomial rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken
-/// apart from the shift so that one multiplication and one addition are all that each window waits on).
-fn roll(token_hashes: &[u64], n: usize, finish: impl Fn(u64) -> u64, out: &mut Vec<u64>) {
+/// Appends the stable hash of every window of `n` of `token_hashes` (at least `n` of them): the polynomial
+/// rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken apart from
+/// the shift so that one multiplication and one addition are all that each window waits on), then is mixed.
+fn roll_polynomial(token_hashes: &[u64], n: usize, out: &mut Vec<u64>) {
     let drop = (0..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^n
     let mut acc = token_hashes[..n]
         .iter()
         .fold(0u64, |a, &t| a.wrapping_mul(BASE).wrapping_add(t));
-    let first = out.len();
-    out.resize(first + token_hashes.len() - n + 1, 0);
-    let (head, rest) = out[first..].split_at_mut(1);
-    head[0] = finish(acc);
+    let (head, rest) = windows_out(token_hashes, n, out);
+    *head = mix(acc);
     for ((slot, &new), &old) in rest.iter_mut().zip(&token_hashes[n..]).zip(token_hashes) {
         acc = acc
             .wrapping_mul(BASE)
             .wrapping_add(new.wrapping_sub(old.wrapping_mul(drop)));
-        *slot = finish(acc);
+        *slot = mix(acc);
     }
+}
+
+/// Appends the local hash of every window of `n` of `token_hashes` (at least `n`, at most [`MAX_N`]): the last
+/// window's hash rotated by one, the oldest token's term (its hash rotated by `n`, where the rotation brought it)
+/// XORed out and the newest token's hash XORed in.
+fn roll_cyclic(token_hashes: &[u64], n: usize, out: &mut Vec<u64>) {
+    let mut acc = TokenHash::Local.ngram_hash(&token_hashes[..n]);
+    let (head, rest) = windows_out(token_hashes, n, out);
+    *head = acc;
+    let turn = n as u32;
+    for ((slot, &new), &old) in rest.iter_mut().zip(&token_hashes[n..]).zip(token_hashes) {
+        acc = acc.rotate_left(1) ^ old.rotate_left(turn) ^ new;
+        *slot = acc;
+    }
+}
+
+/// Room at the end of `out` for the hashes of the windows of `n` of `token_hashes`, written in place rather than
+/// pushed: the first window's slot, and the others'.
+fn windows_out<'a>(token_hashes: &[u64], n: usize, out: &'a mut Vec<u64>) -> (&'a mut u64, &'a mut [u64]) {
+    let first = out.len();
+    out.resize(first + token_hashes.len() - n + 1, 0);
+    let (head, rest) = out[first..].split_at_mut(1);
+    (&mut head[0], rest)
 }
 
 #[cfg(test)]
@@ -243,6 +260,34 @@ mod tests {
         assert_eq!(out, direct);
         let distinct: std::collections::HashSet<u64> = out.iter().copied().collect();
         assert_eq!(distinct.len(), tokens.len());
+    }
+
+    #[test]
+    fn local_rolling_holds_at_the_largest_n_and_tells_orders_apart() {
+        let text = (0..200).map(|i| format!("w{}", i % 97)).collect::<Vec<_>>().join(" ");
+        let mut tokens = Tokens::default();
+        Tokenizer::Words.tokenize_into(&text, &mut tokens);
+        let hashes: Vec<u64> = tokens.bytes().map(local_token_hash).collect();
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        for n in [2, 13, MAX_N - 1, MAX_N] {
+            ngram_hashes(&tokens, n, TokenHash::Local, &mut scratch, &mut out);
+            let direct: Vec<u64> = hashes.windows(n).map(|w| TokenHash::Local.ngram_hash(w)).collect();
+            assert_eq!(out, direct, "n = {n}");
+            // Windows of 97 distinct tokens' cycle: as many distinct hashes as distinct windows.
+            let distinct: std::collections::HashSet<u64> = out.iter().copied().collect();
+            assert_eq!(distinct.len(), 97.min(out.len()), "n = {n}");
+        }
+        // The same tokens in another order are another n-gram.
+        let (ab, ba) = (local_token_hash(b"ab"), local_token_hash(b"ba"));
+        assert_ne!(
+            TokenHash::Local.ngram_hash(&[ab, ba]),
+            TokenHash::Local.ngram_hash(&[ba, ab])
+        );
+        let (x, y) = (local_token_hash(b"x1"), local_token_hash(b"y1"));
+        assert_ne!(
+            TokenHash::Local.ngram_hash(&[x, x, y]),
+            TokenHash::Local.ngram_hash(&[x, y, x])
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::pool::pool;
-use crate::rows::{map_chunks, map_rows, ByteRows};
+use crate::rows::{map_chunks, map_rows, utf8, ByteRows};
 use crate::Error;
 
 /// Row codes, in order of precedence: a row is dropped for the first rule it fails.
@@ -325,7 +325,7 @@ impl GroupIds {
         for (distinct, ids) in &parts {
             let bad = distinct
                 .iter()
-                .position(|v| v.is_some_and(|bytes| std::str::from_utf8(bytes).is_err()));
+                .position(|v| v.is_some_and(|bytes| utf8(bytes).is_none()));
             if let Some(bad) = bad {
                 let at = ids.iter().position(|&id| id as usize == bad).unwrap_or_default();
                 return Err(Error::InvalidUtf8 { text: first_row + at });

@@ -434,7 +434,8 @@ impl WordRuns {
     }
 
     /// ASCII text, lower-cased byte-wise here. Its runs of word bytes are found 64 bytes at a time, as bit masks:
-    /// a branch per run instead of one per byte.
+    /// a branch per run instead of one per byte. The spans are written into the list's spare room with a count
+    /// kept in a register (a `push` a span kept the list's length in memory, a store and a load a run).
     fn feed_ascii(&mut self, text: &str, out: &mut Tokens) {
         let base = out.buf.len();
         out.buf.push_str(text);
@@ -445,7 +446,11 @@ impl WordRuns {
             Some((start, chars)) => (true, start, base, chars),
             None => (false, 0, 0, 0),
         };
-        out.spans.reserve(text.len() / 2 + 1); // at most one run every two bytes
+        // A run ends at a byte that is not a word byte and follows one (or follows the run carried in): at most
+        // one end every two bytes, and one more for the carried run.
+        out.spans.reserve(text.len() / 2 + 1);
+        let room = out.spans.spare_capacity_mut();
+        let mut written = 0;
         let mut before = u64::from(open); // whether the byte before the block is a word byte
         for (b, block) in text.as_bytes().chunks(64).enumerate() {
             let words = word_mask(block);
@@ -456,13 +461,18 @@ impl WordRuns {
                 let at = base + 64 * b + changes.trailing_zeros() as usize;
                 changes &= changes - 1;
                 if open {
-                    push_span(&mut out.spans, start, at, carried + at - from);
+                    // Written, then counted or not: one-letter words are common, and a branch on them mispredicts.
+                    room[written].write((start as u32, at as u32));
+                    written += usize::from(carried + at - from >= 2);
                 } else {
                     (start, from, carried) = (at, at, 0);
                 }
                 open = !open;
             }
         }
+        let kept = out.spans.len() + written;
+        // SAFETY: the `written` spans after the list's length were initialised above.
+        unsafe { out.spans.set_len(kept) };
         // A run still open goes on into what follows: its characters so far.
         self.run = open.then(|| (start, carried + out.buf.len() - from));
     }

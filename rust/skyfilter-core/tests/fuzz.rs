@@ -142,7 +142,29 @@ proptest! {
             let hashes: Vec<u64> = tokens.bytes().map(local_token_hash).collect();
             let direct: Vec<u64> = hashes.windows(n).map(|w| TokenHash::Local.ngram_hash(w)).collect();
             prop_assert_eq!(&out, &direct);
+            // ... which are the XOR of the token hashes, each rotated by its distance from the window's end.
+            let cyclic = |w: &[u64]| w.iter().enumerate().fold(0, |h, (k, &t)| h ^ t.rotate_left((n - 1 - k) as u32));
+            prop_assert_eq!(&out, &hashes.windows(n).map(cyclic).collect::<Vec<u64>>());
         }
+    }
+
+    #[test]
+    fn utf8_is_checked_as_the_standard_library_does(
+        bytes in prop_oneof![
+            byte_row().prop_map(Option::unwrap_or_default),
+            prop::collection::vec(any::<u8>(), 0..80),
+            // Valid text of 40 to 400 bytes (past the SIMD check's blocks), cut anywhere or with one byte changed.
+            (tricky_text(100), any::<prop::sample::Index>(), any::<u8>(), any::<bool>()).prop_map(|(t, at, b, cut)| {
+                let mut bytes = t.repeat(4).into_bytes();
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    if cut { bytes.truncate(i) } else { bytes[i] = b }
+                }
+                bytes
+            }),
+        ],
+    ) {
+        prop_assert_eq!(skyfilter_core::utf8(&bytes), std::str::from_utf8(&bytes).ok());
     }
 }
 

@@ -42,7 +42,7 @@ impl Texts {
             .into_iter()
             .enumerate()
             .map(|(i, b)| {
-                b.map(|b| std::str::from_utf8(b).map_err(|_| invalid_text(i)))
+                b.map(|b| skyfilter_core::utf8(b).ok_or_else(|| invalid_text(i)))
                     .transpose()
             })
             .collect()
