@@ -264,12 +264,12 @@ def row_results(matcher: Matcher, result: pa.RecordBatch) -> dict[str, pa.Array]
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(flagged)
     ev = matcher.evidence(result, rows, rows)
-    n = len(flagged)
+    at = np.full(len(flagged), -1, dtype=np.int64)  # each row's place among the flagged rows, null if none
+    at[rows] = np.arange(len(rows))
+    at = pa.array(at, mask=at < 0)
 
     def scatter(values: pa.Array) -> pa.Array:
-        idx = np.full(n, -1, dtype=np.int64)
-        idx[rows] = np.arange(len(rows))
-        return values.take(pa.array(idx, mask=idx < 0))
+        return values.take(at)
 
     return {
         "flagged": result.column("flagged"),

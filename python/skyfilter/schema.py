@@ -481,12 +481,16 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
         flat = prompt.flatten()
         parents = pc.list_parent_indices(prompt).to_numpy()
         is_user = pc.fill_null(pc.equal(flat.field("role"), "user"), False).to_numpy(zero_copy_only=False)
-        rows, first = np.unique(parents[is_user], return_index=True)
-        take = np.full(len(pairs), -1, dtype=np.int64)
-        take[rows] = np.flatnonzero(is_user)[first]
         contents = flat.field("content")
-        if len(contents) == len(take) and (take == np.arange(len(take))).all():
+        if len(parents) == len(pairs) and is_user.all() and (parents == np.arange(len(parents))).all():
             return contents, None  # one message a row, each the user's: the texts as they are, not copied
+        # Each row's first user message: the parents run in order, so where the users' parent changes (no sort).
+        users = np.flatnonzero(is_user)
+        owner = parents[users]
+        first = np.ones(len(owner), dtype=bool)
+        first[1:] = owner[1:] != owner[:-1]
+        take = np.full(len(pairs), -1, dtype=np.int64)
+        take[owner[first]] = users[first]
         return contents.take(pa.array(take, mask=take < 0)), None
     return turn_texts(pairs, ["prompt"] if fields == "conversation" else ["prompt", "chosen", "rejected"])
 

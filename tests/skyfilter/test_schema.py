@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from skyfilter import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, read_table, to_pairs
-from skyfilter.schema import parse_helpsteer_prompt, parse_transcript
+from skyfilter.schema import MESSAGES, parse_helpsteer_prompt, parse_transcript
 
 
 def msgs(*pairs):
@@ -51,6 +52,27 @@ def test_conversational_layout_and_text_fields():
     texts, bounds = match_texts(pairs, "all")
     assert texts.to_pylist() == ["sys", "first", "a", "second", "yes", "no", "only"]
     assert bounds.to_pylist() == [0, 6, 7]
+
+
+def test_first_user_turn_equals_a_plain_reading():
+    """match_texts(..., "prompt") against the rule read row by row, on random rows: roles in any order, null roles,
+    null and empty prompts, one-message rows (the path that returns the texts uncopied) and mixed ones."""
+    rng = np.random.default_rng(7)
+    roles = ["user", "assistant", "system", None]
+    for case in range(300):
+        one_message = case % 3 == 0
+        prompts = []
+        for r in range(int(rng.integers(1, 12))):
+            if not one_message and rng.random() < 0.1:
+                prompts.append(None)
+                continue
+            size = 1 if one_message else int(rng.integers(0, 5))
+            weights = [1.0, 0, 0, 0] if one_message and case % 2 == 0 else [0.4, 0.3, 0.2, 0.1]
+            prompts.append([{"role": rng.choice(roles, p=weights), "content": f"{r}.{k}"} for k in range(size)])
+        pairs = pa.table({"prompt": pa.array(prompts, type=MESSAGES)})
+        expected = [next((m["content"] for m in p or [] if m["role"] == "user"), None) for p in prompts]
+        texts, bounds = match_texts(pairs, "prompt")
+        assert texts.to_pylist() == expected and bounds is None, prompts
 
 
 def test_transcripts_and_helpsteer_markers():
