@@ -9,7 +9,7 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 use crate::ngram::{ngram_hashes, TokenHash, SEED};
 use crate::rows::{check_bounds, map_rows};
 use crate::shingle_sets::{jaccard_reaches, ShingleSets};
-use crate::text::{is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens};
+use crate::text::{in_range, is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens, TOPS};
 use crate::Error;
 
 /// Appends `text` with leading and trailing whitespace removed and inner whitespace runs collapsed to
@@ -53,12 +53,28 @@ pub fn normalize(text: &str, lowercase: bool, out: &mut String) {
 
 /// The end of the ASCII stretch in normal form from `at` (an ASCII byte): one byte if it is a space, else the
 /// non-space bytes and single spaces up to the first space that is not between two of them, or non-ASCII byte.
+/// Eight bytes at a time while nine are left (a byte's rule reads the byte after it), then byte by byte.
 fn normal_ascii_end(bytes: &[u8], at: usize) -> usize {
     if is_ascii_python_space(bytes[at]) {
         return at + 1;
     }
-    let plain = |b: u8| b.is_ascii() && !is_ascii_python_space(b);
     let mut end = at + 1;
+    while end + 9 <= bytes.len() {
+        let (here, after) = (le_word(&bytes[end..]), le_word(&bytes[end + 1..]));
+        // A byte ends the stretch when it is not ASCII, or a space other than one ' ' before a plain byte.
+        let (space, plain_after) = (ascii_spaces(here), !(ascii_spaces(after) | after) & TOPS);
+        let ends = (here | space & !(in_range(here & !TOPS, b' ', b' ') & plain_after)) & TOPS;
+        if ends != 0 {
+            return end + ends.trailing_zeros() as usize / 8;
+        }
+        end += 8;
+    }
+    stretch_end_bytewise(bytes, end)
+}
+
+/// [`normal_ascii_end`]'s rule byte by byte from `end`, a byte within the stretch or just after it.
+fn stretch_end_bytewise(bytes: &[u8], mut end: usize) -> usize {
+    let plain = |b: u8| b.is_ascii() && !is_ascii_python_space(b);
     while end < bytes.len() {
         if plain(bytes[end]) {
             end += 1;
@@ -69,6 +85,19 @@ fn normal_ascii_end(bytes: &[u8], at: usize) -> usize {
         }
     }
     end
+}
+
+/// The first eight bytes of `bytes` (at least eight) as a little-endian word.
+fn le_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Each byte's top bit set where the byte, read as ASCII (its top bit cleared), is an [`is_ascii_python_space`].
+fn ascii_spaces(x: u64) -> u64 {
+    let x = x & !TOPS;
+    in_range(x, b' ', b' ') | in_range(x, b'\t', b'\r') | in_range(x, 0x1c, 0x1f)
 }
 
 /// [`is_python_space`] for an ASCII byte: space, `\t\n\x0b\x0c\r` and `\x1c..=\x1f`.
@@ -735,6 +764,38 @@ mod tests {
     fn ascii_spaces_are_the_python_ones() {
         for b in 0..128u8 {
             assert_eq!(is_ascii_python_space(b), is_python_space(char::from(b)), "{b}");
+        }
+    }
+
+    #[test]
+    fn ascii_stretches_end_where_the_byte_rule_ends_them() {
+        // The rule read one byte at a time all along, against the eight-byte words, on every stretch start of
+        // texts mixing plain bytes, each kind of space, doubled spaces and bytes of longer characters.
+        let bytewise = |bytes: &[u8], at: usize| {
+            if is_ascii_python_space(bytes[at]) {
+                at + 1
+            } else {
+                stretch_end_bytewise(bytes, at + 1)
+            }
+        };
+        let pieces = [
+            "a", "bc", "Z9", " ", "  ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}", "\u{1f}", "\u{7f}", "!", "é",
+            "\u{a0}", "\u{2003}", "中",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(state % 40) {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let pick = (state >> 33) as usize % (pieces.len() + 6);
+                text.push_str(pieces.get(pick).copied().unwrap_or("word"));
+            }
+            let bytes = text.as_bytes();
+            for at in (0..bytes.len()).filter(|&at| bytes[at].is_ascii()) {
+                assert_eq!(normal_ascii_end(bytes, at), bytewise(bytes, at), "{text:?} from {at}");
+            }
         }
     }
 

@@ -484,8 +484,8 @@ impl WordRuns {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const TOPS: u64 = 0x8080_8080_8080_8080;
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(crate) const TOPS: u64 = 0x8080_8080_8080_8080;
 
 /// Bit `i` set where `block[i]` (at most 64 ASCII bytes) is a word byte.
 fn word_mask(block: &[u8]) -> u64 {
@@ -554,7 +554,7 @@ pub(crate) fn lower_ascii(text: &mut str) {
 }
 
 /// Each byte's top bit set where the byte (ASCII) is within `lo..=hi`: no carry leaves a byte.
-fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
+pub(crate) fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
     (x + (0x80 - u64::from(lo)) * ONES) & !(x + (0x7f - u64::from(hi)) * ONES) & TOPS
 }
 
