@@ -478,8 +478,8 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
         raise ValueError(f"fields must be one of {FIELDS}, got {fields!r}")
     prompt = _column(pairs, "prompt")
     if fields == "prompt":
-        flat = prompt.flatten()
-        parents = pc.list_parent_indices(prompt).to_numpy()
+        flat = prompt.flatten()  # skips what a null row holds underneath; so do these parents (list_parent_indices not)
+        parents = np.repeat(np.arange(len(prompt)), _lengths(prompt))
         is_user = pc.fill_null(pc.equal(flat.field("role"), "user"), False).to_numpy(zero_copy_only=False)
         contents = flat.field("content")
         if len(parents) == len(pairs) and is_user.all() and (parents == np.arange(len(parents))).all():

@@ -71,8 +71,18 @@ def test_first_user_turn_equals_a_plain_reading():
             prompts.append([{"role": rng.choice(roles, p=weights), "content": f"{r}.{k}"} for k in range(size)])
         pairs = pa.table({"prompt": pa.array(prompts, type=MESSAGES)})
         expected = [next((m["content"] for m in p or [] if m["role"] == "user"), None) for p in prompts]
-        texts, bounds = match_texts(pairs, "prompt")
-        assert texts.to_pylist() == expected and bounds is None, prompts
+        cut = len(prompts) // 2
+        for table, rows in [
+            (pairs, expected),
+            (pairs.slice(1), expected[1:]),  # an offset into the lists
+            (pa.concat_tables([pairs.slice(0, cut), pairs.slice(cut)]), expected),  # two chunks
+        ]:
+            texts, bounds = match_texts(table, "prompt")
+            assert texts.to_pylist() == rows and bounds is None, prompts
+    # A null row that still holds a message underneath (Arrow allows it): null, not the next row's turn.
+    held = pa.array([{"role": "user", "content": "hidden"}, {"role": "user", "content": "c"}], type=MESSAGES.value_type)
+    lists = pa.ListArray.from_arrays(pa.array([0, 1, 2], pa.int32()), held, MESSAGES, mask=pa.array([True, False]))
+    assert match_texts(pa.table({"prompt": lists}), "prompt")[0].to_pylist() == [None, "c"]
 
 
 def test_transcripts_and_helpsteer_markers():

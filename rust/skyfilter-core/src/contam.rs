@@ -41,7 +41,7 @@ type HashIndex = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
 struct Group {
     /// Index in `BenchIndex::tokens` of its first token.
     first_token: u32,
-    /// Next group with the same hash (a true 64-bit collision), or `NONE`.
+    /// Next group with the same hash (a collision: see [`crate::ngram::CYCLIC_MAX_N`]), or `NONE`.
     next: u32,
     /// Range of its postings in `BenchIndex::postings`.
     postings: (u32, u32),
@@ -123,7 +123,8 @@ struct Scratch {
 }
 
 /// Number of distinct values in `hashes`, with an open-addressing set in `table` (reused scratch).
-/// 0 marks an empty slot, so a hash of 0 is counted as 1: a 2^-64 event that only shifts a count.
+/// 0 marks an empty slot, so a hash of 0 is counted as 1: a rare event (see [`crate::ngram::CYCLIC_MAX_N`]) that
+/// only shifts a count.
 fn count_distinct(hashes: &[u64], table: &mut Vec<u64>) -> usize {
     let size = (hashes.len() * 2).next_power_of_two().max(16);
     if table.len() == size {

@@ -8,10 +8,11 @@
 //!   rolls, so each further window costs two multiplications and the mixer.
 //! * `Local`: cheaper and free to change between releases, for hashes that never leave the process (the
 //!   contamination index and the rows matched against it). A token of up to 16 bytes hashes by one folded
-//!   multiplication, whose every bit depends on every byte; an n-gram to the XOR of its token hashes, each rotated
-//!   left by its distance from the window's end (`t[k].rotate_left(n-1-k)`, a cyclic polynomial, as buzhash). It
-//!   rolls by a rotation and two XORs, without a multiplication or a finaliser: the token hashes are already
-//!   mixed, and `n <= 64` keeps every position's rotation distinct.
+//!   multiplication, whose every bit depends on every byte. An n-gram of up to [`CYCLIC_MAX_N`] tokens hashes to
+//!   the XOR of its token hashes, each rotated left by its distance from the window's end
+//!   (`t[k].rotate_left(n-1-k)`, a cyclic polynomial, as buzhash): it rolls by a rotation and two XORs, without a
+//!   multiplication or a finaliser (the token hashes are already mixed). Longer n-grams take the polynomial above,
+//!   finished by one folded multiplication (see [`CYCLIC_MAX_N`] for why).
 //!
 //! Hashes only find candidates: every hit is confirmed by comparing tokens.
 
@@ -116,6 +117,17 @@ fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
     }));
 }
 
+/// The longest n-grams whose local hashes roll cyclically. The cyclic hash is linear over GF(2): rotating a 64-bit
+/// word is multiplying by `x` in GF(2)[x]/(x^64 + 1) = GF(2)[x]/((x + 1)^64), so two distinct n-grams collide with
+/// a probability up to 2^-(65 - n) (token hashes taken as random: the difference of the two windows is a
+/// polynomial of degree below `n`, divisible by at most `(x + 1)^(n-1)`). That is 2^-49 at 16, where a collision
+/// only costs a token comparison or, rarely, one n-gram less in a row's distinct count; at 64, a window of one
+/// repeated token hashes to its bits' parity. The polynomial's collisions stay near 2^-64 for every `n`.
+pub const CYCLIC_MAX_N: usize = 16;
+
+/// Odd factor of the finaliser of the local polynomial (n-grams longer than [`CYCLIC_MAX_N`]).
+const LOCAL_MIX: u64 = 0x9fb2_1c65_1e98_df25;
+
 /// Odd multiplier of the rolling polynomial.
 const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -132,10 +144,9 @@ impl TokenHash {
     /// Hash of the n-gram whose token hashes (of this kind) are `window`.
     pub fn ngram_hash(self, window: &[u64]) -> u64 {
         match self {
-            Self::Stable => mix(window
-                .iter()
-                .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t))),
-            Self::Local => window.iter().fold(0u64, |acc, &t| acc.rotate_left(1) ^ t),
+            Self::Stable => mix(polynomial(window)),
+            Self::Local if window.len() <= CYCLIC_MAX_N => window.iter().fold(0u64, |acc, &t| acc.rotate_left(1) ^ t),
+            Self::Local => fold_multiply(polynomial(window), LOCAL_MIX),
         }
     }
 }
@@ -157,34 +168,43 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &m
     match hash {
         TokenHash::Stable => {
             token_hashes.extend(tokens.bytes().map(|token| xxh3_64_with_seed(token, SEED)));
-            roll_polynomial(token_hashes, n, out);
+            roll_polynomial(token_hashes, n, mix, out);
         }
         TokenHash::Local => {
             local_token_hashes(tokens, token_hashes);
-            roll_cyclic(token_hashes, n, out);
+            if n <= CYCLIC_MAX_N {
+                roll_cyclic(token_hashes, n, out);
+            } else {
+                roll_polynomial(token_hashes, n, |p| fold_multiply(p, LOCAL_MIX), out);
+            }
         }
     }
 }
 
-/// Appends the stable hash of every window of `n` of `token_hashes` (at least `n` of them): the polynomial
-/// rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken apart from
-/// the shift so that one multiplication and one addition are all that each window waits on), then is mixed.
-fn roll_polynomial(token_hashes: &[u64], n: usize, out: &mut Vec<u64>) {
-    let drop = (0..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^n
-    let mut acc = token_hashes[..n]
+/// `sum(window[k] * BASE^(n-1-k))` (mod 2^64), `n` the window's length.
+fn polynomial(window: &[u64]) -> u64 {
+    window
         .iter()
-        .fold(0u64, |a, &t| a.wrapping_mul(BASE).wrapping_add(t));
+        .fold(0u64, |acc, &t| acc.wrapping_mul(BASE).wrapping_add(t))
+}
+
+/// Appends `finish` of the polynomial of every window of `n` of `token_hashes` (at least `n` of them): the
+/// polynomial rolls, shifting and adding the newest token less the oldest's term (`BASE^n` times its hash, taken
+/// apart from the shift so that one multiplication and one addition are all that each window waits on).
+fn roll_polynomial(token_hashes: &[u64], n: usize, finish: impl Fn(u64) -> u64, out: &mut Vec<u64>) {
+    let drop = (0..n).fold(1u64, |p, _| p.wrapping_mul(BASE)); // BASE^n
+    let mut acc = polynomial(&token_hashes[..n]);
     let (head, rest) = windows_out(token_hashes, n, out);
-    *head = mix(acc);
+    *head = finish(acc);
     for ((slot, &new), &old) in rest.iter_mut().zip(&token_hashes[n..]).zip(token_hashes) {
         acc = acc
             .wrapping_mul(BASE)
             .wrapping_add(new.wrapping_sub(old.wrapping_mul(drop)));
-        *slot = mix(acc);
+        *slot = finish(acc);
     }
 }
 
-/// Appends the local hash of every window of `n` of `token_hashes` (at least `n`, at most [`MAX_N`]): the last
+/// Appends the local hash of every window of `n` of `token_hashes` (at least `n`, at most [`CYCLIC_MAX_N`]): the last
 /// window's hash rotated by one, the oldest token's term (its hash rotated by `n`, where the rotation brought it)
 /// XORed out and the newest token's hash XORed in.
 fn roll_cyclic(token_hashes: &[u64], n: usize, out: &mut Vec<u64>) {
@@ -263,13 +283,13 @@ mod tests {
     }
 
     #[test]
-    fn local_rolling_holds_at_the_largest_n_and_tells_orders_apart() {
+    fn local_hashes_roll_either_way_and_tell_orders_and_repeats_apart() {
         let text = (0..200).map(|i| format!("w{}", i % 97)).collect::<Vec<_>>().join(" ");
         let mut tokens = Tokens::default();
         Tokenizer::Words.tokenize_into(&text, &mut tokens);
         let hashes: Vec<u64> = tokens.bytes().map(local_token_hash).collect();
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        for n in [2, 13, MAX_N - 1, MAX_N] {
+        for n in [2, 13, CYCLIC_MAX_N, CYCLIC_MAX_N + 1, MAX_N - 1, MAX_N] {
             ngram_hashes(&tokens, n, TokenHash::Local, &mut scratch, &mut out);
             let direct: Vec<u64> = hashes.windows(n).map(|w| TokenHash::Local.ngram_hash(w)).collect();
             assert_eq!(out, direct, "n = {n}");
@@ -283,11 +303,24 @@ mod tests {
             TokenHash::Local.ngram_hash(&[ab, ba]),
             TokenHash::Local.ngram_hash(&[ba, ab])
         );
-        let (x, y) = (local_token_hash(b"x1"), local_token_hash(b"y1"));
-        assert_ne!(
-            TokenHash::Local.ngram_hash(&[x, x, y]),
-            TokenHash::Local.ngram_hash(&[x, y, x])
-        );
+        // Repeats, where a linear hash is weakest (the cyclic one kept to 64 tokens hashed every window of one
+        // repeated token to its parity): one token n times, for 500 tokens, and two or four tokens in turn.
+        let words: Vec<u64> = (0..500).map(|i| local_token_hash(format!("t{i}").as_bytes())).collect();
+        for n in [7, 8, 13, CYCLIC_MAX_N, CYCLIC_MAX_N + 1, 32, MAX_N] {
+            let mut seen = std::collections::HashSet::new();
+            for &w in &words {
+                assert!(seen.insert(TokenHash::Local.ngram_hash(&vec![w; n])), "n = {n}");
+            }
+            for period in [2, 4] {
+                for shift in 0..period {
+                    let window: Vec<u64> = (0..n).map(|k| words[(k + shift) % period]).collect();
+                    assert!(
+                        seen.insert(TokenHash::Local.ngram_hash(&window)),
+                        "n = {n}, {period}, {shift}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

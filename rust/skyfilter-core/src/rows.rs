@@ -8,7 +8,7 @@ use crate::pool::pool;
 use crate::Error;
 
 /// `bytes` as text when they are UTF-8: the one check of every kernel, with SIMD (`simdutf8`, 16 to 32 bytes an
-/// instruction through text beyond ASCII too, where the standard library's check goes a byte at a time).
+/// instruction through text beyond ASCII too, where the standard library's check takes each such sequence alone).
 pub fn utf8(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
 }
@@ -90,4 +90,41 @@ pub(crate) fn map_chunks<T: Send>(
     let chunk = n_rows.div_ceil(pool.current_num_threads() * 4).max(MIN_CHUNK);
     let ranges: Vec<Range<usize>> = (0..n_rows).step_by(chunk).map(|s| s..(s + chunk).min(n_rows)).collect();
     Ok(pool.install(|| ranges.into_par_iter().map(f).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utf8;
+
+    #[test]
+    fn utf8_is_checked_as_the_standard_library_does_at_every_place_of_a_block() {
+        // Sequences that are not UTF-8 (a surrogate, overlong forms, past U+10FFFF, a lone continuation byte, a
+        // cut sequence) and ones that are, at every place of ASCII text up to past two 64-byte blocks.
+        let pieces: [&[u8]; 10] = [
+            b"\xed\xa0\x80",
+            b"\xc0\x80",
+            b"\xe0\x80\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xf5",
+            b"\x80",
+            b"\xe4\xb8",
+            "\u{e9}".as_bytes(),
+            "\u{4e2d}".as_bytes(),
+            "\u{1f600}".as_bytes(),
+        ];
+        for piece in pieces {
+            for at in 0..140 {
+                let mut bytes = vec![b'a'; at];
+                bytes.extend_from_slice(piece);
+                bytes.extend_from_slice(&[b'b'; 70]);
+                assert_eq!(utf8(&bytes), std::str::from_utf8(&bytes).ok(), "{piece:?} at {at}");
+                bytes.truncate(at + piece.len());
+                assert_eq!(
+                    utf8(&bytes),
+                    std::str::from_utf8(&bytes).ok(),
+                    "{piece:?} at the end, {at}"
+                );
+            }
+        }
+    }
 }
