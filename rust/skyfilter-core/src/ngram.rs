@@ -122,7 +122,8 @@ fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
 /// a probability up to 2^-(65 - n) (token hashes taken as random: the difference of the two windows is a
 /// polynomial of degree below `n`, divisible by at most `(x + 1)^(n-1)`). That is 2^-49 at 16, where a collision
 /// only costs a token comparison or, rarely, one n-gram less in a row's distinct count; at 64, a window of one
-/// repeated token hashes to its bits' parity. The polynomial's collisions stay near 2^-64 for every `n`.
+/// repeated token hashes to its bits' parity. The polynomial (mod 2^64) has no such weakness: for that window its
+/// collision probability is 2^-58 (`sum(BASE^k)` for `k < 64` is divisible by 2^6 only, `BASE` being 1 mod 4).
 pub const CYCLIC_MAX_N: usize = 16;
 
 /// Odd factor of the finaliser of the local polynomial (n-grams longer than [`CYCLIC_MAX_N`]).
