@@ -6,7 +6,7 @@
 
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
-use crate::ngram::{ngram_hashes, TokenHash, SEED};
+use crate::ngram::{ngram_hashes, word_at, TokenHash, SEED};
 use crate::rows::{check_bounds, map_rows};
 use crate::shingle_sets::{jaccard_reaches, ShingleSets};
 use crate::text::{in_range, is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens, TOPS};
@@ -60,7 +60,7 @@ fn normal_ascii_end(bytes: &[u8], at: usize) -> usize {
     }
     let mut end = at + 1;
     while end + 9 <= bytes.len() {
-        let (here, after) = (le_word(&bytes[end..]), le_word(&bytes[end + 1..]));
+        let (here, after) = (word_at(bytes, end), word_at(bytes, end + 1));
         // A byte ends the stretch when it is not ASCII, or a space other than one ' ' before a plain byte.
         let (space, plain_after) = (ascii_spaces(here), !(ascii_spaces(after) | after) & TOPS);
         let ends = (here | space & !(in_range(here & !TOPS, b' ', b' ') & plain_after)) & TOPS;
@@ -85,13 +85,6 @@ fn stretch_end_bytewise(bytes: &[u8], mut end: usize) -> usize {
         }
     }
     end
-}
-
-/// The first eight bytes of `bytes` (at least eight) as a little-endian word.
-fn le_word(bytes: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(word)
 }
 
 /// Each byte's top bit set where the byte, read as ASCII (its top bit cleared), is an [`is_ascii_python_space`].

@@ -59,7 +59,7 @@ fn local_short(low: u64, high: u64, len: usize) -> u64 {
 }
 
 /// Bytes `at..at + 8` of `bytes` as a little-endian word (the caller keeps them in bounds).
-fn word_at(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn word_at(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(word)
