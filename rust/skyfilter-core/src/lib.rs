@@ -7,12 +7,14 @@
 //! * [`parquet`]: parquet row groups decoded in parallel into Arrow batches.
 //! * [`select`]: score thresholds, margins, length ratios, reward-model agreement and per-group top fractions.
 //! * [`views`]: rows of string arrays as string_view arrays that share the input's text.
+//! * [`recycle`]: a global allocator that reuses large freed blocks (the parquet reader's batch buffers).
 
 pub mod contam;
 pub mod dedup;
 pub mod ngram;
 pub mod parquet;
 mod pool;
+pub mod recycle;
 mod rows;
 pub mod select;
 pub mod shingle_sets;

@@ -13,6 +13,11 @@ mod unicode;
 
 use pyo3::prelude::*;
 
+/// Every allocation of the extension; while a parquet file is read (`ParquetBatches`), large freed blocks (its
+/// decoded batches) are kept for the next batch instead of unmapped and faulted in again.
+#[global_allocator]
+pub(crate) static ALLOCATOR: skyfilter_core::recycle::Recycling = skyfilter_core::recycle::Recycling::new();
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::quiet_panics();

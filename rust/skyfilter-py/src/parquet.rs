@@ -8,10 +8,12 @@ use std::thread::JoinHandle;
 use arrow_array::RecordBatch;
 use pyo3::prelude::*;
 use skyfilter_core::parquet::ParquetRows;
+use skyfilter_core::recycle::Keeping;
 use skyfilter_core::Error;
 
 use crate::arrow_ffi::batch_to_pyarrow;
 use crate::error::{guarded, panic_error, to_py, SkyfilterError};
+use crate::ALLOCATOR;
 
 /// The rows of a parquet file (all top-level columns, or the named ones) as pyarrow record batches of at most
 /// `batch_rows` rows, in file order; row groups are decoded in parallel on `threads` workers (0: all cores),
@@ -27,6 +29,8 @@ pub struct ParquetBatches {
     /// The next window of row groups, decoding on a background thread while Python works on `ready`.
     pending: Option<JoinHandle<Result<Vec<RecordBatch>, Error>>>,
     ready: VecDeque<RecordBatch>,
+    /// The freed buffers of the batches already read serve the next ones while the file is read.
+    _keeping: Keeping<'static>,
 }
 
 impl ParquetBatches {
@@ -73,6 +77,7 @@ impl ParquetBatches {
                 stop_group: stop,
                 pending: None,
                 ready: VecDeque::new(),
+                _keeping: ALLOCATOR.keeping(),
             })
         })
     }
