@@ -79,7 +79,7 @@ def main() -> None:
                "--data-dir", str(mirror), "--out", str(out)]  # fmt: skip
     command += ["--bench-file", str(bench)]
     try:
-        seconds, rss = run_measured(command)
+        seconds, rss = run_measured(command)[:2]
         manifest = json.loads((out / "manifest.json").read_text())
         print(f"{'skyfilter curate --recipe skywork-80k-v0.2 (end to end)':<60} {seconds:8.1f} s  "
               f"peak RSS {rss / 2**30:.2f} GiB")  # fmt: skip

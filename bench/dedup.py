@@ -212,7 +212,7 @@ def end_to_end_line(table: pa.Table, record) -> None:
         exe = Path(sys.executable).parent / "skyfilter"
         outputs = ["--out", str(WORK / "kept.parquet"), "--dropped", str(WORK / "dropped.parquet")]
         cmd = [str(exe), "dedup", str(src), *outputs, "--report", str(WORK / "report.json"), "-q"]
-        seconds, rss, _ = run_measured(cmd)
+        seconds, rss = run_measured(cmd)[:2]
         record("skyfilter dedup CLI (exact + near), parquet -> parquet", table.num_rows, float(seconds),
                f"peak RSS {int(rss) / 2**20:,.0f} MiB")  # fmt: skip
     finally:

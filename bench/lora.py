@@ -39,7 +39,7 @@ def run(args, work: Path, name: str, extra: list[str]) -> dict:
                "--max-length", str(args.max_length), "--micro-batch-tokens", str(args.micro_batch_tokens),
                "--truncation", "truncate", "--lr", "1e-4", "--dtype", "fp32", "--report-to", "none",
                *extra]  # fmt: skip
-    wall, rss = run_measured(command)
+    wall, rss = run_measured(command)[:2]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = records[1:] or records
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)

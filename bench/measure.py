@@ -21,7 +21,8 @@ if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 cpu = usage.ru_utime + usage.ru_stime
-print(time.perf_counter() - start, usage.ru_maxrss * 1024, cpu, os.waitstatus_to_exitcode(status))
+print(time.perf_counter() - start, usage.ru_maxrss * 1024, cpu, usage.ru_stime, usage.ru_minflt,
+      os.waitstatus_to_exitcode(status))
 """
 
 
@@ -29,14 +30,18 @@ class Run(NamedTuple):
     seconds: float  # wall
     rss: int  # peak, bytes
     cpu_seconds: float  # user + system, all threads
+    system_seconds: float  # system alone (page faults and unmapping are most of it)
+    minor_faults: int  # pages faulted in without a read from disk: memory touched for the first time
 
 
-def run_measured(command: list[str], cpus: list[int] | None = None) -> Run:
-    """Wall seconds, peak RSS (bytes) and CPU seconds of ``command``, on the cores ``cpus`` only if given; exits if
-    it fails."""
+def run_measured(command: list[str], cpus: list[int] | None = None, env: dict[str, str] | None = None) -> Run:
+    """Wall seconds, peak RSS (bytes), CPU seconds and page faults of ``command``, on the cores ``cpus`` only if
+    given, with the environment ``env`` if given; exits if it fails."""
     pinned = ",".join(map(str, cpus or []))
-    out = subprocess.run([sys.executable, "-c", _MEASURE, pinned, *command], capture_output=True, text=True, check=True)
-    seconds, rss, cpu, code = out.stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, pinned, *command], capture_output=True, text=True, check=True, env=env
+    )
+    seconds, rss, cpu, system, faults, code = out.stdout.split()
     if int(code) != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
-    return Run(float(seconds), int(rss), float(cpu))
+    return Run(float(seconds), int(rss), float(cpu), float(system), int(faults))

@@ -268,7 +268,7 @@ def text_dedup_near(python: str, texts: list[str], threshold: float) -> tuple[fl
                str(threshold), "--hash_func", "xxh3", "--num_proc", str(os.cpu_count()), "--output", str(out),
                "--cache_dir", str(WORK / "text_dedup_cache"), "--debug"]  # fmt: skip
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    seconds, _ = run_measured(command)
+    seconds = run_measured(command).seconds
     roots = WORK / "text_dedup_roots.npy"
     convert = (  # the pickle needs text_dedup's classes: read it in text-dedup's Python
         "import pickle, sys, numpy as np; uf = pickle.load(open(sys.argv[1], 'rb')); n = int(sys.argv[3]); "
@@ -300,7 +300,7 @@ def skyfilter_peak_rss(texts: list[str], threshold: float, verify: str, threads:
     if not src.exists():
         pq.write_table(pa.table({"text": texts}), src)
     command = [sys.executable, __file__, "--child", verify, "--threshold", str(threshold), "--threads", str(threads)]
-    return run_measured(command)[1]
+    return run_measured(command).rss
 
 
 def cached_truth(texts: list[str], threshold: float) -> tuple[np.ndarray, np.ndarray, int, float]:

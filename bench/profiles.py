@@ -16,7 +16,13 @@ less; each timed three times in its process, the fastest kept (CPU seconds, the 
   keys     _core.row_keys of prompt, chosen and rejected on --dedup-rows pairs, as bench/dedup.py's exact keys
   near     _core.MinHasher(128, 5).signatures and the LSH clusters on the same pairs, as bench/dedup.py's near line
 
+With --command-rows N, each round also runs the `skyfilter contaminate` command with each build, on every core,
+parquet to parquet on N RMB prompts (as bench/contaminate.py's command lines): wall seconds, system seconds, minor
+page faults and peak RSS, the median over the rounds, and the wall time against the first variant's in the same
+round. It measures what the kernels' CPU time does not: the reader, the writer and the memory they touch.
+
 Run: python bench/profiles.py [--variants release thin/16 false/16] [--rounds 5] [--rows 300000] [--dedup-rows 50000]
+                              [--command-rows 1000000]
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from measure import Run, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -115,12 +123,35 @@ def time_kernels(rows: int, dedup_rows: int) -> dict[str, float]:
     }
 
 
+def command_input(rows: int, path: Path) -> list[str]:
+    """The contaminate command's arguments on ``rows`` RMB prompts written to ``path`` (as bench/contaminate.py
+    writes its inputs), its outputs beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from contaminate import BENCH_FILES
+    from skyfilter import match_texts, read_table, to_pairs
+
+    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
+    base, _ = match_texts(rmb, "prompt")
+    prompts = pa.concat_arrays([base] * -(-rows // len(base)))[:rows]
+    table = pa.table({"prompt": prompts, "source": pa.repeat(pa.scalar("rmb"), rows)})
+    pq.write_table(table, path, row_group_size=65_536)
+    os.sync()
+    outputs = {name: str(path.with_name(f"{path.stem}.{name}")) for name in ("out", "flagged", "report")}
+    return [
+        "contaminate", str(path), *(a for file, _ in BENCH_FILES for a in ("--bench-file", str(file))),
+        "--out", outputs["out"] + ".parquet", "--flagged", outputs["flagged"] + ".parquet",
+        "--report", outputs["report"] + ".json", "-q",
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["release", "thin/16", "false/16"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--dedup-rows", type=int, default=50_000)
+    parser.add_argument("--command-rows", type=int, default=0, help="also time the contaminate command on N rows")
     parser.add_argument("--kernels", action="store_true", help=argparse.SUPPRESS)  # the child process's part
     args = parser.parse_args()
     if args.kernels:
@@ -145,7 +176,11 @@ def main() -> None:
             paths[name] = package_with(library, Path(tmp) / f"python-{i}")
 
         times: dict[str, dict[str, list[float]]] = {name: {k: [] for k in KERNELS} for name in paths}
+        commands: dict[str, list[Run]] = {name: [] for name in paths}
         child = [sys.executable, __file__, "--kernels", "--rows", str(args.rows), "--dedup-rows", str(args.dedup_rows)]
+        if args.command_rows:
+            skyfilter = [str(Path(sys.executable).parent / "skyfilter")]
+            skyfilter += command_input(args.command_rows, Path(tmp) / "prompts.parquet")
         for r in range(args.rounds):
             for name, path in paths.items():
                 env = dict(os.environ, PYTHONPATH=str(path), RAYON_NUM_THREADS="1")
@@ -154,6 +189,11 @@ def main() -> None:
                 for k in KERNELS:
                     times[name][k].append(result[k])
                 print(f"  round {r + 1} {name}: " + ", ".join(f"{k} {result[k]:.3f} s" for k in KERNELS), flush=True)
+                if args.command_rows:
+                    run = run_measured(skyfilter, env=dict(os.environ, PYTHONPATH=str(path)))
+                    commands[name].append(run)
+                    print(f"  round {r + 1} {name}: command {run.seconds:.2f} s wall, {run.system_seconds:.2f} s "
+                          f"system, {run.minor_faults:,} faults, peak RSS {run.rss / 2**20:,.0f} MiB")  # fmt: skip
 
     # Against the first variant: the ratio within each round (the two ran back to back, under about the same
     # load), median (lowest-highest) over the rounds.
@@ -171,6 +211,18 @@ def main() -> None:
             ratios.append(f"{k} {statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f})")
         built = f"{wall:,.0f} | {cpu:,.0f}" if wall is not None else "- | -"
         print(f"| {name} | {built} | {size / 1e6:.1f} | " + " | ".join(cells) + f" | {', '.join(ratios)} |")
+    if args.command_rows:
+        print(f"\n# skyfilter contaminate, {args.command_rows:,} prompts, parquet -> parquet, {os.cpu_count()} cores: "
+              f"median of {args.rounds} rounds\n")  # fmt: skip
+        print(f"| variant | wall s | system s | minor faults | peak RSS MiB | wall / {first}'s, same round |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name, runs in commands.items():
+            paired = [a.seconds / b.seconds for a, b in zip(runs, commands[first], strict=True)]
+            print(f"| {name} | {statistics.median(r.seconds for r in runs):.2f} | "
+                  f"{statistics.median(r.system_seconds for r in runs):.2f} | "
+                  f"{statistics.median(r.minor_faults for r in runs):,.0f} | "
+                  f"{statistics.median(r.rss for r in runs) / 2**20:,.0f} | "
+                  f"{statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f}) |")  # fmt: skip
 
 
 if __name__ == "__main__":

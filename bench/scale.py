@@ -171,9 +171,9 @@ def main() -> None:
               f"{'ray driver':>11} {'ray processes':>14}")  # fmt: skip
         for name in names:
             local_out, ray_out = work / f"{name}-local.parquet", work / f"{name}-ray"
-            local_s, local_rss, _ = run_measured(command(name, shards, local_out, args.workers))
+            local_s, local_rss = run_measured(command(name, shards, local_out, args.workers))[:2]
             with RaySampler() as sampler:
-                ray_s, ray_rss, _ = run_measured([*command(name, shards, ray_out, args.workers), "--engine", "ray"])
+                ray_s, ray_rss = run_measured([*command(name, shards, ray_out, args.workers), "--engine", "ray"])[:2]
             same = read_output(local_out).equals(read_output(ray_out))
             print(
                 f"{name:<12} {local_s:>8.1f} {ray_s:>8.1f} {ray_s / local_s:>8.2f}x {local_rss / 2**30:>9.2f} G "

@@ -158,7 +158,7 @@ def main() -> None:
         results = {}
         passed = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("side", "work")]
         for side in ("trl", "skyrm-padded", "skyrm-packed"):
-            wall, rss = run_measured([sys.executable, __file__, *passed, "--side", side, "--work", str(work)])
+            wall, rss = run_measured([sys.executable, __file__, *passed, "--side", side, "--work", str(work)])[:2]
             results[side] = {**json.loads((work / f"{side}.json").read_text()), "wall": wall, "rss": rss}
         print(f"{'side':<14} {'train s':>8} {'tokens/s':>10} {'wall s':>7} {'peak RSS':>9}  first / last losses")
         for side, r in results.items():
