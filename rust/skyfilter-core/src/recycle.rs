@@ -77,13 +77,14 @@ impl Default for Recycling {
 }
 
 fn is_large(layout: Layout) -> bool {
-    layout.size() >= LARGE && layout.align() <= HEADER
+    // Past half the address space a request goes to the system allocator (which refuses it), so that a block's
+    // system size (`capacity + HEADER`) is always a valid layout.
+    (LARGE..=isize::MAX as usize / 2).contains(&layout.size()) && layout.align() <= HEADER
 }
 
 /// The system layout of a large block of `capacity` bytes.
 fn system_layout(capacity: usize) -> Layout {
-    // SAFETY: HEADER is a power of two, and the caller's own `Layout` of `capacity` bytes was checked to be at
-    // most isize::MAX rounded down to its alignment, far past any allocation a machine grants.
+    // SAFETY: HEADER is a power of two, and a large capacity is at most half of isize::MAX (`is_large`).
     unsafe { Layout::from_size_align_unchecked(capacity + HEADER, HEADER) }
 }
 
