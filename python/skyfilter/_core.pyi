@@ -64,8 +64,8 @@ class MinHasher:
     def signatures(self, texts: Any, bounds: Any | None = None, *, threads: int = 0) -> Any:
         """``fixed_size_list<uint32>[num_perm]``; rows without tokens are all 2^32 - 1."""
     def signatures_and_shingles(self, texts: Any, bounds: Any | None = None, *, threads: int = 0) -> tuple[Any, Any]:
-        """``(signatures, shingle_sets)``: the signatures, and each row's distinct 64-bit shingle hashes ascending
-        (``large_list<uint64>``), for ``NearDedup(verify="exact")``."""
+        """``(signatures, shingle_sets)``: the signatures, and each row's 64-bit shingle hashes in text order, repeats
+        kept (``large_list<uint64>``), for ``NearDedup(verify="exact")``."""
 
 class NearDedup:
     """Near-duplicate clusters over rows added in order: the connected components of the LSH candidate pairs whose
@@ -78,7 +78,8 @@ class NearDedup:
     def __len__(self) -> int: ...
     def add(self, signatures: Any, shingle_sets: Any | None = None) -> None:
         """Signatures from ``MinHasher.signatures``: ``fixed_size_list<uint32>[num_perm]`` without nulls; verifying
-        exactly, also their shingle sets (``MinHasher.signatures_and_shingles``)."""
+        exactly, also their shingle sets (``MinHasher.signatures_and_shingles``; each row's hashes in any order,
+        repeats allowed)."""
     def clusters(self) -> pa.UInt32Array:
         """Per row added, the index of its cluster's first row."""
     def band_keys(self, signatures: Any) -> tuple[pa.UInt64Array, pa.UInt32Array]:

@@ -10,8 +10,8 @@ Three checks, in this order of precedence (a row is dropped for the first that a
    rejected turn(s); ``key="prompt"`` the prompt turns alone. Roles are not part of the key.
 3. **near_duplicate**: MinHash over word shingles (the ``words`` tokens: lowercase, ``\\w\\w+``), LSH banding,
    candidates verified by their Jaccard similarity, estimated from the signatures (``verify="estimate"``) or
-   exact (``verify="exact"``: the shingle sets, as 64-bit hashes, intersected; 8 bytes per distinct shingle of
-   each row held until the clusters are found); a cluster is a connected component of the verified pairs (so a
+   exact (``verify="exact"``: the shingle sets, as 64-bit hashes, intersected; 8 bytes per shingle of each row
+   held until the clusters are found); a cluster is a connected component of the verified pairs (so a
    row can be in the cluster of a row it is not similar to, through rows between them). Texts are the same turns
    as the key; shingles never span two turns.
 

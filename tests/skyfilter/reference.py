@@ -142,15 +142,20 @@ def ngram_hash(grams: tuple[str, ...]) -> int:
     return _mix(acc)
 
 
-def reference_shingle_hashes(texts: list[str | None], shingle: int) -> set[int]:
-    """A row's distinct shingle hashes: the ``words`` tokens of each text, ``shingle`` at a time (a text of 1 to
-    ``shingle - 1`` tokens is one shingle of them all), never across two texts."""
-    grams = set()
+def reference_shingle_hash_list(texts: list[str | None], shingle: int) -> list[int]:
+    """A row's shingle hashes in text order, repeats kept: the ``words`` tokens of each text, ``shingle`` at a time
+    (a text of 1 to ``shingle - 1`` tokens is one shingle of them all), never across two texts."""
+    hashes = []
     for text in texts:
         t = tokens(text or "", "words")
         n = min(shingle, len(t))
-        grams |= {tuple(t[i : i + n]) for i in range(len(t) - n + 1)} if n else set()
-    return {ngram_hash(g) for g in grams}
+        hashes += [ngram_hash(tuple(t[i : i + n])) for i in range(len(t) - n + 1)] if n else []
+    return hashes
+
+
+def reference_shingle_hashes(texts: list[str | None], shingle: int) -> set[int]:
+    """A row's distinct shingle hashes (see :func:`reference_shingle_hash_list`)."""
+    return set(reference_shingle_hash_list(texts, shingle))
 
 
 def reference_shingles(texts: list[str | None], n: int) -> set[tuple[str, ...]]:

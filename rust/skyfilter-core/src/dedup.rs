@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::ngram::{ngram_hashes, word_at, TokenHash, SEED};
 use crate::rows::{check_bounds, map_rows};
-use crate::shingle_sets::{jaccard_reaches, ShingleSets};
+use crate::shingle_sets::{jaccard_reaches, ShingleSets, SortedRows};
 use crate::text::{in_range, is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens, TOPS};
 use crate::Error;
 
@@ -181,24 +181,22 @@ impl MinHasher {
             .concat())
     }
 
-    /// [`MinHasher::signatures`] and the rows' shingle sets (the same shingles' 64-bit hashes), for verifying
-    /// candidates by their exact Jaccard similarity.
+    /// [`MinHasher::signatures`] and the rows' shingle sets (the same shingles' 64-bit hashes, in text order with
+    /// their repeats), for verifying candidates by their exact Jaccard similarity.
     pub fn signatures_and_shingles(
         &self,
         texts: &[Option<&str>],
         bounds: &[usize],
         threads: usize,
     ) -> Result<(Vec<u32>, ShingleSets), Error> {
-        let mut rows = self.map_shingles(texts, bounds, threads, |shingles| {
-            let signature = self.signature(shingles);
-            shingles.sort_unstable(); // in parallel here; pushing them below finds them sorted
-            (signature, shingles.to_vec())
+        let rows = self.map_shingles(texts, bounds, threads, |shingles| {
+            (self.signature(shingles), shingles.to_vec())
         })?;
         let mut signatures = Vec::with_capacity(rows.len() * self.num_perm());
         let mut sets = ShingleSets::default();
-        for (signature, set) in &mut rows {
+        for (signature, set) in &rows {
             signatures.extend_from_slice(signature);
-            sets.push_unsorted(set);
+            sets.push(set);
         }
         Ok((signatures, sets))
     }
@@ -350,8 +348,9 @@ impl Verify {
 /// rare, as sharing a band means `rows_per_band` equal MinHash values.
 ///
 /// Rows are added in input order; the result depends only on the rows, not on how they were added. Memory:
-/// the signatures (and, verifying exactly, the shingle sets: 8 bytes per distinct shingle of each row), then
-/// during [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each distinct signature.
+/// the signatures (and, verifying exactly, the shingle sets: 8 bytes per shingle of each row), then during
+/// [`NearDedup::clusters`] up to 24 bytes per row plus 16 bytes per band of each distinct signature, and verifying
+/// exactly 16 bytes per row more plus the sorted sets of the rows compared ([`SortedRows`]).
 #[derive(Debug)]
 pub struct NearDedup {
     bands: usize,
@@ -466,7 +465,7 @@ impl NearDedup {
     }
 
     /// Whether two rows with tokens are near duplicates (their Jaccard, estimated or exact, reaches the threshold).
-    fn similar(&self, x: u32, y: u32) -> bool {
+    fn similar(&self, x: u32, y: u32, sets: &SortedRows) -> bool {
         match self.verify {
             Verify::Estimate => {
                 let equal = self
@@ -477,26 +476,23 @@ impl NearDedup {
                     .count();
                 equal >= self.min_equal
             }
-            Verify::Exact => jaccard_reaches(
-                self.shingles.row(x as usize),
-                self.shingles.row(y as usize),
-                self.threshold,
-            ),
+            Verify::Exact => jaccard_reaches(sets.row(x as usize), sets.row(y as usize), self.threshold),
         }
     }
 
     /// Whether one of two rows stands for the other everywhere: equal signatures (and, verifying exactly, equal
     /// shingle sets).
-    fn same(&self, x: u32, y: u32) -> bool {
+    fn same(&self, x: u32, y: u32, sets: &SortedRows) -> bool {
         self.signature(x) == self.signature(y)
-            && (self.verify == Verify::Estimate || self.shingles.row(x as usize) == self.shingles.row(y as usize))
+            && (self.verify == Verify::Estimate || sets.row(x as usize) == sets.row(y as usize))
     }
 
     /// The cluster of every row added: the smallest row index of its connected component.
     pub fn clusters(&self) -> Vec<u32> {
+        let shingles = SortedRows::new(&self.shingles);
         let mut sets = UnionFind::new(self.rows);
-        let nodes = self.join_identical(&mut sets);
-        self.join_buckets(self.band_keys(&nodes), &mut sets);
+        let nodes = self.join_identical(&mut sets, &shingles);
+        self.join_buckets(self.band_keys(&nodes), &mut sets, &shingles);
         (0..self.rows as u32).map(|r| sets.find(r)).collect()
     }
 
@@ -534,9 +530,10 @@ impl NearDedup {
                 self.rows
             )));
         }
+        let shingles = SortedRows::new(&self.shingles);
         let mut sets = UnionFind::new(self.rows);
         let mut is_node = vec![false; self.rows];
-        for row in self.join_identical(&mut sets) {
+        for row in self.join_identical(&mut sets, &shingles) {
             is_node[row as usize] = true;
         }
         // A row with the signature of an earlier one is in the same buckets; that row stands for it there.
@@ -545,18 +542,18 @@ impl NearDedup {
             .copied()
             .filter(|&(_, row)| is_node[row as usize])
             .collect();
-        self.join_buckets(keys, &mut sets);
+        self.join_buckets(keys, &mut sets, &shingles);
         Ok((0..self.rows as u32).map(|r| sets.find(r)).collect())
     }
 
     /// Joins the verified pairs of every bucket of two rows or more among `keys` (band key, row).
-    fn join_buckets(&self, mut keys: Vec<(u64, u32)>, sets: &mut UnionFind) {
+    fn join_buckets(&self, mut keys: Vec<(u64, u32)>, sets: &mut UnionFind, shingles: &SortedRows) {
         keys.sort_unstable();
         keys.dedup(); // a row twice in a bucket: two of its bands hash alike
         let mut scratch = BucketScratch::default();
         for bucket in keys.chunk_by(|a, b| a.0 == b.0) {
             if bucket.len() > 1 {
-                self.join_bucket(bucket, sets, &mut scratch);
+                self.join_bucket(bucket, sets, &mut scratch, shingles);
             }
         }
     }
@@ -579,7 +576,7 @@ impl NearDedup {
 
     /// Joins the rows with tokens whose signatures (and, verifying exactly, shingle sets) are identical; returns
     /// the rows that stand for the others (each the first of its kind).
-    fn join_identical(&self, sets: &mut UnionFind) -> Vec<u32> {
+    fn join_identical(&self, sets: &mut UnionFind, shingles: &SortedRows) -> Vec<u32> {
         let mut bytes = Vec::with_capacity(4 * self.num_perm);
         let mut whole: Vec<(u64, u32)> = (0..self.rows as u32)
             .filter(|&row| self.signature(row).iter().any(|&v| v != EMPTY))
@@ -597,7 +594,7 @@ impl NearDedup {
             for &(_, row) in &run[1..] {
                 // Equal hashes of different signatures (almost never), or equal signatures of different shingle
                 // sets, leave the row a node of its own.
-                if self.same(first, row) {
+                if self.same(first, row, shingles) {
                     sets.union(first, row);
                 } else {
                     nodes.push(row);
@@ -613,7 +610,13 @@ impl NearDedup {
     }
 
     /// Joins the verified pairs of one bucket (rows ascending), as described on [`NearDedup`].
-    fn join_bucket(&self, bucket: &[(u64, u32)], sets: &mut UnionFind, scratch: &mut BucketScratch) {
+    fn join_bucket(
+        &self,
+        bucket: &[(u64, u32)],
+        sets: &mut UnionFind,
+        scratch: &mut BucketScratch,
+        shingles: &SortedRows,
+    ) {
         let BucketScratch { groups, next } = scratch;
         groups.clear();
         next.clear();
@@ -624,7 +627,8 @@ impl NearDedup {
             while g < groups.len() {
                 let root = sets.find(groups[g].root);
                 groups[g].root = root;
-                let joins = root == sets.find(row) || self.join_group(row, groups[g].head, bucket, next, sets);
+                let joins =
+                    root == sets.find(row) || self.join_group(row, groups[g].head, bucket, next, sets, shingles);
                 match (joins, own) {
                     (false, _) => g += 1,
                     (true, None) => {
@@ -655,11 +659,19 @@ impl NearDedup {
     }
 
     /// Verifies `row` against the members of the group starting at `head` until one passes; joins them then.
-    fn join_group(&self, row: u32, head: u32, bucket: &[(u64, u32)], next: &[u32], sets: &mut UnionFind) -> bool {
+    fn join_group(
+        &self,
+        row: u32,
+        head: u32,
+        bucket: &[(u64, u32)],
+        next: &[u32],
+        sets: &mut UnionFind,
+        shingles: &SortedRows,
+    ) -> bool {
         let mut member = head;
         while member != NONE {
             let other = bucket[member as usize].1;
-            if self.similar(row, other) {
+            if self.similar(row, other, shingles) {
                 sets.union(row, other);
                 return true;
             }
@@ -888,7 +900,7 @@ mod tests {
             &mut (0..5).collect(),
             &mut (0..8).collect(),
         ] {
-            sets.push_unsorted(row);
+            sets.push(row);
         }
         let sigs = [1, 2, 3, 4].repeat(4);
         let mut exact = NearDedup::new(4, 1, 4, 0.7, Verify::Exact).unwrap();
@@ -910,7 +922,9 @@ mod tests {
         let (sigs, sets) = hasher.signatures_and_shingles(&texts, &bounds, 1).unwrap();
         assert_eq!(sigs, hasher.signatures(&texts, &bounds, 1).unwrap());
         assert_eq!(sets.len(), 4);
-        assert_eq!(sets.row(0).len(), 3); // "aa bb" twice, "bb cc", "cc aa"
+        assert_eq!(sets.row(0).len(), 4); // "aa bb", "bb cc", "cc aa", "aa bb" again: as the text gives them
+        assert_eq!(SortedRows::new(&sets).row(0).len(), 3);
+        assert_eq!(sets.row(0)[0], sets.row(0)[3]);
         assert!(sets.row(1).is_empty() && sets.row(2).is_empty()); // no tokens ("x" is one character)
         assert_eq!(sets.row(3).len(), 1);
         assert_eq!(

@@ -12,17 +12,26 @@
 //! goes, the kept blocks go back to the system, so a process that is done reading does not hold on to them.
 //!
 //! A large block carries its capacity in a header before the pointer handed out: a block serves any request up
-//! to its capacity and grows in place up to it (`realloc`), whatever size was asked first. Large requests are
-//! those aligned to at most [`HEADER`] bytes (`Vec`s of bytes and numbers; arrow's own 64-byte aligned
-//! buffers go to the system allocator), so the system blocks under them are plain `malloc` blocks, and a block
-//! that grows past its capacity is `realloc`ed (moved by remapping, not copied). The cache is taken with
-//! `try_lock`: a thread that finds it taken uses the system allocator, so no thread ever waits here (nor does a
-//! process forked while another thread held it).
+//! to its capacity and grows in place up to it (`realloc`), whatever size was asked first; shrunk below half its
+//! capacity, it gives the rest back. Large requests are those aligned to at most [`HEADER`] bytes (`Vec`s of
+//! bytes and numbers; arrow's own buffers, aligned to 64 or 128 bytes, go to the system allocator), so the system
+//! blocks under them are plain `malloc` blocks, and one that grows past its capacity is `realloc`ed (moved by
+//! remapping where glibc mapped it on its own, which it does for the large ones).
+//!
+//! The cache is behind a spin-free lock taken with one compare-and-swap: an allocation or a free that finds it
+//! taken goes to the system allocator instead, so no allocation ever waits; [`Recycling::release`] tries a
+//! bounded number of times and otherwise leaves the blocks for the next release (a process forked while another
+//! thread held the lock keeps its copy of them, and never hangs).
+//!
+//! A pointer of 4 MiB or more that this allocator handed out must be freed by it (Rust's `dealloc`), never by C's
+//! `free`, and the reverse: so it is with any Rust global allocator, and nothing in the extension mixes them (arrow's
+//! C data interface releases run this library's code; arrays imported from pyarrow are freed by pyarrow).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Allocations of at least this many bytes are large: they carry a header and may be recycled.
 pub const LARGE: usize = 4 << 20;
@@ -30,12 +39,14 @@ pub const LARGE: usize = 4 << 20;
 pub const KEEP_BLOCKS: usize = 4;
 /// At most this many bytes of freed blocks are kept, together.
 pub const KEEP_BYTES: usize = 512 << 20;
-/// A kept block serves requests of at least 1/`MAX_WASTE` of its capacity (arrow's decoder starts a batch's
-/// buffer at a few MB and doubles it up to 90 MB).
-const MAX_WASTE: usize = 32;
+/// A kept block serves requests of at least 1/`MAX_WASTE` of its capacity: arrow's decoder starts a batch's
+/// buffer at 4-8 MB and doubles it up to about 90 MB, and a request that takes a larger block grows into it.
+const MAX_WASTE: usize = 16;
 /// The header before a large block's pointer, holding its capacity; also the largest alignment of a large
 /// request (the alignment `malloc` gives every block).
 pub const HEADER: usize = 16;
+/// Times [`Recycling::release`] tries the lock before leaving the blocks to the next release.
+const PATIENCE: usize = 10_000;
 
 #[derive(Clone, Copy)]
 struct Block {
@@ -49,14 +60,42 @@ struct Cache {
     bytes: usize,
 }
 
-// SAFETY: the kept blocks belong to the cache alone (freed by their last user, not yet handed out again).
-unsafe impl Send for Cache {}
-
 /// The allocator: [`System`], with a small cache of freed large blocks in front of it.
 pub struct Recycling {
-    cache: Mutex<Cache>,
+    /// Whether a thread holds `cache`.
+    locked: AtomicBool,
+    cache: UnsafeCell<Cache>,
     /// Live [`Keeping`] guards.
     keepers: AtomicUsize,
+}
+
+// SAFETY: `cache` is only reached through `Held`, which one thread at a time owns (the `locked` flag taken by a
+// compare-and-swap with acquire ordering, released with release ordering); the kept blocks belong to the cache
+// alone (freed by their last user, not handed out again until taken from it).
+unsafe impl Sync for Recycling {}
+
+/// The cache, held: the lock is given back when this is dropped.
+struct Held<'a>(&'a Recycling);
+
+impl Deref for Held<'_> {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        // SAFETY: this thread holds the lock (see `Recycling`'s Sync).
+        unsafe { &*self.0.cache.get() }
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Cache {
+        // SAFETY: this thread holds the lock (see `Recycling`'s Sync).
+        unsafe { &mut *self.0.cache.get() }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
 }
 
 /// While one of these lives, [`Recycling`] keeps large freed blocks; when the last goes, it gives them back.
@@ -116,10 +155,22 @@ unsafe fn give_back(block: Block) {
     unsafe { System.dealloc(block.base, system_layout(block.capacity)) };
 }
 
+/// A large block resized by the system allocator to hold `size` bytes (its header moving with it), or null.
+unsafe fn resize(block: Block, size: usize) -> *mut u8 {
+    // SAFETY: the block's own system layout, and a size whose layout is valid (`is_large`).
+    let base = unsafe { System.realloc(block.base, system_layout(block.capacity), size + HEADER) };
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: `base` starts `size + HEADER` bytes aligned to HEADER.
+    unsafe { hand_out(base, size) }
+}
+
 impl Recycling {
     pub const fn new() -> Self {
         Recycling {
-            cache: Mutex::new(Cache {
+            locked: AtomicBool::new(false),
+            cache: UnsafeCell::new(Cache {
                 blocks: [None; KEEP_BLOCKS],
                 bytes: 0,
             }),
@@ -133,28 +184,50 @@ impl Recycling {
         Keeping(self)
     }
 
+    /// The cache if no other thread holds it now.
+    fn try_hold(&self) -> Option<Held<'_>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Held(self))
+    }
+
+    /// The cache, waiting a little for it (another thread holds it for a few instructions at most, unless this is
+    /// a process forked while it did).
+    fn hold_patiently(&self) -> Option<Held<'_>> {
+        (0..PATIENCE).find_map(|_| {
+            let held = self.try_hold();
+            if held.is_none() {
+                std::thread::yield_now();
+            }
+            held
+        })
+    }
+
     /// Bytes of freed blocks kept now.
     pub fn kept_bytes(&self) -> usize {
-        self.cache.lock().map_or(0, |c| c.bytes)
+        self.hold_patiently().map_or(0, |cache| cache.bytes)
     }
 
     /// Gives every kept block back to the system.
     pub fn release(&self) {
-        let mut kept = [None; KEEP_BLOCKS];
-        if let Ok(mut cache) = self.cache.lock() {
-            kept = std::mem::replace(&mut cache.blocks, [None; KEEP_BLOCKS]);
-            cache.bytes = 0;
-        }
+        let Some(mut cache) = self.hold_patiently() else {
+            return;
+        };
+        let kept = std::mem::replace(&mut cache.blocks, [None; KEEP_BLOCKS]);
+        cache.bytes = 0;
+        drop(cache);
         for block in kept.into_iter().flatten() {
             // SAFETY: taken out of the cache above.
             unsafe { give_back(block) };
         }
     }
 
-    /// The largest kept block that holds `size` bytes without wasting most of itself, taken out of the cache:
-    /// the largest, so that a buffer that then grows (by doubling) grows in place.
+    /// The largest kept block that holds `size` bytes and is at most `MAX_WASTE` times it, taken out of the
+    /// cache: the largest, so that a buffer that then grows (by doubling) grows in place.
+    #[inline(never)] // the large path, rare: out of every allocation site
     fn take(&self, size: usize) -> Option<Block> {
-        let mut cache = self.cache.try_lock().ok()?;
+        let mut cache = self.try_hold()?;
         let slot = (0..KEEP_BLOCKS)
             .filter(|&i| cache.blocks[i].is_some_and(|b| b.capacity >= size && b.capacity / MAX_WASTE <= size))
             .max_by_key(|&i| cache.blocks[i].map_or(0, |b| b.capacity))?;
@@ -165,10 +238,13 @@ impl Recycling {
 
     /// Keeps a freed block, in an empty slot or in place of the smallest kept one when it is larger, within the
     /// byte bound and while some guard lives; gives it (or the one it replaced) back to the system otherwise.
+    #[inline(never)] // the large path, rare: out of every allocation site
     unsafe fn keep(&self, block: Block) {
         let mut out = Some(block);
-        if self.keepers.load(Ordering::Acquire) > 0 {
-            if let Ok(mut cache) = self.cache.try_lock() {
+        if let Some(mut cache) = self.try_hold() {
+            // Read under the lock: the last guard's release, which takes the lock after the count falls to 0,
+            // then either finds this block kept and frees it, or this finds the count at 0.
+            if self.keepers.load(Ordering::Acquire) > 0 {
                 let capacity = |b: Option<Block>| b.map_or(0, |b| b.capacity);
                 let slot = (0..KEEP_BLOCKS).min_by_key(|&i| capacity(cache.blocks[i])).unwrap_or(0);
                 let replaced = capacity(cache.blocks[slot]);
@@ -184,6 +260,7 @@ impl Recycling {
         }
     }
 
+    #[inline(never)] // the large path, rare: out of every allocation site
     unsafe fn alloc_large(&self, size: usize, zeroed: bool) -> *mut u8 {
         if let Some(block) = self.take(size) {
             // SAFETY: a kept block holds `capacity >= size` bytes after its header.
@@ -250,45 +327,52 @@ unsafe impl GlobalAlloc for Recycling {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's alignment, and a size that fits it (GlobalAlloc::realloc's contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        match (is_large(layout), is_large(new_layout)) {
+        if !is_large(layout) && !is_large(new_layout) {
             // SAFETY: the caller's pointer and layout, passed through.
-            (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
-            (true, true) => {
-                // SAFETY: a large pointer was handed out by `hand_out`.
-                let block = unsafe { block_of(ptr) };
-                if new_size <= block.capacity {
-                    return ptr; // grows into, or shrinks within, the room it has
-                }
-                if let Some(larger) = self.take(new_size) {
-                    // SAFETY: the kept block holds `new_size > layout.size()` bytes; the old block is given up.
-                    unsafe {
-                        let to = hand_out(larger.base, larger.capacity);
-                        ptr::copy_nonoverlapping(ptr, to, layout.size());
-                        self.keep(block);
-                        return to;
-                    }
-                }
-                // SAFETY: the block's own system layout; the header moves with the contents.
-                let base = unsafe { System.realloc(block.base, system_layout(block.capacity), new_size + HEADER) };
-                if base.is_null() {
-                    return base;
-                }
-                // SAFETY: `base` starts `new_size + HEADER` bytes aligned to HEADER.
-                unsafe { hand_out(base, new_size) }
-            }
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: the caller's pointer, layout and new size.
+        unsafe { self.realloc_large(ptr, layout, new_layout) }
+    }
+}
+
+impl Recycling {
+    /// [`GlobalAlloc::realloc`] where the old layout or the new one is large.
+    #[inline(never)] // the large path, rare: out of every allocation site
+    unsafe fn realloc_large(&self, ptr: *mut u8, layout: Layout, new_layout: Layout) -> *mut u8 {
+        let new_size = new_layout.size();
+        if !(is_large(layout) && is_large(new_layout)) {
             // Across the threshold: an allocation of the other kind, the contents copied, the old one freed.
-            _ => {
-                // SAFETY: `new_layout` is valid; the old pointer is freed with the layout it was allocated with.
+            // SAFETY: `new_layout` is valid; the old pointer is freed with the layout it was allocated with.
+            unsafe {
+                let to = self.alloc(new_layout);
+                if !to.is_null() {
+                    ptr::copy_nonoverlapping(ptr, to, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                return to;
+            }
+        }
+        // SAFETY: a large pointer was handed out by `hand_out`.
+        let block = unsafe { block_of(ptr) };
+        let shrinks_below_half = new_size < layout.size() && new_size < block.capacity / 2;
+        if new_size <= block.capacity && !shrinks_below_half {
+            return ptr; // grows into, or shrinks a little within, the room it has
+        }
+        if new_size > block.capacity {
+            if let Some(larger) = self.take(new_size) {
+                // SAFETY: the kept block holds `new_size > layout.size()` bytes; the old block is given up.
                 unsafe {
-                    let to = self.alloc(new_layout);
-                    if !to.is_null() {
-                        ptr::copy_nonoverlapping(ptr, to, layout.size().min(new_size));
-                        self.dealloc(ptr, layout);
-                    }
-                    to
+                    let to = hand_out(larger.base, larger.capacity);
+                    ptr::copy_nonoverlapping(ptr, to, layout.size());
+                    self.keep(block);
+                    return to;
                 }
             }
         }
+        // Past its capacity with no kept block to move to, or shrunk below half of it: the system resizes it.
+        // SAFETY: a block handed out, resized to a large size.
+        unsafe { resize(block, new_size) }
     }
 }
 
@@ -296,6 +380,7 @@ unsafe impl GlobalAlloc for Recycling {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::hint::black_box;
 
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
@@ -361,12 +446,15 @@ mod tests {
             a.dealloc(huge, layout(LARGE * MAX_WASTE * 2, 8));
             assert_eq!(a.kept_bytes(), LARGE * MAX_WASTE * 2);
             let small_large = a.alloc(layout(LARGE, 8));
-            assert_ne!(small_large, huge, "a block 64 times the request is not handed out");
+            assert_ne!(
+                small_large, huge,
+                "a block 2 * MAX_WASTE times the request is not handed out"
+            );
             a.dealloc(small_large, layout(LARGE, 8));
             // Past the byte bound: given back, not kept.
             let over = a.alloc(layout(KEEP_BYTES, 8));
             a.dealloc(over, layout(KEEP_BYTES, 8));
-            assert!(a.kept_bytes() <= KEEP_BYTES);
+            assert_eq!(a.kept_bytes(), LARGE * (MAX_WASTE * 2 + 1));
             // Alignments past the header's go to the system allocator, as do small requests.
             let aligned = a.alloc(layout(LARGE, 4096));
             assert_eq!(aligned as usize % 4096, 0);
@@ -375,20 +463,106 @@ mod tests {
         a.release();
     }
 
+    #[test]
+    fn a_block_shrunk_below_half_gives_the_rest_back_and_oversized_requests_fail_cleanly() {
+        let a = Recycling::new();
+        let _guard = a.keeping();
+        unsafe {
+            let p = a.alloc(layout(LARGE * 4, 8));
+            p.add(LARGE - 1).write(3);
+            let q = a.realloc(p, layout(LARGE * 4, 8), LARGE * 3);
+            assert_eq!(
+                (q, block_of(q).capacity),
+                (p, LARGE * 4),
+                "kept in place within half its capacity"
+            );
+            let r = a.realloc(q, layout(LARGE * 3, 8), LARGE);
+            assert_eq!(block_of(r).capacity, LARGE, "resized by the system below half");
+            assert_eq!(*r.add(LARGE - 1), 3);
+            // A request that takes a block far larger than itself grows in it in place, even below its half.
+            let big = a.alloc(layout(LARGE * 8, 8));
+            a.dealloc(big, layout(LARGE * 8, 8));
+            let small = a.alloc(layout(LARGE, 8));
+            assert_eq!((small, block_of(small).capacity), (big, LARGE * 8));
+            let grown = a.realloc(small, layout(LARGE, 8), LARGE * 2);
+            assert_eq!(grown, small, "grown in place");
+            a.dealloc(grown, layout(LARGE * 2, 8));
+            // Sizes past what a machine grants: null, whichever path they take, and the old block intact.
+            // (black_box: the optimiser may assume that an allocation whose pointer is never used succeeded.)
+            for size in [
+                isize::MAX as usize / 2,
+                isize::MAX as usize / 2 + 1,
+                isize::MAX as usize - 16,
+            ] {
+                assert!(black_box(a.alloc(layout(black_box(size), 8))).is_null());
+                assert!(black_box(a.alloc_zeroed(layout(black_box(size), 8))).is_null());
+                assert!(black_box(a.realloc(r, layout(LARGE, 8), black_box(size))).is_null());
+                assert_eq!(*r.add(LARGE - 1), 3);
+            }
+            a.dealloc(r, layout(LARGE, 8));
+        }
+    }
+
+    #[test]
+    fn threads_growing_and_freeing_buffers_at_once_keep_their_contents() {
+        // Four threads double buffers from 1 MiB to 32 MiB (across the threshold) and free them, marking and
+        // checking every page; one of them drops and takes a guard as it goes, so that releases race the rest.
+        let a = Recycling::new();
+        let guard = a.keeping();
+        std::thread::scope(|scope| {
+            for t in 0..4u8 {
+                let a = &a;
+                scope.spawn(move || {
+                    for round in 0..30 {
+                        let mut size = 1 << 20;
+                        let p = unsafe { a.alloc(layout(size, 8)) };
+                        let mut p = p;
+                        let mark = t * 31 + round as u8;
+                        unsafe { (0..size).step_by(4096).for_each(|at| p.add(at).write(mark)) };
+                        while size < 32 << 20 {
+                            p = unsafe { a.realloc(p, layout(size, 8), size * 2) };
+                            unsafe {
+                                assert!((0..size).step_by(4096).all(|at| *p.add(at) == mark));
+                                (size..size * 2).step_by(4096).for_each(|at| p.add(at).write(mark));
+                            }
+                            size *= 2;
+                        }
+                        unsafe { a.dealloc(p, layout(size, 8)) };
+                        if t == 0 {
+                            drop(a.keeping()); // a guard that comes and goes: no release while `guard` lives
+                        }
+                    }
+                });
+            }
+        });
+        assert!(a.kept_bytes() <= KEEP_BYTES);
+        drop(guard);
+        assert_eq!(a.kept_bytes(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
-        Alloc(usize, bool),
+        /// Size, zeroed, alignment.
+        Alloc(usize, bool, usize),
         Realloc(usize, usize),
         Free(usize),
+        /// The guard dropped (every kept block given back) and taken again.
+        Renew,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         // Sizes on both sides of the threshold, up to a few times it.
         let size = prop_oneof![1usize..4096, LARGE - 64..LARGE + 64, LARGE..LARGE * 6];
         prop_oneof![
-            (size.clone(), any::<bool>()).prop_map(|(s, z)| Op::Alloc(s, z)),
+            (
+                size.clone(),
+                any::<bool>(),
+                prop::sample::select(vec![1usize, 8, 16, 64])
+            )
+                .prop_map(|(s, z, align)| Op::Alloc(s, z, align)),
             (any::<usize>(), size).prop_map(|(i, s)| Op::Realloc(i, s)),
             any::<usize>().prop_map(Op::Free),
+            Just(Op::Renew),
         ]
     }
 
@@ -400,8 +574,8 @@ mod tests {
         #[test]
         fn live_allocations_keep_their_contents(ops in proptest::collection::vec(op(), 1..40)) {
             let a = Recycling::new();
-            let guard = a.keeping();
-            let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
+            let mut guard = Some(a.keeping());
+            let mut live: Vec<(*mut u8, usize, u8, usize)> = Vec::new(); // pointer, size, byte, alignment
             let marks = |size: usize| (0..size).step_by(4096).chain(std::iter::once(size - 1));
             let fill = |p: *mut u8, size: usize, byte: u8| marks(size).for_each(|at| unsafe { p.add(at).write(byte) });
             // The first `size` bytes of an allocation filled with `byte` over `filled` bytes.
@@ -414,36 +588,44 @@ mod tests {
                 let byte = (step % 251) as u8 + 1;
                 unsafe {
                     match op {
-                        Op::Alloc(size, zeroed) => {
-                            let p = if zeroed { a.alloc_zeroed(layout(size, 8)) } else { a.alloc(layout(size, 8)) };
+                        Op::Alloc(size, zeroed, align) => {
+                            let l = layout(size, align);
+                            let p = if zeroed { a.alloc_zeroed(l) } else { a.alloc(l) };
+                            prop_assert_eq!(p as usize % align, 0);
                             if zeroed {
                                 prop_assert!(std::slice::from_raw_parts(p, size).iter().all(|&b| b == 0));
                             }
                             fill(p, size, byte);
-                            live.push((p, size, byte));
+                            live.push((p, size, byte, align));
                         }
                         Op::Realloc(i, size) if !live.is_empty() => {
-                            let (p, old, was) = live.swap_remove(i % live.len());
-                            let q = a.realloc(p, layout(old, 8), size);
+                            let (p, old, was, align) = live.swap_remove(i % live.len());
+                            let q = a.realloc(p, layout(old, align), size);
+                            prop_assert_eq!(q as usize % align, 0);
                             check(q, old.min(size), old, was);
                             fill(q, size, byte);
-                            live.push((q, size, byte));
+                            live.push((q, size, byte, align));
                         }
                         Op::Free(i) if !live.is_empty() => {
-                            let (p, size, was) = live.swap_remove(i % live.len());
+                            let (p, size, was, align) = live.swap_remove(i % live.len());
                             check(p, size, size, was);
-                            a.dealloc(p, layout(size, 8));
+                            a.dealloc(p, layout(size, align));
+                        }
+                        Op::Renew => {
+                            drop(guard.take());
+                            prop_assert_eq!(a.kept_bytes(), 0);
+                            guard = Some(a.keeping());
                         }
                         _ => {}
                     }
                 }
-                for &(p, size, was) in &live {
+                for &(p, size, was, _) in &live {
                     check(p, size, size, was);
                 }
                 prop_assert!(a.kept_bytes() <= KEEP_BYTES);
             }
-            for (p, size, _) in live {
-                unsafe { a.dealloc(p, layout(size, 8)) };
+            for (p, size, _, align) in live {
+                unsafe { a.dealloc(p, layout(size, align)) };
             }
             drop(guard);
             prop_assert_eq!(a.kept_bytes(), 0);

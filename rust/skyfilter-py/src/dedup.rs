@@ -92,8 +92,8 @@ impl MinHasher {
         self.signature_array(py, values)
     }
 
-    /// `(signatures, shingle_sets)`: the signatures as `signatures` gives them, and each row's distinct 64-bit
-    /// shingle hashes in ascending order as a `large_list<uint64>` array, for `NearDedup(verify="exact")`.
+    /// `(signatures, shingle_sets)`: the signatures as `signatures` gives them, and each row's 64-bit shingle
+    /// hashes in text order (repeats kept) as a `large_list<uint64>` array, for `NearDedup(verify="exact")`.
     #[pyo3(signature = (texts, bounds = None, *, threads = 0))]
     fn signatures_and_shingles(
         &self,
@@ -259,7 +259,8 @@ fn signature_values(signatures: &PyArray, num_perm: usize) -> PyResult<Primitive
     Ok(values)
 }
 
-/// Shingle sets given as a `large_list<uint64>` array without nulls (each row ascending, distinct), copied.
+/// Shingle sets given as a `large_list<uint64>` array without nulls (each row's hashes in any order, repeats
+/// allowed), copied.
 fn shingle_set_values(sets: &PyArray) -> PyResult<ShingleSets> {
     let DataType::LargeList(item) = sets.array().data_type() else {
         return Err(SkyfilterError::new_err(format!(
