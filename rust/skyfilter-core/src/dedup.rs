@@ -465,7 +465,7 @@ impl NearDedup {
     }
 
     /// Whether two rows with tokens are near duplicates (their Jaccard, estimated or exact, reaches the threshold).
-    fn similar(&self, x: u32, y: u32, sets: &SortedRows) -> bool {
+    fn similar(&self, x: u32, y: u32, shingles: &SortedRows) -> bool {
         match self.verify {
             Verify::Estimate => {
                 let equal = self
@@ -476,15 +476,15 @@ impl NearDedup {
                     .count();
                 equal >= self.min_equal
             }
-            Verify::Exact => jaccard_reaches(sets.row(x as usize), sets.row(y as usize), self.threshold),
+            Verify::Exact => jaccard_reaches(shingles.row(x as usize), shingles.row(y as usize), self.threshold),
         }
     }
 
     /// Whether one of two rows stands for the other everywhere: equal signatures (and, verifying exactly, equal
     /// shingle sets).
-    fn same(&self, x: u32, y: u32, sets: &SortedRows) -> bool {
+    fn same(&self, x: u32, y: u32, shingles: &SortedRows) -> bool {
         self.signature(x) == self.signature(y)
-            && (self.verify == Verify::Estimate || sets.row(x as usize) == sets.row(y as usize))
+            && (self.verify == Verify::Estimate || shingles.row(x as usize) == shingles.row(y as usize))
     }
 
     /// The cluster of every row added: the smallest row index of its connected component.
