@@ -29,8 +29,10 @@ from __future__ import annotations
 import sys
 
 # bench/select.py is named like the standard library's `select`, and Python puts this folder first on the path:
-# move it last, so that the standard library wins and the sibling modules are still found.
-sys.path.append(sys.path.pop(0))
+# move it last, so that the standard library wins and the sibling modules are still found (run as a script only:
+# imported by bench/profiles.py, the path is already in order).
+if __name__ == "__main__":
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import compileall
@@ -57,6 +59,28 @@ BENCH_FILES = [
     (DATA / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl", "subset_family"),
     (DATA / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl", "subset"),
 ]
+
+
+def rmb_prompts(rows: int) -> tuple[pa.Array, int]:
+    """The RMB pairwise prompts (first user turn), replicated to ``rows`` rows; and how many distinct rows."""
+    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
+    base, _ = match_texts(rmb, "prompt")
+    return pa.concat_arrays([base] * -(-rows // len(base)))[:rows], len(base)
+
+
+def write_command_input(prompts: pa.Array, path: Path) -> None:
+    """``prompts`` as the command's input: a parquet file of ``prompt`` and ``source``, row groups of 65,536."""
+    table = pa.table({"prompt": prompts, "source": pa.repeat(pa.scalar("rmb"), len(prompts))})
+    pq.write_table(table, path, row_group_size=65_536)
+
+
+def command_args(path: Path, out: Path) -> list[str]:
+    """The contaminate command's arguments on the input ``path``, against BENCH_FILES, its outputs in ``out``."""
+    return [
+        "contaminate", str(path), *(a for file, _ in BENCH_FILES for a in ("--bench-file", str(file))),
+        "--out", str(out / "clean.parquet"), "--flagged", str(out / "flagged.parquet"),
+        "--report", str(out / "report.json"), "-q",
+    ]  # fmt: skip
 
 
 def median_time(fn, repeats: int) -> float:
@@ -132,14 +156,12 @@ def main() -> None:
     if not DATA.is_dir():
         raise SystemExit(f"needs the real data at {DATA}")
 
-    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
-    base, _ = match_texts(rmb, "prompt")
-    copies = -(-args.rows // len(base))
-    prompts = pa.concat_arrays([base] * copies)[: args.rows]
+    prompts, distinct = rmb_prompts(args.rows)
+    copies = -(-args.rows // distinct)
     nbytes = text_bytes(prompts)
     benchmarks = [load_benchmark(path, subset_column=subset) for path, subset in BENCH_FILES]
     bench_list = [p for b in benchmarks for p in b.prompts.to_pylist() if p]
-    print(f"# data: {len(prompts):,} RMB prompts ({len(base):,} distinct rows x {copies}), {nbytes / 1e6:,.0f} MB")
+    print(f"# data: {len(prompts):,} RMB prompts ({distinct:,} distinct rows x {copies}), {nbytes / 1e6:,.0f} MB")
     print(f"# benchmark: {len(bench_list):,} prompts; {os.cpu_count()} cores; skyfilter {skyfilter.__version__}")
     print()
 
@@ -195,7 +217,6 @@ def main() -> None:
     # A run on 1,000 rows gives the fixed start-up cost (interpreter, imports, benchmarks, index); the difference
     # between the 2x and 1x runs gives the rate at which the command streams rows once started.
     WORK.mkdir(parents=True, exist_ok=True)
-    bench_args = [a for path, subset in BENCH_FILES for a in ("--bench-file", str(path))]
     stream: list[tuple[int, float, int]] = []
     cli: dict[int, float] = {}
     seconds_at: dict[int, float] = {}
@@ -210,18 +231,14 @@ def main() -> None:
         # Every input written first and flushed to disk, so that no run shares the machine with the writeback of
         # the next one's file; each run then repeated (the median kept, as for the kernel and the API).
         for n in sorted({n for n, _ in runs}):
-            part = pa.concat_arrays([prompts, prompts])[:n]
-            pq.write_table(pa.table({"prompt": part, "source": pa.repeat(pa.scalar("rmb"), n)}),
-                           WORK / f"rmb_prompts_{n}.parquet", row_group_size=65_536)  # fmt: skip
+            write_command_input(pa.concat_arrays([prompts, prompts])[:n], WORK / f"rmb_prompts_{n}.parquet")
         os.sync()
         for n, threads in runs:
             os.environ["SKYFILTER_THREADS"] = str(threads)
             command = [
                 str(Path(sys.executable).parent / "skyfilter"),
-                "contaminate", str(WORK / f"rmb_prompts_{n}.parquet"), *bench_args,
-                "--out", str(WORK / "clean.parquet"), "--flagged", str(WORK / "flagged.parquet"),
-                "--report", str(WORK / "report.json"), "-q",
-            ]  # fmt: skip
+                *command_args(WORK / f"rmb_prompts_{n}.parquet", WORK),
+            ]
             measured = [run_measured(command, cpus=[0] if threads == 1 else None) for _ in range(args.repeats)]
             seconds = statistics.median(r.seconds for r in measured)
             rss = max(r.rss for r in measured)

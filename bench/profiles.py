@@ -92,19 +92,14 @@ def fastest(fn, repeats: int = 3) -> float:
 
 def time_kernels(rows: int, dedup_rows: int) -> dict[str, float]:
     """Runs in a child process with one build's extension on the path."""
-    import pyarrow as pa
     import pyarrow.compute as pc
+    from contaminate import BENCH_FILES, rmb_prompts
     from dedup import COLUMNS, flat_pairs, replicate
-    from skyfilter import Matcher, _core, load_benchmark, match_texts, read_table, to_pairs
+    from skyfilter import Matcher, _core, load_benchmark
     from skyfilter.dedup import lsh_params
 
-    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
-    base, _ = match_texts(rmb, "prompt")
-    prompts = pa.concat_arrays([base] * -(-rows // len(base)))[:rows]
-    benchmarks = [
-        load_benchmark(DATA / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl", "subset_family"),
-        load_benchmark(DATA / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl", "subset"),
-    ]
+    prompts, _ = rmb_prompts(rows)
+    benchmarks = [load_benchmark(path, subset_column=subset) for path, subset in BENCH_FILES]
     matcher = Matcher(benchmarks, preset="skywork")
     table, _ = replicate(flat_pairs(), dedup_rows)
     columns = [table.column(c).combine_chunks() for c in COLUMNS]
@@ -121,28 +116,6 @@ def time_kernels(rows: int, dedup_rows: int) -> dict[str, float]:
         "keys": fastest(lambda: [_core.row_keys(c) for c in columns]),
         "near": fastest(near),
     }
-
-
-def command_input(rows: int, path: Path) -> list[str]:
-    """The contaminate command's arguments on ``rows`` RMB prompts written to ``path`` (as bench/contaminate.py
-    writes its inputs), its outputs beside it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from contaminate import BENCH_FILES
-    from skyfilter import match_texts, read_table, to_pairs
-
-    rmb = to_pairs(read_table(DATA / "prefs/rmb_pairwise/rmb_pairwise.jsonl.gz"), source="rmb")
-    base, _ = match_texts(rmb, "prompt")
-    prompts = pa.concat_arrays([base] * -(-rows // len(base)))[:rows]
-    table = pa.table({"prompt": prompts, "source": pa.repeat(pa.scalar("rmb"), rows)})
-    pq.write_table(table, path, row_group_size=65_536)
-    os.sync()
-    outputs = {name: str(path.with_name(f"{path.stem}.{name}")) for name in ("out", "flagged", "report")}
-    return [
-        "contaminate", str(path), *(a for file, _ in BENCH_FILES for a in ("--bench-file", str(file))),
-        "--out", outputs["out"] + ".parquet", "--flagged", outputs["flagged"] + ".parquet",
-        "--report", outputs["report"] + ".json", "-q",
-    ]  # fmt: skip
 
 
 def main() -> None:
@@ -179,8 +152,14 @@ def main() -> None:
         commands: dict[str, list[Run]] = {name: [] for name in paths}
         child = [sys.executable, __file__, "--kernels", "--rows", str(args.rows), "--dedup-rows", str(args.dedup_rows)]
         if args.command_rows:
-            skyfilter = [str(Path(sys.executable).parent / "skyfilter")]
-            skyfilter += command_input(args.command_rows, Path(tmp) / "prompts.parquet")
+            from contaminate import command_args, rmb_prompts, write_command_input
+
+            write_command_input(rmb_prompts(args.command_rows)[0], Path(tmp) / "prompts.parquet")
+            os.sync()
+            skyfilter = [
+                str(Path(sys.executable).parent / "skyfilter"),
+                *command_args(Path(tmp) / "prompts.parquet", Path(tmp)),
+            ]
         for r in range(args.rounds):
             for name, path in paths.items():
                 env = dict(os.environ, PYTHONPATH=str(path), RAYON_NUM_THREADS="1")
