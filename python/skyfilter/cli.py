@@ -8,6 +8,7 @@ import sys
 import click
 
 from skyfilter import _core
+from skyfilter._lazy_pandas import defer_pandas
 from skyfilter.benchmarks import BenchmarkError, load_benchmark
 from skyfilter.contaminate import PRESETS, run
 from skyfilter.curate import CurateError, run_curate
@@ -34,6 +35,7 @@ def entry():
     # collection while a command streams its rows (a full collection walked every module object). Not in main(),
     # which also runs inside other programs (click's test runner), where a freeze would keep their garbage.
     gc.freeze()
+    defer_pandas()
     return main()
 
 

@@ -54,6 +54,48 @@ def test_demo_entry_point_runs_as_installed():
     assert "demo_bench" in done.stdout
 
 
+def test_console_script_starts_without_pandas_and_tqdm(tmp_path, bench_file):
+    # pyarrow would import pandas at its first conversion of a Python value, and a run without a bar needs no
+    # tqdm: together about 0.2 s of a 0.5 s start-up. Once pandas is imported after all, pyarrow converts pandas
+    # objects as usual (a categorical stays a dictionary, not a column of strings).
+    src, out = tmp_path / "in.parquet", tmp_path / "clean.parquet"
+    pq.write_table(pairs_table(["Write a short poem about the ocean at night and the moon above", "other"]), src)
+    argv = ["skyfilter", "contaminate", str(src), "--bench-file", str(bench_file), "--out", str(out), "-q"]
+    script = f"""
+import sys
+from skyfilter.cli import entry
+sys.argv = {argv!r}
+try:
+    entry()
+except SystemExit as e:
+    assert not e.code, e.code
+print(sorted(m for m in ("pandas", "tqdm") if m in sys.modules))
+import pandas as pd
+import pyarrow as pa
+print(pa.array(pd.Series(pd.Categorical(["a", "b", "a"]))).type)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    imported, categorical = done.stdout.splitlines()
+    assert imported == "[]"
+    assert categorical.startswith("dictionary<"), categorical
+    assert pq.read_table(out).num_rows == 1
+
+
+def test_progress_bar_counts_every_batch_when_asked(tmp_path, bench_file, capsys):
+    from skyfilter import load_benchmark
+    from skyfilter.contaminate import run
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pairs_table(["Write a short poem about the ocean at night and the moon above", "a", "b"]), src)
+    for progress in (True, False):
+        out = tmp_path / f"clean_{progress}.parquet"
+        report = run([str(src)], [load_benchmark(bench_file)], out=str(out), progress=progress, batch_rows=2)
+        assert (report.rows, report.flagged, pq.read_table(out).num_rows) == (3, 1, 2)
+        bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+        assert ("matching: 100%" in bar[-1] and "3.00/3.00" in bar[-1]) if progress else bar == []
+
+
 def test_outputs_account_for_every_row(tmp_path, bench_file):
     prompts = [
         "Please write a short poem about the ocean at night and the moon above us",
