@@ -67,6 +67,17 @@ fn word_text() -> impl Strategy<Value = String> {
     .prop_map(|w| w.join(" "))
 }
 
+/// Long, mostly ASCII texts: words of 1 to 70 word bytes between separators, now and then a character that is not
+/// ASCII, so that runs start, end and go on across the tokenizer's 64-byte blocks and into other characters.
+fn prose_text() -> impl Strategy<Value = String> {
+    let word = prop::collection::vec(prop::sample::select(vec!['a', 'Q', 'z', '_', '7']), 1..70)
+        .prop_map(|c| c.into_iter().collect::<String>());
+    let gap = prop::sample::select(vec![
+        " ", " ", ", ", ".\n", "-", " \u{e9} ", "\u{2019}", "\u{c9}", "\u{3a3}",
+    ]);
+    prop::collection::vec((word, gap), 0..30).prop_map(|parts| parts.into_iter().map(|(w, g)| w + g).collect())
+}
+
 /// Bytes: UTF-8 texts, or bytes that are not (continuation runs, truncated sequences, 0xff), or None.
 fn byte_row() -> impl Strategy<Value = Option<Vec<u8>>> {
     prop_oneof![
@@ -126,6 +137,11 @@ proptest! {
     fn tokenizers_equal_their_definitions(text in tricky_text(200)) {
         prop_assert_eq!(Tokenizer::Words.tokenize(&text), naive_words(&text));
         prop_assert_eq!(Tokenizer::Whitespace.tokenize(&text), naive_whitespace(&text));
+    }
+
+    #[test]
+    fn words_of_long_prose_equal_their_definition(text in prose_text()) {
+        prop_assert_eq!(Tokenizer::Words.tokenize(&text), naive_words(&text));
     }
 
     #[test]
