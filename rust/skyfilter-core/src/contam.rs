@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 use crate::ngram::{ngram_hashes, TokenHash, MAX_N};
-use crate::rows::{check_bounds, map_rows, utf8, ByteRows};
+use crate::rows::{check_bounds, map_rows, ByteRows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
 
@@ -370,8 +370,9 @@ impl BenchIndex {
         s.seen.clear();
         for t in range {
             let Some(bytes) = texts.row(t) else { continue };
-            let text = utf8(bytes).ok_or(Error::InvalidUtf8 { text: t })?;
-            self.tokenizer.tokenize_into(text, &mut s.tokens);
+            if !self.tokenizer.tokenize_utf8_into(bytes, &mut s.tokens) {
+                return Err(Error::InvalidUtf8 { text: t });
+            }
             ngram_hashes(&s.tokens, self.n, TokenHash::Local, &mut s.token_hashes, &mut s.hashes);
             if !single {
                 s.row_hashes.extend_from_slice(&s.hashes);

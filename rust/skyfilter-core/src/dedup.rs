@@ -7,7 +7,7 @@
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use crate::ngram::{ngram_hashes, word_at, TokenHash, SEED};
-use crate::rows::{check_bounds, map_rows};
+use crate::rows::{check_bounds, map_rows, ByteRows};
 use crate::shingle_sets::{jaccard_reaches, ShingleSets, SortedRows};
 use crate::text::{in_range, is_python_space, lower_ascii, push_lowercase, Tokenizer, Tokens, TOPS};
 use crate::Error;
@@ -173,8 +173,14 @@ impl MinHasher {
 
     /// Signatures of rows (row `r` = the union of the shingles of `texts[bounds[r]..bounds[r + 1]]`), one
     /// after the other, `num_perm` values each. Tokens are the `words` preset's; a text with fewer tokens
-    /// than the shingle size is one shingle; a row without tokens gets [`EMPTY`] everywhere.
-    pub fn signatures(&self, texts: &[Option<&str>], bounds: &[usize], threads: usize) -> Result<Vec<u32>, Error> {
+    /// than the shingle size is one shingle; a row without tokens gets [`EMPTY`] everywhere. The texts are checked
+    /// to be UTF-8 as they are tokenized, by the workers: the first that is not is the error.
+    pub fn signatures<R: ByteRows + ?Sized>(
+        &self,
+        texts: &R,
+        bounds: &[usize],
+        threads: usize,
+    ) -> Result<Vec<u32>, Error> {
         // Repeated shingles need no removal: a minimum is the same with or without them.
         Ok(self
             .map_shingles(texts, bounds, threads, |shingles| self.signature(shingles))?
@@ -183,9 +189,9 @@ impl MinHasher {
 
     /// [`MinHasher::signatures`] and the rows' shingle sets (the same shingles' 64-bit hashes, in text order with
     /// their repeats), for verifying candidates by their exact Jaccard similarity.
-    pub fn signatures_and_shingles(
+    pub fn signatures_and_shingles<R: ByteRows + ?Sized>(
         &self,
-        texts: &[Option<&str>],
+        texts: &R,
         bounds: &[usize],
         threads: usize,
     ) -> Result<(Vec<u32>, ShingleSets), Error> {
@@ -202,9 +208,9 @@ impl MinHasher {
     }
 
     /// `f(shingle hashes of the row)` for each row, in order (the hashes in text order, repeats included).
-    fn map_shingles<T: Send>(
+    fn map_shingles<T: Send, R: ByteRows + ?Sized>(
         &self,
-        texts: &[Option<&str>],
+        texts: &R,
         bounds: &[usize],
         threads: usize,
         f: impl Fn(&mut [u64]) -> T + Sync + Send,
@@ -212,8 +218,11 @@ impl MinHasher {
         check_bounds(texts.len(), bounds)?;
         map_rows(bounds.len() - 1, threads, |s: &mut MinScratch, r| {
             s.shingles.clear();
-            for text in texts[bounds[r]..bounds[r + 1]].iter().flatten() {
-                Tokenizer::Words.tokenize_into(text, &mut s.tokens);
+            for t in bounds[r]..bounds[r + 1] {
+                let Some(bytes) = texts.row(t) else { continue };
+                if !Tokenizer::Words.tokenize_utf8_into(bytes, &mut s.tokens) {
+                    return Err(Error::InvalidUtf8 { text: t });
+                }
                 let n = self.shingle.min(s.tokens.len());
                 if n == 0 {
                     continue;
@@ -221,8 +230,10 @@ impl MinHasher {
                 ngram_hashes(&s.tokens, n, TokenHash::Stable, &mut s.token_hashes, &mut s.hashes);
                 s.shingles.extend_from_slice(&s.hashes);
             }
-            f(&mut s.shingles)
-        })
+            Ok(f(&mut s.shingles))
+        })?
+        .into_iter()
+        .collect()
     }
 
     fn signature(&self, shingles: &[u64]) -> Vec<u32> {
@@ -841,11 +852,11 @@ mod tests {
         let a = (0..100).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
         let b = (50..150).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
         let (texts, bounds) = rows(&[&a, &b, ""]);
-        let sigs = hasher.signatures(&texts, &bounds, 1).unwrap();
+        let sigs = hasher.signatures(&texts[..], &bounds, 1).unwrap();
         let est = estimated_jaccard(&sigs[..256], &sigs[256..512]);
         assert!((est - 1.0 / 3.0).abs() < 0.1, "{est}");
         assert!(sigs[512..].iter().all(|&v| v == EMPTY));
-        assert_eq!(sigs, hasher.signatures(&texts, &bounds, 2).unwrap());
+        assert_eq!(sigs, hasher.signatures(&texts[..], &bounds, 2).unwrap());
     }
 
     #[test]
@@ -855,7 +866,7 @@ mod tests {
         let other = (0..60).map(|i| format!("other{i}")).collect::<Vec<_>>().join(" ");
         let (texts, bounds) = rows(&[&other, &base, "", &edited, &base]);
         let hasher = MinHasher::new(128, 5, 1).unwrap();
-        let sigs = hasher.signatures(&texts, &bounds, 1).unwrap();
+        let sigs = hasher.signatures(&texts[..], &bounds, 1).unwrap();
         let mut near = NearDedup::new(128, 16, 8, 0.7, Verify::Estimate).unwrap();
         near.add(&sigs[..2 * 128], None).unwrap();
         near.add(&sigs[2 * 128..], None).unwrap();
@@ -919,8 +930,8 @@ mod tests {
     fn shingle_sets_are_the_signatures_shingles() {
         let hasher = MinHasher::new(16, 2, 3).unwrap();
         let (texts, bounds) = rows(&["aa bb cc aa bb", "", "x", "dd ee"]);
-        let (sigs, sets) = hasher.signatures_and_shingles(&texts, &bounds, 1).unwrap();
-        assert_eq!(sigs, hasher.signatures(&texts, &bounds, 1).unwrap());
+        let (sigs, sets) = hasher.signatures_and_shingles(&texts[..], &bounds, 1).unwrap();
+        assert_eq!(sigs, hasher.signatures(&texts[..], &bounds, 1).unwrap());
         assert_eq!(sets.len(), 4);
         assert_eq!(sets.row(0).len(), 4); // "aa bb", "bb cc", "cc aa", "aa bb" again: as the text gives them
         assert_eq!(SortedRows::new(&sets).row(0).len(), 3);
@@ -929,7 +940,7 @@ mod tests {
         assert_eq!(sets.row(3).len(), 1);
         assert_eq!(
             (sigs.clone(), sets.clone()),
-            hasher.signatures_and_shingles(&texts, &bounds, 2).unwrap()
+            hasher.signatures_and_shingles(&texts[..], &bounds, 2).unwrap()
         );
     }
 
@@ -965,7 +976,7 @@ mod tests {
         let (texts, bounds) = rows(&texts);
         MinHasher::new(32, 3, 5)
             .unwrap()
-            .signatures(&texts, &bounds, 1)
+            .signatures(&texts[..], &bounds, 1)
             .unwrap()
     }
 

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 
+use crate::rows::utf8;
 use crate::Error;
 
 /// How a text is normalised and cut into tokens.
@@ -47,12 +48,24 @@ impl Tokenizer {
 
     /// Normalises `text` into `out`, replacing what `out` held.
     pub fn tokenize_into(self, text: &str, out: &mut Tokens) {
+        let utf8 = self.tokenize_utf8_into(text.as_bytes(), out);
+        debug_assert!(utf8);
+    }
+
+    /// Normalises the text `bytes` into `out` as [`Tokenizer::tokenize_into`] does, checking that they are UTF-8:
+    /// false when they are not (`out` then holds no tokens). The `words` tokenizer checks ASCII text (most text)
+    /// in its own pass over the bytes, and validates only what follows the first byte that is not ASCII.
+    pub fn tokenize_utf8_into(self, bytes: &[u8], out: &mut Tokens) -> bool {
         out.clear();
-        match self {
-            Self::Words => words(text, out),
-            Self::Whitespace => whitespace(text, out),
+        let utf8 = match self {
+            Self::Words => words(bytes, out),
+            Self::Whitespace => utf8(bytes).map(|text| whitespace(text, out)).is_some(),
+        };
+        if !utf8 {
+            out.clear();
         }
         out.pad();
+        utf8
     }
 
     /// Convenience: the tokens of `text` as owned strings.
@@ -324,47 +337,35 @@ fn is_ascii_word_byte(b: u8) -> bool {
     ASCII_WORD[b as usize]
 }
 
-fn words(text: &str, out: &mut Tokens) {
+fn words(bytes: &[u8], out: &mut Tokens) -> bool {
     // Lower-case first, as scikit-learn does: full case mapping can change the characters (e.g. U+0130
     // becomes "i" + U+0307), and tokens are cut from the lower-cased text. Lower-casing is per character
     // except for capital sigma, whose final form depends on its neighbours (see `words_with_sigma`).
     let mut runs = WordRuns::default();
-    if text.is_ascii() {
-        runs.feed_ascii(text, out);
-    } else if text.contains('\u{3a3}') {
-        words_with_sigma(text, classes(), &mut runs, out);
-    } else {
-        // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
-        let mut rest = text;
-        while !rest.is_empty() {
-            let ascii = ascii_prefix(rest.as_bytes());
-            runs.feed_ascii(&rest[..ascii], out);
-            let mut chars = rest[ascii..].chars();
-            if let Some(c) = chars.next() {
+    let ascii = runs.feed_ascii(bytes, out);
+    if ascii < bytes.len() {
+        let Some(mut rest) = utf8(&bytes[ascii..]) else {
+            return false;
+        };
+        if rest.contains('\u{3a3}') {
+            // SAFETY: an ASCII prefix followed by UTF-8 (checked just above) is UTF-8.
+            let text = unsafe { std::str::from_utf8_unchecked(bytes) };
+            out.clear();
+            runs = WordRuns::default();
+            words_with_sigma(text, classes(), &mut runs, out);
+        } else {
+            // Mostly-ASCII text (curly quotes in English) goes through the ASCII path between its other characters.
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
                 runs.feed_lowered(c, classes(), out);
+                rest = chars.as_str();
+                rest = &rest[runs.feed_ascii(rest.as_bytes(), out)..];
+                chars = rest.chars();
             }
-            rest = chars.as_str();
         }
     }
     runs.finish(out);
-}
-
-/// Length of the longest ASCII prefix of `bytes`, eight bytes at a time.
-fn ascii_prefix(bytes: &[u8]) -> usize {
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0;
-    for eight in &mut words {
-        let tops = u64::from_le_bytes(eight.try_into().unwrap_or_default()) & TOPS;
-        if tops != 0 {
-            return at + tops.trailing_zeros() as usize / 8;
-        }
-        at += 8;
-    }
-    at + words
-        .remainder()
-        .iter()
-        .position(|b| !b.is_ascii())
-        .unwrap_or(words.remainder().len())
+    true
 }
 
 /// A text with a capital sigma, lower-cased whole by `str::to_lowercase` (which gives the final form by the
@@ -433,13 +434,20 @@ impl WordRuns {
         self.word(is_word, at, out);
     }
 
-    /// ASCII text, lower-cased byte-wise here. Its runs of word bytes are found 64 bytes at a time, as bit masks:
-    /// a branch per run instead of one per byte. The spans are written into the list's spare room with a count
-    /// kept in a register (a `push` a span kept the list's length in memory, a store and a load a run).
-    fn feed_ascii(&mut self, text: &str, out: &mut Tokens) {
+    /// The longest ASCII prefix of `bytes`, lower-cased byte-wise here; returns its length. Its bytes are read 64 at
+    /// a time: where they are word bytes and where they are not ASCII, as bit masks, and lower-cased, in one pass
+    /// (so ASCII text needs no UTF-8 validation of its own). A branch per run of word bytes instead of one per
+    /// byte. The spans are written into the list's spare room with a count kept in a register (a `push` a span
+    /// kept the list's length in memory, a store and a load a run).
+    fn feed_ascii(&mut self, bytes: &[u8], out: &mut Tokens) -> usize {
+        if bytes.first().is_none_or(|b| !b.is_ascii()) {
+            return 0; // (text in other scripts comes here at every character)
+        }
         let base = out.buf.len();
-        out.buf.push_str(text);
-        lower_ascii(&mut out.buf[base..]);
+        // SAFETY: only the ASCII bytes of each block are kept in the text (`set_len` below): it stays UTF-8.
+        let buf = unsafe { out.buf.as_mut_vec() };
+        // Each block is written whole (64 bytes) and cut to its ASCII bytes.
+        buf.reserve(bytes.len() + 64);
         // The run open now: its byte start, and its characters before `from` (those before this text, for a
         // run that began before it; none for a run that begins here, at `from`). Kept in locals, not in `self`.
         let (mut open, mut start, mut from, mut carried) = match self.run {
@@ -448,18 +456,27 @@ impl WordRuns {
         };
         // A run ends at a byte that is not a word byte and follows one (or follows the run carried in): at most
         // one end every two bytes, and one more for the carried run.
-        out.spans.reserve(text.len() / 2 + 1);
+        out.spans.reserve(bytes.len() / 2 + 1);
         let room = out.spans.spare_capacity_mut();
         let mut written = 0;
         let mut before = u64::from(open); // whether the byte before the block is a word byte
-        for (b, block) in text.as_bytes().chunks(64).enumerate() {
-            let words = word_mask(block);
+        for (b, block) in bytes.chunks(64).enumerate() {
+            let scan = scan_block(block);
             let at = base + 64 * b;
+            // SAFETY: `reserve` left room for 64 bytes past every block's start.
+            unsafe { std::ptr::copy_nonoverlapping(scan.lowered.as_ptr(), buf.as_mut_ptr().add(at), 64) };
+            let len = (scan.other.trailing_zeros() as usize).min(block.len());
+            // SAFETY: the `len` bytes after the text were just written, all ASCII.
+            unsafe { buf.set_len(at + len) };
+            if len == 0 {
+                break;
+            }
+            let words = scan.words & (u64::MAX >> (64 - len));
             // Where runs start (a word byte after one that is not) and end (the other way round).
             let follows = words << 1 | before;
             let mut starts = words & !follows;
-            let mut ends = !words & follows & (u64::MAX >> (64 - block.len()));
-            before = words >> (block.len() - 1) & 1;
+            let mut ends = !words & follows & (u64::MAX >> (64 - len));
+            before = words >> (len - 1) & 1;
             if open && ends != 0 {
                 // The run carried into the block ends at its first end. Each span is written, then counted or not:
                 // one-letter words are common, and a branch on them mispredicts.
@@ -486,12 +503,17 @@ impl WordRuns {
                 (open, start, carried) = (true, at + starts.trailing_zeros() as usize, 0);
                 from = start;
             }
+            if len < block.len() {
+                break;
+            }
         }
         let kept = out.spans.len() + written;
         // SAFETY: the `written` spans after the list's length were initialised above.
         unsafe { out.spans.set_len(kept) };
+        let end = out.buf.len();
         // A run still open goes on into what follows: its characters so far.
-        self.run = open.then(|| (start, carried + out.buf.len() - from));
+        self.run = open.then(|| (start, carried + end - from));
+        end - base
     }
 
     fn finish(self, out: &mut Tokens) {
@@ -504,8 +526,16 @@ impl WordRuns {
 pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
 pub(crate) const TOPS: u64 = 0x8080_8080_8080_8080;
 
-/// Bit `i` set where `block[i]` (at most 64 ASCII bytes) is a word byte.
-fn word_mask(block: &[u8]) -> u64 {
+/// A block of up to 64 bytes as [`WordRuns::feed_ascii`] reads it: bit `i` of `words` set where byte `i` is an ASCII
+/// word byte, bit `i` of `other` where it is not ASCII, and the bytes with their ASCII capitals lower-cased (zeros
+/// past the end of a short block). Past the first byte that is not ASCII, only `other` is meaningful.
+struct Scan {
+    words: u64,
+    other: u64,
+    lowered: [u8; 64],
+}
+
+fn scan_block(block: &[u8]) -> Scan {
     let mut padded = [0u8; 64];
     let full: &[u8; 64] = if let Ok(full) = block.try_into() {
         full
@@ -513,48 +543,73 @@ fn word_mask(block: &[u8]) -> u64 {
         padded[..block.len()].copy_from_slice(block);
         &padded
     };
-    word_mask_64(full)
+    scan_64(full)
 }
 
-/// [`word_mask`] of 64 bytes, sixteen at a time with SSE2 (which every x86-64 processor has).
+/// [`scan_block`] of 64 bytes, sixteen at a time with SSE2 (which every x86-64 processor has).
 #[cfg(target_arch = "x86_64")]
-fn word_mask_64(block: &[u8; 64]) -> u64 {
+fn scan_64(block: &[u8; 64]) -> Scan {
     use std::arch::x86_64::{
         __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
     };
-    block.chunks_exact(16).enumerate().fold(0, |mask, (q, sixteen)| {
-        // SAFETY: SSE2 is part of x86-64; the load reads the sixteen bytes of `sixteen`, unaligned.
-        let bits = unsafe {
-            #[allow(clippy::cast_ptr_alignment)] // an unaligned load
+    let mut scan = Scan {
+        words: 0,
+        other: 0,
+        lowered: [0; 64],
+    };
+    for (q, sixteen) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of x86-64; the load reads the sixteen bytes of `sixteen` and the store writes sixteen
+        // bytes of `scan.lowered` from `16 * q` (q < 4), both unaligned.
+        let (words, other) = unsafe {
+            #[allow(clippy::cast_ptr_alignment)] // unaligned loads and stores
             let x = _mm_loadu_si128(sixteen.as_ptr().cast::<__m128i>());
+            // Signed comparisons: a byte that is not ASCII is negative, within no range.
             let within = |v, lo: u8, hi: u8| {
                 _mm_and_si128(
                     _mm_cmpgt_epi8(v, _mm_set1_epi8((lo - 1) as i8)),
                     _mm_cmplt_epi8(v, _mm_set1_epi8((hi + 1) as i8)),
                 )
             };
-            let letter = within(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
+            let lowered = _mm_or_si128(x, _mm_and_si128(within(x, b'A', b'Z'), _mm_set1_epi8(0x20)));
+            #[allow(clippy::cast_ptr_alignment)]
+            _mm_storeu_si128(scan.lowered.as_mut_ptr().add(16 * q).cast::<__m128i>(), lowered);
+            let letter = within(lowered, b'a', b'z');
             let digit = within(x, b'0', b'9');
             let underscore = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'_' as i8));
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), underscore)) as u16
+            let words = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), underscore)) as u16;
+            (words, _mm_movemask_epi8(x) as u16)
         };
-        mask | u64::from(bits) << (16 * q)
-    })
+        scan.words |= u64::from(words) << (16 * q);
+        scan.other |= u64::from(other) << (16 * q);
+    }
+    scan
 }
 
-/// [`word_mask`] of 64 bytes, eight at a time in a 64-bit word.
+/// [`scan_block`] of 64 bytes, eight at a time in a 64-bit word.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-fn word_mask_words(block: &[u8; 64]) -> u64 {
-    block.chunks_exact(8).enumerate().fold(0, |mask, (w, eight)| {
+fn scan_words(block: &[u8; 64]) -> Scan {
+    let mut scan = Scan {
+        words: 0,
+        other: 0,
+        lowered: [0; 64],
+    };
+    for (w, eight) in block.chunks_exact(8).enumerate() {
         let x = u64::from_le_bytes(eight.try_into().unwrap_or_default());
-        mask | u64::from(gather_tops(word_bytes(x))) << (8 * w)
-    })
+        // The bytes' top bits cleared: the arithmetic of `in_range` is exact for ASCII bytes, and the bytes from
+        // the first that is not ASCII on are not read.
+        let ascii = x & !TOPS;
+        scan.words |= u64::from(gather_tops(word_bytes(ascii))) << (8 * w);
+        scan.other |= u64::from(gather_tops(x & TOPS)) << (8 * w);
+        let lowered = ascii | in_range(ascii, b'A', b'Z') >> 2;
+        scan.lowered[8 * w..8 * w + 8].copy_from_slice(&lowered.to_le_bytes());
+    }
+    scan
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn word_mask_64(block: &[u8; 64]) -> u64 {
-    word_mask_words(block)
+fn scan_64(block: &[u8; 64]) -> Scan {
+    scan_words(block)
 }
 
 /// `text` (ASCII) lower-cased in place, eight bytes at a time.
@@ -623,22 +678,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ascii_prefixes() {
-        for text in [
-            "",
-            "abc",
-            "abcdefgh",
-            "abcdefghé",
-            "é",
-            "abcdefg\u{2019}s and more",
-            "abcdefghijklmnopq\u{2019}",
-        ] {
-            let expected = text.bytes().position(|b| !b.is_ascii()).unwrap_or(text.len());
-            assert_eq!(ascii_prefix(text.as_bytes()), expected, "{text}");
-        }
-    }
-
-    #[test]
     fn words_drops_one_char_tokens_and_lowercases() {
         assert_eq!(
             Tokenizer::Words.tokenize("I ate a Big_apple, 42 times!"),
@@ -658,28 +697,37 @@ mod tests {
     }
 
     #[test]
-    fn word_bytes_are_found_eight_at_a_time() {
-        for b in 0..128u8 {
-            let block = [b, b'a', b' ', b, b'_', b'Z', b'9', b];
-            let mask = word_mask(&block);
-            for (i, &c) in block.iter().enumerate() {
-                assert_eq!(mask >> i & 1 == 1, is_ascii_word_byte(c), "{c}");
+    fn blocks_are_scanned_sixteen_and_eight_bytes_at_a_time() {
+        let check = |block: &[u8]| {
+            let scan = scan_block(block);
+            let ascii = block.iter().position(|b| !b.is_ascii()).unwrap_or(block.len());
+            assert_eq!(
+                scan.other.trailing_zeros() as usize,
+                if ascii < block.len() { ascii } else { 64 }
+            );
+            for (i, &c) in block[..ascii].iter().enumerate() {
+                assert_eq!(scan.words >> i & 1 == 1, is_ascii_word_byte(c), "{c}");
+                assert_eq!(scan.lowered[i], c.to_ascii_lowercase(), "{c}");
             }
+            if let Ok(full) = <&[u8; 64]>::try_from(block) {
+                let words = scan_words(full);
+                let below = u64::MAX >> (64 - ascii.max(1)) & if ascii == 0 { 0 } else { u64::MAX };
+                assert_eq!(words.other.trailing_zeros(), scan.other.trailing_zeros());
+                assert_eq!(words.words & below, scan.words & below);
+                assert_eq!(words.lowered[..ascii], scan.lowered[..ascii]);
+            }
+        };
+        for b in 0..=255u8 {
+            check(&[b, b'a', b' ', b, b'_', b'Z', b'9', b]);
             let all: [u8; 64] = std::array::from_fn(|i| (b as usize + 37 * i) as u8 & 0x7f);
-            let expected = all
-                .iter()
-                .enumerate()
-                .fold(0u64, |m, (i, &c)| m | u64::from(is_ascii_word_byte(c)) << i);
-            assert_eq!(word_mask_64(&all), expected);
-            assert_eq!(word_mask_words(&all), expected);
+            check(&all);
+            let mut late = all;
+            late[40] = b | 0x80;
+            check(&late);
         }
-        let text: Vec<u8> = (0..64u8).map(|i| if i % 3 == 0 { b' ' } else { b'x' }).collect();
+        let text: Vec<u8> = (0..64u8).map(|i| if i % 3 == 0 { b' ' } else { b'X' }).collect();
         for len in [1usize, 7, 8, 9, 63, 64] {
-            let expected = text[..len]
-                .iter()
-                .enumerate()
-                .fold(0u64, |m, (i, &c)| m | u64::from(c == b'x') << i);
-            assert_eq!(word_mask(&text[..len]), expected, "{len}");
+            check(&text[..len]);
         }
     }
 

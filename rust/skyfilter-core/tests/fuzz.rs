@@ -392,6 +392,31 @@ proptest! {
     }
 
     #[test]
+    fn minhash_rows_that_are_not_utf8_are_the_error(
+        rows in prop::collection::vec(byte_row(), 0..8),
+        b in bounds(8),
+        threads in 0..3usize,
+    ) {
+        let hasher = MinHasher::new(8, 2, 7).unwrap();
+        let rows: Vec<Option<&[u8]>> = as_rows(&rows).into_iter().take(8).collect();
+        let mut bounds = b;
+        bounds.sort_unstable();
+        if !bounds_ok(rows.len(), &bounds) {
+            return Ok(());
+        }
+        let got = hasher.signatures_and_shingles(&rows[..], &bounds, threads);
+        let first_bad = (bounds[0]..bounds[bounds.len() - 1])
+            .find(|&t| rows[t].is_some_and(|t| std::str::from_utf8(t).is_err()));
+        if let Some(t) = first_bad {
+            prop_assert_eq!(got, Err(Error::InvalidUtf8 { text: t }));
+        } else {
+            // The rows outside the bounds are not read: those that are not UTF-8 are None here.
+            let texts: Vec<Option<&str>> = rows.iter().map(|r| r.and_then(|r| std::str::from_utf8(r).ok())).collect();
+            prop_assert_eq!(got.unwrap(), hasher.signatures_and_shingles(&texts[..], &bounds, 1).unwrap());
+        }
+    }
+
+    #[test]
     fn minhash_signatures_follow_their_definition(
         texts in prop::collection::vec(prop::option::of(prop_oneof![word_text(), tricky_text(20)]), 0..6),
         b in bounds(6),
@@ -405,13 +430,13 @@ proptest! {
             return Ok(());
         };
         let refs: Vec<Option<&str>> = texts.iter().map(Option::as_deref).collect();
-        let got = hasher.signatures_and_shingles(&refs, &b, threads);
+        let got = hasher.signatures_and_shingles(&refs[..], &b, threads);
         if !bounds_ok(texts.len(), &b) {
             prop_assert_eq!(got, Err(Error::InvalidRowBounds));
             return Ok(());
         }
         let (sigs, sets) = got.unwrap();
-        prop_assert_eq!(&sigs, &hasher.signatures(&refs, &b, 1).unwrap());
+        prop_assert_eq!(&sigs, &hasher.signatures(&refs[..], &b, 1).unwrap());
         let as_sets = SortedRows::new(&sets);
         for (r, w) in b.windows(2).enumerate() {
             let shingles = naive_shingles(&refs[w[0]..w[1]], shingle);

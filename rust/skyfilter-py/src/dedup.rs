@@ -83,10 +83,10 @@ impl MinHasher {
         threads: usize,
     ) -> PyResult<Py<PyAny>> {
         let holder = Texts::new(texts.array(), "texts")?;
-        let strs = holder.strs()?;
-        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+        let rows = holder.bytes(); // checked to be UTF-8 by the workers
+        let bounds = row_bounds(bounds.as_ref(), rows.len())?;
         let values = guarded(|| {
-            py.detach(|| self.inner.signatures(&strs, &bounds, threads))
+            py.detach(|| self.inner.signatures(&rows[..], &bounds, threads))
                 .map_err(to_py)
         })?;
         self.signature_array(py, values)
@@ -103,10 +103,10 @@ impl MinHasher {
         threads: usize,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let holder = Texts::new(texts.array(), "texts")?;
-        let strs = holder.strs()?;
-        let bounds = row_bounds(bounds.as_ref(), strs.len())?;
+        let rows = holder.bytes(); // checked to be UTF-8 by the workers
+        let bounds = row_bounds(bounds.as_ref(), rows.len())?;
         let (values, sets) = guarded(|| {
-            py.detach(|| self.inner.signatures_and_shingles(&strs, &bounds, threads))
+            py.detach(|| self.inner.signatures_and_shingles(&rows[..], &bounds, threads))
                 .map_err(to_py)
         })?;
         let (offsets, hashes) = sets.into_parts();
