@@ -76,11 +76,6 @@ const LOW_BYTES: [u64; 9] = {
     masks
 };
 
-/// The low `len` bytes of `word` (`len` at most 8), the others zero: masks the bytes past a token's end.
-fn low_bytes(word: u64, len: usize) -> u64 {
-    word & LOW_BYTES[len]
-}
-
 /// Local hash of a token longer than 16 bytes: 16 bytes at a time, the last block zero-padded.
 #[cold]
 fn local_long(token: &[u8]) -> u64 {
@@ -111,11 +106,30 @@ fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
         if len > 16 {
             return local_long(&buf[start..start + len]);
         }
-        let low = low_bytes(word_at(buf, start), len.min(8));
-        let high = low_bytes(word_at(buf, start + 8), len.saturating_sub(8));
-        local_short(low, high, len)
+        // One load of the 16 bytes and one look-up of both masks.
+        let mut sixteen = [0u8; 16];
+        sixteen.copy_from_slice(&buf[start..start + 16]);
+        let bytes = u128::from_le_bytes(sixteen);
+        let (low, high) = TOKEN_MASKS[len];
+        local_short(bytes as u64 & low, (bytes >> 64) as u64 & high, len)
     }));
 }
+
+/// `TOKEN_MASKS[len]` keeps the first `len` bytes (at most 16) of two little-endian words: the masks of the
+/// first eight bytes and of the next eight.
+const TOKEN_MASKS: [(u64, u64); 17] = {
+    let mut masks = [(0, 0); 17];
+    let mut len = 0;
+    while len <= 16 {
+        masks[len] = if len <= 8 {
+            (LOW_BYTES[len], 0)
+        } else {
+            (u64::MAX, LOW_BYTES[len - 8])
+        };
+        len += 1;
+    }
+    masks
+};
 
 /// The longest n-grams whose local hashes roll cyclically. The cyclic hash is linear over GF(2): rotating a 64-bit
 /// word is multiplying by `x` in GF(2)[x]/(x^64 + 1) = GF(2)[x]/((x + 1)^64), so two distinct n-grams collide with
