@@ -391,7 +391,7 @@ def iter_batches(
     ``(source, offset of the batch in its source, batch)``, with a progress bar over all rows
     (``progress=None``: a bar on a terminal only)."""
     if not (_on_terminal(sys.stderr) if progress is None else progress):
-        for source in sources:  # no bar: tqdm is not even imported (a fifth of a short command's start-up)
+        for source in sources:  # no bar: tqdm is not even imported (0.03 s of a short command's start-up)
             yield from _source_batches(source, batch_rows, columns, views)
         return
     from tqdm.auto import tqdm

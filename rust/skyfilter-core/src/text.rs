@@ -711,7 +711,7 @@ mod tests {
             }
             if let Ok(full) = <&[u8; 64]>::try_from(block) {
                 let words = scan_words(full);
-                let below = u64::MAX >> (64 - ascii.max(1)) & if ascii == 0 { 0 } else { u64::MAX };
+                let below = if ascii == 0 { 0 } else { u64::MAX >> (64 - ascii) };
                 assert_eq!(words.other.trailing_zeros(), scan.other.trailing_zeros());
                 assert_eq!(words.words & below, scan.words & below);
                 assert_eq!(words.lowered[..ascii], scan.lowered[..ascii]);
