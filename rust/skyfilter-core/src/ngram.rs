@@ -101,7 +101,7 @@ pub fn local_token_hash(token: &[u8]) -> u64 {
 /// the 16 bytes from a token's start are always there to read and mask.
 fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
     let buf = tokens.padded();
-    out.extend(tokens.spans().iter().map(|&(start, end)| {
+    out.extend(tokens.spans().iter().map(|&[start, end]| {
         let (start, len) = (start as usize, (end - start) as usize);
         if len > 16 {
             return local_long(&buf[start..start + len]);

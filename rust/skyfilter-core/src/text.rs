@@ -12,6 +12,7 @@
 //!   whitespace as Python's `str.split()` does.
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
@@ -83,8 +84,12 @@ pub struct Tokens {
     buf: String,
     /// Length of the normalised text in `buf`.
     len: usize,
-    spans: Vec<(u32, u32)>,
+    spans: Vec<Span>,
 }
+
+/// A token's byte span in the normalised text: `[start, end]` (an array, whose layout is fixed: the AVX-512
+/// tokenizer writes spans eight at a time into a vector register's lanes).
+pub type Span = [u32; 2];
 
 /// Zero bytes kept after the normalised text: 16 bytes from any token's start can be read without a bounds branch.
 const PADDING: &str = "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
@@ -117,7 +122,7 @@ impl Tokens {
 
     /// The `i`-th token.
     pub fn get(&self, i: usize) -> &str {
-        let (start, end) = self.spans[i];
+        let [start, end] = self.spans[i];
         &self.buf[start as usize..end as usize]
     }
 
@@ -125,7 +130,7 @@ impl Tokens {
     pub fn bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.spans
             .iter()
-            .map(|&(start, end)| &self.buf.as_bytes()[start as usize..end as usize])
+            .map(|&[start, end]| &self.buf.as_bytes()[start as usize..end as usize])
     }
 
     /// All tokens in order.
@@ -139,7 +144,7 @@ impl Tokens {
     }
 
     /// Byte spans of the tokens in [`Tokens::normalized`].
-    pub fn spans(&self) -> &[(u32, u32)] {
+    pub fn spans(&self) -> &[Span] {
         &self.spans
     }
 }
@@ -436,13 +441,60 @@ impl WordRuns {
 
     /// The longest ASCII prefix of `bytes`, lower-cased byte-wise here; returns its length. Its bytes are read 64 at
     /// a time: where they are word bytes and where they are not ASCII, as bit masks, and lower-cased, in one pass
-    /// (so ASCII text needs no UTF-8 validation of its own). A branch per run of word bytes instead of one per
-    /// byte. The spans are written into the list's spare room with a count kept in a register (a `push` a span
-    /// kept the list's length in memory, a store and a load a run).
+    /// (so ASCII text needs no UTF-8 validation of its own). The spans are written into the list's spare room with a
+    /// count kept in a register (a `push` a span kept the list's length in memory, a store and a load a run). Where
+    /// the processor has AVX-512 (with VBMI2: Ice Lake, Zen 4 and later), a block is one register and its spans are
+    /// extracted without a branch per run; elsewhere SSE2 and a loop over the runs.
     fn feed_ascii(&mut self, bytes: &[u8], out: &mut Tokens) -> usize {
         if bytes.first().is_none_or(|b| !b.is_ascii()) {
             return 0; // (text in other scripts comes here at every character)
         }
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the processor has what `feed_ascii_avx512` is compiled for, checked just above.
+            return unsafe { self.feed_ascii_avx512(bytes, out) };
+        }
+        self.feed_blocks(
+            bytes,
+            out,
+            |block, to| {
+                let scan = scan_block(block);
+                // SAFETY: `feed_blocks` gives room for 64 bytes at `to`.
+                unsafe { std::ptr::copy_nonoverlapping(scan.lowered.as_ptr(), to, 64) };
+                (scan.words, scan.other)
+            },
+            span_pairs,
+        )
+    }
+
+    /// [`WordRuns::feed_ascii`] compiled for AVX-512: a block scanned in one 64-byte register, and its spans
+    /// extracted without a loop over its runs (which mispredicted once a block and took half the tokenizer's time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,bmi1,popcnt,lzcnt")]
+    unsafe fn feed_ascii_avx512(&mut self, bytes: &[u8], out: &mut Tokens) -> usize {
+        // SAFETY (the closures'): this function runs only where the processor has these features.
+        self.feed_blocks(
+            bytes,
+            out,
+            |block, to| unsafe { scan_avx512(block, to) },
+            |starts, ends, at, room| unsafe { span_pairs_avx512(starts, ends, at, room) },
+        )
+    }
+
+    /// The body of [`WordRuns::feed_ascii`], with `scan(block, to)` reading a block of 1 to 64 bytes: it writes the
+    /// block lower-cased to the 64 bytes at `to` (what follows the block, anything) and returns its `words` and
+    /// `other` masks, as [`Scan`] holds them; and with `pairs` writing the spans of the runs within a block, as
+    /// [`span_pairs`] does.
+    // Always inlined: `feed_ascii_avx512` must compile it, and the closures in it, under its own target features.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn feed_blocks(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Tokens,
+        scan: impl Fn(&[u8], *mut u8) -> (u64, u64),
+        pairs: impl Fn(u64, u64, u32, &mut [MaybeUninit<Span>; BLOCK_SPANS]) -> (usize, u64),
+    ) -> usize {
         let base = out.buf.len();
         // SAFETY: only the ASCII bytes of each block are kept in the text (`set_len` below): it stays UTF-8.
         let buf = unsafe { out.buf.as_mut_vec() };
@@ -455,26 +507,25 @@ impl WordRuns {
             None => (false, 0, 0, 0),
         };
         // A run ends at a byte that is not a word byte and follows one (or follows the run carried in): at most
-        // one end every two bytes, and one more for the carried run.
-        out.spans.reserve(bytes.len() / 2 + 1);
+        // one end every two bytes, and one more for the carried run; and room for a block's spans past them.
+        out.spans.reserve(bytes.len() / 2 + 1 + BLOCK_SPANS);
         let room = out.spans.spare_capacity_mut();
         let mut written = 0;
         let mut before = u64::from(open); // whether the byte before the block is a word byte
         for (b, block) in bytes.chunks(64).enumerate() {
-            let scan = scan_block(block);
             let at = base + 64 * b;
             // SAFETY: `reserve` left room for 64 bytes past every block's start.
-            unsafe { std::ptr::copy_nonoverlapping(scan.lowered.as_ptr(), buf.as_mut_ptr().add(at), 64) };
-            let len = (scan.other.trailing_zeros() as usize).min(block.len());
+            let (words, other) = scan(block, unsafe { buf.as_mut_ptr().add(at) });
+            let len = (other.trailing_zeros() as usize).min(block.len());
             // SAFETY: the `len` bytes after the text were just written, all ASCII.
             unsafe { buf.set_len(at + len) };
             if len == 0 {
                 break;
             }
-            let words = scan.words & (u64::MAX >> (64 - len));
+            let words = words & (u64::MAX >> (64 - len));
             // Where runs start (a word byte after one that is not) and end (the other way round).
             let follows = words << 1 | before;
-            let mut starts = words & !follows;
+            let starts = words & !follows;
             let mut ends = !words & follows & (u64::MAX >> (64 - len));
             before = words >> (len - 1) & 1;
             if open && ends != 0 {
@@ -482,25 +533,22 @@ impl WordRuns {
                 // one-letter words are common, and a branch on them mispredicts.
                 let end = at + ends.trailing_zeros() as usize;
                 ends &= ends - 1;
-                room[written].write((start as u32, end as u32));
+                room[written].write([start as u32, end as u32]);
                 written += usize::from(carried + end - from >= 2);
                 open = false;
             }
-            // The other runs start and end in the block: its starts and ends pair up in order, two independent
-            // chains of bit clearing (one chain of alternating starts and ends was twice as long, with a branch).
-            while ends != 0 {
-                let (s, e) = (
-                    at + starts.trailing_zeros() as usize,
-                    at + ends.trailing_zeros() as usize,
-                );
-                starts &= starts - 1;
-                ends &= ends - 1;
-                room[written].write((s as u32, e as u32));
-                written += usize::from(e - s >= 2);
-            }
-            if starts != 0 {
+            // The other runs start and end in the block. A run of one byte (a start right before an end) is no token:
+            // it leaves both masks, which then pair up in order.
+            let single = starts & ends >> 1;
+            let (starts, ends) = (starts & !single, ends & !(single << 1));
+            let block_room = (&mut room[written..written + BLOCK_SPANS])
+                .try_into()
+                .expect("reserved above");
+            let (kept, rest) = pairs(starts, ends, at as u32, block_room);
+            written += kept;
+            if rest != 0 {
                 // A run starts and goes on past the block.
-                (open, start, carried) = (true, at + starts.trailing_zeros() as usize, 0);
+                (open, start, carried) = (true, at + rest.trailing_zeros() as usize, 0);
                 from = start;
             }
             if len < block.len() {
@@ -521,6 +569,98 @@ impl WordRuns {
             push_span(&mut out.spans, start, out.buf.len(), chars);
         }
     }
+}
+
+/// The most spans [`span_pairs`] writes for one block: a run of two or more bytes and the byte after it, 21 times
+/// in 64 bytes, rounded up to two registers' worth.
+const BLOCK_SPANS: usize = 32;
+
+/// The runs that start and end within a block at byte `at`: its `starts` and `ends` masks pair up in order (`starts`
+/// may have one more, a run that goes on past the block). Writes their spans to `room` from its start; returns their
+/// count and the start left over, as a mask (0 when there is none). Two independent chains of bit clearing (one
+/// chain of alternating starts and ends was twice as long, with a branch).
+#[inline]
+fn span_pairs(mut starts: u64, mut ends: u64, at: u32, room: &mut [MaybeUninit<Span>; BLOCK_SPANS]) -> (usize, u64) {
+    let mut written = 0;
+    while ends != 0 {
+        room[written].write([at + starts.trailing_zeros(), at + ends.trailing_zeros()]);
+        starts &= starts - 1;
+        ends &= ends - 1;
+        written += 1;
+    }
+    (written, starts)
+}
+
+/// [`span_pairs`] without a loop over the runs: the positions of the starts and of the ends compressed into two
+/// registers (AVX-512 VBMI2), and the spans written sixteen at a time.
+///
+/// # Safety
+/// The processor must have AVX-512 F, BW and VBMI2, and POPCNT and LZCNT.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt,lzcnt")]
+#[inline]
+unsafe fn span_pairs_avx512(
+    starts: u64,
+    ends: u64,
+    at: u32,
+    room: &mut [MaybeUninit<Span>; BLOCK_SPANS],
+) -> (usize, u64) {
+    use std::arch::x86_64::{
+        __m128i, _mm512_add_epi32, _mm512_castsi512_si128, _mm512_cvtepu8_epi32, _mm512_extracti32x4_epi32,
+        _mm512_loadu_si512, _mm512_maskz_compress_epi8, _mm512_permutex2var_epi32, _mm512_set1_epi32,
+        _mm512_storeu_si512,
+    };
+    const BYTES: [u8; 64] = {
+        let mut bytes = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            bytes[i] = i as u8;
+            i += 1;
+        }
+        bytes
+    };
+    // The lanes of two registers of sixteen starts and sixteen ends, interleaved: the first eight spans, the next.
+    const FIRST: [u32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    const NEXT: [u32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+    let kept = ends.count_ones() as usize;
+    // SAFETY: the loads read the 64 bytes of the constants above.
+    let (bytes, first, next) = unsafe {
+        (
+            _mm512_loadu_si512(BYTES.as_ptr().cast()),
+            _mm512_loadu_si512(FIRST.as_ptr().cast()),
+            _mm512_loadu_si512(NEXT.as_ptr().cast()),
+        )
+    };
+    // Byte `i` of each: the position in the block of the `i`-th start and end.
+    let s = _mm512_maskz_compress_epi8(starts, bytes);
+    let e = _mm512_maskz_compress_epi8(ends, bytes);
+    let offset = _mm512_set1_epi32(at as i32);
+    let write = |s: __m128i, e: __m128i, to: *mut MaybeUninit<Span>| {
+        let (s, e) = (
+            _mm512_add_epi32(_mm512_cvtepu8_epi32(s), offset),
+            _mm512_add_epi32(_mm512_cvtepu8_epi32(e), offset),
+        );
+        // SAFETY: `to` is followed by sixteen spans of `room` (128 bytes), the two stores'.
+        unsafe {
+            _mm512_storeu_si512(to.cast(), _mm512_permutex2var_epi32(s, first, e));
+            _mm512_storeu_si512(to.add(8).cast(), _mm512_permutex2var_epi32(s, next, e));
+        }
+    };
+    write(_mm512_castsi512_si128(s), _mm512_castsi512_si128(e), room.as_mut_ptr());
+    if kept > 16 {
+        write(
+            _mm512_extracti32x4_epi32::<1>(s),
+            _mm512_extracti32x4_epi32::<1>(e),
+            room[16..].as_mut_ptr(),
+        );
+    }
+    // A start without its end is the last start, a run that goes on past the block.
+    let rest = if starts.count_ones() as usize > kept {
+        1 << starts.ilog2()
+    } else {
+        0
+    };
+    (kept, rest)
 }
 
 pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
@@ -586,6 +726,54 @@ fn scan_64(block: &[u8; 64]) -> Scan {
     scan
 }
 
+/// Whether the processor has what [`WordRuns::feed_ascii_avx512`] is compiled for (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    #[cfg(test)]
+    if tests::PORTABLE.get() {
+        return false;
+    }
+    *HAS.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+    })
+}
+
+/// [`scan_block`] of a block of 1 to 64 bytes in one AVX-512 register: its `words` and `other` masks, the block
+/// lower-cased written to the 64 bytes at `to` (zeros past a short block).
+///
+/// # Safety
+/// The processor must have AVX-512 F and BW, and `to` must be valid for writing 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn scan_avx512(block: &[u8], to: *mut u8) -> (u64, u64) {
+    use std::arch::x86_64::{
+        __m512i, _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_mask_add_epi8, _mm512_maskz_loadu_epi8,
+        _mm512_movepi8_mask, _mm512_set1_epi8, _mm512_storeu_si512, _mm512_sub_epi8,
+    };
+    debug_assert!((1..=64).contains(&block.len()));
+    // A masked load reads the block's bytes only (the others are zeros), so a short block needs no copy.
+    let x = unsafe { _mm512_maskz_loadu_epi8(u64::MAX >> (64 - block.len()), block.as_ptr().cast()) };
+    // Unsigned: `v - lo < count` for the bytes within `lo..lo + count` (bytes that are not ASCII are within none).
+    let within = |v: __m512i, lo: u8, count: u8| {
+        _mm512_cmplt_epu8_mask(
+            _mm512_sub_epi8(v, _mm512_set1_epi8(lo as i8)),
+            _mm512_set1_epi8(count as i8),
+        )
+    };
+    let lowered = _mm512_mask_add_epi8(x, within(x, b'A', 26), x, _mm512_set1_epi8(0x20));
+    unsafe { _mm512_storeu_si512(to.cast(), lowered) };
+    let words =
+        within(lowered, b'a', 26) | within(x, b'0', 10) | _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b'_' as i8));
+    (words, _mm512_movepi8_mask(x))
+}
+
 /// [`scan_block`] of 64 bytes, eight at a time in a 64-bit word.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 fn scan_words(block: &[u8; 64]) -> Scan {
@@ -648,8 +836,8 @@ fn gather_tops(tops: u64) -> u8 {
 
 /// Adds the run `start..end` of `chars` characters as a token if it has two or more. Without a branch on the
 /// count: the span is written, then kept or not (one-letter words are common, and a branch on them mispredicts).
-fn push_span(spans: &mut Vec<(u32, u32)>, start: usize, end: usize, chars: usize) {
-    spans.push((start as u32, end as u32));
+fn push_span(spans: &mut Vec<Span>, start: usize, end: usize, chars: usize) {
+    spans.push([start as u32, end as u32]);
     spans.truncate(spans.len() - usize::from(chars < 2));
 }
 
@@ -661,7 +849,7 @@ fn whitespace(text: &str, out: &mut Tokens) {
         }
         if is_python_space(c) {
             if let Some(s) = start.take() {
-                out.spans.push((s as u32, out.buf.len() as u32));
+                out.spans.push([s as u32, out.buf.len() as u32]);
             }
             continue;
         }
@@ -669,13 +857,54 @@ fn whitespace(text: &str, out: &mut Tokens) {
         out.buf.push(c.to_ascii_lowercase());
     }
     if let Some(s) = start {
-        out.spans.push((s as u32, out.buf.len() as u32));
+        out.spans.push([s as u32, out.buf.len() as u32]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Set by a test to tokenize with the portable blocks (SSE2 and a loop over the runs) on a processor that has
+        /// AVX-512.
+        pub(super) static PORTABLE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The tokens of `text`, normalised text and spans, by the blocks the processor has and by the portable ones.
+    fn both_paths(text: &str) -> [(String, Vec<Span>); 2] {
+        [false, true].map(|portable| {
+            PORTABLE.set(portable);
+            let mut tokens = Tokens::default();
+            Tokenizer::Words.tokenize_into(text, &mut tokens);
+            PORTABLE.set(false);
+            (tokens.normalized().to_owned(), tokens.spans().to_vec())
+        })
+    }
+
+    /// Text that crosses the tokenizer's cases: one- and two-letter words packed to more than sixteen tokens a block,
+    /// runs across blocks, capitals, digits, `_`, punctuation, and characters that are not ASCII (the sigma too).
+    fn mixed_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[a-zA-Z]{1,3}",
+            2 => "[ .,_0-9]{1,2}",
+            1 => "[a-z]{60,70}",
+            1 => "(ab ){10,30}",
+            1 => "[\\u{e9}\\u{2019}\\u{3a3}\\u{130}\\u{4e2d}]",
+        ];
+        proptest::collection::vec(piece, 0..60).prop_map(|pieces| pieces.join(""))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn avx512_and_portable_blocks_tokenize_alike(text in mixed_text()) {
+            let [native, portable] = both_paths(&text);
+            prop_assert_eq!(native, portable);
+        }
+    }
 
     #[test]
     fn words_drops_one_char_tokens_and_lowercases() {
@@ -697,7 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_are_scanned_sixteen_and_eight_bytes_at_a_time() {
+    fn blocks_are_scanned_sixty_four_sixteen_and_eight_bytes_at_a_time() {
         let check = |block: &[u8]| {
             let scan = scan_block(block);
             let ascii = block.iter().position(|b| !b.is_ascii()).unwrap_or(block.len());
@@ -708,6 +937,16 @@ mod tests {
             for (i, &c) in block[..ascii].iter().enumerate() {
                 assert_eq!(scan.words >> i & 1 == 1, is_ascii_word_byte(c), "{c}");
                 assert_eq!(scan.lowered[i], c.to_ascii_lowercase(), "{c}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() && !block.is_empty() {
+                let mut lowered = [0u8; 64];
+                // SAFETY: the processor has AVX-512 (checked); `lowered` has room for 64 bytes.
+                let (words, other) = unsafe { scan_avx512(block, lowered.as_mut_ptr()) };
+                let below = if ascii == 0 { 0 } else { u64::MAX >> (64 - ascii) };
+                assert_eq!(other.trailing_zeros(), scan.other.trailing_zeros());
+                assert_eq!(words & below, scan.words & below);
+                assert_eq!(lowered[..ascii], scan.lowered[..ascii]);
             }
             if let Ok(full) = <&[u8; 64]>::try_from(block) {
                 let words = scan_words(full);
