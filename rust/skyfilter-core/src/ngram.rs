@@ -170,7 +170,7 @@ unsafe fn local_hashes_avx512(tokens: &Tokens, out: &mut Vec<u64>) {
             let span = _mm512_loadu_si512(spans.as_ptr().add(at).cast());
             let start = _mm512_and_si512(span, low32);
             let len = _mm512_sub_epi64(_mm512_srli_epi64::<32>(span), start);
-            // Each token's sixteen bytes in one load, four to a register (two gathers took twice the time).
+            // Each token's sixteen bytes in one load, four to a register (two gathers of the words were slower).
             #[allow(clippy::cast_ptr_alignment)] // unaligned loads
             let sixteen = |k: usize| _mm_loadu_si128(buf.as_ptr().add(spans[at + k][0] as usize).cast::<__m128i>());
             let four = |k: usize| {
