@@ -101,8 +101,8 @@ pub fn local_token_hash(token: &[u8]) -> u64 {
 /// the 16 bytes from a token's start are always there to read and mask.
 fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512f() {
-        // SAFETY: the processor has AVX-512 F, checked just above.
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the processor has AVX-512 F, checked just above (the standard library caches the answer).
         return unsafe { local_hashes_avx512(tokens, out) };
     }
     local_hashes(tokens.padded(), tokens.spans(), out);
@@ -122,13 +122,6 @@ fn local_hashes(buf: &[u8], spans: &[Span], out: &mut Vec<u64>) {
         let (low, high) = TOKEN_MASKS[len];
         local_short(bytes as u64 & low, (bytes >> 64) as u64 & high, len)
     }));
-}
-
-/// Whether the processor has AVX-512 F (checked once).
-#[cfg(target_arch = "x86_64")]
-fn has_avx512f() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// [`local_token_hashes`] eight tokens at a time: their spans in one load, their two words loaded, masked to

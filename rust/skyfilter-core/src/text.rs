@@ -726,22 +726,20 @@ fn scan_64(block: &[u8; 64]) -> Scan {
     scan
 }
 
-/// Whether the processor has what [`WordRuns::feed_ascii_avx512`] is compiled for (checked once).
+/// Whether the processor has what [`WordRuns::feed_ascii_avx512`] is compiled for (the standard library caches
+/// each feature's answer).
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
     #[cfg(test)]
     if tests::PORTABLE.get() {
         return false;
     }
-    *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi2")
-            && std::arch::is_x86_feature_detected!("bmi1")
-            && std::arch::is_x86_feature_detected!("popcnt")
-            && std::arch::is_x86_feature_detected!("lzcnt")
-    })
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi2")
+        && std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("popcnt")
+        && std::arch::is_x86_feature_detected!("lzcnt")
 }
 
 /// [`scan_block`] of a block of 1 to 64 bytes in one AVX-512 register: its `words` and `other` masks, the block
