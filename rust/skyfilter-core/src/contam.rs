@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 use crate::ngram::{ngram_hashes, TokenHash, MAX_N};
-use crate::rows::{check_bounds, map_rows, ByteRows};
+use crate::rows::{check_bounds, map_chunks, ByteRows};
 use crate::text::{Tokenizer, Tokens};
 use crate::Error;
 
@@ -85,16 +85,16 @@ pub enum Counts {
     Matched,
 }
 
-/// What one training row matched.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RowMatch {
+/// What one training row matched: a row of [`Matches`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowMatch<'a> {
     /// Distinct n-grams of the row (over all its texts); `None` when not counted ([`Counts::Matched`]).
     pub n_ngrams: Option<u32>,
     /// Distinct matched groups, in order of first occurrence in the row's texts.
-    pub matched: Vec<u32>,
+    pub matched: &'a [u32],
 }
 
-impl RowMatch {
+impl RowMatch<'_> {
     /// Fraction of the row's distinct n-grams found in the benchmarks (0 when it has none or matched none).
     pub fn overlap(&self) -> f64 {
         match self.n_ngrams {
@@ -106,6 +106,66 @@ impl RowMatch {
     /// A row is flagged when it matched at least one n-gram and its overlap reaches `threshold`.
     pub fn is_flagged(&self, threshold: f64) -> bool {
         !self.matched.is_empty() && self.overlap() >= threshold
+    }
+}
+
+/// What training rows matched, column by column: the form the bindings return, built without a value per row
+/// on the heap (a `Vec` of per-row results and its copy took 70 MB of fresh pages a million rows).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Matches {
+    /// Each row's [`RowMatch::n_ngrams`].
+    pub n_ngrams: Vec<Option<u32>>,
+    /// Row `r`'s groups end at `ends[r]` in `groups` (and start where row `r - 1`'s end).
+    pub ends: Vec<usize>,
+    /// Every row's [`RowMatch::matched`], one row after another.
+    pub groups: Vec<u32>,
+}
+
+impl Matches {
+    pub fn len(&self) -> usize {
+        self.n_ngrams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_ngrams.is_empty()
+    }
+
+    #[inline]
+    pub fn row(&self, r: usize) -> RowMatch<'_> {
+        let start = if r == 0 { 0 } else { self.ends[r - 1] };
+        RowMatch {
+            n_ngrams: self.n_ngrams[r],
+            matched: &self.groups[start..self.ends[r]],
+        }
+    }
+
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = RowMatch<'_>> {
+        (0..self.len()).map(|r| self.row(r))
+    }
+
+    fn push(&mut self, n_ngrams: Option<u32>) {
+        self.n_ngrams.push(n_ngrams);
+        self.ends.push(self.groups.len());
+    }
+
+    /// `parts` (consecutive rows) as one.
+    fn concat(mut parts: Vec<Matches>) -> Matches {
+        if parts.len() == 1 {
+            return parts.pop().unwrap_or_default();
+        }
+        let rows = parts.iter().map(Matches::len).sum();
+        let mut all = Matches {
+            n_ngrams: Vec::with_capacity(rows),
+            ends: Vec::with_capacity(rows),
+            groups: Vec::with_capacity(parts.iter().map(|p| p.groups.len()).sum()),
+        };
+        for p in parts {
+            let base = all.groups.len();
+            all.n_ngrams.extend_from_slice(&p.n_ngrams);
+            all.ends.extend(p.ends.iter().map(|e| e + base));
+            all.groups.extend_from_slice(&p.groups);
+        }
+        all
     }
 }
 
@@ -339,7 +399,7 @@ impl BenchIndex {
         ignore: &[bool],
         counts: Counts,
         threads: usize,
-    ) -> Result<Vec<RowMatch>, Error> {
+    ) -> Result<Matches, Error> {
         check_bounds(texts.len(), bounds)?;
         if !ignore.is_empty() && ignore.len() != self.groups.len() {
             return Err(Error::InvalidIgnoreMask {
@@ -347,13 +407,31 @@ impl BenchIndex {
                 got: ignore.len(),
             });
         }
-        map_rows(bounds.len() - 1, threads, |scratch: &mut Scratch, r| {
-            self.match_row(texts, bounds[r]..bounds[r + 1], ignore, counts, scratch)
-        })?
-        .into_iter()
-        .collect()
+        let parts = map_chunks(bounds.len() - 1, threads, |rows| {
+            let mut part = Matches {
+                n_ngrams: Vec::with_capacity(rows.len()),
+                ends: Vec::with_capacity(rows.len()),
+                groups: Vec::new(),
+            };
+            let mut scratch = Scratch::default();
+            for r in rows {
+                let n_ngrams = self.match_row(
+                    texts,
+                    bounds[r]..bounds[r + 1],
+                    ignore,
+                    counts,
+                    &mut scratch,
+                    &mut part.groups,
+                )?;
+                part.push(n_ngrams);
+            }
+            Ok(part)
+        })?;
+        Ok(Matches::concat(parts.into_iter().collect::<Result<_, Error>>()?))
     }
 
+    /// Appends the row's distinct matched groups to `matched`, in order of first occurrence; returns its count of
+    /// distinct n-grams ([`RowMatch::n_ngrams`]).
     fn match_row<R: ByteRows + ?Sized>(
         &self,
         texts: &R,
@@ -361,8 +439,9 @@ impl BenchIndex {
         ignore: &[bool],
         counts: Counts,
         s: &mut Scratch,
-    ) -> Result<RowMatch, Error> {
-        let mut result = RowMatch::default();
+        matched: &mut Vec<u32>,
+    ) -> Result<Option<u32>, Error> {
+        let start = matched.len();
         // A row of one text (most rows) counts its distinct n-grams in place; others gather theirs first.
         let single = range.len() == 1;
         s.hashes.clear();
@@ -388,15 +467,14 @@ impl BenchIndex {
                 if ignore.get(g as usize).copied().unwrap_or(false) || !s.seen.insert(g) {
                     continue;
                 }
-                result.matched.push(g);
+                matched.push(g);
             }
         }
         let hashes = if single { &s.hashes } else { &s.row_hashes };
-        result.n_ngrams = match counts {
-            Counts::Matched if result.matched.is_empty() => hashes.is_empty().then_some(0),
+        Ok(match counts {
+            Counts::Matched if matched.len() == start => hashes.is_empty().then_some(0),
             _ => Some(count_distinct(hashes, &mut s.distinct) as u32),
-        };
-        Ok(result)
+        })
     }
 }
 
@@ -409,7 +487,7 @@ mod tests {
         BenchIndex::build(Tokenizer::Words, n, &benches).unwrap()
     }
 
-    fn match_texts(index: &BenchIndex, rows: &[&str], threads: usize) -> Vec<RowMatch> {
+    fn match_texts(index: &BenchIndex, rows: &[&str], threads: usize) -> Matches {
         let texts: Vec<Option<&str>> = rows.iter().map(|t| Some(*t)).collect();
         let bounds: Vec<usize> = (0..=rows.len()).collect();
         index
@@ -427,23 +505,24 @@ mod tests {
             ],
         );
         let m = match_texts(&idx, &["I saw the quick brown fox today", "quick brown dog"], 1);
-        assert_eq!(m[0].n_ngrams, Some(4)); // "I" is a one-character token
-        assert_eq!(m[0].matched.len(), 2);
-        assert!(m[0].is_flagged(0.0));
-        assert!(m[0].is_flagged(0.5));
-        assert!(!m[0].is_flagged(0.51));
-        assert_eq!(idx.ngram_text(m[0].matched[0]).unwrap(), "the quick brown");
-        let fox = m[0].matched[1];
+        let (m0, m1) = (m.row(0), m.row(1));
+        assert_eq!(m0.n_ngrams, Some(4)); // "I" is a one-character token
+        assert_eq!(m0.matched.len(), 2);
+        assert!(m0.is_flagged(0.0));
+        assert!(m0.is_flagged(0.5));
+        assert!(!m0.is_flagged(0.51));
+        assert_eq!(idx.ngram_text(m0.matched[0]).unwrap(), "the quick brown");
+        let fox = m0.matched[1];
         assert_eq!(idx.ngram_text(fox).unwrap(), "quick brown fox");
         assert_eq!(
             idx.postings(fox).unwrap(),
             [BenchRow { bench: 0, row: 0 }, BenchRow { bench: 1, row: 0 }]
         );
         assert_eq!(
-            m[1],
+            m1,
             RowMatch {
                 n_ngrams: Some(1),
-                matched: vec![]
+                matched: &[]
             }
         );
     }
@@ -451,7 +530,8 @@ mod tests {
     #[test]
     fn threads_do_not_change_results() {
         let idx = index(2, &[&["aa bb cc dd ee", "ff gg hh"]]);
-        let rows: Vec<String> = (0..1000).map(|i| format!("x{i} aa bb y{i} gg hh cc dd")).collect();
+        // Past 4096 rows a row: several parts, matched apart and joined (the ones of the second with their ends moved).
+        let rows: Vec<String> = (0..10_000).map(|i| format!("x{i} aa bb y{i} gg hh cc dd")).collect();
         let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
         assert_eq!(match_texts(&idx, &rows, 1), match_texts(&idx, &rows, 2));
         assert_eq!(match_texts(&idx, &rows, 1), match_texts(&idx, &rows, 0));
@@ -463,18 +543,18 @@ mod tests {
         let texts = [Some("aa bb cc"), None, Some("aa bb"), Some("zz")];
         let m = idx.match_rows(&texts[..], &[0, 3, 3, 4], &[], Counts::All, 1).unwrap();
         assert_eq!(
-            m[0],
+            m.row(0),
             RowMatch {
                 n_ngrams: Some(2),
-                matched: vec![0]
+                matched: &[0]
             }
         );
         let zero = RowMatch {
             n_ngrams: Some(0),
-            matched: vec![],
+            matched: &[],
         };
-        assert_eq!(m[1], zero);
-        assert_eq!(m[2], zero);
+        assert_eq!(m.row(1), zero);
+        assert_eq!(m.row(2), zero);
     }
 
     #[test]
@@ -484,13 +564,13 @@ mod tests {
         let bounds = [0, 1, 2, 3, 4];
         let all = idx.match_rows(&texts[..], &bounds, &[], Counts::All, 1).unwrap();
         let matched = idx.match_rows(&texts[..], &bounds, &[], Counts::Matched, 1).unwrap();
-        let counts = |m: &[RowMatch]| m.iter().map(|r| r.n_ngrams).collect::<Vec<_>>();
+        let counts = |m: &Matches| m.n_ngrams.clone();
         assert_eq!(counts(&all), [Some(3), Some(2), Some(0), Some(0)]);
         assert_eq!(counts(&matched), [Some(3), None, Some(0), Some(0)]);
-        for (a, m) in all.iter().zip(&matched) {
+        for (a, m) in all.rows().zip(matched.rows()) {
             assert_eq!(
-                (&a.matched, a.overlap(), a.is_flagged(0.5)),
-                (&m.matched, m.overlap(), m.is_flagged(0.5))
+                (a.matched, a.overlap(), a.is_flagged(0.5)),
+                (m.matched, m.overlap(), m.is_flagged(0.5))
             );
         }
     }
@@ -511,7 +591,7 @@ mod tests {
         let m = idx
             .match_rows(&texts[..], &[0, 1], &[true, false], Counts::All, 1)
             .unwrap();
-        assert_eq!(m[0].matched, vec![1]);
+        assert_eq!(m.row(0).matched, [1]);
         assert!(matches!(
             idx.match_rows(&texts[..], &[0, 1], &[true], Counts::All, 1),
             Err(Error::InvalidIgnoreMask { .. })

@@ -183,7 +183,12 @@ proptest! {
             }),
         ],
     ) {
-        prop_assert_eq!(skyfilter_core::utf8(&bytes), std::str::from_utf8(&bytes).ok());
+        let text = std::str::from_utf8(&bytes).ok();
+        prop_assert_eq!(skyfilter_core::utf8(&bytes), text);
+        // The `words` tokenizer checks the bytes as it goes (what it makes of text: `tokenizers_equal_their_definitions`).
+        let mut tokens = Tokens::default();
+        prop_assert_eq!(Tokenizer::Words.tokenize_utf8_into(&bytes, &mut tokens), text.is_some());
+        prop_assert!(text.is_some() || tokens.is_empty());
     }
 }
 
@@ -247,7 +252,8 @@ proptest! {
         }
         let got = got.unwrap();
         prop_assert_eq!(&got, &index.match_rows(&texts[..], &bounds, &ignore, counts, 1).unwrap());
-        for (r, m) in got.iter().enumerate() {
+        prop_assert_eq!(got.len(), bounds.len() - 1);
+        for (r, m) in got.rows().enumerate() {
             let (mut seen, mut matched) = (HashSet::new(), Vec::new());
             for text in texts[bounds[r]..bounds[r + 1]].iter().flatten() {
                 for gram in ngrams(std::str::from_utf8(text).unwrap(), tokenizer, n) {
@@ -261,7 +267,7 @@ proptest! {
             }
             let counted = counts == Counts::All || !matched.is_empty() || seen.is_empty();
             prop_assert_eq!(m.n_ngrams, counted.then_some(seen.len() as u32));
-            prop_assert_eq!(&m.matched, &matched);
+            prop_assert_eq!(m.matched, &matched[..]);
         }
     }
 }

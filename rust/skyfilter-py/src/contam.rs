@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder, UInt32Builder};
+use arrow_array::builder::{StringBuilder, UInt32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array};
-use arrow_schema::DataType;
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, UInt32Array};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field};
 use pyo3::prelude::*;
-use skyfilter_core::contam::{BenchIndex, Counts, RowMatch};
+use skyfilter_core::contam::{BenchIndex, Counts, Matches};
 use skyfilter_core::text::Tokenizer;
 use skyfilter_core::ByteRows;
 
@@ -141,7 +142,7 @@ impl BenchmarkIndex {
             let matches = py
                 .detach(|| self.inner.match_rows(&holder, &bounds, &ignore, counts, threads))
                 .map_err(to_py)?;
-            to_pyarrow_batch(py, match_columns(&matches, threshold))
+            to_pyarrow_batch(py, match_columns(matches, threshold)?)
         })
     }
 
@@ -181,23 +182,30 @@ impl BenchmarkIndex {
     }
 }
 
-fn match_columns(matches: &[RowMatch], threshold: f64) -> Vec<(&'static str, ArrayRef)> {
-    let n_ngrams: UInt32Array = matches.iter().map(|m| m.n_ngrams).collect();
-    let n_matched: UInt32Array = matches.iter().map(|m| m.matched.len() as u32).collect();
-    let overlap: Float64Array = matches.iter().map(skyfilter_core::contam::RowMatch::overlap).collect();
-    let flagged: BooleanArray = matches.iter().map(|m| Some(m.is_flagged(threshold))).collect();
-    let first_group: UInt32Array = matches.iter().map(|m| m.matched.first().copied()).collect();
-    let mut groups = ListBuilder::new(UInt32Builder::new());
-    for m in matches {
-        groups.values().append_slice(&m.matched);
-        groups.append(true);
-    }
-    vec![
+fn match_columns(matches: Matches, threshold: f64) -> PyResult<Vec<(&'static str, ArrayRef)>> {
+    let n_ngrams = UInt32Array::from(matches.n_ngrams.clone());
+    let n_matched: UInt32Array = matches.rows().map(|m| m.matched.len() as u32).collect();
+    let overlap: Float64Array = matches.rows().map(|m| m.overlap()).collect();
+    let flagged: BooleanArray = matches.rows().map(|m| Some(m.is_flagged(threshold))).collect();
+    let first_group: UInt32Array = matches.rows().map(|m| m.matched.first().copied()).collect();
+    let offsets = std::iter::once(Ok(0))
+        .chain(matches.ends.iter().map(|&e| i32::try_from(e)))
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| {
+            SkyfilterError::new_err("more than 2^31 matched n-grams in one call: match fewer rows at a time")
+        })?;
+    let groups = ListArray::new(
+        Arc::new(Field::new_list_field(DataType::UInt32, true)),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(UInt32Array::from(matches.groups)),
+        None,
+    );
+    Ok(vec![
         ("n_ngrams", Arc::new(n_ngrams) as ArrayRef),
         ("n_matched", Arc::new(n_matched)),
         ("overlap", Arc::new(overlap)),
         ("flagged", Arc::new(flagged)),
         ("first_group", Arc::new(first_group)),
-        ("matched_groups", Arc::new(groups.finish())),
-    ]
+        ("matched_groups", Arc::new(groups)),
+    ])
 }
