@@ -52,8 +52,14 @@ def start() -> Runtime:
     return Runtime(dist.get_rank(), dist.get_world_size(), device, owns)
 
 
-def stop(runtime: Runtime) -> None:
+def stop(runtime: Runtime, completed: bool = False) -> None:
+    """Leaves the process group this run made. After a ``completed`` run every rank first waits for the others: a
+    rank whose group went down while another still worked (rank 0 writing the results) now and then aborted as it
+    exited, in gloo's threads ("terminate called without an active exception"). After a failure it leaves at once
+    (torchrun then stops the other ranks)."""
     if runtime.owns_group and dist.is_initialized():
+        if completed and runtime.world > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

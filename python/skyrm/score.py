@@ -342,6 +342,7 @@ def score_pool(
 
         runtime = start()
     lock = None  # the work folder's lock, held by the process that writes the output
+    completed = False
     try:
         folder = work_folder(out)
         settings = _settings(spec, model_name, options, rows.table.num_rows)
@@ -360,16 +361,16 @@ def score_pool(
             import torch.distributed as dist
 
             dist.barrier()
-        if not main:
-            return {}
-        return _finish(rows, folder, out, len(shards), model_name, options, say)
+        result = _finish(rows, folder, out, len(shards), model_name, options, say) if main else {}
+        completed = True
+        return result
     finally:
         if lock is not None:
             os.close(lock)
         if runtime is not None:
             from skyrm.distributed import stop
 
-            stop(runtime)
+            stop(runtime, completed)
 
 
 def _shared_work(folder: Path, settings: dict, say, runtime, out: Path) -> tuple[set[int], int | None]:

@@ -373,8 +373,11 @@ def train(config: TrainConfig, log=print) -> dict:
     existed = Path(config.output_dir).exists()
     writing: list[bool] = []  # set once the old run (--overwrite) is gone and this run writes into the folder
     runtime = start()
+    completed = False
     try:
-        return _train(config, runtime, log if runtime.main else (lambda _: None), writing)
+        result = _train(config, runtime, log if runtime.main else (lambda _: None), writing)
+        completed = True
+        return result
     except BaseException as e:
         if runtime.main and writing:  # before that, the folder holds only what was there: it stays as it was
             run_folder.discard_failed(config, existed)
@@ -382,7 +385,7 @@ def train(config: TrainConfig, log=print) -> dict:
             raise StepError(oom_message(None, 0, runtime.device, config)) from None
         raise
     finally:
-        stop(runtime)
+        stop(runtime, completed)
 
 
 def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> dict:

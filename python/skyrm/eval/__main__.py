@@ -86,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         from skyrm.distributed import start, stop
 
         runtime = start()
+        completed = False
         try:
-            return _main(args, runtime.main)
+            result = _main(args, runtime.main)
+            completed = True
+            return result
         finally:
-            stop(runtime)
+            stop(runtime, completed)
     return _main(args, True)
 
 
