@@ -55,7 +55,7 @@ impl Tokenizer {
 
     /// Normalises the text `bytes` into `out` as [`Tokenizer::tokenize_into`] does, checking that they are UTF-8:
     /// false when they are not (`out` then holds no tokens). The `words` tokenizer checks ASCII text (most text)
-    /// in its own pass over the bytes, and validates only what follows the first byte that is not ASCII.
+    /// in its own pass over the bytes, and each other character as it decodes it.
     pub fn tokenize_utf8_into(self, bytes: &[u8], out: &mut Tokens) -> bool {
         out.clear();
         let utf8 = match self {

@@ -183,7 +183,7 @@ impl BenchmarkIndex {
 }
 
 fn match_columns(matches: Matches, threshold: f64) -> PyResult<Vec<(&'static str, ArrayRef)>> {
-    let n_ngrams = UInt32Array::from(matches.n_ngrams.clone());
+    let n_ngrams: UInt32Array = matches.n_ngrams.iter().copied().collect();
     let n_matched: UInt32Array = matches.rows().map(|m| m.matched.len() as u32).collect();
     let overlap: Float64Array = matches.rows().map(|m| m.overlap()).collect();
     let flagged: BooleanArray = matches.rows().map(|m| Some(m.is_flagged(threshold))).collect();
