@@ -111,17 +111,28 @@ impl RowMatch<'_> {
 
 /// What training rows matched, column by column: the form the bindings return, built without a value per row
 /// on the heap (a `Vec` of per-row results and its copy took 70 MB of fresh pages a million rows).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Matches {
     /// Each row's [`RowMatch::n_ngrams`].
     pub n_ngrams: Vec<Option<u32>>,
-    /// Row `r`'s groups end at `ends[r]` in `groups` (and start where row `r - 1`'s end).
-    pub ends: Vec<usize>,
+    /// Row `r`'s groups are `groups[offsets[r]..offsets[r + 1]]` (Arrow's list offsets: one more than the rows).
+    pub offsets: Vec<usize>,
     /// Every row's [`RowMatch::matched`], one row after another.
     pub groups: Vec<u32>,
 }
 
 impl Matches {
+    /// No rows yet, room for `rows`.
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Matches {
+            n_ngrams: Vec::with_capacity(rows),
+            offsets,
+            groups: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.n_ngrams.len()
     }
@@ -132,10 +143,9 @@ impl Matches {
 
     #[inline]
     pub fn row(&self, r: usize) -> RowMatch<'_> {
-        let start = if r == 0 { 0 } else { self.ends[r - 1] };
         RowMatch {
             n_ngrams: self.n_ngrams[r],
-            matched: &self.groups[start..self.ends[r]],
+            matched: &self.groups[self.offsets[r]..self.offsets[r + 1]],
         }
     }
 
@@ -145,24 +155,20 @@ impl Matches {
 
     fn push(&mut self, n_ngrams: Option<u32>) {
         self.n_ngrams.push(n_ngrams);
-        self.ends.push(self.groups.len());
+        self.offsets.push(self.groups.len());
     }
 
     /// `parts` (consecutive rows) as one.
     fn concat(mut parts: Vec<Matches>) -> Matches {
         if parts.len() == 1 {
-            return parts.pop().unwrap_or_default();
+            return parts.pop().expect("one part");
         }
-        let rows = parts.iter().map(Matches::len).sum();
-        let mut all = Matches {
-            n_ngrams: Vec::with_capacity(rows),
-            ends: Vec::with_capacity(rows),
-            groups: Vec::with_capacity(parts.iter().map(|p| p.groups.len()).sum()),
-        };
+        let mut all = Matches::with_capacity(parts.iter().map(Matches::len).sum());
+        all.groups.reserve(parts.iter().map(|p| p.groups.len()).sum());
         for p in parts {
             let base = all.groups.len();
             all.n_ngrams.extend_from_slice(&p.n_ngrams);
-            all.ends.extend(p.ends.iter().map(|e| e + base));
+            all.offsets.extend(p.offsets[1..].iter().map(|o| o + base));
             all.groups.extend_from_slice(&p.groups);
         }
         all
@@ -408,11 +414,7 @@ impl BenchIndex {
             });
         }
         let parts = map_chunks(bounds.len() - 1, threads, |rows| {
-            let mut part = Matches {
-                n_ngrams: Vec::with_capacity(rows.len()),
-                ends: Vec::with_capacity(rows.len()),
-                groups: Vec::new(),
-            };
+            let mut part = Matches::with_capacity(rows.len());
             let mut scratch = Scratch::default();
             for r in rows {
                 let n_ngrams = self.match_row(

@@ -188,8 +188,8 @@ fn match_columns(matches: Matches, threshold: f64) -> PyResult<Vec<(&'static str
     let overlap: Float64Array = matches.rows().map(|m| m.overlap()).collect();
     let flagged: BooleanArray = matches.rows().map(|m| Some(m.is_flagged(threshold))).collect();
     let first_group: UInt32Array = matches.rows().map(|m| m.matched.first().copied()).collect();
-    let offsets = std::iter::once(Ok(0))
-        .chain(matches.ends.iter().map(|&e| i32::try_from(e)))
+    let offsets = (matches.offsets.iter())
+        .map(|&o| i32::try_from(o))
         .collect::<Result<Vec<i32>, _>>()
         .map_err(|_| {
             SkyfilterError::new_err("more than 2^31 matched n-grams in one call: match fewer rows at a time")
