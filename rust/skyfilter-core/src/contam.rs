@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
+use crate::filter::Filter;
 use crate::ngram::{ngram_hashes, TokenHash, MAX_N};
 use crate::rows::{check_bounds, map_chunks, ByteRows};
 use crate::text::{Tokenizer, Tokens};
@@ -64,10 +65,8 @@ pub struct BenchIndex {
     /// Byte spans of the tokens in `arena`.
     tokens: Vec<(u32, u32)>,
     heads: HashIndex,
-    /// One bit per hash-prefix bucket, set where some group's hash falls: most training n-grams miss,
-    /// and this small table (cache-resident) answers them without touching the hash map.
-    filter: Vec<u64>,
-    filter_shift: u32,
+    /// The groups' hashes: most training n-grams miss, and this answers them without touching `heads`.
+    filter: Filter,
     groups: Vec<Group>,
     postings: Vec<BenchRow>,
     /// Rows per benchmark, as given to [`BenchIndex::build`].
@@ -183,6 +182,8 @@ struct Scratch {
     hashes: Vec<u64>,
     row_hashes: Vec<u64>,
     distinct: Vec<u64>,
+    /// Positions in `hashes` of the n-grams that passed the filter.
+    candidates: Vec<u32>,
     /// The groups the row has matched so far: one lookup a match, however many (a row that copies a whole
     /// benchmark text matches thousands, and a scan of the list made it quadratic).
     seen: HashSet<u32>,
@@ -238,8 +239,7 @@ impl BenchIndex {
             arena: String::new(),
             tokens: Vec::new(),
             heads: HashIndex::default(),
-            filter: Vec::new(),
-            filter_shift: 64,
+            filter: Filter::new(0, [].iter()),
             groups: Vec::new(),
             postings: Vec::new(),
             bench_rows: benches.iter().map(|b| b.len() as u32).collect(),
@@ -270,24 +270,8 @@ impl BenchIndex {
             start = end;
         }
         index.postings = occurrences.into_iter().map(|(_, at)| at).collect();
-        index.build_filter();
+        index.filter = Filter::new(index.heads.len(), index.heads.keys());
         Ok(index)
-    }
-
-    fn build_filter(&mut self) {
-        // About 16 bits per group, between 64 Kib and 256 Mib.
-        let bits = (self.heads.len() * 16).next_power_of_two().clamp(1 << 16, 1 << 28);
-        self.filter_shift = 64 - bits.trailing_zeros();
-        self.filter = vec![0u64; bits / 64];
-        for &h in self.heads.keys() {
-            let b = (h >> self.filter_shift) as usize;
-            self.filter[b / 64] |= 1 << (b % 64);
-        }
-    }
-
-    fn maybe_contains(&self, h: u64) -> bool {
-        let b = (h >> self.filter_shift) as usize;
-        self.filter[b / 64] & (1 << (b % 64)) != 0
     }
 
     fn add_text(
@@ -458,12 +442,10 @@ impl BenchIndex {
             if !single {
                 s.row_hashes.extend_from_slice(&s.hashes);
             }
-            for (i, &h) in s.hashes.iter().enumerate() {
-                if !self.maybe_contains(h) {
-                    continue;
-                }
-                let tokens = &s.tokens;
-                let Some(g) = self.find(h, |k, token| tokens.get(i + k) == token) else {
+            self.filter.candidates(&s.hashes, &mut s.candidates);
+            for &i in &s.candidates {
+                let (i, tokens) = (i as usize, &s.tokens);
+                let Some(g) = self.find(s.hashes[i], |k, token| tokens.get(i + k) == token) else {
                     continue;
                 };
                 if ignore.get(g as usize).copied().unwrap_or(false) || !s.seen.insert(g) {
@@ -605,7 +587,7 @@ mod tests {
         // Chain both groups under one hash, as a 64-bit collision would: lookups still compare tokens.
         let mut idx = index(2, &[&["aa bb", "cc dd"]]);
         idx.heads.clear();
-        idx.filter.fill(u64::MAX);
+        idx.filter = Filter::everything();
         idx.heads.insert(7, 1);
         idx.groups[1].next = 0;
         idx.groups[0].next = NONE;

@@ -11,6 +11,7 @@
 
 pub mod contam;
 pub mod dedup;
+mod filter;
 pub mod ngram;
 pub mod parquet;
 mod pool;
