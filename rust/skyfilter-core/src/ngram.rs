@@ -7,12 +7,12 @@
 //!   `sum(t[k] * BASE^(n-1-k))` (mod 2^64) of its token hashes, finalised by murmur3's 64-bit mixer; the polynomial
 //!   rolls, so each further window costs two multiplications and the mixer.
 //! * `Local`: cheaper and free to change between releases, for hashes that never leave the process (the
-//!   contamination index and the rows matched against it). A token of up to 16 bytes hashes by one folded
-//!   multiplication, whose every bit depends on every byte. An n-gram of up to [`CYCLIC_MAX_N`] tokens hashes to
+//!   contamination index and the rows matched against it). A token of up to 16 bytes hashes by one 64-bit
+//!   multiplication of its two words (see [`local_multiply`]). An n-gram of up to [`CYCLIC_MAX_N`] tokens hashes to
 //!   the XOR of its token hashes, each rotated left by its distance from the window's end
 //!   (`t[k].rotate_left(n-1-k)`, a cyclic polynomial, as buzhash): it rolls by a rotation and two XORs, without a
 //!   multiplication or a finaliser (the token hashes are already mixed). Longer n-grams take the polynomial above,
-//!   finished by one folded multiplication (see [`CYCLIC_MAX_N`] for why).
+//!   finished by one such multiplication (see [`CYCLIC_MAX_N`] for why).
 //!
 //! Hashes only find candidates: every hit is confirmed by comparing tokens.
 
@@ -41,21 +41,27 @@ pub fn token_hash(token: &str) -> u64 {
     xxh3_64_with_seed(token.as_bytes(), SEED)
 }
 
-/// Odd factors of [`local_token_hash`] whose top byte is `0xff`, a byte UTF-8 never holds: XORed with at most
-/// eight bytes of a token (zeros past its end) they never give 0, which would absorb the other factor.
+/// Factors of [`local_token_hash`] whose top byte is `0xff`, a byte UTF-8 never holds: XORed with at most eight
+/// bytes of a token (zeros past its end) they never give 0, which would absorb the other factor.
 const LOCAL_LOW: u64 = 0xff51_afd7_ed55_8ccd;
 const LOCAL_HIGH: u64 = 0xffc4_ceb9_fe1a_85eb;
 
-/// The 128-bit product of `a` and `b`, its halves XORed: one multiplication mixes every bit of both.
-fn fold_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
+/// `a` times `b` made odd (shifted left by one, its lowest bit set), the product's high half XORed into its low
+/// half: one multiplication, where the 128-bit product (its halves folded) takes four in 64-bit lanes, the cost of
+/// the vector token hashes. For each `b` it is a bijection of `a` (an odd factor is invertible modulo 2^64, and the
+/// fold is invertible), so two tokens whose second words agree never collide; `b` loses its top bit, that of a
+/// token's sixteenth byte, which two valid UTF-8 texts the same before it cannot differ in alone (an ASCII byte
+/// there ends a character, a continuation byte does not). The product's top bits depend on every bit of both
+/// factors; the fold brings them down to the low bits, which hash tables index by.
+fn local_multiply(a: u64, b: u64) -> u64 {
+    let p = a.wrapping_mul(b << 1 | 1);
+    p ^ (p >> 32)
 }
 
 /// The local hash of a token of at most 16 bytes, from its first eight bytes (`low`) and the next eight
 /// (`high`), each little-endian with zeros past the token's end.
 fn local_short(low: u64, high: u64, len: usize) -> u64 {
-    fold_multiply(low ^ LOCAL_LOW, high ^ LOCAL_HIGH ^ len as u64)
+    local_multiply(low ^ LOCAL_LOW, high ^ LOCAL_HIGH ^ len as u64)
 }
 
 /// Bytes `at..at + 8` of `bytes` as a little-endian word (the caller keeps them in bounds).
@@ -82,7 +88,7 @@ fn local_long(token: &[u8]) -> u64 {
     token.chunks(16).fold(token.len() as u64, |h, block| {
         let mut padded = [0u8; 16];
         padded[..block.len()].copy_from_slice(block);
-        fold_multiply(word_at(&padded, 0) ^ LOCAL_LOW ^ h, word_at(&padded, 8) ^ LOCAL_HIGH)
+        local_multiply(word_at(&padded, 0) ^ LOCAL_LOW ^ h, word_at(&padded, 8) ^ LOCAL_HIGH)
     })
 }
 
@@ -101,8 +107,8 @@ pub fn local_token_hash(token: &[u8]) -> u64 {
 /// the 16 bytes from a token's start are always there to read and mask.
 fn local_token_hashes(tokens: &Tokens, out: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the processor has AVX-512 F, checked just above (the standard library caches the answer).
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the processor has AVX-512 F and DQ, checked just above (the standard library caches the answer).
         return unsafe { local_hashes_avx512(tokens, out) };
     }
     local_hashes(tokens.padded(), tokens.spans(), out);
@@ -126,16 +132,17 @@ fn local_hashes(buf: &[u8], spans: &[Span], out: &mut Vec<u64>) {
 
 /// [`local_token_hashes`] eight tokens at a time: their spans in one load, their two words loaded, masked to
 /// their lengths by variable shifts and hashed as [`local_short`] does, in the lanes. Tokens longer than 16 bytes
-/// (few) are hashed one by one afterwards, and the last seven tokens one at a time.
+/// (few) are hashed one by one afterwards, and the last seven tokens one at a time. [`local_multiply`] is one
+/// 64-bit multiplication in a lane (AVX-512 DQ).
 ///
 /// # Safety
-/// The processor must have AVX-512 F.
+/// The processor must have AVX-512 F and DQ.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn local_hashes_avx512(tokens: &Tokens, out: &mut Vec<u64>) {
     use std::arch::x86_64::{
-        __m128i, _mm512_add_epi64, _mm512_and_si512, _mm512_castsi128_si512, _mm512_cmpgt_epu64_mask,
-        _mm512_inserti32x4, _mm512_loadu_si512, _mm512_max_epu64, _mm512_min_epu64, _mm512_mul_epu32, _mm512_or_si512,
+        __m128i, _mm512_and_si512, _mm512_castsi128_si512, _mm512_cmpgt_epu64_mask, _mm512_inserti32x4,
+        _mm512_loadu_si512, _mm512_max_epu64, _mm512_min_epu64, _mm512_mullo_epi64, _mm512_or_si512,
         _mm512_permutex2var_epi64, _mm512_set1_epi64, _mm512_slli_epi64, _mm512_srli_epi64, _mm512_srlv_epi64,
         _mm512_storeu_si512, _mm512_sub_epi64, _mm512_xor_si512, _mm_loadu_si128,
     };
@@ -182,21 +189,9 @@ unsafe fn local_hashes_avx512(tokens: &Tokens, out: &mut Vec<u64>) {
         let high = _mm512_and_si512(high, low_bytes(_mm512_min_epu64(past_eight, eight)));
         let x = _mm512_xor_si512(low, set(LOCAL_LOW));
         let y = _mm512_xor_si512(_mm512_xor_si512(high, set(LOCAL_HIGH)), len);
-        // `fold_multiply(x, y)` from four 32 x 32-bit products (a lane has no 128-bit product): the low and high
-        // words of the product, with the carries of its middle terms.
-        let (x_high, y_high) = (_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(y));
-        let (ll, lh) = (_mm512_mul_epu32(x, y), _mm512_mul_epu32(x, y_high));
-        let (hl, hh) = (_mm512_mul_epu32(x_high, y), _mm512_mul_epu32(x_high, y_high));
-        let middle = _mm512_add_epi64(
-            _mm512_add_epi64(_mm512_srli_epi64::<32>(ll), _mm512_and_si512(lh, low32)),
-            _mm512_and_si512(hl, low32),
-        );
-        let product_low = _mm512_or_si512(_mm512_and_si512(ll, low32), _mm512_slli_epi64::<32>(middle));
-        let product_high = _mm512_add_epi64(
-            _mm512_add_epi64(hh, _mm512_srli_epi64::<32>(middle)),
-            _mm512_add_epi64(_mm512_srli_epi64::<32>(lh), _mm512_srli_epi64::<32>(hl)),
-        );
-        let h = _mm512_xor_si512(product_low, product_high);
+        // `local_multiply(x, y)`.
+        let product = _mm512_mullo_epi64(x, _mm512_or_si512(_mm512_slli_epi64::<1>(y), set(1)));
+        let h = _mm512_xor_si512(product, _mm512_srli_epi64::<32>(product));
         // SAFETY: `reserve` left room for every token's hash; these are tokens `at..at + 8`.
         unsafe { _mm512_storeu_si512(to.add(at).cast(), h) };
         let mut long = _mm512_cmpgt_epu64_mask(len, set(16));
@@ -259,7 +254,7 @@ impl TokenHash {
         match self {
             Self::Stable => mix(polynomial(window)),
             Self::Local if window.len() <= CYCLIC_MAX_N => window.iter().fold(0u64, |acc, &t| acc.rotate_left(1) ^ t),
-            Self::Local => fold_multiply(polynomial(window), LOCAL_MIX),
+            Self::Local => local_multiply(polynomial(window), LOCAL_MIX),
         }
     }
 }
@@ -288,7 +283,7 @@ pub fn ngram_hashes(tokens: &Tokens, n: usize, hash: TokenHash, token_hashes: &m
             if n <= CYCLIC_MAX_N {
                 roll_cyclic(token_hashes, n, out);
             } else {
-                roll_polynomial(token_hashes, n, |p| fold_multiply(p, LOCAL_MIX), out);
+                roll_polynomial(token_hashes, n, |p| local_multiply(p, LOCAL_MIX), out);
             }
         }
     }
@@ -530,6 +525,61 @@ mod tests {
             b"abcdefghijklmnop",
             b"abcdefghijklmnopq",
         ];
+        let hashes: std::collections::HashSet<u64> = tokens.iter().map(|t| local_token_hash(t)).collect();
+        assert_eq!(hashes.len(), tokens.len());
+    }
+
+    #[test]
+    fn local_hashes_of_distinct_tokens_are_distinct_and_spread() {
+        // Every token of one to three letters or digits, and longer ones of every length up to 40 bytes.
+        let alphabet: Vec<u8> = (b'a'..=b'z').chain(b'0'..=b'9').collect();
+        let mut tokens: Vec<Vec<u8>> = alphabet.iter().map(|&a| vec![a]).collect();
+        for len in 2..=3 {
+            let shorter: Vec<Vec<u8>> = tokens.iter().filter(|t| t.len() == len - 1).cloned().collect();
+            for t in &shorter {
+                tokens.extend(alphabet.iter().map(|&a| [t.as_slice(), &[a]].concat()));
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..50_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = 4 + i % 37;
+            tokens.push(
+                (0..len)
+                    .map(|k| alphabet[(state >> (k % 58)) as usize % alphabet.len()])
+                    .collect(),
+            );
+        }
+        tokens.sort();
+        tokens.dedup();
+        let hashes: Vec<u64> = tokens.iter().map(|t| local_token_hash(t)).collect();
+        let distinct: std::collections::HashSet<u64> = hashes.iter().copied().collect();
+        assert_eq!(distinct.len(), tokens.len());
+        // Their low and their top 16 bits (what hash tables and the filter index by) spread as random ones do:
+        // about 1.5 a bucket, none near 20.
+        for bits in [|h: u64| h & 0xffff, |h: u64| h >> 48] {
+            let mut buckets = vec![0u32; 1 << 16];
+            for &h in &hashes {
+                buckets[bits(h) as usize] += 1;
+            }
+            let most = buckets.iter().max().copied().unwrap_or(0);
+            assert!(most < 14, "{most} hashes in one bucket");
+        }
+    }
+
+    #[test]
+    fn local_hashes_tell_first_words_apart_whatever_the_second() {
+        // The second word of these 11-byte tokens (a three-byte character at byte 8) XORed with its factor and
+        // the length ends in a zero byte: even, times it the first words' top bits would vanish from the product.
+        let tokens: Vec<Vec<u8>> = (b'a'..=b'z')
+            .flat_map(|a| (b'a'..=b'z').map(move |b| [b"abcdef".as_slice(), &[a, b], "\u{940}".as_bytes()].concat()))
+            .collect();
+        assert_eq!(
+            (word_at(&[&tokens[0][8..], &[0; 5]].concat(), 0) ^ LOCAL_HIGH ^ 0xb) & 0xff,
+            0
+        );
         let hashes: std::collections::HashSet<u64> = tokens.iter().map(|t| local_token_hash(t)).collect();
         assert_eq!(hashes.len(), tokens.len());
     }
