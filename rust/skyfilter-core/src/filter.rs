@@ -9,7 +9,7 @@ const BITS_PER_HASH: usize = 16;
 const MIN_BITS: usize = 1 << 16;
 const MAX_BITS: usize = 1 << 28;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Filter {
     words: Vec<u64>,
     /// A hash's bucket is its top bits: `hash >> shift`.
@@ -56,7 +56,7 @@ impl Filter {
     /// as the one-by-one test takes, is mispredicted at random: about one hash in twenty passes).
     pub(crate) fn candidates(&self, hashes: &[u64], out: &mut Vec<u32>) {
         out.clear();
-        out.resize(hashes.len() + 1, 0);
+        out.resize(hashes.len(), 0);
         let mut len = 0;
         for (i, &h) in hashes.iter().enumerate() {
             let b = self.bucket(h);
@@ -85,7 +85,8 @@ mod tests {
             // Some probes are indexed, so that both answers occur.
             let filter = Filter::new(indexed.len(), indexed.iter());
             let hashes: Vec<u64> = probes.iter().chain(indexed.iter().step_by(7).take(repeat * 10)).copied().collect();
-            let expected: Vec<u32> = (0..hashes.len() as u32).filter(|&i| filter.maybe_contains(hashes[i as usize])).collect();
+            let expected: Vec<u32> =
+                (0..hashes.len() as u32).filter(|&i| filter.maybe_contains(hashes[i as usize])).collect();
             let mut out = vec![7];
             filter.candidates(&hashes, &mut out);
             prop_assert_eq!(&out, &expected);

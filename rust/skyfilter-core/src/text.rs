@@ -480,8 +480,8 @@ impl WordRuns {
     /// a time: where they are word bytes and where they are not ASCII, as bit masks, and lower-cased, in one pass
     /// (so ASCII text needs no UTF-8 validation of its own). The spans are written into the list's spare room with a
     /// count kept in a register (a `push` a span kept the list's length in memory, a store and a load a run). Where
-    /// the processor has AVX-512 (with VBMI2: Ice Lake, Zen 4 and later), a block is one register and its spans are
-    /// extracted without a branch per run; elsewhere SSE2 and a loop over the runs.
+    /// the processor has AVX-512 (with VBMI and VBMI2: Ice Lake, Zen 4 and later), a block is one register and its
+    /// spans are extracted without a branch per run; elsewhere SSE2 and a loop over the runs.
     fn feed_ascii(&mut self, bytes: &[u8], out: &mut Tokens) -> usize {
         if bytes.first().is_none_or(|b| !b.is_ascii()) {
             return 0; // (text in other scripts comes here at every character)
@@ -507,7 +507,7 @@ impl WordRuns {
     /// [`WordRuns::feed_ascii`] compiled for AVX-512: a block scanned in one 64-byte register, and its spans
     /// extracted without a loop over its runs (which mispredicted once a block and took half the tokenizer's time).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,bmi1,popcnt,lzcnt")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi1,popcnt,lzcnt")]
     unsafe fn feed_ascii_avx512(&mut self, bytes: &[u8], out: &mut Tokens) -> usize {
         // SAFETY (the closures'): this function runs only where the processor has these features.
         self.feed_blocks(
@@ -780,6 +780,7 @@ fn has_avx512() -> bool {
     }
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
         && std::arch::is_x86_feature_detected!("avx512vbmi2")
         && std::arch::is_x86_feature_detected!("bmi1")
         && std::arch::is_x86_feature_detected!("popcnt")
@@ -787,33 +788,45 @@ fn has_avx512() -> bool {
 }
 
 /// [`scan_block`] of a block of 1 to 64 bytes in one AVX-512 register: its `words` and `other` masks, the block
-/// lower-cased written to the 64 bytes at `to` (zeros past a short block).
+/// lower-cased written to the 64 bytes at `to` (zeros past a short block). One look-up in a table of the 128 ASCII
+/// bytes (a two-register byte permutation, AVX-512 VBMI) gives each byte lower-cased, with its top bit set where it
+/// is a word byte (bytes that are not ASCII look up their low seven bits: past the ASCII, nothing is kept).
 ///
 /// # Safety
-/// The processor must have AVX-512 F and BW, and `to` must be valid for writing 64 bytes.
+/// The processor must have AVX-512 F, BW and VBMI, and `to` must be valid for writing 64 bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 #[inline]
 unsafe fn scan_avx512(block: &[u8], to: *mut u8) -> (u64, u64) {
     use std::arch::x86_64::{
-        __m512i, _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_mask_add_epi8, _mm512_maskz_loadu_epi8,
-        _mm512_movepi8_mask, _mm512_set1_epi8, _mm512_storeu_si512, _mm512_sub_epi8,
+        _mm512_and_si512, _mm512_loadu_si512, _mm512_maskz_loadu_epi8, _mm512_movepi8_mask, _mm512_permutex2var_epi8,
+        _mm512_set1_epi8, _mm512_storeu_si512,
+    };
+    /// Each ASCII byte lower-cased, its top bit set where it is a word byte.
+    const CLASSES: [u8; 128] = {
+        let mut table = [0u8; 128];
+        let mut b = 0;
+        while b < 128 {
+            let lower = (b as u8).to_ascii_lowercase();
+            table[b] = lower | if ASCII_WORD[b] { 0x80 } else { 0 };
+            b += 1;
+        }
+        table
     };
     debug_assert!((1..=64).contains(&block.len()));
     // A masked load reads the block's bytes only (the others are zeros), so a short block needs no copy.
     let x = unsafe { _mm512_maskz_loadu_epi8(u64::MAX >> (64 - block.len()), block.as_ptr().cast()) };
-    // Unsigned: `v - lo < count` for the bytes within `lo..lo + count` (bytes that are not ASCII are within none).
-    let within = |v: __m512i, lo: u8, count: u8| {
-        _mm512_cmplt_epu8_mask(
-            _mm512_sub_epi8(v, _mm512_set1_epi8(lo as i8)),
-            _mm512_set1_epi8(count as i8),
+    // SAFETY: the loads read the 128 bytes of the table.
+    let (first, second) = unsafe {
+        (
+            _mm512_loadu_si512(CLASSES.as_ptr().cast()),
+            _mm512_loadu_si512(CLASSES.as_ptr().add(64).cast()),
         )
     };
-    let lowered = _mm512_mask_add_epi8(x, within(x, b'A', 26), x, _mm512_set1_epi8(0x20));
+    let classes = _mm512_permutex2var_epi8(first, x, second);
+    let lowered = _mm512_and_si512(classes, _mm512_set1_epi8(0x7f));
     unsafe { _mm512_storeu_si512(to.cast(), lowered) };
-    let words =
-        within(lowered, b'a', 26) | within(x, b'0', 10) | _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(b'_' as i8));
-    (words, _mm512_movepi8_mask(x))
+    (_mm512_movepi8_mask(classes), _mm512_movepi8_mask(x))
 }
 
 /// [`scan_block`] of 64 bytes, eight at a time in a 64-bit word.
