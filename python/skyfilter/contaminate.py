@@ -172,21 +172,30 @@ class Matcher:
         """Evidence columns for the given result rows (``input_rows``: their rows in the input): the first matched
         n-gram and its first benchmark row."""
         groups = result.column("first_group").take(pa.array(rows, type=pa.int64()))
-        postings = self.index.postings(groups.fill_null(0))
-        first = {}
-        for g, b, r in zip(*(postings.column(c).to_numpy() for c in ("group", "bench", "row")), strict=True):
-            first.setdefault(int(g), (int(b), int(r)))
-        at = [first.get(g) if g is not None else None for g in groups.to_pylist()]
-        names = [self.benchmarks[a[0]].name if a else None for a in at]
-        subsets = [
-            self.benchmarks[a[0]].subsets[a[1]].as_py() if a and self.benchmarks[a[0]].subsets is not None else None
-            for a in at
-        ]
+        # Each distinct group's postings once, in ascending order of the groups: its first is where it starts.
+        distinct, inverse = np.unique(groups.fill_null(0).to_numpy(zero_copy_only=False), return_inverse=True)
+        postings = self.index.postings(pa.array(distinct, type=pa.uint32()))
+        first = np.searchsorted(postings.column("group").to_numpy(), distinct)[inverse]
+        bench = postings.column("bench").to_numpy()[first].astype(np.int64)
+        bench_row = postings.column("row").to_numpy()[first].astype(np.int64)
+        valid = groups.is_valid()
+        names = pa.array(np.array([b.name for b in self.benchmarks], dtype=object)[bench], type=pa.string())
+        # Every benchmark's subsets one after another (null for a benchmark without): a row's at its benchmark's
+        # start plus its row.
+        all_subsets = pa.concat_arrays(
+            [
+                pa.nulls(len(b), pa.string()) if b.subsets is None else b.subsets.cast(pa.string())
+                for b in self.benchmarks
+            ]
+        )
+        starts = np.cumsum([0] + [len(b) for b in self.benchmarks])
+        subsets = all_subsets.take(pa.array(starts[bench] + bench_row))
+        null = pa.scalar(None, pa.string())
         return {
             "input_row": pa.array(input_rows, type=pa.int64()),
-            "bench_name": pa.array(names, type=pa.string()),
-            "bench_row": pa.array([a[1] if a else None for a in at], type=pa.int64()),
-            "bench_subset": pa.array(subsets, type=pa.string()),
+            "bench_name": pc.if_else(valid, names, null),
+            "bench_row": pc.if_else(valid, pa.array(bench_row), pa.scalar(None, pa.int64())),
+            "bench_subset": pc.if_else(valid, subsets, null),
             "matched_ngram": self.index.ngram_texts(groups),
             "overlap": result.column("overlap").take(pa.array(rows, type=pa.int64())),
             "n_matched": result.column("n_matched").take(pa.array(rows, type=pa.int64())).cast(pa.int64()),

@@ -479,11 +479,12 @@ def match_texts(pairs: pa.Table, fields: str = "prompt") -> tuple[pa.Array, pa.A
     prompt = _column(pairs, "prompt")
     if fields == "prompt":
         flat = prompt.flatten()  # skips what a null row holds underneath; so do these parents (list_parent_indices not)
-        parents = np.repeat(np.arange(len(prompt)), _lengths(prompt))
+        lengths = _lengths(prompt)
         is_user = pc.fill_null(pc.equal(flat.field("role"), "user"), False).to_numpy(zero_copy_only=False)
         contents = flat.field("content")
-        if len(parents) == len(pairs) and is_user.all() and (parents == np.arange(len(parents))).all():
+        if (lengths == 1).all() and is_user.all():
             return contents, None  # one message a row, each the user's: the texts as they are, not copied
+        parents = np.repeat(np.arange(len(prompt)), lengths)
         # Each row's first user message: the parents run in order, so where the users' parent changes (no sort).
         users = np.flatnonzero(is_user)
         owner = parents[users]
