@@ -101,6 +101,20 @@ def test_string_layouts_match_alike():
         assert result.column("flagged").to_pylist() == [True, False]
 
 
+def test_the_workers_parts_read_as_one_table():
+    # Past 4,096 rows the rows are matched in parts, one a worker's range; the bindings read the parts into one
+    # table. Its rows and their matched groups must not depend on the threads, nor on a row's place.
+    index = _core.BenchmarkIndex([pa.array(["aa bb cc dd ee", "ff gg hh"])], n=2)
+    rows = [f"x{i} aa bb y{i} gg hh cc dd" if i % 3 else f"x{i} nothing here" for i in range(10_000)]
+    one, two = (index.match_rows(pa.array(rows), threads=t) for t in (1, 2))
+    assert one.equals(two)
+    groups = two.column("matched_groups").to_pylist()
+    texts = [index.ngram_texts(pa.array(g, pa.uint32())).to_pylist() for g in groups[9_995:]]
+    assert [bool(t) for t in texts] == [bool(i % 3) for i in range(9_995, 10_000)]
+    assert all(t == ["aa bb", "gg hh", "cc dd"] for t in texts if t)
+    assert two.column("n_matched").to_pylist() == [len(g) for g in groups]
+
+
 def test_bad_kernel_arguments_are_clear_errors():
     index = _core.BenchmarkIndex([pa.array(["aa bb cc"])], n=2)
     with pytest.raises(_core.SkyfilterError, match="string array"):

@@ -551,7 +551,7 @@ mod tests {
     #[test]
     fn threads_do_not_change_results() {
         let idx = index(2, &[&["aa bb cc dd ee", "ff gg hh"]]);
-        // Past 4096 rows a row: several parts, matched apart and joined (the ones of the second with their ends moved).
+        // Past 4096 rows: several parts, matched apart and read as one.
         let rows: Vec<String> = (0..10_000).map(|i| format!("x{i} aa bb y{i} gg hh cc dd")).collect();
         let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
         assert_eq!(match_texts(&idx, &rows, 1), match_texts(&idx, &rows, 2));
