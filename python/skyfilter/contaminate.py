@@ -238,9 +238,9 @@ def contaminate(
 
     def results(batch: pa.Table | pa.RecordBatch, offset: int) -> pa.Table:
         pairs = pair_table(batch, source="table", layout=layout, prompt_column=prompt_column)
-        result = matcher.match(pairs, "table", np.arange(offset, offset + batch.num_rows), counts)
-        input_row = pa.array(np.arange(offset, offset + batch.num_rows), type=pa.int64())
-        return pa.table({"input_row": input_row, **row_results(matcher, result)}, schema=RESULT_SCHEMA)
+        input_rows = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+        result = matcher.match(pairs, "table", input_rows, counts)
+        return pa.table({"input_row": pa.array(input_rows), **row_results(matcher, result)}, schema=RESULT_SCHEMA)
 
     if isinstance(data, pa.RecordBatchReader):
         return restore(per_batch(data, results, RESULT_SCHEMA))

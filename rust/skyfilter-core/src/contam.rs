@@ -265,8 +265,15 @@ impl BenchIndex {
             postings: Vec::new(),
             bench_rows: benches.iter().map(|b| b.len() as u32).collect(),
         };
+        // Room for what the text gives, estimated from its size (the maps and lists grown by doubling were a fifth of
+        // the build: rehashing, copies and the pages of each new size).
+        let bytes: usize = benches.iter().flatten().flatten().map(|t| t.len()).sum();
+        index.arena.reserve(bytes);
+        index.tokens.reserve(bytes / 4);
+        index.heads.reserve(bytes / 16);
+        index.groups.reserve(bytes / 16);
+        let mut occurrences: Vec<(u32, BenchRow)> = Vec::with_capacity(bytes / 4);
         let mut scratch = Scratch::default();
-        let mut occurrences: Vec<(u32, BenchRow)> = Vec::new();
         for (bench, texts) in benches.iter().enumerate() {
             for (row, text) in texts.iter().enumerate() {
                 let Some(text) = text else { continue };
