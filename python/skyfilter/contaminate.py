@@ -125,6 +125,13 @@ class Matcher:
             [b.prompts for b in self.benchmarks], tokenizer=self.preset.tokenizer, n=self.ngram
         )
         self.ignore: pa.Array | None = None
+        # For the evidence: each benchmark's name, and every benchmark's subsets one after another (null for a
+        # benchmark without), a row's at its benchmark's start plus its row.
+        self._bench_names = np.array(names, dtype=object)
+        self._subsets = pa.concat_arrays(
+            [pa.nulls(len(b), pa.string()) if b.subsets is None else b.subsets.cast(pa.string()) for b in benchmarks]
+        )
+        self._bench_starts = np.cumsum([0] + [len(b) for b in benchmarks])
 
     def describe(self) -> str:
         rule = "any shared n-gram" if self.threshold == 0 else f"overlap >= {self.threshold:g}"
@@ -169,33 +176,20 @@ class Matcher:
         return np.flatnonzero(common)
 
     def evidence(self, result: pa.RecordBatch, rows: np.ndarray, input_rows: np.ndarray) -> dict[str, pa.Array]:
-        """Evidence columns for the given result rows (``input_rows``: their rows in the input): the first matched
-        n-gram and its first benchmark row."""
+        """Evidence columns for the given result rows, rows that matched (``input_rows``: their rows in the input):
+        the first matched n-gram and its first benchmark row."""
         groups = result.column("first_group").take(pa.array(rows, type=pa.int64()))
         # Each distinct group's postings once, in ascending order of the groups: its first is where it starts.
-        distinct, inverse = np.unique(groups.fill_null(0).to_numpy(zero_copy_only=False), return_inverse=True)
+        distinct, inverse = np.unique(groups.to_numpy(), return_inverse=True)
         postings = self.index.postings(pa.array(distinct, type=pa.uint32()))
         first = np.searchsorted(postings.column("group").to_numpy(), distinct)[inverse]
         bench = postings.column("bench").to_numpy()[first].astype(np.int64)
         bench_row = postings.column("row").to_numpy()[first].astype(np.int64)
-        valid = groups.is_valid()
-        names = pa.array(np.array([b.name for b in self.benchmarks], dtype=object)[bench], type=pa.string())
-        # Every benchmark's subsets one after another (null for a benchmark without): a row's at its benchmark's
-        # start plus its row.
-        all_subsets = pa.concat_arrays(
-            [
-                pa.nulls(len(b), pa.string()) if b.subsets is None else b.subsets.cast(pa.string())
-                for b in self.benchmarks
-            ]
-        )
-        starts = np.cumsum([0] + [len(b) for b in self.benchmarks])
-        subsets = all_subsets.take(pa.array(starts[bench] + bench_row))
-        null = pa.scalar(None, pa.string())
         return {
             "input_row": pa.array(input_rows, type=pa.int64()),
-            "bench_name": pc.if_else(valid, names, null),
-            "bench_row": pc.if_else(valid, pa.array(bench_row), pa.scalar(None, pa.int64())),
-            "bench_subset": pc.if_else(valid, subsets, null),
+            "bench_name": pa.array(self._bench_names[bench], type=pa.string()),
+            "bench_row": pa.array(bench_row),
+            "bench_subset": self._subsets.take(pa.array(self._bench_starts[bench] + bench_row)),
             "matched_ngram": self.index.ngram_texts(groups),
             "overlap": result.column("overlap").take(pa.array(rows, type=pa.int64())),
             "n_matched": result.column("n_matched").take(pa.array(rows, type=pa.int64())).cast(pa.int64()),

@@ -273,7 +273,7 @@ impl BenchIndex {
         index.heads.reserve(bytes / 16);
         index.groups.reserve(bytes / 16);
         let mut occurrences: Vec<(u32, BenchRow)> = Vec::with_capacity(bytes / 4);
-        let mut scratch = Scratch::default();
+        let (mut scratch, mut text_groups) = (Scratch::default(), Vec::new());
         for (bench, texts) in benches.iter().enumerate() {
             for (row, text) in texts.iter().enumerate() {
                 let Some(text) = text else { continue };
@@ -281,12 +281,17 @@ impl BenchIndex {
                     bench: bench as u32,
                     row: row as u32,
                 };
-                index.add_text(text, at, &mut scratch, &mut occurrences)?;
+                // The text's groups once each (a text may repeat an n-gram).
+                text_groups.clear();
+                index.add_text(text, at, &mut scratch, &mut text_groups)?;
+                text_groups.sort_unstable();
+                text_groups.dedup();
+                occurrences.extend_from_slice(&text_groups);
             }
         }
-        // Postings in (group, benchmark, row) order, each benchmark row once per group. The occurrences come in
-        // (benchmark, row) order: placed group by group in that order (a counting sort, where a comparison sort took
-        // a third of the build), each group's rows stay in order, and a row repeated comes right after itself.
+        // Postings in (group, benchmark, row) order. The occurrences come in (benchmark, row) order: placed group by
+        // group in that order (a counting sort, where a comparison sort of them all took a third of the build), each
+        // group's rows stay in order.
         let mut starts = vec![0u32; index.groups.len() + 1];
         for &(g, _) in &occurrences {
             starts[g as usize + 1] += 1;
@@ -297,21 +302,12 @@ impl BenchIndex {
         let mut next = starts.clone();
         index.postings = vec![BenchRow { bench: 0, row: 0 }; occurrences.len()];
         for &(g, at) in &occurrences {
-            let (start, next) = (starts[g as usize] as usize, &mut next[g as usize]);
-            if *next as usize == start || index.postings[*next as usize - 1] != at {
-                index.postings[*next as usize] = at;
-                *next += 1;
-            }
+            index.postings[next[g as usize] as usize] = at;
+            next[g as usize] += 1;
         }
-        // The groups' rows moved together, past the room of the repeats.
-        let mut kept = 0u32;
-        for (g, group) in index.groups.iter_mut().enumerate() {
-            let (start, end) = (starts[g], next[g]);
-            index.postings.copy_within(start as usize..end as usize, kept as usize);
-            group.postings = (kept, kept + end - start);
-            kept += end - start;
+        for (group, ends) in index.groups.iter_mut().zip(starts.windows(2)) {
+            group.postings = (ends[0], ends[1]);
         }
-        index.postings.truncate(kept as usize);
         index.filter = Filter::new(index.heads.len(), index.heads.keys());
         Ok(index)
     }
