@@ -15,6 +15,8 @@ Measures, in one run on this machine:
     the rows with every core (end-to-end rows/s, CPU time and peak RSS, to show memory does not grow with the
     input), and all the rows on one core (SKYFILTER_THREADS=1, pinned to core 0); each the median of --repeats
     runs, the inputs written and flushed to disk before the first;
+  * the command's input decoded alone (its parquet reader, at 1 thread and on every core): with the kernel's work
+    and the start-up it gives the command's ceilings (rows/s against the kernel's, and 1 -> 2 cores);
   * pathological rows at 1 thread: rows that copy half and all of a benchmark (the prompts of the llmbar file,
     about 40K tokens a row), and single rows of 1, 10, 20 and 40 MB (RMB prompts joined), in MB/s: time linear in the
     text keeps the larger at the smaller's rate.
@@ -50,7 +52,7 @@ import pyarrow.parquet as pq
 import skyfilter
 import skyshared
 from measure import run_measured
-from skyfilter import Matcher, load_benchmark, match_texts, read_table, to_pairs
+from skyfilter import Matcher, _core, load_benchmark, match_texts, read_table, to_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -72,6 +74,13 @@ def write_command_input(prompts: pa.Array, path: Path) -> None:
     """``prompts`` as the command's input: a parquet file of ``prompt`` and ``source``, row groups of 65,536."""
     table = pa.table({"prompt": prompts, "source": pa.repeat(pa.scalar("rmb"), len(prompts))})
     pq.write_table(table, path, row_group_size=65_536)
+
+
+def distinct_rows(prompts: pa.Array) -> pa.Array:
+    """``prompts`` made distinct row by row, each prefixed with its row number: the command's writer then compresses
+    every text, as it would for a real pool, where the replicated rows' 14,543 texts fit one dictionary a row group."""
+    numbers = pa.array([f"#{i} " for i in range(len(prompts))])
+    return pc.binary_join_element_wise(numbers, prompts, "")
 
 
 def command_args(path: Path, out: Path) -> list[str]:
@@ -236,31 +245,57 @@ def main() -> None:
         # the next one's file; each run then repeated (the median kept, as for the kernel and the API).
         for n in sorted({n for n, _ in runs}):
             write_command_input(pa.concat_arrays([prompts, prompts])[:n], WORK / f"rmb_prompts_{n}.parquet")
+        distinct = distinct_rows(prompts)
+        write_command_input(distinct, WORK / "rmb_distinct.parquet")
         os.sync()
-        for n, threads in runs:
+        # What the command cannot do without: decoding its input (its parquet reader, the batches dropped as
+        # read). At one thread (the least work it takes), with the kernel's at one thread, it bounds the command's
+        # rate from above, the writer and the Python around them taken as free.
+        path = str(WORK / f"rmb_prompts_{len(prompts)}.parquet")
+        read: dict[int, float] = {}
+        for threads in sorted({1, cores}):
+            t = median_time(
+                lambda th=threads: sum(b.num_rows for b in _core.ParquetBatches(path, None, threads=th)), args.repeats
+            )
+            read[threads] = record(f"reading the parquet input alone, {threads} thread(s)", prompts, t, threads)
+
+        def run_command(path: Path, texts: pa.Array, threads: int, what: str = "") -> tuple[float, float, int]:
+            """The command on ``path`` (``threads`` 0: every core; 1: pinned to core 0): its median seconds, its
+            rows/s and its peak RSS."""
             os.environ["SKYFILTER_THREADS"] = str(threads)
-            command = [
-                str(Path(sys.executable).parent / "skyfilter"),
-                *command_args(WORK / f"rmb_prompts_{n}.parquet", WORK),
-            ]
+            command = [str(Path(sys.executable).parent / "skyfilter"), *command_args(path, WORK)]
             measured = [run_measured(command, cpus=[0] if threads == 1 else None) for _ in range(args.repeats)]
             seconds = statistics.median(r.seconds for r in measured)
             rss = max(r.rss for r in measured)
             cpu = statistics.median(r.cpu_seconds for r in measured)
             used = threads or cores
+            rate = record(f"skyfilter contaminate CLI, parquet -> parquet{what}, {used} core(s)", texts, seconds,
+                          used, f"peak RSS {rss / 2**20:,.0f} MiB, {cpu:.1f} s CPU")  # fmt: skip
+            return seconds, rate, rss
+
+        for n, threads in runs:
             texts = pa.concat_arrays([prompts, prompts])[:n]
-            rate = record(f"skyfilter contaminate CLI, parquet -> parquet, {used} core(s)", texts, seconds, used,
-                          f"peak RSS {rss / 2**20:,.0f} MiB, {cpu:.1f} s CPU")  # fmt: skip
+            seconds, rate, rss = run_command(WORK / f"rmb_prompts_{n}.parquet", texts, threads)
+            used = threads or cores
             if threads == 0:
                 stream.append((n, seconds, rss))
                 seconds_at[n] = seconds
             if n == len(prompts):
                 cli[used] = rate
+        _, distinct_rate, _ = run_command(WORK / "rmb_distinct.parquet", distinct, 0, ", distinct rows")
     finally:
         os.environ.pop("SKYFILTER_THREADS", None)
         shutil.rmtree(WORK, ignore_errors=True)
     startup = seconds_at[1_000]
     streaming = len(prompts) / (seconds_at[2 * len(prompts)] - seconds_at[len(prompts)])
+    # The command's ceilings: its input decoded and matched with nothing else (no writer, no Python), the work of
+    # each at one thread shared by the cores without loss, after its serial start-up; and 1 -> 2 cores with that
+    # start-up serial (Amdahl), from its own one-core run.
+    busy = len(prompts) * (1 / read[1] + 1 / sky[1]) / min(cores, 2)
+    ceiling_streaming = len(prompts) / busy
+    ceiling = len(prompts) / (startup + busy)
+    one_core = len(prompts) / cli[1]
+    ceiling_scaling = one_core / (startup + (one_core - startup) / min(cores, 2))
 
     print()
     print("| what | rows | rows/s | MB/s of prompt text per core | note |")
@@ -279,6 +314,15 @@ def main() -> None:
           f"kernel on {cores} cores")  # fmt: skip
     print(f"- scaling 1 -> 2 threads: kernel {sky[2] / sky[1]:.2f}x (counts=all {sky_all[2] / sky_all[1]:.2f}x), "
           f"API {api[2] / api[1]:.2f}x, CLI {cli[cores] / cli[1]:.2f}x")  # fmt: skip
+    kernel = sky[min(cores, 2)]
+    print(f"- CLI ceiling (the start-up, then the one-thread work of reading the input and of the kernel shared by "
+          f"{min(cores, 2)} cores, the writer free): {ceiling:,.0f} rows/s = {ceiling / kernel:.0%} of the kernel at "
+          f"{len(prompts):,} rows, {ceiling_streaming / kernel:.0%} once started; 1 -> 2 cores with the start-up "
+          f"serial: {ceiling_scaling:.2f}x")  # fmt: skip
+    print(
+        f"- CLI on the rows made distinct (each prefixed with its row number): {distinct_rate:,.0f} rows/s = "
+        f"{distinct_rate / kernel:.0%} of the kernel, {distinct_rate / cli[cores]:.2f}x the replicated rows' rate"
+    )
     for line in pathological:
         print(f"- linear in the text, 1 thread: {line}")
     for n, _, rss in stream:
