@@ -11,7 +11,8 @@ class SkyfilterError(ValueError):
     A file that cannot be opened raises the ``OSError`` of its kind (``FileNotFoundError``, ``PermissionError``)."""
 
 class InvalidTextError(SkyfilterError):
-    """A text is not valid UTF-8; ``args == (message, row)``."""
+    """A text cannot be read: not valid UTF-8, or over 4 GiB once lower-cased (the tokenizer's 32-bit positions);
+    ``args == (message, row, reason)``, ``row`` 0-based in the array passed in."""
 
 # ---- text -------------------------------------------------------------------------------------------
 

@@ -167,7 +167,7 @@ class Matcher:
         except _core.InvalidTextError as e:
             row = text_row(e.args[1], bounds)
             row = row if input_rows is None else int(input_rows[row])
-            raise InputError(f"{where}: row {row}: text is not valid UTF-8") from None
+            raise InputError(f"{where}: row {row}: {e.args[2]}") from None
 
     def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
         """Ignores from now on the benchmark n-grams matched by more than ``max_rows`` rows; returns them."""

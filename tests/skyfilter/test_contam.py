@@ -132,7 +132,7 @@ def test_bad_kernel_arguments_are_clear_errors():
     )
     with pytest.raises(_core.InvalidTextError) as e:
         index.match_rows(bad)
-    assert e.value.args[1] == 1
+    assert e.value.args == ("row 1: text is not valid UTF-8", 1, "text is not valid UTF-8")
 
 
 BENCH = Benchmark(

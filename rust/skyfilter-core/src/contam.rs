@@ -319,7 +319,9 @@ impl BenchIndex {
         scratch: &mut Scratch,
         occurrences: &mut Vec<(u32, BenchRow)>,
     ) -> Result<(), Error> {
-        self.tokenizer.tokenize_into(text, &mut scratch.tokens);
+        self.tokenizer
+            .tokenize_into(text, &mut scratch.tokens)
+            .map_err(|_| Error::BenchmarkTooLarge)?;
         ngram_hashes(
             &scratch.tokens,
             self.n,
@@ -475,9 +477,9 @@ impl BenchIndex {
         s.seen.clear();
         for t in range {
             let Some(bytes) = texts.row(t) else { continue };
-            if !self.tokenizer.tokenize_utf8_into(bytes, &mut s.tokens) {
-                return Err(Error::InvalidUtf8 { text: t });
-            }
+            self.tokenizer
+                .tokenize_utf8_into(bytes, &mut s.tokens)
+                .map_err(|fault| fault.error(t, bytes.len()))?;
             ngram_hashes(&s.tokens, self.n, TokenHash::Local, &mut s.token_hashes, &mut s.hashes);
             if !single {
                 s.row_hashes.extend_from_slice(&s.hashes);
@@ -633,7 +635,7 @@ mod tests {
         idx.groups[0].next = NONE;
         let find = |text: &str| {
             let mut t = Tokens::default();
-            Tokenizer::Words.tokenize_into(text, &mut t);
+            Tokenizer::Words.tokenize_into(text, &mut t).unwrap();
             idx.find(7, |k, token| t.get(k) == token)
         };
         assert_eq!(find("aa bb"), Some(0));

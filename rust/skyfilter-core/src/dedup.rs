@@ -220,9 +220,9 @@ impl MinHasher {
             s.shingles.clear();
             for t in bounds[r]..bounds[r + 1] {
                 let Some(bytes) = texts.row(t) else { continue };
-                if !Tokenizer::Words.tokenize_utf8_into(bytes, &mut s.tokens) {
-                    return Err(Error::InvalidUtf8 { text: t });
-                }
+                Tokenizer::Words
+                    .tokenize_utf8_into(bytes, &mut s.tokens)
+                    .map_err(|fault| fault.error(t, bytes.len()))?;
                 let n = self.shingle.min(s.tokens.len());
                 if n == 0 {
                     continue;

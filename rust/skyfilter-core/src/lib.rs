@@ -60,6 +60,8 @@ pub enum Error {
     InvalidCharClasses(String),
     /// A text that is not valid UTF-8: its 0-based index among the texts passed in.
     InvalidUtf8 { text: usize },
+    /// A text longer than the tokenizer's 32-bit positions reach once normalised (4 GiB): its index and bytes.
+    TextTooLong { text: usize, bytes: usize },
 }
 
 impl fmt::Display for Error {
@@ -81,11 +83,17 @@ impl fmt::Display for Error {
             Error::Io { path, message, .. } => write!(f, "{}: {message}", path.display()),
             Error::TextTooLarge(bytes) => write!(f, "{bytes} bytes of text, more than one utf8 array holds"),
             Error::InvalidUtf8 { text } => write!(f, "text {text} is not valid UTF-8"),
+            Error::TextTooLong { text, bytes } => write!(f, "text {text} is too long: {}", too_long(*bytes)),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// Why a text of `bytes` bytes is refused: [`Error::TextTooLong`].
+pub fn too_long(bytes: usize) -> String {
+    format!("{bytes} bytes, over the 4 GiB a text may have once lower-cased")
+}
 
 impl Error {
     /// `err` from an operation on `path`; the message is the OS's description without std's "(os error N)".

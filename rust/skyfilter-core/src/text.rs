@@ -47,33 +47,70 @@ impl Tokenizer {
         }
     }
 
-    /// Normalises `text` into `out`, replacing what `out` held.
-    pub fn tokenize_into(self, text: &str, out: &mut Tokens) {
-        let utf8 = self.tokenize_utf8_into(text.as_bytes(), out);
-        debug_assert!(utf8);
+    /// Normalises `text` into `out`, replacing what `out` held; a text whose normalised form passes 4 GiB is
+    /// [`Untokenizable::TooLong`] (`out` then holds no tokens).
+    pub fn tokenize_into(self, text: &str, out: &mut Tokens) -> Result<(), Untokenizable> {
+        let tokenized = self.tokenize_utf8_into(text.as_bytes(), out);
+        debug_assert_ne!(tokenized, Err(Untokenizable::NotUtf8));
+        tokenized
     }
 
-    /// Normalises the text `bytes` into `out` as [`Tokenizer::tokenize_into`] does, checking that they are UTF-8:
-    /// false when they are not (`out` then holds no tokens). The `words` tokenizer checks ASCII text (most text)
-    /// in its own pass over the bytes, and each other character as it decodes it.
-    pub fn tokenize_utf8_into(self, bytes: &[u8], out: &mut Tokens) -> bool {
+    /// Normalises the text `bytes` into `out` as [`Tokenizer::tokenize_into`] does, checking that they are UTF-8
+    /// (`out` holds no tokens when they are not). The `words` tokenizer checks ASCII text (most text) in its own
+    /// pass over the bytes, and each other character as it decodes it.
+    pub fn tokenize_utf8_into(self, bytes: &[u8], out: &mut Tokens) -> Result<(), Untokenizable> {
+        self.tokenize_within(bytes, out, MAX_NORMALISED_BYTES)
+    }
+
+    /// [`Tokenizer::tokenize_utf8_into`] with at most `max` bytes of normalised text.
+    fn tokenize_within(self, bytes: &[u8], out: &mut Tokens, max: usize) -> Result<(), Untokenizable> {
         out.clear();
         let utf8 = match self {
             Self::Words => words(bytes, out),
             Self::Whitespace => utf8(bytes).map(|text| whitespace(text, out)).is_some(),
         };
-        if !utf8 {
+        // Past `max`, the spans' 32-bit positions have wrapped round: the tokens are not the text's, and none is kept.
+        let fault = if !utf8 {
+            Some(Untokenizable::NotUtf8)
+        } else if out.buf.len() > max {
+            Some(Untokenizable::TooLong)
+        } else {
+            None
+        };
+        if fault.is_some() {
             out.clear();
         }
         out.pad();
-        utf8
+        fault.map_or(Ok(()), Err)
     }
 
-    /// Convenience: the tokens of `text` as owned strings.
+    /// Convenience: the tokens of `text` as owned strings (none for a text over 4 GiB once normalised).
     pub fn tokenize(self, text: &str) -> Vec<String> {
         let mut tokens = Tokens::default();
-        self.tokenize_into(text, &mut tokens);
+        let _ = self.tokenize_into(text, &mut tokens);
         tokens.iter().map(str::to_owned).collect()
+    }
+}
+
+/// The most bytes of normalised text one text may have: token spans hold 32-bit positions.
+const MAX_NORMALISED_BYTES: usize = u32::MAX as usize;
+
+/// Why a text was not tokenized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Untokenizable {
+    /// The bytes are not UTF-8.
+    NotUtf8,
+    /// The normalised text passes 4 GiB, more than token spans' 32-bit positions reach.
+    TooLong,
+}
+
+impl Untokenizable {
+    /// The error for text `text` (its index among the texts passed in), of `bytes` bytes.
+    pub fn error(self, text: usize, bytes: usize) -> Error {
+        match self {
+            Self::NotUtf8 => Error::InvalidUtf8 { text },
+            Self::TooLong => Error::TextTooLong { text, bytes },
+        }
     }
 }
 
@@ -627,7 +664,11 @@ const BLOCK_SPANS: usize = 32;
 fn span_pairs(mut starts: u64, mut ends: u64, at: u32, room: &mut [MaybeUninit<Span>; BLOCK_SPANS]) -> (usize, u64) {
     let mut written = 0;
     while ends != 0 {
-        room[written].write([at + starts.trailing_zeros(), at + ends.trailing_zeros()]);
+        // Wrapping: past 4 GiB of text the positions wrap round (and the text is refused when it is done).
+        room[written].write([
+            at.wrapping_add(starts.trailing_zeros()),
+            at.wrapping_add(ends.trailing_zeros()),
+        ]);
         starts &= starts - 1;
         ends &= ends - 1;
         written += 1;
@@ -959,7 +1000,7 @@ mod tests {
         [false, true].map(|portable| {
             PORTABLE.set(portable);
             let mut tokens = Tokens::default();
-            Tokenizer::Words.tokenize_into(text, &mut tokens);
+            Tokenizer::Words.tokenize_into(text, &mut tokens).unwrap();
             PORTABLE.set(false);
             (tokens.normalized().to_owned(), tokens.spans().to_vec())
         })
@@ -985,6 +1026,39 @@ mod tests {
             let [native, portable] = both_paths(&text);
             prop_assert_eq!(native, portable);
         }
+    }
+
+    #[test]
+    fn a_text_longer_than_the_positions_reach_is_refused() {
+        // Spans hold 32-bit positions: past 4 GiB of normalised text they wrapped round, and the tokens were the
+        // text's start again. The limit, made small here: a text within it is tokenized, a longer one is refused
+        // with no token left; so is a text that grows past it when lower-cased (U+0130: 2 bytes, then 3).
+        let mut tokens = Tokens::default();
+        for t in [Tokenizer::Words, Tokenizer::Whitespace] {
+            assert_eq!(t.tokenize_within(b"ab cd", &mut tokens, 5), Ok(()));
+            assert_eq!(tokens.iter().collect::<Vec<_>>(), ["ab", "cd"]);
+            assert_eq!(
+                t.tokenize_within(b"ab cdef", &mut tokens, 5),
+                Err(Untokenizable::TooLong)
+            );
+            assert!(tokens.is_empty());
+            assert_eq!(
+                t.tokenize_within(b"ab \xff", &mut tokens, 5),
+                Err(Untokenizable::NotUtf8)
+            );
+        }
+        let (short, long) = ("aİb".as_bytes(), "aİbİ".as_bytes());
+        assert_eq!(Tokenizer::Words.tokenize_within(short, &mut tokens, 5), Ok(()));
+        assert_eq!(tokens.normalized(), "ai\u{307}b");
+        assert_eq!(long.len(), 6);
+        assert_eq!(
+            Tokenizer::Words.tokenize_within(long, &mut tokens, 7),
+            Err(Untokenizable::TooLong)
+        );
+        assert_eq!(
+            Untokenizable::TooLong.error(3, 5_000_000_000).to_string(),
+            "text 3 is too long: 5000000000 bytes, over the 4 GiB a text may have once lower-cased"
+        );
     }
 
     #[test]

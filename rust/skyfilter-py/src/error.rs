@@ -24,7 +24,8 @@ create_exception!(
     skyfilter._core,
     InvalidTextError,
     SkyfilterError,
-    "A text is not valid UTF-8; args are (message, row) with the 0-based row in the array passed in."
+    "A text cannot be read (not valid UTF-8, or too long); args are (message, row, reason) with the 0-based row \
+     in the array passed in."
 );
 
 /// Maps a core error to the Python exception a caller can act on: a file that cannot be opened is the
@@ -33,6 +34,9 @@ pub fn to_py(err: skyfilter_core::Error) -> PyErr {
     match err {
         skyfilter_core::Error::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
         skyfilter_core::Error::InvalidUtf8 { text } => invalid_text(text),
+        skyfilter_core::Error::TextTooLong { text, bytes } => {
+            unreadable_text(text, &format!("text is too long: {}", skyfilter_core::too_long(bytes)))
+        }
         skyfilter_core::Error::Io {
             path,
             kind,
@@ -92,5 +96,10 @@ pub fn _panic(message: &str) -> PyResult<()> {
 
 /// A text at `row` of an array is not valid UTF-8.
 pub fn invalid_text(row: usize) -> PyErr {
-    InvalidTextError::new_err((format!("row {row}: text is not valid UTF-8"), row))
+    unreadable_text(row, "text is not valid UTF-8")
+}
+
+/// The text at `row` of an array cannot be read, for `reason`.
+fn unreadable_text(row: usize, reason: &str) -> PyErr {
+    InvalidTextError::new_err((format!("row {row}: {reason}"), row, reason.to_owned()))
 }
