@@ -254,6 +254,10 @@ impl BenchIndex {
     /// than `n` tokens contribute nothing.
     pub fn build(tokenizer: Tokenizer, n: usize, benches: &[Vec<Option<&str>>]) -> Result<Self, Error> {
         check_n(n)?;
+        // Benchmarks and their rows are numbered with 32 bits in the postings.
+        if benches.len() > u32::MAX as usize || benches.iter().any(|b| b.len() > u32::MAX as usize) {
+            return Err(Error::BenchmarkTooLarge);
+        }
         let mut index = BenchIndex {
             tokenizer,
             n,

@@ -37,7 +37,7 @@ pub enum Error {
     InvalidRowBounds,
     /// The ignore mask must have one entry per benchmark n-gram.
     InvalidIgnoreMask { expected: usize, got: usize },
-    /// The benchmark text does not fit the index's 32-bit offsets (over 4 GiB of tokens).
+    /// The benchmarks do not fit the index's 32-bit offsets and row numbers (over 4 GiB of tokens, or 2^32 rows).
     BenchmarkTooLarge,
     /// The worker pool could not start.
     ThreadPool(String),
@@ -75,7 +75,10 @@ impl fmt::Display for Error {
                     "ignore mask must have one entry per benchmark n-gram ({expected}), got {got}"
                 )
             }
-            Error::BenchmarkTooLarge => write!(f, "benchmark text too large for the index (over 4 GiB of tokens)"),
+            Error::BenchmarkTooLarge => write!(
+                f,
+                "benchmark too large for the index (over 4 GiB of tokens, or 2^32 rows)"
+            ),
             Error::ThreadPool(e) => write!(f, "could not start worker threads: {e}"),
             Error::InvalidMinHash(e) | Error::InvalidSelect(e) | Error::Parquet(e) | Error::InvalidCharClasses(e) => {
                 write!(f, "{e}")

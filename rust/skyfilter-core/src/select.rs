@@ -206,6 +206,11 @@ pub fn top_fraction(
     threads: usize,
 ) -> Result<(), Error> {
     let n = reasons.len();
+    if n > u32::MAX as usize {
+        return Err(Error::InvalidSelect(format!(
+            "top fraction: {n} rows, more than 2^32 - 1"
+        )));
+    }
     if scores.len() != n || groups.len() != n {
         return Err(Error::InvalidSelect(format!(
             "top fraction: {n} rows but {} scores and {} groups",

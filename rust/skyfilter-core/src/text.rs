@@ -1099,6 +1099,12 @@ mod tests {
                 // SAFETY: the processor has AVX-512 (checked); `lowered` has room for 64 bytes.
                 let (words, other) = unsafe { scan_avx512(block, lowered.as_mut_ptr()) };
                 let below = if ascii == 0 { 0 } else { u64::MAX >> (64 - ascii) };
+                // Nothing past a short block is read: its bytes (a capital and a byte that is not ASCII, see
+                // below) would show as words, other characters or lower-cased letters.
+                let len = block.len();
+                assert_eq!(words.checked_shr(len as u32).unwrap_or(0), 0, "{len}");
+                assert_eq!(other.checked_shr(len as u32).unwrap_or(0), 0, "{len}");
+                assert!(lowered[len..].iter().all(|&b| b == 0), "{len}");
                 assert_eq!(other.trailing_zeros(), scan.other.trailing_zeros());
                 assert_eq!(words & below, scan.words & below);
                 assert_eq!(lowered[..ascii], scan.lowered[..ascii]);
@@ -1119,9 +1125,14 @@ mod tests {
             late[40] = b | 0x80;
             check(&late);
         }
-        let text: Vec<u8> = (0..64u8).map(|i| if i % 3 == 0 { b' ' } else { b'X' }).collect();
+        // Short blocks followed by a capital and a byte that is not ASCII, which a read past the block would see.
         for len in [1usize, 7, 8, 9, 63, 64] {
+            let mut text: Vec<u8> = (0..len).map(|i| if i % 3 == 0 { b' ' } else { b'X' }).collect();
+            text.extend([b'Z', 0xc3, b'Q', 0xa9]);
             check(&text[..len]);
+            let scan = scan_block(&text[..len]);
+            assert!(scan.lowered[len..].iter().all(|&b| b == 0), "{len}");
+            assert_eq!(scan.other.checked_shr(len as u32).unwrap_or(0), 0, "{len}");
         }
     }
 
