@@ -70,15 +70,14 @@ def main() -> None:
     rows += measure("tiny (2 layers, hidden 64)", model, tokenizer, bench, min(args.pairs, len(bench)),
                     args.batch_tokens)  # fmt: skip
     try:
-        from skyrm.model import packaged_smollm2
+        from skyrm.smollm2 import packaged_smollm2
 
-        folder, gguf_file = packaged_smollm2()
+        folder = packaged_smollm2()
     except ValueError as e:
         print(f"SmolLM2 skipped: {e}")
     else:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, gguf_file=gguf_file, num_labels=1,
-                                                                   dtype=torch.float32)  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=torch.float32)
         rows += measure("SmolLM2-135M-Instruct", model, tokenizer, bench, min(args.smollm2_pairs, len(bench)),
                         args.batch_tokens)  # fmt: skip
     print(f"\n{'model':<28} {'batches':<14} {'pairs':>6} {'seconds':>8} {'pairs/s':>8}")

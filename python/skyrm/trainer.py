@@ -31,18 +31,11 @@ from skyrm.faults import StepError, nonfinite_message, oom_message
 from skyrm.kernels import apply_liger, check_liger
 from skyrm.lora import add_adapters
 from skyrm.losses import pair_losses, pair_metrics
-from skyrm.model import (
-    FLEX_ATTENTION,
-    SMOLLM2,
-    attention_implementation,
-    packaged_smollm2,
-    rewards,
-    tiny_config,
-    tiny_tokenizer,
-)
+from skyrm.model import FLEX_ATTENTION, attention_implementation, rewards, tiny_config, tiny_tokenizer
 from skyrm.padding import choose_pad, fit_config, fit_embeddings
 from skyrm.profiling import StepTrace
 from skyrm.requires import pretrained
+from skyrm.smollm2 import SMOLLM2, packaged_smollm2
 from skyrm.telemetry import FlopCounter, Progress, peak_flops
 from skyrm.templates import chat_template
 from skyrm.tracking import MetricsLog, check_trackers
@@ -62,8 +55,7 @@ def _source(config: TrainConfig) -> tuple[str, dict]:
     whether the model's own code may run)."""
     trust = {"trust_remote_code": config.trust_remote_code}
     if config.model == SMOLLM2:
-        folder, gguf_file = packaged_smollm2()
-        return folder, {"gguf_file": gguf_file, **trust}
+        return packaged_smollm2(config.cache_dir), trust
     return config.model, ({"gguf_file": config.gguf_file} if config.gguf_file else {}) | trust
 
 

@@ -161,13 +161,13 @@ def test_formatting_of_a_llama3_style_template_with_its_double_bos():
 @pytest.mark.slow
 def test_formatting_of_smollm2_equals_the_official_runner():
     from skyrm.eval.runner import Encoder
-    from skyrm.model import packaged_smollm2
+    from skyrm.smollm2 import packaged_smollm2
 
     try:
-        folder, gguf_file = packaged_smollm2()
-    except ValueError as e:
+        folder = packaged_smollm2()
+    except ImportError as e:  # the package is not installed
         pytest.skip(str(e))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     for prompt, response in [("What is 2+2?", "4"), ("Write a haiku about rain.", "Rain on the roof\n...")]:
         official = official_ids(tokenizer, prompt, response)
         assert Encoder(tokenizer)(prompt, response) == official == Encoder(tokenizer, bos="official")(prompt, response)

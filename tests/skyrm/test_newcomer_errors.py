@@ -131,8 +131,8 @@ def test_a_missing_optional_dependency_names_its_install_command(module, command
     """The package is made unimportable (None in sys.modules) and the command's message is checked."""
     from skyrm.cli import main as skyrm
     from skyrm.eval.__main__ import main as evaluate
-    from skyrm.model import packaged_smollm2
     from skyrm.requires import MissingDependency
+    from skyrm.smollm2 import packaged_smollm2
     from skyrm.train import main as train
 
     monkeypatch.setitem(sys.modules, module, None)

@@ -358,16 +358,15 @@ def load_model(name: str, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from skyrm.model import SMOLLM2, packaged_smollm2
     from skyrm.padding import pad_model
     from skyrm.requires import pretrained
+    from skyrm.smollm2 import SMOLLM2, packaged_smollm2
 
     if name == TINY:
         return _tiny_model()
     kwargs, head = {"trust_remote_code": trust_remote_code}, {}
     if name == SMOLLM2:
-        name, gguf_file = packaged_smollm2()
-        kwargs["gguf_file"] = gguf_file
+        name = packaged_smollm2()
         head["num_labels"] = 1  # a language model: a new one-label score head (from seed 0, below)
     cuda = torch.cuda.is_available()
     if not cuda:
