@@ -75,6 +75,35 @@ def test_conversion_appears_whole_and_once(tmp_path, monkeypatch):
         packaged_smollm2(str(tmp_path / "a-file"))
 
 
+def test_processes_started_together_convert_once(tmp_path):
+    """Two processes asking at once (torchrun's ranks): one converts, the other waits for it and reads its folder.
+    The stand-in conversion takes a second and counts itself."""
+    import subprocess
+    import sys
+
+    from skyrm.smollm2 import _gguf_file
+
+    try:
+        _gguf_file()
+    except MissingDependency as e:
+        pytest.skip(str(e))
+    script = (
+        "import sys, time; import skyrm.smollm2 as s\n"
+        "def convert(gguf, folder):\n"
+        "    time.sleep(1); folder.mkdir(); open(sys.argv[2], 'a').write('converted ')\n"
+        "s._convert = convert\n"
+        "print(s.packaged_smollm2(sys.argv[1]))\n"
+    )
+    count = tmp_path / "count"
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(count)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    done = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in done]
+    folders = {out.strip() for out, _ in done}
+    assert len(folders) == 1 and Path(folders.pop()).is_dir()
+    assert count.read_text() == "converted "
+
+
 @pytest.mark.slow
 def test_the_converted_folder_loads_as_the_gguf_file_does(smollm2, shared_data, tmp_path):
     """The reward model of the converted folder equals transformers' own load of the GGUF file: every weight bit for
