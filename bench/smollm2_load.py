@@ -4,9 +4,9 @@ and the one-time conversion.
 
     python bench/smollm2_load.py [--repeats 2]
 
-Each load runs in its own process (imports included, as a run pays them), the conversion into a new temporary
-cache. The GGUF file is read once beforehand so that every side finds it in the page cache. Prints seconds per side
-(the best of the repeats) and the ratio.
+Each load runs in its own process (imports included, as a run pays them; a process that only imports is timed too),
+the conversion into a new temporary cache. The GGUF file is read once beforehand so that every side finds it in the
+page cache. Prints seconds per side (the best of the repeats) and the ratio.
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ import subprocess
 import tempfile
 import time
 
-#: What the trainer reads: the tokenizer, the config and the weights of a one-label classifier.
-LOAD = """
+IMPORTS = """
 import sys, torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+"""
+#: What the trainer reads: the tokenizer, the config and the weights of a one-label classifier.
+LOAD = (
+    IMPORTS
+    + """
 source, kwargs = sys.argv[1], ({"gguf_file": sys.argv[2]} if len(sys.argv) > 2 else {})
 AutoTokenizer.from_pretrained(source, **kwargs)
 config = AutoConfig.from_pretrained(source, num_labels=1, **kwargs)
 AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32, **kwargs)
 """
+)
 
 
 def timed(args: list[str], env: dict | None = None) -> float:
@@ -52,15 +57,16 @@ def main() -> None:
         conversion = timed(["-c", convert], env)
         folder = subprocess.run([sys.executable, "-c", convert], env=env, check=True, capture_output=True,
                                 text=True).stdout.strip()  # fmt: skip
-        sides = {"GGUF file (before)": [str(gguf.parent), gguf.name], "converted folder (now)": [folder]}
-        best = {name: min(timed(["-c", LOAD, *where]) for _ in range(args.repeats))
-                for name, where in sides.items()}  # fmt: skip
+        sides = {"GGUF file (before)": [LOAD, str(gguf.parent), gguf.name], "converted folder (now)": [LOAD, folder],
+                 "the imports alone": [IMPORTS]}  # fmt: skip
+        best = {name: min(timed(["-c", *how]) for _ in range(args.repeats)) for name, how in sides.items()}
     print(f"SmolLM2-135M-Instruct ({gguf.name}), {os.cpu_count()} cores; tokenizer + config + weights, best of "
           f"{args.repeats} processes each")  # fmt: skip
     for name, seconds in best.items():
         print(f"  {name:<24} {seconds:6.1f} s")
     print(f"  one-time conversion      {conversion:6.1f} s (its process, from the GGUF file to the saved folder)")
-    print(f"  before / now: {best['GGUF file (before)'] / best['converted folder (now)']:.1f}x")
+    before, now, imports = best.values()
+    print(f"  before / now: {before / now:.1f}x; past the imports: {before - imports:.1f} s / {now - imports:.1f} s")
 
 
 if __name__ == "__main__":
