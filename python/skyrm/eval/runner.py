@@ -366,7 +366,8 @@ def load_model(name: str, trust_remote_code: bool = False):
         return _tiny_model()
     kwargs, head = {"trust_remote_code": trust_remote_code}, {}
     if name == SMOLLM2:
-        name = packaged_smollm2()
+        name, extra = packaged_smollm2()
+        kwargs |= extra
         head["num_labels"] = 1  # a language model: a new one-label score head (from seed 0, below)
     cuda = torch.cuda.is_available()
     if not cuda:
