@@ -25,6 +25,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from skyshared.outputs import os_reason
+
 from skyrm.cache import cache_root
 
 __all__ = ["SMOLLM2", "packaged_smollm2"]
@@ -129,7 +131,7 @@ def packaged_smollm2(cache_dir: str | None = None) -> tuple[str, dict]:
         except OSError as e:
             _UNWRITABLE.add(models)
             print(f"warning: --model smollm2: its converted copy cannot be kept in {models} "
-                  f"({os.strerror(e.errno) if e.errno else e}), so its GGUF file is read instead, about 40 s a "
+                  f"({os_reason(e)}), so its GGUF file is read instead, about 40 s a "
                   "load on a CPU: set $SKYRM_CACHE (or train's --cache-dir) to a writable folder",
                   file=sys.stderr)  # fmt: skip
     return str(gguf.parent), {"gguf_file": gguf.name}

@@ -41,6 +41,7 @@ __all__ = [
     "remove_stale",
     "writing",
     "lock_folder",
+    "os_reason",
 ]
 
 PathLike = str | os.PathLike
@@ -186,7 +187,7 @@ def remove_stale(target: PathLike) -> list[Path]:
     return removed
 
 
-def _reason(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
     """An OS error's reason without the file names it may hold (the caller names the output)."""
     return os.strerror(error.errno) if error.errno else str(error)
 
@@ -199,7 +200,7 @@ def writing(target: PathLike, flag: str | None = None) -> Iterator[None]:
         yield
     except OSError as e:
         what = f"{flag} cannot be written" if flag else "cannot be written"
-        raise OutputError(f"{target}: {what}: {_reason(e)} (nothing was written)") from None
+        raise OutputError(f"{target}: {what}: {os_reason(e)} (nothing was written)") from None
 
 
 def lock_folder(folder: PathLike, *, wait: bool = True) -> int:
