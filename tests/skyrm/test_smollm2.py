@@ -153,15 +153,16 @@ def test_the_converted_folder_loads_as_the_gguf_file_does(smollm2, shared_data, 
 
 @pytest.mark.slow
 def test_smollm2_learns_from_real_pairs(smollm2, tmp_path, shared_data):
-    # 4 real pairs, short enough for 256 tokens, trained on 4 times: the loss on them must fall
-    data = write_pairs(tmp_path / "pairs.jsonl", short_pairs(shared_data, 4, 500))
+    # 2 real pairs, short enough for 256 tokens, trained on 3 times: the loss on them must fall (it fell from 0.57 to
+    # 0.05 here; 4 pairs 4 times took 2.3x as long and showed nothing more)
+    data = write_pairs(tmp_path / "pairs.jsonl", short_pairs(shared_data, 2, 300))
     config = load_config(overrides={
         "model": "smollm2", "data": data, "output_dir": str(tmp_path / "run"),
-        "batch_pairs": 4, "epochs": 4.0, "max_length": 256, "micro_batch_tokens": 2048, "lr": 3e-5,
+        "batch_pairs": 2, "epochs": 3.0, "max_length": 256, "micro_batch_tokens": 2048, "lr": 3e-5,
         "warmup_ratio": 0.0, "schedule": "constant", "dtype": "fp32", "report_to": "none",
     })  # fmt: skip
     summary = train(config, log=lambda _: None)
-    assert summary["pairs"] == 4 and summary["steps"] == 4
+    assert summary["pairs"] == 2 and summary["steps"] == 3
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] - 0.05, losses
 
