@@ -3,6 +3,7 @@ on the real llmbar subsets, the official formatting, and clear errors."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -130,6 +131,28 @@ def test_pairwise_sets_skip_and_count_ties(tmp_path, tiny_model_dir):
     bench = load_benchmark(bench_file=str(path), kind="pairwise", columns=columns)
     assert len(bench) == 2 and bench.skipped == 1
     assert bench.completions == [["Hi!", "No."], ["Bye!", "Bye"]]  # the better response first
+
+
+def test_numbered_labels_with_a_zero_must_be_named(tmp_path, shared_data, capsys):
+    """Auto-J's real labels (0: response 1 better, 1: response 2, 2: a tie) are not read as 1 and 2 of the default
+    labels: refused until --a-wins/--b-wins say which is which; then read so, the ties counted by label."""
+    from skyrm.eval.__main__ import main
+    from skyrm.eval.runner import BenchmarkError, load_benchmark
+
+    source = shared_data / "prefs/autoj_pairwise_test/testdata_pairwise.jsonl.gz"
+    columns = {"a": "response 1", "b": "response 2"}
+    with pytest.raises(BenchmarkError, match="holds the label 0.*--a-wins and --b-wins"):
+        load_benchmark(bench_file=str(source), kind="pairwise", columns=columns)
+    args = ["--model", "tiny", "--format", "pairwise", "--bench-file", str(source), "--a-column", "response 1",
+            "--b-column", "response 2", "--out", str(tmp_path / "autoj.json")]  # fmt: skip
+    assert main(args) == 1 and "--a-wins and --b-wins" in capsys.readouterr().err
+    assert main([*args, "--a-wins", "0"]) == 1 and "give both" in capsys.readouterr().err  # 2 (ties) would win B
+    bench = load_benchmark(bench_file=str(source), kind="pairwise", columns=columns | {"a_wins": ("0",),
+                           "b_wins": ("1",)})  # fmt: skip
+    assert len(bench) == 520 + 499 and bench.skipped == 373 and bench.skipped_labels == {"2": 373}
+    with gzip.open(source, "rt") as rows:
+        first = json.loads(rows.readline())
+    assert first["label"] == 1 and bench.completions[0] == [first["response 2"], first["response 1"]]
 
 
 def official_ids(tokenizer, prompt: str, response: str) -> list[int]:

@@ -18,6 +18,8 @@ from skyshared.outputs import Staged, check_outputs
 
 from skyrm.data import check_bad_rows_path, write_bad_rows
 from skyrm.eval.runner import (
+    A_WINS,
+    B_WINS,
     BENCHES,
     KINDS,
     SAMPLE,
@@ -52,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--a-column", default="response_a")
     parser.add_argument("--b-column", default="response_b")
     parser.add_argument("--label-column", default="label", help="says which response is better (A>B, B>A, ...)")
+    parser.add_argument("--a-wins", help=f"comma-separated labels meaning response A is better (default: "
+                        f"{','.join(A_WINS)}); labels in neither list are ties, skipped and counted")  # fmt: skip
+    parser.add_argument("--b-wins", help=f"comma-separated labels meaning response B is better (default: "
+                        f"{','.join(B_WINS)}); give both or neither")  # fmt: skip
     parser.add_argument("--subset-column", help="groups the pairwise rows (default: one group)")
     parser.add_argument("--out", help="results.json (and results.examples.jsonl beside it)")
     parser.add_argument("--rescore", metavar="FILE", help="recompute the table from a per-example file")
@@ -96,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     return _main(args, True)
 
 
+def _labels(text: str | None) -> tuple[str, ...] | None:
+    """``--a-wins`` / ``--b-wins``: the comma-separated labels, or None for the defaults."""
+    return tuple(label.strip() for label in text.split(",")) if text else None
+
+
 def _outputs(args) -> dict[str, str | Path | None]:
     """The files this run writes, by flag (the per-example file goes beside --out when a model is scored)."""
     examples = examples_path(Path(args.out)) if args.out and not args.rescore else None
@@ -118,8 +129,13 @@ def _main(args, writes: bool) -> int:
                 print("error: give --model (or --rescore FILE)", file=sys.stderr)
                 return 2
             columns = {"prompt": args.prompt_column, "a": args.a_column, "b": args.b_column,
-                       "label": args.label_column, "subset": args.subset_column}  # fmt: skip
+                       "label": args.label_column, "subset": args.subset_column,
+                       "a_wins": _labels(args.a_wins), "b_wins": _labels(args.b_wins)}  # fmt: skip
             bench = load_benchmark(args.bench, args.bench_file, args.format, columns, keep_bad=bool(args.bad_rows))
+            if bench.skipped and writes:
+                counts = ", ".join(f"{label!r} {n:,}" for label, n in sorted(bench.skipped_labels.items()))
+                print(f"{bench.skipped:,} row(s) with neither response better skipped (labels: {counts})",
+                      file=sys.stderr)  # fmt: skip
             if args.limit:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])

@@ -45,8 +45,9 @@ class BenchmarkError(ValueError):
 @dataclass
 class Benchmark:
     """Rows in one layout: ``prompts`` (str or list of messages), ``completions`` (per row: the correct one(s)
-    first), ``num_correct``, ``subsets``, ``ids``; ``skipped`` counts rows left out (pairwise ties), ``bad_rows``
-    the rows of the file that could not be read (set apart, see :func:`load_benchmark`)."""
+    first), ``num_correct``, ``subsets``, ``ids``; ``skipped`` counts rows left out (pairwise ties;
+    ``skipped_labels`` by label), ``bad_rows`` the rows of the file that could not be read (set apart, see
+    :func:`load_benchmark`)."""
 
     name: str
     kind: str
@@ -56,6 +57,7 @@ class Benchmark:
     subsets: list[str]
     ids: list[str]
     skipped: int = 0
+    skipped_labels: dict = field(default_factory=dict)
     bad_rows: list = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -156,16 +158,26 @@ def _load(table: pa.Table, name: str, kind: str, columns: dict | None, input_row
 def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
     c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label", "subset": None} | columns
     _need(table, name, [c["prompt"], c["a"], c["b"], c["label"]] + ([c["subset"]] if c["subset"] else []))
+    if bool(c.get("a_wins")) != bool(c.get("b_wins")) or set(c.get("a_wins") or ()) & set(c.get("b_wins") or ()):
+        raise BenchmarkError("--a-wins and --b-wins: give both, with no label in both")
     a_wins, b_wins = set(c.get("a_wins") or A_WINS), set(c.get("b_wins") or B_WINS)
+    rows = table.to_pylist()
+    labels = [_label_text(r[c["label"]]) for r in rows]
+    if not c.get("a_wins") and not c.get("b_wins") and "0" in labels:
+        raise BenchmarkError(
+            f"{name}: column {c['label']!r} holds the label 0, which sets number differently (Auto-J: 0 the first "
+            "response better, 1 the second, 2 a tie; PandaLM: 0 a tie, 1 the first, 2 the second): say which labels "
+            "mean which with --a-wins and --b-wins (e.g. --a-wins 0 --b-wins 1)"
+        )
     bench = Benchmark(name, "pairwise", [], [], [], [], [])
-    for i, r in enumerate(table.to_pylist()):
-        label = str(r[c["label"]])
+    for i, (r, label) in enumerate(zip(rows, labels, strict=True)):
         if label in a_wins:
             better, worse = r[c["a"]], r[c["b"]]
         elif label in b_wins:
             better, worse = r[c["b"]], r[c["a"]]
         else:  # a tie or no label: not a pair
             bench.skipped += 1
+            bench.skipped_labels[label] = bench.skipped_labels.get(label, 0) + 1
             continue
         bench.prompts.append(r[c["prompt"]])
         bench.completions.append([better, worse])
@@ -176,6 +188,13 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
         raise BenchmarkError(f"{name}: no row has a label saying which response is better "
                              f"({bench.skipped} ties or unknown labels)")  # fmt: skip
     return bench
+
+
+def _label_text(value) -> str:
+    """A pairwise label as text: numbers without a fraction as integers (a label column read as floats gives 1.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 class Encoder:
