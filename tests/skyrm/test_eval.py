@@ -196,6 +196,19 @@ def test_formatting_of_smollm2_equals_the_official_runner():
         assert Encoder(tokenizer)(prompt, response) == official == Encoder(tokenizer, bos="official")(prompt, response)
 
 
+def test_scoring_smollm2_says_its_head_is_untrained(tiny_model_dir, monkeypatch, capsys):
+    """``--model smollm2`` in eval, score and serve is a chat model with a new score head: one warning says so (the
+    tiny model's folder stands in for the converted one); a trained model's folder gets no such warning."""
+    import skyrm.smollm2
+    from skyrm.eval.runner import load_model
+
+    monkeypatch.setattr(skyrm.smollm2, "packaged_smollm2", lambda: (str(tiny_model_dir), {}))
+    load_model("smollm2")
+    assert "its score head is new and untrained" in capsys.readouterr().err
+    load_model(str(tiny_model_dir))
+    assert "untrained" not in capsys.readouterr().err
+
+
 def test_bad_inputs_give_clear_errors(tmp_path, tiny_model_dir, capsys):
     from skyrm.eval.__main__ import main
 

@@ -388,6 +388,9 @@ def load_model(name: str, trust_remote_code: bool = False):
         name, extra = packaged_smollm2()
         kwargs |= extra
         head["num_labels"] = 1  # a language model: a new one-label score head (from seed 0, below)
+        print("warning: --model smollm2 is a chat model, not a reward model: its score head is new and untrained "
+              "(seed 0), so its rewards rank pairs by chance; score a trained one (a training run's model/ folder, "
+              "e.g. of python -m skyrm.train --model smollm2)", file=sys.stderr)  # fmt: skip
     cuda = torch.cuda.is_available()
     if not cuda:
         print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
