@@ -1,6 +1,6 @@
 """The ``skyrm`` command. ``skyrm pipeline --sample``: curate the shipped sample with the Skywork recipe, train
-the built-in tiny reward model on it and score it on the synthetic RewardBench-layout sample, offline, in a few
-minutes on a CPU. ``skyrm pipeline --recipe R --data-dir D --model M --bench rewardbench`` does the same on real
+the built-in tiny reward model on it and score it on the synthetic RewardBench-layout sample, offline, in about a
+minute on a CPU. ``skyrm pipeline --recipe R --data-dir D --model M --bench rewardbench`` does the same on real
 data. Training alone is ``python -m skyrm.train``, evaluation ``python -m skyrm.eval``.
 """
 
