@@ -333,3 +333,20 @@ def test_missing_serve_packages_name_the_extra(monkeypatch, capsys):
     assert main(["serve", "--model", "whatever"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "`fastapi`" in err and "pip install '.[serve]'" in err
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(monkeypatch, capsys):
+    import skyrm.eval.runner
+    from skyrm.cli import main
+
+    def load_model(*args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(skyrm.eval.runner, "load_model", load_model)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "tiny", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port)"

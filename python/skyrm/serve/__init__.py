@@ -16,6 +16,7 @@ those of skyrm.eval and skyrm score for the same text (the chat template, exactl
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 __all__ = ["serve", "cpu_threads"]
@@ -42,6 +43,7 @@ def serve(model: str, *, trust_remote_code: bool = False, host: str = "127.0.0.1
     from skyrm.serve.app import ServeSettings, build_app
     from skyrm.serve.scorer import Scorer
 
+    listening = _bound_socket(host, port)  # before the model loads: a port in use is one line, at once
     loaded, tokenizer = load_model(model, trust_remote_code)
     if next(loaded.parameters()).device.type == "cpu":
         import torch
@@ -53,4 +55,22 @@ def serve(model: str, *, trust_remote_code: bool = False, host: str = "127.0.0.1
     app = build_app(scorer, settings)
     print(f"skyrm serve: {model} on http://{host}:{port} (POST /get_reward, /score, /compare; GET /health, "
           f"/metrics; the API at /docs)", file=sys.stderr, flush=True)  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run(
+        sockets=[listening]
+    )
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (uvicorn listens on it), or an OSError naming the address."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as e:
+        listening.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror} (choose another --port)") from None
+    return listening
