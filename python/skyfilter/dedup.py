@@ -332,9 +332,16 @@ def hash_batch(
     """The first pass over one batch of a source (its rows from ``offset``): keys, signatures (with a ``hasher``)
     and scores; a batch that cannot be read as the layout, or invalid UTF-8, is an :class:`InputError`."""
     try:
-        layout_columns = resolve_layout(batch.schema, layout, source.name).columns
+        resolved = resolve_layout(batch.schema, layout, source.name)
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
+    if options.key == "pair" and resolved.name == "prompts":  # pairs whose answers differ would go as duplicates
+        raise InputError(
+            f"{source.name}: of its columns {batch.schema.names} only the prompt is read (layout prompts), so --key "
+            "pair has no answers to compare: deduplicate the prompts with --key prompt, or name the answer columns "
+            "chosen and rejected"
+        )
+    layout_columns = resolved.columns
     try:
         pairs = pair_table(batch, source=source.name, layout=layout)
     except SchemaError as e:

@@ -331,6 +331,18 @@ def test_invalid_utf8_names_file_column_and_row(tmp_path):
     assert not (tmp_path / "k.parquet").exists()
 
 
+def test_pairs_whose_answers_are_not_read_are_refused_under_key_pair(shared_data, tmp_path):
+    """The real HH audit file names its answers chosen_response and rejected_response, so only its prompt column is
+    read: under --key pair its pairs with one prompt and other answers would go as duplicates. Refused in one line,
+    nothing written; --key prompt deduplicates the prompts as asked."""
+    source = shared_data / "prefs/hh_harmless_audit_labels/df_labeledharmlessoutputs_second_pass.csv"
+    code, output = run_cli("dedup", source, "--out", tmp_path / "k.parquet", "-q")
+    assert code == 1 and "only the prompt is read (layout prompts)" in output and "--key prompt" in output
+    assert list(tmp_path.iterdir()) == []
+    code, output = run_cli("dedup", source, "--key", "prompt", "--out", tmp_path / "k.parquet", "-q")
+    assert code == 0 and pq.read_metadata(tmp_path / "k.parquet").num_rows < 1000
+
+
 def test_cli_verify_exact_joins_by_the_exact_jaccard(tmp_path):
     """Prompts of 10 distinct words (shingles of one word): b shares 9 with a (J = 9/11), c shares 8 with both
     (J = 8/12 < 0.7). With 8 one-value bands every pair is a candidate; verified exactly, b joins a and c stays.
