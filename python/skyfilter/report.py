@@ -31,6 +31,8 @@ def format_summary(report: ContaminationReport) -> str:
     rows = [
         [src, str(c["rows"]), str(c["flagged"]), _pct(c["flagged"], c["rows"])] for src, c in report.per_source.items()
     ]
+    if report.bad_rows:  # so that the rows column adds up to the total
+        rows.append(["bad rows (set apart)", str(report.bad_rows), "", ""])
     rows.append(["total", str(report.rows), str(report.flagged), _pct(report.flagged, report.rows)])
     out += _table(["source", "rows", "flagged", "flagged %"], rows)
     out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match)")

@@ -5,6 +5,7 @@ as ``bad_rows`` and the run goes on, with rows in = kept + dropped + bad. Empty 
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -86,6 +87,8 @@ def test_bad_rows_are_set_apart_and_counted(tmp_path, pandalm_style, bench, comm
         assert dropped.column("input_row").to_pylist() == [6]
         assert dropped.column("duplicate_of_row").to_pylist() == [0]
     assert "bad row(s)" in text
+    if command == "contaminate":  # the table's rows column adds up to its total
+        assert re.search(r"pairs.jsonl +4 .*\nbad rows \(set apart\) +3 *\ntotal +7 ", text), text
 
 
 def test_a_json_array_names_the_line_of_the_value(tmp_path):
