@@ -61,7 +61,8 @@ DROP_REMEDIES = {
     "too_long": "raise --max-length or use --truncation truncate",
     "identical_after_truncation": "raise --max-length",
     "identical": "the chosen and rejected conversations are the same; fix the data",
-    "no_answer": "the pairs need a prompt and an assistant answer; fix the data",
+    "no_answer": "the pairs need a prompt and an assistant answer: convert HH-RLHF transcripts, sharegpt or RMB rows "
+    "with skyfilter.to_pairs first, else fix the data",
 }
 
 

@@ -23,7 +23,16 @@ from skyshared.outputs import Staged
 from skyrm import checkpoint, run_folder, token_cache
 from skyrm.batching import MicroBatch, fixed_varlen, micro_batches, step_plan
 from skyrm.config import TrainConfig
-from skyrm.data import PAIR_KINDS, EncodedPairs, Rows, drop_warning, encode_pairs, read_rows, write_bad_rows
+from skyrm.data import (
+    DROP_REMEDIES,
+    PAIR_KINDS,
+    EncodedPairs,
+    Rows,
+    drop_warning,
+    encode_pairs,
+    read_rows,
+    write_bad_rows,
+)
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
 from skyrm.evaluation import Best, bench_metrics, load_benches, pairwise_metrics
 from skyrm.export import check_push, export_model, push
@@ -336,9 +345,11 @@ def _nonfinite_rows(finite: list, data: EncodedPairs, rows: Rows, runtime: Runti
 
 def _check(config: TrainConfig, data: EncodedPairs, runtime: Runtime) -> None:
     if len(data) < config.batch_pairs:
+        remedies = [DROP_REMEDIES.get(reason, "see the data") for reason in data.dropped]
+        remedies += ["lower --batch-pairs"] if len(data) else []
         raise ValueError(
             f"{config.data}: {len(data):,} pairs left after encoding (dropped: {dict(data.dropped)}), fewer than "
-            f"one step of {config.batch_pairs}; raise --max-length, use --truncation truncate, or lower --batch-pairs"
+            f"one step of {config.batch_pairs}; " + "; ".join(dict.fromkeys(remedies))
         )
     if config.batch_pairs % runtime.world:
         raise ValueError(f"batch_pairs ({config.batch_pairs}) must be a multiple of the {runtime.world} processes")

@@ -134,3 +134,13 @@ def test_command_line_errors(capsys, tmp_path):
     assert main(["--preset", "tiny", "--data", str(tmp_path / "few.parquet"), "--output-dir", str(run)]) == 1
     assert "fewer than one step of 8" in capsys.readouterr().err
     assert not run.exists()  # a failed run leaves no folder behind
+
+
+def test_a_layout_to_convert_first_names_to_pairs(capsys, tmp_path, shared_data):
+    """HH-RLHF's real transcripts (chosen/rejected strings, no prompt) have no answer as skyrm reads pairs: the error
+    says to convert them with skyfilter.to_pairs, not to change lengths that dropped nothing."""
+    source = shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"
+    args = ["--preset", "tiny", "--data", str(source), "--output-dir", str(tmp_path / "run")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "skyfilter.to_pairs" in err and "'no_answer'" in err and "--max-length" not in err.split("encoding")[-1]
