@@ -10,12 +10,14 @@ import argparse
 import sys
 import time
 
+from skyrm import __version__
 from skyrm.requires import TRUST_HELP
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyrm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"skyrm, version {__version__}")  # as skyfilter's
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("pipeline", help="curate, train and evaluate in one go")
     p.add_argument("--sample", action="store_true", help="the shipped samples, offline (the main demo)")

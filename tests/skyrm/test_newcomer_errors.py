@@ -157,3 +157,17 @@ def test_a_missing_optional_dependency_names_its_install_command(module, command
     assert f"`{module}` package" in message or f"`{module}`" in message
     assert extra in message
     assert not (tmp_path / "p").exists()
+
+
+def test_skyrm_version_is_the_packages(capsys):
+    """``skyrm --version``, as ``skyfilter --version``: the version of the package (Cargo's workspace version)."""
+    import tomllib
+    from pathlib import Path
+
+    from skyrm.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    cargo = tomllib.loads((Path(__file__).resolve().parents[2] / "Cargo.toml").read_text())
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"skyrm, version {cargo['workspace']['package']['version']}"
