@@ -100,7 +100,12 @@ def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
     results = json.loads(out.read_text())
     table = compare.read_text().splitlines()
     assert table[0].startswith("| model | Score | Chat | Chat Hard") and len([t for t in table if "|" in t]) == 2 + 7
-    assert table[-3].startswith(f"| **{tiny_model_dir}** (this run) | {100 * results['sections']['Score']:.2f}")
+    sections = {k: 100 * v for k, v in results["sections"].items()}  # sections without a subset: n/a, not 0
+    assert [t for t in table if "(this run" in t] == [
+        f"| **{tiny_model_dir}** (this run, partial) | {sections['Score']:.2f} | n/a | {sections['Chat Hard']:.2f} | "
+        "n/a | n/a |"
+    ]
+    assert "This run scored no subset of Chat, Safety, Reasoning: its Score" in compare.read_text()
     lines = (tmp_path / "results.examples.jsonl").read_text().splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "rewardbench" and len(records) == 419

@@ -359,11 +359,21 @@ def comparison_markdown(model_name: str, table: dict) -> str:
     keys = ("Score", "Chat", "Chat Hard", "Safety", "Reasoning")
     if not all(k in table["sections"] for k in keys):
         raise BenchmarkError("the comparison needs RewardBench v1 section scores (--bench rewardbench)")
-    ours = {"model": f"**{model_name}** (this run)", **{k: 100 * table["sections"][k] for k in keys}}
+    from skyrm.eval.rewardbench import SECTIONS
+
+    missing = [s for s, subsets in SECTIONS.items() if not any(table["counts"].get(x) for x in subsets)]
+    ours = {"model": f"**{model_name}** (this run{', partial' if missing else ''})",
+            **{k: "n/a" if k in missing else 100 * table["sections"][k] for k in keys}}  # fmt: skip
     rows = sorted([*published["rows"], ours], key=lambda r: -r["Score"])
     lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    lines += [f"| {r['model']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\nPublished rows: {published['source']}.\n"
+    lines += [f"| {r['model']} | " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in rows]
+    note = (f"\n\nThis run scored no subset of {', '.join(missing)}: its Score (the mean of the four sections, "
+            "those counted as 0) is not comparable with the published rows." if missing else "")  # fmt: skip
+    return "\n".join(lines) + note + f"\n\nPublished rows: {published['source']}.\n"
+
+
+def _cell(value) -> str:
+    return value if isinstance(value, str) else f"{value:.2f}"
 
 
 def load_model(name: str, trust_remote_code: bool = False):
