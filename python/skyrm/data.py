@@ -180,6 +180,12 @@ def _messages(value, role: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
+def has_answer(conversation: list[dict]) -> bool:
+    """Whether a conversation can be trained on or scored: prompt turns, then the assistant's answer last (an
+    HH-RLHF transcript read as a single answer has no prompt turn: ``skyfilter.to_pairs`` splits it)."""
+    return len(conversation) >= 2 and conversation[-1]["role"] == "assistant"
+
+
 def conversations(table: pa.Table) -> tuple[list[list[dict]], list[list[dict]]]:
     """The chosen and the rejected conversation of every pair (prompt turns first)."""
     names = set(table.schema.names)
@@ -367,7 +373,7 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
             chunk = []
             for row in range(start, min(start + ENCODE_CHUNK, table.num_rows)):
                 c, r = chosen_all[row], rejected_all[row]
-                if len(c) < 2 or len(r) < 2 or c[-1]["role"] != "assistant":
+                if not (has_answer(c) and has_answer(r)):
                     dropped["no_answer"] += 1
                 else:
                     chunk.append(row)

@@ -50,7 +50,7 @@ from skyshared.outputs import (
     writing,
 )
 
-from skyrm.data import PAIR_KINDS, Rows, conversations, read_rows
+from skyrm.data import DROP_REMEDIES, PAIR_KINDS, Rows, conversations, has_answer, read_rows
 
 __all__ = ["ScoreOptions", "ScoreError", "score_pool", "weights_sha256", "SCORE_COLUMNS", "work_folder"]
 
@@ -121,7 +121,7 @@ def _conversations(table: pa.Table, options: ScoreOptions) -> list[list[list[dic
         chosen, rejected = conversations(table)
 
         def scorable(c: list[dict]) -> list[dict] | None:
-            return c if c and c[-1]["role"] == "assistant" and c[-1]["content"] else None
+            return c if has_answer(c) and c[-1]["content"] else None  # as training reads pairs, and not empty
 
         return [[scorable(c), scorable(r)] for c, r in zip(chosen, rejected, strict=True)]
     prompt = _prompt_column(table.schema.names, options)
@@ -452,10 +452,13 @@ def _summary(table: pa.Table, options: ScoreOptions) -> dict:
 
 def _describe(summary: dict) -> str:
     if "scored_pairs" in summary:
-        line = (f"scored {summary['scored_pairs']:,} of {summary['rows']:,} pairs; the model ranks "
-                f"{summary['ranked_correctly']:,} of them correctly ({summary['accuracy']:.3f})")  # fmt: skip
+        line = f"scored {summary['scored_pairs']:,} of {summary['rows']:,} pairs"
+        if summary["scored_pairs"]:
+            line += (f"; the model ranks {summary['ranked_correctly']:,} of them correctly "
+                     f"({summary['accuracy']:.3f})")  # fmt: skip
         if summary["unscored_pairs"]:
-            line += f"; {summary['unscored_pairs']:,} pairs without a scorable answer have null scores"
+            line += (f"; {summary['unscored_pairs']:,} pairs without a scorable answer have null scores "
+                     f"({DROP_REMEDIES['no_answer']})")  # fmt: skip
     else:
         line = f"scored {summary['scored']:,} responses of {summary['rows']:,} rows"
         if summary["unscored"]:

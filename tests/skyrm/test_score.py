@@ -204,3 +204,27 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
         assert time.monotonic() - start < 10 and not (tmp_path / "s.parquet").exists()
     assert main(["score", str(tmp_path / "odd.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.csv")]) == 1
     assert "--out must be a .parquet file" in capsys.readouterr().err
+
+
+def test_transcripts_are_unscored_as_training_drops_them(tmp_path, shared_data, capsys):
+    """HH-RLHF's real transcripts (chosen/rejected strings, no prompt) are pairs without an answer to score, as
+    training reads them: null scores, counted, with the conversion to run; converted by skyfilter.to_pairs, the
+    same rows are scored."""
+    import gzip
+
+    from skyfilter import to_pairs
+    from skyrm.cli import main
+
+    with gzip.open(shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz", "rt") as source:
+        rows = [json.loads(next(source)) for _ in range(12)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hh.parquet")
+    assert main(["score", str(tmp_path / "hh.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.parquet"),
+                 "-q"]) == 0  # fmt: skip
+    said = capsys.readouterr().err
+    assert "scored 0 of 12 pairs; 12 pairs without a scorable answer have null scores" in said
+    assert "skyfilter.to_pairs" in said
+    assert scores_of(tmp_path / "s.parquet").column("rm_chosen").null_count == 12
+    pq.write_table(to_pairs(pa.Table.from_pylist(rows)), tmp_path / "pairs.parquet")
+    assert main(["score", str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(tmp_path / "p.parquet"),
+                 "-q"]) == 0  # fmt: skip
+    assert scores_of(tmp_path / "p.parquet").column("rm_chosen").null_count == 0
