@@ -320,6 +320,10 @@ class HashedBatch:
     sources: pa.ChunkedArray
 
 
+#: Words in a column's name that make it look like an answer (see :func:`hash_batch`).
+_ANSWER_WORDS = ("chosen", "rejected", "response", "answer", "completion", "output")
+
+
 def hash_batch(
     source: Source,
     offset: int,
@@ -335,11 +339,13 @@ def hash_batch(
         resolved = resolve_layout(batch.schema, layout, source.name)
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
-    if options.key == "pair" and resolved.name == "prompts":  # pairs whose answers differ would go as duplicates
+    unread = [n for n in batch.schema.names if any(w in n.lower() for w in _ANSWER_WORDS)]
+    if options.key == "pair" and resolved.name == "prompts" and unread:  # their pairs would go by the prompt alone
         raise InputError(
-            f"{source.name}: of its columns {batch.schema.names} only the prompt is read (layout prompts), so --key "
-            "pair has no answers to compare: deduplicate the prompts with --key prompt, or name the answer columns "
-            "chosen and rejected"
+            f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns is "
+            "read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: rename "
+            "the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
+            "(DedupOptions(key='prompt'))"
         )
     layout_columns = resolved.columns
     try:

@@ -337,10 +337,14 @@ def test_pairs_whose_answers_are_not_read_are_refused_under_key_pair(shared_data
     nothing written; --key prompt deduplicates the prompts as asked."""
     source = shared_data / "prefs/hh_harmless_audit_labels/df_labeledharmlessoutputs_second_pass.csv"
     code, output = run_cli("dedup", source, "--out", tmp_path / "k.parquet", "-q")
-    assert code == 1 and "only the prompt is read (layout prompts)" in output and "--key prompt" in output
-    assert list(tmp_path.iterdir()) == []
+    assert code == 1 and "columns ['chosen_response', 'rejected_response'] look like answers" in output
+    assert "--key prompt" in output and list(tmp_path.iterdir()) == []
     code, output = run_cli("dedup", source, "--key", "prompt", "--out", tmp_path / "k.parquet", "-q")
     assert code == 0 and pq.read_metadata(tmp_path / "k.parquet").num_rows < 1000
+    prompts = tmp_path / "prompts.jsonl"  # a file of prompts alone (and an id) is still deduplicated by its prompts
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in enumerate("aab")))
+    code, output = run_cli("dedup", prompts, "--out", tmp_path / "p.parquet", "--no-near", "-q")
+    assert code == 0 and pq.read_table(tmp_path / "p.parquet").column("id").to_pylist() == [0, 2]
 
 
 def test_cli_verify_exact_joins_by_the_exact_jaccard(tmp_path):

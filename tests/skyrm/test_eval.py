@@ -146,11 +146,11 @@ def test_numbered_labels_with_a_zero_must_be_named(tmp_path, shared_data, capsys
 
     source = shared_data / "prefs/autoj_pairwise_test/testdata_pairwise.jsonl.gz"
     columns = {"a": "response 1", "b": "response 2"}
-    with pytest.raises(BenchmarkError, match="holds the label 0.*--a-wins and --b-wins"):
+    with pytest.raises(BenchmarkError, match="holds the label 0.*--a-wins 0 --b-wins 1"):
         load_benchmark(bench_file=str(source), kind="pairwise", columns=columns)
     args = ["--model", "tiny", "--format", "pairwise", "--bench-file", str(source), "--a-column", "response 1",
             "--b-column", "response 2", "--out", str(tmp_path / "autoj.json")]  # fmt: skip
-    assert main(args) == 1 and "--a-wins and --b-wins" in capsys.readouterr().err
+    assert main(args) == 1 and "--a-wins 0 --b-wins 1 for Auto-J" in capsys.readouterr().err
     assert main([*args, "--a-wins", "0"]) == 1 and "give both" in capsys.readouterr().err  # 2 (ties) would win B
     bench = load_benchmark(bench_file=str(source), kind="pairwise", columns=columns | {"a_wins": ("0",),
                            "b_wins": ("1",)})  # fmt: skip

@@ -350,3 +350,7 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(monkeypatch, capsys):
         assert main(["serve", "--model", "tiny", "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port)"
+    assert main(["serve", "--model", "tiny", "--host", "192.0.2.1"]) == 1  # TEST-NET-1: no machine's own address
+    assert capsys.readouterr().err.strip().endswith("Cannot assign requested address (check --host)")
+    assert main(["serve", "--model", "tiny", "--port", "70000"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: cannot listen on 127.0.0.1:70000: ")

@@ -20,7 +20,15 @@ from skyshared.hub import hub_access
 from skyshared.outputs import Staged
 
 from skyrm.data import read_rows
-from skyrm.eval.rewardbench import RB2_SUBSETS, best_of_n_credit, pair_correct, rb2_score, section_scores, ties_score
+from skyrm.eval.rewardbench import (
+    RB2_SUBSETS,
+    SECTIONS,
+    best_of_n_credit,
+    pair_correct,
+    rb2_score,
+    section_scores,
+    ties_score,
+)
 from skyrm.requires import first_line, require
 
 __all__ = ["BENCHES", "Benchmark", "load_benchmark", "Encoder", "score_sequences", "evaluate", "load_model", "rescore",
@@ -165,9 +173,10 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
     labels = [_label_text(r[c["label"]]) for r in rows]
     if not c.get("a_wins") and not c.get("b_wins") and "0" in labels:
         raise BenchmarkError(
-            f"{name}: column {c['label']!r} holds the label 0, which sets number differently (Auto-J: 0 the first "
-            "response better, 1 the second, 2 a tie; PandaLM: 0 a tie, 1 the first, 2 the second): say which labels "
-            "mean which with --a-wins and --b-wins (e.g. --a-wins 0 --b-wins 1)"
+            f"{name}: column {c['label']!r} holds the label 0, and sets that number their labels from 0 disagree on "
+            "what it means (Auto-J: 0 the first response better, 1 the second, 2 a tie; PandaLM: 0 a tie, 1 the "
+            "first, 2 the second): say which labels mean which (python -m skyrm.eval: --a-wins 0 --b-wins 1 for "
+            "Auto-J), or write them as A>B, B>A and tie"
         )
     bench = Benchmark(name, "pairwise", [], [], [], [], [])
     for i, (r, label) in enumerate(zip(rows, labels, strict=True)):
@@ -191,7 +200,10 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
 
 
 def _label_text(value) -> str:
-    """A pairwise label as text: numbers without a fraction as integers (a label column read as floats gives 1.0)."""
+    """A pairwise label as text: numbers without a fraction as integers (a label column read as floats gives 1.0),
+    a missing one as ``(no label)``."""
+    if value is None:
+        return "(no label)"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
@@ -359,8 +371,6 @@ def comparison_markdown(model_name: str, table: dict) -> str:
     keys = ("Score", "Chat", "Chat Hard", "Safety", "Reasoning")
     if not all(k in table["sections"] for k in keys):
         raise BenchmarkError("the comparison needs RewardBench v1 section scores (--bench rewardbench)")
-    from skyrm.eval.rewardbench import SECTIONS
-
     missing = [s for s, subsets in SECTIONS.items() if not any(table["counts"].get(x) for x in subsets)]
     ours = {"model": f"**{model_name}** (this run{', partial' if missing else ''})",
             **{k: "n/a" if k in missing else 100 * table["sections"][k] for k in keys}}  # fmt: skip

@@ -15,6 +15,7 @@ those of skyrm.eval and skyrm score for the same text (the chat template, exactl
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -43,7 +44,7 @@ def serve(model: str, *, trust_remote_code: bool = False, host: str = "127.0.0.1
     from skyrm.serve.app import ServeSettings, build_app
     from skyrm.serve.scorer import Scorer
 
-    listening = _bound_socket(host, port)  # before the model loads: a port in use is one line, at once
+    _check_address(host, port)  # before the model loads: a port in use is one line, at once
     loaded, tokenizer = load_model(model, trust_remote_code)
     if next(loaded.parameters()).device.type == "cpu":
         import torch
@@ -55,22 +56,24 @@ def serve(model: str, *, trust_remote_code: bool = False, host: str = "127.0.0.1
     app = build_app(scorer, settings)
     print(f"skyrm serve: {model} on http://{host}:{port} (POST /get_reward, /score, /compare; GET /health, "
           f"/metrics; the API at /docs)", file=sys.stderr, flush=True)  # fmt: skip
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run(
-        sockets=[listening]
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (uvicorn listens on it), or an OSError naming the address."""
+def _check_address(host: str, port: int) -> None:
+    """An OSError of one line where the server could not listen on ``host``:``port`` (a port in use, an address not
+    this machine's): each of its addresses is bound once and let go, as uvicorn binds them after the model loads."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not 0 <= port <= 65535:
+        raise OSError(f"cannot listen on {where}: a port is a number from 0 to 65535")
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listening = socket.socket(family, socket.SOCK_STREAM)
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as e:
-        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listening.bind((host, port))
-    except OSError as e:
-        listening.close()
-        raise OSError(f"cannot listen on {host}:{port}: {e.strerror} (choose another --port)") from None
-    return listening
+        raise OSError(f"cannot listen on {where}: {e.strerror or e}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                hint = "choose another --port" if e.errno == errno.EADDRINUSE else "check --host"
+                raise OSError(f"cannot listen on {where}: {e.strerror} ({hint})") from None
