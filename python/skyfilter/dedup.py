@@ -339,14 +339,15 @@ def hash_batch(
         resolved = resolve_layout(batch.schema, layout, source.name)
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
-    unread = [n for n in batch.schema.names if any(w in n.lower() for w in _ANSWER_WORDS)]
-    if options.key == "pair" and resolved.name == "prompts" and unread:  # their pairs would go by the prompt alone
-        raise InputError(
-            f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns is "
-            "read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: rename "
-            "the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
-            "(DedupOptions(key='prompt'))"
-        )
+    if options.key == "pair" and resolved.name == "prompts":  # pairs would go by their prompt alone
+        unread = [n for n in batch.schema.names if any(w in n.lower() for w in _ANSWER_WORDS)]
+        if unread:
+            raise InputError(
+                f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns "
+                "is read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: "
+                "rename the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
+                "(DedupOptions(key='prompt'))"
+            )
     layout_columns = resolved.columns
     try:
         pairs = pair_table(batch, source=source.name, layout=layout)
