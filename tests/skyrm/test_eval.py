@@ -89,7 +89,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
+def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir, capsys):
     from skyrm.eval.__main__ import main
 
     bench = shared_data / "bench/rewardbench_partial/llmbar_reconstructed_rb1_layout.jsonl"
@@ -106,6 +106,9 @@ def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir):
         "n/a | n/a |"
     ]
     assert "This run scored no subset of Chat, Safety, Reasoning: its Score" in compare.read_text()
+    shown = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()[:6]}
+    assert shown["Chat"] == shown["Safety"] == shown["Reasoning"] == ["n/a", "0"]  # the terminal table too
+    assert shown["Chat Hard"] == [f"{sections['Chat Hard']:.2f}", "419"] and shown["Score"] == [f"{sections['Score']:.2f}"]
     lines = (tmp_path / "results.examples.jsonl").read_text().splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "rewardbench" and len(records) == 419

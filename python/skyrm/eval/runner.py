@@ -352,10 +352,25 @@ def write_results(out: Path, model_name: str, table: dict, kind: str, records: l
             staged.write_text(path, text)
 
 
+def sections_without_rows(table: dict) -> list[str]:
+    """The RewardBench sections of which a run scored no subset (a partial run: ``--limit``, a file of some
+    subsets): their score is 0 in the official layout, and the Score counts them so."""
+    if "Score" not in table["sections"] or not set(SECTIONS) <= set(table["sections"]):
+        return []
+    return [s for s, subsets in SECTIONS.items() if not any(table["counts"].get(x) for x in subsets)]
+
+
 def format_table(table: dict) -> str:
+    """The terminal table: sections (``n/a`` where no row was scored), then each subset with its rows."""
+    missing = sections_without_rows(table)
     lines = [f"{'':<28}{'score':>8}{'rows':>7}"]
     for name, value in table["sections"].items():
-        lines.append(f"{name:<28}{100 * value:8.2f}")
+        rows = sum(table["counts"].get(x, 0) for x in SECTIONS[name]) if name in SECTIONS else None
+        lines.append(f"{name:<28}{'n/a' if name in missing else f'{100 * value:.2f}':>8}"
+                     + (f"{rows:7d}" if rows is not None else ""))  # fmt: skip
+    if missing:
+        lines.append(f"(partial: no rows of {', '.join(missing)}; the Score counts them as 0, as the official code "
+                     "does, and does not compare with published scores)")  # fmt: skip
     lines.append("")
     for subset, value in table["subsets"].items():
         lines.append(f"  {subset:<26}{100 * value:8.2f}{table['counts'][subset]:7d}")
@@ -371,7 +386,7 @@ def comparison_markdown(model_name: str, table: dict) -> str:
     keys = ("Score", "Chat", "Chat Hard", "Safety", "Reasoning")
     if not all(k in table["sections"] for k in keys):
         raise BenchmarkError("the comparison needs RewardBench v1 section scores (--bench rewardbench)")
-    missing = [s for s, subsets in SECTIONS.items() if not any(table["counts"].get(x) for x in subsets)]
+    missing = sections_without_rows(table)
     ours = {"model": f"**{model_name}** (this run{', partial' if missing else ''})",
             **{k: "n/a" if k in missing else 100 * table["sections"][k] for k in keys}}  # fmt: skip
     rows = sorted([*published["rows"], ours], key=lambda r: -r["Score"])
