@@ -406,6 +406,11 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
     """
     try:
         options = SelectOptions(**rules)
+        flags = {"fractions": "--top", "default_fraction": "--top-default"}
+        for column, readers in options.unread().items():
+            named = ", ".join(flags.get(r, "--" + r.replace("_", "-")) for r in readers)
+            raise click.ClickException(f"--{column.replace('_', '-')} {rules[column]} is read by no rule given: add "
+                                       f"one of {named} (or leave it out)")  # fmt: skip
         _ray_only_files(engine, split)
         if engine == "ray":
             from skyfilter.ray import run_select as run_on_ray

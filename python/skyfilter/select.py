@@ -145,6 +145,21 @@ class SelectOptions:
     def uses_lengths(self) -> bool:
         return self.min_length_ratio is not None or self.max_length_ratio is not None
 
+    def unread(self) -> dict[str, tuple[str, ...]]:
+        """The score columns given that no rule reads (a bound left out, or a typo in its flag), each with the
+        rules that would read it: the Python API may name them all and vary the rules; the CLI refuses them."""
+        margin = ("min_margin", "max_margin")
+        readers = {
+            "chosen_score": ("min_chosen", "max_chosen", *margin),
+            "rejected_score": ("min_rejected", "max_rejected", *margin),
+            "score": ("fractions", "default_fraction"),
+        }
+        return {
+            column: rules
+            for column, rules in readers.items()
+            if getattr(self, column) is not None and not any(getattr(self, r) not in (None, {}) for r in rules)
+        }
+
     def fraction(self, group: str | None) -> float:
         """The fraction a group keeps: its own, else the default, else 1 (all)."""
         if group in self.fractions:

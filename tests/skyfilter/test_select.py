@@ -475,6 +475,19 @@ def test_option_mistakes(tmp_path):
     assert code == 1 and "unknown output format '.csv'" in text and not (tmp_path / "x.csv").exists()
 
 
+def test_a_score_column_no_rule_reads_is_refused(tmp_path, shared_data):
+    """A score column named without the rule that reads it (a bound left out, or a typo'd column) kept every row
+    without a word: now it is one line naming the rules that read it."""
+    uf = shared_data / "prefs/ultrafeedback_binarized_1200/eval_clean.jsonl"
+    scores = ["--chosen-score", "metadata.score_chosenn", "--rejected-score", "metadata.score_rejected"]
+    assert_fails_cleanly(tmp_path, [uf, *scores], "--chosen-score metadata.score_chosenn is read by no rule given",
+                         "--min-chosen, --max-chosen, --min-margin, --max-margin")  # fmt: skip
+    assert_fails_cleanly(tmp_path, [uf, *scores, "--min-chosen", 5], "--rejected-score metadata.score_rejected")
+    assert_fails_cleanly(tmp_path, [uf, "--score", "metadata.score_chosen"], "add one of --top, --top-default")
+    code, text = invoke(uf, *scores, "--min-margin", 1, "--out", tmp_path / "k.parquet", "-q")
+    assert code == 1 and "no column 'metadata.score_chosenn'" in text  # read by a rule: the column is checked
+
+
 def test_empty_input_gives_empty_outputs(tmp_path):
     src = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "s": pa.array([], pa.float64()),

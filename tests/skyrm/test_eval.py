@@ -108,7 +108,8 @@ def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir, capsys
     assert "This run scored no subset of Chat, Safety, Reasoning: its Score" in compare.read_text()
     shown = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()[:6]}
     assert shown["Chat"] == shown["Safety"] == shown["Reasoning"] == ["n/a", "0"]  # the terminal table too
-    assert shown["Chat Hard"] == [f"{sections['Chat Hard']:.2f}", "419"] and shown["Score"] == [f"{sections['Score']:.2f}"]
+    assert shown["Chat Hard"] == [f"{sections['Chat Hard']:.2f}", "419"]
+    assert shown["Score"] == [f"{sections['Score']:.2f}"]
     lines = (tmp_path / "results.examples.jsonl").read_text().splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "rewardbench" and len(records) == 419
