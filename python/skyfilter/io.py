@@ -190,7 +190,7 @@ def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
     except JsonError as e:
         raise InputError(str(e)) from None
     if rows.bad and not reading.keep_bad:
-        raise InputError(rows.bad[0].message(str(path)))
+        raise InputError(f"{rows.bad[0].message(str(path))} (--bad-rows FILE sets such rows apart and reads on)")
     source = table_source(path.name, rows.table)
     if rows.bad:
         source.bad_rows, source.row_numbers = rows.bad, rows.rows

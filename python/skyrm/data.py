@@ -82,12 +82,12 @@ PAIR_KINDS = dict.fromkeys(("prompt", "chosen", "rejected"), ("string", "message
 
 
 def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]] | None = None,
-              keep_bad: bool = False) -> Rows:  # fmt: skip
+              keep_bad: bool = False, set_apart_by: str | None = "--bad-rows FILE") -> Rows:  # fmt: skip
     """The one reader of skyrm (training pairs, benchmarks): a parquet, jsonl (optionally .gz) or json file, a
     dataset folder (``data/<split>-*.parquet``, as on the hub and in skyfilter curate's output), or a Hugging Face
     dataset id. In a JSON file, a row that is not an object or holds a value of a kind ``kinds`` rules out for its
     column (or unlike the column's other rows) is an error ``FILE:LINE: column 'c': ...``, or with ``keep_bad`` is
-    left out and listed in ``bad``."""
+    left out and listed in ``bad`` (the error names ``set_apart_by``, the caller's flag that does so)."""
     path = Path(spec)
     if path.is_dir():  # a dataset folder: data/<split>-*.parquet (the hub's layout, skyfilter curate's output)
         for pattern in (f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}.parquet"):
@@ -110,7 +110,8 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
             if not read.total:
                 raise ValueError(f"{spec}: no rows (an empty file)")
             if read.bad and not keep_bad:
-                raise ValueError(read.bad[0].message(spec))
+                hint = f" ({set_apart_by} sets such rows apart and reads on)" if set_apart_by else ""
+                raise ValueError(read.bad[0].message(spec) + hint)
             return Rows(spec, read.table, read.rows if read.bad else None, read.bad)
         raise ValueError(f"{spec}: unknown format {path.suffix or '(no suffix)'}; use parquet, jsonl or json")
     if missing_path(spec):

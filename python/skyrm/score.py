@@ -145,7 +145,7 @@ def _kinds(options: ScoreOptions) -> dict[str, tuple[str, ...]]:
 
 def _read(spec: str, options: ScoreOptions) -> Rows:
     try:
-        rows = read_rows(spec, kinds=_kinds(options))
+        rows = read_rows(spec, kinds=_kinds(options), set_apart_by=None)  # no --bad-rows: a row unread is an error
     except ValueError as e:
         raise ScoreError(str(e)) from None
     names = rows.table.schema.names

@@ -104,7 +104,8 @@ def test_eval_command_names_the_bad_row(tmp_path, capsys):
     write_lines(path, [{"prompt": "p0", "chosen": "good", "rejected": "bad", "subset": "s"},
                        {"prompt": "p1", "chosen": False, "rejected": "bad", "subset": "s"}])  # fmt: skip
     assert main(["--model", "tiny-missing", "--bench-file", str(path)]) == 1
-    assert f"{path}:2: column 'chosen'" in capsys.readouterr().err
+    assert f"{path}:2: column 'chosen'" in (err := capsys.readouterr().err)
+    assert err.strip().endswith("(--bad-rows FILE sets such rows apart and reads on)")
 
 
 def test_train_and_eval_bad_rows_flag(tmp_path, capsys):
