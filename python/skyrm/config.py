@@ -227,7 +227,12 @@ FIELD_HELP: dict[str, str] = {
     "eval_data": "held-out pairs for the accuracy reported at the end (same formats as --data)",
     "split": "the split of --data to read from a dataset folder or hub id",
     "eval_split": "the split of --eval-data to read from a dataset folder or hub id",
+    "bad_rows": "write the rows of --data and --eval-data that cannot be read (a JSON value of the wrong kind, a "
+    "line that is not an object) to this file, with input_file, input_row, line and reason, and train on the others "
+    "(counted as bad_rows in summary.json); without it such a row is an error naming file, line and column",
     "output_dir": "where the checkpoints, metrics.jsonl, summary.json and the exported model go",
+    "overwrite": "replace what --output-dir holds (cleared once the data has been read); without it (or --resume) a "
+    "folder that holds files is refused",
     "max_length": "tokens per side of a pair (chat template included); longer sides follow --truncation",
     "truncation": "drop: drop pairs with a side over --max-length; truncate: keep the BOS and the last tokens "
     "(the prompt's end, the answer's end and the final token the reward is read at)",
@@ -361,6 +366,80 @@ def _read_file(path: Path) -> dict:
     raise ConfigError(f"{path}: use a .toml, .yaml or .yml file")
 
 
+#: Training flags of TRL (and transformers' TrainingArguments) and OpenRLHF's train_rm, as their users type them,
+#: with this trainer's field and what differs. Named in the error for a flag or file field of theirs.
+PEER_NAMES: dict[str, tuple[str, str]] = {
+    "model_name_or_path": ("model", ""),
+    "pretrain": ("model", ""),
+    "dataset_name": ("data", ""),
+    "dataset": ("data", ""),
+    "eval_dataset": ("eval_data", ""),
+    "dataset_train_split": ("split", ""),
+    "dataset_test_split": ("eval_split", ""),
+    "save_path": ("output_dir", ""),
+    "ckpt_path": ("output_dir", "checkpoints go to OUTPUT_DIR/checkpoints"),
+    "overwrite_output_dir": ("overwrite", ""),
+    "resume_from_checkpoint": ("resume", "the newest complete checkpoint under OUTPUT_DIR/checkpoints"),
+    "learning_rate": ("lr", ""),
+    "num_train_epochs": ("epochs", ""),
+    "max_epochs": ("epochs", ""),
+    "per_device_train_batch_size": ("batch_pairs", "pairs per optimiser step over all processes; the micro-batches "
+                                    "are cut by --micro-batch-tokens, so there is no accumulation count to set"),
+    "gradient_accumulation_steps": ("batch_pairs", "pairs per optimiser step over all processes; the micro-batches "
+                                    "are cut by --micro-batch-tokens"),
+    "train_batch_size": ("batch_pairs", "pairs per optimiser step over all processes"),
+    "micro_train_batch_size": ("micro_batch_tokens", "tokens, not pairs, per forward pass and process"),
+    "max_len": ("max_length", "tokens per side of a pair"),
+    "lr_scheduler_type": ("schedule", ""),
+    "warmup_steps": ("warmup_ratio", "a share of the steps"),
+    "lr_warmup_ratio": ("warmup_ratio", ""),
+    "max_grad_norm": ("grad_clip", ""),
+    "l2": ("weight_decay", ""),
+    "adam_betas": ("adam_beta1", "and --adam-beta2"),
+    "bf16": ("dtype", "--dtype bf16 (the default)"),
+    "fp16": ("dtype", "--dtype fp16"),
+    "torch_dtype": ("dtype", ""),
+    "gradient_checkpointing": ("activation_checkpointing", ""),
+    "flash_attn": ("attn_implementation", "e.g. --attn-implementation flash_attention_2"),
+    "packing_samples": ("packing", "on by default with a varlen or flex attention"),
+    "torch_compile": ("compile", ""),
+    "use_liger_kernel": ("liger_kernels", ""),
+    "center_rewards_coefficient": ("center", ""),
+    "margin_loss": ("margin_column", "a column of per-pair margins, read when present"),
+    "apply_chat_template": ("chat_template", "the tokenizer's template is always applied; this names another"),
+    "use_peft": ("lora_r", "a rank above 0 trains LoRA adapters"),
+    "lora_rank": ("lora_r", ""),
+    "target_modules": ("lora_target_modules", ""),
+    "logging_steps": ("log_every", ""),
+    "eval_steps": ("eval_every", ""),
+    "eval_strategy": ("eval_every", "every this many steps, and at the end"),
+    "save_steps": ("checkpoint_every", ""),
+    "use_wandb": ("report_to", "--report-to wandb"),
+    "hub_model_id": ("push_to_hub", "the repository to upload the exported model to"),
+}  # fmt: skip
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def name_hint(name: str, flags: bool) -> str:
+    """What to use instead of an unknown field or flag ``name``: this trainer's own (a field spelt with '_' or
+    '-' the other way round, a peer's name from :data:`PEER_NAMES`, a close spelling), or '' when none is near."""
+    import difflib
+
+    key = name.lstrip("-").replace("-", "_")
+    known = [f.name for f in fields(TrainConfig)]
+    shown = _flag if flags else str
+    if key in known:
+        return f"here: {shown(key)}"
+    if key in PEER_NAMES:
+        field, note = PEER_NAMES[key]
+        return f"here: {shown(field)}" + (f", {note}" if note else "")
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"did you mean {shown(close[0])}?" if close else ""
+
+
 def load_config(
     path: str | Path | None = None, overrides: dict | None = None, preset: str | None = None
 ) -> TrainConfig:
@@ -380,14 +459,22 @@ def load_config(
     for source, given in ((where, file_values), ("command line", overrides or {})):
         for name, value in given.items():
             if name not in known:
-                raise ConfigError(f"{source}: unknown field {name!r}; fields are {', '.join(sorted(known))}")
+                hint = name_hint(name, flags=source == "command line")
+                raise ConfigError(f"{source}: unknown field {name!r}" + (f" ({hint})" if hint else "")
+                                  + f"; fields are {', '.join(sorted(known))}")  # fmt: skip
             values[name] = _coerce(name, value, source)
     return TrainConfig(**values)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    parsed, unknown = parser.parse_known_args(argv)
+    if unknown:  # each flag with what to use instead (TRL's and OpenRLHF's names are this trainer's fields too)
+        named = [f"{u} ({hint})" if (hint := name_hint(u.split("=")[0], flags=True)) else u
+                 for u in unknown if u.startswith("--")]  # fmt: skip
+        parser.error(f"unrecognized arguments: {', '.join(named or unknown)}")
+    args = vars(parsed)
     config, preset = args.pop("config"), args.pop("preset")
     overrides = {k: v for k, v in args.items() if v is not None}
     return load_config(config, overrides, preset)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+
 import pytest
-from skyrm.config import PRESETS, ConfigError, TrainConfig, load_config, parse_args
+from skyrm.config import FIELD_HELP, PEER_NAMES, PRESETS, ConfigError, TrainConfig, load_config, parse_args
 
 
 def test_paper_presets():
@@ -35,7 +38,8 @@ def test_yaml_files(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("learning_rate = 1e-5\n", "unknown field 'learning_rate'"),
+        ("learning_rate = 1e-5\n", "unknown field 'learning_rate' (here: lr)"),
+        ("max_step = 1\n", "unknown field 'max_step' (did you mean max_steps?)"),
         ('lr = "fast"\n', "lr must be float"),
         ('loss = "nope"\n', "loss: must be one of"),
         ('schedule = "step"\n', "schedule: must be one of"),
@@ -48,7 +52,7 @@ def test_yaml_files(tmp_path):
 def test_mistakes_are_named(tmp_path, text, message):
     path = tmp_path / "run.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)
 
 
@@ -57,6 +61,26 @@ def test_the_fixed_flag_names_exist():
                          "--loss", "hinge", "--resume"])  # fmt: skip
     assert (config.eval_data, config.output_dir, config.loss, config.resume) == ("e", "o", "hinge", True)
     assert TrainConfig().loss == "bt"
+
+
+def test_every_field_has_help_and_every_peer_name_a_field():
+    names = [f.name for f in fields(TrainConfig)]
+    assert [n for n in names if not FIELD_HELP.get(n)] == []
+    assert {field for field, _ in PEER_NAMES.values()} <= set(names) and not set(PEER_NAMES) & set(names)
+
+
+def test_trl_and_openrlhf_flags_name_ours(capsys):
+    """A TRL or OpenRLHF user's flags are refused with the flag to use instead, in one error line."""
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--learning_rate", "1e-5", "--num_train_epochs=1", "--output_dir", "o", "--max_len", "512",
+                    "--max_stepz", "2", "--nonsense"])  # fmt: skip
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "python -m skyrm.train: error: unrecognized arguments: --learning_rate (here: --lr), --num_train_epochs=1 "
+        "(here: --epochs), --output_dir (here: --output-dir), --max_len (here: --max-length, tokens per side of a "
+        "pair), --max_stepz (did you mean --max-steps?), --nonsense"
+    )
 
 
 def test_skyrm_imports_without_the_rust_extension_or_polars():
