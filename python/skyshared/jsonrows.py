@@ -4,7 +4,8 @@ The one place where a JSON file's rows are judged, for skyfilter's reader and sk
 no Rust extension, no polars). A row cannot be read when it is not valid JSON (JSON Lines), is not an object, or
 holds a value of the wrong JSON type in a column: one the caller's ``expected`` kinds rule out (a boolean where a
 layout reads an answer), or one unlike the column's other rows (a string in a column of numbers; the most common
-kind wins). Every such row is a :class:`BadRow` with its 0-based row number, the 1-based line of the value (JSON
+kind wins; a boolean among the numbers of a struct field or list, which Arrow would read as 0.0 or 1.0, as
+well). Every such row is a :class:`BadRow` with its 0-based row number, the 1-based line of the value (JSON
 Lines: the physical line, blank lines counted), the reason and the row's text; the caller either stops at the
 first (``BadRow.message`` is the one-line error ``FILE:LINE: reason``) or writes them aside and reads on.
 """
@@ -231,6 +232,35 @@ def _converts(values: list) -> str | None:
     return None
 
 
+def _has_floats(t: pa.DataType) -> bool:
+    """Whether a type has a floating-point leaf (where Arrow would read a boolean as 0.0 or 1.0)."""
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_floats(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_floats(t.value_type)
+    return False
+
+
+def _boolean_among_numbers(value, t: pa.DataType, path: str) -> tuple[str, bool] | None:
+    """The path and value of the first boolean that a column of type ``t`` holds as a number (``pa.array`` reads
+    ``{"s": true}`` among ``{"s": 6.5}`` as 1.0 without a word), or None."""
+    if isinstance(value, bool):
+        return (path, value) if pa.types.is_floating(t) else None
+    if isinstance(value, dict) and pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            field = t.field(i)
+            if _has_floats(field.type) and (found := _boolean_among_numbers(value.get(field.name), field.type,
+                                                                           f"{path}.{field.name}")):  # fmt: skip
+                return found
+    if isinstance(value, list) and (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        for i, item in enumerate(value):
+            if found := _boolean_among_numbers(item, t.value_type, f"{path}[{i}]"):
+                return found
+    return None
+
+
 def _first_unreadable(values: list) -> int:
     """The first position whose value Arrow cannot type like the values before it (``values`` fail as a whole)."""
     low, high = 0, len(values)  # values[:low] convert, values[:high] do not
@@ -291,6 +321,18 @@ def read_json_rows(name: str, data: bytes, expected: Expected | None = None) -> 
             problem = _converts(values)
             if problem is None:
                 arrays[column] = pa.array(values)
+                nested = [(at, found) for at, v in enumerate(values) if _has_floats(arrays[column].type)
+                          and (found := _boolean_among_numbers(v, arrays[column].type, column))]  # fmt: skip
+                for at, (path, value) in nested:  # every such row at once: one rebuild
+                    reason = (
+                        f"column {column!r}: got a boolean ({_shown(value)}) at {path} where its other rows hold "
+                        "a number"
+                    )
+                    set_apart(good[at], reason, column)
+                    unreadable.add(kept[at])
+                if nested:
+                    failed = good[nested[0][0]]
+                    break
                 continue
             at = _first_unreadable(values)
             reason = f"column {column!r}: {_shown(values[at])} does not have the types of the column's earlier rows"

@@ -115,6 +115,32 @@ def test_values_unlike_the_column_are_bad_rows_in_any_column():
     )
 
 
+def test_a_boolean_among_nested_numbers_is_a_bad_row(tmp_path):
+    """Arrow reads `true` among a struct field's or a list's numbers as 1.0: a selection kept such a row by a margin
+    it does not have and wrote it back altered. It is a bad row, as a boolean among a column's numbers is."""
+    from skyshared.jsonrows import read_json_rows
+
+    rows = [{"s": [1.0, 2.0]}, {"s": [1.5, False]}, {"m": {"a": {"b": [True]}}}, {"m": {"a": {"b": [0.5]}}}]
+    read = read_json_rows("x.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    assert read.rows.tolist() == [0, 3] and [b.message("x.jsonl") for b in read.bad] == [
+        "x.jsonl:2: column 's': got a boolean (false) at s[1] where its other rows hold a number",
+        "x.jsonl:3: column 'm': got a boolean (true) at m.a.b[0] where its other rows hold a number",
+    ]
+    path = tmp_path / "nested.jsonl"
+    scores = [(7.0, True), (7.0, 6.5), (8.0, 2.0)]
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}", "metadata": {
+        "score_chosen": c, "score_rejected": r}}) + "\n" for i, (c, r) in enumerate(scores)))  # fmt: skip
+    args = ["select", path, "--chosen-score", "metadata.score_chosen", "--rejected-score", "metadata.score_rejected",
+            "--min-margin", "1"]  # fmt: skip
+    where = f"{path}:1: column 'metadata': got a boolean (true) at metadata.score_rejected"
+    assert_fails_cleanly(tmp_path, args, {"--out": "kept.jsonl"}, where)
+    code, text = run_cli(*args, "--out", tmp_path / "kept.jsonl", "--bad-rows", tmp_path / "bad.jsonl", "-q")
+    assert code == 0, text
+    kept = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert [k["prompt"] for k in kept] == ["q2"] and kept[0]["metadata"] == {"score_chosen": 8.0, "score_rejected": 2.0}
+    assert json.loads((tmp_path / "bad.jsonl").read_text())["input_row"] == 0
+
+
 def test_invalid_json_message_has_no_doubled_words():
     from skyshared.jsonrows import read_json_rows
 
