@@ -245,14 +245,82 @@ def _plain(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     )
 
 
+def _opens_with_prompt(lists: pa.Array) -> np.ndarray:
+    """Per row, whether a message list opens with a turn that is not the assistant's (a whole conversation)."""
+    lengths = _lengths(lists)
+    first = np.zeros(len(lists), dtype=bool)
+    starts = _offsets(lengths)[:-1][lengths > 0]
+    roles = lists.flatten().field("role").take(pa.array(starts))
+    first[lengths > 0] = pc.fill_null(pc.not_equal(roles, "assistant"), True).to_numpy(zero_copy_only=False)
+    return first
+
+
 def _conversational(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
-    return tuple(_messages(_column(table, c), c) for c in ("prompt", "chosen", "rejected"))  # type: ignore[return-value]
+    col = _column(table, "prompt")
+    prompt = _messages(col, "prompt") if _is_list(col.type) else _single_turn(_as_string(col, "prompt"), "user")
+    chosen, rejected = (_messages(_column(table, c), c) for c in ("chosen", "rejected"))
+    whole = np.flatnonzero(_opens_with_prompt(chosen) & _opens_with_prompt(rejected))
+    if not len(whole):
+        return prompt, chosen, rejected
+    # Sides that hold the whole conversation (HuggingFaceH4/ultrafeedback_binarized: a prompt string beside them):
+    # split as whole conversations are, the prompt column not put before them again (TRL's maybe_extract_prompt)
+    rows = pa.array(whole)
+    split = _split_pair(chosen.take(rows), rejected.take(rows))
+    where = np.arange(len(table))
+    where[whole] = len(table) + np.arange(len(whole))
+    return tuple(  # type: ignore[return-value]
+        pa.concat_arrays([column, part]).take(pa.array(where))
+        for column, part in zip((prompt, chosen, rejected), split, strict=True)
+    )
+
+
+def _same_turns(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Per row, whether two message-list arrays hold the same turns (roles and contents; a null content equals a
+    null content)."""
+    lengths = _lengths(a)
+    same = lengths == _lengths(b)
+    rows = np.flatnonzero(same)
+    if len(rows) < len(same):
+        a, b, lengths = a.take(pa.array(rows)), b.take(pa.array(rows)), lengths[rows]
+    fa, fb = a.flatten(), b.flatten()
+    contents = pc.fill_null(pc.equal(fa.field("content"), fb.field("content")),
+                            pc.and_(pc.is_null(fa.field("content")), pc.is_null(fb.field("content"))))  # fmt: skip
+    equal = pc.and_(pc.fill_null(pc.equal(fa.field("role"), fb.field("role")), False), contents)
+    unequal = np.concatenate([[0], np.cumsum(~equal.to_numpy(zero_copy_only=False))])
+    ends = _offsets(lengths)
+    same[rows] = unequal[ends[1:]] == unequal[ends[:-1]]
+    return same
+
+
+def _split_pair(chosen: pa.Array, rejected: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Whole conversations (message lists) as prompt, chosen and rejected: the prompt is the turns both sides share
+    before their last, each side's answer the turns after it. Where the sides agree up to their last turn (almost
+    always) that is the last turn of each; where they part earlier (an HH-RLHF transcript with a turn more on one
+    side), the turns after the common ones are the answer, as TRL's ``extract_prompt`` reads them: the rejected
+    answer is never set against a context it did not answer."""
+    prompt, chosen_turn = _last_turn(chosen)
+    rejected_prompt, rejected_turn = _last_turn(rejected)
+    parted = np.flatnonzero(~_same_turns(prompt, rejected_prompt) & (_lengths(chosen) > 0) & (_lengths(rejected) > 0))
+    if not len(parted):
+        return prompt, chosen_turn, rejected_turn
+    rows = pa.array(parted)
+    fixed: list[list] = [[], [], []]
+    for c, r in zip(chosen.take(rows).to_pylist(), rejected.take(rows).to_pylist(), strict=True):
+        shared = 0
+        while shared < min(len(c), len(r)) - 1 and c[shared] == r[shared]:
+            shared += 1
+        for out, turns in zip(fixed, (c[:shared], c[shared:], r[shared:]), strict=True):
+            out.append(turns)
+    where = np.arange(len(chosen))
+    where[parted] = len(chosen) + np.arange(len(parted))
+    return tuple(  # type: ignore[return-value]
+        pa.concat_arrays([whole, _from_python(part)]).take(pa.array(where))
+        for whole, part in zip((prompt, chosen_turn, rejected_turn), fixed, strict=True)
+    )
 
 
 def _whole_conversations(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
-    prompt, chosen = _last_turn(_messages(_column(table, "chosen"), "chosen"))
-    _, rejected = _last_turn(_messages(_column(table, "rejected"), "rejected"))
-    return prompt, chosen, rejected
+    return _split_pair(_messages(_column(table, "chosen"), "chosen"), _messages(_column(table, "rejected"), "rejected"))
 
 
 def _hh(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -260,9 +328,7 @@ def _hh(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     rejected = _from_python(
         [parse_transcript(t) for t in _as_string(_column(table, "rejected"), "rejected").to_pylist()]
     )
-    prompt, chosen_turn = _last_turn(chosen)
-    _, rejected_turn = _last_turn(rejected)
-    return prompt, chosen_turn, rejected_turn
+    return _split_pair(chosen, rejected)
 
 
 def _answer_struct(table: pa.Table, column: str, text_field: str) -> pa.Array:
@@ -305,13 +371,16 @@ def _has(schema: pa.Schema, *names: str) -> bool:
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "conversational",
-        lambda s: _has(s, "prompt", "chosen", "rejected") and _is_list(_types(s)["prompt"]),
+        lambda s: (
+            _has(s, "prompt", "chosen", "rejected") and (_is_list(_types(s)["prompt"]) or _is_list(_types(s)["chosen"]))
+        ),  # fmt: skip
         _conversational,
-        "prompt, chosen, rejected message lists (TRL conversational)",
+        "prompt, chosen, rejected message lists (TRL conversational; a prompt string beside chosen and rejected "
+        "that hold the whole conversation, as HuggingFaceH4/ultrafeedback_binarized)",
     ),
     Layout(
         "plain",
-        lambda s: _has(s, "prompt", "chosen", "rejected"),
+        lambda s: _has(s, "prompt", "chosen", "rejected") and not _is_list(_types(s)["chosen"]),
         _plain,
         "prompt, chosen, rejected strings (RewardBench, UltraFeedback, HelpSteer2)",
     ),
@@ -350,7 +419,7 @@ LAYOUTS: tuple[Layout, ...] = (
 _TURNS = ("string", "message list")
 #: The JSON kinds (see ``skyshared.jsonrows.kind_of``) each layout reads in each of its columns.
 _KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "conversational": dict.fromkeys(("prompt", "chosen", "rejected"), ("message list",)),
+    "conversational": {"prompt": _TURNS, "chosen": ("message list",), "rejected": ("message list",)},
     "plain": dict.fromkeys(("prompt", "chosen", "rejected"), ("string",)),
     "messages": dict.fromkeys(("chosen", "rejected"), ("message list",)),
     "hh": dict.fromkeys(("chosen", "rejected"), ("string",)),

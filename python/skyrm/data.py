@@ -15,8 +15,10 @@ two BOS tokens. Truncation to ``max_length`` tokens: ``"drop"`` drops pairs with
 (``too_long``); ``"truncate"`` cuts a side over the limit from the front (:func:`truncate`): it keeps the BOS and
 the last ``max_length - 1`` tokens, so the end of the prompt, the end of the answer and the template's final token,
 where the reward is read, stay; pairs whose two sides are then the same tokens are dropped
-(``identical_after_truncation``). Every dropped pair is counted, and :func:`drop_warning` says when a run loses
-more than a tenth of its pairs, why, and which flag changes it.
+(``identical_after_truncation``). So are pairs whose two sides are the same before any cut (``identical``), and
+sides without an assistant answer after prompt turns (``no_answer``) or with a blank one (``empty_answer``). Every
+dropped pair is counted, and :func:`drop_warning` says when a run loses more than a tenth of its pairs, why, and
+which flag changes it.
 
 An optional numeric ``margin`` column (TRL's name; ``--margin-column`` names another) gives each pair its own margin
 for the margin-aware losses.
@@ -63,6 +65,8 @@ DROP_REMEDIES = {
     "identical": "the chosen and rejected conversations are the same; fix the data",
     "no_answer": "the pairs need a prompt and an assistant answer: convert HH-RLHF transcripts, sharegpt or RMB rows "
     "with skyfilter.to_pairs first, else fix the data",
+    "empty_answer": "an answer is blank: no preference to learn; fix the data (skyfilter's curation drops such pairs "
+    "as empty_response)",
 }
 
 
@@ -181,14 +185,26 @@ def _messages(value, role: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def has_answer(conversation: list[dict]) -> bool:
-    """Whether a conversation can be trained on or scored: prompt turns, then the assistant's answer last (an
-    HH-RLHF transcript read as a single answer has no prompt turn: ``skyfilter.to_pairs`` splits it)."""
-    return len(conversation) >= 2 and conversation[-1]["role"] == "assistant"
+def answer_problem(conversation: list[dict]) -> str | None:
+    """Why a conversation cannot be trained on or scored, as a drop reason, or None: ``no_answer`` without prompt
+    turns and then the assistant's answer last (an HH-RLHF transcript read as a single answer has no prompt turn:
+    ``skyfilter.to_pairs`` splits it), ``empty_answer`` where that answer is blank."""
+    if len(conversation) < 2 or conversation[-1]["role"] != "assistant":
+        return "no_answer"
+    content = conversation[-1]["content"]
+    return "empty_answer" if content is None or not content.strip() else None
+
+
+def _whole(side) -> bool:
+    """Whether a chosen or rejected value holds the whole conversation: a message list that opens with a turn that
+    is not the assistant's."""
+    return isinstance(side, list) and bool(side) and side[0].get("role") != "assistant"
 
 
 def conversations(table: pa.Table) -> tuple[list[list[dict]], list[list[dict]]]:
-    """The chosen and the rejected conversation of every pair (prompt turns first)."""
+    """The chosen and the rejected conversation of every pair (prompt turns first). Where both sides hold the
+    whole conversation (HuggingFaceH4/ultrafeedback_binarized: a prompt string beside them), the prompt column is
+    not put before them again, as TRL reads that layout (skyfilter reads it so too)."""
     names = set(table.schema.names)
     if not {"chosen", "rejected"} <= names:
         raise ValueError(f"pairs need `chosen` and `rejected` columns; found {table.schema.names}")
@@ -196,7 +212,7 @@ def conversations(table: pa.Table) -> tuple[list[list[dict]], list[list[dict]]]:
     chosen, rejected = [], []
     for prompt, c, r in zip(prompts, table.column("chosen").to_pylist(), table.column("rejected").to_pylist(),
                             strict=True):  # fmt: skip
-        head = _messages(prompt, "user")
+        head = [] if _whole(c) and _whole(r) else _messages(prompt, "user")
         chosen.append(head + _messages(c, "assistant"))
         rejected.append(head + _messages(r, "assistant"))
     return chosen, rejected
@@ -373,9 +389,9 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
         for start in range(0, table.num_rows, ENCODE_CHUNK):
             chunk = []
             for row in range(start, min(start + ENCODE_CHUNK, table.num_rows)):
-                c, r = chosen_all[row], rejected_all[row]
-                if not (has_answer(c) and has_answer(r)):
-                    dropped["no_answer"] += 1
+                problem = answer_problem(chosen_all[row]) or answer_problem(rejected_all[row])
+                if problem:
+                    dropped[problem] += 1
                 else:
                     chunk.append(row)
             texts = [tokenizer.apply_chat_template(side[row], tokenize=False)
@@ -384,15 +400,18 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
             for i, row in enumerate(chunk):
                 chosen, rejected = ids[2 * i], ids[2 * i + 1]
                 truncated = max(len(chosen), len(rejected)) > max_length
+                if chosen == rejected:
+                    dropped["identical"] += 1
+                    continue
                 if truncated and truncation == "drop":
                     dropped["too_long"] += 1
                     continue
                 if truncated:
                     chosen = truncate(chosen, max_length, tokenizer.bos_token_id)
                     rejected = truncate(rejected, max_length, tokenizer.bos_token_id)
-                if chosen == rejected:
-                    dropped["identical_after_truncation" if truncated else "identical"] += 1
-                    continue
+                    if chosen == rejected:
+                        dropped["identical_after_truncation"] += 1
+                        continue
                 chosen_ids.append(chosen)
                 rejected_ids.append(rejected)
                 rows.append(row)

@@ -50,7 +50,7 @@ from skyshared.outputs import (
     writing,
 )
 
-from skyrm.data import DROP_REMEDIES, PAIR_KINDS, Rows, conversations, has_answer, read_rows
+from skyrm.data import DROP_REMEDIES, PAIR_KINDS, Rows, answer_problem, conversations, read_rows
 
 __all__ = ["ScoreOptions", "ScoreError", "score_pool", "weights_sha256", "SCORE_COLUMNS", "work_folder"]
 
@@ -121,7 +121,7 @@ def _conversations(table: pa.Table, options: ScoreOptions) -> list[list[list[dic
         chosen, rejected = conversations(table)
 
         def scorable(c: list[dict]) -> list[dict] | None:
-            return c if has_answer(c) and c[-1]["content"] else None  # as training reads pairs, and not empty
+            return None if answer_problem(c) else c  # as training reads pairs
 
         return [[scorable(c), scorable(r)] for c, r in zip(chosen, rejected, strict=True)]
     prompt = _prompt_column(table.schema.names, options)

@@ -30,7 +30,7 @@ from skyrm.data import MARGIN_COLUMN, EncodedPairs, TokenLists
 __all__ = ["cache_folder", "cache_key", "load", "save"]
 
 #: Bump when the entries' layout or the encoding changes.
-FORMAT = 1
+FORMAT = 2
 #: The columns whose data the token ids depend on (besides the margin column).
 READ_COLUMNS = ("prompt", "chosen", "rejected")
 

@@ -8,6 +8,8 @@ import pytest
 from skyfilter import PAIR_SCHEMA, SchemaError, detect_layout, match_texts, read_table, to_pairs
 from skyfilter.schema import MESSAGES, parse_helpsteer_prompt, parse_transcript
 
+UF = "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
+
 
 def msgs(*pairs):
     return [{"role": r, "content": c} for r, c in pairs]
@@ -139,3 +141,50 @@ def test_real_multi_turn_files(shared_data):
     assert max(turns) >= 3 and all(t % 2 == 1 for t in turns)  # user, (assistant, user)*
     scores = to_pairs(read_table(shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"))
     assert scores.column("chosen_score").null_count == 0
+
+
+def test_a_prompt_string_beside_whole_conversations(tmp_path, shared_data):
+    """HuggingFaceH4/ultrafeedback_binarized's layout: a prompt string beside chosen and rejected that hold the
+    whole conversation. It was refused (`'chosen' must hold strings`); it reads as TRL reads it: the prompt is the
+    conversations' own turns, not put before them twice. A row whose sides hold answers alone keeps the prompt."""
+    import json
+
+    rows = [json.loads(line) for line in (shared_data / UF).read_text(encoding="utf-8").splitlines()[:3]]
+    h4 = [{"prompt": r["prompt"], "chosen": msgs(("user", r["prompt"]), ("assistant", r["chosen"])),
+           "rejected": msgs(("user", r["prompt"]), ("assistant", r["rejected"]))} for r in rows]  # fmt: skip
+    h4[1] = {**h4[1], "chosen": h4[1]["chosen"][1:], "rejected": h4[1]["rejected"][1:]}  # answers alone
+    path = tmp_path / "h4.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in h4), encoding="utf-8")
+    table = read_table(path)
+    assert detect_layout(table.schema).name == "conversational"
+    pairs = to_pairs(table).to_pylist()
+    for pair, row in zip(pairs, rows, strict=True):
+        assert pair["prompt"] == msgs(("user", row["prompt"]))
+        assert pair["chosen"] == msgs(("assistant", row["chosen"]))
+        assert pair["rejected"] == msgs(("assistant", row["rejected"]))
+    assert (
+        to_pairs(
+            pa.Table.from_pylist(
+                [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+            )
+        ).to_pylist()
+        == pairs
+    )  # the plain reading of the same rows
+
+
+def test_transcripts_that_part_before_the_last_turn_keep_each_answer_in_its_context(shared_data):
+    """Five real HH-RLHF test rows have a turn more on one side (an inline "Human:" the transcript format does not
+    split): the prompt is the turns both sides share, each answer the turns after them (TRL's extract_prompt). The
+    rejected answer was set against the chosen side's longer context."""
+    table = read_table(shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz")
+    pairs = to_pairs(table).to_pylist()
+    parted = [i for i, p in enumerate(pairs) if len(p["chosen"]) > 1 or len(p["rejected"]) > 1]
+    assert parted == [1254, 1688, 1950, 1952, 2036]
+    for i in parted:
+        chosen = parse_transcript(table.column("chosen")[i].as_py())
+        rejected = parse_transcript(table.column("rejected")[i].as_py())
+        pair = pairs[i]
+        assert pair["prompt"] + pair["chosen"] == chosen and pair["prompt"] + pair["rejected"] == rejected
+        assert chosen[len(pair["prompt"])] != rejected[len(pair["prompt"])]  # the first turn they differ in
+    same = [p for i, p in enumerate(pairs) if i not in parted]
+    assert all(len(p["chosen"]) == len(p["rejected"]) == 1 for p in same)

@@ -19,7 +19,9 @@ def test_layouts_give_the_same_conversations():
     split = pa.table({"prompt": [[USER]], "chosen": [[{"role": "assistant", "content": "4"}]],
                       "rejected": [[{"role": "assistant", "content": "5"}]]})  # fmt: skip
     plain = pa.table({"prompt": ["What is 2 + 2?"], "chosen": ["4"], "rejected": ["5"]})
-    assert conversations(whole) == conversations(split) == conversations(plain)
+    # HuggingFaceH4/ultrafeedback_binarized: a prompt string beside whole conversations (the prompt was put twice)
+    h4 = whole.append_column("prompt", pa.array(["What is 2 + 2?"]))
+    assert conversations(whole) == conversations(split) == conversations(plain) == conversations(h4)
     with pytest.raises(ValueError, match="`chosen` and `rejected`"):
         conversations(pa.table({"text": ["x"]}))
 
@@ -38,16 +40,17 @@ def test_one_bos_whether_or_not_the_template_writes_it():
 def test_truncation_policy_counts_every_dropped_pair():
     long_answer = "x" * 40
     table = pa.table({
-        "prompt": ["short", "short", "p" * 60, "q", "same", "short"],
-        "chosen": ["yes", long_answer + "A", "one", "", "it", "A" + 2 * long_answer],
-        "rejected": ["no", long_answer + "B", "two", "z", "it", "B" + 2 * long_answer],
+        "prompt": ["short", "short", "p" * 60, "q", "same", "short", "same, long", "r"],
+        "chosen": ["yes", long_answer + "A", "one", "", "it", "A" + 2 * long_answer, 2 * long_answer, "a"],
+        "rejected": ["no", long_answer + "B", "two", "z", "it", "B" + 2 * long_answer, 2 * long_answer, " \n"],
     })  # fmt: skip
     tokenizer = tiny_tokenizer()
     dropped = encode_pairs(table, tokenizer, 48, "drop")
-    assert dropped.rows == [0, 3] and dropped.dropped == {"too_long": 3, "identical": 1}
+    # a blank answer (rows 3 and 7) is no preference; the same two sides are identical however long (row 6)
+    assert dropped.rows == [0] and dropped.dropped == {"too_long": 3, "identical": 2, "empty_answer": 2}
     cut = encode_pairs(table, tokenizer, 48, "truncate")
     # the ends stay: rows 1 and 2 keep their different answers; row 5 differs only in what the cut takes away
-    assert cut.rows == [0, 1, 2, 3] and cut.dropped == {"identical_after_truncation": 1, "identical": 1}
+    assert cut.rows == [0, 1, 2] and cut.dropped == {"identical_after_truncation": 1, "identical": 2, "empty_answer": 2}
     assert all(len(ids) <= 48 for ids in [*cut.chosen, *cut.rejected])
     end = tokenizer("</s>\n", add_special_tokens=False)["input_ids"]  # the template's end, where the reward is read
     assert all(ids[0] == tokenizer.bos_token_id and ids[-2:] == end for ids in [*cut.chosen, *cut.rejected])
