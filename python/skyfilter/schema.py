@@ -474,6 +474,10 @@ def resolve_layout(schema: pa.Schema, layout: str | None = None, where: str = "i
     by_name = {lay.name: lay for lay in LAYOUTS}
     if layout not in by_name:
         raise SchemaError(f"unknown layout {layout!r}; known: {sorted(by_name)}")
+    missing = [c for c in dict.fromkeys(by_name[layout].columns) if c not in schema.names]
+    if missing:
+        raise SchemaError(f"{where}: the {layout} layout reads column(s) {missing}, which it lacks; its columns are "
+                          f"{schema.names} (without --layout the layout is found from them)")  # fmt: skip
     return by_name[layout]
 
 

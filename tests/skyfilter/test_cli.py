@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from skyfilter import read_table
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly as shared_assert_fails_cleanly
 from tests.skyfilter.cli_helpers import run_cli
@@ -179,6 +180,22 @@ def test_missing_columns(tmp_path, bench_file):
     src = tmp_path / "q.jsonl"
     src.write_text(json.dumps({"question": "x", "answer": "y"}) + "\n")
     assert_fails_cleanly(tmp_path, [src, "--bench-file", bench_file], "q.jsonl", "cannot tell the layout", "question")
+
+
+def test_a_forced_layout_whose_columns_the_file_lacks(tmp_path, shared_data):
+    """--layout on a parquet or CSV file without the layout's columns ended in a KeyError's traceback."""
+    src = tmp_path / "uf.parquet"
+    pq.write_table(read_table(shared_data / "prefs/ultrafeedback_binarized_1200/eval_clean.jsonl"), src)
+    shared_assert_fails_cleanly(tmp_path, ["dedup", src, "--layout", "rmb"], {"--out": "x.parquet"},
+                                "uf.parquet: the rmb layout reads column(s) ['conversation_input', 'reject'], which "
+                                "it lacks; its columns are ['prompt', 'chosen', 'rejected'")  # fmt: skip
+    audit = shared_data / "prefs/hh_harmless_audit_labels/df_labeledharmlessoutputs_second_pass.csv"
+    shared_assert_fails_cleanly(
+        tmp_path,
+        ["select", audit, "--layout", "hh", "--min-length-ratio", "0.5"],
+        {"--out": "x.parquet"},
+        "the hh layout reads column(s) ['chosen', 'rejected']",
+    )
 
 
 def test_misnamed_prompt_and_bench_columns(tmp_path, bench_file):
