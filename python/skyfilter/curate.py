@@ -567,6 +567,10 @@ def run_curate(
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise CurateError(f"{data_dir}: no such folder")
+    if bench and recipe.decontaminate is None:
+        raise CurateError(f"--bench-file: recipe {recipe.name!r} has no [decontaminate] step to match against it; add "
+                          'one (e.g. [decontaminate] with bench = ["rewardbench"] and preset = "skywork") or leave '
+                          "--bench-file out (nothing was written)")  # fmt: skip
     if data_dir is not None:
         recipe = in_data_dir(recipe, data_dir)
     local_inputs = [*(sorted(data_dir.iterdir()) if data_dir is not None else []), *(bench or [])]

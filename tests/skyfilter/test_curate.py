@@ -252,6 +252,15 @@ def test_a_wrong_benchmark_fails_before_any_work(tmp_path):
     assert listing(tmp_path) == []
 
 
+def test_a_benchmark_for_a_recipe_without_decontamination_is_refused(tmp_path):
+    """--bench-file with a recipe that has no [decontaminate] step ran without a word and matched nothing."""
+    (tmp_path / "wg.toml").write_text(wildguard_recipe(tmp_path, "adversarial"), encoding="utf-8")
+    code, text = run_cli("curate", "--recipe", tmp_path / "wg.toml", "--out", tmp_path / "out", "--bench-file",
+                         tmp_path / "nope.jsonl")  # fmt: skip
+    assert code != 0 and "--bench-file: recipe 'wg' has no [decontaminate] step" in text and "Traceback" not in text
+    assert listing(tmp_path) == ["wg.toml"]
+
+
 def test_a_source_in_the_wrong_layout_names_it(tmp_path):
     folder = tmp_path / "mirror"
     folder.mkdir()
