@@ -351,14 +351,25 @@ def _coerce(name: str, value, where: str):
     return value
 
 
+def _yaml_loads(text: str) -> dict:
+    """A YAML file's fields, ``1e-5`` a float as in YAML 1.2 and Hugging Face's argument parser (PyYAML follows YAML
+    1.1, where an exponent without a dot makes a string)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return yaml.load(text, Loader=Loader) or {}  # noqa: S506 (a SafeLoader)
+
+
 def _read_file(path: Path) -> dict:
     try:
         if path.suffix == ".toml":
             return tomllib.loads(path.read_text(encoding="utf-8"))
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return _yaml_loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, ImportError) as e:
         raise ConfigError(f"{path}: {e}") from None
     except Exception as e:  # yaml's own errors

@@ -33,6 +33,11 @@ def test_yaml_files(tmp_path):
     path.write_text("preset: tiny\nmodel: tiny\nmax_steps: 3\nresume: true\n")
     config = load_config(path)
     assert config.max_steps == 3 and config.resume is True and config.lr == PRESETS["tiny"]["lr"]
+    path.write_text("lr: 1e-5\nwarmup_ratio: 5E-2\n")  # YAML 1.2's floats (PyYAML read them as strings)
+    assert (load_config(path).lr, load_config(path).warmup_ratio) == (1e-5, 0.05)
+    path.write_text('lr: "1e-5"\n')  # a quoted string stays one
+    with pytest.raises(ConfigError, match="lr must be float, got str '1e-5'"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(
