@@ -47,7 +47,7 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import SchemaError, pair_table, resolve_layout, text_row, turn_texts
+from skyfilter.schema import SchemaError, pair_table, resolve_layout, text_row, turn_texts, unread_answers
 from skyfilter.select import score_values
 
 __all__ = [
@@ -320,10 +320,6 @@ class HashedBatch:
     sources: pa.ChunkedArray
 
 
-#: Words in a column's name that make it look like an answer (see :func:`hash_batch`).
-_ANSWER_WORDS = ("chosen", "rejected", "response", "answer", "completion", "output")
-
-
 def hash_batch(
     source: Source,
     offset: int,
@@ -339,15 +335,13 @@ def hash_batch(
         resolved = resolve_layout(batch.schema, layout, source.name)
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
-    if options.key == "pair" and resolved.name == "prompts":  # pairs would go by their prompt alone
-        unread = [n for n in batch.schema.names if any(w in n.lower() for w in _ANSWER_WORDS)]
-        if unread:
-            raise InputError(
-                f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns "
-                "is read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: "
-                "rename the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
-                "(DedupOptions(key='prompt'))"
-            )
+    if options.key == "pair" and (unread := unread_answers(batch.schema, resolved)):  # pairs by their prompt alone
+        raise InputError(
+            f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns "
+            "is read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: "
+            "rename the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
+            "(DedupOptions(key='prompt'))"
+        )
     layout_columns = resolved.columns
     try:
         pairs = pair_table(batch, source=source.name, layout=layout)

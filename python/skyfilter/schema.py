@@ -412,7 +412,7 @@ LAYOUTS: tuple[Layout, ...] = (
         "conversation_input with chosen / reject answers (RMB)",
         ("conversation_input", "chosen", "reject"),
     ),
-    Layout("prompts", lambda s: _has(s, "prompt"), _prompts_only, "a prompt column alone"),
+    Layout("prompts", lambda s: _has(s, "prompt"), _prompts_only, "a prompt column alone", ("prompt",) * 3),
 )
 
 
@@ -496,15 +496,35 @@ def _scores(table: pa.Table) -> tuple[pa.Array, pa.Array]:
     return pa.nulls(n, pa.float64()), pa.nulls(n, pa.float64())
 
 
+#: Words in a column's name that make it look like an answer (see :func:`unread_answers`).
+ANSWER_WORDS = ("chosen", "rejected", "response", "answer", "completion", "output")
+
+
+def unread_answers(schema: pa.Schema, layout: Layout) -> list[str]:
+    """The columns that look like answers in a file the ``prompts`` layout reads as prompts alone (Auto-J's
+    ``response 1``, an audit file's ``chosen_response``): as pairs, such a file would have no answers."""
+    if layout.name != "prompts":
+        return []
+    return [n for n in schema.names if any(w in n.lower() for w in ANSWER_WORDS)]
+
+
 def to_pairs(data, source: str = "unknown", layout: str | None = None, prompt_column: str | None = None):
     """Converts rows of any known layout into the canonical pair table (:data:`PAIR_SCHEMA`).
 
     ``data``: any kind :func:`skyfilter.frames.as_arrow` takes; the pairs are of the same kind (a
     ``RecordBatchReader`` is converted batch by batch as the result is read). ``layout`` forces a layout by name;
     ``prompt_column`` reads the prompt from that column (string or messages) and leaves chosen / rejected empty.
-    ``source`` fills the ``source`` column where the table has none.
+    ``source`` fills the ``source`` column where the table has none. A file read as prompts alone whose other
+    columns look like answers (:func:`unread_answers`) is refused unless ``layout="prompts"`` says so.
     """
     table, restore = as_arrow(data, stream=True)
+    detected = detect_layout(table.schema) if layout is None and prompt_column is None else None
+    if detected is not None and (unread := unread_answers(table.schema, detected)):
+        raise SchemaError(
+            f"columns {unread} look like answers, but without chosen and rejected columns the rows are read as "
+            "prompts alone (layout prompts) and the pairs would have no answers: rename the answer columns to chosen "
+            "and rejected, or pass layout='prompts' to read the prompts alone"
+        )
     if isinstance(table, pa.RecordBatchReader):
         return restore(per_batch(table, lambda batch, _: pair_table(batch, source, layout, prompt_column), PAIR_SCHEMA))
     return restore(pair_table(table, source, layout, prompt_column))

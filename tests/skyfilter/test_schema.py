@@ -143,6 +143,15 @@ def test_real_multi_turn_files(shared_data):
     assert scores.column("chosen_score").null_count == 0
 
 
+def test_answers_in_other_columns_are_not_read_as_prompts_alone(shared_data):
+    """Auto-J's pairs (`response 1`, `response 2`) became pairs without answers without a word."""
+    table = read_table(shared_data / "prefs/autoj_pairwise_test/testdata_pairwise.jsonl.gz")
+    with pytest.raises(SchemaError, match=r"columns \['response 1', 'response 2'\] look like answers"):
+        to_pairs(table)
+    assert to_pairs(table, layout="prompts").num_rows == table.num_rows  # said in so many words
+    assert to_pairs(pa.table({"prompt": ["a"], "id": [1]})).to_pylist()[0]["prompt"] == msgs(("user", "a"))
+
+
 def test_a_prompt_string_beside_whole_conversations(tmp_path, shared_data):
     """HuggingFaceH4/ultrafeedback_binarized's layout: a prompt string beside chosen and rejected that hold the
     whole conversation. It was refused (`'chosen' must hold strings`); it reads as TRL reads it: the prompt is the
