@@ -39,31 +39,40 @@ def entry():
     return main()
 
 
-def run_options(command):
-    """Options every streaming command has: where the rows come from and how the run goes."""
-    options = [
-        click.option("--split", help="Split of a Hugging Face dataset INPUT (default train)."),
-        click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout."),
-        click.option(
-            "--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS)."
-        ),
-        click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True, help="Rows per batch."),
-        click.option(
-            "--bad-rows",
-            type=click.Path(dir_okay=False),
-            help="Write rows that cannot be read as the layout (a JSON value of the wrong type, a line that is not a "
-            "JSON object) here, with input_file, input_row, line and reason, and go on; without it such a row is an "
-            "error naming file, line and column.",
-        ),
-        click.option(
-            "--allow-empty", is_flag=True, help="Accept an input without rows (empty outputs); else an error."
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
-        *ENGINE_OPTIONS,
-    ]
+_SPLIT = click.option("--split", help="Split of a Hugging Face dataset INPUT (default train).")
+_LAYOUT = click.option("--layout", type=click.Choice([lay.name for lay in LAYOUTS]), help="Force the input layout.")
+_BATCH_ROWS = click.option("--batch-rows", type=click.IntRange(1), default=65_536, show_default=True,
+                           help="Rows per batch.")  # fmt: skip
+_BAD_ROWS = click.option(
+    "--bad-rows",
+    type=click.Path(dir_okay=False),
+    help="Write rows that cannot be read as the layout (a JSON value of the wrong type, a line that is not a JSON "
+    "object) here, with input_file, input_row, line and reason, and go on; without it such a row is an error naming "
+    "file, line and column.",
+)
+_ALLOW_EMPTY = click.option(
+    "--allow-empty", is_flag=True, help="Accept an input without rows (empty outputs); else an error."
+)
+_QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+
+
+def _with(command, options):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _with_options(options):
+    """A decorator that adds ``options`` (as :func:`_with`)."""
+    return lambda command: _with(command, options)
+
+
+def run_options(command):
+    """Options every streaming command has: where the rows come from and how the run goes."""
+    threads = click.option(
+        "--threads", type=click.IntRange(0), help="Worker threads (default: all cores, or SKYFILTER_THREADS)."
+    )
+    return _with(command, [_SPLIT, _LAYOUT, threads, _BATCH_ROWS, _BAD_ROWS, _ALLOW_EMPTY, _QUIET, *ENGINE_OPTIONS])
 
 
 ENGINE_OPTIONS = (
@@ -84,9 +93,7 @@ ENGINE_OPTIONS = (
 
 
 def engine_options(command):
-    for option in reversed(ENGINE_OPTIONS):
-        command = option(command)
-    return command
+    return _with(command, ENGINE_OPTIONS)
 
 
 def _data_output(flag: str, what: str):
@@ -488,6 +495,37 @@ def curate(recipe, out, sample, data_dir, bench_files, no_plots, bad_rows, threa
         )  # fmt: skip
     except _USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--out", required=True, type=click.Path(), help="Write the pairs here (.parquet, .arrow or .jsonl).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--prompt-column", help="Read prompts alone from this column (string or messages) instead of a layout.")
+@_with_options([_SPLIT, _LAYOUT, _BATCH_ROWS, _BAD_ROWS, _ALLOW_EMPTY, _QUIET])
+def convert(inputs, out, report, prompt_column, split, layout, batch_rows, bad_rows, allow_empty, quiet) -> None:
+    """Write pairs of any known layout as the canonical pair table: prompt, chosen, rejected message lists.
+
+    HH-RLHF transcripts, sharegpt and RMB rows, TRL's formats, HuggingFaceH4's prompt beside whole conversations:
+    what python -m skyrm.train and skyrm score read (skyfilter.to_pairs on the command line). Every row is a pair
+    of --out or a bad row (--bad-rows); pairs with a side without an answer are written and counted.
+
+    \b
+    Examples:
+      skyfilter convert ../shared/data/prefs/hh_rlhf_harmless_base_test/test.jsonl.gz --out hh-pairs.parquet
+      skyfilter convert rmb.jsonl.gz --out rmb-pairs.jsonl --bad-rows bad.jsonl --report convert.json
+    """
+    from skyfilter.convert import run_convert
+    from skyfilter.report import format_convert_summary
+
+    try:
+        result = run_convert(list(inputs), out, report=report, bad_rows=bad_rows, split=split, layout=layout,
+                             prompt_column=prompt_column, allow_empty=allow_empty, batch_rows=batch_rows,
+                             progress=False if quiet else None)  # fmt: skip
+    except _USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    if not quiet:
+        click.echo(format_convert_summary(result))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from skyfilter import select
 from skyfilter.contaminate import ContaminationReport
+from skyfilter.convert import ConvertReport
 from skyfilter.dedup import REASONS, DedupReport
 
 __all__ = ["format_summary", "format_dedup_summary", "format_select_summary"]
@@ -105,3 +106,13 @@ def format_select_summary(report: select.SelectReport) -> str:
     out += _table(header, rows)
     out += _bad_rows(report.bad_rows)
     return "\n".join(out + _written(report.outputs))
+
+
+def format_convert_summary(report: ConvertReport) -> str:
+    """The summary printed at the end of ``skyfilter convert``."""
+    layouts = "; ".join(f"{name} (layout {layout})" for name, layout in report.layouts.items())
+    out = [f"skyfilter convert: {layouts}: {report.rows:,} rows -> {report.pairs:,} pairs"]
+    if report.without_answer:
+        out.append(f"{report.without_answer:,} pair(s) have a side without an answer (written; training drops them "
+                   "as no_answer)")  # fmt: skip
+    return "\n".join(out + _bad_rows(report.bad_rows) + _written(report.outputs))

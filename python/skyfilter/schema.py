@@ -508,6 +508,19 @@ def unread_answers(schema: pa.Schema, layout: Layout) -> list[str]:
     return [n for n in schema.names if any(w in n.lower() for w in ANSWER_WORDS)]
 
 
+def refuse_unread_answers(schema: pa.Schema, layout: str | None, prompt_column: str | None) -> None:
+    """A :class:`SchemaError` for a file that would be read as prompts alone (no layout or prompt column named)
+    while its other columns look like answers (:func:`unread_answers`): as pairs it would have no answers."""
+    if layout is not None or prompt_column is not None:
+        return
+    if unread := unread_answers(schema, detect_layout(schema)):
+        raise SchemaError(
+            f"columns {unread} look like answers, but without chosen and rejected columns the rows are read as "
+            "prompts alone (layout prompts) and the pairs would have no answers: rename the answer columns to chosen "
+            "and rejected, or read the prompts alone with layout 'prompts' (--layout prompts)"
+        )
+
+
 def to_pairs(data, source: str = "unknown", layout: str | None = None, prompt_column: str | None = None):
     """Converts rows of any known layout into the canonical pair table (:data:`PAIR_SCHEMA`).
 
@@ -518,13 +531,7 @@ def to_pairs(data, source: str = "unknown", layout: str | None = None, prompt_co
     columns look like answers (:func:`unread_answers`) is refused unless ``layout="prompts"`` says so.
     """
     table, restore = as_arrow(data, stream=True)
-    detected = detect_layout(table.schema) if layout is None and prompt_column is None else None
-    if detected is not None and (unread := unread_answers(table.schema, detected)):
-        raise SchemaError(
-            f"columns {unread} look like answers, but without chosen and rejected columns the rows are read as "
-            "prompts alone (layout prompts) and the pairs would have no answers: rename the answer columns to chosen "
-            "and rejected, or pass layout='prompts' to read the prompts alone"
-        )
+    refuse_unread_answers(table.schema, layout, prompt_column)
     if isinstance(table, pa.RecordBatchReader):
         return restore(per_batch(table, lambda batch, _: pair_table(batch, source, layout, prompt_column), PAIR_SCHEMA))
     return restore(pair_table(table, source, layout, prompt_column))

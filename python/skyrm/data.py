@@ -64,7 +64,7 @@ DROP_REMEDIES = {
     "identical_after_truncation": "raise --max-length",
     "identical": "the chosen and rejected conversations are the same; fix the data",
     "no_answer": "the pairs need a prompt and an assistant answer: convert HH-RLHF transcripts, sharegpt or RMB rows "
-    "with skyfilter.to_pairs first, else fix the data",
+    "with `skyfilter convert` (skyfilter.to_pairs in Python) first, else fix the data",
     "empty_answer": "an answer is blank: no preference to learn; fix the data (skyfilter's curation drops such pairs "
     "as empty_response)",
 }

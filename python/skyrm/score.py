@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -431,13 +432,14 @@ def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str,
     with Staged() as staged, writing(out, "--out"):
         pq.write_table(table, staged.path(out))
     _remove_work(folder)
-    summary = _summary(table, options)
+    summary = _summary(table, options, rows.table)
     summary |= {"out": str(out), "model": model_name, "model_sha256": digest}
     say(_describe(summary))
     return summary
 
 
-def _summary(table: pa.Table, options: ScoreOptions) -> dict:
+def _summary(table: pa.Table, options: ScoreOptions, read: pa.Table) -> dict:
+    """Rows, scored and unscored (pairs: by the reason training would drop them, from the rows ``read``)."""
     if options.responses is not None:
         lists = table.column(RESPONSES_COLUMN).to_pylist()
         scored = sum(v is not None for row in lists for v in row)
@@ -445,8 +447,10 @@ def _summary(table: pa.Table, options: ScoreOptions) -> dict:
         return {"rows": table.num_rows, "scored": scored, "unscored": unscored}
     margin = table.column("rm_margin").to_numpy(zero_copy_only=False)
     known = margin[~np.isnan(margin)]
+    chosen, rejected = conversations(read.take(pa.array(np.flatnonzero(np.isnan(margin)))))
+    why = Counter(answer_problem(c) or answer_problem(r) or "nan_score" for c, r in zip(chosen, rejected, strict=True))
     return {"rows": table.num_rows, "scored_pairs": int(len(known)), "unscored_pairs": int(len(margin) - len(known)),
-            "ranked_correctly": int((known > 0).sum()),
+            "unscored_reasons": dict(why), "ranked_correctly": int((known > 0).sum()),
             "accuracy": float((known > 0).mean()) if len(known) else math.nan}  # fmt: skip
 
 
@@ -457,8 +461,9 @@ def _describe(summary: dict) -> str:
             line += (f"; the model ranks {summary['ranked_correctly']:,} of them correctly "
                      f"({summary['accuracy']:.3f})")  # fmt: skip
         if summary["unscored_pairs"]:
-            line += (f"; {summary['unscored_pairs']:,} pairs without a scorable answer have null scores "
-                     f"({DROP_REMEDIES['no_answer']})")  # fmt: skip
+            reasons = ", ".join(f"{n:,} {why} ({DROP_REMEDIES.get(why, 'the model gave NaN')})"
+                                for why, n in summary["unscored_reasons"].items())  # fmt: skip
+            line += f"; {summary['unscored_pairs']:,} pairs have null scores, as training drops them: {reasons}"
     else:
         line = f"scored {summary['scored']:,} responses of {summary['rows']:,} rows"
         if summary["unscored"]:

@@ -221,10 +221,13 @@ def test_transcripts_are_unscored_as_training_drops_them(tmp_path, shared_data, 
     assert main(["score", str(tmp_path / "hh.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.parquet"),
                  "-q"]) == 0  # fmt: skip
     said = capsys.readouterr().err
-    assert "scored 0 of 12 pairs; 12 pairs without a scorable answer have null scores" in said
-    assert "skyfilter.to_pairs" in said
+    assert "scored 0 of 12 pairs; 12 pairs have null scores, as training drops them: 12 no_answer (" in said
+    assert "`skyfilter convert`" in said
     assert scores_of(tmp_path / "s.parquet").column("rm_chosen").null_count == 12
-    pq.write_table(to_pairs(pa.Table.from_pylist(rows)), tmp_path / "pairs.parquet")
+    pairs = to_pairs(pa.Table.from_pylist(rows)).to_pylist()
+    pairs[3]["rejected"] = [{"role": "assistant", "content": " "}]  # a blank answer: no preference either
+    pq.write_table(pa.Table.from_pylist(pairs), tmp_path / "pairs.parquet")
     assert main(["score", str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(tmp_path / "p.parquet"),
                  "-q"]) == 0  # fmt: skip
-    assert scores_of(tmp_path / "p.parquet").column("rm_chosen").null_count == 0
+    assert scores_of(tmp_path / "p.parquet").column("rm_rejected").null_count == 1
+    assert "scored 11 of 12 pairs" in (said := capsys.readouterr().err) and "1 empty_answer (an answer is blank" in said

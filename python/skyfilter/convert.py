@@ -1,0 +1,103 @@
+"""``skyfilter convert``: pairs of any known layout (HH-RLHF transcripts, sharegpt, RMB, TRL's formats, ...) written
+as the canonical pair table (:data:`skyfilter.schema.PAIR_SCHEMA`: prompt, chosen and rejected message lists, the
+source, the two scores), which ``python -m skyrm.train``, ``skyrm score`` and every skyfilter command read: the
+command line's :func:`skyfilter.to_pairs`.
+
+Every input row is a pair of the output or a bad row (``bad_rows``, rows that cannot be read as the layout); pairs
+with a side that does not end in an answer (an HH-RLHF transcript without an Assistant turn) are written and
+counted, for the trainer drops them (``no_answer``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skyfilter.io import AtomicWriters, RowReading, check_outputs, iter_batches, open_sources, write_bad_rows
+from skyfilter.schema import PAIR_SCHEMA, SchemaError, pair_table, refuse_unread_answers, resolve_layout
+
+__all__ = ["ConvertReport", "run_convert"]
+
+
+@dataclass
+class ConvertReport:
+    """What a conversion did, every row accounted for: rows = pairs + bad_rows."""
+
+    inputs: list[str]
+    layouts: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    pairs: int = 0
+    without_answer: int = 0
+    bad_rows: int = 0
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+def _without_answer(pairs: pa.Table) -> int:
+    """Pairs with a side that does not end in an assistant turn (none at all, or a user turn alone)."""
+    missing = np.zeros(pairs.num_rows, dtype=bool)
+    for side in ("chosen", "rejected"):
+        lists = pairs.column(side).combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+        ends = np.cumsum(lengths)[lengths > 0] - 1
+        last = lists.flatten().field("role").take(pa.array(ends))
+        answered = np.zeros(pairs.num_rows, dtype=bool)
+        answered[lengths > 0] = pc.fill_null(pc.equal(last, "assistant"), False).to_numpy(zero_copy_only=False)
+        missing |= ~answered
+    return int(missing.sum())
+
+
+def run_convert(
+    inputs: Sequence[str],
+    out: str,
+    *,
+    report: str | None = None,
+    bad_rows: str | None = None,
+    split: str | None = None,
+    layout: str | None = None,
+    prompt_column: str | None = None,
+    allow_empty: bool = False,
+    batch_rows: int = 65_536,
+    progress: bool | None = None,
+) -> ConvertReport:
+    """Writes the pairs of ``inputs`` to ``out`` (parquet, arrow or jsonl) in the canonical pair table, a batch at
+    a time; ``layout`` forces the layout, ``prompt_column`` reads prompts alone from that column. A file read as
+    prompts alone whose other columns look like answers is refused (``layout="prompts"`` reads it so)."""
+    check_outputs(inputs, {"--out": out, "--bad-rows": bad_rows}, {"--report": report})
+    reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
+    sources = open_sources(inputs, split, (), reading)
+    result = ConvertReport(inputs=[s.name for s in sources])
+    for s in sources:
+        try:
+            refuse_unread_answers(s.schema, layout, prompt_column)
+            name = "prompt column" if prompt_column else resolve_layout(s.schema, layout, s.name).name
+        except SchemaError as e:
+            raise SchemaError(f"{s.name}: {e}") from None
+        result.layouts[s.name] = name
+    counts: Counter = Counter()
+    with AtomicWriters({"out": out, "bad_rows": bad_rows}) as writers:
+        writers.set_schema("out", PAIR_SCHEMA)
+        result.bad_rows = write_bad_rows(writers, "bad_rows", sources)
+        for s, _, batch in iter_batches(sources, batch_rows, "converting", progress):
+            try:
+                pairs = pair_table(batch, s.name, layout, prompt_column)
+            except SchemaError as e:
+                raise SchemaError(f"{s.name}: {e}") from None
+            counts["rows"] += batch.num_rows
+            counts["without_answer"] += 0 if prompt_column else _without_answer(pairs)
+            for piece in pairs.to_batches():
+                writers.write("out", piece)
+        result.rows = counts["rows"] + result.bad_rows
+        result.pairs, result.without_answer = counts["rows"], counts["without_answer"]
+        result.outputs = {"out": out, "bad_rows": bad_rows, "report": report}
+        if report is not None:
+            writers.write_text(report, result.to_json())
+    return result

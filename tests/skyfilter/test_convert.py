@@ -1,0 +1,51 @@
+"""``skyfilter convert``: any layout written as the canonical pair table, every row a pair or a bad row."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+from skyfilter import PAIR_SCHEMA, read_table, to_pairs
+
+from tests.skyfilter.cli_helpers import assert_fails_cleanly, run_cli
+
+HH = "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"
+
+
+def test_transcripts_become_the_pairs_to_pairs_gives(tmp_path, shared_data):
+    out, report = tmp_path / "hh.parquet", tmp_path / "r.json"
+    code, text = run_cli("convert", shared_data / HH, "--out", out, "--report", report, "--batch-rows", 1000)
+    assert code == 0, text
+    assert "test.jsonl.gz (layout hh): 2,312 rows -> 2,312 pairs" in text and f"out -> {out}" in text
+    pairs = pq.read_table(out)
+    assert pairs.schema == PAIR_SCHEMA and pairs.equals(to_pairs(read_table(shared_data / HH), source="test.jsonl.gz"))
+    result = json.loads(report.read_text())
+    assert (
+        result["rows"] == result["pairs"] == 2312
+        and result["bad_rows"] == 0
+        and result["layouts"] == {"test.jsonl.gz": "hh"}
+    )
+
+
+def test_bad_rows_and_sides_without_an_answer_are_counted(tmp_path):
+    lines = [{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go away"},
+             {"chosen": "\n\nHuman: only a question", "rejected": "\n\nHuman: hi\n\nAssistant: hello"},
+             {"chosen": True, "rejected": "\n\nHuman: hi\n\nAssistant: x"}]  # fmt: skip
+    src = tmp_path / "hh.jsonl"
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert_fails_cleanly(tmp_path, ["convert", src], {"--out": "p.jsonl"}, "hh.jsonl:3: column 'chosen'", "--bad-rows")
+    code, text = run_cli("convert", src, "--out", tmp_path / "p.jsonl", "--bad-rows", tmp_path / "bad.jsonl")
+    assert code == 0, text
+    assert "3 rows -> 2 pairs" in text and "1 pair(s) have a side without an answer" in text and "1 bad row" in text
+    pairs = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert pairs[0]["prompt"] == [{"role": "user", "content": "hi"}]
+    assert pairs[1]["chosen"] == [{"role": "user", "content": "only a question"}]  # as it is, counted
+    assert json.loads((tmp_path / "bad.jsonl").read_text())["input_row"] == 2
+
+
+def test_answers_left_unread_are_refused(tmp_path, shared_data):
+    autoj = shared_data / "prefs/autoj_pairwise_test/testdata_pairwise.jsonl.gz"
+    assert_fails_cleanly(tmp_path, ["convert", autoj], {"--out": "p.parquet"},
+                         "columns ['response 1', 'response 2'] look like answers", "--layout prompts")  # fmt: skip
+    code, text = run_cli("convert", autoj, "--layout", "prompts", "--out", tmp_path / "prompts.parquet", "-q")
+    assert code == 0 and pq.read_table(tmp_path / "prompts.parquet").num_rows == 1392, text
