@@ -50,6 +50,23 @@ def test_scores_equal_eval_rewards_and_name_the_model(tmp_path):
     assert not (tmp_path / ".scores.parquet.partial").exists()
 
 
+def test_a_system_turn_gets_the_same_rewards_in_score_and_eval(tmp_path):
+    """A prompt's system turn was read as a user turn (and the user turn as the assistant's) by eval's encoder, which
+    serve's /score and /compare use too: their rewards differed from skyrm score's for the same pair."""
+    from skyrm.eval.runner import evaluate, load_benchmark, load_model
+    from skyrm.score import score_pool
+
+    prompt = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a prime."}]
+    rows = [{"prompt": prompt, "chosen": "7", "rejected": "Nine", "subset": "llmbar-natural", "id": "0"}]
+    bench = tmp_path / "system.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), bench)
+    score_pool(str(bench), "tiny", tmp_path / "scores.parquet", progress=False, log=lambda _: None)
+    model, tokenizer = load_model("tiny")
+    [record] = evaluate(model, tokenizer, load_benchmark(bench_file=str(bench)), progress=False)
+    got = scores_of(tmp_path / "scores.parquet").to_pylist()[0]
+    assert (got["rm_chosen"], got["rm_rejected"]) == pytest.approx((record["chosen"], record["rejected"]), abs=1e-5)
+
+
 def mixed_task(path, n: int, seed: int) -> None:
     """:func:`write_task`'s pairs with every third one the wrong way round: any model ranks some of them wrong."""
     write_task(path, n, seed)

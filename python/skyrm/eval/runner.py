@@ -224,8 +224,12 @@ class Encoder:
 
     @staticmethod
     def messages(prompt, response: str) -> list[dict]:
-        if isinstance(prompt, list):  # a conversation: turns alternate user / assistant, as the official code reads it
-            turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": m["content"]}
+        """A prompt (a string, or turns) and the response as a conversation. Turns keep their own roles (a system
+        turn stays one, as training and ``skyrm score`` read it); turns without a role alternate user / assistant,
+        as the official code reads a conversation (RewardBench's own turns alternate, so both readings agree)."""
+        if isinstance(prompt, list):
+            turns = [{"role": m.get("role") or ("user" if i % 2 == 0 else "assistant"), "content": m["content"]}
+                     if isinstance(m, dict) else {"role": "user" if i % 2 == 0 else "assistant", "content": m}
                      for i, m in enumerate(prompt)]  # fmt: skip
             return [*turns, {"role": "assistant", "content": response}]
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
