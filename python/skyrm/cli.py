@@ -139,7 +139,16 @@ def _score(args) -> int:
         score_pool(args.input, args.model, args.out, options, engine=args.engine, ray_address=args.ray_address,
                    progress=not args.quiet, trust_remote_code=args.trust_remote_code)  # fmt: skip
 
-    return _reported(run)
+    try:
+        return _reported(run)
+    except KeyboardInterrupt:  # the shards written so far stay: the same command goes on from them
+        from skyrm.score import work_folder
+
+        folder = work_folder(args.out)
+        kept = len(list(folder.glob("shard-*.parquet"))) if folder.is_dir() else 0
+        print(f"\ninterrupted: {kept:,} shard(s) of {args.out} kept in {folder}; the same command resumes from them",
+              file=sys.stderr)  # fmt: skip
+        return 130
 
 
 def _serve(args) -> int:

@@ -81,8 +81,10 @@ class ScoreOptions:
     keep_input: bool = False
 
     def __post_init__(self) -> None:
-        if self.token_budget < 1 or self.shard_rows < 1 or (self.max_length is not None and self.max_length < 2):
-            raise ScoreError("token_budget and shard_rows must be at least 1, max_length at least 2")
+        for value, least, flag in ((self.token_budget, 1, "--batch-tokens"), (self.shard_rows, 1, "--shard-rows"),
+                                   (self.max_length, 2, "--max-length")):  # fmt: skip
+            if value is not None and value < least:
+                raise ScoreError(f"{flag} must be at least {least}, got {value}")
 
 
 def work_folder(out: str | os.PathLike) -> Path:
@@ -251,8 +253,20 @@ def _settings(spec: str, model_name: str, options: ScoreOptions, n_rows: int) ->
     path = Path(spec)
     stat = path.stat() if path.is_file() else None
     fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} if stat else None
+    # the batch size changes no score: a run may resume with another one
+    kept = {k: v for k, v in asdict(options).items() if k != "token_budget"}
     return {"input": str(path.resolve()) if path.exists() else spec, "input_file": fingerprint, "rows": n_rows,
-            "model": model_name, "options": asdict(options)}  # fmt: skip
+            "model": model_name, "options": kept}  # fmt: skip
+
+
+def _differences(earlier: dict | None, now: dict) -> str:
+    """The settings that differ between an earlier run's and this one's, as ``key: then, now``."""
+    if not isinstance(earlier, dict):
+        return "its settings.json cannot be read"
+    flat = lambda d: {**{k: v for k, v in d.items() if k != "options"}, **d.get("options", {})}  # noqa: E731
+    then, here = flat(earlier), flat(now)
+    return "; ".join(f"{k}: {then.get(k)!r} then, {here.get(k)!r} now" for k in dict.fromkeys([*then, *here])
+                     if then.get(k) != here.get(k))  # fmt: skip
 
 
 def _open_work(folder: Path, settings: dict, log, out: Path) -> tuple[set[int], int]:
@@ -282,8 +296,8 @@ def _open_work(folder: Path, settings: dict, log, out: Path) -> tuple[set[int], 
     if earlier != settings:
         os.close(lock)
         raise ScoreError(
-            f"{folder}: the shards of an earlier run with other settings (input, model or options); delete that "
-            "folder to start over, or run with the same settings to resume"
+            f"{folder}: the shards of an earlier run with other settings ({_differences(earlier, settings)}); delete "
+            "that folder to start over, or run with the same settings to resume"
         )
     done = _done(folder)
     log(f"resuming: {len(done):,} shards of an earlier run found in {folder}")
@@ -336,6 +350,8 @@ def score_pool(
     if engine not in ("local", "ray"):
         raise ScoreError(f"engine must be local or ray, got {engine!r}")
     rows = _read(spec, options)
+    if options.responses is None:
+        _refuse_unscorable(rows)
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and engine == "local"
     runtime = None
     if distributed:
@@ -367,11 +383,28 @@ def score_pool(
         return result
     finally:
         if lock is not None:
+            if not completed and folder.is_dir() and not _done(folder):
+                _remove_work(folder)  # nothing scored (a model that does not load): nothing to resume or refuse
             os.close(lock)
         if runtime is not None:
             from skyrm.distributed import stop
 
             stop(runtime, completed)
+
+
+def _refuse_unscorable(rows: Rows, piece: int = 4096) -> None:
+    """A ScoreError, before the model loads, for an input none of whose pairs can be scored (HH-RLHF transcripts not
+    yet converted: training drops them all); read a piece at a time, so a good input costs its first piece."""
+    why: Counter = Counter()
+    for start in range(0, rows.table.num_rows, piece):
+        chosen, rejected = conversations(rows.table.slice(start, piece))
+        problems = [answer_problem(c) or answer_problem(r) for c, r in zip(chosen, rejected, strict=True)]
+        if not all(problems):
+            return
+        why.update(problems)
+    reasons = ", ".join(f"{n:,} {reason} ({DROP_REMEDIES[reason]})" for reason, n in why.items())
+    raise ScoreError(f"{rows.name}: none of its {rows.table.num_rows:,} pairs can be scored, as training would drop "
+                     f"them all: {reasons}")  # fmt: skip
 
 
 def _shared_work(folder: Path, settings: dict, say, runtime, out: Path) -> tuple[set[int], int | None]:

@@ -152,20 +152,27 @@ def test_a_killed_run_resumes_from_its_shards(tmp_path):
 
     out = tmp_path / "killed.parquet"
     work = tmp_path / ".killed.parquet.partial"
-    process = subprocess.Popen([*whole, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list(work.glob("shard-*.parquet"))) < 3:
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its third shard"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not out.exists()
-    kept = len(list(work.glob("shard-*.parquet")))
+    for shards, sig in ((1, signal.SIGINT), (3, signal.SIGKILL)):  # Ctrl-C, then a kill
+        process = subprocess.Popen([*whole, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while len(list(work.glob("shard-*.parquet"))) < shards:
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before its shards"
+            time.sleep(0.01)
+        process.send_signal(sig)
+        said = process.communicate()[1]
+        assert not out.exists()
+        kept = len(list(work.glob("shard-*.parquet")))
+        if sig == signal.SIGINT:  # one line, not a traceback
+            assert process.returncode == 130 and "Traceback" not in said, said
+            assert said.strip().splitlines()[-1] == (
+                f"interrupted: {kept} shard(s) of {out} kept in {work}; the same command resumes from them"
+            )
 
     other = subprocess.run([*SCORE, data, "--model", "tiny", "--shard-rows", "20", "-q", "--out", str(out)],
                            env=ENV, capture_output=True, text=True)  # fmt: skip
-    assert other.returncode == 1 and "other settings" in other.stderr and not out.exists()
+    assert other.returncode == 1 and "other settings (shard_rows: 10 then, 20 now)" in other.stderr
+    assert not out.exists()
 
     resumed = subprocess.run([*whole, "--out", str(out)], env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -221,12 +228,31 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
         assert time.monotonic() - start < 10 and not (tmp_path / "s.parquet").exists()
     assert main(["score", str(tmp_path / "odd.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.csv")]) == 1
     assert "--out must be a .parquet file" in capsys.readouterr().err
+    # a model that does not load leaves no work folder behind to refuse the corrected command
+    pq.write_table(pa.table({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}), tmp_path / "pairs.parquet")
+    score = ["score", str(tmp_path / "pairs.parquet"), "--out", str(tmp_path / "s.parquet"), "-q"]
+    assert main([*score, "--model", str(tmp_path / "no-such-model")]) == 1 and "no-such-model: no such folder" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / ".s.parquet.partial").exists()
+    assert main([*score, "--model", "tiny", "--batch-tokens", "0"]) == 1
+    assert "--batch-tokens must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*score, "--model", "tiny"]) == 0 and (tmp_path / "s.parquet").exists()
+
+
+def test_a_new_batch_size_resumes_where_other_settings_are_refused():
+    from skyrm.score import ScoreOptions, _differences, _settings
+
+    first = _settings("pairs.parquet", "tiny", ScoreOptions(token_budget=4096), 10)
+    assert first == _settings("pairs.parquet", "tiny", ScoreOptions(token_budget=512), 10)  # the scores are the same
+    later = _settings("pairs.parquet", "run/model", ScoreOptions(max_length=512), 10)
+    assert _differences(first, later) == "model: 'tiny' then, 'run/model' now; max_length: None then, 512 now"
 
 
 def test_transcripts_are_unscored_as_training_drops_them(tmp_path, shared_data, capsys):
     """HH-RLHF's real transcripts (chosen/rejected strings, no prompt) are pairs without an answer to score, as
-    training reads them: null scores, counted, with the conversion to run; converted by skyfilter.to_pairs, the
-    same rows are scored."""
+    training reads them: refused before the model loads, with the conversion to run (it wrote a file of nulls);
+    converted by skyfilter.to_pairs, the same rows are scored, a blank answer counted with its reason."""
     import gzip
 
     from skyfilter import to_pairs
@@ -236,11 +262,10 @@ def test_transcripts_are_unscored_as_training_drops_them(tmp_path, shared_data, 
         rows = [json.loads(next(source)) for _ in range(12)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "hh.parquet")
     assert main(["score", str(tmp_path / "hh.parquet"), "--model", "tiny", "--out", str(tmp_path / "s.parquet"),
-                 "-q"]) == 0  # fmt: skip
+                 "-q"]) == 1  # fmt: skip
     said = capsys.readouterr().err
-    assert "scored 0 of 12 pairs; 12 pairs have null scores, as training drops them: 12 no_answer (" in said
-    assert "`skyfilter convert`" in said
-    assert scores_of(tmp_path / "s.parquet").column("rm_chosen").null_count == 12
+    assert "hh.parquet: none of its 12 pairs can be scored, as training would drop them all: 12 no_answer (" in said
+    assert "`skyfilter convert`" in said and not (tmp_path / "s.parquet").exists()
     pairs = to_pairs(pa.Table.from_pylist(rows)).to_pylist()
     pairs[3]["rejected"] = [{"role": "assistant", "content": " "}]  # a blank answer: no preference either
     pq.write_table(pa.Table.from_pylist(pairs), tmp_path / "pairs.parquet")
