@@ -24,7 +24,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 TOL = 1e-5
-MAX_QUEUE, MAX_ITEMS, MAX_MB = 256, 64, 1
+MAX_QUEUE, MAX_ITEMS, MAX_MB = 127, 64, 1  # room for 64 concurrent clients' 127 sequences, not for 64 pairs
 
 
 def _free_port() -> int:
@@ -189,7 +189,7 @@ def test_concurrent_clients_each_get_their_own_scores(server, offline):
 
 
 def test_overload_answers_503_then_the_server_still_answers(server, offline):
-    """32 requests of 64 items at once against a queue of 256 sequences: some are refused with 503 and a
+    """32 requests of 64 items at once against a queue of 127 sequences: some are refused with 503 and a
     Retry-After, the others scored in full; afterwards the server answers as before."""
     items = [{"prompt": f"Question {i}?", "response": "An answer. " * 8} for i in range(MAX_ITEMS)]
 
@@ -244,6 +244,12 @@ def test_requests_over_the_limits_answer_413(server):
     pairs = {"pairs": [{"prompt": "p", "response_a": "a", "response_b": "b"}] * (MAX_ITEMS + 1)}
     answer = _post(server, "/compare", pairs)
     assert answer.status_code == 413 and answer.json()["error"].startswith("pairs: 65 in one request")
+    pairs = {"pairs": pairs["pairs"][:64]}  # 128 sequences: never admitted to a queue of 127, so not a 503
+    answer = _post(server, "/compare", pairs)
+    assert (
+        answer.status_code == 413
+        and "128 sequences in one request, over the server's --max-queue" in (answer.json()["error"])
+    )
 
     def chunks():  # no Content-Length: the size is counted as the body arrives
         yield b'{"query": ["'

@@ -9,8 +9,9 @@
 
 Errors answer ``{"error": "one line"}``: 400 for a body that is not JSON or has a wrong or missing field (the
 line names it: ``items[0].response: Field required``), 413 for a body over ``max_bytes`` or a request of more
-than ``max_items`` items, 503 (with ``Retry-After``) when the queue is full, 500 when scoring fails. A body's size
-is checked before it is read whole, and a request's room in the queue before it is encoded, so refusals are cheap.
+than ``max_items`` items or of more sequences than the queue holds, 503 (with ``Retry-After``) when the queue is
+full, 500 when scoring fails. A body's size is checked before it is read whole, and a request's room in the queue
+before it is encoded, so refusals are cheap.
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ def build_app(scorer: Scorer, settings: ServeSettings) -> FastAPI:
         if len(values) > settings.max_items:
             raise ApiError(413, f"{field}: {len(values)} in one request, over the server's --max-items "
                                 f"{settings.max_items}; split the request")  # fmt: skip
+        if sequences > settings.max_queue:  # never admitted, however long the client waits: not a 503
+            raise ApiError(413, f"{field}: {sequences} sequences in one request, over the server's --max-queue "
+                                f"{settings.max_queue}; split the request")  # fmt: skip
         try:
             batcher.admit(sequences)
         except QueueFull as e:
