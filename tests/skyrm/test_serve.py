@@ -135,6 +135,11 @@ def test_get_reward_answers_openrlhf_requests(server, offline):
     # a query without its BOS gets one, as the model was trained: the same reward
     again = _post(server, "/get_reward", {"query": [queries[0][len(tokenizer.bos_token) :]]})
     _close(again.json()["rewards"], expected[:1])
+    # the pads of a padded batch decoded with its special tokens, and repeated EOS, go as OpenRLHF's serve_rm takes
+    # them away (the reward was read at a pad)
+    pad, eos = tokenizer.pad_token, tokenizer.eos_token
+    padded = [2 * pad + queries[0], queries[1] + 3 * pad, queries[2] + eos + pad + eos]
+    _close(_post(server, "/get_reward", {"query": padded}).json()["rewards"], expected)
 
 
 def test_score_and_compare_equal_offline_scoring(server, offline):

@@ -7,6 +7,7 @@ the same text. Encoding runs in request threads; :meth:`Scorer.__call__` on the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from skyrm.requires import first_line
@@ -60,8 +61,25 @@ class Scorer:
         return [self.encoder(prompt, pair.response_a), self.encoder(prompt, pair.response_b)]
 
     def query(self, text: str) -> list[int]:
-        ids = self._text(text)
+        ids = self._text(self.unpadded(text))
         return ids[-self.max_length :] if self.max_length is not None else ids  # the end kept, as the Encoder does
+
+    def unpadded(self, text: str) -> str:
+        """A query without the pad and EOS tokens around it, as OpenRLHF's ``serve_rm`` takes them away (a batch of
+        generations decoded with its special tokens carries its pads): runs of them at the start go, and a run at
+        the end leaves one EOS if it held any (the EOS ending the answer stays; its repeats and the pads go). A query
+        that does not end in one gets none added (OpenRLHF's server adds one): the reward is read where the text
+        ends, as training reads the template's own end."""
+        tokens = [t for t in (self.tokenizer.pad_token, self.tokenizer.eos_token) if t]
+        if not tokens:
+            return text
+        run = "(?:" + "|".join(re.escape(t) for t in tokens) + ")+"
+        text = re.sub(f"^{run}", "", text)
+        end = re.search(rf"{run}\Z", text)
+        if end is None:
+            return text
+        eos = self.tokenizer.eos_token
+        return text[: end.start()] + (eos if eos and eos in end.group() else "")
 
     def encode_all(self, values: list, field: str, encode: Callable[..., list]) -> list[list[int]]:
         """``encode`` of each value (one sequence, or a list of them for a pair), flattened; a value that cannot
