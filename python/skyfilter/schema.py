@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from skyshared.turns import HELPSTEER_MARK, parse_helpsteer_prompt
 
 from skyfilter.frames import as_arrow, per_batch
 
@@ -186,7 +187,6 @@ def _last_turn(lists: pa.Array) -> tuple[pa.Array, pa.Array]:
 # --------------------------------------------------------------------------------------------- parsers
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
-_HELPSTEER_TURN = re.compile(r"\n?<extra_id_1>(User|Assistant)\n?")
 
 
 def parse_transcript(text: str | None) -> list[dict] | None:
@@ -199,17 +199,6 @@ def parse_transcript(text: str | None) -> list[dict] | None:
         messages.append({"role": "user", "content": parts[0]})
     for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
         messages.append({"role": "user" if speaker == "Human" else "assistant", "content": content})
-    return messages
-
-
-def parse_helpsteer_prompt(text: str | None) -> list[dict] | None:
-    """A HelpSteer2 prompt; earlier turns are marked ``<extra_id_1>User`` / ``<extra_id_1>Assistant``."""
-    if text is None:
-        return None
-    parts = _HELPSTEER_TURN.split(text)
-    messages = [{"role": "user", "content": parts[0]}] if parts[0] or len(parts) == 1 else []
-    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
-        messages.append({"role": speaker.lower(), "content": content})
     return messages
 
 
@@ -234,7 +223,7 @@ def _types(schema: pa.Schema) -> dict[str, pa.DataType]:
 
 def _plain(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     prompt = _as_string(_column(table, "prompt"), "prompt")
-    if pc.any(pc.match_substring(prompt, "<extra_id_1>")).as_py():
+    if pc.any(pc.match_substring(prompt, HELPSTEER_MARK)).as_py():
         prompts = _from_python([parse_helpsteer_prompt(p) for p in prompt.to_pylist()])
     else:
         prompts = _single_turn(prompt, "user")

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from skyshared.hub import hub_access, missing_path
 from skyshared.jsonrows import BadRow, bad_rows_table, read_json_rows
 from skyshared.outputs import Staged
+from skyshared.turns import HELPSTEER_MARK, parse_helpsteer_prompt
 
 from skyrm.requires import first_line, require
 
@@ -180,8 +181,9 @@ def write_bad_rows(staged: Staged, path: str | Path, reads: list[tuple[str, list
 def _messages(value, role: str) -> list[dict]:
     if value is None:
         return []
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
+    if isinstance(value, str):  # a prompt with HelpSteer2's turn markers is its turns, as skyfilter reads it
+        return parse_helpsteer_prompt(value) if role == "user" and HELPSTEER_MARK in value else [
+            {"role": role, "content": value}]  # fmt: skip
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
