@@ -127,6 +127,19 @@ def test_llmbar_subsets_end_to_end(tmp_path, shared_data, tiny_model_dir, capsys
     again = tmp_path / "again.json"
     assert main(["--rescore", str(tmp_path / "results.examples.jsonl"), "--out", str(again)]) == 0
     assert json.loads(again.read_text())["sections"] == results["sections"]
+    # a file cut short (at a line's end, or within one) or the results file itself: one line naming it
+    text = (tmp_path / "results.examples.jsonl").read_text()
+    cases = {"cut.jsonl": "".join(text.splitlines(keepends=True)[:-3]), "torn.jsonl": text[:-40],
+             "results.json": out.read_text()}  # fmt: skip
+    said = {"cut.jsonl": "cut.jsonl: 416 examples where its header says 419; the file is cut short",
+            "torn.jsonl": "torn.jsonl:420: not a JSON line (", "results.json": "results.json: a JSON document, not a "
+            "per-example file of skyrm.eval"}  # fmt: skip
+    capsys.readouterr()
+    for name, content in cases.items():
+        (tmp_path / "bad" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "bad" / name).write_text(content)
+        assert main(["--rescore", str(tmp_path / "bad" / name)]) == 1
+        assert said[name] in capsys.readouterr().err
 
 
 def test_pairwise_sets_skip_and_count_ties(tmp_path, tiny_model_dir):

@@ -10,7 +10,6 @@ it, ``<out>.examples.jsonl`` (a header line, then one line per example: id, subs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -121,8 +120,7 @@ def _main(args, writes: bool) -> int:
         check_outputs(_outputs(args), [args.bench_file, args.rescore, args.model])
         check_bad_rows_path(None if args.rescore else args.bad_rows)
         if args.rescore:
-            records, kind = rescore(args.rescore)
-            name = json.loads(Path(args.rescore).read_text(encoding="utf-8").splitlines()[0]).get("model", "")
+            records, kind, name = rescore(args.rescore)
             skipped, bad = 0, []
         else:
             if not args.model:

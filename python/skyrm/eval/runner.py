@@ -342,7 +342,7 @@ def results_files(out: Path, model_name: str, table: dict, kind: str, records: l
     :func:`rescore` reads."""
     files = {}
     if records is not None:
-        header = {"model": model_name, "kind": kind, "bos": bos}
+        header = {"model": model_name, "kind": kind, "bos": bos, "examples": len(records)}
         files[examples_path(out)] = "".join(json.dumps(r) + "\n" for r in [header, *records])
     files[Path(out)] = json.dumps(results_json(model_name, table, kind, skipped, bad_rows), indent=2) + "\n"
     return files
@@ -496,12 +496,28 @@ def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, 
     return per_example(bench, merged)
 
 
-def rescore(path: str) -> tuple[list[dict], str]:
-    """Per-example records and the benchmark kind from a per-example file written by ``--out``."""
+def rescore(path: str) -> tuple[list[dict], str, str]:
+    """Per-example records, the benchmark kind and the model's name from a per-example file written by ``--out``;
+    a file that is not one, is cut short or has a broken line is one error naming it (and the line)."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     if not lines:
         raise BenchmarkError(f"{path}: empty")
-    header = json.loads(lines[0])
-    if "kind" not in header:
+    values = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == 1 and line.lstrip().startswith("{") and not line.rstrip().endswith("}"):
+                raise BenchmarkError(f"{path}: a JSON document, not a per-example file of skyrm.eval (--out "
+                                     "writes one beside its results, NAME.examples.jsonl)") from None  # fmt: skip
+            raise BenchmarkError(f"{path}:{number}: not a JSON line ({e.msg}); the file is cut short or "
+                                 "damaged") from None  # fmt: skip
+    header, records = values[0], values[1:]
+    if not isinstance(header, dict) or "kind" not in header:
         raise BenchmarkError(f"{path}: not a per-example file of skyrm.eval (no header line)")
-    return [json.loads(line) for line in lines[1:] if line.strip()], header["kind"]
+    if header.get("examples", len(records)) != len(records):
+        raise BenchmarkError(f"{path}: {len(records):,} examples where its header says {header['examples']:,}; the "
+                             "file is cut short")  # fmt: skip
+    return records, header["kind"], header.get("model", "")
