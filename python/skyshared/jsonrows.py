@@ -270,11 +270,33 @@ def _first_unreadable(values: list) -> int:
     return high - 1
 
 
+def _refuse_one_object(name: str, text: str) -> None:
+    """A JsonError for a file that is one JSON object over several lines (a dict of columns, say): neither JSON
+    Lines nor an array of rows, where each of its lines would be a bad row."""
+    first = text.lstrip().split("\n", 1)[0]
+    if not first.startswith("{"):
+        return
+    try:
+        json.loads(first)
+        return  # a JSON Lines file
+    except json.JSONDecodeError:
+        pass
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        return
+    if isinstance(whole, dict):
+        keys = ", ".join(repr(k) for k in list(whole)[:5]) + (", ..." if len(whole) > 5 else "")
+        raise JsonError(f"{name}: one JSON object (keys {keys}), not rows: give a JSON array of objects or JSON Lines")
+
+
 def read_json_rows(name: str, data: bytes, expected: Expected | None = None) -> JsonRows:
     """The rows of a JSON array (text starting with ``[``) or JSON Lines file; see the module docstring."""
     text = check_utf8(name, data)
     bad: list[BadRow] = []
     array = text.lstrip().startswith("[")
+    if not array:
+        _refuse_one_object(name, text)
     rows = _array_rows(name, text) if array else _line_rows(text, bad)
     total = len(rows) + len(bad)
 

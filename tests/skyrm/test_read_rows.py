@@ -24,6 +24,15 @@ def pairs_with_a_boolean(path) -> None:
                        {"prompt": "p3", "chosen": "c3", "rejected": "r3"}])  # fmt: skip
 
 
+def test_one_json_object_is_named_as_such(shared_data):
+    """OffsetBias's biasbench.json is one JSON object of lists: it was called invalid JSON at line 1."""
+    from skyrm.data import read_rows
+
+    path = shared_data / "prefs/offsetbias_evalbiasbench/biasbench.json"
+    with pytest.raises(ValueError, match=r"biasbench.json: one JSON object \(keys 'length bias', 'concreteness', "):
+        read_rows(str(path))
+
+
 def test_read_pairs_names_file_line_and_column(tmp_path):
     from skyrm.data import read_pairs
 
