@@ -216,6 +216,29 @@ def test_overload_answers_503_then_the_server_still_answers(server, offline):
     _close(after.json()["scores"], offline.items([("Name a prime.", "7")]))
 
 
+def test_the_requests_of_clients_that_went_away_are_not_scored(server):
+    """Two clients send long requests and time out (as an RL trainer's client does before it retries): the one whose
+    batch is already on the model is scored, the other leaves the queue unscored (it was scored for nobody, and
+    later requests waited behind it); the next request is answered."""
+    query = "<s><|user|>\nq</s>\n<|assistant|>\n" + "word " * 600
+    before = httpx.get(f"{server}/metrics").json()["batches"]["sequences"]
+
+    async def impatient():
+        async with httpx.AsyncClient(base_url=server, timeout=0.4) as session:
+            return await asyncio.gather(*(session.post("/get_reward", json={"query": [query] * 30}) for _ in range(2)),
+                                        return_exceptions=True)  # fmt: skip
+
+    assert all(isinstance(a, httpx.TimeoutException) for a in asyncio.run(impatient()))
+    answer = _post(server, "/score", {"items": [{"prompt": "Name a prime.", "response": "7"}]})
+    assert answer.status_code == 200 and len(answer.json()["scores"]) == 1
+    deadline = time.monotonic() + 60
+    while (metrics := httpx.get(f"{server}/metrics").json())["queue"]["pending_sequences"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert metrics["batches"]["sequences"] - before <= 30 + 1  # one request's 30 at most, and the last one's
+    assert metrics["endpoints"]["/get_reward"]["by_status"].get("499", 0) >= 1
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [

@@ -16,6 +16,8 @@ before it is encoded, so refusals are cheap.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -34,6 +36,8 @@ from skyrm.serve.scorer import ItemError, Scorer
 __all__ = ["ServeSettings", "build_app"]
 
 ENDPOINTS = ("/get_reward", "/score", "/compare", "/health", "/metrics")
+#: How often a request waiting for its scores checks that its client is still there.
+DISCONNECT_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,21 @@ def build_app(scorer: Scorer, settings: ServeSettings) -> FastAPI:
     async def http_error(request, error: HTTPException) -> JSONResponse:  # 404, 405: the same one-line layout
         return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
 
-    async def rewards(endpoint: str, field: str, values: list, sequences: int, encode) -> list[float]:
+    async def while_connected(request: Request, work) -> list[float]:
+        """``work`` (scoring a request), cancelled if its client goes away meanwhile: its sequences leave the queue
+        unscored, instead of making later requests wait for answers nobody reads (a client that timed out and
+        retries)."""
+        task = asyncio.ensure_future(work)
+        while not (await asyncio.wait({task}, timeout=DISCONNECT_POLL_S))[0]:
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise ApiError(499, "the client went away before its answer")  # counted in /metrics, read by none
+        return task.result()
+
+    async def rewards(request: Request, endpoint: str, field: str, values: list, sequences: int,
+                      encode) -> list[float]:  # fmt: skip
         """The scores of ``values`` (the request's ``field``): admitted, encoded in a thread, batched."""
         if len(values) > settings.max_items:
             raise ApiError(413, f"{field}: {len(values)} in one request, over the server's --max-items "
@@ -168,9 +186,13 @@ def build_app(scorer: Scorer, settings: ServeSettings) -> FastAPI:
         except QueueFull as e:
             raise ApiError(503, str(e), {"Retry-After": "1"}) from None
         try:
-            scores = await batcher.scores(sequences, lambda: scorer.encode_all(values, field, encode))
+            scores = await while_connected(
+                request, batcher.scores(sequences, lambda: scorer.encode_all(values, field, encode))
+            )
         except ItemError as e:
             raise ApiError(400, str(e)) from None
+        except ApiError:
+            raise
         except Exception as e:
             print(f"skyrm serve: scoring failed: {type(e).__name__}: {e}", file=sys.stderr)
             raise ApiError(500, f"scoring failed: {type(e).__name__}: {e}") from None
@@ -181,20 +203,21 @@ def build_app(scorer: Scorer, settings: ServeSettings) -> FastAPI:
     async def get_reward(request: Request) -> JSONResponse:
         """OpenRLHF's remote reward model: one reward per query (a prompt and answer in the template's format)."""
         body = await _parse(request, RewardRequest)
-        values = await rewards("/get_reward", "query", body.query, len(body.query), scorer.query)
+        values = await rewards(request, "/get_reward", "query", body.query, len(body.query), scorer.query)
         return JSONResponse({"rewards": values, "scores": values, "extra_logs": {}})
 
     @app.post("/score")
     async def score(request: Request) -> JSONResponse:
         """One score per item: a conversation (``messages``) or a ``prompt`` and its ``response``."""
         body = await _parse(request, ScoreRequest)
-        return JSONResponse({"scores": await rewards("/score", "items", body.items, len(body.items), scorer.item)})
+        scores = await rewards(request, "/score", "items", body.items, len(body.items), scorer.item)
+        return JSONResponse({"scores": scores})
 
     @app.post("/compare")
     async def compare(request: Request) -> JSONResponse:
         """Two responses to one prompt scored: each score, the margin (a minus b) and the preferred one."""
         body = await _parse(request, CompareRequest)
-        values = await rewards("/compare", "pairs", body.pairs, 2 * len(body.pairs), scorer.pair)
+        values = await rewards(request, "/compare", "pairs", body.pairs, 2 * len(body.pairs), scorer.pair)
         a, b = values[0::2], values[1::2]
         preferred = ["a" if x > y else "b" if y > x else "tie" for x, y in zip(a, b, strict=True)]
         margins = [x - y for x, y in zip(a, b, strict=True)]

@@ -8,7 +8,8 @@ oldest job has waited ``max_wait`` seconds, and hands the batch to the worker th
 project's scorer (length-sorted padded micro-batches under the same token budget:
 :func:`skyrm.eval.runner.score_sequences`). A job is never split between batches, and each job gets back
 exactly the scores of its own sequences, in its order. While the worker runs, new jobs queue; when it is done,
-jobs that have waited their ``max_wait`` go at once.
+jobs that have waited their ``max_wait`` go at once. A job whose request was cancelled (its client went away)
+leaves the queue unscored.
 """
 
 from __future__ import annotations
@@ -88,17 +89,29 @@ class Batcher:
         finally:
             self.pending -= sequences
 
+    def _drop_abandoned(self) -> None:
+        """Jobs whose request was cancelled (its client went away) leave the queue unscored."""
+        if any(job.future.cancelled() for job in self._jobs):
+            self._queued_tokens -= sum(job.tokens for job in self._jobs if job.future.cancelled())
+            self._jobs = deque(job for job in self._jobs if not job.future.cancelled())
+
     async def _next_batch(self) -> list[_Job]:
         """The jobs of the next batch: those that fit ``batch_tokens`` (at least one), once the batch is full or
-        its oldest job has waited ``max_wait``."""
-        while not self._jobs:
-            self._arrival.clear()
-            await self._arrival.wait()
-        deadline = self._jobs[0].arrived + self.max_wait
-        while self._queued_tokens < self.batch_tokens and (left := deadline - time.monotonic()) > 0:
-            self._arrival.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrival.wait(), left)
+        its oldest job has waited ``max_wait``; abandoned jobs are dropped, never scored."""
+        while True:
+            self._drop_abandoned()
+            while not self._jobs:
+                self._arrival.clear()
+                await self._arrival.wait()
+                self._drop_abandoned()
+            deadline = self._jobs[0].arrived + self.max_wait
+            while self._queued_tokens < self.batch_tokens and (left := deadline - time.monotonic()) > 0:
+                self._arrival.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrival.wait(), left)
+            self._drop_abandoned()
+            if self._jobs:
+                break
         batch = [self._jobs.popleft()]
         tokens = batch[0].tokens
         while self._jobs and tokens + self._jobs[0].tokens <= self.batch_tokens:
