@@ -299,6 +299,17 @@ def _offsetbias(rng, texts: _Texts, rows: int, bad: bool) -> pa.Table:
     return table
 
 
+def _pairs(rng, texts: _Texts, rows: int, bad: bool) -> pa.Table:
+    """Plain pairs (the ``pairs`` adapter's commonest layout): a prompt, a coherent answer and its degraded copy."""
+    prompt = texts.texts(rows, 250).to_pylist()
+    chosen = texts.texts(rows, 900).to_pylist()
+    rejected = _degraded(texts.texts(rows, 900).to_pylist(), rng)
+    if bad and rows >= 4:
+        rejected[1] = "  "  # empty_response
+        rejected[3] = chosen[3]  # identical_responses
+    return pa.table({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+
+
 _SUBCATEGORIES = ("benign", "cyberattack", "fraud_assisting_illegal_activities", "private_information_individual",
                   "social_stereotypes_and_unfair_discrimination", "violence_and_physical_harm", "others")  # fmt: skip
 
@@ -472,4 +483,6 @@ def sample_table(
         return _magpie_dpo(rng, texts, rows, bad, generator or source, min(planted, rows // 2))
     if adapter == "magpie-ultra":
         return _magpie_ultra(rng, texts, rows, bad, contaminated or [])
+    if adapter == "pairs":
+        return _pairs(rng, texts, rows, bad)
     raise ValueError(f"no sample for adapter {adapter!r}")

@@ -19,6 +19,7 @@ SOURCES = {
     "wildguardmix": "WildGuardMix",
     "magpie-dpo": "Magpie-Pro",
     "magpie-ultra": "Magpie-Ultra",
+    "pairs": "Mine",
 }
 
 
@@ -248,3 +249,31 @@ def test_wildguardmix_rows_that_disagree_on_their_prompt_are_dropped():
     })  # fmt: skip
     result = convert("wildguardmix", table)
     assert dropped(result) == dict.fromkeys(range(4), "conflicting_labels") and result.pairs.num_rows == 0
+
+
+@pytest.mark.parametrize("path", ["prefs/ultrafeedback_binarized_1200/train_clean.jsonl",
+                                  "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"])  # fmt: skip
+def test_pairs_of_any_layout_drop_what_has_no_preference(shared_data, path):
+    """The `pairs` adapter (a user's own data in a recipe) on real files: the pairs to_pairs reads, less those
+    without a prompt, with a blank or missing answer, or with the same answer twice (a plain-Python reading)."""
+    from skyfilter import to_pairs
+
+    table = read_table(shared_data / path)
+    result = convert("pairs", table)
+    expected, reasons = [], {}
+    for i, pair in enumerate(to_pairs(table).to_pylist()):
+        answered = all(side and side[-1]["role"] == "assistant" and side[-1]["content"].strip()
+                       for side in (pair["chosen"], pair["rejected"]))  # fmt: skip
+        if not pair["prompt"]:
+            reasons[i] = "empty_prompt"
+        elif not answered:
+            reasons[i] = "empty_response"
+        elif pair["chosen"] == pair["rejected"]:
+            reasons[i] = "identical_responses"
+        else:
+            expected.append(i)
+    assert dropped(result) == reasons and reasons  # both real files have such rows
+    assert result.pairs.column("source_row").to_pylist() == expected
+    kept = to_pairs(table).take(pa.array(expected))
+    for column in ("prompt", "chosen", "rejected", "chosen_score"):
+        assert result.pairs.column(column).to_pylist() == kept.column(column).to_pylist()

@@ -261,6 +261,21 @@ def test_a_benchmark_for_a_recipe_without_decontamination_is_refused(tmp_path):
     assert listing(tmp_path) == ["wg.toml"]
 
 
+def test_a_recipe_curates_your_own_pairs(tmp_path, shared_data):
+    """`adapter = "pairs"`: a user's own pairs (here real UltraFeedback rows) in a recipe, deduplicated and selected
+    by their own scores; every input row is accounted for."""
+    uf = shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
+    recipe = (f'name = "mine"\n\n[[sources]]\nname = "UF"\nadapter = "pairs"\ndataset = "{uf}"\n\n'
+              '[dedup]\nkey = "pair"\n')  # fmt: skip
+    (tmp_path / "mine.toml").write_text(recipe, encoding="utf-8")
+    code, text = run_cli("curate", "--recipe", tmp_path / "mine.toml", "--out", tmp_path / "out", "-q", "--no-plots")
+    assert code == 0, text
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    convert = manifest["steps"][0]["sources"]["UF"]
+    assert convert["in"] == 1000 and convert["dropped"] == {"empty_response": 2, "identical_responses": 4}
+    assert convert["in"] == convert["out"] + sum(convert["dropped"].values())
+
+
 def test_a_source_in_the_wrong_layout_names_it(tmp_path):
     folder = tmp_path / "mirror"
     folder.mkdir()

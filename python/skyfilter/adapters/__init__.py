@@ -10,6 +10,7 @@ adapter            dataset
                    compliance for unharmful ones; keeps the ``adversarial`` flag
 ``magpie-dpo``     the Magpie Pro / Air / Llama-3.1-Pro DPO-100K sets: ArmoRM best and worst of five responses
 ``magpie-ultra``   ``argilla/magpie-ultra-v0.1``: the 405B instruct answer against the base model's
+``pairs``          your own pairs, in any layout skyfilter reads (:mod:`skyfilter.schema`)
 =================  =========================================================================================
 
 Each module's docstring gives the exact layout it reads and where that layout is documented. An adapter is a
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from skyfilter.adapters import helpsteer2, magpie_dpo, magpie_ultra, offsetbias, wildguardmix
+from skyfilter.adapters import helpsteer2, magpie_dpo, magpie_ultra, offsetbias, pairs, wildguardmix
 from skyfilter.adapters._base import CURATION_SCHEMA, DROPPED_SCHEMA, AdapterError, Converted
 
 __all__ = ["ADAPTERS", "CURATION_SCHEMA", "DROPPED_SCHEMA", "AdapterError", "Converted"]
@@ -31,4 +32,5 @@ ADAPTERS: dict[str, ModuleType] = {
     "wildguardmix": wildguardmix,
     "magpie-dpo": magpie_dpo,
     "magpie-ultra": magpie_ultra,
+    "pairs": pairs,
 }
