@@ -254,12 +254,15 @@ def _conversational(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     # Sides that hold the whole conversation (HuggingFaceH4/ultrafeedback_binarized: a prompt string beside them):
     # split as whole conversations are, the prompt column not put before them again (TRL's maybe_extract_prompt)
     rows = pa.array(whole)
-    split = _split_pair(chosen.take(rows), rejected.take(rows))
-    where = np.arange(len(table))
-    where[whole] = len(table) + np.arange(len(whole))
+    return _with_rows((prompt, chosen, rejected), whole, _split_pair(chosen.take(rows), rejected.take(rows)))
+
+
+def _with_rows(arrays: tuple[pa.Array, ...], rows: np.ndarray, parts) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``arrays`` with their ``rows`` replaced by ``parts`` (one array of ``len(rows)`` values each, in order)."""
+    where = np.arange(len(arrays[0]))
+    where[rows] = len(arrays[0]) + np.arange(len(rows))
     return tuple(  # type: ignore[return-value]
-        pa.concat_arrays([column, part]).take(pa.array(where))
-        for column, part in zip((prompt, chosen, rejected), split, strict=True)
+        pa.concat_arrays([array, part]).take(pa.array(where)) for array, part in zip(arrays, parts, strict=True)
     )
 
 
@@ -300,12 +303,7 @@ def _split_pair(chosen: pa.Array, rejected: pa.Array) -> tuple[pa.Array, pa.Arra
             shared += 1
         for out, turns in zip(fixed, (c[:shared], c[shared:], r[shared:]), strict=True):
             out.append(turns)
-    where = np.arange(len(chosen))
-    where[parted] = len(chosen) + np.arange(len(parted))
-    return tuple(  # type: ignore[return-value]
-        pa.concat_arrays([whole, _from_python(part)]).take(pa.array(where))
-        for whole, part in zip((prompt, chosen_turn, rejected_turn), fixed, strict=True)
-    )
+    return _with_rows((prompt, chosen_turn, rejected_turn), parted, [_from_python(part) for part in fixed])
 
 
 def _whole_conversations(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
