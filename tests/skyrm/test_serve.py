@@ -220,12 +220,14 @@ def test_the_requests_of_clients_that_went_away_are_not_scored(server):
     """Two clients send long requests and time out (as an RL trainer's client does before it retries): the one whose
     batch is already on the model is scored, the other leaves the queue unscored (it was scored for nobody, and
     later requests waited behind it); the next request is answered."""
+    # 60 queries of 2,048 tokens: seconds of scoring here, so that the second request is still queued when its
+    # client is seen to be gone (0.4 s, then at most DISCONNECT_POLL_S)
     query = "<s><|user|>\nq</s>\n<|assistant|>\n" + "word " * 600
     before = httpx.get(f"{server}/metrics").json()["batches"]["sequences"]
 
     async def impatient():
         async with httpx.AsyncClient(base_url=server, timeout=0.4) as session:
-            return await asyncio.gather(*(session.post("/get_reward", json={"query": [query] * 30}) for _ in range(2)),
+            return await asyncio.gather(*(session.post("/get_reward", json={"query": [query] * 60}) for _ in range(2)),
                                         return_exceptions=True)  # fmt: skip
 
     assert all(isinstance(a, httpx.TimeoutException) for a in asyncio.run(impatient()))
@@ -235,7 +237,7 @@ def test_the_requests_of_clients_that_went_away_are_not_scored(server):
     while (metrics := httpx.get(f"{server}/metrics").json())["queue"]["pending_sequences"]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert metrics["batches"]["sequences"] - before <= 30 + 1  # one request's 30 at most, and the last one's
+    assert metrics["batches"]["sequences"] - before <= 60 + 1  # one request's 60 at most, and the last one's
     assert metrics["endpoints"]["/get_reward"]["by_status"].get("499", 0) >= 1
 
 
