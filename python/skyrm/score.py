@@ -396,6 +396,8 @@ def _refuse_unscorable(rows: Rows, piece: int = 4096) -> None:
     """A ScoreError, before the model loads, for an input none of whose pairs can be scored (HH-RLHF transcripts not
     yet converted: training drops them all); read a piece at a time, so a good input costs its first piece."""
     why: Counter = Counter()
+    if not rows.table.num_rows:
+        return
     for start in range(0, rows.table.num_rows, piece):
         chosen, rejected = conversations(rows.table.slice(start, piece))
         problems = [answer_problem(c) or answer_problem(r) for c, r in zip(chosen, rejected, strict=True)]
@@ -496,7 +498,7 @@ def _describe(summary: dict) -> str:
         if summary["unscored_pairs"]:
             reasons = ", ".join(f"{n:,} {why} ({DROP_REMEDIES.get(why, 'the model gave NaN')})"
                                 for why, n in summary["unscored_reasons"].items())  # fmt: skip
-            line += f"; {summary['unscored_pairs']:,} pairs have null scores, as training drops them: {reasons}"
+            line += f"; {summary['unscored_pairs']:,} pairs have null scores: {reasons}"
     else:
         line = f"scored {summary['scored']:,} responses of {summary['rows']:,} rows"
         if summary["unscored"]:
