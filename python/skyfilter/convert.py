@@ -11,7 +11,6 @@ counted, for the trainer drops them (``no_answer``).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -82,7 +81,6 @@ def run_convert(
         except SchemaError as e:
             raise SchemaError(f"{s.name}: {e}") from None
         result.layouts[s.name] = name
-    counts: Counter = Counter()
     with AtomicWriters({"out": out, "bad_rows": bad_rows}) as writers:
         writers.set_schema("out", PAIR_SCHEMA)
         result.bad_rows = write_bad_rows(writers, "bad_rows", sources)
@@ -91,12 +89,11 @@ def run_convert(
                 pairs = pair_table(batch, s.name, layout, prompt_column)
             except SchemaError as e:
                 raise SchemaError(f"{s.name}: {e}") from None
-            counts["rows"] += batch.num_rows
-            counts["without_answer"] += 0 if prompt_column else _without_answer(pairs)
+            result.pairs += batch.num_rows
+            result.without_answer += 0 if prompt_column else _without_answer(pairs)
             for piece in pairs.to_batches():
                 writers.write("out", piece)
-        result.rows = counts["rows"] + result.bad_rows
-        result.pairs, result.without_answer = counts["rows"], counts["without_answer"]
+        result.rows = result.pairs + result.bad_rows
         result.outputs = {"out": out, "bad_rows": bad_rows, "report": report}
         if report is not None:
             writers.write_text(report, result.to_json())
