@@ -507,7 +507,7 @@ def convert(inputs, out, report, prompt_column, split, layout, batch_rows, bad_r
     """Write pairs of any known layout as the canonical pair table: prompt, chosen, rejected message lists.
 
     HH-RLHF transcripts, sharegpt and RMB rows, TRL's formats, HuggingFaceH4's prompt beside whole conversations:
-    what python -m skyrm.train and skyrm score read (skyfilter.to_pairs on the command line). Every row is a pair
+    what skyrm train and skyrm score read (skyfilter.to_pairs on the command line). Every row is a pair
     of --out or a bad row (--bad-rows); pairs with a side without an answer are written and counted.
 
     \b

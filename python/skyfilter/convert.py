@@ -1,6 +1,6 @@
 """``skyfilter convert``: pairs of any known layout (HH-RLHF transcripts, sharegpt, RMB, TRL's formats, ...) written
 as the canonical pair table (:data:`skyfilter.schema.PAIR_SCHEMA`: prompt, chosen and rejected message lists, the
-source, the two scores), which ``python -m skyrm.train``, ``skyrm score`` and every skyfilter command read: the
+source, the two scores), which ``skyrm train``, ``skyrm score`` and every skyfilter command read: the
 command line's :func:`skyfilter.to_pairs`.
 
 Every input row is a pair of the output or a bad row (``bad_rows``, rows that cannot be read as the layout); pairs

@@ -1,7 +1,8 @@
 """The ``skyrm`` command. ``skyrm pipeline --sample``: curate the shipped sample with the Skywork recipe, train
 the built-in tiny reward model on it and score it on the synthetic RewardBench-layout sample, offline, in about a
 minute on a CPU. ``skyrm pipeline --recipe R --data-dir D --model M --bench rewardbench`` does the same on real
-data. Training alone is ``python -m skyrm.train``, evaluation ``python -m skyrm.eval``.
+data. ``skyrm train`` trains alone and ``skyrm eval`` evaluates alone (the same commands as ``python -m
+skyrm.train`` and ``python -m skyrm.eval``, the forms torchrun starts).
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import time
 from skyrm import __version__
 from skyrm.requires import TRUST_HELP
 
+# commands with their own command line, handed the arguments after their name: module, help
+DELEGATED = {
+    "train": ("skyrm.train", "train a Bradley-Terry reward model (skyrm train --help: every field's flag)"),
+    "eval": ("skyrm.eval.__main__", "score a reward model on RewardBench (v1 or 2) or a pairwise set"),
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyrm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"skyrm, version {__version__}")  # as skyfilter's
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, text) in DELEGATED.items():  # listed here; main() hands them their arguments before parsing
+        commands.add_parser(name, help=text, add_help=False)
     p = commands.add_parser("pipeline", help="curate, train and evaluate in one go")
     p.add_argument("--sample", action="store_true", help="the shipped samples, offline (the main demo)")
     p.add_argument("--recipe", default="skywork-80k-v0.2", help="a shipped recipe name or a recipe file")
@@ -92,6 +101,12 @@ def _doc(module: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        return module.main(argv[1:], prog=f"skyrm {argv[0]}")
     args = _parser().parse_args(argv)
     from skyrm.requires import MissingDependency, require
 

@@ -477,9 +477,9 @@ def load_config(
     return TrainConfig(**values)
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m skyrm.train") -> TrainConfig:
     """``--config FILE``, ``--preset NAME`` and ``--FIELD VALUE`` for every field (``--no-FIELD`` for flags)."""
-    parser = build_parser()
+    parser = build_parser(prog)
     parsed, unknown = parser.parse_known_args(argv)
     if unknown:  # each flag with what to use instead (TRL's and OpenRLHF's names are this trainer's fields too)
         named = [f"{u} ({hint})" if (hint := name_hint(u.split("=")[0], flags=True)) else u
@@ -491,10 +491,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return load_config(config, overrides, preset)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m skyrm.train``: every field's flag with its help, choices and default."""
+def build_parser(prog: str = "python -m skyrm.train") -> argparse.ArgumentParser:
+    """The command line of ``skyrm train`` (``python -m skyrm.train``): every field's flag with its help, choices and
+    default."""
     parser = argparse.ArgumentParser(
-        prog="python -m skyrm.train",
+        prog=prog,
         description="Train a Bradley-Terry reward model. Values come from the defaults shown, then --preset, then "
         "--config, then these flags.",
         epilog="An --output-dir that already holds files is refused: --resume continues the run in it, --overwrite "

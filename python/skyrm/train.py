@@ -1,4 +1,5 @@
-"""``python -m skyrm.train --config FILE [--FIELD VALUE ...]``: train a Bradley-Terry reward model.
+"""``skyrm train --config FILE [--FIELD VALUE ...]`` (or ``python -m skyrm.train``, the form torchrun starts): train
+a Bradley-Terry reward model.
 
 Fixed flags that scripts rely on: ``--config``, ``--model`` (a path, a hub id, or ``tiny``), ``--data``,
 ``--eval-data``, ``--output-dir``, ``--max-steps``, ``--loss``, ``--resume``; every other field of
@@ -14,9 +15,9 @@ import sys
 from skyrm.requires import MissingDependency, require
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m skyrm.train") -> int:
     try:
-        require("python -m skyrm.train", "torch", "transformers")
+        require(prog, "torch", "transformers")
     except MissingDependency as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from skyrm.trainer import train
 
     try:
-        config = parse_args(argv)
+        config = parse_args(argv, prog)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -171,3 +171,24 @@ def test_skyrm_version_is_the_packages(capsys):
     cargo = tomllib.loads((Path(__file__).resolve().parents[2] / "Cargo.toml").read_text())
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"skyrm, version {cargo['workspace']['package']['version']}"
+
+
+def test_skyrm_train_and_eval_are_the_module_commands(capsys, tmp_path):
+    """``skyrm train`` and ``skyrm eval`` are listed by ``skyrm --help`` and hand their arguments to ``python -m
+    skyrm.train`` and ``python -m skyrm.eval`` (their help and errors name the command typed)."""
+    from skyrm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert "{train,eval,pipeline,score,serve}" in listed
+    for command, flag in (("train", "--micro-batch-tokens"), ("eval", "--rescore")):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert done.value.code == 0 and shown.startswith(f"usage: skyrm {command} ") and flag in shown
+    assert main(["train", "--model", "tiny"]) == 2
+    assert capsys.readouterr().err.strip() == "error: give the training pairs with --data"
+    out = tmp_path / "results.json"
+    assert main(["eval", "--model", "tiny", "--bench", "sample", "--limit", "8", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == "tiny"

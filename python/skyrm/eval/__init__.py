@@ -1,6 +1,6 @@
 """skyrm.eval: RewardBench (v1 and 2) and pairwise benchmarks for sequence-classification reward models, with
 the official arithmetic (:mod:`skyrm.eval.rewardbench`) and runner formatting (:mod:`skyrm.eval.runner`);
-``python -m skyrm.eval`` is the command line."""
+``skyrm eval`` (``python -m skyrm.eval``) is the command line."""
 
 from skyrm.eval.rewardbench import best_of_n_credit, rb2_score, section_scores, ties_score
 

@@ -1,5 +1,5 @@
-"""``python -m skyrm.eval --model DIR --bench rewardbench --out results.json``: score a reward model on RewardBench
-(v1 or 2) or a pairwise set and print the leaderboard table.
+"""``skyrm eval --model DIR --bench rewardbench --out results.json`` (or ``python -m skyrm.eval``): score a reward
+model on RewardBench (v1 or 2) or a pairwise set and print the leaderboard table.
 
 Writes ``--out`` (the official results layout: model, per-subset scores, plus the section scores) and, beside
 it, ``<out>.examples.jsonl`` (a header line, then one line per example: id, subset and the rewards), which
@@ -36,8 +36,8 @@ from skyrm.eval.runner import (
 from skyrm.requires import TRUST_HELP, MissingDependency, require
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m skyrm.eval", description=__doc__,
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", help="a sequence-classification reward model: a folder, a hub id, or smollm2")
     parser.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
@@ -77,14 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         help="write rows of --bench-file that cannot be read (a JSON value of the wrong type) here (.jsonl or "
         ".parquet) and score the others; without it such a row is an error naming file, line and column",
     )
+    parser.set_defaults(prog=prog)  # the name a missing package's error gives
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m skyrm.eval") -> int:
     """Under torchrun, the processes share the scoring and rank 0 prints and writes."""
     import os
 
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         if args.rescore:  # nothing to share: rank 0 alone does it
             return _main(args, True) if os.environ.get("RANK", "0") == "0" else 0
@@ -137,7 +138,7 @@ def _main(args, writes: bool) -> int:
             if args.limit:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])
-            require("python -m skyrm.eval", "torch", "transformers")
+            require(args.prog, "torch", "transformers")
             model, tokenizer = load_model(args.model, args.trust_remote_code)
             records = evaluate(model, tokenizer, bench, token_budget=args.batch_tokens, bos=args.bos,
                                max_length=args.max_length)  # fmt: skip

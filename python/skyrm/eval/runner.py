@@ -175,7 +175,7 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
         raise BenchmarkError(
             f"{name}: column {c['label']!r} holds the label 0, and sets that number their labels from 0 disagree on "
             "what it means (Auto-J: 0 the first response better, 1 the second, 2 a tie; PandaLM: 0 a tie, 1 the "
-            "first, 2 the second): say which labels mean which (python -m skyrm.eval: --a-wins 0 --b-wins 1 for "
+            "first, 2 the second): say which labels mean which (skyrm eval: --a-wins 0 --b-wins 1 for "
             "Auto-J), or write them as A>B, B>A and tie"
         )
     bench = Benchmark(name, "pairwise", [], [], [], [], [])
@@ -429,7 +429,7 @@ def load_model(name: str, trust_remote_code: bool = False):
         head["num_labels"] = 1  # a language model: a new one-label score head (from seed 0, below)
         print("warning: --model smollm2 is a chat model, not a reward model: its score head is new and untrained "
               "(seed 0), so its rewards rank pairs by chance; score a trained one (a training run's model/ folder, "
-              "e.g. of python -m skyrm.train --model smollm2)", file=sys.stderr)  # fmt: skip
+              "e.g. of skyrm train --model smollm2)", file=sys.stderr)  # fmt: skip
     cuda = torch.cuda.is_available()
     if not cuda:
         print("warning: no CUDA GPU found, so the model runs on the CPU in fp32: fine for small models, slow for "
