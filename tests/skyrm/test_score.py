@@ -77,11 +77,12 @@ def mixed_task(path, n: int, seed: int) -> None:
 
 
 def test_select_reads_the_scores_as_they_are(tmp_path):
+    from skyrm.cli import main
+
     mixed_task(tmp_path / "pairs.parquet", 40, 0)
     for extra, name in [([], "scores.parquet"), (["--keep-input"], "with_input.parquet")]:
-        command = [*SCORE, str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(tmp_path / name), "-q"]
-        done = subprocess.run([*command, *extra], env=ENV, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        assert main(["score", str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(tmp_path / name), "-q",
+                     *extra]) == 0  # fmt: skip
     scores = scores_of(tmp_path / "scores.parquet")
     agree = [r for r, m in zip(scores["input_row"].to_pylist(), scores["rm_margin"].to_pylist(), strict=True) if m > 0]
     assert 0 < len(agree) < 40  # a random model agrees with some pairs, not all
