@@ -278,16 +278,25 @@ def _open_work(folder: Path, settings: dict, log, out: Path) -> tuple[set[int], 
     that run's: this one stops at once."""
     remove_stale(folder)
     if not folder.exists():
+        text = json.dumps(settings, indent=2) + "\n"
         tmp = temporary_name(folder)
         tmp.mkdir(parents=True)  # --out's folder too, when it is new
-        lock = _lock(tmp, out)  # held before the folder is seen: no other run takes it meanwhile
-        (tmp / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        lock, renamed = None, False
         try:
-            os.rename(tmp, folder)  # fails if another run's folder appeared meanwhile: that one is opened below
+            lock = _lock(tmp, out)  # held before the folder is seen: no other run takes it meanwhile
+            (tmp / "settings.json").write_text(text, encoding="utf-8")
+            try:
+                os.rename(tmp, folder)
+                renamed = True
+            except OSError:  # another run's folder appeared meanwhile: that one is opened below
+                pass
+        finally:
+            if not renamed:  # that, or an error (a full disk): no temporary folder stays
+                if lock is not None:
+                    os.close(lock)
+                shutil.rmtree(tmp, ignore_errors=True)
+        if renamed:
             return set(), lock
-        except OSError:
-            os.close(lock)
-            shutil.rmtree(tmp, ignore_errors=True)
     lock = _lock(folder, out)
     try:
         earlier = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
@@ -325,8 +334,8 @@ def _remove_work(folder: Path) -> None:
 
 
 def score_pool(
-    spec: str,
-    model_name: str,
+    spec: str | os.PathLike,
+    model_name: str | os.PathLike,
     out: str | os.PathLike,
     options: ScoreOptions = ScoreOptions(),
     *,
@@ -340,7 +349,11 @@ def score_pool(
     returns the run's summary (rows, scored conversations, unscored ones, pairs the model ranks correctly). A model
     that ships its own code is refused unless ``trust_remote_code`` (not a setting of the run: it changes no score)."""
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    out = Path(out)
+    for what, value, wanted in (("input", spec, "a file, a folder or a hub dataset id (write a table to parquet "
+                                 "first)"), ("model", model_name, "a folder, a hub id, tiny or smollm2")):  # fmt: skip
+        if not isinstance(value, (str, os.PathLike)):
+            raise ScoreError(f"the {what} must be {wanted}, not a {type(value).__name__}")
+    spec, model_name, out = os.fspath(spec), os.fspath(model_name), Path(out)
     if out.suffix.lower() != ".parquet":
         raise ScoreError(f"{out}: --out must be a .parquet file")
     try:

@@ -241,6 +241,38 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys):
     assert main([*score, "--model", "tiny"]) == 0 and (tmp_path / "s.parquet").exists()
 
 
+def test_the_python_call_takes_paths_and_leaves_nothing_when_it_cannot_start(tmp_path, tiny_model_dir, monkeypatch):
+    """``score_pool`` takes pathlib paths for the input and the model; a table in their place is one clear error; a
+    work folder that cannot be set up (here its settings file cannot be written) leaves no temporary folder."""
+    from pathlib import Path as PathType
+
+    import skyrm.score
+    from skyrm.score import ScoreError, ScoreOptions, score_pool
+
+    pq.write_table(
+        pa.table({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}), tmp_path / "p.parquet"
+    )
+    quiet = {"progress": False, "log": lambda _: None}
+    with pytest.raises(ScoreError, match=r"the input must be a file, a folder or a hub dataset id \(write a table to parquet first\), not a Table"):
+        score_pool(pa.table({"chosen": ["c"]}), "tiny", tmp_path / "s.parquet", **quiet)
+    real_write = PathType.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name == "settings.json":
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(PathType, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        score_pool(tmp_path / "p.parquet", "tiny", tmp_path / "s.parquet", **quiet)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.parquet"]
+    monkeypatch.setattr(PathType, "write_text", real_write)
+    summary = score_pool(tmp_path / "p.parquet", PathType(tiny_model_dir), tmp_path / "s.parquet", ScoreOptions(),
+                         **quiet)  # fmt: skip
+    assert summary["rows"] == 2 and scores_of(tmp_path / "s.parquet").num_rows == 2
+    assert skyrm.score.work_folder(tmp_path / "s.parquet").exists() is False
+
+
 def test_a_new_batch_size_resumes_where_other_settings_are_refused():
     from skyrm.score import ScoreOptions, _differences, _settings
 
