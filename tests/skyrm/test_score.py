@@ -253,7 +253,7 @@ def test_the_python_call_takes_paths_and_leaves_nothing_when_it_cannot_start(tmp
         pa.table({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}), tmp_path / "p.parquet"
     )
     quiet = {"progress": False, "log": lambda _: None}
-    with pytest.raises(ScoreError, match=r"the input must be a file, a folder or a hub dataset id \(write a table to parquet first\), not a Table"):
+    with pytest.raises(ScoreError, match=r"the input must be a file, .* not a Table"):
         score_pool(pa.table({"chosen": ["c"]}), "tiny", tmp_path / "s.parquet", **quiet)
     real_write = PathType.write_text
 
