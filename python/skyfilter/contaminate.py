@@ -20,6 +20,7 @@ generic phrases ("what are the most effective ways to") then stop flagging rows.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from skyfilter.io import (
     RowReading,
     Source,
     check_outputs,
+    input_specs,
     iter_batches,
     kept_rows,
     open_sources,
@@ -436,7 +438,7 @@ def read_pairs(source: Source, batch: pa.RecordBatch, layout: str | None, prompt
 
 
 def run(
-    inputs: Sequence[str],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     benchmarks: Sequence[Benchmark],
     *,
     preset: str = "skywork",
@@ -463,6 +465,7 @@ def run(
     file (:data:`skyfilter.io.BAD_ROWS_SCHEMA`); outputs appear only if the whole run succeeds. Rows in = clean +
     flagged + bad rows.
     """
+    inputs = input_specs(inputs)
     check_outputs(
         [*inputs, *(b.origin for b in benchmarks)],
         {"--out": out, "--flagged": flagged, "--bad-rows": bad_rows},

@@ -11,6 +11,7 @@ counted, for the trainer drops them (``no_answer``).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -18,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skyfilter.io import AtomicWriters, RowReading, check_outputs, iter_batches, open_sources, write_bad_rows
+from skyfilter.io import (
+    AtomicWriters,
+    RowReading,
+    check_outputs,
+    input_specs,
+    iter_batches,
+    open_sources,
+    write_bad_rows,
+)
 from skyfilter.schema import PAIR_SCHEMA, SchemaError, pair_table, refuse_unread_answers, resolve_layout
 
 __all__ = ["ConvertReport", "run_convert"]
@@ -55,7 +64,7 @@ def _without_answer(pairs: pa.Table) -> int:
 
 
 def run_convert(
-    inputs: Sequence[str],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     out: str,
     *,
     report: str | None = None,
@@ -70,6 +79,7 @@ def run_convert(
     """Writes the pairs of ``inputs`` to ``out`` (parquet, arrow or jsonl) in the canonical pair table, a batch at
     a time; ``layout`` forces the layout, ``prompt_column`` reads prompts alone from that column. A file read as
     prompts alone whose other columns look like answers is refused (``layout="prompts"`` reads it so)."""
+    inputs = input_specs(inputs)
     check_outputs(inputs, {"--out": out, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, (), reading)

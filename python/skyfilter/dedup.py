@@ -25,6 +25,7 @@ or on the batch size.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from skyfilter.io import (
     RowReading,
     Source,
     check_outputs,
+    input_specs,
     iter_batches,
     open_sources,
     table_source,
@@ -450,8 +452,8 @@ def dedup_rows(data, options: DedupOptions | None = None, *, layout: str | None 
 
 
 def run_dedup(
-    inputs: Sequence[str],
-    options: DedupOptions,
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    options: DedupOptions | None = None,
     *,
     out: str | None = None,
     dropped: str | None = None,
@@ -466,8 +468,11 @@ def run_dedup(
 ) -> DedupReport:
     """Two passes over the inputs: keys and signatures first, then the kept and dropped rows are written. Rows that
     cannot be read as the layout stop the run, or with ``bad_rows`` go to that file; rows in = kept + dropped +
-    bad rows."""
-
+    bad rows. ``options`` None: the defaults (:class:`DedupOptions`)."""
+    inputs = input_specs(inputs)
+    options = DedupOptions() if options is None else options
+    if not isinstance(options, DedupOptions):
+        raise TypeError(f"options must be a DedupOptions, not a {type(options).__name__}")
     check_outputs(inputs, {"--out": out, "--dropped": dropped, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, ADDED_COLUMNS, reading)

@@ -14,14 +14,20 @@ in                              as Arrow                                        
 ``polars.DataFrame``            ``to_arrow(compat_level=newest)``: string_view columns  ``polars.DataFrame``
 ``polars.LazyFrame``            collected with the streaming engine, as a DataFrame    ``polars.LazyFrame``
 ``datasets.Dataset``            its Arrow table (``ds.data.table``)                    ``datasets.Dataset``
+``pandas.DataFrame``            ``pa.Table.from_pandas``, its index as columns         ``pandas.DataFrame`` (with
+                                                                                       the rows' index labels)
 anything with                   ``pa.RecordBatchReader.from_stream``, read whole       ``pa.Table``
 ``__arrow_c_stream__``
 ==============================  =====================================================  ==========================
 
 Nothing is copied on the way in or out where Arrow allows: a polars frame's strings are exported as string_view
 arrays over polars' own buffers (the kernels read utf8, large_utf8 and string_view alike) and ``pl.from_arrow``
-takes Arrow results without copying; a ``datasets.Dataset`` is a memory-mapped Arrow table. Polars and datasets are
-imported only when the data is one of theirs (a frame cannot exist without its library being imported).
+takes Arrow results without copying; a ``datasets.Dataset`` is a memory-mapped Arrow table. A pandas frame is
+converted (pandas keeps Python objects): its index travels as columns with the rows, so that a result, a selection's
+kept rows too, has the index labels of its rows; a column Arrow cannot convert (an object column mixing types, as
+``read_json`` makes of a field that is sometimes ``true``) is one error naming the column and the first odd row.
+Polars, datasets and pandas are imported only when the data is one of theirs (a frame cannot exist without its
+library being imported).
 """
 
 from __future__ import annotations
@@ -78,12 +84,55 @@ def as_arrow(data: Any, *, stream: bool = False) -> tuple[pa.Table | pa.RecordBa
         if data._indices is not None:  # a selection or shuffle over the table: its rows, in its order
             data = data.flatten_indices()
         return data.data.table, datasets.Dataset
-    if hasattr(data, "__arrow_c_stream__"):  # pandas via pyarrow, arro3, nanoarrow, duckdb ...
+    pd = _library("pandas")
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return _from_pandas(data)
+    if hasattr(data, "__arrow_c_stream__"):  # arro3, nanoarrow, duckdb ...
         return pa.RecordBatchReader.from_stream(data).read_all(), as_is
     raise TypeError(
         "expected Arrow data: a pyarrow Table, RecordBatch or RecordBatchReader, a polars DataFrame or LazyFrame, "
         f"a datasets.Dataset or anything with __arrow_c_stream__; got {type(data).__name__}"
     )
+
+
+def _from_pandas(frame) -> tuple[pa.Table, Restore]:
+    """A pandas frame as Arrow, its index as columns, and the restore that makes them the index again."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as e:
+        raise TypeError(_unconvertible(frame, e)) from None
+    index_columns = [c for c in table.schema.pandas_metadata["index_columns"] if isinstance(c, str)]
+    names = list(frame.index.names)
+
+    def restore(result: pa.Table):
+        out = result.to_pandas()
+        if index_columns and all(c in out.columns for c in index_columns):  # the columns, without their metadata
+            out = out.set_index(index_columns)
+            out.index.names = names
+        elif result.schema.pandas_metadata is None and len(out) == len(frame):  # a new table, row for row
+            out.index = frame.index
+        return out
+
+    return table, restore
+
+
+def _unconvertible(frame, error: Exception) -> str:
+    """Which column of a pandas frame Arrow cannot convert, and its first row of another kind than its first value."""
+    for name in frame.columns:
+        column = frame[name]
+        try:
+            pa.array(column, from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            values = column[column.notna()]
+            kinds = values.map(lambda v: type(v).__name__)
+            odd = kinds[kinds != kinds.iloc[0]] if len(kinds) else kinds
+            if len(odd):
+                label, position = odd.index[0], column.index.get_loc(odd.index[0])
+                shown = label.item() if hasattr(label, "item") else label  # a numpy scalar as its Python value
+                return (f"column {name!r}: a {odd.iloc[0]} ({values[label]!r}) at row {position} (index {shown!r}) "
+                        f"where its first value is a {kinds.iloc[0]}; Arrow needs one type per column")  # fmt: skip
+            return f"column {name!r}: {error}"
+    return str(error)
 
 
 def per_batch(

@@ -21,7 +21,7 @@ import io
 import json
 import os
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,7 +56,10 @@ __all__ = [
     "write_bad_rows",
     "Source",
     "open_source",
+    "input_specs",
     "open_sources",
+    "refuse_repeated",
+    "distinct_names",
     "check_sources",
     "table_source",
     "read_table",
@@ -482,6 +485,18 @@ def worker_threads(threads: int | None) -> int:
     return int(os.environ.get("SKYFILTER_THREADS", "0") or 0)
 
 
+def input_specs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """The inputs of a run as a list of strings: one path (a ``str`` or a ``pathlib.Path``) or a sequence of them;
+    anything else (a table: the row functions take those) is a TypeError."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return [os.fspath(inputs)]
+    if isinstance(inputs, Sequence) and all(isinstance(i, (str, os.PathLike)) for i in inputs):
+        return [os.fspath(i) for i in inputs]
+    raise TypeError(f"inputs must be a path or a list of paths (files or hub dataset ids), not a "
+                    f"{type(inputs).__name__}; tables go to the row functions (contaminate, dedup_rows, "
+                    "select_rows)")  # fmt: skip
+
+
 def open_sources(
     specs: list[str] | tuple[str, ...],
     split: str | None,
@@ -489,10 +504,29 @@ def open_sources(
     reading: RowReading = RowReading(),
 ) -> list[Source]:
     """Opens inputs that will be written to one output: same columns, none that the output adds, rows in each
-    (unless ``reading.allow_empty``)."""
+    (unless ``reading.allow_empty``). Each is named by its file name, or by its path as given where two names
+    are the same (the outputs' ``input_file`` and the reports tell them apart); one file given twice is refused."""
+    refuse_repeated(specs)
     sources = [open_source(spec, split, reading) for spec in specs]
+    for source, name in zip(sources, distinct_names([s.name for s in sources], specs), strict=True):
+        source.name = name
     check_sources(sources, added_columns, reading)
     return sources
+
+
+def refuse_repeated(specs: Sequence[str]) -> None:
+    """An InputError for a file given twice (its rows would be read, and written, twice)."""
+    given = Counter(Path(spec).resolve() if Path(spec).exists() else spec for spec in specs)
+    twice = [spec for spec, n in given.items() if n > 1]
+    if twice:
+        raise InputError(f"{twice[0]}: given twice as an input")
+
+
+def distinct_names(names: Sequence[str], specs: Sequence[str]) -> list[str]:
+    """The inputs' names (their file names) where those differ, else the paths as given, so that the ``input_file``
+    of every output and the reports' counts per input tell two ``train.jsonl`` apart."""
+    seen = Counter(names)
+    return [spec if seen[name] > 1 else name for name, spec in zip(names, specs, strict=True)]
 
 
 def check_sources(sources: Sequence, added_columns: tuple[str, ...], reading: RowReading = RowReading()) -> None:

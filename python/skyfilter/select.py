@@ -46,6 +46,7 @@ from skyfilter.io import (
     RowReading,
     Source,
     check_outputs,
+    input_specs,
     iter_batches,
     open_sources,
     table_source,
@@ -524,7 +525,7 @@ def report_of_counts(
 
 
 def run_select(
-    inputs: Sequence[str],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     options: SelectOptions,
     *,
     out: str | None = None,
@@ -551,6 +552,9 @@ def run_select(
 
     Rows that cannot be read (a JSON value of the wrong type) stop the run, or with ``bad_rows`` go to that file;
     rows in = kept + dropped + bad rows."""
+    inputs = input_specs(inputs)
+    if not isinstance(options, SelectOptions):
+        raise TypeError(f"options must be a SelectOptions, not a {type(options).__name__}")
     check_outputs(inputs, {"--out": out, "--dropped": dropped, "--bad-rows": bad_rows}, {"--report": report})
     reading = RowReading(layout, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     # the added columns go to the dropped rows only: an input may have them when those are not written

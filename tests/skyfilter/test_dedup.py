@@ -232,10 +232,12 @@ def test_planted_conflicts_are_all_found(shared_data, tmp_path):
 
 def test_same_output_for_threads_and_batch_sizes(shared_data, tmp_path):
     src = shared_data / "prefs/hh_rlhf_harmless_base_test/test.jsonl.gz"
+    again = tmp_path / "again.jsonl.gz"  # a copy (one file given twice is refused)
+    again.write_bytes(src.read_bytes())
     outputs = []
     for threads, batch_rows in ((1, 65_536), (2, 65_536), (2, 97), (1, 1000)):
         out, dropped = tmp_path / f"k{threads}_{batch_rows}.parquet", tmp_path / f"d{threads}_{batch_rows}.parquet"
-        run_dedup([str(src), str(src)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
+        run_dedup([str(src), str(again)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
                   threads=threads, batch_rows=batch_rows, progress=False)  # fmt: skip
         outputs.append((pq.read_table(out), pq.read_table(dropped)))
     assert outputs[0][1].num_rows > 2312  # the second copy of the file, at least
@@ -254,7 +256,9 @@ def test_parquet_inputs_write_the_rows_of_the_json_input(shared_data, tmp_path):
     written = {}
     for name, path in (("json", src), ("plain", tmp_path / "plain.parquet"), ("views", tmp_path / "views.parquet")):
         out, dropped = tmp_path / f"k-{name}.parquet", tmp_path / f"d-{name}.parquet"
-        run_dedup([str(path), str(path)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
+        again = tmp_path / f"again-{path.name}"  # a copy (one file given twice is refused)
+        again.write_bytes(path.read_bytes())
+        run_dedup([str(path), str(again)], DedupOptions(key="prompt"), out=str(out), dropped=str(dropped),
                   batch_rows=1000, progress=False)  # fmt: skip
         kept, drops = pq.read_table(out), pq.read_table(dropped)
         written[name] = (kept, drops.drop_columns(["input_file", "duplicate_of_file"]))
@@ -376,3 +380,38 @@ def test_verify_exact_is_refused_on_ray():
         run(["in.parquet"], DedupOptions(verify="exact"))
     with pytest.raises(ValueError, match="verify must be one of estimate, exact"):
         DedupOptions(verify="exactly")
+
+
+def test_inputs_by_path_and_named_apart(tmp_path, monkeypatch):
+    """The file-level functions take one path (str or pathlib) or a list; two files of the same name are named by
+    their paths in the outputs and the report (the CLI's too); one file given twice is refused; a table or options
+    of the wrong type is a TypeError that says what to pass."""
+    from pathlib import Path
+
+    from skyfilter import run_select
+    from skyfilter.convert import run_convert
+    from skyfilter.io import InputError
+    from skyfilter.select import SelectOptions
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(4)]
+    for folder, part in (("a", rows), ("b", rows[:2] + [{"prompt": "q", "chosen": "d", "rejected": "e"}])):
+        Path(folder).mkdir()
+        Path(folder, "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    report = run_dedup(["a/train.jsonl", Path("b/train.jsonl")], None, dropped="dd.jsonl", progress=False)
+    assert report.inputs == ["a/train.jsonl", "b/train.jsonl"] and report.dropped["exact_duplicate"] == 2
+    dropped = [json.loads(line) for line in Path("dd.jsonl").read_text().splitlines()]
+    assert [(d["input_file"], d["duplicate_of_file"]) for d in dropped] == [("b/train.jsonl", "a/train.jsonl")] * 2
+    code, _ = run_cli("dedup", "a/train.jsonl", "b/train.jsonl", "--report", "r.json", "-q")
+    assert code == 0 and json.loads(Path("r.json").read_text())["inputs"] == ["a/train.jsonl", "b/train.jsonl"]
+    assert run_dedup(Path("a/train.jsonl"), progress=False).inputs == ["train.jsonl"]
+    assert run_select("a/train.jsonl", SelectOptions(), progress=False).kept == 4
+    assert run_convert(Path("a/train.jsonl"), "pairs.parquet", progress=False).rows == 4
+    with pytest.raises(InputError, match="a/train.jsonl: given twice as an input"):
+        run_dedup(["a/train.jsonl", "./a/train.jsonl"], progress=False)
+    with pytest.raises(TypeError, match="inputs must be a path or a list of paths .* not a Table; tables go to"):
+        run_dedup(pa.table({"prompt": ["p"]}))
+    with pytest.raises(TypeError, match="options must be a DedupOptions, not a dict"):
+        run_dedup("a/train.jsonl", {"key": "prompt"})
+    with pytest.raises(TypeError, match="options must be a SelectOptions, not a NoneType"):
+        run_select("a/train.jsonl", None)

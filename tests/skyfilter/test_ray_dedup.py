@@ -117,17 +117,21 @@ def test_exact_duplicates_conflicts_scores_and_bad_rows_as_the_local_engine(shar
     dumped = [json.dumps(r, allow_nan=True) for r in rows]
     more = [json.dumps(r, allow_nan=True) for r in again]
     more.insert(50, '{"prompt": "a row cut short')  # a bad row, set apart with bad_rows
+    (tmp_path / "b").mkdir()
     inputs = [
         write_jsonl(tmp_path / "a.jsonl", dumped[:500]),
-        write_jsonl(tmp_path / "b.jsonl", more),
+        write_jsonl(tmp_path / "b" / "a.jsonl", more),  # the same file name: the inputs are named by their paths
         write_jsonl(tmp_path / "c.jsonl", dumped[500:]),
     ]
     report = assert_same_as_local(inputs, DedupOptions(score_column="score"), tmp_path, [120], bad_rows=True)
     assert report["conflicting_rows"] > 0 and report["bad_rows"] == 1
-    # Rows of b.jsonl after its bad row (input row 50) are named by their input rows, as duplicates too.
+    assert report["inputs"] == [str(inputs[0]), str(inputs[1]), "c.jsonl"]
+    assert [r["input_file"] for r in map(json.loads, (tmp_path / "local" / "bad.jsonl").open())] == [str(inputs[1])]
+    # Rows of b/a.jsonl after its bad row (input row 50) are named by their input rows, as duplicates too.
     evidence = pq.read_table(tmp_path / "local" / "dropped.parquet").to_pydict()
     named = zip(evidence["duplicate_of_file"], evidence["duplicate_of_row"], strict=True)
-    assert any(f == "b.jsonl" and r is not None and r > 50 for f, r in named)
+    assert any(f == str(inputs[1]) and r is not None and r > 50 for f, r in named)
+    assert str(inputs[1]) in evidence["input_file"] and set(evidence["input_file"]) <= set(report["inputs"])
     assert min(report["dropped"].values()) > 0
 
 

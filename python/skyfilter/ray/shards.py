@@ -47,8 +47,10 @@ from skyfilter.io import (
     RowReading,
     Source,
     check_sources,
+    distinct_names,
     open_source,
     output_format,
+    refuse_repeated,
     table_source,
 )
 from skyfilter.schema import SchemaError
@@ -168,8 +170,8 @@ class _OpenFiles:
         self.open: dict[tuple[str, RowReading], tuple[Source, contextlib.ExitStack]] = {}
 
     def get(self, spec, reading: RowReading, name: str = "") -> Source:
-        """The source of a file spec, or of a block of a dataset (an object reference to an Arrow table, named
-        ``name``)."""
+        """The source of a file spec, or of a block of a dataset (an object reference to an Arrow table), named
+        ``name`` when given (the plan's name of the input: :func:`skyfilter.io.distinct_names`)."""
         key = (spec if isinstance(spec, str) else spec.hex(), reading)
         if key not in self.open:
             while len(self.open) >= self.size:
@@ -179,6 +181,7 @@ class _OpenFiles:
             try:
                 if isinstance(spec, str):
                     source = open_source(stack.enter_context(_local_copy(spec)), reading=reading)
+                    source.name = name or source.name
                 else:
                     import ray
 
@@ -261,6 +264,12 @@ def _inspect(row: dict, reading: RowReading) -> dict:
     return out
 
 
+def _named(bad_rows: pa.Table, name: str) -> pa.Table:
+    """Bad rows of one input under the plan's name of it."""
+    column = pa.array([name] * bad_rows.num_rows, pa.string())
+    return bad_rows.set_column(bad_rows.schema.get_field_index("input_file"), "input_file", column)
+
+
 def _footer_only(spec: str) -> bool:
     """A local file whose rows and columns its footer or header gives (parquet, Arrow IPC)."""
     name = spec.removeprefix("file://").lower()
@@ -282,6 +291,7 @@ def plan(
     files = expand_inputs(specs)
     if not files:
         raise InputError("no input given")
+    refuse_repeated(files)
     items = [{"index": i, "spec": s} for i, s in enumerate(files)]
     # Parquet and Arrow files are opened here (their footers say it all); files that must be parsed to be
     # counted (JSON, CSV) or copied first (remote ones) are opened on the cluster, one task each.
@@ -296,12 +306,14 @@ def plan(
         if r["error"] is not None:
             raise InputError(r["error"])
     shards, start = [], 0
-    for spec, r in zip(files, found, strict=True):
+    names = distinct_names([r["name"] for r in found], files)
+    for spec, name, r in zip(files, names, found, strict=True):
         schema = pa.ipc.read_schema(pa.py_buffer(r["schema"]))
-        shards.append(Shard(r["index"], spec, r["name"], r["rows"], r["rows"] + r["bad"], start, schema))
+        shards.append(Shard(r["index"], spec, name, r["rows"], r["rows"] + r["bad"], start, schema))
         start += r["rows"]
     check_sources(shards, added_columns, reading)
-    bad = [pa.ipc.open_stream(pa.py_buffer(r["bad_rows"])).read_all() for r in found]
+    bad = [_named(pa.ipc.open_stream(pa.py_buffer(r["bad_rows"])).read_all(), name)
+           for r, name in zip(found, names, strict=True)]  # fmt: skip
     bad_rows = pa.concat_tables(bad) if bad else BAD_ROWS_SCHEMA.empty_table()
     step = max(1, piece_rows)
     pieces = [Piece(s.index, a, min(a + step, s.rows)) for s in shards for a in range(0, s.rows, step)]
