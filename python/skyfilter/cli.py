@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import sys
 
 import click
@@ -411,9 +412,14 @@ def select(inputs, out, dropped, report, split, layout, threads, batch_rows, bad
           --top "Coding & Debugging=0.3" --top-default 0.1 --offset-by generator \\
           --offset Magpie-Air=-0.1 --offset Magpie-Pro=-0.05 --offset Magpie-Ultra=0 --out selected.parquet
     """
+    flags = {"fractions": "--top", "default_fraction": "--top-default", "offsets": "--offset"}
     try:
         options = SelectOptions(**rules)
-        flags = {"fractions": "--top", "default_fraction": "--top-default"}
+    except ValueError as e:  # the message names the options' fields: here, their flags
+        fields = "|".join(sorted(rules, key=len, reverse=True))
+        named = re.sub(rf"\b({fields})\b", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), str(e))
+        raise click.ClickException(named) from None
+    try:
         for column, readers in options.unread().items():
             named = ", ".join(flags.get(r, "--" + r.replace("_", "-")) for r in readers)
             raise click.ClickException(f"--{column.replace('_', '-')} {rules[column]} is read by no rule given: add "

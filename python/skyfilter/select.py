@@ -81,6 +81,11 @@ ADDED_COLUMNS = ("input_file", "input_row", "reason", "adjusted_score")
 ALL = "(all)"
 
 
+#: The numeric bounds of :class:`SelectOptions`.
+BOUNDS = ("min_chosen", "max_chosen", "min_rejected", "max_rejected", "min_margin", "max_margin", "min_length_ratio",
+          "max_length_ratio")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SelectOptions:
     """Which rows a selection keeps. Every rule is off unless its parameters are given."""
@@ -111,26 +116,30 @@ class SelectOptions:
                 raise ValueError(message)
 
         need(self.missing in ("error", "drop"), f"missing must be 'error' or 'drop', got {self.missing!r}")
+        numbers = [(n, getattr(self, n)) for n in (*BOUNDS, "default_fraction") if getattr(self, n) is not None]
+        numbers += [(f"fractions[{k!r}]", v) for k, v in self.fractions.items()]
+        numbers += [(f"offsets[{k!r}]", v) for k, v in self.offsets.items()]
+        for name, value in numbers:  # a bool is an int to Python, and NaN compares false with everything
+            need(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} must be a number, got "
+                 f"{value!r}")  # fmt: skip
+            need(not math.isnan(value), f"{name} must be a number, got NaN")
         for name, f in [*self.fractions.items(), ("default", self.default_fraction)]:
             need(f is None or 0.0 <= f <= 1.0, f"fraction for {name} must be within [0, 1], got {f}")
         for name, v in self.offsets.items():
             need(math.isfinite(v), f"offset for {name} must be a finite number, got {v}")
-        need(not self.fractions or self.group_by is not None, "fractions per group need a group_by column")
+        need(not self.fractions or self.group_by is not None, "fractions: per group, needs the group_by column")
         need(self.score is not None or not self.ranked, "a top fraction needs a score column to rank by")
-        need(not self.offsets or self.offset_by is not None, "offsets need an offset_by column")
-        need(self.offset_by is None or self.score is not None, "offsets adjust a score: give the score column")
-        need(self.offset_by is None or bool(self.offsets), "offset_by needs at least one offset")
-        for low, high, what in (
-            (self.min_chosen, self.max_chosen, "chosen score"),
-            (self.min_rejected, self.max_rejected, "rejected score"),
-            (self.min_margin, self.max_margin, "margin"),
-            (self.min_length_ratio, self.max_length_ratio, "length ratio"),
-        ):
-            need(low is None or high is None or low <= high, f"{what}: minimum {low} is above maximum {high}")
-        chosen_rules = self.min_chosen is not None or self.max_chosen is not None or self.uses_margin
-        rejected_rules = self.min_rejected is not None or self.max_rejected is not None or self.uses_margin
-        need(not chosen_rules or self.chosen_score is not None, "chosen-score bounds need the chosen_score column")
-        need(not rejected_rules or self.rejected_score is not None, "rejected-score bounds need rejected_score")
+        need(not self.offsets or self.offset_by is not None, "offsets: needs the offset_by column")
+        need(self.offset_by is None or self.score is not None, "offset_by: needs the score column it adjusts")
+        need(self.offset_by is None or bool(self.offsets), "offset_by: needs at least one of offsets")
+        for what in ("chosen", "rejected", "margin", "length_ratio"):
+            low, high = getattr(self, f"min_{what}"), getattr(self, f"max_{what}")
+            need(low is None or high is None or low <= high, f"min_{what} {low} is above max_{what} {high}")
+        margin = ("min_margin", "max_margin")
+        for column, rules in (("chosen_score", ("min_chosen", "max_chosen", *margin)),
+                              ("rejected_score", ("min_rejected", "max_rejected", *margin))):  # fmt: skip
+            given = [rule for rule in rules if getattr(self, rule) is not None]
+            need(not given or getattr(self, column) is not None, f"{', '.join(given)}: needs the {column} column")
         need((self.rm_chosen is None) == (self.rm_rejected is None), "give both rm_chosen and rm_rejected, or neither")
 
     @property

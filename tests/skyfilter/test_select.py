@@ -467,10 +467,14 @@ def test_option_mistakes(tmp_path):
     assert code == 2 and "Invalid value for '--top': expected NAME=NUMBER, got 'Math=lots'" in text
     code, text = invoke(src, "--offset", "a=1", "--offset", "a=2", "--out", tmp_path / "k.parquet")
     assert code == 2 and "'a' is given twice" in text and not (tmp_path / "k.parquet").exists()
-    assert_fails_cleanly(tmp_path, [src, "--top-default", 0.3], "needs a score column")
-    assert_fails_cleanly(tmp_path, [src, "--min-margin", 1], "need the chosen_score column")
+    assert_fails_cleanly(tmp_path, [src, "--top-default", 0.3], "needs a --score column to rank by")
+    assert_fails_cleanly(tmp_path, [src, "--min-margin", 1], "--min-margin: needs the --chosen-score column")
     assert_fails_cleanly(tmp_path, [src, "--score", "s", "--top", "x=1.5"], "within [0, 1]")
-    assert_fails_cleanly(tmp_path, [src, "--score", "s", "--top-default", 0.1, "--offset", "a=1"], "offset_by")
+    assert_fails_cleanly(
+        tmp_path,
+        [src, "--score", "s", "--top-default", 0.1, "--offset", "a=1"],
+        "--offset: needs the --offset-by column",
+    )
     code, text = invoke(src, "--score", "s", "--top-default", 0.1, "--out", tmp_path / "x.csv")
     assert code == 1 and "unknown output format '.csv'" in text and not (tmp_path / "x.csv").exists()
 
@@ -581,3 +585,18 @@ def test_an_input_with_the_added_columns_is_refused_only_when_dropped_rows_are_w
     assert pq.read_table(tmp_path / "kept.parquet")["input_row"].to_pylist() == [0, 2]
     with pytest.raises(InputError, match=r"already has column\(s\) \['input_row'\], which the output adds"):
         run_select([str(path)], options, out=str(tmp_path / "k2.parquet"), dropped=str(tmp_path / "d.parquet"))
+
+
+def test_option_values_that_are_not_numbers_are_refused():
+    """A NaN bound (it would drop every row: NaN compares false), a bool (Python's int) or a string is refused,
+    naming the field (on the command line, its flag: test_option_mistakes)."""
+    scores = {"chosen_score": "c", "rejected_score": "r"}
+    for value, shown in ((float("nan"), "NaN"), (True, "True"), ("1", "'1'")):
+        with pytest.raises(ValueError, match=f"^min_margin must be a number, got {shown}$"):
+            SelectOptions(**scores, min_margin=value)
+    with pytest.raises(ValueError, match=r"^fractions\['Math'\] must be a number, got None$"):
+        SelectOptions(score="s", group_by="g", fractions={"Math": None})
+    with pytest.raises(ValueError, match="^min_margin, max_margin: needs the rejected_score column$"):
+        SelectOptions(chosen_score="c", min_margin=1, max_margin=2)
+    with pytest.raises(ValueError, match="^min_length_ratio 2 is above max_length_ratio 1$"):
+        SelectOptions(min_length_ratio=2, max_length_ratio=1)
