@@ -227,7 +227,9 @@ def contaminate(
     ``input_row``, ``flagged``, ``overlap``, ``n_ngrams``, ``n_matched`` and, for flagged rows, ``bench_name``,
     ``bench_row``, ``bench_subset``, ``matched_ngram`` (null elsewhere). ``counts="matched"`` counts the distinct
     n-grams (``n_ngrams``) of the rows that matched only, null for the others that have some: the same flags,
-    overlaps and evidence, faster (counting took 5-16% of the matching on real prompts).
+    overlaps and evidence, faster (counting took 5-16% of the matching on real prompts). A row whose ``n_ngrams``
+    is 0 has no text or fewer tokens than n and cannot be flagged, even where it copies a short benchmark prompt
+    word for word (as the reference method): count them (``skyfilter contaminate`` prints that count).
     """
     data, restore = as_arrow(table, stream=ignore_common is None)
     matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads)

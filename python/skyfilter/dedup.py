@@ -49,7 +49,15 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import SchemaError, pair_table, resolve_layout, text_row, turn_texts, unread_answers
+from skyfilter.schema import (
+    SchemaError,
+    answers_advice,
+    pair_table,
+    resolve_layout,
+    text_row,
+    turn_texts,
+    unread_answers,
+)
 from skyfilter.select import score_values
 
 __all__ = [
@@ -340,9 +348,8 @@ def hash_batch(
     if options.key == "pair" and (unread := unread_answers(batch.schema, resolved)):  # pairs by their prompt alone
         raise InputError(
             f"{source.name}: columns {unread} look like answers, but a file without chosen and rejected columns "
-            "is read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: "
-            "rename the answer columns to chosen and rejected, or deduplicate the prompts with --key prompt "
-            "(DedupOptions(key='prompt'))"
+            f"is read as prompts alone (layout prompts), so --key pair would drop pairs whose answers differ: "
+            f"{answers_advice(batch.schema)}, or deduplicate the prompts with --key prompt (DedupOptions(key='prompt'))"
         )
     layout_columns = resolved.columns
     try:

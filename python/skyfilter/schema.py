@@ -495,6 +495,20 @@ def unread_answers(schema: pa.Schema, layout: Layout) -> list[str]:
     return [n for n in schema.names if any(w in n.lower() for w in ANSWER_WORDS)]
 
 
+#: Words of column names that may say, row by row, which of two answers is better.
+LABEL_WORDS = ("label", "preference", "winner", "better", "annotator")
+
+
+def answers_advice(schema: pa.Schema) -> str:
+    """How to make pairs of a file whose answers are in other columns (:func:`unread_answers`): each row's better
+    answer as ``chosen``; a column that may say which one is better is named, since a plain rename would keep the
+    wrong order where it says the second."""
+    labels = [n for n in schema.names if any(w in n.lower() for w in LABEL_WORDS)]
+    said = (f" ({labels} may say which, row by row: where the second is better a plain rename of the columns "
+            "would swap the pair, and ties are no pair)" if labels else "")  # fmt: skip
+    return f"put each row's better answer in a chosen column and the other in rejected{said}"
+
+
 def refuse_unread_answers(schema: pa.Schema, layout: str | None, prompt_column: str | None) -> None:
     """A :class:`SchemaError` for a file that would be read as prompts alone (no layout or prompt column named)
     while its other columns look like answers (:func:`unread_answers`): as pairs it would have no answers."""
@@ -503,8 +517,8 @@ def refuse_unread_answers(schema: pa.Schema, layout: str | None, prompt_column: 
     if unread := unread_answers(schema, detect_layout(schema)):
         raise SchemaError(
             f"columns {unread} look like answers, but without chosen and rejected columns the rows are read as "
-            "prompts alone (layout prompts) and the pairs would have no answers: rename the answer columns to chosen "
-            "and rejected, or read the prompts alone with layout 'prompts' (--layout prompts)"
+            f"prompts alone (layout prompts) and the pairs would have no answers: {answers_advice(schema)}, or read "
+            "the prompts alone with layout 'prompts' (--layout prompts)"
         )
 
 

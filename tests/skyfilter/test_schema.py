@@ -144,10 +144,12 @@ def test_real_multi_turn_files(shared_data):
 
 
 def test_answers_in_other_columns_are_not_read_as_prompts_alone(shared_data):
-    """Auto-J's pairs (`response 1`, `response 2`) became pairs without answers without a word."""
+    """Auto-J's pairs (`response 1`, `response 2`) became pairs without answers without a word. The advice names
+    its `label` column, which says which answer is better: renaming the columns alone would swap 499 pairs."""
     table = read_table(shared_data / "prefs/autoj_pairwise_test/testdata_pairwise.jsonl.gz")
-    with pytest.raises(SchemaError, match=r"columns \['response 1', 'response 2'\] look like answers"):
+    with pytest.raises(SchemaError, match=r"columns \['response 1', 'response 2'\] look like answers") as refused:
         to_pairs(table)
+    assert "better answer in a chosen column" in str(refused.value) and "['label'] may say which" in str(refused.value)
     assert to_pairs(table, layout="prompts").num_rows == table.num_rows  # said in so many words
     assert to_pairs(pa.table({"prompt": ["a"], "id": [1]})).to_pylist()[0]["prompt"] == msgs(("user", "a"))
 
