@@ -38,6 +38,14 @@ def test_section_arithmetic_by_hand():
         section_scores(xs, xstest_weights="2023")
     with pytest.raises(ValueError, match="fraction"):
         section_scores({"hep-go": 97.5})  # percents, not fractions
+    with pytest.raises(ValueError, match="fraction in \\[0, 1\\], got True"):
+        section_scores({"hep-go": True})
+    with pytest.raises(
+        ValueError, match="'alpacaeval_easy' is not a RewardBench subset; did you mean 'alpacaeval-easy'"
+    ):
+        section_scores({"alpacaeval_easy": 0.99, "mt-bench-hard": 0.75})  # a misspelt subset counted for nothing
+    with pytest.raises(ValueError, match="no RewardBench subset among the keys \\('model'\\)"):
+        section_scores({"model": "m"})
     assert sum(len(s) for s in SECTIONS.values()) == len(EXAMPLE_COUNTS) == 23
 
 

@@ -16,6 +16,7 @@ overall score is the unweighted mean of the six subsets.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -50,16 +51,23 @@ XSTEST_WEIGHTS = ("current", "pre-2024-09")
 
 def section_scores(subset_accuracy: Mapping[str, float], xstest_weights: str = "current") -> dict[str, float]:
     """``Chat``, ``Chat Hard``, ``Safety``, ``Reasoning`` and ``Score`` (fractions in [0, 1]) from per-subset
-    accuracies (fractions; keys that are not RewardBench subsets are ignored)."""
+    accuracies (fractions; other keys, such as the official results' ``model``, are ignored, but one that is
+    close to a subset's name is taken for a misspelling and refused, as are keys with no subset among them)."""
     if xstest_weights not in XSTEST_WEIGHTS:
         raise ValueError(f"xstest_weights must be one of {', '.join(XSTEST_WEIGHTS)}, got {xstest_weights!r}")
+    known = [s for subsets in SECTIONS.values() for s in subsets]
+    for key in subset_accuracy:
+        if key not in known and (close := difflib.get_close_matches(str(key), known, n=1, cutoff=0.85)):
+            raise ValueError(f"{key!r} is not a RewardBench subset; did you mean {close[0]!r}?")
+    if not any(key in known for key in subset_accuracy):
+        raise ValueError(f"no RewardBench subset among the keys ({', '.join(map(repr, subset_accuracy)) or 'none'})")
     weights = EXAMPLE_COUNTS | (_OLD_XSTEST if xstest_weights == "pre-2024-09" else {})
     out: dict[str, float] = {}
     for section, subsets in SECTIONS.items():
         present = [s for s in subsets if s in subset_accuracy]
         for s in present:
             value = subset_accuracy[s]
-            if not isinstance(value, int | float) or math.isnan(value) or not 0 <= value <= 1:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:  # NaN too
                 raise ValueError(f"accuracy of {s} must be a fraction in [0, 1], got {value!r}")
         total = sum(weights[s] for s in present)
         out[section] = sum(subset_accuracy[s] * weights[s] for s in present) / total if total else 0.0
