@@ -81,7 +81,7 @@ def benchmark_from_table(
     origin: str = "",
 ) -> Benchmark:
     """A benchmark from any table with a prompt column (any kind :func:`skyfilter.frames.as_arrow` takes); the
-    subset column is used when present."""
+    subset column ``subset`` is used when present, and another one named must be there."""
     table, _ = as_arrow(table)
     where = origin or name
     if prompt_column not in table.schema.names:
@@ -99,6 +99,8 @@ def benchmark_from_table(
     if pc.sum(pc.utf8_length(pc.utf8_trim_whitespace(prompts.fill_null("")))).as_py() in (None, 0):
         raise BenchmarkError(f"{where}: benchmark {name!r} has no non-empty prompts in column {prompt_column!r}")
     subsets = None
+    if subset_column not in (None, "subset") and subset_column not in table.schema.names:
+        raise BenchmarkError(f"{where}: no subset column {subset_column!r}; columns are {table.schema.names}")
     if subset_column is not None and subset_column in table.schema.names:
         subsets = table.column(subset_column).combine_chunks().cast(pa.string())
     return Benchmark(name, prompts, subsets, origin or name)

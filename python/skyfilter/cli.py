@@ -128,7 +128,7 @@ def _ray_only_files(engine: str, split: str | None) -> None:
     "--bench-subset-column",
     default="subset",
     show_default=True,
-    help="Subset column of --bench-file, used when present.",
+    help="Subset column of --bench-file (subset: used when present; another must be there).",
 )
 @click.option(
     "--preset",

@@ -56,6 +56,10 @@ def test_benchmark_errors():
         benchmark_from_table(pa.table({"q": ["x"]}), "t")
     with pytest.raises(BenchmarkError, match="no non-empty prompts"):
         benchmark_from_table(pa.table({"prompt": pa.array([None, ""], pa.string())}), "t")
+    # the default subset column is used when present; one named must be there (a misspelt one lost the subsets)
+    assert benchmark_from_table(pa.table({"prompt": ["x"]}), "t").subsets is None
+    with pytest.raises(BenchmarkError, match=r"t: no subset column 'subsett'; columns are \['prompt', 'subset'\]"):
+        benchmark_from_table(pa.table({"prompt": ["x"], "subset": ["s"]}), "t", subset_column="subsett")
 
 
 def test_real_benchmark_sources(shared_data):
