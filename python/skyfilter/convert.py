@@ -4,8 +4,9 @@ source, the two scores), which ``skyrm train``, ``skyrm score`` and every skyfil
 command line's :func:`skyfilter.to_pairs`.
 
 Every input row is a pair of the output or a bad row (``bad_rows``, rows that cannot be read as the layout); pairs
-with a side that does not end in an answer (an HH-RLHF transcript without an Assistant turn) are written and
-counted, for the trainer drops them (``no_answer``).
+with a side that does not end in an answer (an HH-RLHF transcript without an Assistant turn) or ends in a blank one
+are written and counted, for the trainer drops them (``no_answer``, ``empty_answer``); so are pairs whose prompt has
+no text (null, empty or blank), which train as answers alone.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class ConvertReport:
     rows: int = 0
     pairs: int = 0
     without_answer: int = 0
+    blank_answer: int = 0
+    without_prompt: int = 0
     bad_rows: int = 0
     outputs: dict[str, str | None] = field(default_factory=dict)
 
@@ -49,18 +52,34 @@ class ConvertReport:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
 
-def _without_answer(pairs: pa.Table) -> int:
-    """Pairs with a side that does not end in an assistant turn (none at all, or a user turn alone)."""
+def _unanswered(pairs: pa.Table) -> tuple[int, int]:
+    """Pairs with a side that does not end in an assistant turn (none at all, or a user turn alone), and pairs
+    with a side whose final answer is blank (empty or white space)."""
     missing = np.zeros(pairs.num_rows, dtype=bool)
+    blank = np.zeros(pairs.num_rows, dtype=bool)
     for side in ("chosen", "rejected"):
         lists = pairs.column(side).combine_chunks()
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
-        ends = np.cumsum(lengths)[lengths > 0] - 1
-        last = lists.flatten().field("role").take(pa.array(ends))
+        ends = pa.array(np.cumsum(lengths)[lengths > 0] - 1)
+        last = lists.flatten().take(ends)
         answered = np.zeros(pairs.num_rows, dtype=bool)
-        answered[lengths > 0] = pc.fill_null(pc.equal(last, "assistant"), False).to_numpy(zero_copy_only=False)
+        answered[lengths > 0] = pc.fill_null(pc.equal(last.field("role"), "assistant"), False).to_numpy(
+            zero_copy_only=False
+        )
+        empty = np.zeros(pairs.num_rows, dtype=bool)
+        text = pc.utf8_trim_whitespace(pc.fill_null(last.field("content"), ""))
+        empty[lengths > 0] = pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
         missing |= ~answered
-    return int(missing.sum())
+        blank |= answered & empty
+    return int(missing.sum()), int((blank & ~missing).sum())
+
+
+def _without_prompt(pairs: pa.Table) -> int:
+    """Pairs whose prompt has no text (null, no turn, or blank turns)."""
+    prompts = pairs.column("prompt").combine_chunks()
+    texts = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(prompts.flatten().field("content"), "")))
+    chars = np.bincount(pc.list_parent_indices(prompts).to_numpy(), weights=texts.to_numpy(), minlength=len(prompts))
+    return int((chars == 0).sum())
 
 
 def run_convert(
@@ -100,7 +119,11 @@ def run_convert(
             except SchemaError as e:
                 raise SchemaError(f"{s.name}: {e}") from None
             result.pairs += batch.num_rows
-            result.without_answer += 0 if prompt_column else _without_answer(pairs)
+            result.without_prompt += _without_prompt(pairs)
+            if not prompt_column:
+                without, blank = _unanswered(pairs)
+                result.without_answer += without
+                result.blank_answer += blank
             for piece in pairs.to_batches():
                 writers.write("out", piece)
         result.rows = result.pairs + result.bad_rows

@@ -115,4 +115,10 @@ def format_convert_summary(report: ConvertReport) -> str:
     if report.without_answer:
         out.append(f"{report.without_answer:,} pair(s) have a side without an answer (written; training drops them "
                    "as no_answer)")  # fmt: skip
+    if report.blank_answer:
+        out.append(f"{report.blank_answer:,} pair(s) have a blank answer (written; training drops them as "
+                   "empty_answer)")  # fmt: skip
+    if report.without_prompt:
+        out.append(f"{report.without_prompt:,} pair(s) have no prompt text (null, empty or blank; written as "
+                   "answers alone)")  # fmt: skip
     return "\n".join(out + _bad_rows(report.bad_rows) + _written(report.outputs))

@@ -25,6 +25,11 @@ def test_transcripts_become_the_pairs_to_pairs_gives(tmp_path, shared_data):
         and result["bad_rows"] == 0
         and result["layouts"] == {"test.jsonl.gz": "hh"}
     )
+    # four real pairs end in a blank answer (training drops them as empty_answer): counted, as pairs found by hand
+    blank = [i for i, p in enumerate(pairs.to_pylist())
+             if any(not side[-1]["content"].strip() for side in (p["chosen"], p["rejected"]) if side)]  # fmt: skip
+    assert result["blank_answer"] == len(blank) == 4 and "4 pair(s) have a blank answer" in text
+    assert result["without_answer"] == result["without_prompt"] == 0
 
 
 def test_bad_rows_and_sides_without_an_answer_are_counted(tmp_path):
@@ -41,6 +46,11 @@ def test_bad_rows_and_sides_without_an_answer_are_counted(tmp_path):
     assert pairs[0]["prompt"] == [{"role": "user", "content": "hi"}]
     assert pairs[1]["chosen"] == [{"role": "user", "content": "only a question"}]  # as it is, counted
     assert json.loads((tmp_path / "bad.jsonl").read_text())["input_row"] == 2
+    rows = [{"prompt": None, "chosen": "a", "rejected": "b"}, {"prompt": " ", "chosen": "a", "rejected": "b"},
+            {"prompt": "p", "chosen": "a", "rejected": "b"}]  # fmt: skip
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, text = run_cli("convert", src, "--out", tmp_path / "q.jsonl")
+    assert code == 0 and "2 pair(s) have no prompt text (null, empty or blank; written as answers alone)" in text
 
 
 def test_answers_left_unread_are_refused(tmp_path, shared_data):
