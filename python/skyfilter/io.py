@@ -193,7 +193,8 @@ def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
     except JsonError as e:
         raise InputError(str(e)) from None
     if rows.bad and not reading.keep_bad:
-        raise InputError(f"{rows.bad[0].message(str(path))} (--bad-rows FILE sets such rows apart and reads on)")
+        raise InputError(f"{rows.bad[0].message(str(path))} (--bad-rows FILE, bad_rows=FILE in Python, sets such rows "
+                         "apart and reads on)")  # fmt: skip
     source = table_source(path.name, rows.table)
     if rows.bad:
         source.bad_rows, source.row_numbers = rows.bad, rows.rows

@@ -403,7 +403,7 @@ def row_decisions(
         column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
         raise InputError(
             f"{source.name}: row {source.input_rows(offset + row)}: column {column!r} is null or NaN "
-            "(drop such rows with --missing drop)"
+            "(drop such rows with --missing drop; missing='drop' in Python)"
         )
     return codes, scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan)
 

@@ -10,6 +10,7 @@ Presets: ``tiny`` (the built-in random-init model on the CPU, for tests and demo
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tomllib
 import types
@@ -346,6 +347,8 @@ def _coerce(name: str, value, where: str):
         return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is str and isinstance(value, os.PathLike):  # a pathlib path for data, model, output_dir, ...
+        return os.fspath(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -452,12 +455,16 @@ def name_hint(name: str, flags: bool) -> str:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: dict | None = None, preset: str | None = None
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    preset: str | None = None,
+    overrides_from: str = "overrides",
 ) -> TrainConfig:
-    """A preset, then the file's values (the file may name its own preset), then ``overrides``."""
+    """A preset, then the file's values (the file may name its own preset), then ``overrides`` (errors name them
+    ``overrides_from``)."""
     values: dict = {}
     file_values: dict = {}
-    where = "command line"
+    where = overrides_from
     if path is not None:
         file_values = dict(_read_file(Path(path)))
         where = str(path)
@@ -467,7 +474,7 @@ def load_config(
             raise ConfigError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
         values |= PRESETS[preset]
     known = {f.name for f in fields(TrainConfig)}
-    for source, given in ((where, file_values), ("command line", overrides or {})):
+    for source, given in ((where, file_values), (overrides_from, overrides or {})):
         for name, value in given.items():
             if name not in known:
                 hint = name_hint(name, flags=source == "command line")
@@ -488,7 +495,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m skyrm.train
     args = vars(parsed)
     config, preset = args.pop("config"), args.pop("preset")
     overrides = {k: v for k, v in args.items() if v is not None}
-    return load_config(config, overrides, preset)
+    return load_config(config, overrides, preset, overrides_from="command line")
 
 
 def build_parser(prog: str = "python -m skyrm.train") -> argparse.ArgumentParser:

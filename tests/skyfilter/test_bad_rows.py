@@ -58,7 +58,7 @@ def test_default_error_names_file_line_and_column(tmp_path, pandalm_style, bench
     args = [*COMMANDS[command](bench), pandalm_style]
     outputs = {"--out": "kept.parquet", "--report": "r.json"}
     assert_fails_cleanly(tmp_path, args, outputs, f"{pandalm_style}:4: column 'chosen': {ANSWER}",
-                         "(--bad-rows FILE sets such rows apart and reads on)")  # fmt: skip
+                         "(--bad-rows FILE, bad_rows=FILE in Python, sets such rows apart and reads on)")  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -96,3 +96,12 @@ def test_skyrm_imports_without_the_rust_extension_or_polars():
     code = f"import sys; {blocked}\nimport skyrm, skyrm.train, skyrm.trainer, skyrm.checkpoint, skyrm.telemetry"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_python_overrides_take_paths_and_are_named_as_such(tmp_path):
+    """``load_config(overrides=...)`` takes pathlib paths for the path fields; its errors name the overrides (the
+    command line's name them the command line)."""
+    config = load_config(overrides={"data": tmp_path / "pairs.jsonl", "output_dir": tmp_path / "run"})
+    assert (config.data, config.output_dir) == (str(tmp_path / "pairs.jsonl"), str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="^overrides: unknown field 'learning_rate' \\(here: lr\\)"):
+        load_config(overrides={"learning_rate": 1e-5})
