@@ -55,9 +55,9 @@ def section_scores(subset_accuracy: Mapping[str, float], xstest_weights: str = "
     close to a subset's name is taken for a misspelling and refused, as are keys with no subset among them)."""
     if xstest_weights not in XSTEST_WEIGHTS:
         raise ValueError(f"xstest_weights must be one of {', '.join(XSTEST_WEIGHTS)}, got {xstest_weights!r}")
-    known = [s for subsets in SECTIONS.values() for s in subsets]
+    known = EXAMPLE_COUNTS  # every subset, with its weight
     for key in subset_accuracy:
-        if key not in known and (close := difflib.get_close_matches(str(key), known, n=1, cutoff=0.85)):
+        if key not in known and (close := difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.85)):
             raise ValueError(f"{key!r} is not a RewardBench subset; did you mean {close[0]!r}?")
     if not any(key in known for key in subset_accuracy):
         raise ValueError(f"no RewardBench subset among the keys ({', '.join(map(repr, subset_accuracy)) or 'none'})")

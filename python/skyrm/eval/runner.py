@@ -21,6 +21,7 @@ from skyshared.outputs import Staged
 
 from skyrm.data import read_rows
 from skyrm.eval.rewardbench import (
+    EXAMPLE_COUNTS,
     RB2_SUBSETS,
     SECTIONS,
     best_of_n_credit,
@@ -306,7 +307,7 @@ def table_of(records: list[dict], kind: str, xstest_weights: str = "current") ->
         else:
             subsets[subset] = sum(pair_correct(r["chosen"], r["rejected"]) for r in rs) / len(rs)
     out = {"subsets": subsets, "counts": counts}
-    if kind == "rewardbench" and any(s in subsets for names in SECTIONS.values() for s in names):
+    if kind == "rewardbench" and any(s in EXAMPLE_COUNTS for s in subsets):  # some of RewardBench's subsets
         out["sections"] = section_scores(subsets, xstest_weights)
     elif kind == "rewardbench-2" and all(s in subsets for s in RB2_SUBSETS):
         out["sections"] = {"Score": rb2_score(subsets)}
