@@ -6,7 +6,9 @@ command line's :func:`skyfilter.to_pairs`.
 Every input row is a pair of the output or a bad row (``bad_rows``, rows that cannot be read as the layout); pairs
 with a side that does not end in an answer (an HH-RLHF transcript without an Assistant turn) or ends in a blank one
 are written and counted, for the trainer drops them (``no_answer``, ``empty_answer``); so are pairs whose prompt has
-no text (null, empty or blank), which train as answers alone.
+no text (null, empty or blank), which train as answers alone, and pairs with a turn of a role chat templates do not
+know (``unknown_role``: not system, user, assistant or tool once sharegpt's ``human`` / ``gpt`` / ``observation``
+are read as such), which a template renders as it is or refuses.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from skyfilter.io import (
     open_sources,
     write_bad_rows,
 )
-from skyfilter.schema import PAIR_SCHEMA, SchemaError, pair_table, refuse_unread_answers, resolve_layout
+from skyfilter.schema import PAIR_SCHEMA, ROLES, SchemaError, pair_table, refuse_unread_answers, resolve_layout
 
 __all__ = ["ConvertReport", "run_convert"]
 
@@ -45,6 +47,9 @@ class ConvertReport:
     without_answer: int = 0
     blank_answer: int = 0
     without_prompt: int = 0
+    #: Pairs with a turn of a role outside :data:`skyfilter.schema.ROLES`, and the first such roles seen.
+    unknown_role: int = 0
+    unknown_roles: list[str | None] = field(default_factory=list)
     bad_rows: int = 0
     outputs: dict[str, str | None] = field(default_factory=dict)
 
@@ -80,6 +85,29 @@ def _without_prompt(pairs: pa.Table) -> int:
     texts = pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(prompts.flatten().field("content"), "")))
     chars = np.bincount(pc.list_parent_indices(prompts).to_numpy(), weights=texts.to_numpy(), minlength=len(prompts))
     return int((chars == 0).sum())
+
+
+#: How many of the unknown roles the report names.
+_SHOWN_ROLES = 20
+
+
+def _unknown_roles(pairs: pa.Table) -> tuple[int, list[str | None]]:
+    """Pairs with a turn whose role is not one chat templates know (:data:`ROLES`), and those roles."""
+    odd = np.zeros(pairs.num_rows, dtype=bool)
+    seen: set[str | None] = set()
+    for side in ("prompt", "chosen", "rejected"):
+        lists = pairs.column(side).combine_chunks()
+        roles = lists.flatten().field("role")
+        unknown = pc.invert(pc.fill_null(pc.is_in(roles, pa.array(ROLES)), False))
+        if pc.any(unknown).as_py():
+            odd[pc.list_parent_indices(lists).filter(unknown).to_numpy()] = True
+            seen.update(pc.unique(roles.filter(unknown)).to_pylist())
+    return int(odd.sum()), _in_order(seen)
+
+
+def _in_order(roles: set[str | None]) -> list[str | None]:
+    """The roles sorted, a null role first, the first :data:`_SHOWN_ROLES` of them."""
+    return sorted(roles, key=lambda r: (r is not None, r or ""))[:_SHOWN_ROLES]
 
 
 def run_convert(
@@ -120,6 +148,9 @@ def run_convert(
                 raise SchemaError(f"{s.name}: {e}") from None
             result.pairs += batch.num_rows
             result.without_prompt += _without_prompt(pairs)
+            odd, roles = _unknown_roles(pairs)
+            result.unknown_role += odd
+            result.unknown_roles = _in_order(set(result.unknown_roles).union(roles))
             if not prompt_column:
                 without, blank = _unanswered(pairs)
                 result.without_answer += without

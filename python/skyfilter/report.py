@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from skyfilter import select
 from skyfilter.contaminate import ContaminationReport
 from skyfilter.convert import ConvertReport
@@ -121,4 +123,8 @@ def format_convert_summary(report: ConvertReport) -> str:
     if report.without_prompt:
         out.append(f"{report.without_prompt:,} pair(s) have no prompt text (null, empty or blank; written as "
                    "answers alone)")  # fmt: skip
+    if report.unknown_role:
+        roles = ", ".join(json.dumps(role, ensure_ascii=False) for role in report.unknown_roles)
+        out.append(f"{report.unknown_role:,} pair(s) have a turn of a role chat templates do not know ({roles}; "
+                   "written as they are)")  # fmt: skip
     return "\n".join(out + _bad_rows(report.bad_rows) + _written(report.outputs))

@@ -45,6 +45,7 @@ __all__ = [
     "PAIR_SCHEMA",
     "FIELDS",
     "LAYOUTS",
+    "ROLES",
     "SchemaError",
     "detect_layout",
     "resolve_layout",
@@ -75,7 +76,10 @@ PAIR_SCHEMA = pa.schema(
 #: What part of a pair is matched: the first user turn, every prompt turn, or every turn.
 FIELDS = ("prompt", "conversation", "all")
 
-_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "observation": "tool"}
+#: The roles chat templates know; a turn of another role (sharegpt's ``function_call``, a typo) is kept as it is and
+#: counted by ``skyfilter convert`` (``unknown_role``).
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class SchemaError(ValueError):
@@ -154,14 +158,16 @@ def _messages(lists: pa.Array, column: str, role: str = "role", content: str = "
     )
 
 
-def _single_turn(texts: pa.Array, role: str) -> pa.Array:
-    """One message per row from a string column; a null string gives an empty list."""
+def _single_turn(texts: pa.Array, role: str | pa.Array) -> pa.Array:
+    """One message per row from a string column, of ``role`` (or each row's role in an array of them); a null
+    string gives an empty list."""
+    roles = pa.repeat(pa.scalar(role), len(texts)) if isinstance(role, str) else role
     if texts.null_count == 0:  # the texts as they are, not copied
         offsets, contents = np.arange(len(texts) + 1, dtype=np.int64), texts
     else:
         valid = pc.is_valid(texts).to_numpy(zero_copy_only=False)
-        offsets, contents = _offsets(valid.astype(np.int64)), texts.filter(pa.array(valid))
-    return _messages_from_flat(offsets, pa.repeat(pa.scalar(role), len(contents)), contents)
+        offsets, contents, roles = _offsets(valid.astype(np.int64)), texts.filter(pa.array(valid)), roles.filter(valid)
+    return _messages_from_flat(offsets, roles, contents)
 
 
 def _from_python(rows: list[list[dict] | None]) -> pa.Array:
@@ -318,21 +324,26 @@ def _hh(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     return _split_pair(chosen, rejected)
 
 
-def _answer_struct(table: pa.Table, column: str, text_field: str) -> pa.Array:
-    """A struct column holding one answer text (sharegpt turns, RMB answers) as one assistant message."""
+def _answer_struct(table: pa.Table, column: str, text_field: str, role_field: str | None = None) -> pa.Array:
+    """A struct column holding one answer turn (sharegpt turns, RMB answers) as one message: the assistant's, or
+    where the struct has a ``role_field`` the role it names (a sharegpt ``chosen`` turn ``from`` the human is a side
+    without an answer, counted as such, not read as the assistant's)."""
     arr = _column(table, column)
     if not pa.types.is_struct(arr.type) or arr.type.get_field_index(text_field) < 0:
         raise SchemaError(f"column {column!r} must be a struct with a {text_field!r} field, found {arr.type}")
-    texts = _as_string(pc.struct_field(arr, text_field), f"{column}.{text_field}")
-    return _single_turn(pc.if_else(pc.is_valid(arr), texts, pa.scalar(None, pa.string())), "assistant")
+    texts = pc.if_else(pc.is_valid(arr), _as_string(pc.struct_field(arr, text_field), f"{column}.{text_field}"),
+                       pa.scalar(None, pa.string()))  # fmt: skip
+    if role_field is None or arr.type.get_field_index(role_field) < 0:
+        return _single_turn(texts, "assistant")
+    return _single_turn(texts, pc.fill_null(_normalize_roles(pc.struct_field(arr, role_field)), "assistant"))
 
 
 def _sharegpt(table: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     prompt = _messages(_column(table, "conversations"), "conversations", role="from", content="value")
     return (
         prompt,
-        _answer_struct(table, "chosen", "value"),
-        _answer_struct(table, "rejected", "value"),
+        _answer_struct(table, "chosen", "value", "from"),
+        _answer_struct(table, "rejected", "value", "from"),
     )
 
 

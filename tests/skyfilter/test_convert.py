@@ -59,3 +59,32 @@ def test_answers_left_unread_are_refused(tmp_path, shared_data):
                          "columns ['response 1', 'response 2'] look like answers", "--layout prompts")  # fmt: skip
     code, text = run_cli("convert", autoj, "--layout", "prompts", "--out", tmp_path / "prompts.parquet", "-q")
     assert code == 0 and pq.read_table(tmp_path / "prompts.parquet").num_rows == 1392, text
+
+
+def test_sharegpt_roles_are_read_as_given_and_odd_ones_counted(tmp_path, shared_data):
+    def row(turns, chosen_from="gpt"):
+        answers = {"chosen": {"from": chosen_from, "value": "hello"}, "rejected": {"from": "gpt", "value": "go away"}}
+        return {"conversations": [{"from": f, "value": v} for f, v in turns], **answers}
+
+    rows = [row([("human", "hi")]), row([("xyz", "hi")]), row([("", "hi"), ("observation", "42")]),
+            row([("system", "be kind"), ("human", "hi")], chosen_from="human")]  # fmt: skip
+    src = tmp_path / "sg.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, text = run_cli("convert", src, "--out", tmp_path / "p.jsonl", "--report", tmp_path / "r.json")
+    assert code == 0, text
+    pairs = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [m["role"] for m in pairs[2]["prompt"]] == ["", "tool"]
+    # a chosen turn from the human is not the assistant's answer: a side without an answer, as training reads it
+    assert (
+        pairs[3]["chosen"] == [{"role": "user", "content": "hello"}] and pairs[3]["rejected"][0]["role"] == "assistant"
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert (result["without_answer"], result["unknown_role"], result["unknown_roles"]) == (1, 2, ["", "xyz"])
+    assert '2 pair(s) have a turn of a role chat templates do not know ("", "xyz"; written as they are)' in text
+    # LLaMA-Factory's own demo: human, gpt and system turns only, every answer the assistant's
+    demo = shared_data / "prefs/llamafactory_dpo_demo/dpo_en_demo.json"
+    code, text = run_cli("convert", demo, "--out", tmp_path / "demo.parquet", "--report", tmp_path / "d.json")
+    result = json.loads((tmp_path / "d.json").read_text())
+    assert code == 0 and result["pairs"] == 300 and result["unknown_role"] == result["without_answer"] == 0, text
+    assert {m["role"] for p in pq.read_table(tmp_path / "demo.parquet").to_pylist() for m in p["prompt"]} == {
+        "system", "user", "assistant"}  # fmt: skip
