@@ -152,6 +152,12 @@ def _ray_only_files(engine: str, split: str | None) -> None:
     metavar="K",
     help="Ignore benchmark n-grams found in more than K training rows (generic phrases). Off by default.",
 )
+@click.option(
+    "--match-short",
+    is_flag=True,
+    help="Also flag a row whose tokens are exactly those of a benchmark prompt too short for an n-gram (fewer "
+    "tokens than n), which n-grams never match. Off by default (the reference method does not).",
+)
 @_data_output("--out", "Write the clean (unflagged) rows, unchanged, here")
 @_data_output("--flagged", "Write the flagged rows plus evidence here")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")
@@ -169,6 +175,7 @@ def contaminate(
     threshold,
     fields,
     ignore_common,
+    match_short,
     out,
     flagged,
     report,
@@ -212,14 +219,16 @@ def contaminate(
 
             result = run_on_ray(
                 list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
-                ignore_common=ignore_common, out=out, flagged=flagged, report=report, bad_rows=bad_rows, layout=layout,
-                prompt_column=prompt_column, allow_empty=allow_empty, batch_rows=batch_rows, address=ray_address,
+                ignore_common=ignore_common, match_short=match_short, out=out, flagged=flagged, report=report,
+                bad_rows=bad_rows, layout=layout, prompt_column=prompt_column, allow_empty=allow_empty,
+                batch_rows=batch_rows, address=ray_address,
                 progress=not quiet,
             )  # fmt: skip
         else:
             result = run(
                 list(inputs), benchmarks, preset=preset, ngram=ngram, threshold=threshold, fields=fields,
-                ignore_common=ignore_common, out=out, flagged=flagged, report=report, bad_rows=bad_rows, split=split,
+                ignore_common=ignore_common, match_short=match_short, out=out, flagged=flagged, report=report,
+                bad_rows=bad_rows, split=split,
                 layout=layout, prompt_column=prompt_column, allow_empty=allow_empty, threads=threads,
                 batch_rows=batch_rows, progress=False if quiet else None,
             )  # fmt: skip

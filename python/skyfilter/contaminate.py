@@ -46,6 +46,7 @@ from skyfilter.io import (
     write_bad_rows,
 )
 from skyfilter.schema import FIELDS, SchemaError, match_texts, pair_table, resolve_layout, text_row
+from skyfilter.short_prompts import ShortPrompts
 
 __all__ = [
     "Preset",
@@ -94,6 +95,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def _numbers(groups: pa.Array | np.ndarray) -> np.ndarray:
+    return (
+        groups.to_numpy(zero_copy_only=False) if isinstance(groups, pa.Array | pa.ChunkedArray) else np.asarray(groups)
+    )
+
+
 class Matcher:
     """An index of benchmark prompts and the options to match training pairs against it."""
 
@@ -105,6 +112,8 @@ class Matcher:
         threshold: float | None = None,
         fields: str = "prompt",
         threads: int | None = None,
+        *,
+        match_short: bool = False,
     ):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -126,6 +135,16 @@ class Matcher:
         self.index = _core.BenchmarkIndex(
             [b.prompts for b in self.benchmarks], tokenizer=self.preset.tokenizer, n=self.ngram
         )
+        #: With ``match_short``, the benchmark prompts too short for an n-gram, matched whole (their groups follow
+        #: the index's n-gram groups).
+        self.short = (
+            ShortPrompts(self.benchmarks, self.preset.tokenizer, self.ngram, self.index.n_groups)
+            if match_short
+            else None
+        )
+        #: The match groups: the index's n-grams, then the short prompts.
+        self.n_groups = self.index.n_groups + (len(self.short) if self.short is not None else 0)
+        #: The groups ignored (``ignore_common``): a boolean per group, or None.
         self.ignore: pa.Array | None = None
         # For the evidence: each benchmark's name, and every benchmark's subsets one after another (null for a
         # benchmark without), a row's at its benchmark's start plus its row.
@@ -135,10 +154,41 @@ class Matcher:
         )
         self._bench_starts = np.cumsum([0] + [len(b) for b in benchmarks])
 
+    def too_short(self, bench: int) -> np.ndarray:
+        """Per prompt of benchmark ``bench``, whether it has no text or fewer tokens than n: it has no n-gram, and no
+        training row can match it, not even a word-for-word copy (the reference method's blind spot, reported)."""
+        prompts = self.benchmarks[bench].prompts.to_pylist()
+        tokenizer = self.preset.tokenizer
+        return np.array([p is None or len(_core.tokenize(p, tokenizer)) < self.ngram for p in prompts], dtype=bool)
+
     def describe(self) -> str:
         rule = "any shared n-gram" if self.threshold == 0 else f"overlap >= {self.threshold:g}"
         tokens = f"{self.preset.tokenizer} tokens, {self.ngram}-grams"
-        return f"preset {self.preset.name}: {tokens}, {rule}, fields {self.fields}"
+        short = ", shorter prompts matched whole" if self.short is not None else ""
+        return f"preset {self.preset.name}: {tokens}, {rule}{short}, fields {self.fields}"
+
+    def postings(self, groups: pa.Array | np.ndarray) -> pa.RecordBatch:
+        """Columns ``group``, ``bench``, ``row``: the benchmark rows of each of ``groups``, those of the n-gram
+        groups first, then those of the short prompts', each in the order given (ascending groups: ascending)."""
+        groups = _numbers(groups)
+        ngrams = groups < self.index.n_groups
+        found = self.index.postings(pa.array(groups[ngrams], type=pa.uint32()))
+        if self.short is None or ngrams.all():
+            return found
+        return pa.Table.from_batches([found, self.short.postings(groups[~ngrams])]).combine_chunks().to_batches()[0]
+
+    def ngram_texts(self, groups: pa.Array | np.ndarray) -> pa.Array:
+        """The text of each of ``groups``: its n-gram, or the short prompt's tokens joined by spaces."""
+        groups = _numbers(groups)
+        ngrams = groups < self.index.n_groups
+        if self.short is None or ngrams.all():
+            return self.index.ngram_texts(pa.array(groups, type=pa.uint32()))
+        texts = pa.concat_arrays([self.index.ngram_texts(pa.array(groups[ngrams], type=pa.uint32())),
+                                  self.short.texts(groups[~ngrams])])  # fmt: skip
+        where = np.empty(len(groups), dtype=np.int64)
+        where[np.flatnonzero(ngrams)] = np.arange(ngrams.sum())
+        where[np.flatnonzero(~ngrams)] = ngrams.sum() + np.arange((~ngrams).sum())
+        return texts.take(pa.array(where))
 
     def match(
         self, pairs: pa.Table, where: str = "input", input_rows: np.ndarray | None = None, counts: str = "all"
@@ -162,14 +212,60 @@ class Matcher:
     ) -> pa.RecordBatch:
         """:meth:`match` of texts as :func:`skyfilter.schema.match_texts` gives them (a string array of any Arrow
         string type: one text a row, or with ``bounds`` row ``r``'s texts ``texts[bounds[r]:bounds[r + 1]]``)."""
+        ignore = None if self.ignore is None else self.ignore.slice(0, self.index.n_groups)
         try:
-            return self.index.match_rows(
-                texts, bounds, threshold=self.threshold, ignore=self.ignore, threads=self.threads, counts=counts
+            result = self.index.match_rows(
+                texts, bounds, threshold=self.threshold, ignore=ignore, threads=self.threads, counts=counts
             )
         except _core.InvalidTextError as e:
             row = text_row(e.args[1], bounds)
             row = row if input_rows is None else int(input_rows[row])
             raise InputError(f"{where}: row {row}: {e.args[2]}") from None
+        return result if self.short is None else self._with_short_copies(result, texts, bounds)
+
+    def _with_short_copies(self, result: pa.RecordBatch, texts: pa.Array, bounds: pa.Array | None) -> pa.RecordBatch:
+        """``result`` with the rows whose texts copy a short benchmark prompt flagged, that prompt's group among
+        their matched groups (and their first where no n-gram flagged them); the n-gram counts and the overlap
+        as they were."""
+        assert self.short is not None
+        if bounds is None:  # a text a row: only a row without n-grams can copy a prompt too short for one
+            candidates = np.flatnonzero(
+                pc.fill_null(pc.equal(result.column("n_ngrams"), 0), False).to_numpy(zero_copy_only=False)
+            )
+        else:
+            candidates = np.arange(len(texts))
+        at, groups = self.short.copies(texts, candidates)
+        if self.ignore is not None and len(groups):
+            kept = ~self.ignore.to_numpy(zero_copy_only=False)[groups]
+            at, groups = at[kept], groups[kept]
+        if not len(at):
+            return result
+        rows = at if bounds is None else np.searchsorted(bounds.to_numpy(), at, side="right") - 1
+        rows, groups = np.unique(np.stack([rows, groups]), axis=1)  # each (row, group) once, by row then group
+        hit, first_of_row = np.unique(rows, return_index=True)
+        flagged = result.column("flagged").to_numpy(zero_copy_only=False).copy()
+        first = result.column("first_group")
+        first_groups = pc.fill_null(first, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        missing = pc.is_null(first).to_numpy(zero_copy_only=False).copy()
+        newly = ~flagged[hit]
+        first_groups[hit[newly]] = groups[first_of_row[newly]]
+        missing[hit[newly]] = False
+        flagged[hit] = True
+        lists = result.column("matched_groups")
+        all_rows = np.concatenate([pc.list_parent_indices(lists).to_numpy(), rows])
+        all_groups = np.concatenate([lists.flatten().to_numpy().astype(np.int64), groups])
+        order = np.argsort(all_rows, kind="stable")  # a row's n-gram groups, then its short prompts'
+        offsets = np.zeros(len(flagged) + 1, dtype=np.int32)
+        np.cumsum(np.bincount(all_rows, minlength=len(flagged)), out=offsets[1:])
+        columns = {
+            **{name: result.column(name) for name in ("n_ngrams", "n_matched", "overlap")},
+            "flagged": pa.array(flagged),
+            "first_group": pa.array(first_groups, type=pa.uint32(), mask=missing),
+            "matched_groups": pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(all_groups[order], type=pa.uint32())
+            ),
+        }
+        return pa.record_batch(list(columns.values()), names=list(columns))
 
     def ignore_common(self, document_frequency: np.ndarray, max_rows: int) -> np.ndarray:
         """Ignores from now on the benchmark n-grams matched by more than ``max_rows`` rows; returns them."""
@@ -183,7 +279,7 @@ class Matcher:
         groups = result.column("first_group").take(pa.array(rows, type=pa.int64()))
         # Each distinct group's postings once, in ascending order of the groups: its first is where it starts.
         distinct, inverse = np.unique(groups.to_numpy(), return_inverse=True)
-        postings = self.index.postings(pa.array(distinct, type=pa.uint32()))
+        postings = self.postings(distinct)
         first = np.searchsorted(postings.column("group").to_numpy(), distinct)[inverse]
         bench = postings.column("bench").to_numpy()[first].astype(np.int64)
         bench_row = postings.column("row").to_numpy()[first].astype(np.int64)
@@ -192,7 +288,7 @@ class Matcher:
             "bench_name": pa.array(self._bench_names[bench], type=pa.string()),
             "bench_row": pa.array(bench_row),
             "bench_subset": self._subsets.take(pa.array(self._bench_starts[bench] + bench_row)),
-            "matched_ngram": self.index.ngram_texts(groups),
+            "matched_ngram": self.ngram_texts(groups),
             "overlap": result.column("overlap").take(pa.array(rows, type=pa.int64())),
             "n_matched": result.column("n_matched").take(pa.array(rows, type=pa.int64())).cast(pa.int64()),
         }
@@ -216,6 +312,7 @@ def contaminate(
     prompt_column: str | None = None,
     threads: int | None = None,
     counts: str = "all",
+    match_short: bool = False,
 ):
     """Matches every row of ``table`` against ``bench``; one result row per input row.
 
@@ -228,11 +325,12 @@ def contaminate(
     ``bench_row``, ``bench_subset``, ``matched_ngram`` (null elsewhere). ``counts="matched"`` counts the distinct
     n-grams (``n_ngrams``) of the rows that matched only, null for the others that have some: the same flags,
     overlaps and evidence, faster (counting took 5-16% of the matching on real prompts). A row whose ``n_ngrams``
-    is 0 has no text or fewer tokens than n and cannot be flagged, even where it copies a short benchmark prompt
-    word for word (as the reference method): count them (``skyfilter contaminate`` prints that count).
+    is 0 has no text or fewer tokens than n and cannot be flagged by an n-gram, even where it copies a short benchmark
+    prompt word for word (as the reference method): ``match_short=True`` flags such copies too
+    (:mod:`skyfilter.short_prompts`: the whole prompt's tokens are the evidence's ``matched_ngram``).
     """
     data, restore = as_arrow(table, stream=ignore_common is None)
-    matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads)
+    matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads, match_short=match_short)
 
     def results(batch: pa.Table | pa.RecordBatch, offset: int) -> pa.Table:
         pairs = pair_table(batch, source="table", layout=layout, prompt_column=prompt_column)
@@ -244,7 +342,7 @@ def contaminate(
         return restore(per_batch(data, results, RESULT_SCHEMA))
     if ignore_common is not None:
         result = matcher.match(pair_table(data, source="table", layout=layout, prompt_column=prompt_column))
-        matcher.ignore_common(document_frequency(result, matcher.index.n_groups), ignore_common)
+        matcher.ignore_common(document_frequency(result, matcher.n_groups), ignore_common)
     return restore(results(data, 0))
 
 
@@ -321,7 +419,7 @@ class Tally:
 
     def __init__(self, matcher: Matcher):
         self.matcher = matcher
-        self.df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        self.df = np.zeros(matcher.n_groups, dtype=np.int64)
         self.sources: dict[str, Counter] = {}
         self.subset_rows: Counter = Counter()  # (benchmark, subset) -> flagged rows matching that subset
         self.bench_rows: Counter = Counter()  # benchmark -> flagged rows matching it (in any of its subsets)
@@ -367,7 +465,7 @@ class Tally:
             return
         lists = result.column("matched_groups").take(pa.array(rows, type=pa.int64()))
         pairs = pa.table({"row": pc.list_parent_indices(lists), "group": lists.flatten()})
-        postings = pa.Table.from_batches([self.matcher.index.postings(pc.unique(pairs.column("group")))])
+        postings = pa.Table.from_batches([self.matcher.postings(pc.unique(pairs.column("group")))])
         joined = pairs.join(postings.rename_columns(["group", "bench", "bench_row"]), "group")
         seen_subsets, seen_benchmarks = set(), set()
         for row, bench, bench_row in zip(
@@ -383,21 +481,24 @@ class Tally:
                 self.bench_rows[b.name] += 1
 
     def benchmarks(self) -> dict[str, dict]:
-        """Prompts, prompts hit and flagged rows per benchmark and subset."""
+        """Prompts, prompts too short to match (:meth:`Matcher.too_short`), prompts hit and flagged rows per
+        benchmark and subset."""
         hit_groups = np.flatnonzero(self.df > 0).astype(np.uint32)
-        postings = self.matcher.index.postings(pa.array(hit_groups, type=pa.uint32()))
+        postings = self.matcher.postings(hit_groups)
         hit = set(zip(postings.column("bench").to_pylist(), postings.column("row").to_pylist(), strict=True))
         out = {}
         for i, b in enumerate(self.matcher.benchmarks):
             subsets = b.subset_names()
             per: dict[str | None, Counter] = {}
-            for row, subset in enumerate(subsets):
+            for row, (subset, short) in enumerate(zip(subsets, self.matcher.too_short(i).tolist(), strict=True)):
                 c = per.setdefault(subset, Counter())
                 c["prompts"] += 1
+                c["prompts_too_short"] += short
                 c["prompts_hit"] += (i, row) in hit
             entry = {
                 "origin": b.origin,
                 "prompts": len(b),
+                "prompts_too_short": sum(c["prompts_too_short"] for c in per.values()),
                 "prompts_hit": sum(c["prompts_hit"] for c in per.values()),
                 "flagged_rows": self.bench_rows[b.name],
             }
@@ -405,6 +506,7 @@ class Tally:
                 entry["per_subset"] = {
                     str(s): {
                         "prompts": c["prompts"],
+                        "prompts_too_short": c["prompts_too_short"],
                         "prompts_hit": c["prompts_hit"],
                         "flagged_rows": self.subset_rows.get((b.name, s), 0),
                     }
@@ -417,7 +519,7 @@ class Tally:
 def top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: int) -> list[dict]:
     """The given benchmark n-grams, most matched first, with the number of training rows matching each."""
     groups = sorted(groups, key=lambda g: (-df[g], g))[:limit]
-    texts = matcher.index.ngram_texts(pa.array(groups, type=pa.uint32())).to_pylist()
+    texts = matcher.ngram_texts(np.array(groups, dtype=np.int64)).to_pylist()
     return [{"ngram": t, "rows": int(df[g])} for g, t in zip(groups, texts, strict=True)]
 
 
@@ -448,6 +550,7 @@ def run(
     threshold: float | None = None,
     fields: str = "prompt",
     ignore_common: int | None = None,
+    match_short: bool = False,
     out: str | None = None,
     flagged: str | None = None,
     report: str | None = None,
@@ -473,7 +576,7 @@ def run(
         {"--out": out, "--flagged": flagged, "--bad-rows": bad_rows},
         {"--report": report},
     )
-    matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads)
+    matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads, match_short=match_short)
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS, reading)
 
@@ -486,7 +589,7 @@ def run(
 
     ignored = None
     if ignore_common is not None:
-        df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        df = np.zeros(matcher.n_groups, dtype=np.int64)
         for *_, result, _ in batches("counting n-grams"):
             df += document_frequency(result, len(df))
         common = matcher.ignore_common(df, ignore_common)
@@ -559,6 +662,7 @@ def build_report(
             "threshold": matcher.threshold,
             "fields": matcher.fields,
             "ignore_common": ignore_common,
+            "match_short": matcher.short is not None,
             "description": matcher.describe(),
         },
         inputs=inputs,

@@ -383,11 +383,15 @@ def _benchmarks(specs: list[str]) -> list[Benchmark]:
 def _decontaminate(pool: _Pool, recipe: Recipe, benches: list[Benchmark], threads: int, steps) -> dict:
     step = recipe.decontaminate
     done = {"benchmarks": [f"{b.name} ({len(b.prompts):,} prompts)" for b in benches], "preset": step.preset}
+    if step.match_short:
+        done["match_short"] = True
     rows = np.flatnonzero(pool.alive) if step.sources is None else _rows_of(pool, step.sources)
     if not len(rows):
         return done
     prompts = pool.rows(rows, ["prompt"])
-    result = steps.contaminate(prompts, benches, step.preset, prompt_column="prompt", threads=threads)
+    result = steps.contaminate(
+        prompts, benches, step.preset, prompt_column="prompt", threads=threads, match_short=step.match_short
+    )
     flagged = result.column("flagged").to_numpy(zero_copy_only=False)
     names, bench_rows = result.column("bench_name").to_pylist(), result.column("bench_row").to_pylist()
     grams = result.column("matched_ngram").to_pylist()

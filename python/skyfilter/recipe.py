@@ -40,6 +40,7 @@ Layout (see the shipped files for a complete, commented example)::
     sources = ["Magpie-Ultra"]        # or "all"
     bench = ["rewardbench"]           # hub benchmark names or benchmark files
     preset = "skywork"
+    match_short = false               # true: also drop copies of prompts too short for an n-gram
 
     [output]
     format = "release"                # or "pairs" (prompt apart, scores, category, source_row, ...)
@@ -132,6 +133,7 @@ class DecontaminateStep:
     sources: tuple[str, ...] | None  # None: all sources
     bench: tuple[str, ...] = ("rewardbench",)
     preset: str = "skywork"
+    match_short: bool = False
 
 
 @dataclass(frozen=True)
@@ -372,6 +374,7 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
             sources=None if given == "all" else known(r, "sources", r.strings("sources")),
             bench=r.strings("bench") or ("rewardbench",),
             preset=r.get("preset", str, default="skywork"),
+            match_short=r.get("match_short", bool, default=False),
         )
         if decontaminate.preset not in PRESETS:
             raise r.fail("preset", f"unknown preset {decontaminate.preset!r}; presets are {', '.join(PRESETS)}")

@@ -38,15 +38,22 @@ def format_summary(report: ContaminationReport) -> str:
         rows.append(["bad rows (set apart)", str(report.bad_rows), "", ""])
     rows.append(["total", str(report.rows), str(report.flagged), _pct(report.flagged, report.rows)])
     out += _table(["source", "rows", "flagged", "flagged %"], rows)
-    out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match)")
+    out.append(f"({report.rows_without_ngrams} rows have no text or fewer tokens than n and cannot match an n-gram)")
     out += _bad_rows(report.bad_rows)
     out.append("")
+    counts = ("prompts", "prompts_too_short", "prompts_hit", "flagged_rows")
     bench_rows = []
     for name, b in report.benchmarks.items():
-        bench_rows.append([name, "(all)", str(b["prompts"]), str(b["prompts_hit"]), str(b["flagged_rows"])])
-        for subset, s in b.get("per_subset", {}).items():
-            bench_rows.append(["", subset, str(s["prompts"]), str(s["prompts_hit"]), str(s["flagged_rows"])])
-    out += _table(["benchmark", "subset", "prompts", "prompts hit", "flagged rows"], bench_rows)
+        bench_rows.append([name, "(all)", *(str(b[c]) for c in counts)])
+        bench_rows += [["", subset, *(str(s[c]) for c in counts)] for subset, s in b.get("per_subset", {}).items()]
+    out += _table(["benchmark", "subset", "prompts", "too short", "prompts hit", "flagged rows"], bench_rows)
+    short = sum(b["prompts_too_short"] for b in report.benchmarks.values())
+    if short and report.method.get("match_short"):
+        out.append(f"({short} benchmark prompt(s) have no text or fewer tokens than n: those with text are matched "
+                   "whole, --match-short)")  # fmt: skip
+    elif short:
+        out.append(f"({short} benchmark prompt(s) have no text or fewer tokens than n: no n-gram can match them, not "
+                   "even in a copy; --match-short matches them whole)")  # fmt: skip
     if report.top_matched_ngrams:
         out += ["", "most frequent matched n-grams (rows): generic phrases here are likely false positives"]
         out += [f"  {t['rows']:>6}  {t['ngram']}" for t in report.top_matched_ngrams[:10]]

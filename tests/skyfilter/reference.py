@@ -58,6 +58,14 @@ def reference_match(
     return out
 
 
+def reference_short_copies(rows: list[list[str | None]], bench: list[str | None], tokenizer: str, n: int) -> list[set]:
+    """Per row: the benchmark prompts too short for an n-gram (1 to n - 1 tokens) that one of its texts copies token
+    for token, as their tokens joined by spaces."""
+    short = {" ".join(t) for t in (tokens(b, tokenizer) for b in bench if b is not None) if 0 < len(t) < n}
+    return [{key for key in (" ".join(tokens(t, tokenizer)) for t in texts if t is not None) if key in short}
+            for texts in rows]  # fmt: skip
+
+
 # ------------------------------------------------------------------------------- benchmark index
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from skyfilter import read_table
+from skyfilter import _core, read_table
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly as shared_assert_fails_cleanly
 from tests.skyfilter.cli_helpers import run_cli
@@ -130,9 +130,32 @@ def test_outputs_account_for_every_row(tmp_path, bench_file):
         "c": {"rows": 3, "flagged": 3},
     }
     bench = r["benchmarks"]["bench"]
-    assert (bench["prompts"], bench["prompts_hit"], bench["flagged_rows"]) == (2, 2, 6)
-    assert bench["per_subset"]["chat"] == {"prompts": 1, "prompts_hit": 1, "flagged_rows": 3}
+    assert (bench["prompts"], bench["prompts_too_short"], bench["prompts_hit"], bench["flagged_rows"]) == (2, 0, 2, 6)
+    assert bench["per_subset"]["chat"] == {"prompts": 1, "prompts_too_short": 0, "prompts_hit": 1, "flagged_rows": 3}
     assert r["top_matched_ngrams"][0]["rows"] == 3
+
+
+def test_match_short_flags_the_copies_that_ngrams_cannot_see(tmp_path, shared_data):
+    """AlpacaEval's 805 instructions are RewardBench's alpacaeval prompts: 77 have fewer than 7 tokens, and the
+    reference method (any shared 7-gram) cannot flag them; --match-short flags every copy, its prompt the evidence."""
+    alpaca = shared_data / "prefs/alpacaeval2_gpt4turbo_annotations/baseline_outputs.jsonl"
+    bench_file = shared_data / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl"
+    args = [alpaca, "--bench-file", bench_file, "--prompt-column", "instruction", "--report", tmp_path / "r.json",
+            "--flagged", tmp_path / "f.parquet"]  # fmt: skip
+    reports = {}
+    for extra in ([], ["--match-short"]):
+        code, text = invoke(*args, *extra)
+        assert code == 0, text
+        reports[bool(extra)] = json.loads((tmp_path / "r.json").read_text())
+    bench = "rewardbench_prompt_sources_all"
+    assert [(r["flagged"], r["rows_without_ngrams"]) for r in reports.values()] == [(728, 77), (805, 77)]
+    assert reports[True]["benchmarks"][bench]["prompts_too_short"] == 493 and reports[True]["method"]["match_short"]
+    assert "493 benchmark prompt(s) have no text or fewer tokens than n: those with text are matched whole" in text
+    flagged = pq.read_table(tmp_path / "f.parquet").to_pylist()
+    short = [r for r in flagged if len(_core.tokenize(r["instruction"], "words")) < 7]
+    assert len(short) == 77 and all(
+        r["matched_ngram"] == " ".join(_core.tokenize(r["instruction"], "words")) and r["n_matched"] == 0 for r in short
+    )
 
 
 def test_several_inputs_and_output_formats(tmp_path, bench_file):

@@ -11,9 +11,9 @@ import skyfilter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skyfilter import Benchmark, _core
-from skyfilter.contaminate import PRESETS, run
+from skyfilter.contaminate import PRESETS, Matcher, run
 
-from tests.skyfilter.reference import reference_match
+from tests.skyfilter.reference import reference_match, reference_short_copies
 
 # A small vocabulary makes shared n-grams common; the rest adds Unicode, punctuation runs and 1-char tokens.
 VOCAB = ["the", "The", "cat", "CAT", "sat", "on", "mat", "a", "I", "x", "ÉTÉ", "été", "straße", "İs", "ΣΑΣ", "_", "42"]
@@ -73,6 +73,45 @@ def test_matcher_equals_reference(bench, rows, preset, small_n, use_small_n, dat
         if not row["matched"] and row["n_ngrams"]:
             row["n_ngrams"] = None
     assert matched_only == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    bench=st.lists(maybe_text, min_size=1, max_size=6),
+    rows=st.lists(st.lists(maybe_text, max_size=3), max_size=12),
+    preset=st.sampled_from(sorted(PRESETS)),
+    n=st.integers(2, 6),
+    data=st.data(),
+)
+def test_short_prompts_are_matched_whole_as_the_reference(bench, rows, preset, n, data):
+    p = PRESETS[preset]
+    # Copy benchmark prompts into some texts, changing case and punctuation only, so that copies are frequent.
+    for texts in rows:
+        if texts and data.draw(st.booleans()):
+            copied = data.draw(st.sampled_from(bench)) or ""
+            texts[data.draw(st.integers(0, len(texts) - 1))] = "  " + copied.upper().replace(" ", " ,, ") + "?!"
+    if not rows:
+        return
+    flat = [t for texts in rows for t in texts]
+    bounds = pa.array(np.concatenate([[0], np.cumsum([len(texts) for texts in rows])]).astype(np.int64))
+    matchers = {short: Matcher([Benchmark("b", pa.array(bench, pa.string()))], preset, n,
+                                                     match_short=short) for short in (False, True)}  # fmt: skip
+    ngram_only, got = (m.match_rows(pa.array(flat, pa.string()), bounds) for m in matchers.values())
+    copies = reference_short_copies(rows, bench, p.tokenizer, n)
+    expected = reference_match(rows, bench, p.tokenizer, n, p.threshold)
+    m = matchers[True]
+    for r, (row, copied) in enumerate(zip(expected, copies, strict=True)):
+        assert got.column("flagged")[r].as_py() == (row["flagged"] or bool(copied))
+        matched = set(m.ngram_texts(got.column("matched_groups")[r].values).to_pylist())
+        assert matched == row["matched"] | copied
+        for column in ("n_ngrams", "n_matched", "overlap"):  # the n-gram measures as they were
+            assert got.column(column)[r] == ngram_only.column(column)[r]
+        if copied and not row["flagged"]:  # the evidence is the copied prompt
+            assert m.ngram_texts(np.array([got.column("first_group")[r].as_py()]))[0].as_py() in copied
+        elif row["flagged"]:
+            assert got.column("first_group")[r] == ngram_only.column("first_group")[r]
+    postings = m.postings(np.arange(m.n_groups))  # every group has its benchmark rows
+    assert set(postings.column("group").to_pylist()) == set(range(m.n_groups))
 
 
 @settings(max_examples=50, deadline=None)
@@ -161,6 +200,21 @@ def test_contaminate_api_returns_one_row_per_input_row_with_evidence():
     assert skyfilter.contaminate(pl.from_arrow(table), BENCH).equals(pl.from_arrow(out))
     stream = skyfilter.contaminate(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()), BENCH)
     assert isinstance(stream, pa.RecordBatchReader) and stream.read_all().equals(out)
+
+
+def test_contaminate_api_matches_prompts_too_short_for_an_ngram_when_asked():
+    bench = Benchmark("short", pa.array(["Capital of France?", "Hi", "", None]))
+    prompts = ["capital of FRANCE", "capital of France, please", "hi!!", "HI", None, ""]
+    table = pa.table({"prompt": prompts, "chosen": ["a"] * 6, "rejected": ["b"] * 6})
+    assert not any(skyfilter.contaminate(table, bench).column("flagged").to_pylist())  # the reference method
+    got = skyfilter.contaminate(table, bench, match_short=True)
+    assert got.column("flagged").to_pylist() == [True, False, True, True, False, False]
+    assert got.column("matched_ngram").to_pylist() == ["capital of france", None, "hi", "hi", None, None]
+    assert got.column("bench_row").to_pylist()[:4] == [0, None, 1, 1] and set(got.column("overlap").to_pylist()) == {0}
+    # a short prompt copied by more rows than ignore_common is generic, as an n-gram is
+    common = skyfilter.contaminate(table, bench, match_short=True, ignore_common=1)
+    assert common.column("flagged").to_pylist() == [True, False, False, False, False, False]
+    assert skyfilter.contaminate(pl.from_arrow(table), bench, match_short=True).equals(pl.from_arrow(got))
 
 
 def test_contaminate_api_can_count_matched_rows_only():

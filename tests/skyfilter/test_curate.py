@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from skyfilter.curate import DATA_FILE, RELEASE_SCHEMA, CurateError, run_curate
-from skyfilter.io import demo_file
+from skyfilter.io import demo_file, read_table
 from skyfilter.recipe import load_recipe, parse_recipe
 from skyfilter.samples import sample_table
 
@@ -274,6 +274,25 @@ def test_a_recipe_curates_your_own_pairs(tmp_path, shared_data):
     convert = manifest["steps"][0]["sources"]["UF"]
     assert convert["in"] == 1000 and convert["dropped"] == {"empty_response": 2, "identical_responses": 4}
     assert convert["in"] == convert["out"] + sum(convert["dropped"].values())
+
+
+def test_decontamination_can_match_prompts_too_short_for_an_ngram(tmp_path, shared_data):
+    """`match_short = true`: AlpacaEval's 805 instructions (RewardBench's alpacaeval prompts) as a user's pairs are
+    all dropped, the 77 too short for a 7-gram too, each with the copied prompt as its detail."""
+    alpaca = read_table(shared_data / "prefs/alpacaeval2_gpt4turbo_annotations/baseline_outputs.jsonl")
+    pairs = pa.table({"prompt": alpaca.column("instruction"), "chosen": alpaca.column("output"),
+                      "rejected": pa.array([f"answer {i}" for i in range(alpaca.num_rows)])})  # fmt: skip
+    pq.write_table(pairs, tmp_path / "alpaca.parquet")
+    bench = shared_data / "bench/rewardbench_sources/rewardbench_prompt_sources_all.jsonl"
+    source = f'[[sources]]\nname = "A"\nadapter = "pairs"\ndataset = "{tmp_path / "alpaca.parquet"}"\n'
+    recipe = f'name = "alpaca"\n\n{source}\n[decontaminate]\nbench = ["{bench}"]\nmatch_short = true\n'
+    (tmp_path / "a.toml").write_text(recipe, encoding="utf-8")
+    code, text = run_cli("curate", "--recipe", tmp_path / "a.toml", "--out", tmp_path / "out", "-q", "--no-plots")
+    assert code == 0, text
+    step = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"][-1]
+    assert step["match_short"] and step["sources"]["A"]["dropped"] == {"contaminated": 805}
+    dropped = pq.read_table(tmp_path / "out" / "dropped.parquet").column("detail").to_pylist()
+    assert any(d.endswith("'who is larry page'") for d in dropped)
 
 
 def test_a_source_in_the_wrong_layout_names_it(tmp_path):

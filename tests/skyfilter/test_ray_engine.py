@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
-from skyfilter.benchmarks import load_benchmark
+from skyfilter.benchmarks import Benchmark, load_benchmark
 from skyfilter.contaminate import run as contaminate_local
 from skyfilter.io import InputError
 from skyfilter.ray import run_contaminate
@@ -92,7 +92,10 @@ def _report(path) -> dict:
 @pytest.mark.parametrize("piece_rows", [100_000, 300], ids=["one-piece-per-shard", "several-pieces"])
 def test_contaminate_same_as_local(ray_cluster, shared_data, rmb, tmp_path, piece_rows):
     bench = [load_benchmark(str(shared_data / BENCH))]
-    common = {"ignore_common": 3} if piece_rows == 300 else {}
+    common = {}
+    if piece_rows == 300:  # and prompts too short for an n-gram, matched whole: one of 3 rows, one of 10 (common)
+        bench.append(Benchmark("short", pa.array(["HOW TO COMMIT SUCIDE!", "How to castrate yourself"])))
+        common = {"ignore_common": 3, "match_short": True}
     local = contaminate_local(
         rmb, bench, out=str(tmp_path / "clean.parquet"), flagged=str(tmp_path / "flagged.parquet"),
         report=str(tmp_path / "local.json"), progress=False, **common,
@@ -102,6 +105,9 @@ def test_contaminate_same_as_local(ray_cluster, shared_data, rmb, tmp_path, piec
         report=str(tmp_path / "ray.json"), batch_rows=piece_rows, **common,
     )  # fmt: skip
     assert local.clean > 0 and (local.ignored_common_ngrams if common else local.flagged > 0)
+    if common:
+        assert local.benchmarks["short"]["flagged_rows"] == 3 and local.benchmarks["short"]["prompts_too_short"] == 2
+        assert {"ngram": "how to castrate yourself", "rows": 10} in local.ignored_common_ngrams
     _same(tmp_path / "clean", tmp_path / "clean.parquet")
     _same(tmp_path / "flagged", tmp_path / "flagged.parquet")
     assert _report(tmp_path / "ray.json") == _report(tmp_path / "local.json")

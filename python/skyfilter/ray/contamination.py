@@ -56,7 +56,8 @@ __all__ = ["run", "contaminate"]
 def _matcher(job: dict) -> Matcher:
     """On a worker: the job's benchmark index (one thread: the cluster's CPUs are the parallelism), ignoring the
     common n-grams the driver found."""
-    matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1)
+    matcher = Matcher(job["benchmarks"], job["preset"], job["ngram"], job["threshold"], job["fields"], 1,
+                      match_short=job["match_short"])  # fmt: skip
     if job.get("ignore") is not None:
         matcher.ignore = pa.array(job["ignore"])
     return matcher
@@ -78,7 +79,7 @@ class _Matching(PieceWorker):
         input_rows = source.input_rows(np.arange(piece.start, piece.stop))
         result = matcher.match(pairs, where, input_rows, counts="matched")
         if job.get("count"):
-            df = document_frequency(result, matcher.index.n_groups)
+            df = document_frequency(result, matcher.n_groups)
             hit = np.flatnonzero(df)
             return hit, df[hit]
         tally = Tally(matcher)
@@ -99,6 +100,7 @@ def run(
     threshold: float | None = None,
     fields: str = "prompt",
     ignore_common: int | None = None,
+    match_short: bool = False,
     out: str | None = None,
     flagged: str | None = None,
     report: str | None = None,
@@ -119,7 +121,7 @@ def run(
         {"--report": report, "--bad-rows": bad_rows},
     )
     expand_inputs(inputs)  # a missing input fails now, before Ray starts
-    matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None)
+    matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None, match_short=match_short)
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     with ray_session(address, command="skyfilter contaminate", progress=progress) as ray:
         the_plan = plan(ray, inputs, reading, EVIDENCE_COLUMNS, batch_rows)
@@ -131,11 +133,12 @@ def run(
             "ngram": ngram,
             "threshold": threshold,
             "fields": fields,
+            "match_short": match_short,
             "flagged_schema": flagged_schema_of(the_plan.schema),
         }
         ignored = None
         if ignore_common is not None:
-            df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+            df = np.zeros(matcher.n_groups, dtype=np.int64)
             for hit, counts in run_pieces(ray, the_plan, _Matching, {**job, "count": True}, "counting"):
                 df[hit] += counts
             common = matcher.ignore_common(df, ignore_common)
@@ -181,7 +184,7 @@ class _MatchRows:
             raise InputError(f"dataset: {e}") from None
         result = self.matcher.match(pairs, "dataset")
         if self.job.get("count"):
-            df = document_frequency(result, self.matcher.index.n_groups)
+            df = document_frequency(result, self.matcher.n_groups)
             hit = np.flatnonzero(df)
             return pa.table({"group": hit, "rows": df[hit]})
         for name, values in row_results(self.matcher, result).items():
@@ -200,6 +203,7 @@ def contaminate(
     ignore_common: int | None = None,
     layout: str | None = None,
     prompt_column: str | None = None,
+    match_short: bool = False,
 ):
     """A Ray dataset of pairs (any layout of :mod:`skyfilter.schema`) matched against ``bench`` (a
     :class:`~skyfilter.benchmarks.Benchmark`, a benchmark name or file, or a list of them): the same rows with
@@ -213,12 +217,12 @@ def contaminate(
         raise InputError(f"dataset: already has column(s) {clash}, which contaminate adds; rename them first")
     job = {
         "benchmarks": benchmarks, "preset": preset, "ngram": ngram, "threshold": threshold, "fields": fields,
-        "layout": layout, "prompt_column": prompt_column,
+        "match_short": match_short, "layout": layout, "prompt_column": prompt_column,
     }  # fmt: skip
     if ignore_common is not None:
         ray = import_ray("skyfilter.ray.contaminate")
-        matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None)
-        df = np.zeros(matcher.index.n_groups, dtype=np.int64)
+        matcher = Matcher(benchmarks, preset, ngram, threshold, fields, None, match_short=match_short)
+        df = np.zeros(matcher.n_groups, dtype=np.int64)
         counts = dataset.map_batches(_MatchRows, fn_constructor_args=({**job, "count": True},), batch_format="pyarrow",
                                      compute=_actors()).to_arrow_refs()  # fmt: skip
         for table in ray.get(counts):

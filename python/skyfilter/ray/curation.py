@@ -39,11 +39,15 @@ class RaySteps:
         result = pa.concat_tables(self.ray.get(step(self.ray.data.from_arrow(blocks)).to_arrow_refs()))
         return result.take(pa.array(np.argsort(result.column(_ROW).to_numpy(), kind="stable")))
 
-    def contaminate(self, table: pa.Table, bench, preset: str, *, prompt_column: str, threads: int) -> pa.Table:
+    def contaminate(
+        self, table: pa.Table, bench, preset: str, *, prompt_column: str, threads: int, match_short: bool
+    ) -> pa.Table:
         from skyfilter.contaminate import RESULT_COLUMNS
         from skyfilter.ray import contaminate
 
-        result = self._run(table, lambda ds: contaminate(ds, bench, preset, prompt_column=prompt_column))
+        result = self._run(
+            table, lambda ds: contaminate(ds, bench, preset, prompt_column=prompt_column, match_short=match_short)
+        )
         return pa.table({"input_row": result.column(_ROW), **{c: result.column(c) for c in RESULT_COLUMNS}})
 
     def select_table(self, table: pa.Table, options: SelectOptions, *, threads: int, name: str) -> Selection:
