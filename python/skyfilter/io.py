@@ -201,10 +201,19 @@ def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
     return source
 
 
-def read_table(path: str | os.PathLike) -> pa.Table:
-    """Reads a whole file (any supported format) into a table."""
-    source = open_source(str(path))
-    return pa.Table.from_batches(list(source.batches()), schema=source.schema)
+def read_table(path: str | os.PathLike, *, bad_rows: str | os.PathLike | None = None) -> pa.Table:
+    """Reads a whole file (any supported format) into a table. A JSON row that cannot be read as the file's layout
+    (a boolean answer, a line that is not an object) stops it with one line naming file, line and column, or with
+    ``bad_rows`` goes to that file (:data:`BAD_ROWS_SCHEMA`: ``input_file``, ``input_row``, ``line``, ``reason``)
+    and is left out."""
+    if bad_rows is not None:
+        check_outputs([path], {"bad_rows": bad_rows})
+    source = open_source(str(path), reading=RowReading(keep_bad=bad_rows is not None))
+    table = pa.Table.from_batches(list(source.batches()), schema=source.schema)
+    if bad_rows is not None:
+        with AtomicWriters({"bad_rows": bad_rows}) as writers:
+            write_bad_rows(writers, "bad_rows", [source])
+    return table
 
 
 def demo_file(name: str) -> str:

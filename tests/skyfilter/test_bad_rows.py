@@ -9,7 +9,8 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-from skyfilter.io import InputError, open_source
+from skyfilter.io import InputError, open_source, read_table
+from skyshared.outputs import OutputError
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly, listing, run_cli
 
@@ -200,6 +201,20 @@ def pandalm_pairs(shared_data, tmp_path):
 def test_pandalm_default_error(tmp_path, pandalm_pairs, bench):
     assert_fails_cleanly(tmp_path, ["contaminate", pandalm_pairs, "--bench-file", bench], {"--out": "c.parquet"},
                          f"{pandalm_pairs}:1892: column 'chosen': {ANSWER}")  # fmt: skip
+
+
+def test_read_table_sets_bad_rows_apart_when_asked(tmp_path, pandalm_pairs):
+    """The hint of the error names ``bad_rows=FILE``: read_table takes it, as the run functions do."""
+    with pytest.raises(InputError, match=f"{re.escape(str(pandalm_pairs))}:1892: column 'chosen'.*bad_rows=FILE"):
+        read_table(pandalm_pairs)
+    table = read_table(pandalm_pairs, bad_rows=tmp_path / "bad.jsonl")
+    bad = [json.loads(line) for line in (tmp_path / "bad.jsonl").read_text().splitlines()]
+    assert [b["line"] for b in bad] == [1892, 1904, 1916, 1941, 1953, 1976]
+    assert table.num_rows + len(bad) == 999 and all(isinstance(c, str) for c in table.column("chosen").to_pylist())
+    copy = tmp_path / "pandalm.jsonl"
+    copy.write_text("".join(json.dumps(r) + "\n" for r in json.loads(pandalm_pairs.read_text())), encoding="utf-8")
+    with pytest.raises(OutputError, match="is the input"):  # the input is never written over
+        read_table(copy, bad_rows=copy)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
