@@ -36,7 +36,12 @@ SHARD_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the field (and the file)."""
+    """A configuration that cannot be used; the message names the field (and the file), ``field`` where one value
+    is at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def need(condition: bool, field: str, message: str) -> None:
             if not condition:
-                raise ConfigError(f"{field}: {message}")
+                raise ConfigError(f"{field}: {message}", field)
 
         need(self.truncation in TRUNCATION, "truncation", f"must be drop or truncate: {self.truncation!r}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
@@ -186,7 +191,11 @@ class TrainConfig:
         try:
             self.loss_config()
         except ValueError as e:
-            raise ConfigError(f"loss: {e}") from None
+            # "temperature must be positive": named by its field where one value is at fault, else by the loss
+            first, _, rest = str(e).partition(" must ")
+            if first in LOSS_FIELDS:
+                raise ConfigError(f"{first}: must {rest}", first) from None
+            raise ConfigError(f"loss: {e}", "loss") from None
 
     def row_lengths(self) -> int:
         """How many lengths packed rows come in under ``pad_to_multiple_of`` (0: without it, all of
@@ -205,6 +214,9 @@ class TrainConfig:
     def loss_config(self) -> LossConfig:
         return LossConfig(self.loss, self.margin, self.temperature, self.gamma, self.t, self.center)
 
+
+#: The fields of the loss's own parameters (:class:`skyrm.losses.LossConfig`).
+LOSS_FIELDS = ("margin", "temperature", "gamma", "t", "center")
 
 PRESETS: dict[str, dict] = {
     "tiny": {"model": "tiny", "max_length": 256, "batch_pairs": 8, "micro_batch_tokens": 2048, "lr": 1e-3,
@@ -474,6 +486,7 @@ def load_config(
             raise ConfigError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
         values |= PRESETS[preset]
     known = {f.name for f in fields(TrainConfig)}
+    origins: dict[str, str] = {}
     for source, given in ((where, file_values), (overrides_from, overrides or {})):
         for name, value in given.items():
             if name not in known:
@@ -481,7 +494,17 @@ def load_config(
                 raise ConfigError(f"{source}: unknown field {name!r}" + (f" ({hint})" if hint else "")
                                   + f"; fields are {', '.join(sorted(known))}")  # fmt: skip
             values[name] = _coerce(name, value, source)
-    return TrainConfig(**values)
+            origins[name] = source
+    try:
+        return TrainConfig(**values)
+    except ConfigError as e:
+        # a value the user gave is named as they gave it: the flag they typed, or the file and its key
+        origin = origins.get(e.field or "")
+        if origin == "command line":
+            raise ConfigError(f"--{e.field.replace('_', '-')}{str(e)[len(e.field) :]}", e.field) from None
+        if origin is not None and path is not None and origin == where:
+            raise ConfigError(f"{where}: {e}", e.field) from None
+        raise
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "python -m skyrm.train") -> TrainConfig:

@@ -60,7 +60,7 @@ class LossConfig:
         if self.gamma < 0:
             raise ValueError(f"gamma must be non-negative, got {self.gamma}")
         if self.t == 1.0:
-            raise ValueError("t = 1 is the plain log loss: use bt")
+            raise ValueError("t must not be 1 (that is the plain log loss: use bt)")
         if self.center < 0:
             raise ValueError(f"center must be non-negative, got {self.center}")
         if self.margin is not None and not self.uses_margin:

@@ -50,7 +50,8 @@ def test_yaml_files(tmp_path):
         ('schedule = "step"\n', "schedule: must be one of"),
         ("packing = 1\n", "packing must be bool"),
         ('preset = "huge"\n', "unknown preset 'huge'"),
-        ("temperature = 0\n", "loss: temperature must be positive"),
+        ("temperature = 0\n", "run.toml: temperature: must be positive"),
+        ("batch_pairs = 0\n", "run.toml: batch_pairs: must be positive, got 0"),
         ("lr = [\n", "run.toml"),
     ],
 )
@@ -59,6 +60,24 @@ def test_mistakes_are_named(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"batch_pairs": 0}, "batch_pairs: must be positive, got 0"),
+        ({"micro_batch_tokens": 10}, "micro_batch_tokens: must hold one pair"),
+        ({"loss": "bt-temperature", "temperature": 0.0}, "temperature: must be positive, got 0.0"),
+        ({"loss": "tempered-log", "t": 1.0}, "t: must not be 1"),
+    ],
+)
+def test_mistakes_name_the_flag_typed_or_the_field_passed(overrides, message):
+    flags = [str(part) for name, value in overrides.items() for part in (f"--{name.replace('_', '-')}", value)]
+    field, rest = message.split(":", 1)
+    with pytest.raises(ConfigError, match="^" + re.escape(f"--{field.replace('_', '-')}:{rest}")):
+        parse_args(["--data", "d", "--output-dir", "o", *flags])
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):  # a Python caller: the field it passed
+        load_config(overrides=overrides)
 
 
 def test_the_fixed_flag_names_exist():
