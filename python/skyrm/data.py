@@ -16,9 +16,10 @@ two BOS tokens. Truncation to ``max_length`` tokens: ``"drop"`` drops pairs with
 the last ``max_length - 1`` tokens, so the end of the prompt, the end of the answer and the template's final token,
 where the reward is read, stay; pairs whose two sides are then the same tokens are dropped
 (``identical_after_truncation``). So are pairs whose two sides are the same before any cut (``identical``), and
-sides without an assistant answer after prompt turns (``no_answer``) or with a blank one (``empty_answer``). Every
-dropped pair is counted, and :func:`drop_warning` says when a run loses more than a tenth of its pairs, why, and
-which flag changes it.
+sides without an assistant answer after prompt turns (``no_answer``) or with a blank one (``empty_answer``), and
+pairs whose conversation the chat template refuses (``template_refused``: Gemma's template raises an error for a
+system turn). Every dropped pair is counted, and :func:`drop_warning` says when a run loses more than a tenth of its
+pairs, why, and which flag changes it.
 
 An optional numeric ``margin`` column (TRL's name; ``--margin-column`` names another) gives each pair its own margin
 for the margin-aware losses.
@@ -52,7 +53,7 @@ from skyrm.requires import first_line, require
 
 __all__ = ["TRUNCATION", "PAIR_KINDS", "EncodedPairs", "TokenLists", "Rows", "read_rows", "read_pairs",
            "write_bad_rows", "check_bad_rows_path", "conversations", "encode_pairs", "token_ids", "truncate",
-           "drop_warning"]  # fmt: skip
+           "drop_warning", "render", "TemplateRefusal"]  # fmt: skip
 
 TRUNCATION = ("drop", "truncate")
 #: The column of per-pair margins (TRL's name).
@@ -68,7 +69,26 @@ DROP_REMEDIES = {
     "with `skyfilter convert` (skyfilter.to_pairs in Python) first, else fix the data",
     "empty_answer": "an answer is blank: no preference to learn; fix the data (skyfilter's curation drops such pairs "
     "as empty_response)",
+    "template_refused": "the chat template refuses the conversation (Gemma's takes no system turn, Mistral's wants "
+    "user and assistant turns to alternate): fold or drop those turns in the data (or train with another "
+    "--chat-template)",
 }
+
+
+class TemplateRefusal(ValueError):
+    """The chat template raised an error for a conversation (``raise_exception`` in the template: a role it does not
+    take, turns that do not alternate); the message is the template's."""
+
+
+def render(tokenizer, messages: list[dict]) -> str:
+    """A conversation as the text of the tokenizer's chat template; a template that refuses it raises
+    :class:`TemplateRefusal` with its message, not a Jinja traceback."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    except TemplateError as e:
+        raise TemplateRefusal(f"the chat template refuses the conversation: {e}") from None
 
 
 @dataclass
@@ -335,7 +355,7 @@ def text_encoder(tokenizer):
 def chat_encoder(tokenizer):
     """Conversation -> token ids, with exactly one BOS where the tokenizer uses one."""
     encode = text_encoder(tokenizer)
-    return lambda messages: encode(tokenizer.apply_chat_template(messages, tokenize=False))
+    return lambda messages: encode(render(tokenizer, messages))
 
 
 def truncate(ids: list[int], max_length: int, bos_id: int | None) -> list[int]:
@@ -389,15 +409,19 @@ def encode_pairs(table: pa.Table, tokenizer, max_length: int, truncation: str = 
     dropped: Counter = Counter()
     with tqdm(total=table.num_rows, desc="tokenizing", unit="pair", disable=not progress or None) as bar:
         for start in range(0, table.num_rows, ENCODE_CHUNK):
-            chunk = []
+            chunk, texts = [], []
             for row in range(start, min(start + ENCODE_CHUNK, table.num_rows)):
                 problem = answer_problem(chosen_all[row]) or answer_problem(rejected_all[row])
+                if not problem:
+                    try:
+                        pair = [render(tokenizer, side[row]) for side in (chosen_all, rejected_all)]
+                    except TemplateRefusal:
+                        problem = "template_refused"
                 if problem:
                     dropped[problem] += 1
                 else:
                     chunk.append(row)
-            texts = [tokenizer.apply_chat_template(side[row], tokenize=False)
-                     for row in chunk for side in (chosen_all, rejected_all)]  # fmt: skip
+                    texts += pair
             ids = token_ids(tokenizer, texts)
             for i, row in enumerate(chunk):
                 chosen, rejected = ids[2 * i], ids[2 * i + 1]

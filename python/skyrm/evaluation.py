@@ -22,11 +22,11 @@ import torch.distributed as dist
 from skyrm.batching import scoring_batches
 from skyrm.data import EncodedPairs
 from skyrm.distributed import Runtime, same_count, share
-from skyrm.eval.runner import SAMPLE, Benchmark, Encoder, load_benchmark, per_example, table_of
+from skyrm.eval.runner import SAMPLE, Benchmark, Encoder, encode_benchmark, load_benchmark, per_example, table_of
 from skyrm.losses import pair_metrics
 from skyrm.model import last_token_index, rewards
 
-__all__ = ["score_all", "pairwise_metrics", "load_benches", "bench_metrics", "Best"]
+__all__ = ["score_all", "pairwise_metrics", "load_benches", "encode_benches", "bench_metrics", "Best"]
 
 
 def score_all(model, sequences: list[list[int]], token_budget: int, pad_id: int, runtime: Runtime) -> list[float]:
@@ -91,12 +91,16 @@ def _metric(section: str) -> str:
     return "subset_mean" if section.startswith("Mean of the subsets") else section.lower().replace(" ", "_")
 
 
-def bench_metrics(model, tokenizer, name: str, bench: Benchmark, max_length: int, token_budget: int,
-                  runtime: Runtime) -> dict:  # fmt: skip
-    """``bench/NAME/SECTION`` of one benchmark (module docstring)."""
+def encode_benches(benches: dict[str, Benchmark], tokenizer, max_length: int) -> dict[str, list[list[int]]]:
+    """Each benchmark's token ids, encoded once before training (a row the chat template refuses fails the run
+    then, not at its first evaluation)."""
     encode = Encoder(tokenizer, "single", max_length)
-    sequences = [encode(p, c) for p, completions in zip(bench.prompts, bench.completions, strict=True)
-                 for c in completions]  # fmt: skip
+    return {name: encode_benchmark(encode, bench) for name, bench in benches.items()}
+
+
+def bench_metrics(model, tokenizer, name: str, bench: Benchmark, sequences: list[list[int]], token_budget: int,
+                  runtime: Runtime) -> dict:  # fmt: skip
+    """``bench/NAME/SECTION`` of one benchmark (module docstring), its ``sequences`` from :func:`encode_benches`."""
     scores = score_all(model, sequences, token_budget, tokenizer.pad_token_id, runtime)
     table = table_of(per_example(bench, scores), bench.kind)
     return {f"bench/{name}/{_metric(section)}": value for section, value in table["sections"].items()}

@@ -51,7 +51,7 @@ from skyshared.outputs import (
     writing,
 )
 
-from skyrm.data import DROP_REMEDIES, PAIR_KINDS, Rows, answer_problem, conversations, read_rows
+from skyrm.data import DROP_REMEDIES, PAIR_KINDS, Rows, TemplateRefusal, answer_problem, conversations, read_rows
 
 __all__ = ["ScoreOptions", "ScoreError", "score_pool", "weights_sha256", "SCORE_COLUMNS", "work_folder"]
 
@@ -199,18 +199,23 @@ class _Scorer:
         from skyrm.eval.runner import score_sequences
 
         items = _conversations(table, self.options)
-        sequences, where = [], []
+        sequences, where, refused = [], [], []
         for r, convs in enumerate(items):
             for k, messages in enumerate(convs):
                 if messages is not None:
-                    sequences.append(self.encode.conversation(messages))
+                    try:
+                        sequences.append(self.encode.conversation(messages))
+                    except TemplateRefusal:  # a null score, counted by its reason
+                        refused.append(int(input_rows[r]))
+                        continue
                     where.append((r, k))
         budget = max([self.options.token_budget, *(len(s) for s in sequences)])
         scores = score_sequences(self.model, sequences, budget, self.pad_id, self.device, progress=False)
         values: list[list[float | None]] = [[None] * len(convs) for convs in items]
         for (r, k), v in zip(where, scores, strict=True):
             values[r][k] = float(v)
-        return _shard_table(table, input_rows, values, self.options)
+        shard = _shard_table(table, input_rows, values, self.options)
+        return shard.replace_schema_metadata({_REFUSED: json.dumps(refused)})
 
 
 def _shard_table(table: pa.Table, input_rows: np.ndarray, values: list, options: ScoreOptions) -> pa.Table:
@@ -236,11 +241,13 @@ def _write_shard(folder: Path, index: int, table: pa.Table, digest: str) -> None
     """A shard, written whole (a temporary name, then renamed), with the hash of the weights that scored it."""
     target = folder / f"shard-{index:06d}.parquet"
     tmp = temporary_name(target)
-    pq.write_table(table.replace_schema_metadata({_DIGEST: digest}), tmp)
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), _DIGEST.encode(): digest}), tmp)
     os.replace(tmp, target)
 
 
 _DIGEST = "skyrm.model_sha256"
+#: A shard's input rows with a conversation the chat template refused (once for each such conversation).
+_REFUSED = "skyrm.template_refused"
 
 
 def _done(folder: Path) -> set[int]:
@@ -471,6 +478,7 @@ def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str,
             "interrupted run and this one); delete that folder and score again"
         )
     digest = digests.pop()
+    refused = [row for t in shards for row in json.loads(t.schema.metadata.get(_REFUSED.encode(), b"[]"))]
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in shards])
     if table.num_rows != rows.table.num_rows:
         raise ScoreError(f"{folder}: {table.num_rows:,} rows scored where the input has {rows.table.num_rows:,}")
@@ -480,23 +488,28 @@ def _finish(rows: Rows, folder: Path, out: Path, n_shards: int, model_name: str,
     with Staged() as staged, writing(out, "--out"):
         pq.write_table(table, staged.path(out))
     _remove_work(folder)
-    summary = _summary(table, options, rows.table)
+    summary = _summary(table, options, rows.table, refused)
     summary |= {"out": str(out), "model": model_name, "model_sha256": digest}
     say(_describe(summary))
     return summary
 
 
-def _summary(table: pa.Table, options: ScoreOptions, read: pa.Table) -> dict:
-    """Rows, scored and unscored (pairs: by the reason training would drop them, from the rows ``read``)."""
+def _summary(table: pa.Table, options: ScoreOptions, read: pa.Table, refused: list[int]) -> dict:
+    """Rows, scored and unscored (pairs: by the reason training would drop them, from the rows ``read``, or as the
+    chat template ``refused`` them: their input rows)."""
     if options.responses is not None:
         lists = table.column(RESPONSES_COLUMN).to_pylist()
         scored = sum(v is not None for row in lists for v in row)
         unscored = sum(v is None for row in lists for v in row)
-        return {"rows": table.num_rows, "scored": scored, "unscored": unscored}
+        return {"rows": table.num_rows, "scored": scored, "unscored": unscored, "template_refused": len(refused)}
     margin = table.column("rm_margin").to_numpy(zero_copy_only=False)
     known = margin[~np.isnan(margin)]
-    chosen, rejected = conversations(read.take(pa.array(np.flatnonzero(np.isnan(margin)))))
-    why = Counter(answer_problem(c) or answer_problem(r) or "nan_score" for c, r in zip(chosen, rejected, strict=True))
+    unscored = np.flatnonzero(np.isnan(margin))
+    chosen, rejected = conversations(read.take(pa.array(unscored)))
+    refused_rows = set(refused)
+    input_rows = table.column("input_row").to_numpy()[unscored]
+    why = Counter(answer_problem(c) or answer_problem(r) or ("template_refused" if i in refused_rows else "nan_score")
+                  for c, r, i in zip(chosen, rejected, input_rows.tolist(), strict=True))  # fmt: skip
     return {"rows": table.num_rows, "scored_pairs": int(len(known)), "unscored_pairs": int(len(margin) - len(known)),
             "unscored_reasons": dict(why), "ranked_correctly": int((known > 0).sum()),
             "accuracy": float((known > 0).mean()) if len(known) else math.nan}  # fmt: skip
@@ -514,8 +527,12 @@ def _describe(summary: dict) -> str:
             line += f"; {summary['unscored_pairs']:,} pairs have null scores: {reasons}"
     else:
         line = f"scored {summary['scored']:,} responses of {summary['rows']:,} rows"
-        if summary["unscored"]:
-            line += f"; {summary['unscored']:,} empty responses have null scores"
+        empty = summary["unscored"] - summary["template_refused"]
+        if empty:
+            line += f"; {empty:,} empty responses have null scores"
+        if summary["template_refused"]:
+            line += (f"; {summary['template_refused']:,} responses have null scores: "
+                     f"{DROP_REMEDIES['template_refused']}")  # fmt: skip
     return f"{line}; wrote {summary['out']}"
 
 

@@ -34,7 +34,7 @@ from skyrm.data import (
     write_bad_rows,
 )
 from skyrm.distributed import Runtime, all_sum, layers, same_count, shard_model, share, start, stop
-from skyrm.evaluation import Best, bench_metrics, load_benches, pairwise_metrics
+from skyrm.evaluation import Best, bench_metrics, encode_benches, load_benches, pairwise_metrics
 from skyrm.export import check_push, export_model, push
 from skyrm.faults import StepError, nonfinite_message, oom_message
 from skyrm.kernels import apply_liger, check_liger
@@ -300,15 +300,16 @@ def run_identity(config: TrainConfig, data: EncodedPairs, steps: int) -> dict:
 BEST = "best-model"
 
 
-def _evaluations(model, tokenizer, held_out: EncodedPairs | None, benches: dict, config: TrainConfig,
+def _evaluations(model, tokenizer, held_out: EncodedPairs | None, benches: dict, bench_ids: dict, config: TrainConfig,
                  runtime: Runtime) -> dict:  # fmt: skip
-    """The metrics of one evaluation during training (:mod:`skyrm.evaluation`)."""
+    """The metrics of one evaluation during training (:mod:`skyrm.evaluation`; ``bench_ids``: the benchmarks'
+    token ids)."""
     found = {}
     if held_out is not None and len(held_out):
         metrics = pairwise_metrics(model, held_out, config.micro_batch_tokens, tokenizer.pad_token_id, runtime)
         found |= {f"eval/{k}": v for k, v in metrics.items() if k != "pairs"}
     for name, bench in benches.items():
-        found |= bench_metrics(model, tokenizer, name, bench, config.max_length, config.micro_batch_tokens, runtime)
+        found |= bench_metrics(model, tokenizer, name, bench, bench_ids[name], config.micro_batch_tokens, runtime)
     return found
 
 
@@ -409,6 +410,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
     if template is not None:
         tokenizer.chat_template = template  # and exported with the model
     loss_config = config.loss_config()
+    bench_ids = encode_benches(benches, tokenizer, config.max_length)
     data = _encode(reads[0], tokenizer, config, runtime, log)
     log(f"data: {len(data):,} of {data.total:,} pairs ({dict(data.dropped) or 'none dropped'}); {runtime.world} "
         f"process(es) on {runtime.device.type}")  # fmt: skip
@@ -531,7 +533,7 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
             if config.skip_nonfinite:
                 record["skipped_steps"] = len(skipped)
             if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == len(plan)):
-                record |= _evaluations(model, tokenizer, held_out, benches, config, runtime)
+                record |= _evaluations(model, tokenizer, held_out, benches, bench_ids, config, runtime)
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "/" in k)
                 log(f"evaluation at step {step + 1}: {shown}")
                 if best is not None and best.improved(record):

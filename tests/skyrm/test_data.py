@@ -57,6 +57,22 @@ def test_truncation_policy_counts_every_dropped_pair():
     assert len(dropped) + sum(dropped.dropped.values()) == table.num_rows == cut.total
 
 
+#: What Gemma's chat template does with a system turn (google/gemma-2-27b-it, the skywork-gemma-2-27b preset's model).
+NO_SYSTEM_TURN = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+
+
+def test_pairs_the_chat_template_refuses_are_dropped_and_counted():
+    """A template that raises for a conversation stopped training with a Jinja traceback; such a pair is dropped as
+    ``template_refused`` and counted, as a pair without an answer is."""
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = NO_SYSTEM_TURN + tokenizer.chat_template
+    system = {"role": "system", "content": "Be brief."}
+    table = pa.table({"prompt": [[system, USER], [USER], [system, USER]], "chosen": ["4", "4", "four"],
+                      "rejected": ["5", "5", "five"]})  # fmt: skip
+    encoded = encode_pairs(table, tokenizer, 64)
+    assert encoded.rows == [1] and encoded.dropped == {"template_refused": 2}
+
+
 def test_read_pairs_from_files(tmp_path, shared_data):
     source = shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
     table = read_pairs(str(source))

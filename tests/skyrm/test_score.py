@@ -67,6 +67,39 @@ def test_a_system_turn_gets_the_same_rewards_in_score_and_eval(tmp_path):
     assert (got["rm_chosen"], got["rm_rejected"]) == pytest.approx((record["chosen"], record["rejected"]), abs=1e-5)
 
 
+def test_a_template_that_refuses_a_conversation_is_named(tmp_path, tiny_model_dir, capsys):
+    """Under a template that takes no system turn (Gemma's), score gives such a pair null scores and says why;
+    eval stops with one line naming the example (every example counts in the accuracy)."""
+    import transformers
+    from skyrm.eval.__main__ import main as evaluate
+    from skyrm.score import score_pool
+
+    from tests.skyrm.test_data import NO_SYSTEM_TURN
+
+    model = tmp_path / "no-system"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = NO_SYSTEM_TURN + tokenizer.chat_template
+    tokenizer.save_pretrained(model)
+    transformers.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).save_pretrained(model)
+    system = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a prime."}]
+    rows = [{"prompt": prompt, "chosen": "7", "rejected": "Nine", "subset": "chat", "id": str(i)}
+            for i, prompt in enumerate([system[1:], system])]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    lines = []
+    summary = score_pool(tmp_path / "pairs.parquet", str(model), tmp_path / "s.parquet", progress=False,
+                         log=lines.append)  # fmt: skip
+    assert summary["scored_pairs"] == 1 and summary["unscored_reasons"] == {"template_refused": 1}
+    assert "1 template_refused (the chat template refuses the conversation" in lines[-1]
+    assert scores_of(tmp_path / "s.parquet")["rm_chosen"].to_pylist()[1] is None
+    assert evaluate(["--model", str(model), "--bench-file", str(tmp_path / "pairs.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "pairs.parquet: example 1 (subset chat): the chat template refuses the conversation: System role not supported"
+        in err
+        and "Traceback" not in err
+    )
+
+
 def mixed_task(path, n: int, seed: int) -> None:
     """:func:`write_task`'s pairs with every third one the wrong way round: any model ranks some of them wrong."""
     write_task(path, n, seed)

@@ -146,7 +146,18 @@ def test_evaluation_settings_are_checked_before_any_work(task):
         run(task, "bad-bench", eval_bench=str(task / "no-such.jsonl"), eval_every=2)
     with pytest.raises(ConfigError, match="report_to: must be a comma-separated list of tensorboard, wandb, or none"):
         load_config(overrides={"data": "x", "report_to": "tensorboard,mlflow"})
-    assert not any((task / name).exists() for name in ("bad-metric", "bad-bench"))
+    # a benchmark example the chat template refuses (a system turn under Gemma's) fails now, not at the first evaluation
+    from skyrm.model import TINY_CHAT_TEMPLATE
+
+    from tests.skyrm.test_data import NO_SYSTEM_TURN
+
+    (task / "t.jinja").write_text(NO_SYSTEM_TURN + TINY_CHAT_TEMPLATE, encoding="utf-8")
+    system = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a prime."}]
+    pq.write_table(pa.Table.from_pylist([{"prompt": system, "chosen": "7", "rejected": "9", "subset": "chat"}]),
+                   task / "system.parquet")  # fmt: skip
+    with pytest.raises(ValueError, match=r"system.parquet: example 0 \(subset chat\): the chat template refuses"):
+        run(task, "refused", eval_bench=str(task / "system.parquet"), eval_every=2, chat_template=str(task / "t.jinja"))
+    assert not any((task / name).exists() for name in ("bad-metric", "bad-bench", "refused"))
 
 
 def wandb_records(folder: Path) -> list:

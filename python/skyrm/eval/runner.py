@@ -241,7 +241,9 @@ class Encoder:
     def conversation(self, messages: list[dict]) -> list[int]:
         """The ids of a whole conversation (its last message the answer scored)."""
         if self.bos == "official":
-            ids = self.tokenizer(self.tokenizer.apply_chat_template(messages, tokenize=False))["input_ids"]
+            from skyrm.data import render
+
+            ids = self.tokenizer(render(self.tokenizer, messages))["input_ids"]
         else:
             ids = self.single(messages)
         if self.max_length is not None and len(ids) > self.max_length:  # the official runner keeps the end
@@ -465,6 +467,18 @@ def _tiny_model():
     return model, tokenizer
 
 
+def encode_benchmark(encode: Encoder, bench: Benchmark) -> list[list[int]]:
+    """The token ids of every completion of every row, in order. Every row counts in the accuracy: one the chat
+    template refuses (a system turn under Gemma's) is a :class:`BenchmarkError` naming it, not a row left out."""
+    sequences = []
+    for row, (prompt, completions) in enumerate(zip(bench.prompts, bench.completions, strict=True)):
+        try:
+            sequences += [encode(prompt, c) for c in completions]
+        except ValueError as e:
+            raise BenchmarkError(f"{bench.name}: example {bench.ids[row]} (subset {bench.subsets[row]}): {e}") from None
+    return sequences
+
+
 def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, bos: str = "single",
              max_length: int | None = None, device=None, progress: bool = True) -> list[dict]:  # fmt: skip
     """Per-example records of ``model`` on ``bench``. Under torchrun every process scores its share of the
@@ -472,9 +486,7 @@ def evaluate(model, tokenizer, bench: Benchmark, *, token_budget: int = 16_384, 
     if getattr(model.config, "num_labels", 1) != 1:
         raise BenchmarkError(f"the model has {model.config.num_labels} labels; a reward model has exactly one "
                              "(load it as ...ForSequenceClassification with num_labels=1)")  # fmt: skip
-    encode = Encoder(tokenizer, bos, max_length)
-    sequences = [encode(p, c) for p, completions in zip(bench.prompts, bench.completions, strict=True)
-                 for c in completions]  # fmt: skip
+    sequences = encode_benchmark(Encoder(tokenizer, bos, max_length), bench)
     longest = max(len(s) for s in sequences)
     budget = max(token_budget, longest)
     from skyrm.padding import pad_model
