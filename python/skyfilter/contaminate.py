@@ -45,7 +45,15 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import FIELDS, SchemaError, match_texts, pair_table, resolve_layout, text_row
+from skyfilter.schema import (
+    FIELDS,
+    SchemaError,
+    match_texts,
+    pair_table,
+    refuse_unread_answers,
+    resolve_layout,
+    text_row,
+)
 from skyfilter.short_prompts import ShortPrompts
 
 __all__ = [
@@ -330,6 +338,7 @@ def contaminate(
     (:mod:`skyfilter.short_prompts`: the whole prompt's tokens are the evidence's ``matched_ngram``).
     """
     data, restore = as_arrow(table, stream=ignore_common is None)
+    refuse_unmatched_answers(data.schema, fields, layout, prompt_column, "table")
     matcher = Matcher(as_benchmarks(bench), preset, ngram, threshold, fields, threads, match_short=match_short)
 
     def results(batch: pa.Table | pa.RecordBatch, offset: int) -> pa.Table:
@@ -523,6 +532,18 @@ def top_ngrams(matcher: Matcher, df: np.ndarray, groups: Iterable[int], limit: i
     return [{"ngram": t, "rows": int(df[g])} for g, t in zip(groups, texts, strict=True)]
 
 
+def refuse_unmatched_answers(
+    schema: pa.Schema, fields: str, layout: str | None, prompt_column: str | None, where: str
+) -> None:
+    """``fields="all"`` matches the answers too: a file read as prompts alone whose other columns look like answers
+    (:func:`skyfilter.schema.refuse_unread_answers`) would have them go unmatched without a word; refused."""
+    if fields == "all":
+        try:
+            refuse_unread_answers(schema, layout, prompt_column)
+        except SchemaError as e:
+            raise InputError(f"{where}: --fields all would leave the answers unmatched: {e}") from None
+
+
 def text_columns(source: Source, fields: str, layout: str | None, prompt_column: str | None) -> str:
     """Which input column(s) the matched texts come from, for error messages."""
     if prompt_column is not None:
@@ -579,6 +600,8 @@ def run(
     matcher = Matcher(benchmarks, preset, ngram, threshold, fields, threads, match_short=match_short)
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     sources = open_sources(inputs, split, EVIDENCE_COLUMNS, reading)
+    for s in sources:
+        refuse_unmatched_answers(s.schema, fields, layout, prompt_column, s.name)
 
     def batches(desc: str):
         for s, offset, batch in iter_batches(sources, batch_rows, desc, progress):

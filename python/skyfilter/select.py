@@ -55,7 +55,7 @@ from skyfilter.io import (
     worker_threads,
     write_bad_rows,
 )
-from skyfilter.schema import SchemaError, pair_table, resolve_layout, turn_texts
+from skyfilter.schema import SchemaError, answers_advice, pair_table, resolve_layout, turn_texts, unread_answers
 
 __all__ = [
     "SelectOptions",
@@ -305,6 +305,11 @@ def _length_ratio_fails(
         found = resolve_layout(batch.schema, layout, source.name)
     except SchemaError as e:
         raise InputError(str(e)) from None  # the message names the input
+    if found.name == "prompts":  # no answers: every ratio would be 1, the rule passing or failing every row
+        unread = unread_answers(source.schema, found)  # the batch may hold the prompt column alone
+        said = f"; columns {unread} look like answers: {answers_advice(source.schema)}" if unread else ""
+        raise InputError(f"{source.name}: the length-ratio rule compares the answers, but without chosen and rejected "
+                         f"columns the rows are read as prompts alone{said}")  # fmt: skip
     try:
         # Plain string answers are their own single turn: read them where they are.
         pairs = None if found.name == "plain" else pair_table(batch, source=source.name, layout=layout)

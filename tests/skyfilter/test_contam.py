@@ -217,6 +217,18 @@ def test_contaminate_api_matches_prompts_too_short_for_an_ngram_when_asked():
     assert skyfilter.contaminate(pl.from_arrow(table), bench, match_short=True).equals(pl.from_arrow(got))
 
 
+def test_fields_all_refuses_answers_it_would_not_read(shared_data):
+    """--fields all on a file read as prompts alone (answers in chosen_response / rejected_response) matched the
+    prompts only, as --fields prompt does, without a word; the default --fields prompt reads it as before."""
+    audit = skyfilter.read_table(
+        shared_data / "prefs/hh_harmless_audit_labels/df_labeledharmlessoutputs_second_pass.csv"
+    )
+    unmatched = r"table: --fields all would leave the answers unmatched: columns \['chosen_response', 'rejected_"
+    with pytest.raises(skyfilter.InputError, match=unmatched):
+        skyfilter.contaminate(audit, BENCH, fields="all")
+    assert skyfilter.contaminate(audit, BENCH).num_rows == audit.num_rows
+
+
 def test_contaminate_api_can_count_matched_rows_only():
     poem = "Could you write a short poem about the ocean at night please"
     prompts = [poem, "one two three four five six seven", "No"]

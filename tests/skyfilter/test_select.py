@@ -492,6 +492,19 @@ def test_a_score_column_no_rule_reads_is_refused(tmp_path, shared_data):
     assert code == 1 and "no column 'metadata.score_chosenn'" in text  # read by a rule: the column is checked
 
 
+def test_a_length_ratio_on_prompts_alone_is_refused(tmp_path, shared_data):
+    """An audit file with its answers in chosen_response / rejected_response is read as prompts alone: every ratio
+    was 1, so --max-length-ratio 1.5 kept all 1,000 rows (263 are over 1.5) and 0.5 dropped them all, without a
+    word. The rule now refuses a file without answers, naming the columns that look like them."""
+    audit = shared_data / "prefs/hh_harmless_audit_labels/df_labeledharmlessoutputs_second_pass.csv"
+    assert_fails_cleanly(tmp_path, [audit, "--max-length-ratio", 1.5], "df_labeledharmlessoutputs_second_pass.csv: "
+                         "the length-ratio rule compares the answers, but without chosen and rejected columns the rows "
+                         "are read as prompts alone; columns ['chosen_response', 'rejected_response'] look like "
+                         "answers")  # fmt: skip
+    with pytest.raises(InputError, match="read as prompts alone$"):  # no answer-like column: the same, said plainly
+        select_table(pa.table({"prompt": ["a", "b"]}), SelectOptions(min_length_ratio=0.5))
+
+
 def test_empty_input_gives_empty_outputs(tmp_path):
     src = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "s": pa.array([], pa.float64()),

@@ -29,6 +29,7 @@ from skyfilter.contaminate import (
     document_frequency,
     flagged_schema_of,
     read_pairs,
+    refuse_unmatched_answers,
     row_results,
     split_batch,
     text_columns,
@@ -125,6 +126,7 @@ def run(
     reading = RowReading(layout, prompt_column, keep_bad=bad_rows is not None, allow_empty=allow_empty)
     with ray_session(address, command="skyfilter contaminate", progress=progress) as ray:
         the_plan = plan(ray, inputs, reading, EVIDENCE_COLUMNS, batch_rows)
+        refuse_unmatched_answers(the_plan.schema, fields, layout, prompt_column, the_plan.shards[0].name)
         job = {
             "shards": the_plan.shards,
             "reading": reading,
@@ -212,6 +214,7 @@ def contaminate(
     ``.filter(expr="flagged == False")``. The decisions are :func:`skyfilter.contaminate.contaminate`'s.
     ``ignore_common`` runs one pass over the dataset first to count the rows that hit each benchmark n-gram."""
     benchmarks = as_benchmarks(bench)
+    refuse_unmatched_answers(dataset.schema().base_schema, fields, layout, prompt_column, "dataset")
     clash = [c for c in RESULT_COLUMNS if c in dataset.schema().names]
     if clash:
         raise InputError(f"dataset: already has column(s) {clash}, which contaminate adds; rename them first")
