@@ -104,6 +104,21 @@ class Rows:
 
 #: What the pair columns may hold in a JSON file: strings or message lists.
 PAIR_KINDS = dict.fromkeys(("prompt", "chosen", "rejected"), ("string", "message list"))
+#: Layouts of pairs skyrm does not read, by the columns that tell them (``skyfilter convert`` writes them as pairs).
+UNCONVERTED = {
+    ("conversations", "chosen", "rejected"): "sharegpt rows (conversations with chosen / rejected turns)",
+    ("conversation_input", "chosen", "reject"): "RMB rows (conversation_input with chosen / reject answers)",
+}
+
+
+def refuse_unconverted(spec: str, names: list[str]) -> None:
+    """A file of pairs in a layout skyrm does not read (:data:`UNCONVERTED`) is one line saying how to convert it,
+    not an error about its first row's answer."""
+    for columns, what in UNCONVERTED.items():
+        if set(columns) <= set(names):
+            command = f"skyfilter convert {spec} --out pairs.parquet"
+            raise ValueError(f"{spec}: {what}: skyrm reads prompt / chosen / rejected pairs; convert them first "
+                             f"with `{command}` (skyfilter.to_pairs in Python)")  # fmt: skip
 
 
 def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]] | None = None,
@@ -113,6 +128,14 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
     dataset id. In a JSON file, a row that is not an object or holds a value of a kind ``kinds`` rules out for its
     column (or unlike the column's other rows) is an error ``FILE:LINE: column 'c': ...``, or with ``keep_bad`` is
     left out and listed in ``bad`` (the error names ``set_apart_by``, the caller's flag that does so)."""
+    rows = _read_rows(spec, split, kinds, keep_bad, set_apart_by)
+    if kinds is PAIR_KINDS:
+        refuse_unconverted(spec, rows.table.schema.names)
+    return rows
+
+
+def _read_rows(spec: str, split: str, kinds: dict[str, tuple[str, ...]] | None, keep_bad: bool,
+               set_apart_by: str | None) -> Rows:  # fmt: skip
     path = Path(spec)
     if path.is_dir():  # a dataset folder: data/<split>-*.parquet (the hub's layout, skyfilter curate's output)
         for pattern in (f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}.parquet"):
@@ -131,7 +154,13 @@ def read_rows(spec: str, split: str = "train", kinds: dict[str, tuple[str, ...]]
                     data = gzip.decompress(data)
                 except (OSError, EOFError) as e:
                     raise ValueError(f"{spec}: not a readable gzip file ({e})") from None
-            read = read_json_rows(spec, data, (lambda _: kinds) if kinds else None)
+
+            def expected(names: list[str]) -> dict[str, tuple[str, ...]] | None:
+                if kinds is PAIR_KINDS:  # before the rows' kinds: a sharegpt answer is an object
+                    refuse_unconverted(spec, names)
+                return kinds
+
+            read = read_json_rows(spec, data, expected if kinds else None)
             if not read.total:
                 raise ValueError(f"{spec}: no rows (an empty file)")
             if read.bad and not keep_bad:

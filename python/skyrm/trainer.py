@@ -416,7 +416,8 @@ def _train(config: TrainConfig, runtime: Runtime, log, writing: list[bool]) -> d
         f"process(es) on {runtime.device.type}")  # fmt: skip
     _show_first_pair(data, tokenizer, log)
     if reads[0].bad:
-        log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; set apart in {config.bad_rows}")
+        log(f"data: {len(reads[0].bad):,} bad row(s) could not be read; they go to {config.bad_rows} with the run's "
+            "outputs")  # fmt: skip
     held_out = _encode(reads[1], tokenizer, config, runtime, log, margins=False) if config.eval_data else None
     if held_out is not None and not len(held_out):
         log(f"warning: no pair of {config.eval_data} fits in --max-length {config.max_length} "

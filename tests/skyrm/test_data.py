@@ -73,6 +73,23 @@ def test_pairs_the_chat_template_refuses_are_dropped_and_counted():
     assert encoded.rows == [1] and encoded.dropped == {"template_refused": 2}
 
 
+def test_unconverted_layouts_name_the_conversion(tmp_path, shared_data):
+    """LLaMA-Factory's sharegpt rows and RMB's were refused for their first row's answer (an object), with a hint to
+    set such rows apart that left no pair; now the file is one line saying how to convert it, in any format."""
+    from skyrm.data import PAIR_KINDS, read_rows
+
+    for name, what in [("llamafactory_dpo_demo/dpo_en_demo.json", "sharegpt rows"),
+                       ("rmb_pairwise/rmb_pairwise.jsonl.gz", "RMB rows")]:  # fmt: skip
+        path = shared_data / "prefs" / name
+        with pytest.raises(ValueError, match=f"{what} .*: skyrm reads prompt / chosen / rejected pairs; convert them "
+                                             f"first with `skyfilter convert {path} --out pairs.parquet`"):  # fmt: skip
+            read_rows(str(path), kinds=PAIR_KINDS)
+    pq.write_table(pa.table({"conversations": [[{"from": "human", "value": "hi"}]], "chosen": [{"value": "a"}],
+                             "rejected": [{"value": "b"}]}), tmp_path / "sharegpt.parquet")  # fmt: skip
+    with pytest.raises(ValueError, match="sharegpt.parquet: sharegpt rows"):
+        read_pairs(str(tmp_path / "sharegpt.parquet"))
+
+
 def test_read_pairs_from_files(tmp_path, shared_data):
     source = shared_data / "prefs/ultrafeedback_binarized_1200/train_clean.jsonl"
     table = read_pairs(str(source))
