@@ -228,7 +228,7 @@ class Matcher:
         except _core.InvalidTextError as e:
             row = text_row(e.args[1], bounds)
             row = row if input_rows is None else int(input_rows[row])
-            raise InputError(f"{where}: row {row}: {e.args[2]}") from None
+            raise InputError(f"{where}: row {row} (0-based): {e.args[2]}") from None
         return result if self.short is None else self._with_short_copies(result, texts, bounds)
 
     def _with_short_copies(self, result: pa.RecordBatch, texts: pa.Array, bounds: pa.Array | None) -> pa.RecordBatch:

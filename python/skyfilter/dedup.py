@@ -314,7 +314,7 @@ def _keys(
         keys = _core.row_keys(texts, bounds, lowercase=lowercase, threads=threads)
     except _core.InvalidTextError as e:
         row = input_rows[text_row(e.args[1], bounds)]
-        raise InputError(f"{where}: row {row}: {e.args[2]}") from None
+        raise InputError(f"{where}: row {row} (0-based): {e.args[2]}") from None
     return np.frombuffer(keys.buffers()[1], dtype="V16", count=len(keys), offset=keys.offset * 16).copy()
 
 

@@ -303,7 +303,7 @@ def _locate_invalid_utf8(path: Path, columns: list[str] | None) -> str | None:
                 while high - low > 1:
                     mid = (low + high) // 2
                     low, high = (low, mid) if invalid(column.slice(low, mid - low)) else (mid, high)
-                return f"{path}, column {name}: row {offset + low}: text is not valid UTF-8"
+                return f"{path}, column {name}: row {offset + low} (0-based): text is not valid UTF-8"
             offset += batch.num_rows
     return None
 

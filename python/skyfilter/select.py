@@ -289,7 +289,7 @@ def _offsets(
     if any(n not in options.offsets for n in names):  # first seen in this batch: earlier ones were checked
         row = int(np.flatnonzero(np.isnan(table[codes]))[0])
         raise InputError(
-            f"{source.name}: row {source.input_rows(offset + row)}: column {options.offset_by!r} has value "
+            f"{source.name}: row {source.input_rows(offset + row)} (0-based): column {options.offset_by!r} has value "
             f"{names[codes[row]]!r}, which "
             f"has no offset (offsets are given for {sorted(options.offsets)}; give it one, 0 to leave it unchanged)"
         )
@@ -407,7 +407,7 @@ def row_decisions(
         row = int(np.flatnonzero(codes == MISSING)[0])
         column = next(c for k, c in options.score_columns().items() if not _present(kwargs[k], row))
         raise InputError(
-            f"{source.name}: row {source.input_rows(offset + row)}: column {column!r} is null or NaN "
+            f"{source.name}: row {source.input_rows(offset + row)} (0-based): column {column!r} is null or NaN "
             "(drop such rows with --missing drop; missing='drop' in Python)"
         )
     return codes, scores.to_numpy() if scores is not None else np.full(batch.num_rows, np.nan)

@@ -330,7 +330,7 @@ def test_invalid_utf8_names_file_column_and_row(tmp_path):
     )
     from skyfilter.io import InputError
 
-    with pytest.raises(InputError, match=r"bad.parquet, column chosen: row 2: text is not valid UTF-8"):
+    with pytest.raises(InputError, match=r"bad.parquet, column chosen: row 2 \(0-based\): text is not valid UTF-8"):
         run_dedup([str(tmp_path / "bad.parquet")], DedupOptions(), out=str(tmp_path / "k.parquet"), batch_rows=2)
     assert not (tmp_path / "k.parquet").exists()
 

@@ -117,7 +117,7 @@ def test_invalid_utf8_read_with_views_is_a_clear_error(tmp_path):
     bad = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okok\xff\xfe")])
     pq.write_table(pa.table({"n": [1, 2, 3], "text": bad}), tmp_path / "bad.parquet")
     source = open_source(str(tmp_path / "bad.parquet"))
-    with pytest.raises(InputError, match=r"bad.parquet, column text: row 2: text is not valid UTF-8"):
+    with pytest.raises(InputError, match=r"bad.parquet, column text: row 2 \(0-based\): text is not valid UTF-8"):
         list(source.batches(2, views=True))
 
 

@@ -151,5 +151,5 @@ def test_invalid_utf8_in_a_later_piece_fails_with_the_local_message(tmp_path):
     with pytest.raises(InputError) as remote:
         run(inputs, DedupOptions(), out=str(tmp_path / "out"), batch_rows=3)
     assert str(remote.value) == str(local.value)
-    assert "b.parquet, column chosen: row 7: text is not valid UTF-8" in str(local.value)
+    assert "b.parquet, column chosen: row 7 (0-based): text is not valid UTF-8" in str(local.value)
     assert not (tmp_path / "out").exists()

@@ -214,7 +214,7 @@ def test_failed_run_leaves_no_output(ray_cluster, uf, tmp_path):
     out = tmp_path / "results" / "kept"
     with pytest.raises(InputError) as on_ray:
         run_select_on_ray([str(path)], options, out=str(out), batch_rows=100)
-    assert str(on_ray.value) == str(local.value) and "row 999: column 's' is null" in str(local.value)
+    assert str(on_ray.value) == str(local.value) and "row 999 (0-based): column 's' is null" in str(local.value)
     assert not (tmp_path / "results").exists()
 
 

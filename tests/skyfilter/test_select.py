@@ -186,7 +186,7 @@ def test_selection_equals_the_polars_reference(case):
 
 def test_missing_scores_are_an_error_by_default():
     table = pa.table({"prompt": ["q"] * 3, "chosen": ["a"] * 3, "rejected": ["b"] * 3, "s": [1.0, None, math.nan]})
-    with pytest.raises(InputError, match=r"table: row 1: column 's' is null or NaN"):
+    with pytest.raises(InputError, match=r"table: row 1 \(0-based\): column 's' is null or NaN"):
         select_table(table, SelectOptions(score="s", default_fraction=0.5))
     assert reasons_of(table, SelectOptions(score="s", default_fraction=0.5, missing="drop")) == [
         "kept",
@@ -443,7 +443,7 @@ def test_non_numeric_score_column(tmp_path):
 def test_null_and_nan_scores(tmp_path):
     src = write(tmp_path / "p.parquet", c=[1.0, 2.0, 3.0], r=[0.0, float("nan"), None])
     args = [src, "--chosen-score", "c", "--rejected-score", "r", "--min-margin", 0]
-    assert_fails_cleanly(tmp_path, args, "p.parquet: row 1: column 'r' is null or NaN", "--missing drop")
+    assert_fails_cleanly(tmp_path, args, "p.parquet: row 1 (0-based): column 'r' is null or NaN", "--missing drop")
     code, text = invoke(*args, "--missing", "drop", "--dropped", tmp_path / "d.parquet")
     assert code == 0, text
     assert pq.read_table(tmp_path / "d.parquet")["reason"].to_pylist() == ["missing_score", "missing_score"]
@@ -452,7 +452,7 @@ def test_null_and_nan_scores(tmp_path):
 def test_unknown_offset_group(tmp_path):
     src = write(tmp_path / "p.parquet", s=[1.0, 2.0, 3.0], gen=["air", "pro", "ultra"])
     args = [src, "--score", "s", "--top-default", 0.5, "--offset-by", "gen", "--offset", "air=-0.1"]
-    assert_fails_cleanly(tmp_path, [*args, "--offset", "pro=-0.05"], "row 2: column 'gen' has value 'ultra'")
+    assert_fails_cleanly(tmp_path, [*args, "--offset", "pro=-0.05"], "row 2 (0-based): column 'gen' has value 'ultra'")
 
 
 def test_fraction_for_a_group_that_never_occurs(tmp_path):
