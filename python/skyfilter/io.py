@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
@@ -199,6 +200,31 @@ def _json_source(path: Path, data: bytes, reading: RowReading) -> Source:
     if rows.bad:
         source.bad_rows, source.row_numbers = rows.bad, rows.rows
     return source
+
+
+def _csv_table(path: Path, delimiter: str, reading: RowReading) -> pa.Table:
+    """A CSV file with its columns' types guessed (scores as numbers), except where the guess would change the text:
+    the columns the layout reads as text (answers such as 4 and 5 of a maths pair) and whole-number columns with
+    a value that is not written as its number (the zero-padded id 00123), which keep the file's text as it is."""
+    data = _read_bytes(path)
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    guessed = pacsv.read_csv(io.BytesIO(data), parse_options=parse)
+    texts = set(expected_kinds(guessed.column_names, reading.layout, reading.prompt_column))
+    kept = [
+        name
+        for name, column in zip(guessed.column_names, guessed.columns, strict=True)
+        if not pa.types.is_string(column.type) and (name in texts or pa.types.is_integer(column.type))
+    ]
+    if not kept:
+        return guessed
+    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(kept, pa.string()))
+    as_text = pacsv.read_csv(io.BytesIO(data), parse_options=parse, convert_options=convert)
+    for name in kept:
+        text, column = as_text.column(name), guessed.column(name)
+        same = pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_trim_whitespace(text), column.cast(pa.string())))
+        if name in texts or not pc.all(same).as_py():
+            guessed = guessed.set_column(guessed.column_names.index(name), name, text)
+    return guessed
 
 
 def read_table(path: str | os.PathLike, *, bad_rows: str | os.PathLike | None = None) -> pa.Table:
@@ -384,8 +410,7 @@ def open_source(spec: str, split: str | None = None, reading: RowReading = RowRe
         return _json_source(path, _read_bytes(path), reading)
     if kind in (".csv", ".tsv"):
         try:
-            opts = pacsv.ParseOptions(delimiter="\t" if kind == ".tsv" else ",", newlines_in_values=True)
-            return table_source(path.name, pacsv.read_csv(io.BytesIO(_read_bytes(path)), parse_options=opts))
+            return table_source(path.name, _csv_table(path, "\t" if kind == ".tsv" else ",", reading))
         except pa.ArrowInvalid as e:
             raise InputError(f"{path}: {e}") from None
     raise InputError(f"{spec}: unknown format {kind or '(no suffix)'}; use parquet, arrow, jsonl, json or csv")

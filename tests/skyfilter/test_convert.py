@@ -6,6 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 from skyfilter import PAIR_SCHEMA, read_table, to_pairs
+from skyfilter.io import demo_file
 
 from tests.skyfilter.cli_helpers import assert_fails_cleanly, run_cli
 
@@ -88,3 +89,25 @@ def test_sharegpt_roles_are_read_as_given_and_odd_ones_counted(tmp_path, shared_
     assert code == 0 and result["pairs"] == 300 and result["unknown_role"] == result["without_answer"] == 0, text
     assert {m["role"] for p in pq.read_table(tmp_path / "demo.parquet").to_pylist() for m in p["prompt"]} == {
         "system", "user", "assistant"}  # fmt: skip
+
+
+def test_csv_text_is_kept_as_written(tmp_path):
+    """CSV has no types: its guessed ones made the zero-padded id 00123 the number 123 in outputs documented as the
+    rows unchanged, and answers that are numbers (a maths pair's 4 and 5) an int64 column every layout refused.
+    The layout's text columns and whole numbers not written as numbers keep the file's text; scores are numbers."""
+    src = tmp_path / "maths.csv"
+    src.write_text("id,prompt,chosen,rejected,n,score\n00123,What is 2+2?,4,5,1,1.5\n"
+                   "00124,Name a prime,007,9,,\n", encoding="utf-8")  # fmt: skip
+    code, text = run_cli("convert", src, "--out", tmp_path / "pairs.jsonl")
+    assert code == 0, text
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert [p["chosen"][0]["content"] for p in pairs] == ["4", "007"]
+    code, text = run_cli("select", src, "--score", "score", "--top-default", 1, "--missing", "drop", "--out",
+                         tmp_path / "kept.jsonl", "-q")  # fmt: skip
+    assert code == 0, text  # the score column is a number
+    kept = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["chosen"], r["n"], r["score"]) for r in kept] == [("00123", "4", 1, 1.5)]
+    code, text = run_cli("contaminate", src, "--bench-file", demo_file("demo_bench.jsonl"), "--out",
+                         tmp_path / "clean.jsonl", "-q")  # fmt: skip
+    clean = [json.loads(line) for line in (tmp_path / "clean.jsonl").read_text().splitlines()]
+    assert code == 0 and [(r["id"], r["chosen"], r["n"]) for r in clean] == [("00123", "4", 1), ("00124", "007", None)]
