@@ -161,8 +161,11 @@ def _score(args) -> int:
 
         folder = work_folder(args.out)
         kept = len(list(folder.glob("shard-*.parquet"))) if folder.is_dir() else 0
-        print(f"\ninterrupted: {kept:,} shard(s) of {args.out} kept in {folder}; the same command resumes from them",
-              file=sys.stderr)  # fmt: skip
+        if kept:
+            print(f"\ninterrupted: {kept:,} shard(s) of {args.out} kept in {folder}; the same command resumes from "
+                  "them", file=sys.stderr)  # fmt: skip
+        else:  # nothing scored yet: the work folder went with the run
+            print(f"\ninterrupted before the first shard of {args.out} was scored: nothing was kept", file=sys.stderr)
         return 130
 
 

@@ -180,6 +180,12 @@ def test_numbered_labels_with_a_zero_must_be_named(tmp_path, shared_data, capsys
     bench = load_benchmark(bench_file=str(source), kind="pairwise", columns=columns | {"a_wins": ("0",),
                            "b_wins": ("1",)})  # fmt: skip
     assert len(bench) == 520 + 499 and bench.skipped == 373 and bench.skipped_labels == {"2": 373}
+    assert set(bench.subsets) == {"testdata_pairwise"}  # the file's name without .jsonl.gz
+    assert main([*args, "--a-wins", "0", "--b-wins", "1", "--limit", "30"]) == 0
+    assert (
+        "373 row(s) of the file with neither response better skipped (labels: '2' 373); --limit 30 scores the "
+        "first 30 of the other 1,019" in capsys.readouterr().err
+    )
     with gzip.open(source, "rt") as rows:
         first = json.loads(rows.readline())
     assert first["label"] == 1 and bench.completions[0] == [first["response 2"], first["response 1"]]

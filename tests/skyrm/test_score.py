@@ -177,6 +177,21 @@ def test_each_response_of_a_row(tmp_path):
     assert all(v[2] is None for v in got)  # an empty response has no score
 
 
+def test_an_interrupt_before_the_first_shard_says_nothing_was_kept(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before a shard was written said "0 shard(s) ... kept in FOLDER" of a folder the run had removed."""
+    import skyrm.score
+    from skyrm.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skyrm.score, "score_pool", interrupted)
+    out = tmp_path / "s.parquet"
+    assert main(["score", str(tmp_path / "pairs.parquet"), "--model", "tiny", "--out", str(out), "-q"]) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == f"interrupted before the first shard of {out} was scored: nothing was kept"
+
+
 def test_a_killed_run_resumes_from_its_shards(tmp_path):
     write_task(tmp_path / "pairs.parquet", 240, 1)
     data = str(tmp_path / "pairs.parquet")

@@ -39,7 +39,11 @@ from skyrm.requires import TRUST_HELP, MissingDependency, require
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", help="a sequence-classification reward model: a folder, a hub id, or smollm2")
+    parser.add_argument(
+        "--model",
+        help="a sequence-classification reward model: a folder, a hub id, smollm2, or "
+        "tiny (the built-in random-init model, for a dry run)",
+    )
     parser.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     parser.add_argument(
         "--bench",
@@ -133,8 +137,10 @@ def _main(args, writes: bool) -> int:
             bench = load_benchmark(args.bench, args.bench_file, args.format, columns, keep_bad=bool(args.bad_rows))
             if bench.skipped and writes:
                 counts = ", ".join(f"{label!r} {n:,}" for label, n in sorted(bench.skipped_labels.items()))
-                print(f"{bench.skipped:,} row(s) with neither response better skipped (labels: {counts})",
-                      file=sys.stderr)  # fmt: skip
+                limited = (f"; --limit {args.limit:,} scores the first {args.limit:,} of the other {len(bench):,}"
+                           if args.limit and args.limit < len(bench) else "")  # fmt: skip
+                print(f"{bench.skipped:,} row(s) of the file with neither response better skipped (labels: {counts})"
+                      f"{limited}", file=sys.stderr)  # fmt: skip
             if args.limit:
                 for field in ("prompts", "completions", "num_correct", "subsets", "ids"):
                     setattr(bench, field, getattr(bench, field)[: args.limit])

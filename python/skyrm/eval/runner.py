@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
             "Auto-J), or write them as A>B, B>A and tie"
         )
     bench = Benchmark(name, "pairwise", [], [], [], [], [])
+    file_stem = re.sub(r"(\.(jsonl|json|parquet))?(\.gz)?$", "", Path(name).name)  # pairs.jsonl.gz: pairs
     for i, (r, label) in enumerate(zip(rows, labels, strict=True)):
         if label in a_wins:
             better, worse = r[c["a"]], r[c["b"]]
@@ -192,7 +194,7 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
         bench.prompts.append(r[c["prompt"]])
         bench.completions.append([better, worse])
         bench.num_correct.append(1)
-        bench.subsets.append(str(r[c["subset"]]) if c["subset"] else Path(name).stem)
+        bench.subsets.append(str(r[c["subset"]]) if c["subset"] else file_stem)
         bench.ids.append(str(at(i)))
     if not len(bench):
         raise BenchmarkError(f"{name}: no row has a label saying which response is better "
