@@ -53,7 +53,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--bench-file", help="a local copy of the benchmark, or a pairwise set (parquet, jsonl)")
     parser.add_argument("--format", choices=KINDS, help="the layout of --bench-file (default: that of --bench)")
-    parser.add_argument("--prompt-column", default="prompt")
+    parser.add_argument(
+        "--prompt-column",
+        default="prompt",
+        help="the prompt of a pairwise set; comma-separated columns (instruction,input) are joined "
+        "by a blank line, the empty ones left out (Alpaca's and PandaLM's instruction and input)",
+    )
     parser.add_argument("--a-column", default="response_a")
     parser.add_argument("--b-column", default="response_b")
     parser.add_argument("--label-column", default="label", help="says which response is better (A>B, B>A, ...)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def _kinds(kind: str, columns: dict) -> dict[str, tuple[str, ...]]:
     prompt = ("string", "message list")
     if kind == "pairwise":
         c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label"} | columns
-        return {c["prompt"]: prompt, c["a"]: ("string",), c["b"]: ("string",), c["label"]: ("string", "number")}
+        texts = dict.fromkeys(_prompt_columns(c["prompt"]), prompt)
+        return texts | {c["a"]: ("string",), c["b"]: ("string",), c["label"]: ("string", "number")}
     answers = ("list",) if kind == "rewardbench-2" else ("string",)
     return {"prompt": prompt, "chosen": answers, "rejected": answers, "subset": ("string",)}
 
@@ -165,9 +167,28 @@ def _load(table: pa.Table, name: str, kind: str, columns: dict | None, input_row
     return Benchmark(name, kind, prompts, completions, correct, subsets, ids)
 
 
+def _prompt_columns(spec: str) -> list[str]:
+    """The column(s) of a pairwise set's prompt: one name, or several separated by commas."""
+    return [name.strip() for name in spec.split(",")]
+
+
+def _joined(row: dict, columns: list[str]):
+    """A row's prompt: its one prompt column as it is, or the texts of several (an instruction and its input, as in
+    Alpaca's and PandaLM's sets) joined by a blank line, the empty ones left out."""
+    if len(columns) == 1:
+        return row[columns[0]]
+    return "\n\n".join(str(row[c]) for c in columns if row[c] not in (None, ""))
+
+
 def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
     c = {"prompt": "prompt", "a": "response_a", "b": "response_b", "label": "label", "subset": None} | columns
-    _need(table, name, [c["prompt"], c["a"], c["b"], c["label"]] + ([c["subset"]] if c["subset"] else []))
+    prompt_columns = _prompt_columns(c["prompt"])
+    _need(table, name, [*prompt_columns, c["a"], c["b"], c["label"]] + ([c["subset"]] if c["subset"] else []))
+    if "input" in table.column_names and "input" not in prompt_columns and "instruction" in prompt_columns:
+        held = sum(1 for v in table.column("input").to_pylist() if v not in (None, ""))
+        if held:  # Alpaca's layout: the instruction works on the input (PandaLM: 832 of 999 rows)
+            print(f"warning: {name}: column 'input' is not read, and {held:,} row(s) hold text there; --prompt-column "
+                  f"{','.join(prompt_columns)},input joins it to the prompt", file=sys.stderr)  # fmt: skip
     if bool(c.get("a_wins")) != bool(c.get("b_wins")) or set(c.get("a_wins") or ()) & set(c.get("b_wins") or ()):
         raise BenchmarkError("--a-wins and --b-wins: give both, with no label in both")
     a_wins, b_wins = set(c.get("a_wins") or A_WINS), set(c.get("b_wins") or B_WINS)
@@ -191,7 +212,7 @@ def _pairwise(table: pa.Table, name: str, columns: dict, at) -> Benchmark:
             bench.skipped += 1
             bench.skipped_labels[label] = bench.skipped_labels.get(label, 0) + 1
             continue
-        bench.prompts.append(r[c["prompt"]])
+        bench.prompts.append(_joined(r, prompt_columns))
         bench.completions.append([better, worse])
         bench.num_correct.append(1)
         bench.subsets.append(str(r[c["subset"]]) if c["subset"] else file_stem)
