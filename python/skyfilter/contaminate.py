@@ -54,7 +54,7 @@ from skyfilter.schema import (
     resolve_layout,
     text_row,
 )
-from skyfilter.short_prompts import ShortPrompts
+from skyfilter.short_prompts import ShortPrompts, too_short
 
 __all__ = [
     "Preset",
@@ -161,13 +161,6 @@ class Matcher:
             [pa.nulls(len(b), pa.string()) if b.subsets is None else b.subsets.cast(pa.string()) for b in benchmarks]
         )
         self._bench_starts = np.cumsum([0] + [len(b) for b in benchmarks])
-
-    def too_short(self, bench: int) -> np.ndarray:
-        """Per prompt of benchmark ``bench``, whether it has no text or fewer tokens than n: it has no n-gram, and no
-        training row can match it, not even a word-for-word copy (the reference method's blind spot, reported)."""
-        prompts = self.benchmarks[bench].prompts.to_pylist()
-        tokenizer = self.preset.tokenizer
-        return np.array([p is None or len(_core.tokenize(p, tokenizer)) < self.ngram for p in prompts], dtype=bool)
 
     def describe(self) -> str:
         rule = "any shared n-gram" if self.threshold == 0 else f"overlap >= {self.threshold:g}"
@@ -490,8 +483,8 @@ class Tally:
                 self.bench_rows[b.name] += 1
 
     def benchmarks(self) -> dict[str, dict]:
-        """Prompts, prompts too short to match (:meth:`Matcher.too_short`), prompts hit and flagged rows per
-        benchmark and subset."""
+        """Prompts, prompts too short for an n-gram (:func:`skyfilter.short_prompts.too_short`), prompts hit and
+        flagged rows per benchmark and subset."""
         hit_groups = np.flatnonzero(self.df > 0).astype(np.uint32)
         postings = self.matcher.postings(hit_groups)
         hit = set(zip(postings.column("bench").to_pylist(), postings.column("row").to_pylist(), strict=True))
@@ -499,7 +492,8 @@ class Tally:
         for i, b in enumerate(self.matcher.benchmarks):
             subsets = b.subset_names()
             per: dict[str | None, Counter] = {}
-            for row, (subset, short) in enumerate(zip(subsets, self.matcher.too_short(i).tolist(), strict=True)):
+            short_ones = too_short(b.prompts, self.matcher.preset.tokenizer, self.matcher.ngram).tolist()
+            for row, (subset, short) in enumerate(zip(subsets, short_ones, strict=True)):
                 c = per.setdefault(subset, Counter())
                 c["prompts"] += 1
                 c["prompts_too_short"] += short

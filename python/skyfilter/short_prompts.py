@@ -18,10 +18,16 @@ import pyarrow as pa
 from skyfilter import _core
 from skyfilter.benchmarks import Benchmark
 
-__all__ = ["ShortPrompts", "POSTINGS"]
+__all__ = ["ShortPrompts", "POSTINGS", "too_short"]
 
 #: The columns of the postings, as ``_core.BenchmarkIndex.postings`` gives them.
 POSTINGS = pa.schema([pa.field(name, pa.uint32(), nullable=False) for name in ("group", "bench", "row")])
+
+
+def too_short(prompts: pa.Array, tokenizer: str, n: int) -> np.ndarray:
+    """Per prompt, whether it has no text or fewer tokens than ``n``: it has no n-gram, and no n-gram can match it,
+    not even in a word-for-word copy (the reference method's blind spot, which the report counts)."""
+    return np.array([p is None or len(_core.tokenize(p, tokenizer)) < n for p in prompts.to_pylist()], dtype=bool)
 
 
 class ShortPrompts:
